@@ -1,0 +1,1 @@
+namespace Palimpsest.Cuda.Interop; internal static class Placeholder {}

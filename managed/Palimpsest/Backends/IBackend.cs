@@ -1,0 +1,181 @@
+using Palimpsest.Tensors;
+
+namespace Palimpsest.Backends;
+
+/// <summary>Elementwise activation of a feed-forward block.</summary>
+public enum Activation
+{
+    /// <summary>GPT-2's tanh approximation ("gelu_new", "gelu_pytorch_tanh").</summary>
+    GeluTanh,
+    /// <summary>Exact erf GELU ("gelu").</summary>
+    GeluErf,
+    Relu,
+    /// <summary>SiLU, used inside SwiGLU (Llama): the op is <see cref="IBackend.SiluMul"/>.</summary>
+    Silu,
+}
+
+/// <summary>
+/// The op list every backend implements: a float64 reference (plain loops), a float32 SIMD CPU
+/// backend, and CUDA. The transformer forward and backward are written once against this.
+///
+/// Conventions: every tensor is row-major and contiguous; a "matrix" is viewed as [Rows, Cols]
+/// (all but the last dimension folded into rows). Weight matrices are stored [in, out] so a
+/// linear layer is y = x · W (+ b). Output tensors are overwritten unless the parameter says
+/// "accumulate". Gradients of weights always accumulate (they are zeroed by the caller).
+/// </summary>
+public interface IBackend : IDisposable
+{
+    /// <summary>Short name for reports: "cpu-f64", "cpu-f32", "cuda-f32", ...</summary>
+    string Name { get; }
+
+    /// <summary>Element type of activations this backend computes in (F64 or F32).</summary>
+    DType Compute { get; }
+
+    // ---------------- memory ----------------
+
+    /// <summary>New zero-filled activation tensor of <paramref name="shape"/>.</summary>
+    Tensor Zeros(params int[] shape);
+
+    /// <summary>Copies host data into a new tensor (converted to <see cref="Compute"/>).</summary>
+    Tensor FromHost(ReadOnlySpan<double> src, params int[] shape);
+
+    /// <summary>Copies host data into a new tensor (converted to <see cref="Compute"/>).</summary>
+    Tensor FromHost(ReadOnlySpan<float> src, params int[] shape);
+
+    /// <summary>
+    /// Uploads a weight. A backend may keep weights in a narrower type than <see cref="Compute"/>
+    /// (fp16/bf16 on CUDA); the ops then read it with fp32 accumulation.
+    /// </summary>
+    Tensor Weight(ReadOnlySpan<float> src, params int[] shape);
+
+    /// <summary>Weight from float64 host data (float64 checkpoints and edited weights).</summary>
+    Tensor Weight(ReadOnlySpan<double> src, params int[] shape);
+
+    /// <summary>Copies a tensor to the host, converting to float64. dst.Length == t.Length.</summary>
+    void ToHost(Tensor t, Span<double> dst);
+
+    /// <summary>Copies a tensor to the host, converting to float32. dst.Length == t.Length.</summary>
+    void ToHost(Tensor t, Span<float> dst);
+
+    /// <summary>Overwrites the whole tensor with host data (same length), converting.</summary>
+    void Upload(Tensor t, ReadOnlySpan<double> src);
+
+    /// <summary>Sets every element to zero.</summary>
+    void Zero(Tensor t);
+
+    /// <summary>dst[dstRow + r, :] = src[srcRow + r, :] for r in [0, rows). Both 2-D with equal Cols.</summary>
+    void CopyRows(Tensor src, int srcRow, Tensor dst, int dstRow, int rows);
+
+    // ---------------- linear algebra ----------------
+
+    /// <summary>
+    /// c [M, N] (+)= op(a) [M, K] · op(b) [K, N], op = transpose when the flag is set
+    /// (a stored [K, M] when transA; b stored [N, K] when transB). Accumulates when
+    /// <paramref name="accumulate"/>, else overwrites.
+    /// </summary>
+    void MatMul(Tensor a, bool transA, Tensor b, bool transB, Tensor c, bool accumulate = false);
+
+    /// <summary>x [M, N] += bias [N] on every row.</summary>
+    void AddBias(Tensor x, Tensor bias);
+
+    /// <summary>dst [N] (+)= Σ_m x [m, :]  (bias gradient).</summary>
+    void SumRows(Tensor x, Tensor dst, bool accumulate);
+
+    /// <summary>dst = a + b elementwise (same length); dst may alias a or b.</summary>
+    void Add(Tensor a, Tensor b, Tensor dst);
+
+    /// <summary>dst += alpha · src elementwise (same length).</summary>
+    void Axpy(double alpha, Tensor src, Tensor dst);
+
+    /// <summary>x [T, d]: x[row, :] += v [d]  (an intervention added at one position).</summary>
+    void AddToRow(Tensor x, int row, Tensor v);
+
+    /// <summary>dst [d] (+)= x [T, d] row <paramref name="row"/>  (gradient of an intervention).</summary>
+    void GetRow(Tensor x, int row, Tensor dst, bool accumulate);
+
+    // ---------------- embeddings ----------------
+
+    /// <summary>
+    /// dst [T, d] = wte [V, d] rows of ids [T] (+ wpe [P, d] row posOffset + t when wpe is given).
+    /// Throws when an id is outside [0, V) or a position outside [0, P).
+    /// </summary>
+    void Embed(ReadOnlySpan<int> ids, Tensor wte, Tensor? wpe, int posOffset, Tensor dst);
+
+    /// <summary>dwte[ids[t]] += dy[t]; dwpe[posOffset + t] += dy[t] (dwpe optional).</summary>
+    void EmbedBackward(ReadOnlySpan<int> ids, Tensor dy, Tensor dwte, Tensor? dwpe, int posOffset);
+
+    // ---------------- norms ----------------
+
+    /// <summary>
+    /// y [T, d] = (x - mean) · rstd · g [d] (+ b [d]); saves mean [T] and rstd [T] for the backward.
+    /// </summary>
+    void LayerNorm(Tensor x, Tensor g, Tensor? b, double eps, Tensor y, Tensor mean, Tensor rstd);
+
+    /// <summary>dx [T, d] += ∂; dg [d] += ∂; db [d] += ∂ (dg/db may be null: frozen weights).</summary>
+    void LayerNormBackward(Tensor dy, Tensor x, Tensor g, Tensor mean, Tensor rstd, Tensor dx, Tensor? dg, Tensor? db);
+
+    /// <summary>y [T, d] = x · rstd · g, rstd = 1/sqrt(mean(x²) + eps); saves rstd [T].</summary>
+    void RmsNorm(Tensor x, Tensor g, double eps, Tensor y, Tensor rstd);
+
+    /// <summary>dx [T, d] += ∂; dg [d] += ∂ (dg may be null).</summary>
+    void RmsNormBackward(Tensor dy, Tensor x, Tensor g, Tensor rstd, Tensor dx, Tensor? dg);
+
+    // ---------------- activations ----------------
+
+    /// <summary>y = act(x) elementwise (GeluTanh, GeluErf, Relu, Silu).</summary>
+    void Activate(Activation act, Tensor x, Tensor y);
+
+    /// <summary>dx = act'(x) · dy (overwrites dx).</summary>
+    void ActivateBackward(Activation act, Tensor x, Tensor dy, Tensor dx);
+
+    /// <summary>y [T, f] = silu(gate [T, f]) · up [T, f]  (SwiGLU).</summary>
+    void SiluMul(Tensor gate, Tensor up, Tensor y);
+
+    /// <summary>dgate, dup [T, f] (overwritten) from dy [T, f].</summary>
+    void SiluMulBackward(Tensor gate, Tensor up, Tensor dy, Tensor dgate, Tensor dup);
+
+    // ---------------- rotary ----------------
+
+    /// <summary>
+    /// In place on x [T, heads·headDim]: rotates the first rotaryDim dims of each head by the
+    /// angle (posOffset + t) · theta^(-2i/rotaryDim). interleaved: pairs (2i, 2i+1) (GPT-J);
+    /// else half-split pairs (i, i + rotaryDim/2) (GPT-NeoX, Llama). inverse rotates by the
+    /// negative angle (this is the backward).
+    /// </summary>
+    void Rope(Tensor x, int heads, int headDim, int rotaryDim, bool interleaved, double theta, int posOffset, bool inverse);
+
+    // ---------------- attention ----------------
+
+    /// <summary>
+    /// Causal scaled-dot-product attention with grouped heads.
+    /// q [T, H·hd], k [S, Hkv·hd], v [S, Hkv·hd] -> o [T, H·hd]; query t is at absolute position
+    /// S - T + t and sees keys 0..S-T+t; head h uses kv head h / (H / Hkv); scale 1/sqrt(hd).
+    /// probs [H, T, S] (optional) receives the softmax for the backward (0 where masked).
+    /// </summary>
+    void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs);
+
+    /// <summary>
+    /// Backward of <see cref="Attention"/> given the saved probs: dq [T, H·hd], dk, dv [S, Hkv·hd]
+    /// are overwritten.
+    /// </summary>
+    void AttentionBackward(Tensor dO, Tensor q, Tensor k, Tensor v, Tensor probs, int heads, int kvHeads, int headDim,
+        Tensor dq, Tensor dk, Tensor dv);
+
+    // ---------------- losses ----------------
+
+    /// <summary>lp [R, V] = log_softmax(logits [R, V]) row-wise.</summary>
+    void LogSoftmax(Tensor logits, Tensor lp);
+
+    /// <summary>
+    /// Mean negative log-likelihood Σ_r w_r · (−log p_r[targets[r]]) / Σ_r w_r over rows with
+    /// targets[r] ≥ 0 (w_r = 1 unless weights given). When dlogits [R, V] is given it is
+    /// accumulated with the gradient of that loss times <paramref name="scale"/>.
+    /// </summary>
+    double CrossEntropy(Tensor logits, ReadOnlySpan<int> targets, Tensor? dlogits, double scale = 1.0);
+
+    /// <summary>
+    /// KL(P || Q) summed over rows, P = softmax(logits [R, V]), log Q = refLogProbs [R, V], divided by R
+    /// ("batchmean"). dlogits [R, V] (optional) accumulates its gradient times scale.
+    /// </summary>
+    double KlDivergence(Tensor logits, Tensor refLogProbs, Tensor? dlogits, double scale = 1.0);
+}

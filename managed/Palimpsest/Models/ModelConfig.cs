@@ -1,0 +1,236 @@
+using System.Text.Json;
+using Palimpsest.Backends;
+
+namespace Palimpsest.Models;
+
+public enum Architecture { Gpt2, GptJ, GptNeoX, Llama }
+
+public enum NormKind { LayerNorm, RmsNorm }
+
+/// <summary>
+/// Everything the forward needs to know about a checkpoint, read from config.json. An
+/// architecture is data: these flags say how a block is wired; the tensor names live in
+/// <see cref="Architectures"/>.
+/// </summary>
+public sealed record ModelConfig
+{
+    public required Architecture Arch { get; init; }
+    public required int Layers { get; init; }
+    public required int DModel { get; init; }
+    public required int Heads { get; init; }
+    public required int KvHeads { get; init; }
+    public required int HeadDim { get; init; }
+    public required int DFf { get; init; }
+    public required int Vocab { get; init; }
+    /// <summary>Context length (n_positions / max_position_embeddings).</summary>
+    public required int MaxPositions { get; init; }
+    public required double NormEps { get; init; }
+    public required NormKind Norm { get; init; }
+    public required Activation Act { get; init; }
+    /// <summary>Learned absolute positions (GPT-2) instead of rotary.</summary>
+    public bool LearnedPositions { get; init; }
+    /// <summary>Dims of each head that are rotated (0 = no rotary).</summary>
+    public int RotaryDim { get; init; }
+    /// <summary>GPT-J rotates pairs (2i, 2i+1); NeoX/Llama rotate (i, i + rotaryDim/2).</summary>
+    public bool RotaryInterleaved { get; init; }
+    public double RopeTheta { get; init; } = 10000.0;
+    /// <summary>x + attn(ln1 x) + mlp(ln2 x) (NeoX parallel) or + mlp(ln1 x) (GPT-J, <see cref="SharedNorm"/>).</summary>
+    public bool ParallelResidual { get; init; }
+    /// <summary>GPT-J: one LayerNorm feeds both attention and MLP.</summary>
+    public bool SharedNorm { get; init; }
+    /// <summary>SwiGLU MLP: down(silu(gate x) · up x).</summary>
+    public bool GatedMlp { get; init; }
+    public bool QkvBias { get; init; }
+    public bool AttnOutBias { get; init; }
+    public bool MlpBias { get; init; }
+    /// <summary>LayerNorm has a bias (always true for LayerNorm, false for RMSNorm).</summary>
+    public bool NormBias => Norm == NormKind.LayerNorm;
+    public bool TiedHead { get; init; }
+    public bool HeadBias { get; init; }
+    public int? EosTokenId { get; init; }
+    public string ModelType { get; init; } = "";
+
+    public int QDim => Heads * HeadDim;
+    public int KvDim => KvHeads * HeadDim;
+
+    /// <summary>Parses config.json. Throws <see cref="ModelFormatException"/> naming the file and field.</summary>
+    public static ModelConfig Load(string path)
+    {
+        if (!File.Exists(path)) throw new ModelFormatException($"{path}: config.json not found");
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(File.ReadAllText(path)); }
+        catch (JsonException e) { throw new ModelFormatException($"{path}: not valid JSON ({e.Message.Split('\n')[0]})"); }
+        using (doc) return Parse(doc.RootElement, path);
+    }
+
+    public static ModelConfig Parse(JsonElement j, string file = "config.json")
+    {
+        if (j.ValueKind != JsonValueKind.Object) throw new ModelFormatException($"{file}: top level is not a JSON object");
+        var r = new ConfigReader(j, file);
+        string type = r.Str("model_type");
+        switch (type)
+        {
+            case "gpt2":
+            {
+                int d = r.Int("n_embd"), h = r.Int("n_head");
+                int? inner = r.OptInt("n_inner");
+                r.Require(d % h == 0, "n_embd", $"n_embd {d} is not divisible by n_head {h}");
+                return new ModelConfig
+                {
+                    Arch = Architecture.Gpt2, ModelType = type,
+                    Layers = r.Int("n_layer"), DModel = d, Heads = h, KvHeads = h, HeadDim = d / h,
+                    DFf = inner ?? 4 * d, Vocab = r.Int("vocab_size"), MaxPositions = r.Int("n_positions"),
+                    NormEps = r.Dbl("layer_norm_epsilon", 1e-5), Norm = NormKind.LayerNorm,
+                    Act = r.Act("activation_function", "gelu_new"), LearnedPositions = true,
+                    QkvBias = true, AttnOutBias = true, MlpBias = true, TiedHead = true,
+                    EosTokenId = r.OptInt("eos_token_id"),
+                };
+            }
+            case "gptj":
+            {
+                int d = r.Int("n_embd"), h = r.Int("n_head");
+                r.Require(d % h == 0, "n_embd", $"n_embd {d} is not divisible by n_head {h}");
+                int rot = r.OptInt("rotary_dim") ?? d / h;
+                r.Require(rot > 0 && rot <= d / h && rot % 2 == 0, "rotary_dim", $"rotary_dim {rot} must be even and in (0, {d / h}]");
+                return new ModelConfig
+                {
+                    Arch = Architecture.GptJ, ModelType = type,
+                    Layers = r.Int("n_layer"), DModel = d, Heads = h, KvHeads = h, HeadDim = d / h,
+                    DFf = r.OptInt("n_inner") ?? 4 * d, Vocab = r.Int("vocab_size"), MaxPositions = r.Int("n_positions"),
+                    NormEps = r.Dbl("layer_norm_epsilon", 1e-5), Norm = NormKind.LayerNorm,
+                    Act = r.Act("activation_function", "gelu_new"), RotaryDim = rot, RotaryInterleaved = true,
+                    RopeTheta = 10000.0, ParallelResidual = true, SharedNorm = true,
+                    QkvBias = false, AttnOutBias = false, MlpBias = true,
+                    TiedHead = r.Bool("tie_word_embeddings", false), HeadBias = true,
+                    EosTokenId = r.OptInt("eos_token_id"),
+                };
+            }
+            case "gpt_neox":
+            {
+                int d = r.Int("hidden_size"), h = r.Int("num_attention_heads");
+                r.Require(d % h == 0, "hidden_size", $"hidden_size {d} is not divisible by num_attention_heads {h}");
+                int hd = d / h;
+                double pct = r.RopeParam("partial_rotary_factor", "rotary_pct", 1.0);
+                int rot = (int)(hd * pct);
+                r.Require(rot % 2 == 0 && rot >= 0 && rot <= hd, "rotary_pct", $"rotary dims {rot} must be even and <= head_dim {hd}");
+                bool bias = r.Bool("attention_bias", true);
+                return new ModelConfig
+                {
+                    Arch = Architecture.GptNeoX, ModelType = type,
+                    Layers = r.Int("num_hidden_layers"), DModel = d, Heads = h, KvHeads = h, HeadDim = hd,
+                    DFf = r.Int("intermediate_size"), Vocab = r.Int("vocab_size"), MaxPositions = r.Int("max_position_embeddings"),
+                    NormEps = r.Dbl("layer_norm_eps", 1e-5), Norm = NormKind.LayerNorm,
+                    Act = r.Act("hidden_act", "gelu"), RotaryDim = rot, RotaryInterleaved = false,
+                    RopeTheta = r.RopeParam("rope_theta", "rotary_emb_base", 10000.0),
+                    ParallelResidual = r.Bool("use_parallel_residual", true),
+                    QkvBias = bias, AttnOutBias = bias, MlpBias = true,
+                    TiedHead = r.Bool("tie_word_embeddings", false), EosTokenId = r.OptInt("eos_token_id"),
+                };
+            }
+            case "llama":
+            {
+                int d = r.Int("hidden_size"), h = r.Int("num_attention_heads");
+                int kv = r.OptInt("num_key_value_heads") ?? h;
+                int hd = r.OptInt("head_dim") ?? d / h;
+                r.Require(h % kv == 0, "num_key_value_heads", $"num_attention_heads {h} is not a multiple of num_key_value_heads {kv}");
+                r.Require(hd % 2 == 0, "head_dim", $"head_dim {hd} must be even for rotary");
+                bool ab = r.Bool("attention_bias", false);
+                string act = r.OptStr("hidden_act") ?? "silu";
+                r.Require(act == "silu", "hidden_act", $"hidden_act '{act}' is not supported for llama (only silu)");
+                return new ModelConfig
+                {
+                    Arch = Architecture.Llama, ModelType = type,
+                    Layers = r.Int("num_hidden_layers"), DModel = d, Heads = h, KvHeads = kv, HeadDim = hd,
+                    DFf = r.Int("intermediate_size"), Vocab = r.Int("vocab_size"), MaxPositions = r.Int("max_position_embeddings"),
+                    NormEps = r.Dbl("rms_norm_eps", 1e-6), Norm = NormKind.RmsNorm, Act = Activation.Silu, GatedMlp = true,
+                    RotaryDim = hd, RotaryInterleaved = false, RopeTheta = r.RopeParam("rope_theta", "rope_theta", 10000.0),
+                    QkvBias = ab, AttnOutBias = ab, MlpBias = r.Bool("mlp_bias", false),
+                    TiedHead = r.Bool("tie_word_embeddings", false), EosTokenId = r.OptInt("eos_token_id"),
+                };
+            }
+            default:
+                throw new ModelFormatException($"{file}: model_type '{type}' is not supported (supported: gpt2, gptj, gpt_neox, llama)");
+        }
+    }
+
+    /// <summary>Typed field access that names the file and field in every error.</summary>
+    private readonly struct ConfigReader(JsonElement j, string file)
+    {
+        private ModelFormatException Bad(string field, string what) => new($"{file}: field '{field}' {what}");
+
+        public void Require(bool ok, string field, string msg) { if (!ok) throw new ModelFormatException($"{file}: field '{field}': {msg}"); }
+
+        public string Str(string f)
+        {
+            if (!j.TryGetProperty(f, out var v)) throw Bad(f, "is missing");
+            if (v.ValueKind != JsonValueKind.String) throw Bad(f, "must be a string");
+            return v.GetString()!;
+        }
+
+        public string? OptStr(string f) => j.TryGetProperty(f, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
+
+        public int Int(string f) => OptInt(f) ?? throw Bad(f, "is missing");
+
+        public int? OptInt(string f)
+        {
+            if (!j.TryGetProperty(f, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+            if (v.ValueKind == JsonValueKind.Array && v.GetArrayLength() > 0) v = v[0]; // eos_token_id may be a list
+            if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out int x)) throw Bad(f, "must be an integer");
+            if (x <= 0 && f != "eos_token_id" && f != "bos_token_id") throw Bad(f, $"must be positive (got {x})");
+            return x;
+        }
+
+        public double Dbl(string f, double dflt)
+        {
+            if (!j.TryGetProperty(f, out var v) || v.ValueKind == JsonValueKind.Null) return dflt;
+            if (v.ValueKind != JsonValueKind.Number) throw Bad(f, "must be a number");
+            double x = v.GetDouble();
+            if (!(x > 0) || double.IsInfinity(x)) throw Bad(f, $"must be positive and finite (got {x})");
+            return x;
+        }
+
+        public bool Bool(string f, bool dflt)
+        {
+            if (!j.TryGetProperty(f, out var v) || v.ValueKind == JsonValueKind.Null) return dflt;
+            return v.ValueKind switch
+            {
+                JsonValueKind.True => true,
+                JsonValueKind.False => false,
+                _ => throw Bad(f, "must be true or false"),
+            };
+        }
+
+        /// <summary>Newer transformers put rotary settings under rope_parameters / rope_scaling; older at top level.</summary>
+        public double RopeParam(string nested, string topLevel, double dflt)
+        {
+            foreach (var block in new[] { "rope_parameters", "rope_scaling" })
+            {
+                if (j.TryGetProperty(block, out var rp) && rp.ValueKind == JsonValueKind.Object && rp.TryGetProperty(nested, out var v))
+                {
+                    if (v.ValueKind != JsonValueKind.Number) throw Bad($"{block}.{nested}", "must be a number");
+                    if (rp.TryGetProperty("rope_type", out var t) && t.ValueKind == JsonValueKind.String && t.GetString() is { } s && s != "default")
+                        throw Bad($"{block}.rope_type", $"'{s}' is not supported (only default)");
+                    return v.GetDouble();
+                }
+            }
+            if (j.TryGetProperty(topLevel, out var top) && top.ValueKind == JsonValueKind.Number) return top.GetDouble();
+            return dflt;
+        }
+
+        public Activation Act(string f, string dflt)
+        {
+            string s = OptStr(f) ?? dflt;
+            return s switch
+            {
+                "gelu_new" or "gelu_pytorch_tanh" or "gelu_fast" => Activation.GeluTanh,
+                "gelu" => Activation.GeluErf,
+                "relu" => Activation.Relu,
+                "silu" or "swish" => Activation.Silu,
+                _ => throw Bad(f, $"'{s}' is not a supported activation (gelu_new, gelu, relu, silu)"),
+            };
+        }
+    }
+}
+
+/// <summary>A checkpoint or config that cannot be used; the message names the file and tensor/field.</summary>
+public sealed class ModelFormatException(string message) : Exception(message);
