@@ -75,12 +75,12 @@ static __device__ __forceinline__ float hash_uniform(unsigned long long seed, lo
     return (float)(z >> 40) * (1.0f / 8388608.0f) - 1.0f; // 24 bits -> [-1, 1)
 }
 
-// dst [n] stored as dtype = uniform [-scale, scale)
-extern "C" __global__ void fill_uniform(void* dst, int dtype, long long n, unsigned long long seed, float scale)
+// dst [n] stored as dtype = offset + uniform [-scale, scale)
+extern "C" __global__ void fill_uniform(void* dst, int dtype, long long n, unsigned long long seed, float scale, float offset)
 {
     FOR_N(i, n)
     {
-        float v = hash_uniform(seed, i) * scale;
+        float v = offset + hash_uniform(seed, i) * scale;
         if (dtype == DT_F16) ((unsigned short*)dst)[i] = float_to_half(v);
         else if (dtype == DT_BF16) ((unsigned short*)dst)[i] = float_to_bf16(v);
         else ((float*)dst)[i] = v;

@@ -1,7 +1,7 @@
 // Rotary position embedding, in place. The backward is the same kernel with the angle negated.
 #include "common.cuh"
 
-// x [T, heads*headDim] in place; cosT, sinT [P, rotaryDim/2] precomputed in float64 on the host
+// x [T, heads*headDim] in place; cosT, sinT [P, rotaryDim/2] precomputed on the host (RopeTable)
 // (row = absolute position), so large positions keep full accuracy. One thread per (t, head, pair).
 // interleaved: pairs (2i, 2i+1) (GPT-J); else (i, i + rotaryDim/2) (GPT-NeoX, Llama).
 extern "C" __global__ void rope(float* x, const float* cosT, const float* sinT, int T, int heads, int headDim,

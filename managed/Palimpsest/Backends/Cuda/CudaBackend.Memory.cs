@@ -40,14 +40,14 @@ public sealed partial class CudaBackend
     public Tensor Weight(ReadOnlySpan<double> src, params int[] shape) => Weight(ToFloat(src), shape);
 
     /// <summary>
-    /// A weight of <paramref name="shape"/> in the backend's storage, filled on the device with
-    /// uniform [-scale, scale) noise from <paramref name="seed"/> (benchmarks: no host upload).
+    /// Overwrites <paramref name="t"/> (any storage type) with offset + uniform [-scale, scale)
+    /// noise drawn on the device from <paramref name="seed"/>: benchmarks make gigabytes of random
+    /// weights this way instead of uploading them.
     /// </summary>
-    public Tensor RandomWeight(ulong seed, float scale, params int[] shape)
+    public void FillUniform(Tensor t, ulong seed, float scale, float offset = 0f)
     {
-        var t = New(StorageFor(shape), shape);
-        LaunchN(_k.Elementwise, "fill_uniform", t.Length, t.Ptr, DTypeCode(t.DType), t.Length, (long)seed, scale);
-        return t;
+        var c = C(t, "t");
+        LaunchN(_k.Elementwise, "fill_uniform", c.Length, c.Ptr, DTypeCode(c.DType), c.Length, (long)seed, scale, offset);
     }
 
     // src float32 -> dst float16/bfloat16, same length
@@ -87,6 +87,14 @@ public sealed partial class CudaBackend
         var c = C(t, "t");
         _ctx.MakeCurrent();
         if (c.Bytes > 0) CuDriver.Check(CuDriver.cuMemsetD8Async(c.Ptr, 0, (nuint)c.Bytes, Stream), $"cuMemsetD8Async({c.Bytes} bytes)");
+    }
+
+    // t [R, C] -> view [rows, C] over its first rows (shares storage; disposing the view frees nothing)
+    public Tensor RowPrefix(Tensor t, int rows)
+    {
+        var c = C(t, "t");
+        if (rows < 0 || rows > c.Rows) throw new ArgumentOutOfRangeException(nameof(rows), $"RowPrefix: {rows} rows of {c}");
+        return new CudaTensor(c, [rows, c.Cols]);
     }
 
     // src [*, d] rows srcRow.. -> dst [*, d] rows dstRow..

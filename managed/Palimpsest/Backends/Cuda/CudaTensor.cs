@@ -7,14 +7,22 @@ namespace Palimpsest.Backends.Cuda;
 public sealed class CudaTensor : Tensor
 {
     private DeviceBuffer? _buffer;
+    private readonly CudaTensor? _parent;
 
     internal CudaTensor(int[] shape, DType dtype, DeviceBuffer buffer) : base(shape, dtype)
     {
         _buffer = buffer;
     }
 
-    /// <summary>Device address of element 0 (0 once disposed).</summary>
-    public ulong Ptr => _buffer?.Ptr ?? throw new ObjectDisposedException(nameof(CudaTensor), $"{this} was disposed");
+    /// <summary>A view over the start of <paramref name="parent"/>'s storage (no copy, does not own it).</summary>
+    internal CudaTensor(CudaTensor parent, int[] shape) : base(shape, parent.DType)
+    {
+        if (Length > parent.Length) throw new ArgumentException($"view {ShapeString} is larger than {parent}");
+        _parent = parent;
+    }
+
+    /// <summary>Device address of element 0; throws once this tensor (or the one it views) is disposed.</summary>
+    public ulong Ptr => _parent?.Ptr ?? _buffer?.Ptr ?? throw new ObjectDisposedException(nameof(CudaTensor), $"{this} was disposed");
 
     public long Bytes => Length * ElementSize(DType);
 
