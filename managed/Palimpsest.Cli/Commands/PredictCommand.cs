@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using Spectre.Console;
 
 namespace Palimpsest.Cli.Commands;
 
@@ -23,27 +22,26 @@ internal static class PredictCommand
             double[] logits = s.Engine.LastLogits(input);
             var rows = NextToken.Top(logits, Math.Min(k, logits.Length));
 
-            var console = CliConsole.For(io.Out);
             string shown = pr.GetValue(prompt) is { } p ? TokenText.Quote(p) : "--ids " + string.Join(",", input);
-            console.Write(new Text($"{shown} ({input.Length} tokens, {s.Engine.BackendName})\n"));
-            var table = new Table().Border(TableBorder.Simple)
-                .AddColumn(new TableColumn("rank").RightAligned())
-                .AddColumn(new TableColumn("token"))
-                .AddColumn(new TableColumn("id").RightAligned())
-                .AddColumn(new TableColumn("prob").RightAligned())
-                .AddColumn(new TableColumn("logit").RightAligned());
+            io.Out.WriteLine($"{shown} ({input.Length} tokens, {s.Engine.BackendName})");
+            var table = new TextTable(("rank", true), ("token", false), ("id", true), ("prob", true), ("logit", true));
             for (int r = 0; r < rows.Length; r++)
             {
                 var (id, prob, logit) = rows[r];
-                table.AddRow(new Text((r + 1).ToString(CultureInfo.InvariantCulture)), new Text(TokenLabel(s, id)),
-                    new Text(id.ToString(CultureInfo.InvariantCulture)), new Text(prob.ToString("0.0000", CultureInfo.InvariantCulture)),
-                    new Text(logit.ToString("0.000", CultureInfo.InvariantCulture)));
+                table.Add(I(r + 1), TokenLabel(s, id), I(id), Prob(prob), logit.ToString("0.000", CultureInfo.InvariantCulture));
             }
-            console.Write(table);
+            table.WriteTo(io.Out);
             return CliErrors.Ok;
         });
         return cmd;
     }
+
+    private static string I(int x) => x.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>Four decimals, or two significant digits in exponent form when that would show 0.0000.</summary>
+    internal static string Prob(double p) => p >= 5e-5 || p == 0
+        ? p.ToString("0.0000", CultureInfo.InvariantCulture)
+        : p.ToString("0.0e+00", CultureInfo.InvariantCulture);
 
     /// <summary>The token's text, or just its id when the model has no usable tokenizer (predict --ids on a bare checkpoint).</summary>
     internal static string TokenLabel(ModelSession s, int id)

@@ -31,7 +31,7 @@ internal static class RunCommand
             for (int v = 0; v < V; v++) last[v] = logits[(long)(T - 1) * V + v];
             var (id, prob, _) = NextToken.Top(last, 1)[0];
             io.Out.WriteLine($"{T} tokens, {s.Engine.BackendName}: logits {logits.ShapeString}, hidden_states {hidden.ShapeString}");
-            io.Out.WriteLine($"next token: {id} {PredictCommand.TokenLabel(s, id)} p={prob.ToString("0.0000", CultureInfo.InvariantCulture)}");
+            io.Out.WriteLine($"next token: {id} {PredictCommand.TokenLabel(s, id)} p={PredictCommand.Prob(prob)}");
 
             if (pr.GetValue(dump) is { } path)
             {
