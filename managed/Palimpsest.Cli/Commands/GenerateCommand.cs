@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
 
 namespace Palimpsest.Cli.Commands;
 
@@ -26,26 +27,39 @@ internal static class GenerateCommand
 
             using var s = ModelSession.Open(pr.GetValue(model)!, pr.GetValue(f64));
             int[] input = s.ResolveInput(pr.GetValue(prompt), pr.GetValue(ids));
-            var tok = s.Tokenizer;
+            var tok = TokenizerOrNull(s, fromIds: pr.GetValue(ids) is not null);
+            var settings = new GenerateSettings(n, k, temp, pr.GetValue(seed), tok?.EosId);
+            if (tok is null)
+            {
+                // A bare checkpoint given --ids: continue it anyway and print ids, as `run` and `predict` do.
+                io.Out.WriteLine(string.Join(",", input.Concat(s.Engine.Generate(input, settings))));
+                return CliErrors.Ok;
+            }
             var all = new List<int>(input);
             string printed = tok.Decode(input.AsSpan());
             io.Out.Write(printed);
-            foreach (int next in s.Engine.Generate(input, new GenerateSettings(n, k, temp, pr.GetValue(seed), tok.EosId)))
+            foreach (int next in s.Engine.Generate(input, settings))
             {
                 all.Add(next);
                 // Decode the whole text and print what is new: one token can be half of a UTF-8 character.
-                string text = tok.Decode(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(all));
+                string text = tok.Decode(CollectionsMarshal.AsSpan(all));
                 if (text.EndsWith('\uFFFD') || !text.StartsWith(printed, StringComparison.Ordinal)) continue;
                 io.Out.Write(text[printed.Length..]);
                 io.Out.Flush();
                 printed = text;
             }
-            string final = tok.Decode(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(all));
+            string final = tok.Decode(CollectionsMarshal.AsSpan(all));
             if (final.StartsWith(printed, StringComparison.Ordinal)) io.Out.Write(final[printed.Length..]);
             io.Out.WriteLine();
             return CliErrors.Ok;
         });
         return cmd;
+    }
+
+    private static Palimpsest.Tokenization.ITextTokenizer? TokenizerOrNull(ModelSession s, bool fromIds)
+    {
+        try { return s.Tokenizer; }
+        catch (Palimpsest.Models.ModelFormatException) when (fromIds) { return null; }
     }
 }
 

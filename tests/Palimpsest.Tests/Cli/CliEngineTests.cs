@@ -14,8 +14,8 @@ public sealed class CliEngineTests : IDisposable
 
     /// <summary>(rank, id, prob) of each table row in predict's output.</summary>
     private static List<(int Rank, int Id, double Prob)> Rows(string output) =>
-        Regex.Matches(output, @"^\s*(\d+)  "".*""\s+(\d+)\s+(\S+)\s+\S+$", RegexOptions.Multiline)
-            .Select(m => (int.Parse(m.Groups[1].Value), int.Parse(m.Groups[2].Value), double.Parse(m.Groups[3].Value, System.Globalization.CultureInfo.InvariantCulture)))
+        Regex.Matches(output, @"^\s*(\d+)  ("".*""|#\d+)\s+(\d+)\s+(\S+)\s+\S+$", RegexOptions.Multiline)
+            .Select(m => (int.Parse(m.Groups[1].Value), int.Parse(m.Groups[3].Value), double.Parse(m.Groups[4].Value, System.Globalization.CultureInfo.InvariantCulture)))
             .ToList();
 
     [Fact]
@@ -33,10 +33,15 @@ public sealed class CliEngineTests : IDisposable
         Assert.Contains("(4 tokens", r.Out);
     }
 
-    [Fact]
-    public void Predict_Top1_IsTheArgmaxOfTransformersLogits()
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("gptj")]
+    [InlineData("gpt_neox")]
+    [InlineData("llama")]
+    public void Predict_Top1_IsTheArgmaxOfTransformersLogits(string fixture)
     {
-        using var reference = SafetensorsFile.Open(Path.Combine(Gpt2, "reference.safetensors"));
+        string dir = CliRunner.Fixture(fixture);
+        using var reference = SafetensorsFile.Open(Path.Combine(dir, "reference.safetensors"));
         long[] ids = reference.ReadI64("input_ids");
         double[] logits = reference.ReadF64("logits"); // [3, 12, 1000]
         for (int seq = 0; seq < 3; seq++)
@@ -44,7 +49,7 @@ public sealed class CliEngineTests : IDisposable
             var prompt = ids.Skip(seq * 12).Take(12);
             var row = logits.AsSpan((seq * 12 + 11) * 1000, 1000);
             int expected = row.IndexOf(System.Linq.Enumerable.Max(row.ToArray()));
-            var r = CliRunner.Run("predict", Gpt2, "--ids", string.Join(",", prompt), "--top", "3");
+            var r = CliRunner.Run("predict", dir, "--ids", string.Join(",", prompt), "--top", "3");
             Assert.True(r.Code == 0, r.ToString());
             Assert.Equal(expected, Rows(r.Out)[0].Id);
         }
@@ -126,5 +131,19 @@ public sealed class CliEngineTests : IDisposable
         Assert.True(g.Code == 0, g.ToString());
         Assert.StartsWith(string.Concat(Enumerable.Repeat(" the", 60)), g.Out);
         Assert.True(g.Out.Length > 60 * 4 + 1, "generated nothing");
+    }
+
+    [Fact]
+    public void GenerateOnAModelWithoutTokenizer_PrintsIds()
+    {
+        // The llama fixture has no tokenizer files: --ids in, ids out (prompt, then 3 new ones).
+        var g = CliRunner.Run("generate", CliRunner.Fixture("llama"), "--ids", "1,2,3", "--max-tokens", "3");
+        Assert.True(g.Code == 0, g.ToString());
+        var ids = g.Out.Trim().Split(',').Select(int.Parse).ToArray();
+        Assert.Equal([1, 2, 3], ids[..3]);
+        Assert.Equal(6, ids.Length);
+        Assert.All(ids, id => Assert.InRange(id, 0, 999));
+        // Without --ids there is no way to tokenize a prompt: a bad-input error naming the missing files.
+        CliRunner.AssertBadInput(CliRunner.Run("generate", CliRunner.Fixture("llama"), "hello"), "tokenizer.model");
     }
 }

@@ -47,7 +47,7 @@ internal static class TinyBpe
         "{" + string.Join(",", v.Select(kv => Str(kv.Key) + ":" + kv.Value)) + "}";
 
     /// <summary>GPT-2's reversible map from bytes to printable unicode characters.</summary>
-    private static string[] ByteToUnicode()
+    internal static string[] ByteToUnicode()
     {
         var printable = new List<int>();
         for (int b = '!'; b <= '~'; b++) printable.Add(b);

@@ -151,4 +151,34 @@ public sealed class TokenizerFactoryTests : IDisposable
         var e = Assert.Throws<DirectoryNotFoundException>(() => TokenizerFactory.ForModel(missing, FixtureConfig()));
         Assert.Contains(missing, e.Message);
     }
+
+    public static readonly TheoryData<bool> BothLayouts = new(false, true);
+
+    [Theory]
+    [MemberData(nameof(BothLayouts))]
+    public void FullGpt2InHuggingFaceFiles_EncodesExactlyLikeTheBuiltInEncoding(bool tokenizerJson)
+    {
+        string dir = ConfigOnlyFolder();
+        Gpt2HfFiles.Write(dir, tokenizerJson);
+        var config = FullGpt2Config();
+        var fromFiles = TokenizerFactory.ForModel(dir, config);
+        var builtIn = TokenizerFactory.Gpt2(config);
+        Assert.Contains(tokenizerJson ? "tokenizer.json" : "vocab.json", fromFiles.Source);
+        string[] texts =
+        [
+            "The mother tongue of Danielle Darrieux is",
+            " French",
+            "Hello world!!! 123456789 it's they're we've I'm you'll he'd",
+            "def f(x):\n    return x**2  # squared\n\n\n",
+            "a   b \t\t c\r\n  ",
+            "Émile Zola, 日本語のテキスト, русский, emoji 🙂👍🏽 and <|endoftext|> inside",
+        ];
+        foreach (var text in texts)
+        {
+            var expected = builtIn.Encode(text);
+            Assert.Equal(expected, fromFiles.Encode(text));
+            Assert.Equal(text, fromFiles.Decode(expected));
+        }
+        Assert.Equal(Gpt2HfFiles.EndOfText, fromFiles.EosId);
+    }
 }
