@@ -24,7 +24,7 @@ public static class SafetensorsWriter
             var kind = ParseDType(name, dtype);
             if (!kind.IsFloat())
                 throw new ArgumentException($"{path}: tensor '{name}': dtype {dtype} is not a float dtype; write integer tensors with the raw-bytes overload");
-            entries.Add(new Entry(name, kind, t.Shape, s => WriteHost(s, t, kind)));
+            entries.Add(new Entry(name, kind, t.Shape, (s, _) => WriteHost(s, t, kind)));
         }
         WriteAtomic(path, entries, metadata);
     }
@@ -38,21 +38,18 @@ public static class SafetensorsWriter
         foreach (var (name, dtype, shape, data) in tensors)
         {
             var kind = ParseDType(name, dtype);
-            var e = new Entry(name, kind, shape, null!);
-            entries.Add(e with
+            entries.Add(new Entry(name, kind, shape, (s, need) =>
             {
-                WriteData = s =>
-                {
-                    if (data.LongLength != e.ByteLength)
-                        throw new ArgumentException($"{path}: tensor '{name}': {data.LongLength} bytes of data but shape [{string.Join(", ", shape)}] of {dtype} needs {e.ByteLength}");
-                    s.Write(data);
-                },
-            });
+                if (data.LongLength != need)
+                    throw new ArgumentException($"{path}: tensor '{name}': {data.LongLength} bytes of data but shape [{string.Join(", ", shape)}] of {dtype} needs {need}");
+                s.Write(data);
+            }));
         }
         WriteAtomic(path, entries, metadata);
     }
 
-    private sealed record Entry(string Name, StDType Kind, int[] Shape, Action<Stream> WriteData)
+    /// <summary>A tensor to write; WriteData(stream, byteLength) writes exactly byteLength bytes.</summary>
+    private sealed record Entry(string Name, StDType Kind, int[] Shape, Action<Stream, long> WriteData)
     {
         public long ByteLength
         {
@@ -84,7 +81,7 @@ public static class SafetensorsWriter
                 foreach (var e in entries)
                 {
                     long before = fs.Position;
-                    e.WriteData(fs);
+                    e.WriteData(fs, e.ByteLength);
                     if (fs.Position - before != e.ByteLength)
                         throw new InvalidOperationException($"tensor '{e.Name}': wrote {fs.Position - before} bytes, header says {e.ByteLength}");
                 }

@@ -23,6 +23,12 @@ public sealed class ForwardOptions
     public IReadOnlyList<int>? CaptureKeysAt { get; init; }
     /// <summary>Vectors to add while running.</summary>
     public IReadOnlyList<Intervention>? Interventions { get; init; }
+    /// <summary>
+    /// Compute logits only for rows [LogitsFrom, T): Logits is then [T − LogitsFrom, V]. Generation and
+    /// answer scoring need the last rows only, and the head is the largest matmul of a small model.
+    /// A negative value counts from the end (−1: the last row only).
+    /// </summary>
+    public int LogitsFrom { get; init; }
     /// <summary>Keep every activation so that <see cref="Transformer.Backward"/> can run.</summary>
     public bool KeepForBackward { get; init; }
 }
@@ -39,6 +45,8 @@ public sealed class ForwardResult : IDisposable
     internal Tape? Tape { get; set; }
     public int[] Ids { get; init; } = [];
     public int PositionOffset { get; init; }
+    /// <summary>First row (of the T tokens) that <see cref="Logits"/> covers.</summary>
+    public int LogitsFrom { get; init; }
 
     public void Dispose()
     {

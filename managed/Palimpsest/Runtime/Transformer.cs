@@ -132,8 +132,12 @@ public sealed class Transformer
         var xf = New(T, d); var meanF = New(T); var rstdF = New(T);
         Norm(x, P.LnFG, P.LnFB, xf, meanF, rstdF);
         if (hidden is not null) hidden[C.Layers] = Copy(xf);
-        var logits = B.Zeros(T, C.Vocab);
-        B.MatMul(xf, false, P.Head, true, logits);
+        int from = o.LogitsFrom < 0 ? T + o.LogitsFrom : o.LogitsFrom;
+        if (from < 0 || from >= T) throw new ArgumentException($"LogitsFrom {o.LogitsFrom} outside the {T} tokens");
+        var xHead = xf;
+        if (from > 0) { xHead = New(T - from, d); B.CopyRows(xf, from, xHead, 0, T - from); }
+        var logits = B.Zeros(T - from, C.Vocab);
+        B.MatMul(xHead, false, P.Head, true, logits);
         if (P.HeadB is not null) B.AddBias(logits, P.HeadB);
         if (cache is not null) cache.Length = pos0 + T;
 
@@ -145,11 +149,11 @@ public sealed class Transformer
         {
             foreach (var t in temps) t.Dispose();
         }
-        return new ForwardResult { Logits = logits, Hidden = hidden, MlpKeys = keys, Tape = tape, Ids = ids.ToArray(), PositionOffset = pos0 };
+        return new ForwardResult { Logits = logits, Hidden = hidden, MlpKeys = keys, Tape = tape, Ids = ids.ToArray(), PositionOffset = pos0, LogitsFrom = from };
     }
 
     /// <summary>
-    /// Backpropagates dlogits [T, V] through a forward run with KeepForBackward.
+    /// Backpropagates dlogits (shaped like fr.Logits) through a forward run with KeepForBackward.
     /// interventionGrads[i] [d] accumulates d loss / d (forward's Interventions[i].Delta).
     /// weightGrads (optional, from <see cref="Model.ZerosLikeParams"/>) accumulates every weight's gradient.
     /// Without weight gradients the pass stops below the lowest intervention (it is not needed further).
@@ -169,14 +173,20 @@ public sealed class Transformer
 
         try
         {
-            // head: dxf [T, d] = dlogits · Head; dHead [V, d] += dlogitsᵀ · xf
-            var dxf = New(T, d);
-            B.MatMul(dlogits, false, P.Head, false, dxf);
+            // head: dxf [R, d] = dlogits [R, V] · Head; dHead [V, d] += dlogitsᵀ · xf (rows R = T − from)
+            int from = fr.LogitsFrom, R = T - from;
+            if (dlogits.Rows != R || dlogits.Cols != C.Vocab) throw new ArgumentException($"dlogits {dlogits} does not match logits {fr.Logits}");
+            var dxHead = New(R, d);
+            B.MatMul(dlogits, false, P.Head, false, dxHead);
+            var xHead = tape.XF;
+            if (from > 0) { xHead = New(R, d); B.CopyRows(tape.XF, from, xHead, 0, R); }
             if (G is not null)
             {
-                B.MatMul(dlogits, true, tape.XF, false, G.Head, accumulate: true);
+                B.MatMul(dlogits, true, xHead, false, G.Head, accumulate: true);
                 if (G.HeadB is not null) B.SumRows(dlogits, G.HeadB, accumulate: true);
             }
+            var dxf = dxHead;
+            if (from > 0) { dxf = New(T, d); B.CopyRows(dxHead, 0, dxf, from, R); }
             var dx = New(T, d);
             NormBackward(dxf, tape.XL, P.LnFG, tape.MeanF, tape.RstdF, dx, G?.LnFG, G?.LnFB);
 
