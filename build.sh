@@ -22,8 +22,7 @@ case "$cmd" in
     echo "$p passed, $f failed, $s skipped"
     exit $rc ;;
   demo)
-    dotnet build managed/Palimpsest.Cli -c Release -v quiet -nologo >/dev/null
-    cli="dotnet managed/Palimpsest.Cli/bin/Release/net10.0/palimpsest.dll"
+    cli="./palimpsest"
     model="tests/fixtures/gpt2"
     if [ -d "$SHARED/models/cf5k-gpt2-d128-l6" ]; then model="$SHARED/models/cf5k-gpt2-d128-l6"; fi
     $cli info "$model"

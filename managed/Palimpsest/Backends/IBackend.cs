@@ -63,6 +63,13 @@ public interface IBackend : IDisposable
     /// <summary>Sets every element to zero.</summary>
     void Zero(Tensor t);
 
+    /// <summary>
+    /// A tensor of shape [rows, t.Cols] over the first <paramref name="rows"/> rows of t, sharing its
+    /// storage (no copy). Used for the KV cache: attention reads the filled prefix of the cache.
+    /// Writes through the view are visible in t. Disposing the view does not free t's storage.
+    /// </summary>
+    Tensor RowPrefix(Tensor t, int rows);
+
     /// <summary>dst[dstRow + r, :] = src[srcRow + r, :] for r in [0, rows). Both 2-D with equal Cols.</summary>
     void CopyRows(Tensor src, int srcRow, Tensor dst, int dstRow, int rows);
 

@@ -8,10 +8,12 @@ public sealed class F64Tensor : Tensor
 {
     public F64Tensor(double[] data, int[] shape) : base(shape, DType.F64)
     {
-        if (data.LongLength != Length) throw new ArgumentException($"data length {data.LongLength} does not match shape {ShapeString}");
+        // A row-prefix view shares a longer array; element i of the tensor is Data[i] for i < Length.
+        if (data.LongLength < Length) throw new ArgumentException($"data length {data.LongLength} is too short for shape {ShapeString}");
         Data = data;
     }
 
+    /// <summary>Storage; may be longer than <see cref="Tensor.Length"/> for a row-prefix view.</summary>
     public double[] Data { get; }
 }
 
@@ -60,14 +62,14 @@ public sealed class ReferenceBackend : IBackend
     public void ToHost(Tensor t, Span<double> dst)
     {
         if (dst.Length != t.Length) throw new ArgumentException($"destination has {dst.Length} values, tensor {t} has {t.Length}");
-        D(t).CopyTo(dst);
+        D(t).AsSpan(0, dst.Length).CopyTo(dst);
     }
 
     public void ToHost(Tensor t, Span<float> dst)
     {
         if (dst.Length != t.Length) throw new ArgumentException($"destination has {dst.Length} values, tensor {t} has {t.Length}");
         var d = D(t);
-        for (int i = 0; i < d.Length; i++) dst[i] = (float)d[i];
+        for (int i = 0; i < dst.Length; i++) dst[i] = (float)d[i];
     }
 
     public void Upload(Tensor t, ReadOnlySpan<double> src)
@@ -76,7 +78,13 @@ public sealed class ReferenceBackend : IBackend
         src.CopyTo(D(t));
     }
 
-    public void Zero(Tensor t) => Array.Clear(D(t));
+    public void Zero(Tensor t) => Array.Clear(D(t), 0, (int)t.Length);
+
+    public Tensor RowPrefix(Tensor t, int rows)
+    {
+        if (rows < 0 || rows > t.Rows) throw new ArgumentOutOfRangeException(nameof(rows), $"RowPrefix: {rows} rows of {t}");
+        return new F64Tensor(D(t), [rows, t.Cols]);
+    }
 
     public void CopyRows(Tensor src, int srcRow, Tensor dst, int dstRow, int rows)
     {
@@ -124,7 +132,7 @@ public sealed class ReferenceBackend : IBackend
     {
         if (bias.Length != x.Cols) throw new ArgumentException($"AddBias: bias {bias} does not match {x}");
         var X = D(x); var b = D(bias); int n = x.Cols;
-        for (long i = 0; i < X.LongLength; i++) X[i] += b[i % n];
+        for (long i = 0; i < x.Length; i++) X[i] += b[i % n];
     }
 
     // dst [N] (+)= Σ_m x [m, :]
@@ -132,7 +140,7 @@ public sealed class ReferenceBackend : IBackend
     {
         if (dst.Length != x.Cols) throw new ArgumentException($"SumRows: {dst} does not match {x}");
         var X = D(x); var o = D(dst); int n = x.Cols;
-        if (!accumulate) Array.Clear(o);
+        if (!accumulate) Array.Clear(o, 0, n);
         for (int r = 0; r < x.Rows; r++)
             for (int j = 0; j < n; j++) o[j] += X[(long)r * n + j];
     }
@@ -141,14 +149,14 @@ public sealed class ReferenceBackend : IBackend
     {
         SameLength(a, b, "Add"); SameLength(a, dst, "Add");
         var A = D(a); var B = D(b); var O = D(dst);
-        for (long i = 0; i < O.LongLength; i++) O[i] = A[i] + B[i];
+        for (long i = 0; i < dst.Length; i++) O[i] = A[i] + B[i];
     }
 
     public void Axpy(double alpha, Tensor src, Tensor dst)
     {
         SameLength(src, dst, "Axpy");
         var S = D(src); var O = D(dst);
-        for (long i = 0; i < O.LongLength; i++) O[i] += alpha * S[i];
+        for (long i = 0; i < dst.Length; i++) O[i] += alpha * S[i];
     }
 
     // x [T, d]: x[row] += v [d]
@@ -317,27 +325,27 @@ public sealed class ReferenceBackend : IBackend
     {
         SameLength(x, y, "Activate");
         var X = D(x); var Y = D(y);
-        for (long i = 0; i < X.LongLength; i++) Y[i] = Act(act, X[i]);
+        for (long i = 0; i < x.Length; i++) Y[i] = Act(act, X[i]);
     }
 
     public void ActivateBackward(Activation act, Tensor x, Tensor dy, Tensor dx)
     {
         SameLength(x, dy, "ActivateBackward"); SameLength(x, dx, "ActivateBackward");
         var X = D(x); var DY = D(dy); var DX = D(dx);
-        for (long i = 0; i < X.LongLength; i++) DX[i] = ActGrad(act, X[i]) * DY[i];
+        for (long i = 0; i < x.Length; i++) DX[i] = ActGrad(act, X[i]) * DY[i];
     }
 
     public void SiluMul(Tensor gate, Tensor up, Tensor y)
     {
         SameLength(gate, up, "SiluMul"); SameLength(gate, y, "SiluMul");
         var Gt = D(gate); var U = D(up); var Y = D(y);
-        for (long i = 0; i < Y.LongLength; i++) Y[i] = Act(Activation.Silu, Gt[i]) * U[i];
+        for (long i = 0; i < y.Length; i++) Y[i] = Act(Activation.Silu, Gt[i]) * U[i];
     }
 
     public void SiluMulBackward(Tensor gate, Tensor up, Tensor dy, Tensor dgate, Tensor dup)
     {
         var Gt = D(gate); var U = D(up); var DY = D(dy); var DG = D(dgate); var DU = D(dup);
-        for (long i = 0; i < Gt.LongLength; i++)
+        for (long i = 0; i < gate.Length; i++)
         {
             DG[i] = DY[i] * U[i] * ActGrad(Activation.Silu, Gt[i]);
             DU[i] = DY[i] * Act(Activation.Silu, Gt[i]);
@@ -415,7 +423,7 @@ public sealed class ReferenceBackend : IBackend
         CheckAttention(q, k, v, heads, kvHeads, headDim, dO);
         var G = D(dO); var Q = D(q); var K = D(k); var Vv = D(v); var P = D(probs);
         var DQ = D(dq); var DK = D(dk); var DV = D(dv);
-        Array.Clear(DQ); Array.Clear(DK); Array.Clear(DV);
+        Array.Clear(DQ, 0, (int)dq.Length); Array.Clear(DK, 0, (int)dk.Length); Array.Clear(DV, 0, (int)dv.Length);
         int qc = heads * headDim, kc = kvHeads * headDim;
         double scale = 1.0 / Math.Sqrt(headDim);
         var dp = new double[S];

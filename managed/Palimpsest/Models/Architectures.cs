@@ -1,0 +1,231 @@
+using Palimpsest.Tensors;
+
+namespace Palimpsest.Models;
+
+/// <summary>
+/// The only place that knows Hugging Face tensor names. Maps a checkpoint onto the canonical
+/// <see cref="ParamSet{T}"/> (matrices [in, out]) and checks every shape against config.json.
+/// </summary>
+public static class Architectures
+{
+    /// <summary>Reads and converts every parameter. Throws <see cref="ModelFormatException"/> naming the tensor.</summary>
+    public static ParamSet<HostTensor> Read(ModelConfig c, ITensorSource src)
+    {
+        return c.Arch switch
+        {
+            Architecture.Gpt2 => Gpt2(c, src),
+            Architecture.GptJ => GptJ(c, src),
+            Architecture.GptNeoX => NeoX(c, src),
+            Architecture.Llama => Llama(c, src),
+            _ => throw new ModelFormatException($"architecture {c.Arch} has no tensor map"),
+        };
+    }
+
+    // GPT-2: Conv1D weights are already [in, out]; c_attn packs q|k|v along the out dimension.
+    private static ParamSet<HostTensor> Gpt2(ModelConfig c, ITensorSource s)
+    {
+        int d = c.DModel, f = c.DFf;
+        // GPT2LMHeadModel saves "transformer.*"; a bare GPT2Model saves without the prefix.
+        string p = s.Contains("transformer.wte.weight") ? "transformer." : "";
+        var blocks = new BlockParams<HostTensor>[c.Layers];
+        for (int i = 0; i < c.Layers; i++)
+        {
+            string b = $"{p}h.{i}.";
+            var qkv = s.Get(b + "attn.c_attn.weight", d, 3 * d);
+            var qkvB = s.Get(b + "attn.c_attn.bias", 3 * d);
+            blocks[i] = new BlockParams<HostTensor>
+            {
+                Ln1G = s.Get(b + "ln_1.weight", d), Ln1B = s.Get(b + "ln_1.bias", d),
+                Ln2G = s.Get(b + "ln_2.weight", d), Ln2B = s.Get(b + "ln_2.bias", d),
+                Wq = HostOps.Cols(qkv, 0, d), Wk = HostOps.Cols(qkv, d, d), Wv = HostOps.Cols(qkv, 2 * d, d),
+                Bq = HostOps.Cols(qkvB, 0, d), Bk = HostOps.Cols(qkvB, d, d), Bv = HostOps.Cols(qkvB, 2 * d, d),
+                Wo = s.Get(b + "attn.c_proj.weight", d, d), Bo = s.Get(b + "attn.c_proj.bias", d),
+                WUp = s.Get(b + "mlp.c_fc.weight", d, f), BUp = s.Get(b + "mlp.c_fc.bias", f),
+                WDown = s.Get(b + "mlp.c_proj.weight", f, d), BDown = s.Get(b + "mlp.c_proj.bias", d),
+            };
+        }
+        var wte = s.Get(p + "wte.weight", c.Vocab, d);
+        return new ParamSet<HostTensor>
+        {
+            Wte = wte, Wpe = s.Get(p + "wpe.weight", c.MaxPositions, d), Blocks = blocks,
+            LnFG = s.Get(p + "ln_f.weight", d), LnFB = s.Get(p + "ln_f.bias", d),
+            Head = wte, // GPT-2 always ties the head to the token embedding
+        };
+    }
+
+    // GPT-J: nn.Linear weights are [out, in]; one ln_1 feeds both branches; no attention biases.
+    private static ParamSet<HostTensor> GptJ(ModelConfig c, ITensorSource s)
+    {
+        int d = c.DModel, f = c.DFf;
+        var blocks = new BlockParams<HostTensor>[c.Layers];
+        for (int i = 0; i < c.Layers; i++)
+        {
+            string b = $"transformer.h.{i}.";
+            blocks[i] = new BlockParams<HostTensor>
+            {
+                Ln1G = s.Get(b + "ln_1.weight", d), Ln1B = s.Get(b + "ln_1.bias", d),
+                Wq = s.Linear(b + "attn.q_proj.weight", d, d), Wk = s.Linear(b + "attn.k_proj.weight", d, d),
+                Wv = s.Linear(b + "attn.v_proj.weight", d, d), Wo = s.Linear(b + "attn.out_proj.weight", d, d),
+                WUp = s.Linear(b + "mlp.fc_in.weight", d, f), BUp = s.Get(b + "mlp.fc_in.bias", f),
+                WDown = s.Linear(b + "mlp.fc_out.weight", f, d), BDown = s.Get(b + "mlp.fc_out.bias", d),
+            };
+        }
+        var wte = s.Get("transformer.wte.weight", c.Vocab, d);
+        bool tied = c.TiedHead;
+        return new ParamSet<HostTensor>
+        {
+            Wte = wte, Blocks = blocks,
+            LnFG = s.Get("transformer.ln_f.weight", d), LnFB = s.Get("transformer.ln_f.bias", d),
+            Head = tied ? wte : s.Get("lm_head.weight", c.Vocab, d),
+            HeadB = s.Contains("lm_head.bias") ? s.Get("lm_head.bias", c.Vocab) : null,
+        };
+    }
+
+    // GPT-NeoX: query_key_value is [3d, d] with rows grouped per head as [H, (q|k|v), hd].
+    private static ParamSet<HostTensor> NeoX(ModelConfig c, ITensorSource s)
+    {
+        int d = c.DModel, f = c.DFf, H = c.Heads, hd = c.HeadDim;
+        var blocks = new BlockParams<HostTensor>[c.Layers];
+        int[] Rows(int which) => Enumerable.Range(0, H * hd).Select(r => (r / hd) * 3 * hd + which * hd + r % hd).ToArray();
+        int[] qRows = Rows(0), kRows = Rows(1), vRows = Rows(2);
+        for (int i = 0; i < c.Layers; i++)
+        {
+            string b = $"gpt_neox.layers.{i}.";
+            var qkv = s.Get(b + "attention.query_key_value.weight", 3 * d, d);
+            HostTensor? qkvB = c.QkvBias ? s.Get(b + "attention.query_key_value.bias", 3 * d) : null;
+            blocks[i] = new BlockParams<HostTensor>
+            {
+                Ln1G = s.Get(b + "input_layernorm.weight", d), Ln1B = s.Get(b + "input_layernorm.bias", d),
+                Ln2G = s.Get(b + "post_attention_layernorm.weight", d), Ln2B = s.Get(b + "post_attention_layernorm.bias", d),
+                Wq = HostOps.Transpose(HostOps.Rows(qkv, qRows)),
+                Wk = HostOps.Transpose(HostOps.Rows(qkv, kRows)),
+                Wv = HostOps.Transpose(HostOps.Rows(qkv, vRows)),
+                Bq = qkvB is null ? null : HostOps.Rows(qkvB, qRows), Bk = qkvB is null ? null : HostOps.Rows(qkvB, kRows),
+                Bv = qkvB is null ? null : HostOps.Rows(qkvB, vRows),
+                Wo = s.Linear(b + "attention.dense.weight", d, d), Bo = c.AttnOutBias ? s.Get(b + "attention.dense.bias", d) : null,
+                WUp = s.Linear(b + "mlp.dense_h_to_4h.weight", d, f), BUp = s.Get(b + "mlp.dense_h_to_4h.bias", f),
+                WDown = s.Linear(b + "mlp.dense_4h_to_h.weight", f, d), BDown = s.Get(b + "mlp.dense_4h_to_h.bias", d),
+            };
+        }
+        var wte = s.Get("gpt_neox.embed_in.weight", c.Vocab, d);
+        bool tied = c.TiedHead;
+        return new ParamSet<HostTensor>
+        {
+            Wte = wte, Blocks = blocks,
+            LnFG = s.Get("gpt_neox.final_layer_norm.weight", d), LnFB = s.Get("gpt_neox.final_layer_norm.bias", d),
+            Head = tied ? wte : s.Get("embed_out.weight", c.Vocab, d),
+        };
+    }
+
+    // Llama: RMSNorm (no bias), SwiGLU MLP, grouped-query attention.
+    private static ParamSet<HostTensor> Llama(ModelConfig c, ITensorSource s)
+    {
+        int d = c.DModel, f = c.DFf, q = c.QDim, kv = c.KvDim;
+        // SwiGLU with mlp_bias would need a gate bias too; no known checkpoint uses it.
+        if (c.MlpBias) throw new ModelFormatException("config.json: field 'mlp_bias' true is not supported for llama");
+        var blocks = new BlockParams<HostTensor>[c.Layers];
+        for (int i = 0; i < c.Layers; i++)
+        {
+            string b = $"model.layers.{i}.";
+            HostTensor? Bias(string n, int len, bool has) => has ? s.Get(b + n, len) : null;
+            blocks[i] = new BlockParams<HostTensor>
+            {
+                Ln1G = s.Get(b + "input_layernorm.weight", d), Ln2G = s.Get(b + "post_attention_layernorm.weight", d),
+                Wq = s.Linear(b + "self_attn.q_proj.weight", d, q), Bq = Bias("self_attn.q_proj.bias", q, c.QkvBias),
+                Wk = s.Linear(b + "self_attn.k_proj.weight", d, kv), Bk = Bias("self_attn.k_proj.bias", kv, c.QkvBias),
+                Wv = s.Linear(b + "self_attn.v_proj.weight", d, kv), Bv = Bias("self_attn.v_proj.bias", kv, c.QkvBias),
+                Wo = s.Linear(b + "self_attn.o_proj.weight", q, d), Bo = Bias("self_attn.o_proj.bias", d, c.AttnOutBias),
+                WGate = s.Linear(b + "mlp.gate_proj.weight", d, f),
+                WUp = s.Linear(b + "mlp.up_proj.weight", d, f), BUp = Bias("mlp.up_proj.bias", f, c.MlpBias),
+                WDown = s.Linear(b + "mlp.down_proj.weight", f, d), BDown = Bias("mlp.down_proj.bias", d, c.MlpBias),
+            };
+        }
+        var wte = s.Get("model.embed_tokens.weight", c.Vocab, d);
+        bool tied = c.TiedHead;
+        return new ParamSet<HostTensor>
+        {
+            Wte = wte, Blocks = blocks, LnFG = s.Get("model.norm.weight", d),
+            Head = tied ? wte : s.Get("lm_head.weight", c.Vocab, d),
+        };
+    }
+}
+
+/// <summary>Where <see cref="Architectures"/> reads named tensors from (a safetensors folder, or a test double).</summary>
+public interface ITensorSource
+{
+    /// <summary>Human-readable location for error messages ("DIR/model.safetensors").</summary>
+    string Location { get; }
+    bool Contains(string name);
+    /// <summary>Shape of a tensor (throws <see cref="ModelFormatException"/> when absent).</summary>
+    int[] ShapeOf(string name);
+    /// <summary>The tensor as float32 (or float64 for F64 checkpoints), in its stored layout.</summary>
+    HostTensor Read(string name);
+}
+
+public static class TensorSourceExtensions
+{
+    /// <summary>Reads a tensor and checks it has exactly the shape config.json implies.</summary>
+    public static HostTensor Get(this ITensorSource s, string name, params int[] expected)
+    {
+        if (!s.Contains(name)) throw new ModelFormatException($"{s.Location}: tensor '{name}' not found");
+        var shape = s.ShapeOf(name);
+        if (!shape.SequenceEqual(expected))
+            throw new ModelFormatException($"{s.Location}: tensor '{name}' has shape [{string.Join(", ", shape)}] but config.json implies [{string.Join(", ", expected)}]");
+        return s.Read(name);
+    }
+
+    /// <summary>An nn.Linear weight stored [out, in], returned transposed to the canonical [in, out].</summary>
+    public static HostTensor Linear(this ITensorSource s, string name, int inDim, int outDim) =>
+        HostOps.Transpose(s.Get(name, outDim, inDim));
+}
+
+/// <summary>Small host-side reshapes used only while loading.</summary>
+public static class HostOps
+{
+    // x [R, C] -> [C, R]
+    public static HostTensor Transpose(HostTensor x)
+    {
+        int r = x.Shape[0], c = x.Shape[1];
+        if (x.F64 is { } d64)
+        {
+            var o = new double[d64.Length];
+            for (int i = 0; i < r; i++) for (int j = 0; j < c; j++) o[(long)j * r + i] = d64[(long)i * c + j];
+            return new HostTensor([c, r], o);
+        }
+        var d = x.F32!; var of = new float[d.Length];
+        Parallel.For(0, r, i => { for (int j = 0; j < c; j++) of[(long)j * r + i] = d[(long)i * c + j]; });
+        return new HostTensor([c, r], of);
+    }
+
+    // x [R, C] -> columns [start, start + n) as [R, n]; a vector [C] -> [n]
+    public static HostTensor Cols(HostTensor x, int start, int n)
+    {
+        int c = x.Shape[^1], r = (int)(x.Length / c);
+        int[] shape = x.Shape.Length == 1 ? [n] : [r, n];
+        if (x.F64 is { } d64)
+        {
+            var o = new double[(long)r * n];
+            for (int i = 0; i < r; i++) Array.Copy(d64, (long)i * c + start, o, (long)i * n, n);
+            return new HostTensor(shape, o);
+        }
+        var of = new float[(long)r * n];
+        for (int i = 0; i < r; i++) Array.Copy(x.F32!, (long)i * c + start, of, (long)i * n, n);
+        return new HostTensor(shape, of);
+    }
+
+    // x [R, C] (or [R]) -> rows idx as [idx.Length, C] (or [idx.Length])
+    public static HostTensor Rows(HostTensor x, int[] idx)
+    {
+        int c = x.Shape.Length == 1 ? 1 : x.Shape[1];
+        int[] shape = x.Shape.Length == 1 ? [idx.Length] : [idx.Length, c];
+        if (x.F64 is { } d64)
+        {
+            var o = new double[(long)idx.Length * c];
+            for (int i = 0; i < idx.Length; i++) Array.Copy(d64, (long)idx[i] * c, o, (long)i * c, c);
+            return new HostTensor(shape, o);
+        }
+        var of = new float[(long)idx.Length * c];
+        for (int i = 0; i < idx.Length; i++) Array.Copy(x.F32!, (long)idx[i] * c, of, (long)i * c, c);
+        return new HostTensor(shape, of);
+    }
+}

@@ -1,0 +1,94 @@
+using Palimpsest.Tensors;
+
+namespace Palimpsest.Runtime;
+
+/// <summary>Where an <see cref="Intervention"/> adds its vector.</summary>
+public enum InterventionSite
+{
+    /// <summary>To block l's MLP output (before it joins the residual stream), as ROME's v* and the fixtures' gradient.</summary>
+    MlpOutput,
+    /// <summary>To the residual stream entering block l (l = 0: the embeddings), as causal tracing's corruption.</summary>
+    ResidualIn,
+}
+
+/// <summary>Adds Delta [d] at one (layer, position). Delta lives on the model's backend.</summary>
+public sealed record Intervention(int Layer, InterventionSite Site, int Position, Tensor Delta);
+
+/// <summary>What a forward should capture and change.</summary>
+public sealed class ForwardOptions
+{
+    /// <summary>Return hidden states [L+1] x [T, d] in transformers' output_hidden_states convention.</summary>
+    public bool CaptureHidden { get; init; }
+    /// <summary>Layers whose MLP keys (input of the down-projection) [T, f] are returned.</summary>
+    public IReadOnlyList<int>? CaptureKeysAt { get; init; }
+    /// <summary>Vectors to add while running.</summary>
+    public IReadOnlyList<Intervention>? Interventions { get; init; }
+    /// <summary>
+    /// Compute logits only for rows [LogitsFrom, T): Logits is then [T − LogitsFrom, V]. Generation and
+    /// answer scoring need the last rows only, and the head is the largest matmul of a small model.
+    /// A negative value counts from the end (−1: the last row only).
+    /// </summary>
+    public int LogitsFrom { get; init; }
+    /// <summary>Keep every activation so that <see cref="Transformer.Backward"/> can run.</summary>
+    public bool KeepForBackward { get; init; }
+}
+
+/// <summary>
+/// Output of one forward. Owns its tensors (dispose to free them). Logits [T, V]; Hidden[i] [T, d];
+/// MlpKeys[layer] [T, f].
+/// </summary>
+public sealed class ForwardResult : IDisposable
+{
+    public required Tensor Logits { get; init; }
+    public Tensor[]? Hidden { get; init; }
+    public IReadOnlyDictionary<int, Tensor> MlpKeys { get; init; } = new Dictionary<int, Tensor>();
+    internal Tape? Tape { get; set; }
+    public int[] Ids { get; init; } = [];
+    public int PositionOffset { get; init; }
+    /// <summary>First row (of the T tokens) that <see cref="Logits"/> covers.</summary>
+    public int LogitsFrom { get; init; }
+
+    public void Dispose()
+    {
+        Logits.Dispose();
+        if (Hidden is not null) foreach (var h in Hidden) h.Dispose();
+        foreach (var k in MlpKeys.Values) k.Dispose();
+        Tape?.Dispose();
+        Tape = null;
+    }
+}
+
+/// <summary>Activations one block saved for the backward (shapes for T tokens).</summary>
+internal sealed class BlockTape
+{
+    public Tensor X = null!;        // block input [T, d] (after any ResidualIn intervention)
+    public Tensor AIn = null!;      // norm1(x) [T, d]
+    public Tensor Mean1 = null!, Rstd1 = null!; // [T]
+    public Tensor Q = null!;        // after rotary [T, H·hd]
+    public Tensor K = null!, V = null!; // after rotary [T, Hkv·hd]
+    public Tensor Probs = null!;    // [H, T, T]
+    public Tensor Att = null!;      // attention output before Wo [T, H·hd]
+    public Tensor H = null!;        // x + attn_out (sequential blocks only) [T, d]
+    public Tensor MIn = null!;      // MLP input [T, d]
+    public Tensor? Mean2, Rstd2;    // [T] (absent when GPT-J shares norm1)
+    public Tensor Up = null!;       // x·WUp + b [T, f]
+    public Tensor? Gate;            // x·WGate [T, f] (SwiGLU)
+    public Tensor Key = null!;      // activation = MLP key [T, f]
+}
+
+internal sealed class Tape : IDisposable
+{
+    public required BlockTape[] Blocks;
+    public Tensor XL = null!;     // residual after the last block [T, d]
+    public Tensor XF = null!;     // final norm output [T, d]
+    public Tensor MeanF = null!, RstdF = null!;
+    public required IReadOnlyList<Intervention> Interventions;
+    /// <summary>Every intermediate of the forward (the result's own tensors are not in here).</summary>
+    public required List<Tensor> Owned;
+
+    public void Dispose()
+    {
+        foreach (var t in Owned) t.Dispose();
+        Owned.Clear();
+    }
+}

@@ -1,0 +1,40 @@
+using Palimpsest.Tensors;
+
+namespace Palimpsest.Runtime;
+
+/// <summary>
+/// Keys and values of every layer for the tokens seen so far, for incremental decoding.
+/// K[l], V[l] [capacity, Hkv·hd] on the model's backend; rows [0, Length) are filled.
+/// Allocated once: decoding a token allocates nothing here.
+/// </summary>
+public sealed class KvCache : IDisposable
+{
+    public KvCache(Model model, int capacity)
+    {
+        var c = model.Config;
+        if (capacity <= 0 || capacity > c.MaxPositions)
+            throw new ArgumentOutOfRangeException(nameof(capacity), $"KV cache capacity {capacity} must be in [1, {c.MaxPositions}] (the model's context)");
+        Capacity = capacity;
+        K = new Tensor[c.Layers]; V = new Tensor[c.Layers];
+        for (int l = 0; l < c.Layers; l++)
+        {
+            K[l] = model.Backend.Zeros(capacity, c.KvDim);
+            V[l] = model.Backend.Zeros(capacity, c.KvDim);
+        }
+    }
+
+    public int Capacity { get; }
+    /// <summary>Number of tokens whose keys and values are stored.</summary>
+    public int Length { get; internal set; }
+    internal Tensor[] K { get; }
+    internal Tensor[] V { get; }
+
+    /// <summary>Forgets every token (keeps the memory).</summary>
+    public void Reset() => Length = 0;
+
+    public void Dispose()
+    {
+        foreach (var t in K) t.Dispose();
+        foreach (var t in V) t.Dispose();
+    }
+}

@@ -1,0 +1,298 @@
+using Palimpsest.Backends;
+using Palimpsest.Models;
+using Palimpsest.Tensors;
+
+namespace Palimpsest.Runtime;
+
+/// <summary>
+/// The forward and backward of every supported architecture, written once against
+/// <see cref="IBackend"/>. One sequence at a time (no padding). Not thread-safe.
+/// </summary>
+public sealed class Transformer
+{
+    public Transformer(Model model) { Model = model; }
+
+    public Model Model { get; }
+    private ModelConfig C => Model.Config;
+    private IBackend B => Model.Backend;
+    private ParamSet<Tensor> P => Model.Params;
+
+    /// <summary>
+    /// Runs ids [T] (positions cache.Length.., or 0.. without a cache) and returns logits [T, V].
+    /// With a cache, keys/values are appended to it. Throws ArgumentException for ids outside the
+    /// vocabulary or a sequence longer than the context.
+    /// </summary>
+    public ForwardResult Forward(ReadOnlySpan<int> ids, ForwardOptions? options = null, KvCache? cache = null)
+    {
+        var o = options ?? new ForwardOptions();
+        int T = ids.Length, d = C.DModel, f = C.DFf;
+        int pos0 = cache?.Length ?? 0;
+        if (T == 0) throw new ArgumentException("empty token sequence");
+        if (pos0 + T > C.MaxPositions)
+            throw new ArgumentException($"sequence of {pos0 + T} tokens is longer than the model's context ({C.MaxPositions})");
+        if (cache is not null && pos0 + T > cache.Capacity)
+            throw new ArgumentException($"KV cache holds {cache.Capacity} tokens; {pos0 + T} needed");
+        if (o.KeepForBackward && cache is not null && pos0 > 0)
+            throw new ArgumentException("backward through a forward that continues a KV cache is not supported");
+        for (int t = 0; t < T; t++)
+            if ((uint)ids[t] >= (uint)C.Vocab)
+                throw new ArgumentException($"token id {ids[t]} at position {t} is outside the vocabulary [0, {C.Vocab})");
+        var interventions = o.Interventions ?? [];
+        foreach (var iv in interventions)
+        {
+            if (iv.Layer < 0 || iv.Layer >= C.Layers) throw new ArgumentException($"intervention layer {iv.Layer} outside [0, {C.Layers})");
+            if (iv.Position < 0 || iv.Position >= T) throw new ArgumentException($"intervention position {iv.Position} outside [0, {T})");
+            if (iv.Delta.Length != d) throw new ArgumentException($"intervention vector {iv.Delta} is not [{d}]");
+        }
+        bool keep = o.KeepForBackward;
+        var keysAt = new HashSet<int>(o.CaptureKeysAt ?? []);
+        var temps = new List<Tensor>();
+        Tensor New(params int[] shape) { var t = B.Zeros(shape); temps.Add(t); return t; }
+
+        var hidden = o.CaptureHidden ? new Tensor[C.Layers + 1] : null;
+        var keys = new Dictionary<int, Tensor>();
+        var tape = keep ? new Tape { Blocks = new BlockTape[C.Layers], Interventions = interventions, Owned = temps } : null;
+
+        // x [T, d] = wte[ids] (+ wpe[pos])
+        var x = New(T, d);
+        B.Embed(ids, P.Wte, P.Wpe, pos0, x);
+
+        for (int l = 0; l < C.Layers; l++)
+        {
+            var bp = P.Blocks[l];
+            foreach (var iv in interventions)
+                if (iv.Layer == l && iv.Site == InterventionSite.ResidualIn) B.AddToRow(x, iv.Position, iv.Delta);
+            if (hidden is not null) hidden[l] = Copy(x);
+            var bt = new BlockTape { X = x };
+
+            // attention branch: aIn = norm1(x); q, k, v = aIn·W + b; rotary; attention; · Wo + bo
+            bt.AIn = New(T, d); bt.Mean1 = New(T); bt.Rstd1 = New(T);
+            Norm(x, bp.Ln1G, bp.Ln1B, bt.AIn, bt.Mean1, bt.Rstd1);
+            bt.Q = Linear(bt.AIn, bp.Wq, bp.Bq, New(T, C.QDim));
+            bt.K = Linear(bt.AIn, bp.Wk, bp.Bk, New(T, C.KvDim));
+            bt.V = Linear(bt.AIn, bp.Wv, bp.Bv, New(T, C.KvDim));
+            if (C.RotaryDim > 0)
+            {
+                B.Rope(bt.Q, C.Heads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, pos0, inverse: false);
+                B.Rope(bt.K, C.KvHeads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, pos0, inverse: false);
+            }
+            Tensor kAll = bt.K, vAll = bt.V;
+            if (cache is not null)
+            {
+                B.CopyRows(bt.K, 0, cache.K[l], pos0, T);
+                B.CopyRows(bt.V, 0, cache.V[l], pos0, T);
+                kAll = B.RowPrefix(cache.K[l], pos0 + T);
+                vAll = B.RowPrefix(cache.V[l], pos0 + T);
+            }
+            bt.Att = New(T, C.QDim);
+            bt.Probs = keep ? New(C.Heads, T, T) : null!;
+            B.Attention(bt.Q, kAll, vAll, C.Heads, C.KvHeads, C.HeadDim, bt.Att, keep ? bt.Probs : null);
+            var attnOut = Linear(bt.Att, bp.Wo, bp.Bo, New(T, d));
+
+            // MLP input: parallel blocks read x (GPT-J: the same norm), sequential ones x + attn.
+            Tensor residual;
+            if (C.ParallelResidual)
+            {
+                residual = x;
+                if (C.SharedNorm) bt.MIn = bt.AIn;
+                else { bt.MIn = New(T, d); bt.Mean2 = New(T); bt.Rstd2 = New(T); Norm(x, bp.Ln2G!, bp.Ln2B, bt.MIn, bt.Mean2, bt.Rstd2); }
+            }
+            else
+            {
+                bt.H = New(T, d);
+                B.Add(x, attnOut, bt.H);
+                residual = bt.H;
+                bt.MIn = New(T, d); bt.Mean2 = New(T); bt.Rstd2 = New(T);
+                Norm(bt.H, bp.Ln2G!, bp.Ln2B, bt.MIn, bt.Mean2, bt.Rstd2);
+            }
+
+            // MLP: key = act(mIn·WUp + b) or silu(mIn·WGate)·(mIn·WUp); out = key·WDown + b
+            bt.Up = Linear(bt.MIn, bp.WUp, bp.BUp, New(T, f));
+            bt.Key = keysAt.Contains(l) ? B.Zeros(T, f) : New(T, f);
+            if (C.GatedMlp)
+            {
+                bt.Gate = Linear(bt.MIn, bp.WGate!, null, New(T, f));
+                B.SiluMul(bt.Gate, bt.Up, bt.Key);
+            }
+            else B.Activate(C.Act, bt.Up, bt.Key);
+            if (keysAt.Contains(l)) keys[l] = bt.Key;
+            var mlpOut = Linear(bt.Key, bp.WDown, bp.BDown, New(T, d));
+            foreach (var iv in interventions)
+                if (iv.Layer == l && iv.Site == InterventionSite.MlpOutput) B.AddToRow(mlpOut, iv.Position, iv.Delta);
+
+            // x_{l+1} = residual + mlp_out (+ attn_out when parallel)
+            var next = New(T, d);
+            B.Add(residual, mlpOut, next);
+            if (C.ParallelResidual) B.Add(next, attnOut, next);
+            if (tape is not null) tape.Blocks[l] = bt;
+            x = next;
+        }
+
+        // final norm and head: logits [T, V] = norm_f(x) · Headᵀ (+ b)
+        var xf = New(T, d); var meanF = New(T); var rstdF = New(T);
+        Norm(x, P.LnFG, P.LnFB, xf, meanF, rstdF);
+        if (hidden is not null) hidden[C.Layers] = Copy(xf);
+        int from = o.LogitsFrom < 0 ? T + o.LogitsFrom : o.LogitsFrom;
+        if (from < 0 || from >= T) throw new ArgumentException($"LogitsFrom {o.LogitsFrom} outside the {T} tokens");
+        var xHead = xf;
+        if (from > 0) { xHead = New(T - from, d); B.CopyRows(xf, from, xHead, 0, T - from); }
+        var logits = B.Zeros(T - from, C.Vocab);
+        B.MatMul(xHead, false, P.Head, true, logits);
+        if (P.HeadB is not null) B.AddBias(logits, P.HeadB);
+        if (cache is not null) cache.Length = pos0 + T;
+
+        if (tape is not null)
+        {
+            tape.XL = x; tape.XF = xf; tape.MeanF = meanF; tape.RstdF = rstdF;
+        }
+        else
+        {
+            foreach (var t in temps) t.Dispose();
+        }
+        return new ForwardResult { Logits = logits, Hidden = hidden, MlpKeys = keys, Tape = tape, Ids = ids.ToArray(), PositionOffset = pos0, LogitsFrom = from };
+    }
+
+    /// <summary>
+    /// Backpropagates dlogits (shaped like fr.Logits) through a forward run with KeepForBackward.
+    /// interventionGrads[i] [d] accumulates d loss / d (forward's Interventions[i].Delta).
+    /// weightGrads (optional, from <see cref="Model.ZerosLikeParams"/>) accumulates every weight's gradient.
+    /// Without weight gradients the pass stops below the lowest intervention (it is not needed further).
+    /// Returns nothing else; embeddings' gradient goes into weightGrads.Wte / Wpe.
+    /// </summary>
+    public void Backward(ForwardResult fr, Tensor dlogits, IReadOnlyList<Tensor>? interventionGrads, ParamSet<Tensor>? weightGrads = null)
+    {
+        var tape = fr.Tape ?? throw new InvalidOperationException("Backward needs a forward run with KeepForBackward = true");
+        int T = fr.Ids.Length, d = C.DModel, f = C.DFf;
+        var ivs = tape.Interventions;
+        if (interventionGrads is not null && interventionGrads.Count != ivs.Count)
+            throw new ArgumentException($"{interventionGrads.Count} gradient vectors for {ivs.Count} interventions");
+        var G = weightGrads;
+        var temps = new List<Tensor>();
+        Tensor New(params int[] shape) { var t = B.Zeros(shape); temps.Add(t); return t; }
+        int lowest = weightGrads is not null ? 0 : (ivs.Count == 0 ? C.Layers : ivs.Min(i => i.Layer));
+
+        try
+        {
+            // head: dxf [R, d] = dlogits [R, V] · Head; dHead [V, d] += dlogitsᵀ · xf (rows R = T − from)
+            int from = fr.LogitsFrom, R = T - from;
+            if (dlogits.Rows != R || dlogits.Cols != C.Vocab) throw new ArgumentException($"dlogits {dlogits} does not match logits {fr.Logits}");
+            var dxHead = New(R, d);
+            B.MatMul(dlogits, false, P.Head, false, dxHead);
+            var xHead = tape.XF;
+            if (from > 0) { xHead = New(R, d); B.CopyRows(tape.XF, from, xHead, 0, R); }
+            if (G is not null)
+            {
+                B.MatMul(dlogits, true, xHead, false, G.Head, accumulate: true);
+                if (G.HeadB is not null) B.SumRows(dlogits, G.HeadB, accumulate: true);
+            }
+            var dxf = dxHead;
+            if (from > 0) { dxf = New(T, d); B.CopyRows(dxHead, 0, dxf, from, R); }
+            var dx = New(T, d);
+            NormBackward(dxf, tape.XL, P.LnFG, tape.MeanF, tape.RstdF, dx, G?.LnFG, G?.LnFB);
+
+            for (int l = C.Layers - 1; l >= lowest; l--)
+            {
+                var bt = tape.Blocks[l]; var bp = P.Blocks[l]; var gb = G?.Blocks[l];
+                // dx is d loss / d x_{l+1}: the gradient of the block output = of the MLP output.
+                for (int i = 0; i < ivs.Count; i++)
+                    if (ivs[i].Layer == l && ivs[i].Site == InterventionSite.MlpOutput && interventionGrads is not null)
+                        B.GetRow(dx, ivs[i].Position, interventionGrads[i], accumulate: true);
+
+                // MLP backward: dKey = dOut · WDownᵀ; then through the activation to dMIn.
+                var dKey = New(T, f);
+                LinearBackward(bt.Key, bp.WDown, dx, dKey, gb?.WDown, gb?.BDown);
+                var dMIn = New(T, d);
+                var dUp = New(T, f);
+                if (C.GatedMlp)
+                {
+                    var dGate = New(T, f);
+                    B.SiluMulBackward(bt.Gate!, bt.Up, dKey, dGate, dUp);
+                    LinearBackward(bt.MIn, bp.WGate!, dGate, dMIn, gb?.WGate, null);
+                }
+                else B.ActivateBackward(C.Act, bt.Up, dKey, dUp);
+                LinearBackward(bt.MIn, bp.WUp, dUp, dMIn, gb?.WUp, gb?.BUp, accumulateInput: C.GatedMlp);
+
+                // Route dMIn to the attention input (GPT-J), to x (NeoX parallel), or to h (sequential).
+                var dAIn = New(T, d);
+                Tensor dAttnOut;   // d loss / d attn_out
+                var dxPrev = New(T, d); // d loss / d x_l
+                if (C.ParallelResidual)
+                {
+                    dAttnOut = dx;
+                    B.Add(dxPrev, dx, dxPrev); // residual path
+                    if (C.SharedNorm) B.Add(dAIn, dMIn, dAIn);
+                    else NormBackward(dMIn, bt.X, bp.Ln2G!, bt.Mean2!, bt.Rstd2!, dxPrev, gb?.Ln2G, gb?.Ln2B);
+                }
+                else
+                {
+                    var dH = New(T, d);
+                    B.Add(dH, dx, dH);
+                    NormBackward(dMIn, bt.H, bp.Ln2G!, bt.Mean2!, bt.Rstd2!, dH, gb?.Ln2G, gb?.Ln2B);
+                    dAttnOut = dH;
+                    B.Add(dxPrev, dH, dxPrev);
+                }
+
+                // attention backward: dAtt = dAttnOut · Woᵀ; softmax; rotary (inverse); q, k, v projections.
+                var dAtt = New(T, C.QDim);
+                LinearBackward(bt.Att, bp.Wo, dAttnOut, dAtt, gb?.Wo, gb?.Bo);
+                var dQ = New(T, C.QDim); var dK = New(T, C.KvDim); var dV = New(T, C.KvDim);
+                B.AttentionBackward(dAtt, bt.Q, bt.K, bt.V, bt.Probs, C.Heads, C.KvHeads, C.HeadDim, dQ, dK, dV);
+                if (C.RotaryDim > 0)
+                {
+                    B.Rope(dQ, C.Heads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, fr.PositionOffset, inverse: true);
+                    B.Rope(dK, C.KvHeads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, fr.PositionOffset, inverse: true);
+                }
+                LinearBackward(bt.AIn, bp.Wq, dQ, dAIn, gb?.Wq, gb?.Bq, accumulateInput: true);
+                LinearBackward(bt.AIn, bp.Wk, dK, dAIn, gb?.Wk, gb?.Bk, accumulateInput: true);
+                LinearBackward(bt.AIn, bp.Wv, dV, dAIn, gb?.Wv, gb?.Bv, accumulateInput: true);
+                NormBackward(dAIn, bt.X, bp.Ln1G, bt.Mean1, bt.Rstd1, dxPrev, gb?.Ln1G, gb?.Ln1B);
+
+                for (int i = 0; i < ivs.Count; i++)
+                    if (ivs[i].Layer == l && ivs[i].Site == InterventionSite.ResidualIn && interventionGrads is not null)
+                        B.GetRow(dxPrev, ivs[i].Position, interventionGrads[i], accumulate: true);
+                dx = dxPrev;
+            }
+            if (G is not null) B.EmbedBackward(fr.Ids, dx, G.Wte, G.Wpe, fr.PositionOffset);
+        }
+        finally
+        {
+            foreach (var t in temps) t.Dispose();
+        }
+    }
+
+    // y [T, out] = x [T, in] · W [in, out] (+ b [out])
+    private Tensor Linear(Tensor x, Tensor w, Tensor? b, Tensor y)
+    {
+        B.MatMul(x, false, w, false, y);
+        if (b is not null) B.AddBias(y, b);
+        return y;
+    }
+
+    // dx [T, in] (+)= dy [T, out] · Wᵀ; dW [in, out] += xᵀ · dy; db [out] += Σ_t dy
+    private void LinearBackward(Tensor x, Tensor w, Tensor dy, Tensor dx, Tensor? dw, Tensor? db, bool accumulateInput = false)
+    {
+        B.MatMul(dy, false, w, true, dx, accumulateInput);
+        if (dw is not null) B.MatMul(x, true, dy, false, dw, accumulate: true);
+        if (db is not null) B.SumRows(dy, db, accumulate: true);
+    }
+
+    private void Norm(Tensor x, Tensor g, Tensor? b, Tensor y, Tensor mean, Tensor rstd)
+    {
+        if (C.Norm == NormKind.RmsNorm) B.RmsNorm(x, g, C.NormEps, y, rstd);
+        else B.LayerNorm(x, g, b, C.NormEps, y, mean, rstd);
+    }
+
+    // dx [T, d] += ∂ norm / ∂ x · dy
+    private void NormBackward(Tensor dy, Tensor x, Tensor g, Tensor mean, Tensor rstd, Tensor dx, Tensor? dg, Tensor? db)
+    {
+        if (C.Norm == NormKind.RmsNorm) B.RmsNormBackward(dy, x, g, rstd, dx, dg);
+        else B.LayerNormBackward(dy, x, g, mean, rstd, dx, dg, db);
+    }
+
+    private Tensor Copy(Tensor x)
+    {
+        var c = B.Zeros(x.Shape);
+        B.CopyRows(x, 0, c, 0, x.Rows);
+        return c;
+    }
+}

@@ -1,0 +1,44 @@
+using Palimpsest.Backends;
+using Palimpsest.Models;
+
+namespace Palimpsest.Tests.Runtime;
+
+/// <summary>Tiny configs of odd sizes covering every wiring the engine supports.</summary>
+public static class SmallConfigs
+{
+    public static readonly string[] Names = ["gpt2", "gptj", "neox-parallel", "neox-sequential", "llama-gqa", "llama-mqa-tied"];
+
+    public static ModelConfig Get(string name) => name switch
+    {
+        "gpt2" => new ModelConfig
+        {
+            Arch = Architecture.Gpt2, Layers = 2, DModel = 15, Heads = 3, KvHeads = 3, HeadDim = 5, DFf = 23, Vocab = 37,
+            MaxPositions = 19, NormEps = 1e-5, Norm = NormKind.LayerNorm, Act = Activation.GeluTanh, LearnedPositions = true,
+            QkvBias = true, AttnOutBias = true, MlpBias = true, TiedHead = true,
+        },
+        "gptj" => new ModelConfig
+        {
+            Arch = Architecture.GptJ, Layers = 2, DModel = 18, Heads = 3, KvHeads = 3, HeadDim = 6, DFf = 25, Vocab = 41,
+            MaxPositions = 19, NormEps = 1e-5, Norm = NormKind.LayerNorm, Act = Activation.GeluTanh, RotaryDim = 4,
+            RotaryInterleaved = true, ParallelResidual = true, SharedNorm = true, MlpBias = true, HeadBias = true,
+        },
+        "neox-parallel" or "neox-sequential" => new ModelConfig
+        {
+            Arch = Architecture.GptNeoX, Layers = 2, DModel = 16, Heads = 2, KvHeads = 2, HeadDim = 8, DFf = 27, Vocab = 33,
+            MaxPositions = 19, NormEps = 1e-5, Norm = NormKind.LayerNorm, Act = Activation.GeluErf, RotaryDim = 4,
+            ParallelResidual = name == "neox-parallel", QkvBias = true, AttnOutBias = true, MlpBias = true, RopeTheta = 500,
+        },
+        "llama-gqa" => new ModelConfig
+        {
+            Arch = Architecture.Llama, Layers = 2, DModel = 20, Heads = 4, KvHeads = 2, HeadDim = 6, DFf = 29, Vocab = 39,
+            MaxPositions = 19, NormEps = 1e-6, Norm = NormKind.RmsNorm, Act = Activation.Silu, GatedMlp = true, RotaryDim = 6,
+        },
+        "llama-mqa-tied" => new ModelConfig
+        {
+            Arch = Architecture.Llama, Layers = 3, DModel = 14, Heads = 3, KvHeads = 1, HeadDim = 4, DFf = 17, Vocab = 31,
+            MaxPositions = 19, NormEps = 1e-6, Norm = NormKind.RmsNorm, Act = Activation.Silu, GatedMlp = true, RotaryDim = 4,
+            TiedHead = true, RopeTheta = 1000,
+        },
+        _ => throw new ArgumentException(name),
+    };
+}
