@@ -79,6 +79,20 @@ public abstract class BackendOpSuite(ITestOutputHelper output)
             c.Check("dst", dst);
         };
 
+        cases["Memory.RowPrefix"] = c =>
+        {
+            // A view over the first rows shares storage: writes land in the parent, rows after it are untouched.
+            var x = c.Rand([S, D]); var view = c.View(x, Tq); var y = c.Rand([Tq, D]);
+            c.Run((b, t) => b.Add(t(view), t(y), t(view)));
+            c.Check("parent after Add into the view", x);
+            c.Run((b, t) => b.Activate(Activation.GeluTanh, t(view), t(view)));
+            c.Run((b, t) => b.Axpy(0.5, t(view), t(view)));
+            c.Check("parent after Activate/Axpy on the view", x);
+            c.Run((b, t) => b.Zero(t(view)));
+            c.Check("view after Zero", view);
+            c.Check("parent after Zero(view)", x);
+        };
+
         // ---------------- linear algebra ----------------
         foreach (var ta in new[] { false, true })
             foreach (var tb in new[] { false, true })
@@ -240,6 +254,15 @@ public abstract class BackendOpSuite(ITestOutputHelper output)
                     c.Run((b, t) => b.Attention(t(q), t(k), t(v), H, kv, Hd, t(o2), null));
                     c.Check("o (no probs)", o2);
                 };
+                cases[$"Attention.kv{kv}.T{tq}S{s}.cache_view"] = c =>
+                {
+                    // k, v as the filled prefix of a longer KV cache, as the decoder passes them.
+                    var q = c.Rand([tq, H * Hd], scale: 2);
+                    var kCache = c.Rand([s + 11, kv * Hd], scale: 2); var vCache = c.Rand([s + 11, kv * Hd]);
+                    var o = c.Rand([tq, H * Hd]);
+                    c.Run((b, t) => b.Attention(t(q), t(c.View(kCache, s)), t(c.View(vCache, s)), H, kv, Hd, t(o), null));
+                    c.Check("o", o);
+                };
                 cases[$"AttentionBackward.kv{kv}.T{tq}S{s}"] = c =>
                 {
                     var q = c.Rand([tq, H * Hd], scale: 2); var k = c.Rand([s, kv * Hd], scale: 2); var v = c.Rand([s, kv * Hd]);
@@ -301,6 +324,9 @@ public abstract class BackendOpSuite(ITestOutputHelper output)
             for (long i = 0; i < n; i++) host[i] = (float)(offset + scale * (2 * rng.NextDouble() - 1));
             return new Pair(reference.FromHost(host, shape), but.FromHost(host, shape), shape);
         }
+
+        /// <summary>The first rows of p on both backends (<see cref="IBackend.RowPrefix"/>).</summary>
+        public Pair View(Pair p, int rows) => new(reference.RowPrefix(p.Ref, rows), but.RowPrefix(p.But, rows), [rows, p.Shape[^1]]);
 
         public Pair Zeros(params int[] shape) => new(reference.Zeros(shape), but.Zeros(shape), shape);
 

@@ -21,9 +21,10 @@ public sealed partial class SimdBackend
         SameLength(x, y, "Activate");
         var X = F(x); var Y = F(y);
         Span<float> tmp = stackalloc float[Chunk];
-        for (int o = 0; o < X.Length; o += Chunk)
+        int len = checked((int)x.Length);
+        for (int o = 0; o < len; o += Chunk)
         {
-            int n = Math.Min(Chunk, X.Length - o);
+            int n = Math.Min(Chunk, len - o);
             ReadOnlySpan<float> xs = X.AsSpan(o, n);
             var ys = Y.AsSpan(o, n); var ts = tmp[..n];
             switch (act)
@@ -60,9 +61,10 @@ public sealed partial class SimdBackend
         SameLength(x, dy, "ActivateBackward"); SameLength(x, dx, "ActivateBackward");
         var X = F(x); var DY = F(dy); var DX = F(dx);
         Span<float> tmp = stackalloc float[Chunk];
-        for (int o = 0; o < X.Length; o += Chunk)
+        int len = checked((int)x.Length);
+        for (int o = 0; o < len; o += Chunk)
         {
-            int n = Math.Min(Chunk, X.Length - o);
+            int n = Math.Min(Chunk, len - o);
             ReadOnlySpan<float> xs = X.AsSpan(o, n), gs = DY.AsSpan(o, n);
             var ds = DX.AsSpan(o, n); var s = tmp[..n];
             switch (act)
@@ -109,9 +111,10 @@ public sealed partial class SimdBackend
         SameLength(gate, up, "SiluMul"); SameLength(gate, y, "SiluMul");
         var Gt = F(gate); var U = F(up); var Y = F(y);
         Span<float> tmp = stackalloc float[Chunk];
-        for (int o = 0; o < Gt.Length; o += Chunk)
+        int len = checked((int)gate.Length);
+        for (int o = 0; o < len; o += Chunk)
         {
-            int n = Math.Min(Chunk, Gt.Length - o);
+            int n = Math.Min(Chunk, len - o);
             ReadOnlySpan<float> gs = Gt.AsSpan(o, n), us = U.AsSpan(o, n);
             var s = tmp[..n];
             TensorPrimitives.Sigmoid(gs, s);
@@ -127,9 +130,10 @@ public sealed partial class SimdBackend
         SameLength(gate, dgate, "SiluMulBackward"); SameLength(gate, dup, "SiluMulBackward");
         var Gt = F(gate); var U = F(up); var DY = F(dy); var DG = F(dgate); var DU = F(dup);
         Span<float> tmp = stackalloc float[Chunk];
-        for (int o = 0; o < Gt.Length; o += Chunk)
+        int len = checked((int)gate.Length);
+        for (int o = 0; o < len; o += Chunk)
         {
-            int n = Math.Min(Chunk, Gt.Length - o);
+            int n = Math.Min(Chunk, len - o);
             var s = tmp[..n];
             TensorPrimitives.Sigmoid(Gt.AsSpan(o, n), s);
             for (int i = 0; i < n; i++)

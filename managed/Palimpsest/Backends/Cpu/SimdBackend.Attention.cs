@@ -123,8 +123,8 @@ public sealed partial class SimdBackend
         long ts = (long)T * S;
         if (probs.Length != heads * ts) throw new ArgumentException($"AttentionBackward: probs {probs} is not [{heads}, {T}, {S}]");
         float[] G = F(dO), Q = F(q), K = F(k), V = F(v), P = F(probs), DQ = F(dq), DK = F(dk), DV = F(dv);
-        Array.Clear(DK); Array.Clear(DV);
-        if (T == 0) { Array.Clear(DQ); return; }
+        Own(dk).Span.Clear(); Own(dv).Span.Clear();
+        if (T == 0) { Own(dq).Span.Clear(); return; }
         float[] dS = GrowArray(ref _scores, kvHeads * ts);
         float scale = (float)(1.0 / Math.Sqrt(headDim));
         int threads = Environment.ProcessorCount;

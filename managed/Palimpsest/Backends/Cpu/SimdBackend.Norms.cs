@@ -19,7 +19,7 @@ public sealed partial class SimdBackend
     {
         CheckNorm("LayerNorm", x, y, g, b, mean, rstd);
         int d = x.Cols;
-        var X = F(x); var Y = F(y); ReadOnlySpan<float> G = F(g), B = b is null ? default : F(b);
+        var X = F(x); var Y = F(y); ReadOnlySpan<float> G = S(g), B = b is null ? default : S(b);
         var M = F(mean); var R = F(rstd);
         for (int t = 0; t < x.Rows; t++)
         {
@@ -41,8 +41,8 @@ public sealed partial class SimdBackend
         CheckNorm("LayerNormBackward", x, dy, g, null, mean, rstd);
         SameLength(x, dx, "LayerNormBackward");
         int d = x.Cols;
-        var DY = F(dy); var X = F(x); ReadOnlySpan<float> G = F(g); var M = F(mean); var R = F(rstd); var DX = F(dx);
-        var DG = dg is null ? default : F(dg).AsSpan(); var DB = db is null ? default : F(db).AsSpan();
+        var DY = F(dy); var X = F(x); ReadOnlySpan<float> G = S(g); var M = F(mean); var R = F(rstd); var DX = F(dx);
+        var DG = dg is null ? default : S(dg); var DB = db is null ? default : S(db);
         var xhat = Grow(ref _rowA, d); var gh = Grow(ref _rowB, d);
         for (int t = 0; t < x.Rows; t++)
         {
@@ -66,7 +66,7 @@ public sealed partial class SimdBackend
     {
         CheckNorm("RmsNorm", x, y, g, null, rstd);
         int d = x.Cols;
-        var X = F(x); var Y = F(y); ReadOnlySpan<float> G = F(g); var R = F(rstd);
+        var X = F(x); var Y = F(y); ReadOnlySpan<float> G = S(g); var R = F(rstd);
         for (int t = 0; t < x.Rows; t++)
         {
             var xr = X.AsSpan(t * d, d); var yr = Y.AsSpan(t * d, d);
@@ -83,8 +83,8 @@ public sealed partial class SimdBackend
         CheckNorm("RmsNormBackward", x, dy, g, null, rstd);
         SameLength(x, dx, "RmsNormBackward");
         int d = x.Cols;
-        var DY = F(dy); var X = F(x); ReadOnlySpan<float> G = F(g); var R = F(rstd); var DX = F(dx);
-        var DG = dg is null ? default : F(dg).AsSpan();
+        var DY = F(dy); var X = F(x); ReadOnlySpan<float> G = S(g); var R = F(rstd); var DX = F(dx);
+        var DG = dg is null ? default : S(dg);
         var gh = Grow(ref _rowA, d); var dyx = Grow(ref _rowB, d);
         for (int t = 0; t < x.Rows; t++)
         {

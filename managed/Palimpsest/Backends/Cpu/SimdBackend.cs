@@ -20,8 +20,14 @@ public sealed partial class SimdBackend : IBackend
     // Scratch reused across calls (see the class comment); grown on demand, never shrunk.
     private float[] _rowA = [], _rowB = [], _scores = [];
 
-    private static float[] F(Tensor t) => t is SimdTensor f ? f.Data
-        : throw new ArgumentException($"tensor {t} does not belong to the {nameof(SimdBackend)}");
+    private static SimdTensor Own(Tensor t) => t as SimdTensor
+        ?? throw new ArgumentException($"tensor {t} does not belong to the {nameof(SimdBackend)}");
+
+    /// <summary>The storage array (for row-offset access; may extend past the tensor, see <see cref="RowPrefix"/>).</summary>
+    private static float[] F(Tensor t) => Own(t).Data;
+
+    /// <summary>Exactly the tensor's elements.</summary>
+    private static Span<float> S(Tensor t) => Own(t).Span;
 
     private static Span<float> Grow(ref float[] buf, long n)
     {
@@ -63,7 +69,7 @@ public sealed partial class SimdBackend : IBackend
     {
         var t = Zeros(shape);
         CheckLength(src.Length, t, "FromHost");
-        src.CopyTo(F(t));
+        src.CopyTo(S(t));
         return t;
     }
 
@@ -75,24 +81,31 @@ public sealed partial class SimdBackend : IBackend
     public void ToHost(Tensor t, Span<double> dst)
     {
         CheckLength(dst.Length, t, "ToHost");
-        var d = F(t);
+        var d = S(t);
         for (int i = 0; i < d.Length; i++) dst[i] = d[i];
     }
 
     public void ToHost(Tensor t, Span<float> dst)
     {
         CheckLength(dst.Length, t, "ToHost");
-        F(t).CopyTo(dst);
+        S(t).CopyTo(dst);
     }
 
     public void Upload(Tensor t, ReadOnlySpan<double> src)
     {
         CheckLength(src.Length, t, "Upload");
-        var d = F(t);
+        var d = S(t);
         for (int i = 0; i < d.Length; i++) d[i] = (float)src[i];
     }
 
-    public void Zero(Tensor t) => Array.Clear(F(t));
+    public void Zero(Tensor t) => S(t).Clear();
+
+    /// <summary>[rows, t.Cols] over the first rows of t, sharing its storage (the KV cache prefix).</summary>
+    public Tensor RowPrefix(Tensor t, int rows)
+    {
+        if (rows < 0 || rows > t.Rows) throw new ArgumentOutOfRangeException(nameof(rows), $"RowPrefix: {rows} rows of {t}");
+        return SimdTensor.View(F(t), [rows, t.Cols]);
+    }
 
     public void CopyRows(Tensor src, int srcRow, Tensor dst, int dstRow, int rows)
     {
@@ -124,7 +137,7 @@ public sealed partial class SimdBackend : IBackend
     public void AddBias(Tensor x, Tensor bias)
     {
         if (bias.Length != x.Cols) throw new ArgumentException($"AddBias: bias {bias} does not match {x}");
-        var X = F(x); ReadOnlySpan<float> b = F(bias); int n = x.Cols;
+        var X = F(x); ReadOnlySpan<float> b = S(bias); int n = x.Cols;
         for (int r = 0; r < x.Rows; r++)
         {
             var row = X.AsSpan(r * n, n);
@@ -136,7 +149,7 @@ public sealed partial class SimdBackend : IBackend
     public void SumRows(Tensor x, Tensor dst, bool accumulate)
     {
         if (dst.Length != x.Cols) throw new ArgumentException($"SumRows: {dst} does not match {x}");
-        var X = F(x); var o = F(dst).AsSpan(); int n = x.Cols;
+        var X = F(x); var o = S(dst); int n = x.Cols;
         if (!accumulate) o.Clear();
         for (int r = 0; r < x.Rows; r++) TensorPrimitives.Add(o, X.AsSpan(r * n, n), o);
     }
@@ -144,14 +157,14 @@ public sealed partial class SimdBackend : IBackend
     public void Add(Tensor a, Tensor b, Tensor dst)
     {
         SameLength(a, b, "Add"); SameLength(a, dst, "Add");
-        TensorPrimitives.Add(F(a), F(b), F(dst));
+        TensorPrimitives.Add(S(a), S(b), S(dst));
     }
 
     public void Axpy(double alpha, Tensor src, Tensor dst)
     {
         SameLength(src, dst, "Axpy");
-        var o = F(dst);
-        TensorPrimitives.MultiplyAdd(F(src), (float)alpha, o, o);
+        var o = S(dst);
+        TensorPrimitives.MultiplyAdd(S(src), (float)alpha, o, o);
     }
 
     // x [T, d]: x[row] += v [d]
@@ -161,7 +174,7 @@ public sealed partial class SimdBackend : IBackend
         if (v.Length != d) throw new ArgumentException($"AddToRow: vector {v} does not match row of {x}");
         if (row < 0 || row >= x.Rows) throw new ArgumentOutOfRangeException(nameof(row), $"AddToRow: row {row} outside [0, {x.Rows})");
         var r = F(x).AsSpan(row * d, d);
-        TensorPrimitives.Add(r, F(v), r);
+        TensorPrimitives.Add(r, S(v), r);
     }
 
     // dst [d] (+)= x [T, d] row
@@ -170,7 +183,7 @@ public sealed partial class SimdBackend : IBackend
         int d = x.Cols;
         if (dst.Length != d) throw new ArgumentException($"GetRow: {dst} does not match row of {x}");
         if (row < 0 || row >= x.Rows) throw new ArgumentOutOfRangeException(nameof(row), $"GetRow: row {row} outside [0, {x.Rows})");
-        var r = F(x).AsSpan(row * d, d); var o = F(dst);
+        var r = F(x).AsSpan(row * d, d); var o = S(dst);
         if (accumulate) TensorPrimitives.Add(o, r, o);
         else r.CopyTo(o);
     }
