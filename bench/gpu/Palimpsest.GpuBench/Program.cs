@@ -103,6 +103,17 @@ foreach (var storage in new[] { DType.F32, DType.F16 }) Section($"gpt2-xl {stora
         cache.Reset();
         double prefill = Timing.MedianMs(() => { cache.Reset(); using var r = tf.Forward(seqs[0], null, cache); }, 3);
         Report($"{tag} decode ms/token", (ms - prefill) / steps.Length);
+
+        // Host time to queue the same steps (nothing waits for the device inside a step): when it
+        // is close to the device time above, decoding is bound by launch overhead, not the GPU.
+        cache.Reset();
+        using (tf.Forward(seqs[0], null, cache)) { }
+        b.Synchronize();
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        foreach (var id in steps) { using var r = tf.Forward([id], null, cache); }
+        double hostMs = sw.Elapsed.TotalMilliseconds / steps.Length;
+        b.Synchronize();
+        Report($"{tag} decode host-side ms/token (queueing only)", hostMs);
     }
 
     if (storage == DType.F32)

@@ -13,7 +13,7 @@ public sealed partial class CudaBackend
         SameLength(q, o, "Attention o");
         if (T == 0) return;
         uint shared = SharedFor(_k.Attention, "attention_fwd", S);
-        _ctx.MakeCurrent();
+        Bind();
         _k.Attention.Launch("attention_fwd", (uint)T, (uint)heads, Block, shared, Stream,
             F(q, "q").Ptr, F(k, "k").Ptr, F(v, "v").Ptr, F(o, "o").Ptr, Opt(probs, "probs"),
             T, S, heads, kvHeads, headDim, (float)(1.0 / Math.Sqrt(headDim)));
@@ -32,7 +32,7 @@ public sealed partial class CudaBackend
         float scale = (float)(1.0 / Math.Sqrt(headDim));
         using var dS = New(DType.F32, [heads, T, S]);
         uint shared = SharedFor(_k.Attention, "attention_bwd_q", S);
-        _ctx.MakeCurrent();
+        Bind();
         _k.Attention.Launch("attention_bwd_q", (uint)T, (uint)heads, Block, shared, Stream,
             F(dO, "dO").Ptr, F(k, "k").Ptr, F(v, "v").Ptr, F(probs, "probs").Ptr, dS.Ptr, F(dq, "dq").Ptr,
             T, S, heads, kvHeads, headDim, scale);
@@ -56,7 +56,7 @@ public sealed partial class CudaBackend
         long bytes = (S + (long)Block) * sizeof(float);
         if (bytes > 48 * 1024)
         {
-            _ctx.MakeCurrent();
+            Bind();
             CuDriver.Check(CuDriver.cuFuncSetAttribute(m.Function(kernel), CuDriver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)bytes),
                 $"cuFuncSetAttribute({kernel}, {bytes} bytes shared)");
         }

@@ -24,7 +24,7 @@ public sealed partial class CudaBackend
         int opB = transB ? Cublas.CUBLAS_OP_T : Cublas.CUBLAS_OP_N;
         int lda = transA ? m : k, ldb = transB ? k : n;
         float alpha = 1f, beta = accumulate ? 1f : 0f;
-        _ctx.MakeCurrent();
+        Bind();
 
         if (ca.DType == DType.F32 && cb.DType == DType.F32)
         {

@@ -85,7 +85,7 @@ public sealed partial class CudaBackend
     public void Zero(Tensor t)
     {
         var c = C(t, "t");
-        _ctx.MakeCurrent();
+        Bind();
         if (c.Bytes > 0) CuDriver.Check(CuDriver.cuMemsetD8Async(c.Ptr, 0, (nuint)c.Bytes, Stream), $"cuMemsetD8Async({c.Bytes} bytes)");
     }
 
@@ -107,7 +107,7 @@ public sealed partial class CudaBackend
             throw new ArgumentOutOfRangeException(nameof(rows), $"CopyRows: rows {srcRow}+{rows} of {s} -> {dstRow} of {d}");
         if (rows == 0 || s.Cols == 0) return;
         long rowBytes = (long)s.Cols * CudaTensor.ElementSize(s.DType);
-        _ctx.MakeCurrent();
+        Bind();
         CuDriver.Check(CuDriver.cuMemcpyDtoDAsync_v2(d.Ptr + (ulong)(dstRow * rowBytes), s.Ptr + (ulong)(srcRow * rowBytes), (nuint)(rows * rowBytes), Stream),
             $"cuMemcpyDtoDAsync_v2({rows * rowBytes} bytes)");
     }

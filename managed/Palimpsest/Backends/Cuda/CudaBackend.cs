@@ -44,6 +44,7 @@ public sealed partial class CudaBackend : IBackend
             _ctx.Dispose();
             throw;
         }
+        _return = Return;
         Name = weightStorage switch { DType.F16 => "cuda-f32-wf16", DType.BF16 => "cuda-f32-wbf16", _ => "cuda-f32" };
     }
 
@@ -55,7 +56,7 @@ public sealed partial class CudaBackend : IBackend
     /// <summary>Waits for all queued device work (for timing and before reading results by other means).</summary>
     public void Synchronize()
     {
-        _ctx.MakeCurrent();
+        Bind();
         _ctx.Synchronize();
     }
 
@@ -72,10 +73,78 @@ public sealed partial class CudaBackend : IBackend
 
     private CudaTensor New(DType dtype, int[] shape)
     {
-        _ctx.MakeCurrent();
         var probe = new ShapeCheck(shape);
-        var buf = new DeviceBuffer(probe.Length * CudaTensor.ElementSize(dtype), null);
-        return new CudaTensor((int[])shape.Clone(), dtype, buf);
+        var buf = Rent(probe.Length * CudaTensor.ElementSize(dtype));
+        return new CudaTensor((int[])shape.Clone(), dtype, buf, _return);
+    }
+
+    // ---- buffer cache ----
+    // A forward allocates and frees a few thousand temporaries of the same few sizes; each driver
+    // call costs microseconds of host time, which dominates small forwards (decoding). Freed
+    // buffers are kept here by exact size and handed out again. Safe without events because every
+    // op runs in order on the one legacy stream: work queued on a buffer before its release runs
+    // before work queued by its next owner.
+    private const long MaxCachedBytes = 4L << 30;
+    private readonly Dictionary<long, Stack<DeviceBuffer>> _cache = new();
+    private readonly object _cacheLock = new();
+    private readonly Action<DeviceBuffer> _return;
+    private long _cachedBytes;
+
+    private DeviceBuffer Rent(long bytes)
+    {
+        lock (_cacheLock)
+        {
+            if (_cache.TryGetValue(bytes, out var stack) && stack.Count > 0)
+            {
+                _cachedBytes -= bytes;
+                return stack.Pop();
+            }
+        }
+        Bind();
+        return new DeviceBuffer(bytes, null);
+    }
+
+    private void Return(DeviceBuffer b)
+    {
+        lock (_cacheLock)
+        {
+            if (!_disposed && _cachedBytes + b.Bytes <= MaxCachedBytes)
+            {
+                if (!_cache.TryGetValue(b.Bytes, out var stack)) _cache[b.Bytes] = stack = new Stack<DeviceBuffer>();
+                stack.Push(b);
+                _cachedBytes += b.Bytes;
+                return;
+            }
+        }
+        if (_disposed)
+        {
+            // A tensor outlived its backend: free it while the primary context lives on (another
+            // backend may hold it); once the context is destroyed its memory went with it.
+            try { _ctx.MakeCurrent(); b.Dispose(); }
+            catch (CudaException) { }
+            return;
+        }
+        Bind();
+        b.Dispose();
+    }
+
+    /// <summary>A cached buffer that goes back to the cache on dispose (ids, targets, scratch).</summary>
+    private readonly struct Scratch(CudaBackend owner, DeviceBuffer buffer) : IDisposable
+    {
+        public ulong Ptr => buffer.Ptr;
+        public void Dispose() => owner.Return(buffer);
+    }
+
+    // The driver's current context is per thread. All backends share device 0's primary context,
+    // so binding once per thread that uses this backend is enough.
+    private int _boundThread = -1;
+
+    private void Bind()
+    {
+        int id = Environment.CurrentManagedThreadId;
+        if (id == _boundThread) return;
+        _ctx.MakeCurrent();
+        _boundThread = id;
     }
 
     private readonly struct ShapeCheck
@@ -138,50 +207,59 @@ public sealed partial class CudaBackend : IBackend
     /// <summary>One block of 256 threads per row.</summary>
     private void LaunchRows(CudaModule m, string kernel, int rows, uint sharedBytes, params ReadOnlySpan<KArg> args)
     {
-        _ctx.MakeCurrent();
+        Bind();
         m.Launch(kernel, (uint)rows, 1, Block, sharedBytes, Stream, args);
     }
 
     /// <summary>Enough 256-thread blocks to cover n elements (kernels loop grid-stride past 2^20 blocks).</summary>
     private void LaunchN(CudaModule m, string kernel, long n, params ReadOnlySpan<KArg> args)
     {
-        _ctx.MakeCurrent();
+        Bind();
         long blocks = Math.Min((n + Block - 1) / Block, 1 << 20);
         m.Launch(kernel, (uint)blocks, 1, Block, 0, Stream, args);
     }
 
-    /// <summary>Uploads ints (ids, targets) into a pool buffer freed by the caller.</summary>
-    private DeviceBuffer UploadInts(ReadOnlySpan<int> v)
+    /// <summary>Uploads ints (ids, targets) into a cached buffer returned on dispose.</summary>
+    private Scratch UploadInts(ReadOnlySpan<int> v)
     {
-        _ctx.MakeCurrent();
-        var b = new DeviceBuffer((long)v.Length * 4, null);
-        if (v.Length > 0) b.CopyFrom(v);
+        var b = new Scratch(this, Rent((long)v.Length * 4));
+        UploadTo(b.Ptr, v);
         return b;
     }
 
     private unsafe void Download<T>(ulong src, Span<T> dst) where T : unmanaged
     {
-        _ctx.MakeCurrent();
+        Bind();
         if (dst.Length == 0) return;
         fixed (T* p = dst)
             CuDriver.Check(CuDriver.cuMemcpyDtoH_v2(p, src, (nuint)((long)dst.Length * sizeof(T))), $"cuMemcpyDtoH_v2({(long)dst.Length * sizeof(T)} bytes)");
     }
 
+    // The async copy from pageable memory returns once the data is staged (src may be reused at
+    // once) and, unlike cuMemcpyHtoD, does not first wait for the stream to drain: the host keeps
+    // queueing work while the device runs.
     private unsafe void UploadTo<T>(ulong dst, ReadOnlySpan<T> src) where T : unmanaged
     {
-        _ctx.MakeCurrent();
+        Bind();
         if (src.Length == 0) return;
         fixed (T* p = src)
-            CuDriver.Check(CuDriver.cuMemcpyHtoD_v2(dst, p, (nuint)((long)src.Length * sizeof(T))), $"cuMemcpyHtoD_v2({(long)src.Length * sizeof(T)} bytes)");
+            CuDriver.Check(CuDriver.cuMemcpyHtoDAsync_v2(dst, p, (nuint)((long)src.Length * sizeof(T)), Stream), $"cuMemcpyHtoDAsync_v2({(long)src.Length * sizeof(T)} bytes)");
     }
 
     public void Dispose()
     {
         if (_disposed) return;
-        _disposed = true;
-        _ctx.MakeCurrent();
+        Bind();
         foreach (var t in _ropeTables.Values) { t.Cos.Dispose(); t.Sin.Dispose(); }
         _ropeTables.Clear();
+        lock (_cacheLock)
+        {
+            foreach (var stack in _cache.Values)
+                foreach (var b in stack) b.Dispose();
+            _cache.Clear();
+            _cachedBytes = 0;
+            _disposed = true;
+        }
         _blas.Dispose();
         _k.Dispose();
         _ctx.Dispose();

@@ -8,10 +8,13 @@ public sealed class CudaTensor : Tensor
 {
     private DeviceBuffer? _buffer;
     private readonly CudaTensor? _parent;
+    private readonly Action<DeviceBuffer>? _release;
 
-    internal CudaTensor(int[] shape, DType dtype, DeviceBuffer buffer) : base(shape, dtype)
+    /// <param name="release">Takes the buffer back on dispose (the backend's buffer cache); null: free it.</param>
+    internal CudaTensor(int[] shape, DType dtype, DeviceBuffer buffer, Action<DeviceBuffer>? release = null) : base(shape, dtype)
     {
         _buffer = buffer;
+        _release = release;
     }
 
     /// <summary>A view over the start of <paramref name="parent"/>'s storage (no copy, does not own it).</summary>
@@ -35,8 +38,13 @@ public sealed class CudaTensor : Tensor
 
     public override void Dispose()
     {
-        _buffer?.Dispose();
+        var b = _buffer;
         _buffer = null;
+        if (b is not null)
+        {
+            if (_release is not null) _release(b);
+            else b.Dispose();
+        }
         base.Dispose();
     }
 }
