@@ -35,6 +35,18 @@ public class CudaOpParityTests
         Assert.All(p.HostG(z), v => Assert.Equal(0.0, v));
     }
 
+    [Fact]
+    public void Buffers_reused_from_the_cache_come_back_zeroed_from_Zeros()
+    {
+        using var p = new OpPair();
+        for (int round = 0; round < 3; round++)
+        {
+            using (var junk = p.G.FromHost(p.Values(T * D, 1, 2), T, D)) { } // same size: its buffer is cached
+            using var z = p.G.Zeros(T, D);
+            Assert.All(p.HostG(z), v => Assert.Equal(0.0, v));
+        }
+    }
+
     [Theory]
     [InlineData(false, false, false)]
     [InlineData(true, false, false)]
