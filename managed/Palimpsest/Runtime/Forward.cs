@@ -9,6 +9,8 @@ public enum InterventionSite
     MlpOutput,
     /// <summary>To the residual stream entering block l (l = 0: the embeddings), as causal tracing's corruption.</summary>
     ResidualIn,
+    /// <summary>To block l's attention output (after the output projection, before it joins the residual or the MLP).</summary>
+    AttnOutput,
 }
 
 /// <summary>Adds Delta [d] at one (layer, position). Delta lives on the model's backend.</summary>

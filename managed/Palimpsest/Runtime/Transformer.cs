@@ -88,6 +88,8 @@ public sealed class Transformer
             bt.Probs = keep ? New(C.Heads, T, T) : null!;
             B.Attention(bt.Q, kAll, vAll, C.Heads, C.KvHeads, C.HeadDim, bt.Att, keep ? bt.Probs : null);
             var attnOut = Linear(bt.Att, bp.Wo, bp.Bo, New(T, d));
+            foreach (var iv in interventions)
+                if (iv.Layer == l && iv.Site == InterventionSite.AttnOutput) B.AddToRow(attnOut, iv.Position, iv.Delta);
 
             // MLP input: parallel blocks read x (GPT-J: the same norm), sequential ones x + attn.
             Tensor residual;
@@ -231,6 +233,10 @@ public sealed class Transformer
                     dAttnOut = dH;
                     B.Add(dxPrev, dH, dxPrev);
                 }
+
+                for (int i = 0; i < ivs.Count; i++)
+                    if (ivs[i].Layer == l && ivs[i].Site == InterventionSite.AttnOutput && interventionGrads is not null)
+                        B.GetRow(dAttnOut, ivs[i].Position, interventionGrads[i], accumulate: true);
 
                 // attention backward: dAtt = dAttnOut · Woᵀ; softmax; rotary (inverse); q, k, v projections.
                 var dAtt = New(T, C.QDim);
