@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.Json;
 using Palimpsest.Editing;
 using Palimpsest.Models;
+using Palimpsest.Tensors;
 
 namespace Palimpsest.Journal;
 
@@ -254,7 +255,7 @@ public sealed class EditedModel : IDisposable
         var row = new EditRow(meta.Time ?? DateTimeOffset.UtcNow, meta.Method, meta.SubjectSummary(), meta.TargetSummary(),
             deltas.Select(d => d.Layer).Distinct().Order().ToArray(), EditNorm(deltas),
             ContentHash(meta.Method, requestsJson, meta.HyperParametersJson, deltas), requestsJson, meta.HyperParametersJson);
-        long id = _db.InsertEdit(row, named, generation);
+        long id = CommitOrDiscard(generation, () => _db.InsertEdit(row, named, generation));
         Step("committed");
 
         DurableFs.Replace(PendingPath(generation), CheckpointPath);
@@ -278,7 +279,7 @@ public sealed class EditedModel : IDisposable
         var remaining = _db.Deltas(activeOnly: true).Where(d => d.EditId != editId).ToList();
         WritePending(generation, Recompose(tensors, remaining));
         Step("pending-written");
-        _db.MarkReverted(editId, DateTimeOffset.UtcNow, generation);
+        CommitOrDiscard(generation, () => { _db.MarkReverted(editId, DateTimeOffset.UtcNow, generation); return 0L; });
         Step("committed");
         DurableFs.Replace(PendingPath(generation), CheckpointPath);
         Step("renamed");
@@ -295,6 +296,32 @@ public sealed class EditedModel : IDisposable
     }
 
     private void Step(string name) => StepHook?.Invoke(name);
+
+    // Step 3: if the transaction fails the change did not happen; drop its pending checkpoint now
+    // rather than at the next Open (which would also do it).
+    private long CommitOrDiscard(long generation, Func<long> commit)
+    {
+        try { return commit(); }
+        catch
+        {
+            try { File.Delete(PendingPath(generation)); } catch (IOException) { /* Open removes it */ }
+            throw;
+        }
+    }
+
+    /// <summary>Whether <paramref name="dir"/> looks like an edited-model folder (has a journal).</summary>
+    public static bool IsEditedModel(string dir) => File.Exists(Path.Combine(dir, JournalFile));
+
+    /// <summary>Block <paramref name="layer"/>'s current WDown as stored in the checkpoint, in canonical
+    /// [f, d] layout (float32 data, float64 for F64 checkpoints; exact) — what a reload would give, so a
+    /// caller that keeps a model in memory can refresh just the edited matrices after Apply/Revert.</summary>
+    public HostTensor ReadDownProjection(int layer)
+    {
+        var dp = Down(layer);
+        using var f = SafetensorsFile.Open(CheckpointPath);
+        var stored = f.ReadHost(dp.TensorName);
+        return dp.Transposed ? HostOps.Transpose(stored) : stored;
+    }
 
     private DownProjection Check(WeightDelta d)
     {
@@ -365,15 +392,26 @@ public sealed class EditedModel : IDisposable
     }
 
     // w [stored layout of f×d] += Σ_r Left[r] ⊗ Right[r]   (Left [rank, f], Right [rank, d])
+    // Rows i run in parallel; each element still receives its terms in r order, so the bits do not
+    // depend on the thread count.
     internal static void AddLowRank(double[] w, DownProjection dp, WeightDelta d)
     {
         int f = dp.KeyDim, dd = dp.ValueDim;
-        for (int r = 0; r < d.Rank; r++)
-            for (int i = 0; i < f; i++)
+        var opts = new ParallelOptions { MaxDegreeOfParallelism = (long)f * dd * d.Rank < 1 << 16 ? 1 : -1 };
+        Parallel.For(0, f, opts, i =>
+        {
+            for (int r = 0; r < d.Rank; r++)
             {
                 double a = d.Left[(long)r * f + i];
-                for (int j = 0; j < dd; j++) w[dp.Index(i, j)] += a * d.Right[(long)r * dd + j];
+                long right = (long)r * dd;
+                if (dp.Transposed) for (int j = 0; j < dd; j++) w[(long)j * f + i] += a * d.Right[right + j];
+                else
+                {
+                    long row = (long)i * dd;
+                    for (int j = 0; j < dd; j++) w[row + j] += a * d.Right[right + j];
+                }
             }
+        });
     }
 
     // Step 2 of the protocol: the current checkpoint with the given matrices replaced, as pending-{generation}.

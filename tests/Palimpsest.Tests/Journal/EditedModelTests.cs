@@ -117,6 +117,11 @@ public class EditedModelTests
         double worst = 0;
         for (int i = 0; i < dense.Length; i++) worst = Math.Max(worst, Math.Abs(after[i] - before[i] - dense[i]) / (Math.Abs(after[i]) + Math.Abs(before[i]) + 1e-30));
         Assert.True(worst <= Math.Pow(2, -24), $"{fixture}: max relative deviation from before + delta {worst:e2}");
+        // The in-place refresh a caller uses instead of reloading gives exactly what a reload gives.
+        Assert.Equal(after.ToFloat(), m.ReadDownProjection(2).ToFloat());
+        Assert.Equal(after.Shape, m.ReadDownProjection(2).Shape);
+        Assert.True(EditedModel.IsEditedModel(m.Dir));
+        Assert.False(EditedModel.IsEditedModel(Paths.Fixture(fixture)));
     }
 
     [Fact]
