@@ -19,16 +19,20 @@ public class EditedModelTests
     [Theory]
     [InlineData("F32")]
     [InlineData("F16")]
+    [InlineData("BF16")]
+    [InlineData("F64")]
     public void Apply_changes_the_down_projection_by_the_delta_and_reverting_all_restores_every_bit(string dtype)
     {
         using var tmp = NewTemp();
-        string src = dtype == "F32" ? Gpt2F32 : MakeF16(tmp.Sub("src"));
+        string src = dtype == "F32" ? Gpt2F32 : Convert(tmp.Sub("src"), dtype);
         var original = RawTensors(Path.Combine(src, "model.safetensors"));
         using var m = EditedModel.Create(src, tmp.Sub("edited"));
         Assert.Empty(Differences(original, RawTensors(m.CheckpointPath)));
 
-        // Tolerance of one rounding of `after` and one of `before`: 2^-p relative (p = 24 fp32, 11 fp16) + fp16 subnormal step.
-        double eps = dtype == "F32" ? Math.Pow(2, -24) : Math.Pow(2, -11), tiny = dtype == "F32" ? 0 : Math.Pow(2, -25);
+        // Tolerance of one rounding of `after` and one of `before`: 2^-p relative (p = 53 fp64, 24 fp32, 11 fp16,
+        // 8 bf16) + half of fp16's subnormal step; fp64 also allows the roundings inside the float64 sum.
+        double eps = Math.Pow(2, -(dtype switch { "F64" => 51, "F32" => 24, "F16" => 11, _ => 8 }));
+        double tiny = dtype switch { "F16" => Math.Pow(2, -25), "F64" => 1e-15, _ => 0 };
         var edits = ThreeEdits();
         var ids = new List<long>();
         foreach (var deltas in edits)
@@ -41,7 +45,7 @@ public class EditedModelTests
             {
                 var b = before.Blocks[l].WDown; var a = after.Blocks[l].WDown;
                 var mine = deltas.Where(x => x.Layer == l).ToList();
-                if (mine.Count == 0) { Assert.Equal(b.ToFloat(), a.ToFloat()); continue; }
+                if (mine.Count == 0) { Assert.Equal(b.ToDouble(), a.ToDouble()); continue; }
                 var expected = b.ToDouble();
                 foreach (var x in mine) { var dense = x.ToDense(); for (int i = 0; i < expected.Length; i++) expected[i] += dense[i]; }
                 double maxErr = 0, maxChange = 0; int worst = -1;
@@ -83,7 +87,7 @@ public class EditedModelTests
         Assert.Empty(Differences(original, RawTensors(m.CheckpointPath)));
         var reloaded = ModelLoader.LoadHost(m.Dir).Params;
         var source = ModelLoader.LoadHost(src).Params;
-        foreach (var ((name, x), (_, y)) in reloaded.Named().Zip(source.Named())) Assert.True(x.ToFloat().AsSpan().SequenceEqual(y.ToFloat()), name);
+        foreach (var ((name, x), (_, y)) in reloaded.Named().Zip(source.Named())) Assert.True(x.ToDouble().AsSpan().SequenceEqual(y.ToDouble()), name);
     }
 
     [Fact]

@@ -14,12 +14,15 @@ internal static class JournalFixtures
     public static TempDir NewTemp() => new();
 
     /// <summary>The gpt2 fixture converted to F16 (every tensor) with SafetensorsWriter, in <paramref name="dir"/>.</summary>
-    public static string MakeF16(string dir)
+    public static string MakeF16(string dir) => Convert(dir, "F16");
+
+    /// <summary>The gpt2 fixture with every tensor converted to <paramref name="dtype"/> (F64, F16, BF16), in <paramref name="dir"/>.</summary>
+    public static string Convert(string dir, string dtype)
     {
         Directory.CreateDirectory(dir);
         File.Copy(Path.Combine(Gpt2F32, "config.json"), Path.Combine(dir, "config.json"));
         using var f = SafetensorsFile.Open(Path.Combine(Gpt2F32, "model.safetensors"));
-        var tensors = f.Tensors.Values.OrderBy(t => t.Begin).Select(t => (t.Name, f.ReadHost(t.Name), "F16")).ToList();
+        var tensors = f.Tensors.Values.OrderBy(t => t.Begin).Select(t => (t.Name, f.ReadHost(t.Name), dtype)).ToList();
         SafetensorsWriter.Write(Path.Combine(dir, "model.safetensors"), tensors, new Dictionary<string, string> { ["format"] = "pt" });
         return dir;
     }
