@@ -32,6 +32,8 @@ public sealed class Transformer
             throw new ArgumentException($"sequence of {pos0 + T} tokens is longer than the model's context ({C.MaxPositions})");
         if (cache is not null && pos0 + T > cache.Capacity)
             throw new ArgumentException($"KV cache holds {cache.Capacity} tokens; {pos0 + T} needed");
+        if (o.KeepForBackward && o.Interventions is { } ivr && ivr.Any(i => i.Replace))
+            throw new ArgumentException("backward through a replacing intervention is not supported");
         if (o.KeepForBackward && cache is not null && pos0 > 0)
             throw new ArgumentException("backward through a forward that continues a KV cache is not supported");
         for (int t = 0; t < T; t++)
@@ -60,8 +62,7 @@ public sealed class Transformer
         for (int l = 0; l < C.Layers; l++)
         {
             var bp = P.Blocks[l];
-            foreach (var iv in interventions)
-                if (iv.Layer == l && iv.Site == InterventionSite.ResidualIn) B.AddToRow(x, iv.Position, iv.Delta);
+            Apply(interventions, l, InterventionSite.ResidualIn, x);
             if (hidden is not null) hidden[l] = Copy(x);
             var bt = new BlockTape { X = x };
 
@@ -88,6 +89,7 @@ public sealed class Transformer
             bt.Probs = keep ? New(C.Heads, T, T) : null!;
             B.Attention(bt.Q, kAll, vAll, C.Heads, C.KvHeads, C.HeadDim, bt.Att, keep ? bt.Probs : null);
             var attnOut = Linear(bt.Att, bp.Wo, bp.Bo, New(T, d));
+            Apply(interventions, l, InterventionSite.AttnOutput, attnOut);
 
             // MLP input: parallel blocks read x (GPT-J: the same norm), sequential ones x + attn.
             Tensor residual;
@@ -117,13 +119,13 @@ public sealed class Transformer
             else B.Activate(C.Act, bt.Up, bt.Key);
             if (keysAt.Contains(l)) keys[l] = bt.Key;
             var mlpOut = Linear(bt.Key, bp.WDown, bp.BDown, New(T, d));
-            foreach (var iv in interventions)
-                if (iv.Layer == l && iv.Site == InterventionSite.MlpOutput) B.AddToRow(mlpOut, iv.Position, iv.Delta);
+            Apply(interventions, l, InterventionSite.MlpOutput, mlpOut);
 
             // x_{l+1} = residual + mlp_out (+ attn_out when parallel)
             var next = New(T, d);
             B.Add(residual, mlpOut, next);
             if (C.ParallelResidual) B.Add(next, attnOut, next);
+            Apply(interventions, l, InterventionSite.BlockOutput, next);
             if (tape is not null) tape.Blocks[l] = bt;
             x = next;
         }
@@ -131,7 +133,8 @@ public sealed class Transformer
         // final norm and head: logits [T, V] = norm_f(x) · Headᵀ (+ b)
         var xf = New(T, d); var meanF = New(T); var rstdF = New(T);
         Norm(x, P.LnFG, P.LnFB, xf, meanF, rstdF);
-        if (hidden is not null) hidden[C.Layers] = Copy(xf);
+        Tensor? finalResidual = null;
+        if (hidden is not null) { hidden[C.Layers] = Copy(xf); finalResidual = Copy(x); }
         int from = o.LogitsFrom < 0 ? T + o.LogitsFrom : o.LogitsFrom;
         if (from < 0 || from >= T) throw new ArgumentException($"LogitsFrom {o.LogitsFrom} outside the {T} tokens");
         var xHead = xf;
@@ -149,7 +152,7 @@ public sealed class Transformer
         {
             foreach (var t in temps) t.Dispose();
         }
-        return new ForwardResult { Logits = logits, Hidden = hidden, MlpKeys = keys, Tape = tape, Ids = ids.ToArray(), PositionOffset = pos0, LogitsFrom = from };
+        return new ForwardResult { Logits = logits, Hidden = hidden, FinalResidual = finalResidual, MlpKeys = keys, Tape = tape, Ids = ids.ToArray(), PositionOffset = pos0, LogitsFrom = from };
     }
 
     /// <summary>
@@ -195,7 +198,7 @@ public sealed class Transformer
                 var bt = tape.Blocks[l]; var bp = P.Blocks[l]; var gb = G?.Blocks[l];
                 // dx is d loss / d x_{l+1}: the gradient of the block output = of the MLP output.
                 for (int i = 0; i < ivs.Count; i++)
-                    if (ivs[i].Layer == l && ivs[i].Site == InterventionSite.MlpOutput && interventionGrads is not null)
+                    if (ivs[i].Layer == l && ivs[i].Site is InterventionSite.MlpOutput or InterventionSite.BlockOutput && interventionGrads is not null)
                         B.GetRow(dx, ivs[i].Position, interventionGrads[i], accumulate: true);
 
                 // MLP backward: dKey = dOut · WDownᵀ; then through the activation to dMIn.
@@ -232,6 +235,10 @@ public sealed class Transformer
                     B.Add(dxPrev, dH, dxPrev);
                 }
 
+                for (int i = 0; i < ivs.Count; i++)
+                    if (ivs[i].Layer == l && ivs[i].Site == InterventionSite.AttnOutput && interventionGrads is not null)
+                        B.GetRow(dAttnOut, ivs[i].Position, interventionGrads[i], accumulate: true);
+
                 // attention backward: dAtt = dAttnOut · Woᵀ; softmax; rotary (inverse); q, k, v projections.
                 var dAtt = New(T, C.QDim);
                 LinearBackward(bt.Att, bp.Wo, dAttnOut, dAtt, gb?.Wo, gb?.Bo);
@@ -257,6 +264,17 @@ public sealed class Transformer
         finally
         {
             foreach (var t in temps) t.Dispose();
+        }
+    }
+
+    // x [T, d]: row Position += Delta (or = Delta when Replace) for the interventions at (layer, site)
+    private void Apply(IReadOnlyList<Intervention> interventions, int layer, InterventionSite site, Tensor x)
+    {
+        foreach (var iv in interventions)
+        {
+            if (iv.Layer != layer || iv.Site != site) continue;
+            if (!iv.Replace) { B.AddToRow(x, iv.Position, iv.Delta); continue; }
+            B.CopyRows(iv.Delta, 0, x, iv.Position, 1); // Delta [d] is one row of d columns
         }
     }
 
