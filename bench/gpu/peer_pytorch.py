@@ -86,6 +86,33 @@ for tag in ["fp32", "fp16"]:
         report(f"{tag} forward+backward 10x32", median_ms(fwd_bwd, 2))
         model.zero_grad(set_to_none=True)
 
+        # One ROME v* step as the reference computes it (rome/compute_v.py): the 21 rewriting
+        # prompts and the KL prompt in one padded batch [22, 16], delta added to layer 17's MLP
+        # output at the subject's last token, NLL at the last position, backward to delta only.
+        for prm in model.parameters():
+            prm.requires_grad_(False)
+        delta = torch.zeros(1600, device=dev, requires_grad=True)
+        ids22 = torch.randint(0, 50257, (22, 16), generator=g).to(dev)
+        tgt = torch.randint(0, 50257, (22,), generator=g).to(dev)
+
+        def add_delta(_m, _inp, out):
+            out = out.clone()
+            out[:, 8, :] += delta
+            return out
+
+        hook = model.transformer.h[17].mlp.register_forward_hook(add_delta)
+
+        def v_step():
+            delta.grad = None
+            logits = model(ids22, use_cache=False).logits[:, -1, :]
+            loss = torch.nn.functional.cross_entropy(logits.float(), tgt)
+            loss.backward()
+
+        report(f"{tag} ROME v* step (22 prompts fwd+bwd)", median_ms(v_step, 3))
+        hook.remove()
+        for prm in model.parameters():
+            prm.requires_grad_(True)
+
 os.makedirs(a.out, exist_ok=True)
 with open(os.path.join(a.out, "torch.json"), "w") as f:
     json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "results_ms": res}, f, indent=2)

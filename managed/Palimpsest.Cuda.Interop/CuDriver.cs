@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace Palimpsest.Cuda.Interop;
@@ -89,5 +90,11 @@ public static unsafe partial class CuDriver
     public static void Check(int result, string call)
     {
         if (result != 0) throw new CudaException(call, ErrorName(result), result);
+    }
+
+    /// <summary>As <see cref="Check(int, string)"/>; an interpolated description is formatted only on failure.</summary>
+    public static void Check(int result, [InterpolatedStringHandlerArgument(nameof(result))] ref CallDescription call)
+    {
+        if (result != 0) throw new CudaException(call.ToStringAndClear(), ErrorName(result), result);
     }
 }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace Palimpsest.Cuda.Interop;
@@ -58,6 +59,12 @@ public static unsafe partial class Cublas
     {
         if (status != 0) throw new CudaException(call, StatusName(status), status);
     }
+
+    /// <summary>As <see cref="Check(int, string)"/>; an interpolated description is formatted only on failure.</summary>
+    public static void Check(int status, [InterpolatedStringHandlerArgument(nameof(status))] ref CallDescription call)
+    {
+        if (status != 0) throw new CudaException(call.ToStringAndClear(), StatusName(status), status);
+    }
 }
 
 /// <summary>Raw cuSOLVER dense entry points (float64 Cholesky factor and solve).</summary>
@@ -89,5 +96,11 @@ public static unsafe partial class Cusolver
     public static void Check(int status, string call)
     {
         if (status != 0) throw new CudaException(call, StatusName(status), status);
+    }
+
+    /// <summary>As <see cref="Check(int, string)"/>; an interpolated description is formatted only on failure.</summary>
+    public static void Check(int status, [InterpolatedStringHandlerArgument(nameof(status))] ref CallDescription call)
+    {
+        if (status != 0) throw new CudaException(call.ToStringAndClear(), StatusName(status), status);
     }
 }

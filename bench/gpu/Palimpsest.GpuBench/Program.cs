@@ -138,6 +138,26 @@ foreach (var storage in new[] { DType.F32, DType.F16 }) Section($"gpt2-xl {stora
         {
             foreach (var (_, g) in grads.Named()) g.Dispose();
         }
+
+        // One ROME edit at layer 17: a warm-up edit generates the 20 context templates (kept by
+        // the editor, as across a run of edits) and JIT-compiles; then edits with 2 and 5 v* steps,
+        // whose difference gives the time of one v* step (every rewriting prompt + the KL prompt,
+        // forward and backward to δ).
+        Section("rome", () =>
+        {
+            foreach (int steps in new[] { 2, 5 })
+            {
+                var rome = RomeEdit.Editor(tf, steps);
+                var (warm, _, _) = RomeEdit.Time(tf, rome, steps); // templates + first use of each shape
+                var (ms, ran, prompts) = RomeEdit.Time(tf, rome, steps);
+                Console.WriteLine($"  ROME {ran} v* steps ({prompts} prompts per step): {ms:F1} ms (first edit, with template generation: {warm:F1} ms)");
+                results[$"rome edit {steps} steps"] = ms;
+            }
+            double step = (results["rome edit 5 steps"] - results["rome edit 2 steps"]) / 3;
+            Report($"{tag} ROME v* step (22 prompts fwd+bwd)", step);
+            Report($"{tag} one ROME edit, 5 v* steps (wall)", results["rome edit 5 steps"]);
+            Report($"{tag} one ROME edit, 20 v* steps (5 + 15 x step)", results["rome edit 5 steps"] + 15 * step);
+        });
     }
 });
 

@@ -15,7 +15,7 @@ public sealed partial class CudaBackend
         uint shared = SharedFor(_k.Attention, "attention_fwd", S);
         Bind();
         _k.Attention.Launch("attention_fwd", (uint)T, (uint)heads, Block, shared, Stream,
-            F(q, "q").Ptr, F(k, "k").Ptr, F(v, "v").Ptr, F(o, "o").Ptr, Opt(probs, "probs"),
+            F(q, "q").Ptr, F(k, "k").Ptr, F(v, "v").Ptr, Out(o, "o"), probs is null ? 0UL : Out(probs, "probs"),
             T, S, heads, kvHeads, headDim, (float)(1.0 / Math.Sqrt(headDim)));
     }
 

@@ -29,7 +29,7 @@ public sealed partial class CudaBackend
         SameLength(a, dst, "Add");
         using var wa = Widen(a, "a");
         using var wb = Widen(b, "b");
-        LaunchN(_k.Elementwise, "add_f32", dst.Length, wa.Ptr, wb.Ptr, F(dst, "dst").Ptr, dst.Length);
+        LaunchN(_k.Elementwise, "add_f32", dst.Length, wa.Ptr, wb.Ptr, Out(dst, "dst"), dst.Length);
     }
 
     // dst += alpha * src

@@ -14,7 +14,7 @@ public sealed partial class CudaBackend
         if (ids.Length == 0) return;
         using var dIds = UploadInts(ids);
         LaunchRows(_k.Embedding, "embed", ids.Length, 0, dIds.Ptr, cw.Ptr, DTypeCode(cw.DType),
-            cp?.Ptr ?? 0UL, cp is null ? 0 : DTypeCode(cp.DType), posOffset, cd.Ptr, cd.Cols);
+            cp?.Ptr ?? 0UL, cp is null ? 0 : DTypeCode(cp.DType), posOffset, cd.OverwritePtr, cd.Cols);
     }
 
     // dy [T, d] -> dwte [V, d] += scatter by ids, dwpe [P, d] += rows posOffset.. (optional)

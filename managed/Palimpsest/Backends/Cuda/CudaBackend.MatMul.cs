@@ -28,7 +28,7 @@ public sealed partial class CudaBackend
 
         if (ca.DType == DType.F32 && cb.DType == DType.F32)
         {
-            Cublas.Check(Cublas.cublasSgemm_v2(_blas.Handle, opB, opA, n, m, k, &alpha, cb.Ptr, ldb, ca.Ptr, lda, &beta, cc.Ptr, n),
+            Cublas.Check(Cublas.cublasSgemm_v2(_blas.Handle, opB, opA, n, m, k, &alpha, cb.Ptr, ldb, ca.Ptr, lda, &beta, accumulate ? cc.Ptr : cc.OverwritePtr, n),
                 $"cublasSgemm_v2(M={m}, N={n}, K={k})");
             return;
         }
@@ -42,7 +42,7 @@ public sealed partial class CudaBackend
         using var nb = cb.DType == narrow ? null : NarrowCopy(cb, narrow);
         int type = narrow == DType.F16 ? Cublas.CUDA_R_16F : Cublas.CUDA_R_16BF;
         Cublas.Check(Cublas.cublasGemmEx(_blas.Handle, opB, opA, n, m, k, &alpha, (nb ?? cb).Ptr, type, ldb, (na ?? ca).Ptr, type, lda,
-                &beta, cc.Ptr, Cublas.CUDA_R_32F, n, Cublas.CUBLAS_COMPUTE_32F, Cublas.CUBLAS_GEMM_DEFAULT),
+                &beta, accumulate ? cc.Ptr : cc.OverwritePtr, Cublas.CUDA_R_32F, n, Cublas.CUBLAS_COMPUTE_32F, Cublas.CUBLAS_GEMM_DEFAULT),
             $"cublasGemmEx(M={m}, N={n}, K={k}, {narrow})");
     }
 

@@ -6,6 +6,8 @@ namespace Palimpsest.Backends.Cuda;
 // Allocation, host <-> device copies, weight storage conversion.
 public sealed partial class CudaBackend
 {
+    // The memset is deferred to the tensor's first use and skipped when that use overwrites it
+    // whole (see CudaTensor.OverwritePtr): a decode step allocates ~15 temporaries per layer.
     public Tensor Zeros(params int[] shape)
     {
         var t = New(DType.F32, shape);
@@ -47,14 +49,14 @@ public sealed partial class CudaBackend
     public void FillUniform(Tensor t, ulong seed, float scale, float offset = 0f)
     {
         var c = C(t, "t");
-        LaunchN(_k.Elementwise, "fill_uniform", c.Length, c.Ptr, DTypeCode(c.DType), c.Length, (long)seed, scale, offset);
+        LaunchN(_k.Elementwise, "fill_uniform", c.Length, c.OverwritePtr, DTypeCode(c.DType), c.Length, (long)seed, scale, offset);
     }
 
     // src float32 -> dst float16/bfloat16, same length
     private void Narrow(CudaTensor src, CudaTensor dst)
     {
         var kernel = dst.DType == DType.F16 ? "f32_to_f16" : "f32_to_bf16";
-        LaunchN(_k.Elementwise, kernel, dst.Length, src.Ptr, dst.Ptr, dst.Length);
+        LaunchN(_k.Elementwise, kernel, dst.Length, src.Ptr, dst.OverwritePtr, dst.Length);
     }
 
     public void ToHost(Tensor t, Span<double> dst)
@@ -77,7 +79,7 @@ public sealed partial class CudaBackend
         var c = C(t, "t");
         if (src.Length != c.Length) throw new ArgumentException($"{src.Length} values for {c}");
         var f = ToFloat(src);
-        if (c.DType == DType.F32) { UploadTo(c.Ptr, (ReadOnlySpan<float>)f); return; }
+        if (c.DType == DType.F32) { UploadTo(c.OverwritePtr, (ReadOnlySpan<float>)f); return; }
         using var wide = (CudaTensor)FromHost(f, c.Shape);
         Narrow(wide, c);
     }
@@ -85,9 +87,19 @@ public sealed partial class CudaBackend
     public void Zero(Tensor t)
     {
         var c = C(t, "t");
-        Bind();
-        if (c.Bytes > 0) CuDriver.Check(CuDriver.cuMemsetD8Async(c.Ptr, 0, (nuint)c.Bytes, Stream), $"cuMemsetD8Async({c.Bytes} bytes)");
+        if (c.IsView) MemsetZero(c);
+        else c.DeferZero(_memsetZero);
     }
+
+    // the zero-fill itself (views: the whole view; their parent's pending fill is settled first by RawPtr)
+    private void MemsetZero(CudaTensor c)
+    {
+        Bind();
+        if (c.Bytes > 0) CuDriver.Check(CuDriver.cuMemsetD8Async(c.RawPtr, 0, (nuint)c.Bytes, Stream), $"cuMemsetD8Async({c.Bytes} bytes)");
+    }
+
+    /// <summary>A float32 output that the op writes whole without reading it (drops a pending zero-fill).</summary>
+    private static ulong Out(Tensor t, string what) => F(t, what).OverwritePtr;
 
     // t [R, C] -> view [rows, C] over its first rows (shares storage; disposing the view frees nothing)
     public Tensor RowPrefix(Tensor t, int rows)

@@ -14,7 +14,7 @@ public sealed partial class CudaBackend
         using var wg = Widen(g, "g");
         using var wb = b is null ? default : Widen(b, "b");
         LaunchRows(_k.Norms, "layernorm_fwd", rows, 0, cx.Ptr, wg.Ptr, b is null ? 0UL : wb.Ptr, (float)eps,
-            F(y, "y").Ptr, F(mean, "mean").Ptr, F(rstd, "rstd").Ptr, d);
+            Out(y, "y"), Out(mean, "mean"), Out(rstd, "rstd"), d);
     }
 
     // dy, x [T, d], g [d], mean, rstd [T] -> dx [T, d] +=, dg [d] +=, db [d] += (dg/db optional)
@@ -37,7 +37,7 @@ public sealed partial class CudaBackend
         var cx = F(x, "x");
         CheckNorm(cx, g, y, rstd, rstd, "RmsNorm");
         using var wg = Widen(g, "g");
-        LaunchRows(_k.Norms, "rmsnorm_fwd", cx.Rows, 0, cx.Ptr, wg.Ptr, (float)eps, F(y, "y").Ptr, F(rstd, "rstd").Ptr, cx.Cols);
+        LaunchRows(_k.Norms, "rmsnorm_fwd", cx.Rows, 0, cx.Ptr, wg.Ptr, (float)eps, Out(y, "y"), Out(rstd, "rstd"), cx.Cols);
     }
 
     // dy, x [T, d], g [d], rstd [T] -> dx [T, d] +=, dg [d] += (optional)

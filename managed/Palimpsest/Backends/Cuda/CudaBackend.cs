@@ -45,6 +45,7 @@ public sealed partial class CudaBackend : IBackend
             throw;
         }
         _return = Return;
+        _memsetZero = MemsetZero;
         Name = weightStorage switch { DType.F16 => "cuda-f32-wf16", DType.BF16 => "cuda-f32-wbf16", _ => "cuda-f32" };
     }
 
@@ -88,6 +89,7 @@ public sealed partial class CudaBackend : IBackend
     private readonly Dictionary<long, Stack<DeviceBuffer>> _cache = new();
     private readonly object _cacheLock = new();
     private readonly Action<DeviceBuffer> _return;
+    private readonly Action<CudaTensor> _memsetZero;
     private long _cachedBytes;
 
     private DeviceBuffer Rent(long bytes)

@@ -9,6 +9,11 @@ public sealed class CudaTensor : Tensor
     private DeviceBuffer? _buffer;
     private readonly CudaTensor? _parent;
     private readonly Action<DeviceBuffer>? _release;
+    // A zero-fill owed by Zeros/Zero, done on first use of the address: most tensors from Zeros are
+    // outputs that the next op overwrites whole, and those ops take OverwritePtr, which drops the
+    // debt instead of queueing a memset (one driver call saved per temporary). Any other read of
+    // Ptr (an input, an accumulating output, a download, a view) pays it first, in stream order.
+    private Action<CudaTensor>? _pendingZero;
 
     /// <param name="release">Takes the buffer back on dispose (the backend's buffer cache); null: free it.</param>
     internal CudaTensor(int[] shape, DType dtype, DeviceBuffer buffer, Action<DeviceBuffer>? release = null) : base(shape, dtype)
@@ -24,8 +29,40 @@ public sealed class CudaTensor : Tensor
         _parent = parent;
     }
 
-    /// <summary>Device address of element 0; throws once this tensor (or the one it views) is disposed.</summary>
-    public ulong Ptr => _parent?.Ptr ?? _buffer?.Ptr ?? throw new ObjectDisposedException(nameof(CudaTensor), $"{this} was disposed");
+    /// <summary>Device address of element 0 (its contents current); throws once this tensor (or the one it views) is disposed.</summary>
+    public ulong Ptr
+    {
+        get
+        {
+            if (_pendingZero is { } zero) { _pendingZero = null; zero(this); }
+            return RawPtr;
+        }
+    }
+
+    /// <summary>The address without settling a pending zero-fill (for the fill itself).</summary>
+    internal ulong RawPtr => _parent?.Ptr ?? _buffer?.Ptr ?? throw new ObjectDisposedException(nameof(CudaTensor), $"{this} was disposed");
+
+    /// <summary>
+    /// The address for an op that writes every element without reading any: a pending zero-fill
+    /// is dropped. Views settle their parent's fill (they cover only part of it).
+    /// </summary>
+    internal ulong OverwritePtr
+    {
+        get
+        {
+            if (_parent is null) _pendingZero = null;
+            return Ptr;
+        }
+    }
+
+    /// <summary>Owes a zero-fill, done by <paramref name="fill"/> at the first use of <see cref="Ptr"/>.</summary>
+    internal void DeferZero(Action<CudaTensor> fill)
+    {
+        if (_parent is not null) throw new InvalidOperationException("a view cannot defer a zero-fill");
+        _pendingZero = fill;
+    }
+
+    internal bool IsView => _parent is not null;
 
     public long Bytes => Length * ElementSize(DType);
 
@@ -40,6 +77,7 @@ public sealed class CudaTensor : Tensor
     {
         var b = _buffer;
         _buffer = null;
+        _pendingZero = null;
         if (b is not null)
         {
             if (_release is not null) _release(b);
