@@ -34,7 +34,7 @@ stamp "nvcc -arch=sm_90 compile check (background)"
 NVCC_PID=$!
 
 stamp "GPU tests (REQUIRE_GPU=1, trait Category=Gpu)"
-REQUIRE_GPU=1 timeout 150 "$G/tests/Palimpsest.Tests" -noColor -reporter verbose -trait "Category=Gpu" > "$OUT/tests.log" 2>&1
+REQUIRE_GPU=1 timeout 150 "$G/tests/Palimpsest.Tests" -noColor -reporter verbose -showLiveOutput -trait "Category=Gpu" > "$OUT/tests.log" 2>&1
 echo "test exit code $?"
 grep -E "\[FAIL\]" -A4 "$OUT/tests.log" | head -60
 grep -E "Total:" "$OUT/tests.log"

@@ -63,6 +63,8 @@ public static unsafe partial class CuDriver
     [LibraryImport(Lib)] public static partial int cuGraphLaunch(IntPtr exec, IntPtr stream);
     [LibraryImport(Lib)] public static partial int cuGraphExecDestroy(IntPtr exec);
     [LibraryImport(Lib)] public static partial int cuGraphDestroy(IntPtr graph);
+    [LibraryImport(Lib)] public static partial int cuMemAllocHost_v2(out IntPtr p, nuint bytes);
+    [LibraryImport(Lib)] public static partial int cuMemFreeHost(IntPtr p);
 
     [LibraryImport(Lib)] public static partial int cuGetErrorName(int error, out IntPtr name);
     [LibraryImport(Lib)] public static partial int cuGetErrorString(int error, out IntPtr text);
@@ -74,6 +76,7 @@ public static unsafe partial class CuDriver
     public const int CU_MEMPOOL_ATTR_RELEASE_THRESHOLD = 4;
     public const uint CU_STREAM_NON_BLOCKING = 1;
     public const int CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1;
+    public const int CU_STREAM_CAPTURE_MODE_RELAXED = 2;
 
     /// <summary>"CUDA_ERROR_OUT_OF_MEMORY" for a result code (the number if the driver does not know it).</summary>
     public static string ErrorName(int result)

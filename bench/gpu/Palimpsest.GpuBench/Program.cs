@@ -114,6 +114,29 @@ foreach (var storage in new[] { DType.F32, DType.F16 }) Section($"gpt2-xl {stora
         double hostMs = sw.Elapsed.TotalMilliseconds / steps.Length;
         b.Synchronize();
         Report($"{tag} decode host-side ms/token (queueing only)", hostMs);
+
+        // The same step as a CUDA graph: the step at position 32 captured once and replayed. It
+        // shows what decoding costs once the host no longer issues every op (the Transformer
+        // would have to capture per position, or read the position from device memory).
+        Section($"{tag} graph", () =>
+        {
+            cache.Reset();
+            using (tf.Forward(seqs[0], null, cache)) { }
+            using (tf.Forward([steps[0]], null, cache)) { } // caches the step's buffers
+            cache.Reset();
+            using (tf.Forward(seqs[0], null, cache)) { }
+            ForwardResult? captured = null;
+            using (var graph = b.Capture(() => captured = tf.Forward([steps[0]], null, cache)))
+            {
+                Report($"{tag} decode ms/token, CUDA graph replay", Timing.MedianMs(() => { for (int i = 0; i < steps.Length; i++) graph.Launch(); }, 3) / steps.Length);
+                b.Synchronize();
+                var hsw = System.Diagnostics.Stopwatch.StartNew();
+                for (int i = 0; i < steps.Length; i++) graph.Launch();
+                Report($"{tag} decode host-side ms/token, CUDA graph replay", hsw.Elapsed.TotalMilliseconds / steps.Length);
+                b.Synchronize();
+            }
+            captured?.Dispose();
+        });
     }
 
     if (storage == DType.F32)

@@ -87,8 +87,18 @@ public sealed partial class CudaBackend
     public void Zero(Tensor t)
     {
         var c = C(t, "t");
-        if (c.IsView) MemsetZero(c);
+        if (c.IsView || _capture is not null) MemsetZero(c); // inside a capture: an explicit zero is part of every replay
         else c.DeferZero(_memsetZero);
+    }
+
+    // A deferred fill settled by the tensor's first use. A tensor zeroed before a capture and
+    // first used inside it would get its fill recorded into the graph, to be redone at every
+    // replay (wiping, say, a KV cache): refused.
+    private void SettleZero(CudaTensor c)
+    {
+        if (_capture is not null && !_capture.Created.Contains(c))
+            throw new InvalidOperationException($"{c} came from Zeros before the graph capture and is first used inside it: use it once before capturing");
+        MemsetZero(c);
     }
 
     // the zero-fill itself (views: the whole view; their parent's pending fill is settled first by RawPtr)

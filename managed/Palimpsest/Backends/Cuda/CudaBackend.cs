@@ -15,7 +15,9 @@ namespace Palimpsest.Backends.Cuda;
 public sealed partial class CudaBackend : IBackend
 {
     private const uint Block = 256;
-    private static readonly IntPtr Stream = IntPtr.Zero; // legacy default stream: implicit ordering with synchronous copies
+    // The legacy default stream (implicit ordering with synchronous copies), or while a graph is
+    // being captured the capture's stream (created blocking, so it stays ordered with the legacy one).
+    private IntPtr Stream => _capture?.Stream ?? IntPtr.Zero;
 
     private readonly CudaContext _ctx;
     private readonly KernelModules _k;
@@ -45,7 +47,7 @@ public sealed partial class CudaBackend : IBackend
             throw;
         }
         _return = Return;
-        _memsetZero = MemsetZero;
+        _memsetZero = SettleZero;
         Name = weightStorage switch { DType.F16 => "cuda-f32-wf16", DType.BF16 => "cuda-f32-wbf16", _ => "cuda-f32" };
     }
 
@@ -76,7 +78,9 @@ public sealed partial class CudaBackend : IBackend
     {
         var probe = new ShapeCheck(shape);
         var buf = Rent(probe.Length * CudaTensor.ElementSize(dtype));
-        return new CudaTensor((int[])shape.Clone(), dtype, buf, _return);
+        var t = new CudaTensor((int[])shape.Clone(), dtype, buf, _return);
+        _capture?.Created.Add(t);
+        return t;
     }
 
     // ---- buffer cache ----
@@ -102,12 +106,17 @@ public sealed partial class CudaBackend : IBackend
                 return stack.Pop();
             }
         }
+        // An allocation is no stream operation a graph could record (and would break the capture).
+        if (_capture is not null)
+            throw new InvalidOperationException($"a {bytes}-byte buffer is not in the cache during graph capture: run the work once uncaptured first, so that its buffers are cached");
         Bind();
         return new DeviceBuffer(bytes, null);
     }
 
     private void Return(DeviceBuffer b)
     {
+        // Buffers freed inside a capture stay with the graph: its replays write into them.
+        if (_capture is not null) { _capture.Held.Add(b); return; }
         lock (_cacheLock)
         {
             if (!_disposed && _cachedBytes + b.Bytes <= MaxCachedBytes)
@@ -231,6 +240,7 @@ public sealed partial class CudaBackend : IBackend
 
     private unsafe void Download<T>(ulong src, Span<T> dst) where T : unmanaged
     {
+        if (_capture is not null) throw new InvalidOperationException("reading a tensor back during graph capture (the work has not run)");
         Bind();
         if (dst.Length == 0) return;
         fixed (T* p = dst)
@@ -244,6 +254,7 @@ public sealed partial class CudaBackend : IBackend
     {
         Bind();
         if (src.Length == 0) return;
+        if (_capture is not null) { CaptureUpload(dst, src); return; }
         fixed (T* p = src)
             CuDriver.Check(CuDriver.cuMemcpyHtoDAsync_v2(dst, p, (nuint)((long)src.Length * sizeof(T)), Stream), $"cuMemcpyHtoDAsync_v2({(long)src.Length * sizeof(T)} bytes)");
     }
@@ -251,6 +262,7 @@ public sealed partial class CudaBackend : IBackend
     public void Dispose()
     {
         if (_disposed) return;
+        if (_capture is not null) throw new InvalidOperationException("disposing a backend during graph capture");
         Bind();
         foreach (var t in _ropeTables.Values) { t.Cos.Dispose(); t.Sin.Dispose(); }
         _ropeTables.Clear();
@@ -262,6 +274,7 @@ public sealed partial class CudaBackend : IBackend
             _cachedBytes = 0;
             _disposed = true;
         }
+        _blasWorkspace?.Dispose();
         _blas.Dispose();
         _k.Dispose();
         _ctx.Dispose();
