@@ -15,7 +15,16 @@ public sealed partial class CudaBackend
     private sealed class CaptureState(IntPtr stream)
     {
         public IntPtr Stream { get; } = stream;
-        public List<DeviceBuffer> Held { get; } = [];   // buffers freed inside the capture: the graph writes them
+        // Buffers freed inside the capture: the graph writes them, so they stay with it; later
+        // allocations of the same capture may reuse them (stream order holds inside the graph).
+        private readonly Dictionary<long, Stack<DeviceBuffer>> _free = new();
+        public void PutFree(DeviceBuffer b)
+        {
+            if (!_free.TryGetValue(b.Bytes, out var s)) _free[b.Bytes] = s = new Stack<DeviceBuffer>();
+            s.Push(b);
+        }
+        public DeviceBuffer? TakeFree(long bytes) => _free.TryGetValue(bytes, out var s) && s.Count > 0 ? s.Pop() : null;
+        public List<DeviceBuffer> Held => _free.Values.SelectMany(s => s).ToList();
         public List<IntPtr> Pinned { get; } = [];       // host staging of uploads: the graph copies from them
         public HashSet<CudaTensor> Created { get; } = new(ReferenceEqualityComparer.Instance);
     }
@@ -32,7 +41,10 @@ public sealed partial class CudaBackend
     {
         if (_capture is not null) throw new InvalidOperationException("a capture is already under way");
         Bind();
-        CuDriver.Check(CuDriver.cuStreamCreate(out var stream, 0), "cuStreamCreate"); // blocking: ordered with the legacy stream
+        // Non-blocking: a capture only records, so it needs no order with earlier work (replays
+        // run on the legacy stream), and a blocking stream would turn other threads' legacy-stream
+        // calls during the capture into errors (CUDA_ERROR_STREAM_CAPTURE_IMPLICIT).
+        CuDriver.Check(CuDriver.cuStreamCreate(out var stream, CuDriver.CU_STREAM_NON_BLOCKING), "cuStreamCreate");
         var state = new CaptureState(stream);
         IntPtr graph = IntPtr.Zero, exec = IntPtr.Zero;
         try

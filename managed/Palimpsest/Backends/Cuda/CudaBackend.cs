@@ -16,7 +16,7 @@ public sealed partial class CudaBackend : IBackend
 {
     private const uint Block = 256;
     // The legacy default stream (implicit ordering with synchronous copies), or while a graph is
-    // being captured the capture's stream (created blocking, so it stays ordered with the legacy one).
+    // being captured the capture's stream (which only records; see Capture).
     private IntPtr Stream => _capture?.Stream ?? IntPtr.Zero;
 
     private readonly CudaContext _ctx;
@@ -98,6 +98,7 @@ public sealed partial class CudaBackend : IBackend
 
     private DeviceBuffer Rent(long bytes)
     {
+        if (_capture?.TakeFree(bytes) is { } reused) return reused;
         lock (_cacheLock)
         {
             if (_cache.TryGetValue(bytes, out var stack) && stack.Count > 0)
@@ -116,7 +117,7 @@ public sealed partial class CudaBackend : IBackend
     private void Return(DeviceBuffer b)
     {
         // Buffers freed inside a capture stay with the graph: its replays write into them.
-        if (_capture is not null) { _capture.Held.Add(b); return; }
+        if (_capture is not null) { _capture.PutFree(b); return; }
         lock (_cacheLock)
         {
             if (!_disposed && _cachedBytes + b.Bytes <= MaxCachedBytes)
