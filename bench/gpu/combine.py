@@ -20,7 +20,7 @@ E, T = eng["results_ms"], tor["results_ms"]
 print(f"Card: {eng.get('device')} | PyTorch: {tor.get('torch', '?')} on {tor.get('device')}\n")
 print("| measurement (GPT2-XL shapes, random weights) | engine ms | PyTorch ms | engine / PyTorch |")
 print("|---|---:|---:|---:|")
-keys = [k for k in E if not k.startswith("sgemm") and not k.startswith("copy")] + [k for k in T if k not in E]
+keys = [k for k in E if not k.startswith(("sgemm", "copy", "op us "))] + [k for k in T if k not in E]
 for k in keys:
     e, t = E.get(k), T.get(k)
     ratio = f"{e / t:.2f}" if e is not None and t else ""
@@ -29,3 +29,10 @@ for k in keys:
 if "sgemm 4096^3 TFLOP/s" in E:
     print(f"\nCeilings measured by the engine: sgemm 4096^3 fp32 (TF32 off) {E['sgemm 4096^3 TFLOP/s']:.1f} TFLOP/s, "
           f"device copy {E.get('copy GB/s', 0):.0f} GB/s (read + write).")
+ops = [k for k in E if k.startswith("op us ")]
+if ops:
+    print("\nDevice time per op at T=1 (each op 200x in one CUDA graph; layer 0's weights):\n")
+    print("| op | µs |")
+    print("|---|---:|")
+    for k in ops:
+        print(f"| {k[len('op us '):]} | {E[k]:.2f} |")

@@ -137,6 +137,20 @@ foreach (var storage in new[] { DType.F32, DType.F16 }) Section($"gpt2-xl {stora
             }
             captured?.Dispose();
         });
+
+        Section($"{tag} decode ops", () =>
+        {
+            double sum = 0;
+            foreach (var (name, perLayer, us) in DecodeOps.Measure(b, model))
+            {
+                int n = perLayer == 0 ? 1 : perLayer * config.Layers;
+                sum += n * us;
+                results[$"op us {tag} {name}"] = us;
+                Console.WriteLine($"  {tag} {name,-44} {us,8:F2} us  x{n,-4} = {n * us / 1000,7:F3} ms per step");
+            }
+            Console.WriteLine($"  {tag} sum over one decode step's ops: {sum / 1000:F3} ms");
+            Report($"{tag} decode: sum of per-op device times (graph)", sum / 1000);
+        });
     }
 
     if (storage == DType.F32)
