@@ -1,0 +1,146 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Palimpsest.Editing;
+
+/// <summary>
+/// Accumulates S = Σ_r k_r k_rᵀ [f, f] in float64 from blocks of key rows K [R, f] (a syrk: only the
+/// upper triangle is summed, then mirrored). Rows are buffered so each pass over S streams many
+/// tokens. Memory: f² doubles (320 MB at f = 6400) plus the row buffer.
+/// </summary>
+internal sealed class KeyStatisticsAccumulator
+{
+    public const int BlockRows = 64;
+
+    private readonly int _f;
+    private readonly double[] _upper;   // [f, f]; entry [j, i] for i >= j holds S[j, i]
+    private readonly double[] _rows;    // [BlockRows, f] pending rows
+    private int _pending;
+
+    public KeyStatisticsAccumulator(int f)
+    {
+        _f = f;
+        _upper = new double[(long)f * f];
+        _rows = new double[(long)BlockRows * f];
+    }
+
+    public long Tokens { get; private set; }
+
+    /// <summary>Adds the rows of keys [T, f] (row-major).</summary>
+    public void Add(ReadOnlySpan<double> keys)
+    {
+        if (keys.Length % _f != 0) throw new ArgumentException($"keys of length {keys.Length} are not rows of {_f}");
+        int t = keys.Length / _f;
+        for (int r = 0; r < t; r++)
+        {
+            keys.Slice(r * _f, _f).CopyTo(_rows.AsSpan(_pending * _f, _f));
+            Tokens++;
+            if (++_pending == BlockRows) Flush();
+        }
+    }
+
+    /// <summary>S / Tokens as a full symmetric [f, f] matrix (E[k kᵀ], uncentred).</summary>
+    public double[] Mean()
+    {
+        Flush();
+        if (Tokens == 0) throw new InvalidOperationException("no tokens were accumulated");
+        int f = _f;
+        var c = new double[(long)f * f];
+        double inv = 1.0 / Tokens;
+        for (int j = 0; j < f; j++)
+            for (int i = j; i < f; i++)
+            {
+                double v = _upper[(long)j * f + i] * inv;
+                c[(long)j * f + i] = v;
+                c[(long)i * f + j] = v;
+            }
+        return c;
+    }
+
+    private void Flush()
+    {
+        if (_pending == 0) return;
+        int r = _pending;
+        _pending = 0;
+        if (Fma.IsSupported && Avx.IsSupported) SyrkAvx(_rows, r, _f, _upper);
+        else SyrkScalar(_rows, r, _f, _upper, 0, _f);
+    }
+
+    // U[j, i] += Σ_r K[r, j] K[r, i] for j in [j0, j1), i >= j. The reference the fast path is tested against.
+    internal static void SyrkScalar(double[] k, int rows, int f, double[] u, int j0, int j1)
+    {
+        for (int j = j0; j < j1; j++)
+            for (int r = 0; r < rows; r++)
+            {
+                double a = k[(long)r * f + j];
+                if (a == 0) continue;
+                long kr = (long)r * f, uj = (long)j * f;
+                for (int i = j; i < f; i++) u[uj + i] += a * k[kr + i];
+            }
+    }
+
+    // Register-blocked: 4 rows j of U × 8 columns i (two Vector256) = 8 accumulators; per key row one
+    // pair of loads, four broadcasts, eight FMAs. Blocks of 4 j-rows run in parallel (they write
+    // disjoint rows of U). Columns i from the block's first j: entries left of the diagonal are
+    // computed too (harmless; Mean() reads only i >= j).
+    internal static void SyrkAvx(double[] k, int rows, int f, double[] u)
+    {
+        int jBlocks = (f + 3) / 4;
+        Parallel.For(0, jBlocks, jb =>
+        {
+            int j0 = jb * 4;
+            if (j0 + 4 > f) { SyrkScalar(k, rows, f, u, j0, f); return; }
+            int i = j0;
+            for (; i + 8 <= f; i += 8) Block4x8(k, rows, f, u, j0, i);
+            if (i < f) Tail(k, rows, f, u, j0, i);
+        });
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void Block4x8(double[] k, int rows, int f, double[] u, int j0, int i0)
+    {
+        fixed (double* kp = k, up = u)
+        {
+            Vector256<double> a0 = default, a1 = default, a2 = default, a3 = default;
+            Vector256<double> b0 = default, b1 = default, b2 = default, b3 = default;
+            double* row = kp;
+            for (int r = 0; r < rows; r++, row += f)
+            {
+                var x0 = Avx.LoadVector256(row + i0);
+                var x1 = Avx.LoadVector256(row + i0 + 4);
+                var s0 = Vector256.Create(row[j0]);
+                var s1 = Vector256.Create(row[j0 + 1]);
+                var s2 = Vector256.Create(row[j0 + 2]);
+                var s3 = Vector256.Create(row[j0 + 3]);
+                a0 = Fma.MultiplyAdd(s0, x0, a0); b0 = Fma.MultiplyAdd(s0, x1, b0);
+                a1 = Fma.MultiplyAdd(s1, x0, a1); b1 = Fma.MultiplyAdd(s1, x1, b1);
+                a2 = Fma.MultiplyAdd(s2, x0, a2); b2 = Fma.MultiplyAdd(s2, x1, b2);
+                a3 = Fma.MultiplyAdd(s3, x0, a3); b3 = Fma.MultiplyAdd(s3, x1, b3);
+            }
+            AddTo(up + (long)j0 * f + i0, a0, b0);
+            AddTo(up + (long)(j0 + 1) * f + i0, a1, b1);
+            AddTo(up + (long)(j0 + 2) * f + i0, a2, b2);
+            AddTo(up + (long)(j0 + 3) * f + i0, a3, b3);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void AddTo(double* dst, Vector256<double> lo, Vector256<double> hi)
+    {
+        Avx.Store(dst, Avx.Add(Avx.LoadVector256(dst), lo));
+        Avx.Store(dst + 4, Avx.Add(Avx.LoadVector256(dst + 4), hi));
+    }
+
+    // Columns [i0, f) (fewer than 8) of rows j0..j0+3.
+    private static void Tail(double[] k, int rows, int f, double[] u, int j0, int i0)
+    {
+        for (int j = j0; j < j0 + 4; j++)
+            for (int r = 0; r < rows; r++)
+            {
+                double a = k[(long)r * f + j];
+                long kr = (long)r * f, uj = (long)j * f;
+                for (int i = i0; i < f; i++) u[uj + i] += a * k[kr + i];
+            }
+    }
+}
