@@ -1,4 +1,3 @@
-using Palimpsest.Runtime;
 using Palimpsest.Tokenization;
 
 namespace Palimpsest.Editing;
@@ -18,8 +17,8 @@ public enum SubjectToken
 public readonly record struct SubjectPosition(int[] Ids, int Index);
 
 /// <summary>
-/// Subject-token lookup and context templates with ROME's conventions (kmeng01/rome
-/// rome/repr_tools.py get_words_idxs_in_templates, rome_main.py get_context_templates).
+/// Subject-token lookup with ROME's convention (kmeng01/rome rome/repr_tools.py
+/// get_words_idxs_in_templates). Context templates are in <see cref="ContextTemplates"/>.
 /// </summary>
 public static class SubjectTokens
 {
@@ -46,6 +45,12 @@ public static class SubjectTokens
         };
     }
 
+    /// <summary>Index of the subject's last token (ROME's "subject_last").</summary>
+    public static int LastIndex(ITextTokenizer tok, string template, string subject) => Index(tok, template, subject, SubjectToken.Last);
+
+    /// <summary>Index of the subject's first token.</summary>
+    public static int FirstIndex(ITextTokenizer tok, string template, string subject) => Index(tok, template, subject, SubjectToken.First);
+
     /// <summary>Ids of template.format(subject) (tokenised whole) and the subject token's index in them.</summary>
     public static SubjectPosition Locate(ITextTokenizer tok, string template, string subject, SubjectToken which = SubjectToken.Last)
     {
@@ -62,47 +67,6 @@ public static class SubjectTokens
         int at = CheckTemplate(template);
         return string.Concat(template.AsSpan(0, at), value, template.AsSpan(at + 2));
     }
-
-    /// <summary>
-    /// ROME's rewriting contexts: context template "X. {}" filled with the request's prompt keeps the
-    /// prompt's own "{}" for the subject ("X. The mother tongue of {} is").
-    /// </summary>
-    public static IReadOnlyList<string> Compose(IReadOnlyList<string> contextTemplates, string prompt) =>
-        contextTemplates.Select(c => Fill(c, prompt)).ToArray();
-
-    /// <summary>
-    /// ROME's context templates: "{}" followed by, for each (length, count), count texts generated
-    /// from the EOS token with top-k 5 sampling, length tokens long including that EOS (so length − 1
-    /// new tokens), decoded, "\n\n" → " ", EOS text and braces removed, + ". {}". ROME also
-    /// NFKD-normalises; the engine runs with InvariantGlobalization (no ICU), where .NET cannot, so
-    /// non-ASCII text stays as generated (it only changes which bytes a template holds).
-    /// ROME samples with torch's RNG; ours is seeded (seed + running index) so a run is reproducible.
-    /// ROME's published settings: [(5, 10), (10, 10)].
-    /// </summary>
-    public static IReadOnlyList<string> ContextTemplates(Transformer model, ITextTokenizer tok,
-        IReadOnlyList<(int Length, int Count)> lengths, int seed, int topK = 5)
-    {
-        int eos = tok.EosId ?? throw new ArgumentException("context templates are generated from the EOS token; this tokenizer has none");
-        var gen = new Generator(model);
-        var result = new List<string> { "{}" };
-        int k = 0;
-        foreach (var (length, count) in lengths)
-        {
-            if (length < 1 || count < 0) throw new ArgumentOutOfRangeException(nameof(lengths), $"bad (length {length}, count {count})");
-            for (int i = 0; i < count; i++, k++)
-            {
-                var ids = gen.Generate([eos], length - 1, new Sampling { TopK = topK, Seed = seed + k });
-                result.Add(CleanGenerated(tok.Decode(ids)) + ". {}");
-            }
-        }
-        return result;
-    }
-
-    // ROME's generate_fast post-processing (less NFKD, see above), then the braces stripped so the
-    // text stays a one-field template.
-    internal static string CleanGenerated(string text) =>
-        text.Replace("\n\n", " ").Replace("<|endoftext|>", "")
-            .Replace("{", "").Replace("}", "");
 
     private static (string Prefix, string Word, string Suffix) Split(string template, string subject)
     {
