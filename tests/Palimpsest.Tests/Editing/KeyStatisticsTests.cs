@@ -88,18 +88,26 @@ public sealed class KeyStatisticsTests : IDisposable
     [InlineData(8, 64)]
     [InlineData(61, 1)]
     [InlineData(3, 5)]
+    [InlineData(53, 7)]
     public void BlockedSyrk_MatchesScalarReference(int f, int rows)
     {
         var rng = new Random(f * 100 + rows);
         var k = Enumerable.Range(0, f * rows).Select(_ => rng.NextDouble() * 2 - 1).ToArray();
-        var fast = new double[f * f];
         var slow = new double[f * f];
-        KeyStatisticsAccumulator.SyrkAvx(k, rows, f, fast);
         KeyStatisticsAccumulator.SyrkScalar(k, rows, f, slow, 0, f);
-        // Only the upper triangle (i >= j) is defined.
-        var a = new List<double>(); var b = new List<double>();
-        for (int j = 0; j < f; j++) for (int i = j; i < f; i++) { a.Add(fast[j * f + i]); b.Add(slow[j * f + i]); }
-        Num.AssertClose(a.ToArray(), b.ToArray(), 1e-14, $"syrk f={f} rows={rows}");
+        var kernels = new List<(string, Action<double[], int, int, double[]>)>();
+        if (System.Runtime.Intrinsics.X86.Fma.IsSupported) kernels.Add(("avx2", KeyStatisticsAccumulator.SyrkAvx));
+        if (System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated) kernels.Add(("avx512", KeyStatisticsAccumulator.SyrkAvx512));
+        if (kernels.Count == 0) Assert.Skip("this CPU has neither AVX2+FMA nor AVX-512: only the scalar kernel runs");
+        foreach (var (name, kernel) in kernels)
+        {
+            var fast = new double[f * f];
+            kernel(k, rows, f, fast);
+            // Only the upper triangle (i >= j) is defined.
+            var a = new List<double>(); var b = new List<double>();
+            for (int j = 0; j < f; j++) for (int i = j; i < f; i++) { a.Add(fast[j * f + i]); b.Add(slow[j * f + i]); }
+            Num.AssertClose(a.ToArray(), b.ToArray(), 1e-14, $"{name} syrk f={f} rows={rows}");
+        }
     }
 
     [Fact]

@@ -30,6 +30,8 @@ public static class DatasetReader
         DatasetFormat? format = null;
         int index = 0;
         using var stream = File.OpenRead(path);
+        if (FirstSignificantByte(stream) != (byte)'[')
+            throw new DatasetFormatException(name, -1, null, "expected a JSON array of records");
         try
         {
             foreach (var e in JsonSerializer.DeserializeAsyncEnumerable<JsonElement>(stream).ToBlockingEnumerable())
@@ -55,10 +57,9 @@ public static class DatasetReader
         }
         catch (JsonException ex)
         {
+            // `index` records were read whole, so the broken one is record `index`.
             string at = ex.LineNumber is long line ? $" (line {line + 1}, byte {ex.BytePositionInLine + 1})" : "";
-            string what = index == 0 && list.Count == 0 && ex.Message.Contains("could not be converted", StringComparison.Ordinal)
-                ? "expected a JSON array of records" : "malformed JSON";
-            throw new DatasetFormatException(name, index == 0 && what.StartsWith("expected", StringComparison.Ordinal) ? -1 : index, null, what + at, ex);
+            throw new DatasetFormatException(name, index, null, "malformed JSON" + at, ex);
         }
         if (list.Count == 0) throw new DatasetFormatException(name, -1, null, "holds no records");
         return list;
@@ -85,6 +86,15 @@ public static class DatasetReader
         DatasetFormat.KnownFacts => KnownFactRecords.Known(r),
         _ => throw new ArgumentOutOfRangeException(nameof(f)),
     };
+
+    // The first byte that is not whitespace or a UTF-8 byte-order mark; the stream is rewound.
+    private static int FirstSignificantByte(Stream s)
+    {
+        int b;
+        do b = s.ReadByte(); while (b is ' ' or '\t' or '\r' or '\n' or 0xEF or 0xBB or 0xBF);
+        s.Position = 0;
+        return b;
+    }
 
     private static string StripWhere(string message, string name, int index)
     {
