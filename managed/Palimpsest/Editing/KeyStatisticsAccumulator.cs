@@ -7,7 +7,7 @@ namespace Palimpsest.Editing;
 /// <summary>
 /// Accumulates S = Σ_r k_r k_rᵀ [f, f] in float64 from blocks of key rows K [R, f] (a syrk: only the
 /// upper triangle is summed, then mirrored). Rows are buffered so each pass over S streams many
-/// tokens. Memory: f² doubles (320 MB at f = 6400) plus the row buffer.
+/// tokens. Memory: f² doubles (320 MB at f = 6400, per layer) plus the row buffer.
 /// </summary>
 internal sealed class KeyStatisticsAccumulator
 {
@@ -17,6 +17,7 @@ internal sealed class KeyStatisticsAccumulator
     private readonly double[] _upper;   // [f, f]; entry [j, i] for i >= j holds S[j, i]
     private readonly double[] _rows;    // [BlockRows, f] pending rows
     private int _pending;
+    private bool _finished;
 
     public KeyStatisticsAccumulator(int f)
     {
@@ -30,6 +31,7 @@ internal sealed class KeyStatisticsAccumulator
     /// <summary>Adds the rows of keys [T, f] (row-major).</summary>
     public void Add(ReadOnlySpan<double> keys)
     {
+        if (_finished) throw new InvalidOperationException("rows added after Mean()");
         if (keys.Length % _f != 0) throw new ArgumentException($"keys of length {keys.Length} are not rows of {_f}");
         int t = keys.Length / _f;
         for (int r = 0; r < t; r++)
@@ -40,18 +42,24 @@ internal sealed class KeyStatisticsAccumulator
         }
     }
 
-    /// <summary>S / Tokens as a full symmetric [f, f] matrix (E[k kᵀ], uncentred).</summary>
+    /// <summary>
+    /// S / Tokens as a full symmetric [f, f] matrix (E[k kᵀ], uncentred), built in place in the
+    /// accumulator's own buffer (no second f² array: 320 MB saved at f = 6400); the accumulator is
+    /// finished afterwards.
+    /// </summary>
     public double[] Mean()
     {
+        if (_finished) throw new InvalidOperationException("Mean() was already taken");
         Flush();
         if (Tokens == 0) throw new InvalidOperationException("no tokens were accumulated");
+        _finished = true;
         int f = _f;
-        var c = new double[(long)f * f];
+        var c = _upper;
         double inv = 1.0 / Tokens;
         for (int j = 0; j < f; j++)
             for (int i = j; i < f; i++)
             {
-                double v = _upper[(long)j * f + i] * inv;
+                double v = c[(long)j * f + i] * inv;
                 c[(long)j * f + i] = v;
                 c[(long)i * f + j] = v;
             }
