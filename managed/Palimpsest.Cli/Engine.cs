@@ -37,8 +37,10 @@ internal sealed class Engine : IDisposable
     /// <summary>ids [T] -> logits of the last position [V].</summary>
     public double[] LastLogits(int[] ids)
     {
-        using var r = _transformer.Forward(ids);
-        return LastRow(r.Logits, ids.Length);
+        using var r = _transformer.Forward(ids, new ForwardOptions { LogitsFrom = -1 });
+        var logits = new double[C.Vocab];
+        _backend.ToHost(r.Logits, logits);
+        return logits;
     }
 
     /// <summary>ids [T] -> logits [T, V] and hidden states [L+1, T, d], in the backend's precision (F64 or F32).</summary>
@@ -66,34 +68,16 @@ internal sealed class Engine : IDisposable
     }
 
     /// <summary>
-    /// Continues <paramref name="prompt"/> one token at a time with a KV cache: greedy, or top-k
-    /// sampling with a seeded generator. Stops at EOS (not yielded), after MaxNew tokens, or when
-    /// the context is full.
+    /// Continues <paramref name="prompt"/> (greedy, or seeded top-k) with the runtime's generator.
+    /// Stops at EOS (not returned), after MaxNew tokens, or when the context is full: asking for more
+    /// than fits is not an error here, the user cannot know how many tokens the prompt became.
     /// </summary>
-    public IEnumerable<int> Generate(int[] prompt, Commands.GenerateSettings s)
+    public int[] Generate(int[] prompt, Commands.GenerateSettings s)
     {
-        int capacity = Math.Min(C.MaxPositions, prompt.Length + s.MaxNew);
-        using var cache = new KvCache(_model, capacity);
-        var rng = new Random(s.Seed);
-        double[] logits;
-        using (var r = _transformer.Forward(prompt, cache: cache)) logits = LastRow(r.Logits, prompt.Length);
-        for (int produced = 0; produced < s.MaxNew; produced++)
-        {
-            int next = Sampling.Pick(logits, s.TopK, s.Temperature, rng);
-            if (next == s.Eos) yield break;
-            yield return next;
-            if (cache.Length >= capacity) yield break;
-            using var r = _transformer.Forward([next], cache: cache);
-            logits = LastRow(r.Logits, 1);
-        }
-    }
-
-    /// <summary>logits [T, V] on the backend -> row T-1 [V] on the host.</summary>
-    private double[] LastRow(Tensor logits, int T)
-    {
-        var all = new double[logits.Length];
-        _backend.ToHost(logits, all);
-        return all.AsSpan((T - 1) * C.Vocab, C.Vocab).ToArray();
+        int room = Math.Max(0, C.MaxPositions - prompt.Length);
+        var sampling = new Sampling { TopK = s.TopK, Temperature = s.Temperature, Seed = s.Seed };
+        var ids = new Generator(_transformer).Generate(prompt, Math.Min(s.MaxNew, room), sampling, s.Eos);
+        return ids.Length > 0 && ids[^1] == s.Eos ? ids[..^1] : ids;
     }
 
     public void Dispose()

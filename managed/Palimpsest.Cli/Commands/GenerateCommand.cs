@@ -1,9 +1,8 @@
 using System.CommandLine;
-using System.Runtime.InteropServices;
 
 namespace Palimpsest.Cli.Commands;
 
-/// <summary>`palimpsest generate MODEL "prompt"`: greedy (default) or top-k sampled continuation, printed as it is produced.</summary>
+/// <summary>`palimpsest generate MODEL "prompt"`: prompt and greedy (default) or top-k sampled continuation as text.</summary>
 internal static class GenerateCommand
 {
     public static Command Create(CliIo io)
@@ -35,22 +34,9 @@ internal static class GenerateCommand
                 io.Out.WriteLine(string.Join(",", input.Concat(s.Engine.Generate(input, settings))));
                 return CliErrors.Ok;
             }
-            var all = new List<int>(input);
-            string printed = tok.Decode(input.AsSpan());
-            io.Out.Write(printed);
-            foreach (int next in s.Engine.Generate(input, settings))
-            {
-                all.Add(next);
-                // Decode the whole text and print what is new: one token can be half of a UTF-8 character.
-                string text = tok.Decode(CollectionsMarshal.AsSpan(all));
-                if (text.EndsWith('\uFFFD') || !text.StartsWith(printed, StringComparison.Ordinal)) continue;
-                io.Out.Write(text[printed.Length..]);
-                io.Out.Flush();
-                printed = text;
-            }
-            string final = tok.Decode(CollectionsMarshal.AsSpan(all));
-            if (final.StartsWith(printed, StringComparison.Ordinal)) io.Out.Write(final[printed.Length..]);
-            io.Out.WriteLine();
+            // Decoded as a whole: one token can be half of a UTF-8 character.
+            int[] generated = s.Engine.Generate(input, settings);
+            io.Out.WriteLine(tok.Decode(input.Concat(generated).ToArray()));
             return CliErrors.Ok;
         });
         return cmd;
