@@ -1,0 +1,125 @@
+namespace Palimpsest.Backends.Cpu;
+
+public static partial class Gemm
+{
+    // Block sizes (floats). A micro-tile of C is MR x NR and lives in registers; a packed
+    // KC x NR micro-panel of B (16 KiB) stays in L1 while the MR-row slivers of the packed
+    // MC x KC block of A (144 KiB) stream from L2; the KC x NC panel of B sits in L3.
+    internal const int MR = 6, NR = 16, KC = 256, MCMax = 144, NC = 4096;
+
+    /// <summary>
+    /// c [M, N] (+)= op(a) · op(b) for M ≥ 2 (GEMV handles M = 1): loops jc (NC) → pc (KC) →
+    /// blocks of rows (parallel) → NR panels → MR slivers → micro-kernel.
+    /// </summary>
+    private static unsafe void SgemmBlocked(bool transA, bool transB, int M, int N, int K,
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, Span<float> c, int ldc, bool accumulate,
+        GemmKernel kernel, int threads)
+    {
+        // Rows are split into blocks of whole MR slivers; the count is a multiple of the thread
+        // count so that every thread gets the same amount of work.
+        int slivers = (M + MR - 1) / MR;
+        int mBlocks = Math.Max(1, (M + MCMax - 1) / MCMax);
+        if (threads > 1) mBlocks = Math.Min(slivers, (mBlocks + threads - 1) / threads * threads);
+        var scratch = GemmScratch.ForThisThread;
+        float* bPack = scratch.PackB((long)KC * Math.Min(NC, (N + NR - 1) / NR * NR));
+
+        fixed (float* pa = a, pb = b, pc = c)
+        {
+            var job = new BlockJob
+            {
+                A = pa, B = pb, C = pc, Lda = lda, Ldb = ldb, Ldc = ldc, TransA = transA, TransB = transB,
+                M = M, Slivers = slivers, MBlocks = mBlocks, BPack = bPack, Kernel = kernel,
+            };
+            for (int jc = 0; jc < N; jc += NC)
+            {
+                job.Jc = jc;
+                job.Nc = Math.Min(NC, N - jc);
+                int panels = (job.Nc + NR - 1) / NR;
+                for (int p0 = 0; p0 < K; p0 += KC)
+                {
+                    job.Pc = p0;
+                    job.Kc = Math.Min(KC, K - p0);
+                    job.Accumulate = accumulate || p0 > 0;
+                    // With fewer row blocks than threads (short M) the NR panels are split too.
+                    job.NSplit = mBlocks >= threads ? 1 : Math.Min(panels, (threads + mBlocks - 1) / mBlocks);
+                    int tasks = mBlocks * job.NSplit;
+                    if (threads == 1 || tasks == 1)
+                    {
+                        job.PackBPanels(0, panels);
+                        for (int t = 0; t < tasks; t++) job.RunTask(t);
+                    }
+                    else
+                    {
+                        var opts = new ParallelOptions { MaxDegreeOfParallelism = threads };
+                        var j = job; // a copy the lambdas can capture (the struct holds pointers)
+                        int per = (panels + threads - 1) / threads;
+                        Parallel.For(0, threads, opts, t => j.PackBPanels(t * per, Math.Min(panels, (t + 1) * per)));
+                        Parallel.For(0, tasks, opts, t => j.RunTask(t));
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>Everything one (jc, pc) step needs, passed by value to the worker lambdas.</summary>
+    private unsafe struct BlockJob
+    {
+        public float* A, B, C, BPack;
+        public int Lda, Ldb, Ldc, M, Slivers, MBlocks, NSplit, Jc, Nc, Pc, Kc;
+        public bool TransA, TransB, Accumulate;
+        public GemmKernel Kernel;
+
+        /// <summary>Packs NR-column panels [p0, p1) of op(b)[Pc.., Jc..] into BPack, zero-padding the last.</summary>
+        public readonly void PackBPanels(int p0, int p1)
+        {
+            for (int jp = p0; jp < p1; jp++)
+            {
+                int j0 = jp * NR, nr = Math.Min(NR, Nc - j0);
+                float* dst = BPack + (long)jp * NR * Kc;
+                GemmPack.PackB(TransB, B, Ldb, Pc, Jc + j0, Kc, nr, dst);
+            }
+        }
+
+        /// <summary>Task t = (row block, panel group): packs its rows of A and runs the micro-kernels.</summary>
+        public readonly void RunTask(int t)
+        {
+            int ib = t / NSplit, js = t % NSplit;
+            int s0 = (int)((long)ib * Slivers / MBlocks), s1 = (int)((long)(ib + 1) * Slivers / MBlocks);
+            int i0 = s0 * MR, i1 = Math.Min(M, s1 * MR), mc = i1 - i0;
+            if (mc <= 0) return;
+            int panels = (Nc + NR - 1) / NR;
+            int jp0 = (int)((long)js * panels / NSplit), jp1 = (int)((long)(js + 1) * panels / NSplit);
+            if (jp0 >= jp1) return;
+
+            float* aPack = GemmScratch.ForThisThread.PackA((long)(s1 - s0) * MR * Kc);
+            GemmPack.PackA(TransA, A, Lda, i0, Pc, mc, Kc, aPack);
+
+            float* tile = stackalloc float[MR * NR];
+            for (int jp = jp0; jp < jp1; jp++)
+            {
+                int j0 = jp * NR, nr = Math.Min(NR, Nc - j0);
+                float* bp = BPack + (long)jp * NR * Kc;
+                for (int ir = 0; ir < mc; ir += MR)
+                {
+                    int mr = Math.Min(MR, mc - ir);
+                    float* ap = aPack + (long)ir * Kc;
+                    float* cp = C + (long)(i0 + ir) * Ldc + Jc + j0;
+                    if (mr == MR && nr == NR)
+                        GemmKernels.Run(Kernel, Kc, ap, bp, cp, Ldc, Accumulate);
+                    else
+                    {
+                        // Edge tile: compute the full padded tile aside, then copy the valid part.
+                        GemmKernels.Run(Kernel, Kc, ap, bp, tile, NR, false);
+                        for (int i = 0; i < mr; i++)
+                        {
+                            float* crow = cp + (long)i * Ldc;
+                            float* trow = tile + i * NR;
+                            if (Accumulate) for (int j = 0; j < nr; j++) crow[j] += trow[j];
+                            else for (int j = 0; j < nr; j++) crow[j] = trow[j];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

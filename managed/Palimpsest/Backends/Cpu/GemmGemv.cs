@@ -1,0 +1,132 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics.Arm;
+using System.Runtime.Intrinsics.X86;
+
+namespace Palimpsest.Backends.Cpu;
+
+public static partial class Gemm
+{
+    /// <summary>Columns of y one thread updates per sweep over the rows of b (keeps y in L1).</summary>
+    private const int GemvColumnBlock = 2048;
+
+    /// <summary>
+    /// M = 1 (one token's decode step): c [1, N] (+)= a [1, K] · op(b) [K, N]. Memory bound, so
+    /// each element of b is read exactly once, in storage order, and the columns are split over
+    /// the threads.
+    /// </summary>
+    private static unsafe void Gemv(bool transA, bool transB, int N, int K, ReadOnlySpan<float> a, int lda,
+        ReadOnlySpan<float> b, int ldb, Span<float> c, bool accumulate, int threads)
+    {
+        fixed (float* pa0 = a, pb0 = b, pc0 = c)
+        {
+            float* pa = pa0;
+            if (transA && lda != 1)
+            {
+                // a stored [K, 1] with stride lda: gather it so the inner loops read it contiguously.
+                float* g = GemmScratch.ForThisThread.Vector(K);
+                for (int k = 0; k < K; k++) g[k] = pa0[(long)k * lda];
+                pa = g;
+            }
+            nint xa = (nint)pa, xb = (nint)pb0, xc = (nint)pc0;
+            // Chunks of whole vectors so that no two threads write the same cache line of c.
+            int w = Vector<float>.Count * 16;
+            int chunks = Math.Min(threads, (N + w - 1) / w);
+            if (chunks <= 1)
+            {
+                GemvRange(transB, 0, N, K, (float*)xa, (float*)xb, ldb, (float*)xc, accumulate);
+                return;
+            }
+            int per = (N + chunks - 1) / chunks;
+            per = (per + w - 1) / w * w;
+            Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+            {
+                int j0 = t * per, j1 = Math.Min(N, j0 + per);
+                if (j0 < j1) GemvRange(transB, j0, j1, K, (float*)xa, (float*)xb, ldb, (float*)xc, accumulate);
+            });
+        }
+    }
+
+    private static unsafe void GemvRange(bool transB, int j0, int j1, int K, float* a, float* b, int ldb, float* c, bool accumulate)
+    {
+        if (transB) GemvDots(j0, j1, K, a, b, ldb, c, accumulate);
+        else
+            for (int jb = j0; jb < j1; jb += GemvColumnBlock)
+                GemvAxpys(jb, Math.Min(j1, jb + GemvColumnBlock), K, a, b, ldb, c, accumulate);
+    }
+
+    /// <summary>b [K, N]: c[j0..j1) (+)= Σ_k a[k] · b[k, j0..j1), four rows of b per pass over c.</summary>
+    private static unsafe void GemvAxpys(int j0, int j1, int K, float* a, float* b, int ldb, float* c, bool accumulate)
+    {
+        int n = j1 - j0, vc = Vector<float>.Count;
+        float* y = c + j0;
+        if (!accumulate) new Span<float>(y, n).Clear();
+        int k = 0;
+        for (; k + 4 <= K; k += 4)
+        {
+            float* r0 = b + (long)k * ldb + j0, r1 = r0 + ldb, r2 = r1 + ldb, r3 = r2 + ldb;
+            var a0 = new Vector<float>(a[k]); var a1 = new Vector<float>(a[k + 1]);
+            var a2 = new Vector<float>(a[k + 2]); var a3 = new Vector<float>(a[k + 3]);
+            int j = 0;
+            for (; j + vc <= n; j += vc)
+            {
+                var acc = Vector.Load(y + j);
+                acc = Madd(a0, Vector.Load(r0 + j), acc);
+                acc = Madd(a1, Vector.Load(r1 + j), acc);
+                acc = Madd(a2, Vector.Load(r2 + j), acc);
+                acc = Madd(a3, Vector.Load(r3 + j), acc);
+                Vector.Store(acc, y + j);
+            }
+            for (; j < n; j++) y[j] += a[k] * r0[j] + a[k + 1] * r1[j] + a[k + 2] * r2[j] + a[k + 3] * r3[j];
+        }
+        for (; k < K; k++)
+        {
+            float* r = b + (long)k * ldb + j0;
+            var ak = new Vector<float>(a[k]);
+            int j = 0;
+            for (; j + vc <= n; j += vc) Vector.Store(Madd(ak, Vector.Load(r + j), Vector.Load(y + j)), y + j);
+            for (; j < n; j++) y[j] += a[k] * r[j];
+        }
+    }
+
+    /// <summary>b [N, K]: c[j] (+)= dot(a, b[j, :]) for j in [j0, j1), four rows of b sharing each load of a.</summary>
+    private static unsafe void GemvDots(int j0, int j1, int K, float* a, float* b, int ldb, float* c, bool accumulate)
+    {
+        int vc = Vector<float>.Count, kv = K - K % vc;
+        int j = j0;
+        for (; j + 4 <= j1; j += 4)
+        {
+            float* r0 = b + (long)j * ldb, r1 = r0 + ldb, r2 = r1 + ldb, r3 = r2 + ldb;
+            Vector<float> s0 = default, s1 = default, s2 = default, s3 = default;
+            for (int k = 0; k < kv; k += vc)
+            {
+                var x = Vector.Load(a + k);
+                s0 = Madd(x, Vector.Load(r0 + k), s0);
+                s1 = Madd(x, Vector.Load(r1 + k), s1);
+                s2 = Madd(x, Vector.Load(r2 + k), s2);
+                s3 = Madd(x, Vector.Load(r3 + k), s3);
+            }
+            float d0 = Vector.Sum(s0), d1 = Vector.Sum(s1), d2 = Vector.Sum(s2), d3 = Vector.Sum(s3);
+            for (int k = kv; k < K; k++)
+            {
+                d0 += a[k] * r0[k]; d1 += a[k] * r1[k]; d2 += a[k] * r2[k]; d3 += a[k] * r3[k];
+            }
+            if (accumulate) { c[j] += d0; c[j + 1] += d1; c[j + 2] += d2; c[j + 3] += d3; }
+            else { c[j] = d0; c[j + 1] = d1; c[j + 2] = d2; c[j + 3] = d3; }
+        }
+        for (; j < j1; j++)
+        {
+            float* r = b + (long)j * ldb;
+            Vector<float> s = default;
+            for (int k = 0; k < kv; k += vc) s = Madd(Vector.Load(a + k), Vector.Load(r + k), s);
+            float d = Vector.Sum(s);
+            for (int k = kv; k < K; k++) d += a[k] * r[k];
+            c[j] = accumulate ? c[j] + d : d;
+        }
+    }
+
+    /// <summary>x · y + z, fused where the CPU has FMA (the check folds away at JIT time).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector<float> Madd(Vector<float> x, Vector<float> y, Vector<float> z) =>
+        Fma.IsSupported || AdvSimd.IsSupported ? Vector.FusedMultiplyAdd(x, y, z) : x * y + z;
+}

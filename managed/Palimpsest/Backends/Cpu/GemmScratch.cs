@@ -1,0 +1,50 @@
+namespace Palimpsest.Backends.Cpu;
+
+/// <summary>
+/// Per-thread packing buffers for <see cref="Gemm"/>. They live on the pinned object heap so a raw
+/// pointer into them stays valid, start on a 64-byte boundary so packed panels never split a cache
+/// line, and only grow: after the first call of a given size there is no allocation.
+/// Thread-static because GEMM runs on the caller and on pool threads at once and each needs its
+/// own A block; nothing observable is shared.
+/// </summary>
+internal sealed unsafe class GemmScratch
+{
+    [ThreadStatic] private static GemmScratch? t_current;
+
+    public static GemmScratch ForThisThread => t_current ??= new GemmScratch();
+
+    private readonly Buffer _packA = new(), _packB = new(), _vector = new();
+
+    /// <summary>Room for a packed A block (MC x KC floats).</summary>
+    public float* PackA(long floats) => _packA.Get(floats);
+
+    /// <summary>Room for a packed B panel (KC x NC floats), read by every thread of one call.</summary>
+    public float* PackB(long floats) => _packB.Get(floats);
+
+    /// <summary>Room for a gathered vector (GEMV with a strided operand).</summary>
+    public float* Vector(long floats) => _vector.Get(floats);
+
+    private sealed class Buffer
+    {
+        private float[]? _array;
+        private float* _aligned;
+        private long _capacity;
+
+        public float* Get(long floats)
+        {
+            if (floats > _capacity)
+            {
+                long cap = Math.Max(floats, _capacity * 2);
+                // 16 spare floats = 64 bytes so the start can be moved to a cache-line boundary.
+                _array = GC.AllocateUninitializedArray<float>(checked((int)(cap + 16)), pinned: true);
+                fixed (float* p = _array)
+                {
+                    long addr = (long)p;
+                    _aligned = (float*)((addr + 63) & ~63L);
+                }
+                _capacity = cap;
+            }
+            return _aligned;
+        }
+    }
+}

@@ -1,0 +1,232 @@
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
+using Palimpsest.Tensors;
+
+namespace Palimpsest.Backends.Cpu;
+
+/// <summary>
+/// The fast CPU backend: float32 storage and arithmetic, TensorPrimitives for elementwise and row
+/// ops, the blocked <see cref="Gemm"/> for MatMul, attention spread over heads. Its semantics are
+/// those of <see cref="ReferenceBackend"/> (tested op by op against it).
+///
+/// Not thread-safe: an instance keeps scratch buffers (softmax rows, attention scores, the rotary
+/// table) that it reuses from call to call so that a decode step allocates nothing once warm.
+/// Use one instance per thread that drives a model; the ops themselves use all cores.
+/// </summary>
+public sealed partial class SimdBackend : IBackend
+{
+    public string Name => "cpu-f32";
+    public DType Compute => DType.F32;
+
+    // Scratch reused across calls (see the class comment); grown on demand, never shrunk.
+    private float[] _rowA = [], _rowB = [], _scores = [];
+
+    private static SimdTensor Own(Tensor t) => t as SimdTensor
+        ?? throw new ArgumentException($"tensor {t} does not belong to the {nameof(SimdBackend)}");
+
+    /// <summary>The storage array (for row-offset access; may extend past the tensor, see <see cref="RowPrefix"/>).</summary>
+    private static float[] F(Tensor t) => Own(t).Data;
+
+    /// <summary>Exactly the tensor's elements.</summary>
+    private static Span<float> S(Tensor t) => Own(t).Span;
+
+    private static Span<float> Grow(ref float[] buf, long n)
+    {
+        if (buf.LongLength < n) buf = new float[Math.Max(n, buf.LongLength * 3 / 2)];
+        return buf.AsSpan(0, checked((int)n));
+    }
+
+    private static void SameLength(Tensor a, Tensor b, string what)
+    {
+        if (a.Length != b.Length) throw new ArgumentException($"{what}: lengths differ ({a} vs {b})");
+    }
+
+    private static void CheckLength(long have, Tensor t, string what)
+    {
+        if (have != t.Length) throw new ArgumentException($"{what}: {have} values, tensor {t} has {t.Length}");
+    }
+
+    // ---------------- memory ----------------
+
+    public Tensor Zeros(params int[] shape)
+    {
+        long n = 1;
+        foreach (var s in shape)
+        {
+            if (s < 0) throw new ArgumentException($"negative dimension in shape [{string.Join(", ", shape)}]");
+            n *= s;
+        }
+        return new SimdTensor(new float[n], shape);
+    }
+
+    public Tensor FromHost(ReadOnlySpan<double> src, params int[] shape)
+    {
+        var t = Zeros(shape);
+        Upload(t, src);
+        return t;
+    }
+
+    public Tensor FromHost(ReadOnlySpan<float> src, params int[] shape)
+    {
+        var t = Zeros(shape);
+        CheckLength(src.Length, t, "FromHost");
+        src.CopyTo(S(t));
+        return t;
+    }
+
+    public Tensor Weight(ReadOnlySpan<float> src, params int[] shape) => FromHost(src, shape);
+
+    /// <summary>Rounds float64 weights to float32 (round to nearest even, as a cast does).</summary>
+    public Tensor Weight(ReadOnlySpan<double> src, params int[] shape) => FromHost(src, shape);
+
+    public void ToHost(Tensor t, Span<double> dst)
+    {
+        CheckLength(dst.Length, t, "ToHost");
+        var d = S(t);
+        for (int i = 0; i < d.Length; i++) dst[i] = d[i];
+    }
+
+    public void ToHost(Tensor t, Span<float> dst)
+    {
+        CheckLength(dst.Length, t, "ToHost");
+        S(t).CopyTo(dst);
+    }
+
+    public void Upload(Tensor t, ReadOnlySpan<double> src)
+    {
+        CheckLength(src.Length, t, "Upload");
+        var d = S(t);
+        for (int i = 0; i < d.Length; i++) d[i] = (float)src[i];
+    }
+
+    public void Zero(Tensor t) => S(t).Clear();
+
+    /// <summary>[rows, t.Cols] over the first rows of t, sharing its storage (the KV cache prefix).</summary>
+    public Tensor RowPrefix(Tensor t, int rows)
+    {
+        if (rows < 0 || rows > t.Rows) throw new ArgumentOutOfRangeException(nameof(rows), $"RowPrefix: {rows} rows of {t}");
+        return SimdTensor.View(F(t), [rows, t.Cols]);
+    }
+
+    public void CopyRows(Tensor src, int srcRow, Tensor dst, int dstRow, int rows)
+    {
+        int c = src.Cols;
+        if (dst.Cols != c) throw new ArgumentException($"CopyRows: column counts differ ({src} vs {dst})");
+        if (srcRow < 0 || dstRow < 0 || rows < 0 || srcRow + rows > src.Rows || dstRow + rows > dst.Rows)
+            throw new ArgumentOutOfRangeException(nameof(rows), $"CopyRows: rows [{srcRow},{srcRow + rows}) of {src} -> [{dstRow},{dstRow + rows}) of {dst}");
+        Array.Copy(F(src), (long)srcRow * c, F(dst), (long)dstRow * c, (long)rows * c);
+    }
+
+    public void Dispose() { }
+
+    // ---------------- linear algebra ----------------
+
+    // c [M, N] (+)= op(a) [M, K] · op(b) [K, N]
+    public void MatMul(Tensor a, bool transA, Tensor b, bool transB, Tensor c, bool accumulate = false)
+    {
+        int m = c.Rows, n = c.Cols;
+        int k = transA ? a.Rows : a.Cols;
+        int am = transA ? a.Cols : a.Rows;
+        int bk = transB ? b.Cols : b.Rows;
+        int bn = transB ? b.Rows : b.Cols;
+        if (am != m || bn != n || bk != k)
+            throw new ArgumentException($"MatMul: op(a) is [{am}, {k}], op(b) is [{bk}, {bn}], c is [{m}, {n}]");
+        Gemm.Sgemm(transA, transB, m, n, k, F(a), a.Cols, F(b), b.Cols, F(c), n, accumulate);
+    }
+
+    // x [M, N] += bias [N]
+    public void AddBias(Tensor x, Tensor bias)
+    {
+        if (bias.Length != x.Cols) throw new ArgumentException($"AddBias: bias {bias} does not match {x}");
+        var X = F(x); ReadOnlySpan<float> b = S(bias); int n = x.Cols;
+        for (int r = 0; r < x.Rows; r++)
+        {
+            var row = X.AsSpan(r * n, n);
+            TensorPrimitives.Add(row, b, row);
+        }
+    }
+
+    // dst [N] (+)= Σ_m x [m, :]
+    public void SumRows(Tensor x, Tensor dst, bool accumulate)
+    {
+        if (dst.Length != x.Cols) throw new ArgumentException($"SumRows: {dst} does not match {x}");
+        var X = F(x); var o = S(dst); int n = x.Cols;
+        if (!accumulate) o.Clear();
+        for (int r = 0; r < x.Rows; r++) TensorPrimitives.Add(o, X.AsSpan(r * n, n), o);
+    }
+
+    public void Add(Tensor a, Tensor b, Tensor dst)
+    {
+        SameLength(a, b, "Add"); SameLength(a, dst, "Add");
+        TensorPrimitives.Add(S(a), S(b), S(dst));
+    }
+
+    public void Axpy(double alpha, Tensor src, Tensor dst)
+    {
+        SameLength(src, dst, "Axpy");
+        var o = S(dst);
+        TensorPrimitives.MultiplyAdd(S(src), (float)alpha, o, o);
+    }
+
+    // x [T, d]: x[row] += v [d]
+    public void AddToRow(Tensor x, int row, Tensor v)
+    {
+        int d = x.Cols;
+        if (v.Length != d) throw new ArgumentException($"AddToRow: vector {v} does not match row of {x}");
+        if (row < 0 || row >= x.Rows) throw new ArgumentOutOfRangeException(nameof(row), $"AddToRow: row {row} outside [0, {x.Rows})");
+        var r = F(x).AsSpan(row * d, d);
+        TensorPrimitives.Add(r, S(v), r);
+    }
+
+    // dst [d] (+)= x [T, d] row
+    public void GetRow(Tensor x, int row, Tensor dst, bool accumulate)
+    {
+        int d = x.Cols;
+        if (dst.Length != d) throw new ArgumentException($"GetRow: {dst} does not match row of {x}");
+        if (row < 0 || row >= x.Rows) throw new ArgumentOutOfRangeException(nameof(row), $"GetRow: row {row} outside [0, {x.Rows})");
+        var r = F(x).AsSpan(row * d, d); var o = S(dst);
+        if (accumulate) TensorPrimitives.Add(o, r, o);
+        else r.CopyTo(o);
+    }
+
+    // ---------------- embeddings ----------------
+
+    // dst [T, d] = wte [V, d][ids] (+ wpe [P, d][posOffset + t])
+    public void Embed(ReadOnlySpan<int> ids, Tensor wte, Tensor? wpe, int posOffset, Tensor dst)
+    {
+        int d = wte.Cols, vocab = wte.Rows;
+        if (dst.Rows != ids.Length || dst.Cols != d) throw new ArgumentException($"Embed: dst {dst} is not [{ids.Length}, {d}]");
+        if (wpe is not null && wpe.Cols != d) throw new ArgumentException($"Embed: wpe {wpe} does not match wte {wte}");
+        var E = F(wte); var O = F(dst); var P = wpe is null ? null : F(wpe);
+        for (int t = 0; t < ids.Length; t++)
+        {
+            int id = ids[t];
+            if ((uint)id >= (uint)vocab) throw new ArgumentOutOfRangeException(nameof(ids), $"token id {id} at position {t} is outside the vocabulary [0, {vocab})");
+            var o = O.AsSpan(t * d, d);
+            var e = E.AsSpan(id * d, d);
+            if (P is null) { e.CopyTo(o); continue; }
+            int pos = posOffset + t;
+            if ((uint)pos >= (uint)wpe!.Rows) throw new ArgumentOutOfRangeException(nameof(posOffset), $"position {pos} is outside the context [0, {wpe.Rows})");
+            TensorPrimitives.Add(e, P.AsSpan(pos * d, d), o);
+        }
+    }
+
+    public void EmbedBackward(ReadOnlySpan<int> ids, Tensor dy, Tensor dwte, Tensor? dwpe, int posOffset)
+    {
+        int d = dwte.Cols;
+        if (dy.Rows != ids.Length || dy.Cols != d) throw new ArgumentException($"EmbedBackward: dy {dy} is not [{ids.Length}, {d}]");
+        var G = F(dy); var E = F(dwte); var P = dwpe is null ? null : F(dwpe);
+        for (int t = 0; t < ids.Length; t++)
+        {
+            int id = ids[t];
+            if ((uint)id >= (uint)dwte.Rows) throw new ArgumentOutOfRangeException(nameof(ids), $"token id {id} at position {t} is outside the vocabulary [0, {dwte.Rows})");
+            var g = G.AsSpan(t * d, d);
+            var e = E.AsSpan(id * d, d);
+            TensorPrimitives.Add(e, g, e);
+            if (P is null) continue;
+            int pos = posOffset + t;
+            if ((uint)pos >= (uint)dwpe!.Rows) throw new ArgumentOutOfRangeException(nameof(posOffset), $"position {pos} is outside the context [0, {dwpe.Rows})");
+            var p = P.AsSpan(pos * d, d);
+            TensorPrimitives.Add(p, g, p);
+        }
+    }
+}
