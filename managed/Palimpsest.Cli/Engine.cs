@@ -28,8 +28,8 @@ internal sealed class Engine : IDisposable
         catch { backend.Dispose(); throw; }
     }
 
-    /// <summary>--f64: the float64 reference. Otherwise the fast float32 CPU backend (the reference until it exists).</summary>
-    private static IBackend CreateBackend(bool f64) => new ReferenceBackend();
+    /// <summary>--f64: the float64 reference (exact, slow). Otherwise the float32 SIMD CPU backend.</summary>
+    private static IBackend CreateBackend(bool f64) => f64 ? new ReferenceBackend() : new SimdBackend();
 
     public string BackendName => _backend.Name;
     private ModelConfig C => _model.Config;
