@@ -21,6 +21,8 @@ internal static class RunCommand
         var cmd = new Command("run", "one forward pass; optionally dump logits and hidden states") { model, prompt, ids, dump, f64 };
         cmd.SetAction(pr =>
         {
+            string? dumpPath = pr.GetValue(dump);
+            if (dumpPath is not null) CheckWritable(dumpPath);
             using var s = ModelSession.Open(pr.GetValue(model)!, pr.GetValue(f64));
             int[] input = s.ResolveInput(pr.GetValue(prompt), pr.GetValue(ids));
             var (logits, hidden) = s.Engine.Full(input);
@@ -33,13 +35,22 @@ internal static class RunCommand
             io.Out.WriteLine($"{T} tokens, {s.Engine.BackendName}: logits {logits.ShapeString}, hidden_states {hidden.ShapeString}");
             io.Out.WriteLine($"next token: {id} {PredictCommand.TokenLabel(s, id)} p={PredictCommand.Prob(prob)}");
 
-            if (pr.GetValue(dump) is { } path)
+            if (dumpPath is not null)
             {
-                EngineDump.Write(path, input, logits, hidden);
-                io.Out.WriteLine($"wrote {path}");
+                EngineDump.Write(dumpPath, input, logits, hidden);
+                io.Out.WriteLine($"wrote {dumpPath}");
             }
             return CliErrors.Ok;
         });
         return cmd;
+    }
+
+    /// <summary>Fails before the forward pass, not after it, when the dump could not be written.</summary>
+    private static void CheckWritable(string path)
+    {
+        string full = Path.GetFullPath(path);
+        if (Directory.Exists(full)) throw new CliUsageException($"--dump: '{path}' is a folder; give a file name such as out.safetensors");
+        string? dir = Path.GetDirectoryName(full);
+        if (dir is not null && !Directory.Exists(dir)) throw new CliUsageException($"--dump: folder '{dir}' does not exist");
     }
 }

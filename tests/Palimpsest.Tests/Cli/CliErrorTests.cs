@@ -112,4 +112,22 @@ public sealed class CliErrorTests : IDisposable
         Assert.Equal(1, CliErrors.Report(thrown, debugErr, debug: true));
         Assert.Contains("   at ", debugErr.ToString());
     }
+
+    [Fact]
+    public void TruncatedSafetensors_IsBadInputNamingTheFile()
+    {
+        string dir = Directory.CreateDirectory(Path.Combine(_tmp, "truncated")).FullName;
+        File.Copy(Path.Combine(CliRunner.Fixture("gpt2"), "config.json"), Path.Combine(dir, "config.json"));
+        byte[] weights = File.ReadAllBytes(Path.Combine(CliRunner.Fixture("gpt2"), "model.safetensors"));
+        File.WriteAllBytes(Path.Combine(dir, "model.safetensors"), weights[..(weights.Length / 2)]);
+        CliRunner.AssertBadInput(CliRunner.Run("run", dir, "--ids", "1,2"), "model.safetensors");
+        CliRunner.AssertBadInput(CliRunner.Run("info", dir), "model.safetensors");
+    }
+
+    [Fact]
+    public void DumpIntoAMissingFolder_IsBadInputNamingDump()
+    {
+        string path = Path.Combine(_tmp, "no-such-dir", "out.safetensors");
+        CliRunner.AssertBadInput(CliRunner.Run("run", CliRunner.Fixture("gpt2"), "--ids", "1", "--dump", path), "--dump", "no-such-dir");
+    }
 }
