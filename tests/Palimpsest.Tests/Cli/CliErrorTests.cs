@@ -92,6 +92,11 @@ public sealed class CliErrorTests : IDisposable
         Assert.True(r.Code == 0, r.ToString());
         foreach (var cmd in new[] { "info", "predict", "generate", "run" }) Assert.Contains(cmd, r.Out);
         Assert.Equal("", r.Err);
+        // Usage lines name the command, not the host assembly (here the test runner).
+        var run = CliRunner.Run("run", "--help");
+        Assert.True(run.Code == 0, run.ToString());
+        Assert.Contains("palimpsest run <model>", run.Out);
+        Assert.Contains("--dump", run.Out);
     }
 
     [Fact]
