@@ -68,16 +68,31 @@ internal sealed class Engine : IDisposable
     }
 
     /// <summary>
-    /// Continues <paramref name="prompt"/> (greedy, or seeded top-k) with the runtime's generator.
-    /// Stops at EOS (not returned), after MaxNew tokens, or when the context is full: asking for more
+    /// Continues <paramref name="prompt"/> token by token (greedy, or seeded top-k with the runtime's
+    /// <see cref="Generator.Pick"/>, so a seed means the same text as <see cref="Generator"/>), yielding
+    /// each token as soon as it is chosen so that the CLI can print while a large model works.
+    /// Stops at EOS (not yielded), after MaxNew tokens, or when the context is full: asking for more
     /// than fits is not an error here, the user cannot know how many tokens the prompt became.
     /// </summary>
-    public int[] Generate(int[] prompt, Commands.GenerateSettings s)
+    public IEnumerable<int> Generate(int[] prompt, Commands.GenerateSettings s)
     {
-        int room = Math.Max(0, C.MaxPositions - prompt.Length);
+        int count = Math.Min(s.MaxNew, C.MaxPositions - prompt.Length);
+        if (count <= 0) yield break;
         var sampling = new Sampling { TopK = s.TopK, Temperature = s.Temperature, Seed = s.Seed };
-        var ids = new Generator(_transformer).Generate(prompt, Math.Min(s.MaxNew, room), sampling, s.Eos);
-        return ids.Length > 0 && ids[^1] == s.Eos ? ids[..^1] : ids;
+        var rng = new Random(s.Seed);
+        using var cache = new KvCache(_model, prompt.Length + count);
+        var logits = new double[C.Vocab];
+        int[] step = prompt;
+        for (int i = 0; i < count; i++)
+        {
+            // logits [1, V] of the last position; the cache keeps every earlier position's keys and values.
+            using (var r = _transformer.Forward(step, new ForwardOptions { LogitsFrom = -1 }, cache))
+                _backend.ToHost(r.Logits, logits);
+            int next = Generator.Pick(logits, sampling, rng);
+            if (next == s.Eos) yield break;
+            yield return next;
+            step = [next];
+        }
     }
 
     public void Dispose()

@@ -1,8 +1,9 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
 
 namespace Palimpsest.Cli.Commands;
 
-/// <summary>`palimpsest generate MODEL "prompt"`: prompt and greedy (default) or top-k sampled continuation as text.</summary>
+/// <summary>`palimpsest generate MODEL "prompt"`: the prompt and its greedy (default) or top-k sampled continuation, printed as it is produced.</summary>
 internal static class GenerateCommand
 {
     public static Command Create(CliIo io)
@@ -34,9 +35,23 @@ internal static class GenerateCommand
                 io.Out.WriteLine(string.Join(",", input.Concat(s.Engine.Generate(input, settings))));
                 return CliErrors.Ok;
             }
-            // Decoded as a whole: one token can be half of a UTF-8 character.
-            int[] generated = s.Engine.Generate(input, settings);
-            io.Out.WriteLine(tok.Decode(input.Concat(generated).ToArray()));
+            var all = new List<int>(input);
+            string printed = tok.Decode(input);
+            io.Out.Write(printed);
+            foreach (int next in s.Engine.Generate(input, settings))
+            {
+                all.Add(next);
+                // Decode everything and print what is new: a token can be half of a UTF-8 character
+                // (held back while the text ends in U+FFFD), and pieces can merge across tokens.
+                string text = tok.Decode(CollectionsMarshal.AsSpan(all));
+                if (text.EndsWith('\uFFFD') || !text.StartsWith(printed, StringComparison.Ordinal)) continue;
+                io.Out.Write(text.AsSpan(printed.Length));
+                io.Out.Flush();
+                printed = text;
+            }
+            string final = tok.Decode(CollectionsMarshal.AsSpan(all));
+            // If the held-back tail never resolved, print the whole text again rather than lose any of it.
+            io.Out.WriteLine(final.StartsWith(printed, StringComparison.Ordinal) ? final[printed.Length..] : "\n" + final);
             return CliErrors.Ok;
         });
         return cmd;
