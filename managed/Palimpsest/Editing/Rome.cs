@@ -56,14 +56,14 @@ public sealed class Rome : IEditor
         for (int i = 0; i < u.Length; i++) u[i] /= un;
 
         // v* (compute_v), then the right vector (v* − W k_p) / (u · k_p)
-        var (vStar, v0, steps, loss) = OptimiseV(tf, req, layer);
+        var (vStar, v0, steps, initialLoss, loss) = OptimiseV(tf, req, layer);
         var kp = KeyAt(tf, req.Prompt, req.Subject, layer);
         var vCur = MlpOutput(tf, layer, kp);
         double denom = 0;
         for (int i = 0; i < kp.Length; i++) denom += kp[i] * u[i];
         var right = new double[c.DModel];
         for (int j = 0; j < right.Length; j++) right[j] = (vStar[j] - vCur[j]) / denom;
-        LastTrace = new RomeTrace(kbar, u, kp, v0, vStar, steps, loss, _templates);
+        LastTrace = new RomeTrace(kbar, u, kp, v0, vStar, steps, initialLoss, loss, _templates);
         return [new WeightDelta(layer, 1, u, right)];
     }
 
@@ -118,7 +118,7 @@ public sealed class Rome : IEditor
 
     private sealed record Prompt(int[] Ids, int Lookup, int Target);
 
-    private (double[] VStar, double[] V0, int Steps, double Loss) OptimiseV(Transformer tf, EditRequest req, int layer)
+    private (double[] VStar, double[] V0, int Steps, double InitialLoss, double Loss) OptimiseV(Transformer tf, EditRequest req, int layer)
     {
         var b = tf.Model.Backend; var c = tf.Model.Config; int d = c.DModel;
         string targetText = req.TargetNew.StartsWith(' ') ? req.TargetNew : " " + req.TargetNew;
@@ -144,7 +144,7 @@ public sealed class Rome : IEditor
         var m = new double[d]; var v = new double[d];
         const double beta1 = 0.9, beta2 = 0.999, eps = 1e-8; // torch.optim.Adam defaults
         double[]? klInit = null;
-        double loss = double.NaN;
+        double loss = double.NaN, initialLoss = double.NaN;
         int step = 0;
         using var deltaT = b.Zeros(d);
         using var grad = b.Zeros(d);
@@ -194,6 +194,7 @@ public sealed class Rome : IEditor
             double dn = Math.Sqrt(delta.Sum(x => x * x));
             double decay = Hparams.VWeightDecay * dn / (v0Norm * v0Norm);
             loss = nll + kl + decay;
+            if (it == 0) initialLoss = loss;
             step = it;
             if (loss < Hparams.VEarlyStopLoss || it == Hparams.VNumGradSteps - 1) break;
 
@@ -212,10 +213,10 @@ public sealed class Rome : IEditor
         }
         var vStar = new double[d];
         for (int j = 0; j < d; j++) vStar[j] = v0[j] + delta[j];
-        return (vStar, v0, step, loss);
+        return (vStar, v0, step, initialLoss, loss);
     }
 }
 
 /// <summary>Intermediate results of one ROME edit.</summary>
-public sealed record RomeTrace(double[] KBar, double[] U, double[] KPrompt, double[] V0, double[] VStar, int Steps, double FinalLoss,
+public sealed record RomeTrace(double[] KBar, double[] U, double[] KPrompt, double[] V0, double[] VStar, int Steps, double InitialLoss, double FinalLoss,
     IReadOnlyList<string> ContextTemplates);

@@ -30,11 +30,15 @@ public sealed record RomeHparams
     /// <summary>Published values for GPT-J 6B (hparams/ROME/EleutherAI_gpt-j-6B.json).</summary>
     public static RomeHparams GptJ6B { get; } = new() { Layers = [5], VLossLayer = 27, KlFactor = 0.0625, VWeightDecay = 0.5 };
 
-    public string ToJson() => JsonSerializer.Serialize(this);
+    public string ToJson() => JsonSerializer.Serialize(this, HparamsJson.Default.RomeHparams);
 
     public static RomeHparams FromJson(string json, string where = "hparams")
     {
-        try { return JsonSerializer.Deserialize<RomeHparams>(json) ?? throw new ArgumentException($"{where}: empty"); }
+        try { return JsonSerializer.Deserialize(json, HparamsJson.Default.RomeHparams) ?? throw new ArgumentException($"{where}: empty"); }
         catch (JsonException e) { throw new ArgumentException($"{where}: {e.Message.Split('\n')[0]}"); }
     }
 }
+
+/// <summary>Source-generated (trim-safe) JSON for the hyper-parameter records.</summary>
+[JsonSerializable(typeof(RomeHparams))]
+internal sealed partial class HparamsJson : JsonSerializerContext;

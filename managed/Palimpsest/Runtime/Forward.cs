@@ -9,10 +9,18 @@ public enum InterventionSite
     MlpOutput,
     /// <summary>To the residual stream entering block l (l = 0: the embeddings), as causal tracing's corruption.</summary>
     ResidualIn,
+    /// <summary>To block l's attention output (after the output projection, before it joins the residual or the MLP).</summary>
+    AttnOutput,
+    /// <summary>To block l's output (the residual stream leaving block l; hidden_states[l + 1] in transformers' convention, before the final norm).</summary>
+    BlockOutput,
 }
 
-/// <summary>Adds Delta [d] at one (layer, position). Delta lives on the model's backend.</summary>
-public sealed record Intervention(int Layer, InterventionSite Site, int Position, Tensor Delta);
+/// <summary>
+/// Adds Delta [d] at one (layer, position) — or, with Replace, overwrites that row with Delta
+/// (causal tracing's restoration). Delta lives on the model's backend. The backward supports
+/// additive interventions only.
+/// </summary>
+public sealed record Intervention(int Layer, InterventionSite Site, int Position, Tensor Delta, bool Replace = false);
 
 /// <summary>What a forward should capture and change.</summary>
 public sealed class ForwardOptions
@@ -41,6 +49,8 @@ public sealed class ForwardResult : IDisposable
 {
     public required Tensor Logits { get; init; }
     public Tensor[]? Hidden { get; init; }
+    /// <summary>With CaptureHidden: the residual stream after the last block, before the final norm [T, d].</summary>
+    public Tensor? FinalResidual { get; init; }
     public IReadOnlyDictionary<int, Tensor> MlpKeys { get; init; } = new Dictionary<int, Tensor>();
     internal Tape? Tape { get; set; }
     public int[] Ids { get; init; } = [];
@@ -52,6 +62,7 @@ public sealed class ForwardResult : IDisposable
     {
         Logits.Dispose();
         if (Hidden is not null) foreach (var h in Hidden) h.Dispose();
+        FinalResidual?.Dispose();
         foreach (var k in MlpKeys.Values) k.Dispose();
         Tape?.Dispose();
         Tape = null;
