@@ -1,5 +1,7 @@
 using Palimpsest.Backends;
 using Palimpsest.Backends.Cpu;
+using Palimpsest.Backends.Cuda;
+using Palimpsest.Cuda.Interop;
 using Palimpsest.Models;
 using Palimpsest.Runtime;
 using Palimpsest.Tensors;
@@ -21,15 +23,23 @@ internal sealed class Engine : IDisposable
         _backend = backend; _model = model; _transformer = new Transformer(model);
     }
 
-    public static Engine Load(string folder, ModelConfig config, bool f64)
+    public static Engine Load(string folder, bool f64, bool cuda)
     {
-        var backend = CreateBackend(f64);
+        var backend = CreateBackend(f64, cuda);
         try { return new Engine(backend, Model.Load(folder, backend)); }
         catch { backend.Dispose(); throw; }
     }
 
-    /// <summary>--f64: the float64 reference (exact, slow). Otherwise the float32 SIMD CPU backend.</summary>
-    private static IBackend CreateBackend(bool f64) => f64 ? new ReferenceBackend() : new SimdBackend();
+    /// <summary>
+    /// --device cuda: float32 on the GPU. Otherwise --f64: the float64 reference (exact, slow), or by
+    /// default the float32 SIMD CPU backend. A missing GPU is the user's to fix, so it is bad input.
+    /// </summary>
+    private static IBackend CreateBackend(bool f64, bool cuda)
+    {
+        if (!cuda) return f64 ? new ReferenceBackend() : new SimdBackend();
+        try { return new CudaBackend(); }
+        catch (CudaUnavailableException e) { throw new CliUsageException($"--device cuda: {e.Message}"); }
+    }
 
     public string BackendName => _backend.Name;
     private ModelConfig C => _model.Config;
@@ -97,6 +107,7 @@ internal sealed class Engine : IDisposable
 
     public void Dispose()
     {
+        _transformer.Dispose();
         _model.Dispose();
         _backend.Dispose();
     }

@@ -17,13 +17,14 @@ internal static class RunCommand
         var prompt = CommonOptions.Prompt();
         var ids = CommonOptions.Ids();
         var f64 = CommonOptions.F64();
+        var device = CommonOptions.Device();
         var dump = new Option<string?>("--dump") { Description = "write input_ids, logits and hidden_states to this .safetensors file" };
-        var cmd = new Command("run", "one forward pass; optionally dump logits and hidden states") { model, prompt, ids, dump, f64 };
+        var cmd = new Command("run", "one forward pass; optionally dump logits and hidden states") { model, prompt, ids, dump, f64, device };
         cmd.SetAction(pr =>
         {
             string? dumpPath = pr.GetValue(dump);
             if (dumpPath is not null) CheckWritable(dumpPath);
-            using var s = ModelSession.Open(pr.GetValue(model)!, pr.GetValue(f64));
+            using var s = ModelSession.Open(pr.GetValue(model)!, pr.GetValue(f64), pr.GetValue(device)!);
             int[] input = s.ResolveInput(pr.GetValue(prompt), pr.GetValue(ids));
             var (logits, hidden) = s.Engine.Full(input);
             int T = input.Length, V = s.Config.Vocab;

@@ -135,4 +135,11 @@ public sealed class CliErrorTests : IDisposable
         string path = Path.Combine(_tmp, "no-such-dir", "out.safetensors");
         CliRunner.AssertBadInput(CliRunner.Run("run", CliRunner.Fixture("gpt2"), "--ids", "1", "--dump", path), "--dump", "no-such-dir");
     }
+
+    [Fact]
+    public void BadDeviceChoices_AreBadInput()
+    {
+        CliRunner.AssertBadInput(CliRunner.Run("predict", CliRunner.Fixture("gpt2"), " the", "--device", "tpu"), "tpu");
+        CliRunner.AssertBadInput(CliRunner.Run("predict", CliRunner.Fixture("gpt2"), " the", "--device", "cuda", "--f64"), "--f64", "--device cuda");
+    }
 }
