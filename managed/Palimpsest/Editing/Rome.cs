@@ -19,11 +19,12 @@ public sealed class Rome : IEditor
     private readonly Func<int, double[]> _secondMoment;
     private readonly Dictionary<int, MathNet.Numerics.LinearAlgebra.Factorization.Cholesky<double>> _chol = new();
     private IReadOnlyList<string>? _templates;
+    private readonly FactProbes _probes;
 
     /// <param name="secondMoment">C_l = E[k kᵀ] [f, f] row-major for a layer (see KeyStatistics).</param>
     public Rome(RomeHparams hparams, ITextTokenizer tokenizer, Func<int, double[]> secondMoment)
     {
-        Hparams = hparams; _tok = tokenizer; _secondMoment = secondMoment;
+        Hparams = hparams; _tok = tokenizer; _secondMoment = secondMoment; _probes = new FactProbes(tokenizer);
         if (hparams.Layers.Length != 1) throw new ArgumentException("ROME edits exactly one layer (hparams 'layers')");
         if (hparams.FactToken != "subject_last") throw new ArgumentException($"fact_token '{hparams.FactToken}' is not supported (subject_last)");
     }
@@ -68,41 +69,12 @@ public sealed class Rome : IEditor
     }
 
     /// <summary>Key [f] at the subject's last token of template (with "{}" for the subject).</summary>
-    internal double[] KeyAt(Transformer tf, string template, string subject, int layer)
-    {
-        var (ids, idx) = Encode(template, subject);
-        using var r = tf.Forward(ids, new ForwardOptions { CaptureKeysAt = [layer], LogitsFrom = -1 });
-        var all = new double[r.MlpKeys[layer].Length];
-        tf.Model.Backend.ToHost(r.MlpKeys[layer], all);
-        int f = tf.Model.Config.DFf;
-        return all.AsSpan(idx * f, f).ToArray();
-    }
+    internal double[] KeyAt(Transformer tf, string template, string subject, int layer) => _probes.KeyAt(tf, template, subject, layer);
 
     /// <summary>The MLP output v [d] = k · WDown + b for a key k [f] (host, float64).</summary>
-    internal static double[] MlpOutput(Transformer tf, int layer, double[] key)
-    {
-        var b = tf.Model.Backend; var bp = tf.Model.Params.Blocks[layer];
-        int f = tf.Model.Config.DFf, d = tf.Model.Config.DModel;
-        var w = new double[f * d]; b.ToHost(bp.WDown, w);
-        var v = new double[d];
-        if (bp.BDown is not null) b.ToHost(bp.BDown, v);
-        for (int i = 0; i < f; i++)
-        {
-            double k = key[i];
-            for (int j = 0; j < d; j++) v[j] += k * w[i * d + j];
-        }
-        return v;
-    }
+    internal static double[] MlpOutput(Transformer tf, int layer, double[] key) => FactProbes.MlpOutput(tf, layer, key);
 
-    /// <summary>Token ids of template.format(subject) and the subject's last-token index (ROME's conventions).</summary>
-    internal (int[] Ids, int SubjectLast) Encode(string template, string subject)
-    {
-        var ids = _tok.Encode(template.Replace("{}", subject));
-        int idx = SubjectTokens.LastIndex(_tok, template, subject);
-        if (idx < 0 || idx >= ids.Length)
-            throw new ArgumentException($"subject '{subject}' token index {idx} outside the {ids.Length} tokens of \"{template}\"");
-        return (ids, idx);
-    }
+    private (int[] Ids, int SubjectLast) Encode(string template, string subject) => _probes.Encode(template, subject);
 
     private double[] SolveC(int layer, double[] k, int f)
     {
