@@ -19,6 +19,7 @@ public sealed class Memit : IEditor
     private readonly ITextTokenizer _tok;
     private readonly FactProbes _probes;
     private readonly Func<int, double[]> _secondMoment;
+    internal FactProbes Probes => _probes;
     private IReadOnlyList<IReadOnlyList<string>>? _templates;
 
     public Memit(MemitHparams hparams, ITextTokenizer tokenizer, Func<int, double[]> secondMoment)
@@ -97,8 +98,9 @@ public sealed class Memit : IEditor
     }
 
     /// <summary>compute_ks: ½ · key of the bare prompt + ½ · mean key over the generated contexts.</summary>
-    private double[] Keys(Transformer tf, EditRequest req, int layer)
+    internal double[] Keys(Transformer tf, EditRequest req, int layer)
     {
+        _templates ??= ContextTemplates.GenerateMemit(tf, _tok, 10, Hparams.ContextTemplateSeed);
         var k = new double[tf.Model.Config.DFf];
         foreach (var type in _templates!)
         {
@@ -114,8 +116,9 @@ public sealed class Memit : IEditor
     }
 
     /// <summary>compute_z: z* = block output of zLayer at the subject + the optimised δ.</summary>
-    private (double[] Z, DeltaResult Result) ComputeZ(Transformer tf, EditRequest req, int zLayer)
+    internal (double[] Z, DeltaResult Result) ComputeZ(Transformer tf, EditRequest req, int zLayer)
     {
+        _templates ??= ContextTemplates.GenerateMemit(tf, _tok, 10, Hparams.ContextTemplateSeed);
         string targetText = req.TargetNew.StartsWith(' ') ? req.TargetNew : " " + req.TargetNew;
         var target = _tok.Encode(targetText);
         if (target.Length == 0) throw new ArgumentException($"target '{req.TargetNew}' has no tokens");
