@@ -34,9 +34,15 @@ public static class CliApp
         }
     }
 
-    internal static RootCommand BuildRoot(CliIo io)
+    internal static Command BuildRoot(CliIo io)
     {
-        var root = new RootCommand("palimpsest: run and inspect GPT-style checkpoints (Hugging Face folders)");
+        // A plain Command rather than RootCommand, whose name (and so every usage line) would be the
+        // host assembly's: "Palimpsest.Cli", or the test runner's.
+        var root = new Command("palimpsest", "run and inspect GPT-style checkpoints (Hugging Face folders)")
+        {
+            new System.CommandLine.Help.HelpOption(),
+            new VersionOption(),
+        };
         root.Subcommands.Add(InfoCommand.Create(io));
         root.Subcommands.Add(PredictCommand.Create(io));
         root.Subcommands.Add(GenerateCommand.Create(io));

@@ -27,6 +27,17 @@ internal static class CommonOptions
         Description = "use the float64 reference backend (slow, exact) instead of the fast float32 one",
     };
 
+    public static Option<string> Device()
+    {
+        var o = new Option<string>("--device")
+        {
+            Description = "where the forward runs: cpu (float32 SIMD, or the float64 reference with --f64) or cuda (float32 on the GPU)",
+            DefaultValueFactory = _ => "cpu",
+        };
+        o.AcceptOnlyFromAmong("cpu", "cuda");
+        return o;
+    }
+
     /// <summary>Parses "1,2, 3" into ids; anything else is a usage error naming the bad item.</summary>
     public static int[] ParseIds(string text)
     {

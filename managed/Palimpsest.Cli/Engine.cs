@@ -1,5 +1,7 @@
 using Palimpsest.Backends;
 using Palimpsest.Backends.Cpu;
+using Palimpsest.Backends.Cuda;
+using Palimpsest.Cuda.Interop;
 using Palimpsest.Models;
 using Palimpsest.Runtime;
 using Palimpsest.Tensors;
@@ -21,15 +23,23 @@ internal sealed class Engine : IDisposable
         _backend = backend; _model = model; _transformer = new Transformer(model);
     }
 
-    public static Engine Load(string folder, ModelConfig config, bool f64)
+    public static Engine Load(string folder, bool f64, bool cuda)
     {
-        var backend = CreateBackend(f64);
+        var backend = CreateBackend(f64, cuda);
         try { return new Engine(backend, Model.Load(folder, backend)); }
         catch { backend.Dispose(); throw; }
     }
 
-    /// <summary>--f64: the float64 reference. Otherwise the fast float32 CPU backend (the reference until it exists).</summary>
-    private static IBackend CreateBackend(bool f64) => new ReferenceBackend();
+    /// <summary>
+    /// --device cuda: float32 on the GPU. Otherwise --f64: the float64 reference (exact, slow), or by
+    /// default the float32 SIMD CPU backend. A missing GPU is the user's to fix, so it is bad input.
+    /// </summary>
+    private static IBackend CreateBackend(bool f64, bool cuda)
+    {
+        if (!cuda) return f64 ? new ReferenceBackend() : new SimdBackend();
+        try { return new CudaBackend(); }
+        catch (CudaUnavailableException e) { throw new CliUsageException($"--device cuda: {e.Message}"); }
+    }
 
     public string BackendName => _backend.Name;
     private ModelConfig C => _model.Config;
@@ -37,8 +47,10 @@ internal sealed class Engine : IDisposable
     /// <summary>ids [T] -> logits of the last position [V].</summary>
     public double[] LastLogits(int[] ids)
     {
-        using var r = _transformer.Forward(ids);
-        return LastRow(r.Logits, ids.Length);
+        using var r = _transformer.Forward(ids, new ForwardOptions { LogitsFrom = -1 });
+        var logits = new double[C.Vocab];
+        _backend.ToHost(r.Logits, logits);
+        return logits;
     }
 
     /// <summary>ids [T] -> logits [T, V] and hidden states [L+1, T, d], in the backend's precision (F64 or F32).</summary>
@@ -66,38 +78,36 @@ internal sealed class Engine : IDisposable
     }
 
     /// <summary>
-    /// Continues <paramref name="prompt"/> one token at a time with a KV cache: greedy, or top-k
-    /// sampling with a seeded generator. Stops at EOS (not yielded), after MaxNew tokens, or when
-    /// the context is full.
+    /// Continues <paramref name="prompt"/> token by token (greedy, or seeded top-k with the runtime's
+    /// <see cref="Generator.Pick"/>, so a seed means the same text as <see cref="Generator"/>), yielding
+    /// each token as soon as it is chosen so that the CLI can print while a large model works.
+    /// Stops at EOS (not yielded), after MaxNew tokens, or when the context is full: asking for more
+    /// than fits is not an error here, the user cannot know how many tokens the prompt became.
     /// </summary>
     public IEnumerable<int> Generate(int[] prompt, Commands.GenerateSettings s)
     {
-        int capacity = Math.Min(C.MaxPositions, prompt.Length + s.MaxNew);
-        using var cache = new KvCache(_model, capacity);
+        int count = Math.Min(s.MaxNew, C.MaxPositions - prompt.Length);
+        if (count <= 0) yield break;
+        var sampling = new Sampling { TopK = s.TopK, Temperature = s.Temperature, Seed = s.Seed };
         var rng = new Random(s.Seed);
-        double[] logits;
-        using (var r = _transformer.Forward(prompt, cache: cache)) logits = LastRow(r.Logits, prompt.Length);
-        for (int produced = 0; produced < s.MaxNew; produced++)
+        using var cache = new KvCache(_model, prompt.Length + count);
+        var logits = new double[C.Vocab];
+        int[] step = prompt;
+        for (int i = 0; i < count; i++)
         {
-            int next = Sampling.Pick(logits, s.TopK, s.Temperature, rng);
+            // logits [1, V] of the last position; the cache keeps every earlier position's keys and values.
+            using (var r = _transformer.Forward(step, new ForwardOptions { LogitsFrom = -1 }, cache))
+                _backend.ToHost(r.Logits, logits);
+            int next = Generator.Pick(logits, sampling, rng);
             if (next == s.Eos) yield break;
             yield return next;
-            if (cache.Length >= capacity) yield break;
-            using var r = _transformer.Forward([next], cache: cache);
-            logits = LastRow(r.Logits, 1);
+            step = [next];
         }
-    }
-
-    /// <summary>logits [T, V] on the backend -> row T-1 [V] on the host.</summary>
-    private double[] LastRow(Tensor logits, int T)
-    {
-        var all = new double[logits.Length];
-        _backend.ToHost(logits, all);
-        return all.AsSpan((T - 1) * C.Vocab, C.Vocab).ToArray();
     }
 
     public void Dispose()
     {
+        _transformer.Dispose();
         _model.Dispose();
         _backend.Dispose();
     }

@@ -12,29 +12,33 @@ internal sealed class ModelSession : IDisposable
     private ITextTokenizer? _tokenizer;
     private Engine? _engine;
 
-    private ModelSession(string folder, ModelConfig config, bool f64)
+    private ModelSession(string folder, ModelConfig config, bool f64, bool cuda)
     {
-        Folder = folder; Config = config; F64 = f64;
+        Folder = folder; Config = config; F64 = f64; Cuda = cuda;
     }
 
     public string Folder { get; }
     public ModelConfig Config { get; }
     public bool F64 { get; }
+    public bool Cuda { get; }
 
-    public static ModelSession Open(string folder, bool f64 = false)
+    /// <param name="device">"cpu" or "cuda" (the --device option).</param>
+    public static ModelSession Open(string folder, bool f64 = false, string device = "cpu")
     {
+        bool cuda = device == "cuda";
+        if (cuda && f64) throw new CliUsageException("--f64 runs on the CPU reference backend; it cannot be combined with --device cuda");
         if (!Directory.Exists(folder))
             throw new DirectoryNotFoundException(File.Exists(folder)
                 ? $"'{folder}' is a file; expected a model folder (config.json + model.safetensors)"
                 : $"model folder '{folder}' not found");
         var config = ModelConfig.Load(Path.Combine(folder, "config.json"));
-        return new ModelSession(folder, config, f64);
+        return new ModelSession(folder, config, f64, cuda);
     }
 
     public ITextTokenizer Tokenizer => _tokenizer ??= TokenizerFactory.ForModel(Folder, Config);
 
     /// <summary>The weights on the chosen backend, loaded on first use.</summary>
-    public Engine Engine => _engine ??= Engine.Load(Folder, Config, F64);
+    public Engine Engine => _engine ??= Engine.Load(Folder, F64, Cuda);
 
     /// <summary>Name of config.json's context-length field for this architecture (for error messages).</summary>
     public string ContextField => Config.Arch is Architecture.Gpt2 or Architecture.GptJ ? "n_positions" : "max_position_embeddings";

@@ -12,12 +12,13 @@ internal static class PredictCommand
         var prompt = CommonOptions.Prompt();
         var ids = CommonOptions.Ids();
         var f64 = CommonOptions.F64();
+        var device = CommonOptions.Device();
         var top = new Option<int>("--top") { Description = "how many tokens to list", DefaultValueFactory = _ => 5 };
-        var cmd = new Command("predict", "table of the most probable next tokens") { model, prompt, ids, top, f64 };
+        var cmd = new Command("predict", "table of the most probable next tokens") { model, prompt, ids, top, f64, device };
         cmd.SetAction(pr =>
         {
             int k = CommonOptions.Positive(pr.GetValue(top), "--top");
-            using var s = ModelSession.Open(pr.GetValue(model)!, pr.GetValue(f64));
+            using var s = ModelSession.Open(pr.GetValue(model)!, pr.GetValue(f64), pr.GetValue(device)!);
             int[] input = s.ResolveInput(pr.GetValue(prompt), pr.GetValue(ids));
             double[] logits = s.Engine.LastLogits(input);
             var rows = NextToken.Top(logits, Math.Min(k, logits.Length));

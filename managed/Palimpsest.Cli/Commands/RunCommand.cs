@@ -17,11 +17,14 @@ internal static class RunCommand
         var prompt = CommonOptions.Prompt();
         var ids = CommonOptions.Ids();
         var f64 = CommonOptions.F64();
+        var device = CommonOptions.Device();
         var dump = new Option<string?>("--dump") { Description = "write input_ids, logits and hidden_states to this .safetensors file" };
-        var cmd = new Command("run", "one forward pass; optionally dump logits and hidden states") { model, prompt, ids, dump, f64 };
+        var cmd = new Command("run", "one forward pass; optionally dump logits and hidden states") { model, prompt, ids, dump, f64, device };
         cmd.SetAction(pr =>
         {
-            using var s = ModelSession.Open(pr.GetValue(model)!, pr.GetValue(f64));
+            string? dumpPath = pr.GetValue(dump);
+            if (dumpPath is not null) CheckWritable(dumpPath);
+            using var s = ModelSession.Open(pr.GetValue(model)!, pr.GetValue(f64), pr.GetValue(device)!);
             int[] input = s.ResolveInput(pr.GetValue(prompt), pr.GetValue(ids));
             var (logits, hidden) = s.Engine.Full(input);
             int T = input.Length, V = s.Config.Vocab;
@@ -33,13 +36,22 @@ internal static class RunCommand
             io.Out.WriteLine($"{T} tokens, {s.Engine.BackendName}: logits {logits.ShapeString}, hidden_states {hidden.ShapeString}");
             io.Out.WriteLine($"next token: {id} {PredictCommand.TokenLabel(s, id)} p={PredictCommand.Prob(prob)}");
 
-            if (pr.GetValue(dump) is { } path)
+            if (dumpPath is not null)
             {
-                EngineDump.Write(path, input, logits, hidden);
-                io.Out.WriteLine($"wrote {path}");
+                EngineDump.Write(dumpPath, input, logits, hidden);
+                io.Out.WriteLine($"wrote {dumpPath}");
             }
             return CliErrors.Ok;
         });
         return cmd;
+    }
+
+    /// <summary>Fails before the forward pass, not after it, when the dump could not be written.</summary>
+    private static void CheckWritable(string path)
+    {
+        string full = Path.GetFullPath(path);
+        if (Directory.Exists(full)) throw new CliUsageException($"--dump: '{path}' is a folder; give a file name such as out.safetensors");
+        string? dir = Path.GetDirectoryName(full);
+        if (dir is not null && !Directory.Exists(dir)) throw new CliUsageException($"--dump: folder '{dir}' does not exist");
     }
 }

@@ -92,6 +92,11 @@ public sealed class CliErrorTests : IDisposable
         Assert.True(r.Code == 0, r.ToString());
         foreach (var cmd in new[] { "info", "predict", "generate", "run" }) Assert.Contains(cmd, r.Out);
         Assert.Equal("", r.Err);
+        // Usage lines name the command, not the host assembly (here the test runner).
+        var run = CliRunner.Run("run", "--help");
+        Assert.True(run.Code == 0, run.ToString());
+        Assert.Contains("palimpsest run <model>", run.Out);
+        Assert.Contains("--dump", run.Out);
     }
 
     [Fact]
@@ -111,5 +116,30 @@ public sealed class CliErrorTests : IDisposable
         var debugErr = new StringWriter();
         Assert.Equal(1, CliErrors.Report(thrown, debugErr, debug: true));
         Assert.Contains("   at ", debugErr.ToString());
+    }
+
+    [Fact]
+    public void TruncatedSafetensors_IsBadInputNamingTheFile()
+    {
+        string dir = Directory.CreateDirectory(Path.Combine(_tmp, "truncated")).FullName;
+        File.Copy(Path.Combine(CliRunner.Fixture("gpt2"), "config.json"), Path.Combine(dir, "config.json"));
+        byte[] weights = File.ReadAllBytes(Path.Combine(CliRunner.Fixture("gpt2"), "model.safetensors"));
+        File.WriteAllBytes(Path.Combine(dir, "model.safetensors"), weights[..(weights.Length / 2)]);
+        CliRunner.AssertBadInput(CliRunner.Run("run", dir, "--ids", "1,2"), "model.safetensors");
+        CliRunner.AssertBadInput(CliRunner.Run("info", dir), "model.safetensors");
+    }
+
+    [Fact]
+    public void DumpIntoAMissingFolder_IsBadInputNamingDump()
+    {
+        string path = Path.Combine(_tmp, "no-such-dir", "out.safetensors");
+        CliRunner.AssertBadInput(CliRunner.Run("run", CliRunner.Fixture("gpt2"), "--ids", "1", "--dump", path), "--dump", "no-such-dir");
+    }
+
+    [Fact]
+    public void BadDeviceChoices_AreBadInput()
+    {
+        CliRunner.AssertBadInput(CliRunner.Run("predict", CliRunner.Fixture("gpt2"), " the", "--device", "tpu"), "tpu");
+        CliRunner.AssertBadInput(CliRunner.Run("predict", CliRunner.Fixture("gpt2"), " the", "--device", "cuda", "--f64"), "--f64", "--device cuda");
     }
 }

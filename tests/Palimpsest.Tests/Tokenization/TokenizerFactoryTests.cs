@@ -181,4 +181,16 @@ public sealed class TokenizerFactoryTests : IDisposable
         }
         Assert.Equal(Gpt2HfFiles.EndOfText, fromFiles.EosId);
     }
+
+    [Fact]
+    public void LlamaFolderWithTokenizerModel_UsesSentencePieceWithoutBos()
+    {
+        string dir = ConfigOnlyFolder("llama");
+        TinySentencePiece.Write(dir);
+        var tok = TokenizerFactory.ForModel(dir, FixtureConfig("llama"));
+        Assert.Contains("tokenizer.model", tok.Source);
+        Assert.Equal([TinySentencePiece.The, TinySentencePiece.And], tok.Encode("the and"));
+        Assert.Equal("the and", tok.Decode([TinySentencePiece.The, TinySentencePiece.And]));
+        Assert.Equal(TinySentencePiece.Eos, tok.EosId);
+    }
 }
