@@ -82,7 +82,7 @@ foreach (var storage in new[] { DType.F32, DType.F16 }) Section($"gpt2-xl {stora
     var t0 = DateTime.UtcNow;
     using var model = Gpt2Xl.Create(config, b);
     Console.WriteLine($"{tag}: {config.Layers} layers, weights ready in {(DateTime.UtcNow - t0).TotalSeconds:F1} s");
-    var tf = new Transformer(model);
+    using var tf = new Transformer(model);
 
     var ids128 = Ids(128);
     Report($"{tag} forward 1x128", Timing.MedianMs(() => { using var r = tf.Forward(ids128); }, 5));

@@ -37,7 +37,7 @@ public class CudaFixtureTests
         var hidden = reference.ReadF64("hidden_states"); // [L+1, 3, 12, d]
         var c = model.Config;
         int n = 3, T = 12, V = c.Vocab, d = c.DModel, L = c.Layers;
-        var tf = new Transformer(model);
+        using var tf = new Transformer(model);
         for (int s = 0; s < n; s++)
         {
             int[] seq = ids.Skip(s * T).Take(T).Select(x => (int)x).ToArray();
@@ -62,7 +62,7 @@ public class CudaFixtureTests
         int[] seq = reference.ReadI64("input_ids").Take(12).Select(x => (int)x).ToArray();
         var logits = reference.ReadF64("logits");
         int V = model.Config.Vocab;
-        var tf = new Transformer(model);
+        using var tf = new Transformer(model);
         using var cache = new KvCache(model, 16);
         using (tf.Forward(seq.AsSpan(0, 5), null, cache)) { }
         for (int t = 5; t < 12; t++)
@@ -89,7 +89,7 @@ public class CudaFixtureTests
         double expectedLoss = reference.ReadF64("grad.loss")[0];
         var expectedGrad = reference.ReadF64("grad.delta_grad");
 
-        var tf = new Transformer(model);
+        using var tf = new Transformer(model);
         using var delta = b.Zeros(model.Config.DModel);
         using var r = tf.Forward(ids, new ForwardOptions
         {

@@ -24,7 +24,7 @@ public class CudaGraphTests
         using var model = Model.Load(Paths.Fixture(arch), b);
         using var reference = SafetensorsFile.Open(Path.Combine(Paths.Fixture(arch), "reference.safetensors"));
         int[] seq = reference.ReadI64("input_ids").Take(8).Select(x => (int)x).ToArray();
-        var tf = new Transformer(model);
+        using var tf = new Transformer(model);
 
         // op by op: prefill 5, steps at positions 5 and 6
         using var a = new KvCache(model, 16);

@@ -50,7 +50,8 @@ public class CudaRomeParityTests
             Layers = [2], VLossLayer = 3, VNumGradSteps = 5, VLr = 0.5, ContextTemplateLengthParams = [[5, 2], [7, 1]],
         };
         var rome = new Rome(hp, TokenizerFactory.Gpt2(c), _ => secondMoment);
-        var delta = rome.ComputeDeltas(new Transformer(model), [Request]).Single();
+        using var tf = new Transformer(model);
+        var delta = rome.ComputeDeltas(tf, [Request]).Single();
         return (delta.ToDense(), rome.LastTrace!);
     }
 
