@@ -30,35 +30,44 @@ internal static class Gpt2Small
     public static Model Load() => Model.FromHost(Config(), RandomWeights.Create(Config(), seed: 1, scale: 0.02), new SimdBackend());
 }
 
+/// <summary>A GPT-2-small model on <see cref="SimdBackend"/>, its transformer, a full-context KV cache and a prompt.</summary>
+public abstract class Gpt2BenchmarkBase
+{
+    protected Model Model = null!;
+    protected Transformer Tf = null!;
+    protected KvCache Cache = null!;
+    protected int[] Ids = [];
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        Model = Gpt2Small.Load();
+        Tf = new Transformer(Model);
+        Cache = new KvCache(Model, Model.Config.MaxPositions);
+        Ids = Gpt2Small.Prompt(Model.Config.Vocab);
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        Cache.Dispose();
+        Model.Dispose();
+        Model.Backend.Dispose();
+    }
+}
+
 /// <summary>
 /// The engine's GPT-2-small forward on <see cref="SimdBackend"/>: a 128-token prefill (logits for all
 /// 128 rows, as transformers computes them, KV cache filled).
 /// </summary>
 [MemoryDiagnoser]
-public class Gpt2PrefillBenchmarks
+public class Gpt2PrefillBenchmarks : Gpt2BenchmarkBase
 {
-    private Model _model = null!;
-    private Transformer _tf = null!;
-    private KvCache _cache = null!;
-    private int[] _ids = [];
-
-    [GlobalSetup]
-    public void Setup()
-    {
-        _model = Gpt2Small.Load();
-        _tf = new Transformer(_model);
-        _cache = new KvCache(_model, _model.Config.MaxPositions);
-        _ids = Gpt2Small.Prompt(_model.Config.Vocab);
-    }
-
-    [GlobalCleanup]
-    public void Cleanup() { _cache.Dispose(); _model.Dispose(); }
-
     [Benchmark]
     public void Prefill128()
     {
-        _cache.Reset();
-        using var r = _tf.Forward(_ids, null, _cache);
+        Cache.Reset();
+        using var r = Tf.Forward(Ids, null, Cache);
     }
 }
 
@@ -68,30 +77,13 @@ public class Gpt2PrefillBenchmarks
 /// </summary>
 [MemoryDiagnoser]
 [InvocationCount(1)]
-public class Gpt2DecodeBenchmarks
+public class Gpt2DecodeBenchmarks : Gpt2BenchmarkBase
 {
-    private Model _model = null!;
-    private Transformer _tf = null!;
-    private KvCache _cache = null!;
-    private int[] _ids = [];
-
-    [GlobalSetup]
-    public void Setup()
-    {
-        _model = Gpt2Small.Load();
-        _tf = new Transformer(_model);
-        _cache = new KvCache(_model, _model.Config.MaxPositions);
-        _ids = Gpt2Small.Prompt(_model.Config.Vocab);
-    }
-
-    [GlobalCleanup]
-    public void Cleanup() { _cache.Dispose(); _model.Dispose(); }
-
     [IterationSetup]
     public void Prefill()
     {
-        _cache.Reset();
-        _tf.Forward(_ids, new ForwardOptions { LogitsFrom = -1 }, _cache).Dispose();
+        Cache.Reset();
+        Tf.Forward(Ids, new ForwardOptions { LogitsFrom = -1 }, Cache).Dispose();
     }
 
     [Benchmark(OperationsPerInvoke = Gpt2Small.DecodeTokens)]
@@ -100,9 +92,9 @@ public class Gpt2DecodeBenchmarks
         int token = 17, sum = 0;
         for (int i = 0; i < Gpt2Small.DecodeTokens; i++)
         {
-            using var r = _tf.Forward([token], null, _cache);
+            using var r = Tf.Forward([token], null, Cache);
             sum += r.Logits.Cols;
-            token = (token * 31 + 7) % _model.Config.Vocab;
+            token = (token * 31 + 7) % Model.Config.Vocab;
         }
         return sum;
     }
