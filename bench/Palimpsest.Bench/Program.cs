@@ -7,8 +7,8 @@ namespace Palimpsest.Bench;
 
 /// <summary>
 /// ./build.sh bench -- --filter '*Gemm*'   (any BenchmarkDotNet switch works after --).
-/// Default job: 1 launch, 3 warm-up and 7 measured iterations, medians reported, plus GFLOP/s
-/// for benchmarks whose parameter names a GEMM shape.
+/// Default job: 1 launch, 3 warm-up and 7 measured iterations; medians and minima reported, plus
+/// GFLOP/s for benchmarks whose parameter names a GEMM shape.
 /// </summary>
 public static class Program
 {
@@ -19,8 +19,8 @@ public static class Program
         var job = Job.Default.WithLaunchCount(1).WithWarmupCount(3).WithIterationCount(7).WithId("Short7");
         var config = DefaultConfig.Instance
             .AddJob(job)
-            .AddColumn(StatisticColumn.Median)
-            .AddColumn(new GflopsColumn())
+            .AddColumn(StatisticColumn.Median, StatisticColumn.Min)
+            .AddColumn(new GflopsColumn(), new GflopsColumn(best: true))
             .WithOptions(ConfigOptions.JoinSummary);
         var summaries = BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args, config);
         return summaries.Any(s => s.HasCriticalValidationErrors) ? 1 : 0;
