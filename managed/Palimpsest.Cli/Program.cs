@@ -1,1 +1,2 @@
-return 0;
+// The whole CLI lives in CliApp so that tests can run it in-process with their own writers.
+return Palimpsest.Cli.CliApp.Run(args, Console.Out, Console.Error);

@@ -38,10 +38,11 @@ public static class TestBackends
     public static IBackend Create(string kind) => kind switch
     {
         "f64" => new ReferenceBackend(),
+        "f32" => new SimdBackend(),
         _ => throw new ArgumentException("unknown backend " + kind),
     };
 
-    public static readonly string[] Cpu = ["f64"];
+    public static readonly string[] Cpu = ["f64", "f32"];
 }
 
 public static class Num

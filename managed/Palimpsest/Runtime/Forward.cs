@@ -9,10 +9,18 @@ public enum InterventionSite
     MlpOutput,
     /// <summary>To the residual stream entering block l (l = 0: the embeddings), as causal tracing's corruption.</summary>
     ResidualIn,
+    /// <summary>To block l's attention output (after the output projection, before it joins the residual or the MLP).</summary>
+    AttnOutput,
+    /// <summary>To block l's output (the residual stream leaving block l; hidden_states[l + 1] in transformers' convention, before the final norm).</summary>
+    BlockOutput,
 }
 
-/// <summary>Adds Delta [d] at one (layer, position). Delta lives on the model's backend.</summary>
-public sealed record Intervention(int Layer, InterventionSite Site, int Position, Tensor Delta);
+/// <summary>
+/// Adds Delta [d] at one (layer, position) — or, with Replace, overwrites that row with Delta
+/// (causal tracing's restoration). Delta lives on the model's backend. The backward supports
+/// additive interventions only.
+/// </summary>
+public sealed record Intervention(int Layer, InterventionSite Site, int Position, Tensor Delta, bool Replace = false);
 
 /// <summary>What a forward should capture and change.</summary>
 public sealed class ForwardOptions
@@ -29,6 +37,12 @@ public sealed class ForwardOptions
     /// A negative value counts from the end (−1: the last row only).
     /// </summary>
     public int LogitsFrom { get; init; }
+    /// <summary>
+    /// Stop after this block (captures at or below it are still returned); the blocks above, the
+    /// final norm and the head are skipped and the result has no logits. Key statistics need only
+    /// the keys, and the head is the largest matmul of a small model. -1: run everything.
+    /// </summary>
+    public int StopAfterLayer { get; init; } = -1;
     /// <summary>Keep every activation so that <see cref="Transformer.Backward"/> can run.</summary>
     public bool KeepForBackward { get; init; }
 }
@@ -39,8 +53,16 @@ public sealed class ForwardOptions
 /// </summary>
 public sealed class ForwardResult : IDisposable
 {
-    public required Tensor Logits { get; init; }
+    /// <summary>Logits [T − LogitsFrom, V]. Throws for a forward run with StopAfterLayer.</summary>
+    public Tensor Logits
+    {
+        get => _logits ?? throw new InvalidOperationException("this forward stopped early (StopAfterLayer) and computed no logits");
+        init => _logits = value;
+    }
+    private readonly Tensor? _logits;
     public Tensor[]? Hidden { get; init; }
+    /// <summary>With CaptureHidden: the residual stream after the last block, before the final norm [T, d].</summary>
+    public Tensor? FinalResidual { get; init; }
     public IReadOnlyDictionary<int, Tensor> MlpKeys { get; init; } = new Dictionary<int, Tensor>();
     internal Tape? Tape { get; set; }
     public int[] Ids { get; init; } = [];
@@ -50,8 +72,9 @@ public sealed class ForwardResult : IDisposable
 
     public void Dispose()
     {
-        Logits.Dispose();
+        _logits?.Dispose();
         if (Hidden is not null) foreach (var h in Hidden) h.Dispose();
+        FinalResidual?.Dispose();
         foreach (var k in MlpKeys.Values) k.Dispose();
         Tape?.Dispose();
         Tape = null;

@@ -7,10 +7,32 @@ namespace Palimpsest.Runtime;
 /// <summary>
 /// The forward and backward of every supported architecture, written once against
 /// <see cref="IBackend"/>. One sequence at a time (no padding). Not thread-safe.
+/// Inference forwards reuse one set of scratch activations (llm.c's single arena, per slot), so a
+/// decode step allocates nothing but its outputs; forwards kept for the backward allocate their
+/// own (the tape owns them). Dispose frees the scratch.
 /// </summary>
-public sealed class Transformer
+public sealed class Transformer : IDisposable
 {
     public Transformer(Model model) { Model = model; }
+
+    private readonly Dictionary<string, Tensor> _scratch = new();
+
+    public void Dispose()
+    {
+        foreach (var t in _scratch.Values) t.Dispose();
+        _scratch.Clear();
+    }
+
+    /// <summary>Scratch tensor for slot (contents undefined: every forward op overwrites its output).</summary>
+    private Tensor Scratch(string slot, int[] shape)
+    {
+        if (_scratch.TryGetValue(slot, out var t))
+        {
+            if (t.Shape.AsSpan().SequenceEqual(shape)) return t;
+            t.Dispose();
+        }
+        return _scratch[slot] = B.Zeros(shape);
+    }
 
     public Model Model { get; }
     private ModelConfig C => Model.Config;
@@ -32,6 +54,11 @@ public sealed class Transformer
             throw new ArgumentException($"sequence of {pos0 + T} tokens is longer than the model's context ({C.MaxPositions})");
         if (cache is not null && pos0 + T > cache.Capacity)
             throw new ArgumentException($"KV cache holds {cache.Capacity} tokens; {pos0 + T} needed");
+        if (o.StopAfterLayer >= C.Layers || o.StopAfterLayer < -1) throw new ArgumentException($"StopAfterLayer {o.StopAfterLayer} outside [-1, {C.Layers})");
+        if (o.StopAfterLayer >= 0 && (o.KeepForBackward || o.CaptureHidden || cache is not null))
+            throw new ArgumentException("StopAfterLayer runs without logits: it cannot be combined with KeepForBackward, CaptureHidden or a KV cache");
+        if (o.KeepForBackward && o.Interventions is { } ivr && ivr.Any(i => i.Replace))
+            throw new ArgumentException("backward through a replacing intervention is not supported");
         if (o.KeepForBackward && cache is not null && pos0 > 0)
             throw new ArgumentException("backward through a forward that continues a KV cache is not supported");
         for (int t = 0; t < T; t++)
@@ -47,30 +74,34 @@ public sealed class Transformer
         bool keep = o.KeepForBackward;
         var keysAt = new HashSet<int>(o.CaptureKeysAt ?? []);
         var temps = new List<Tensor>();
-        Tensor New(params int[] shape) { var t = B.Zeros(shape); temps.Add(t); return t; }
+        // keep: fresh tensors owned by the tape; inference: the reusable scratch slot
+        Tensor New(string slot, params int[] shape)
+        {
+            if (!keep) return Scratch(slot, shape);
+            var t = B.Zeros(shape); temps.Add(t); return t;
+        }
 
         var hidden = o.CaptureHidden ? new Tensor[C.Layers + 1] : null;
         var keys = new Dictionary<int, Tensor>();
         var tape = keep ? new Tape { Blocks = new BlockTape[C.Layers], Interventions = interventions, Owned = temps } : null;
 
         // x [T, d] = wte[ids] (+ wpe[pos])
-        var x = New(T, d);
+        var x = New("x0", T, d);
         B.Embed(ids, P.Wte, P.Wpe, pos0, x);
 
         for (int l = 0; l < C.Layers; l++)
         {
             var bp = P.Blocks[l];
-            foreach (var iv in interventions)
-                if (iv.Layer == l && iv.Site == InterventionSite.ResidualIn) B.AddToRow(x, iv.Position, iv.Delta);
+            Apply(interventions, l, InterventionSite.ResidualIn, x);
             if (hidden is not null) hidden[l] = Copy(x);
             var bt = new BlockTape { X = x };
 
             // attention branch: aIn = norm1(x); q, k, v = aIn·W + b; rotary; attention; · Wo + bo
-            bt.AIn = New(T, d); bt.Mean1 = New(T); bt.Rstd1 = New(T);
+            bt.AIn = New("aIn", T, d); bt.Mean1 = New("mean1", T); bt.Rstd1 = New("rstd1", T);
             Norm(x, bp.Ln1G, bp.Ln1B, bt.AIn, bt.Mean1, bt.Rstd1);
-            bt.Q = Linear(bt.AIn, bp.Wq, bp.Bq, New(T, C.QDim));
-            bt.K = Linear(bt.AIn, bp.Wk, bp.Bk, New(T, C.KvDim));
-            bt.V = Linear(bt.AIn, bp.Wv, bp.Bv, New(T, C.KvDim));
+            bt.Q = Linear(bt.AIn, bp.Wq, bp.Bq, New("q", T, C.QDim));
+            bt.K = Linear(bt.AIn, bp.Wk, bp.Bk, New("k", T, C.KvDim));
+            bt.V = Linear(bt.AIn, bp.Wv, bp.Bv, New("v", T, C.KvDim));
             if (C.RotaryDim > 0)
             {
                 B.Rope(bt.Q, C.Heads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, pos0, inverse: false);
@@ -84,10 +115,11 @@ public sealed class Transformer
                 kAll = B.RowPrefix(cache.K[l], pos0 + T);
                 vAll = B.RowPrefix(cache.V[l], pos0 + T);
             }
-            bt.Att = New(T, C.QDim);
-            bt.Probs = keep ? New(C.Heads, T, T) : null!;
+            bt.Att = New("att", T, C.QDim);
+            bt.Probs = keep ? New("probs", C.Heads, T, T) : null!;
             B.Attention(bt.Q, kAll, vAll, C.Heads, C.KvHeads, C.HeadDim, bt.Att, keep ? bt.Probs : null);
-            var attnOut = Linear(bt.Att, bp.Wo, bp.Bo, New(T, d));
+            var attnOut = Linear(bt.Att, bp.Wo, bp.Bo, New("attnOut", T, d));
+            Apply(interventions, l, InterventionSite.AttnOutput, attnOut);
 
             // MLP input: parallel blocks read x (GPT-J: the same norm), sequential ones x + attn.
             Tensor residual;
@@ -95,47 +127,50 @@ public sealed class Transformer
             {
                 residual = x;
                 if (C.SharedNorm) bt.MIn = bt.AIn;
-                else { bt.MIn = New(T, d); bt.Mean2 = New(T); bt.Rstd2 = New(T); Norm(x, bp.Ln2G!, bp.Ln2B, bt.MIn, bt.Mean2, bt.Rstd2); }
+                else { bt.MIn = New("mIn", T, d); bt.Mean2 = New("mean2", T); bt.Rstd2 = New("rstd2", T); Norm(x, bp.Ln2G!, bp.Ln2B, bt.MIn, bt.Mean2, bt.Rstd2); }
             }
             else
             {
-                bt.H = New(T, d);
+                bt.H = New("h", T, d);
                 B.Add(x, attnOut, bt.H);
                 residual = bt.H;
-                bt.MIn = New(T, d); bt.Mean2 = New(T); bt.Rstd2 = New(T);
+                bt.MIn = New("mIn", T, d); bt.Mean2 = New("mean2", T); bt.Rstd2 = New("rstd2", T);
                 Norm(bt.H, bp.Ln2G!, bp.Ln2B, bt.MIn, bt.Mean2, bt.Rstd2);
             }
 
             // MLP: key = act(mIn·WUp + b) or silu(mIn·WGate)·(mIn·WUp); out = key·WDown + b
-            bt.Up = Linear(bt.MIn, bp.WUp, bp.BUp, New(T, f));
-            bt.Key = keysAt.Contains(l) ? B.Zeros(T, f) : New(T, f);
+            bt.Up = Linear(bt.MIn, bp.WUp, bp.BUp, New("up", T, f));
+            bt.Key = keysAt.Contains(l) ? B.Zeros(T, f) : New("key", T, f);
             if (C.GatedMlp)
             {
-                bt.Gate = Linear(bt.MIn, bp.WGate!, null, New(T, f));
+                bt.Gate = Linear(bt.MIn, bp.WGate!, null, New("gate", T, f));
                 B.SiluMul(bt.Gate, bt.Up, bt.Key);
             }
             else B.Activate(C.Act, bt.Up, bt.Key);
             if (keysAt.Contains(l)) keys[l] = bt.Key;
-            var mlpOut = Linear(bt.Key, bp.WDown, bp.BDown, New(T, d));
-            foreach (var iv in interventions)
-                if (iv.Layer == l && iv.Site == InterventionSite.MlpOutput) B.AddToRow(mlpOut, iv.Position, iv.Delta);
+            var mlpOut = Linear(bt.Key, bp.WDown, bp.BDown, New("mlpOut", T, d));
+            Apply(interventions, l, InterventionSite.MlpOutput, mlpOut);
 
             // x_{l+1} = residual + mlp_out (+ attn_out when parallel)
-            var next = New(T, d);
+            var next = New((l + 1) % 2 == 0 ? "x0" : "x1", T, d);
             B.Add(residual, mlpOut, next);
             if (C.ParallelResidual) B.Add(next, attnOut, next);
+            Apply(interventions, l, InterventionSite.BlockOutput, next);
             if (tape is not null) tape.Blocks[l] = bt;
             x = next;
+            if (l == o.StopAfterLayer)
+                return new ForwardResult { MlpKeys = keys, Ids = ids.ToArray(), PositionOffset = pos0 };
         }
 
         // final norm and head: logits [T, V] = norm_f(x) · Headᵀ (+ b)
-        var xf = New(T, d); var meanF = New(T); var rstdF = New(T);
+        var xf = New("xf", T, d); var meanF = New("meanF", T); var rstdF = New("rstdF", T);
         Norm(x, P.LnFG, P.LnFB, xf, meanF, rstdF);
-        if (hidden is not null) hidden[C.Layers] = Copy(xf);
+        Tensor? finalResidual = null;
+        if (hidden is not null) { hidden[C.Layers] = Copy(xf); finalResidual = Copy(x); }
         int from = o.LogitsFrom < 0 ? T + o.LogitsFrom : o.LogitsFrom;
         if (from < 0 || from >= T) throw new ArgumentException($"LogitsFrom {o.LogitsFrom} outside the {T} tokens");
         var xHead = xf;
-        if (from > 0) { xHead = New(T - from, d); B.CopyRows(xf, from, xHead, 0, T - from); }
+        if (from > 0) { xHead = New("xHead", T - from, d); B.CopyRows(xf, from, xHead, 0, T - from); }
         var logits = B.Zeros(T - from, C.Vocab);
         B.MatMul(xHead, false, P.Head, true, logits);
         if (P.HeadB is not null) B.AddBias(logits, P.HeadB);
@@ -145,11 +180,8 @@ public sealed class Transformer
         {
             tape.XL = x; tape.XF = xf; tape.MeanF = meanF; tape.RstdF = rstdF;
         }
-        else
-        {
-            foreach (var t in temps) t.Dispose();
-        }
-        return new ForwardResult { Logits = logits, Hidden = hidden, MlpKeys = keys, Tape = tape, Ids = ids.ToArray(), PositionOffset = pos0, LogitsFrom = from };
+
+        return new ForwardResult { Logits = logits, Hidden = hidden, FinalResidual = finalResidual, MlpKeys = keys, Tape = tape, Ids = ids.ToArray(), PositionOffset = pos0, LogitsFrom = from };
     }
 
     /// <summary>
@@ -195,7 +227,7 @@ public sealed class Transformer
                 var bt = tape.Blocks[l]; var bp = P.Blocks[l]; var gb = G?.Blocks[l];
                 // dx is d loss / d x_{l+1}: the gradient of the block output = of the MLP output.
                 for (int i = 0; i < ivs.Count; i++)
-                    if (ivs[i].Layer == l && ivs[i].Site == InterventionSite.MlpOutput && interventionGrads is not null)
+                    if (ivs[i].Layer == l && ivs[i].Site is InterventionSite.MlpOutput or InterventionSite.BlockOutput && interventionGrads is not null)
                         B.GetRow(dx, ivs[i].Position, interventionGrads[i], accumulate: true);
 
                 // MLP backward: dKey = dOut · WDownᵀ; then through the activation to dMIn.
@@ -232,6 +264,10 @@ public sealed class Transformer
                     B.Add(dxPrev, dH, dxPrev);
                 }
 
+                for (int i = 0; i < ivs.Count; i++)
+                    if (ivs[i].Layer == l && ivs[i].Site == InterventionSite.AttnOutput && interventionGrads is not null)
+                        B.GetRow(dAttnOut, ivs[i].Position, interventionGrads[i], accumulate: true);
+
                 // attention backward: dAtt = dAttnOut · Woᵀ; softmax; rotary (inverse); q, k, v projections.
                 var dAtt = New(T, C.QDim);
                 LinearBackward(bt.Att, bp.Wo, dAttnOut, dAtt, gb?.Wo, gb?.Bo);
@@ -257,6 +293,17 @@ public sealed class Transformer
         finally
         {
             foreach (var t in temps) t.Dispose();
+        }
+    }
+
+    // x [T, d]: row Position += Delta (or = Delta when Replace) for the interventions at (layer, site)
+    private void Apply(IReadOnlyList<Intervention> interventions, int layer, InterventionSite site, Tensor x)
+    {
+        foreach (var iv in interventions)
+        {
+            if (iv.Layer != layer || iv.Site != site) continue;
+            if (!iv.Replace) { B.AddToRow(x, iv.Position, iv.Delta); continue; }
+            B.CopyRows(iv.Delta, 0, x, iv.Position, 1); // Delta [d] is one row of d columns
         }
     }
 

@@ -1,0 +1,157 @@
+using System.Globalization;
+using Palimpsest.Backends.Cuda;
+using Palimpsest.Cuda.Interop;
+using Palimpsest.GpuBench;
+using Palimpsest.Runtime;
+using Palimpsest.Tensors;
+
+// GPU benchmark of the engine on GPT2-XL-shaped random weights (48 layers, d 1600, 25 heads,
+// d_ff 6400, vocab 50257, 1024 positions), timed with CUDA events. Writes engine.json for
+// bench/gpu/combine.py. Usage: Palimpsest.GpuBench [--out DIR] [--layers N] [--no-solve]
+CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+string outDir = ".";
+int layers = 48;
+bool solve = true;
+for (int i = 0; i < args.Length; i++)
+{
+    switch (args[i])
+    {
+        case "--out": outDir = args[++i]; break;
+        case "--layers": layers = int.Parse(args[++i]); break;
+        case "--no-solve": solve = false; break;
+        default: Console.Error.WriteLine($"unknown argument {args[i]}"); return 2;
+    }
+}
+
+var probe = Cuda.Probe();
+if (!probe.Available) { Console.Error.WriteLine(probe.Reason); return 3; }
+Console.WriteLine($"device: {probe}");
+var results = new Dictionary<string, double>();
+void Report(string key, double ms)
+{
+    results[key] = ms;
+    Console.WriteLine($"{key,-40} {ms,10:F3} ms");
+    WriteJson(); // after every number: a later failure or timeout loses nothing
+}
+
+// Each section on its own: one failing (a missing library, out of memory) does not stop the others.
+void Section(string name, Action body)
+{
+    try { body(); }
+    catch (Exception e) { Console.WriteLine($"{name} FAILED: {e.GetType().Name}: {e.Message}"); }
+}
+
+void WriteJson()
+{
+    // Written by hand: reflection-based serialisation does not survive trimming.
+    var lines = results.Select(kv => $"    {Q(kv.Key)}: {kv.Value.ToString("R", CultureInfo.InvariantCulture)}");
+    Directory.CreateDirectory(outDir);
+    File.WriteAllText(Path.Combine(outDir, "engine.json"),
+        $"{{\n  \"device\": {Q(probe.ToString())},\n  \"results_ms\": {{\n{string.Join(",\n", lines)}\n  }}\n}}\n");
+}
+
+var rng = new Random(5);
+int[] Ids(int n) => Enumerable.Range(0, n).Select(_ => rng.Next(50257)).ToArray();
+
+// Ceilings: a large float32 product (TF32 off) and a device-to-device copy.
+Section("ceilings", () =>
+{
+    using var b = new CudaBackend();
+    const int n = 4096;
+    using var x = b.Zeros(n, n);
+    using var y = b.Zeros(n, n);
+    using var z = b.Zeros(n, n);
+    b.FillUniform(x, 1, 1f); b.FillUniform(y, 2, 1f);
+    double ms = Timing.MedianMs(() => b.MatMul(x, false, y, false, z), 5);
+    Report("sgemm 4096^3 (ms)", ms);
+    results["sgemm 4096^3 TFLOP/s"] = 2.0 * n * n * n / (ms * 1e-3) / 1e12;
+    Console.WriteLine($"  = {results["sgemm 4096^3 TFLOP/s"]:F1} TFLOP/s");
+    using var big = b.Zeros(256, 1 << 20);
+    using var big2 = b.Zeros(256, 1 << 20);
+    b.FillUniform(big, 3, 1f);
+    ms = Timing.MedianMs(() => b.CopyRows(big, 0, big2, 0, 256), 5);
+    results["copy GB/s"] = 2.0 * big.Length * 4 / (ms * 1e-3) / 1e9;
+    Console.WriteLine($"copy 1 GiB d2d: {results["copy GB/s"]:F0} GB/s (read + write)");
+});
+
+var config = Gpt2Xl.Config(layers);
+foreach (var storage in new[] { DType.F32, DType.F16 }) Section($"gpt2-xl {storage}", () =>
+{
+    string tag = storage == DType.F32 ? "fp32" : "fp16";
+    using var b = new CudaBackend(storage);
+    var t0 = DateTime.UtcNow;
+    using var model = Gpt2Xl.Create(config, b);
+    Console.WriteLine($"{tag}: {config.Layers} layers, weights ready in {(DateTime.UtcNow - t0).TotalSeconds:F1} s");
+    var tf = new Transformer(model);
+
+    var ids128 = Ids(128);
+    Report($"{tag} forward 1x128", Timing.MedianMs(() => { using var r = tf.Forward(ids128); }, 5));
+
+    var seqs = Enumerable.Range(0, 10).Select(_ => Ids(32)).ToArray();
+    Report($"{tag} forward 10x32", Timing.MedianMs(() => { foreach (var s in seqs) { using var r = tf.Forward(s); } }, 3));
+
+    // Decode: prefill 32 tokens, then 64 single-token steps through the KV cache.
+    using (var cache = new KvCache(model, 128))
+    {
+        var steps = Ids(64);
+        double ms = Timing.MedianMs(() =>
+        {
+            cache.Reset();
+            using (tf.Forward(seqs[0], null, cache)) { }
+            foreach (var id in steps) { using var r = tf.Forward([id], null, cache); }
+        }, 3);
+        cache.Reset();
+        double prefill = Timing.MedianMs(() => { cache.Reset(); using var r = tf.Forward(seqs[0], null, cache); }, 3);
+        Report($"{tag} decode ms/token", (ms - prefill) / steps.Length);
+
+        // Host time to queue the same steps (nothing waits for the device inside a step): when it
+        // is close to the device time above, decoding is bound by launch overhead, not the GPU.
+        cache.Reset();
+        using (tf.Forward(seqs[0], null, cache)) { }
+        b.Synchronize();
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        foreach (var id in steps) { using var r = tf.Forward([id], null, cache); }
+        double hostMs = sw.Elapsed.TotalMilliseconds / steps.Length;
+        b.Synchronize();
+        Report($"{tag} decode host-side ms/token (queueing only)", hostMs);
+    }
+
+    if (storage == DType.F32)
+    {
+        // Forward + backward to every weight, 10 sequences of 32, next-token loss.
+        var grads = model.ZerosLikeParams();
+        try
+        {
+            Report($"{tag} forward+backward 10x32", Timing.MedianMs(() =>
+            {
+                foreach (var s in seqs)
+                {
+                    using var r = tf.Forward(s, new ForwardOptions { KeepForBackward = true });
+                    using var dl = b.Zeros(r.Logits.Shape);
+                    var targets = s.Skip(1).Append(-1).ToArray();
+                    b.CrossEntropy(r.Logits, targets, dl);
+                    tf.Backward(r, dl, null, grads);
+                }
+            }, 2));
+        }
+        finally
+        {
+            foreach (var (_, g) in grads.Named()) g.Dispose();
+        }
+    }
+});
+
+if (solve)
+{
+    foreach (int keys in new[] { 100, 1000, 10000 }) Section($"solve {keys}", () =>
+    {
+        var (ms, info) = MemitSolve.Run(6400, keys, 1600, 3);
+        Report($"fp64 solve (KK^T+C)X=R dff 6400, {keys} keys, 1600 rhs", ms);
+        if (info != 0) Console.WriteLine($"  potrf/potrs info = {info} (not positive definite?)");
+    });
+}
+
+WriteJson();
+return 0;
+
+static string Q(string s) => "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\"";

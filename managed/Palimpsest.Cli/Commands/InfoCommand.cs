@@ -1,0 +1,59 @@
+using System.CommandLine;
+using System.Globalization;
+using Palimpsest.Models;
+
+namespace Palimpsest.Cli.Commands;
+
+/// <summary>`palimpsest info MODEL`: what the engine reads from a checkpoint folder, without running it.</summary>
+internal static class InfoCommand
+{
+    public static Command Create(CliIo io)
+    {
+        var model = CommonOptions.Model();
+        var cmd = new Command("info", "show a model's architecture, sizes, weights and tokenizer") { model };
+        cmd.SetAction(pr =>
+        {
+            using var s = ModelSession.Open(pr.GetValue(model)!);
+            Print(s, io);
+            return CliErrors.Ok;
+        });
+        return cmd;
+    }
+
+    private static void Print(ModelSession s, CliIo io)
+    {
+        var c = s.Config;
+        var rows = new List<(string, string)>
+        {
+            ("model", s.Folder),
+            ("model_type", $"{c.ModelType} ({c.Arch})"),
+            ("layers", I(c.Layers)),
+            ("d_model", I(c.DModel)),
+            ("heads", c.KvHeads == c.Heads ? $"{c.Heads} (head_dim {c.HeadDim})" : $"{c.Heads}, {c.KvHeads} key/value heads (head_dim {c.HeadDim})"),
+            ("d_ff", I(c.DFf) + (c.GatedMlp ? " (gated, SwiGLU)" : "")),
+            ("vocab", I(c.Vocab)),
+            ("context", I(c.MaxPositions)),
+            ("norm", $"{c.Norm} (eps {c.NormEps.ToString("g", CultureInfo.InvariantCulture)})"),
+            ("activation", c.GatedMlp ? "SiLU (SwiGLU)" : c.Act.ToString()),
+            ("positions", c.LearnedPositions ? "learned" : $"rotary on {c.RotaryDim} of {c.HeadDim} dims ({(c.RotaryInterleaved ? "interleaved pairs" : "half split")}, theta {c.RopeTheta.ToString("g", CultureInfo.InvariantCulture)})"),
+            ("residual", c.ParallelResidual ? (c.SharedNorm ? "parallel attention + MLP, one shared norm" : "parallel attention + MLP") : "sequential"),
+            ("lm_head", c.TiedHead ? "tied to the token embedding" : "separate" + (c.HeadBias ? ", with bias" : "")),
+            ("eos_token_id", c.EosTokenId?.ToString(CultureInfo.InvariantCulture) ?? "none"),
+        };
+        rows.AddRange(EngineInfo.Weights(s));
+        rows.Add(("tokenizer", TokenizerLine(s)));
+
+        // Plain "key  value" lines: greppable, and long values (paths, tokenizer notes) never wrap.
+        int w = rows.Max(r => r.Item1.Length) + 2;
+        foreach (var (k, v) in rows) io.Out.WriteLine(k.PadRight(w) + v);
+    }
+
+    private static string TokenizerLine(ModelSession s)
+    {
+        // A model without a usable tokenizer still has an architecture to show: report, don't fail.
+        try { return s.Tokenizer.Source; }
+        catch (ModelFormatException e) { return "none usable: " + CliErrors.OneLine(e.Message); }
+    }
+
+    private static string I(int x) => x.ToString("N0", CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,114 @@
+using Palimpsest.Backends;
+using Palimpsest.Backends.Cpu;
+using Palimpsest.Backends.Cuda;
+using Palimpsest.Cuda.Interop;
+using Palimpsest.Models;
+using Palimpsest.Runtime;
+using Palimpsest.Tensors;
+
+namespace Palimpsest.Cli;
+
+/// <summary>
+/// The CLI's door into the runtime: a model loaded on one backend and the few things the commands
+/// ask of it. Owns the backend and the weights.
+/// </summary>
+internal sealed class Engine : IDisposable
+{
+    private readonly IBackend _backend;
+    private readonly Model _model;
+    private readonly Transformer _transformer;
+
+    private Engine(IBackend backend, Model model)
+    {
+        _backend = backend; _model = model; _transformer = new Transformer(model);
+    }
+
+    public static Engine Load(string folder, bool f64, bool cuda)
+    {
+        var backend = CreateBackend(f64, cuda);
+        try { return new Engine(backend, Model.Load(folder, backend)); }
+        catch { backend.Dispose(); throw; }
+    }
+
+    /// <summary>
+    /// --device cuda: float32 on the GPU. Otherwise --f64: the float64 reference (exact, slow), or by
+    /// default the float32 SIMD CPU backend. A missing GPU is the user's to fix, so it is bad input.
+    /// </summary>
+    private static IBackend CreateBackend(bool f64, bool cuda)
+    {
+        if (!cuda) return f64 ? new ReferenceBackend() : new SimdBackend();
+        try { return new CudaBackend(); }
+        catch (CudaUnavailableException e) { throw new CliUsageException($"--device cuda: {e.Message}"); }
+    }
+
+    public string BackendName => _backend.Name;
+    private ModelConfig C => _model.Config;
+
+    /// <summary>ids [T] -> logits of the last position [V].</summary>
+    public double[] LastLogits(int[] ids)
+    {
+        using var r = _transformer.Forward(ids, new ForwardOptions { LogitsFrom = -1 });
+        var logits = new double[C.Vocab];
+        _backend.ToHost(r.Logits, logits);
+        return logits;
+    }
+
+    /// <summary>ids [T] -> logits [T, V] and hidden states [L+1, T, d], in the backend's precision (F64 or F32).</summary>
+    public (HostTensor Logits, HostTensor Hidden) Full(int[] ids)
+    {
+        int T = ids.Length, d = C.DModel, L = C.Layers;
+        using var r = _transformer.Forward(ids, new ForwardOptions { CaptureHidden = true });
+        var hidden = r.Hidden ?? throw new InvalidOperationException("the forward returned no hidden states");
+        if (_backend.Compute == DType.F64)
+        {
+            var logits = new double[(long)T * C.Vocab];
+            _backend.ToHost(r.Logits, logits);
+            var h = new double[(long)(L + 1) * T * d];
+            for (int i = 0; i <= L; i++) _backend.ToHost(hidden[i], h.AsSpan(i * T * d, T * d));
+            return (new HostTensor([T, C.Vocab], logits), new HostTensor([L + 1, T, d], h));
+        }
+        else
+        {
+            var logits = new float[(long)T * C.Vocab];
+            _backend.ToHost(r.Logits, logits);
+            var h = new float[(long)(L + 1) * T * d];
+            for (int i = 0; i <= L; i++) _backend.ToHost(hidden[i], h.AsSpan(i * T * d, T * d));
+            return (new HostTensor([T, C.Vocab], logits), new HostTensor([L + 1, T, d], h));
+        }
+    }
+
+    /// <summary>
+    /// Continues <paramref name="prompt"/> token by token (greedy, or seeded top-k with the runtime's
+    /// <see cref="Generator.Pick"/>, so a seed means the same text as <see cref="Generator"/>), yielding
+    /// each token as soon as it is chosen so that the CLI can print while a large model works.
+    /// Stops at EOS (not yielded), after MaxNew tokens, or when the context is full: asking for more
+    /// than fits is not an error here, the user cannot know how many tokens the prompt became.
+    /// </summary>
+    public IEnumerable<int> Generate(int[] prompt, Commands.GenerateSettings s)
+    {
+        int count = Math.Min(s.MaxNew, C.MaxPositions - prompt.Length);
+        if (count <= 0) yield break;
+        var sampling = new Sampling { TopK = s.TopK, Temperature = s.Temperature, Seed = s.Seed };
+        var rng = new Random(s.Seed);
+        using var cache = new KvCache(_model, prompt.Length + count);
+        var logits = new double[C.Vocab];
+        int[] step = prompt;
+        for (int i = 0; i < count; i++)
+        {
+            // logits [1, V] of the last position; the cache keeps every earlier position's keys and values.
+            using (var r = _transformer.Forward(step, new ForwardOptions { LogitsFrom = -1 }, cache))
+                _backend.ToHost(r.Logits, logits);
+            int next = Generator.Pick(logits, sampling, rng);
+            if (next == s.Eos) yield break;
+            yield return next;
+            step = [next];
+        }
+    }
+
+    public void Dispose()
+    {
+        _transformer.Dispose();
+        _model.Dispose();
+        _backend.Dispose();
+    }
+}

@@ -1,1 +1,0 @@
-namespace Palimpsest.Cuda.Interop; internal static class Placeholder {}

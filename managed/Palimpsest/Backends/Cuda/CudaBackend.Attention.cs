@@ -1,0 +1,65 @@
+using Palimpsest.Tensors;
+using Palimpsest.Cuda.Interop;
+
+namespace Palimpsest.Backends.Cuda;
+
+// Launchers for kernels/attention.cu.
+public sealed partial class CudaBackend
+{
+    // q [T, H*hd], k, v [S, Hkv*hd] -> o [T, H*hd], probs [H, T, S] (optional)
+    public void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs)
+    {
+        var (T, S) = CheckAttention(q, k, v, heads, kvHeads, headDim, probs, "Attention");
+        SameLength(q, o, "Attention o");
+        if (T == 0) return;
+        uint shared = SharedFor(_k.Attention, "attention_fwd", S);
+        Bind();
+        _k.Attention.Launch("attention_fwd", (uint)T, (uint)heads, Block, shared, Stream,
+            F(q, "q").Ptr, F(k, "k").Ptr, F(v, "v").Ptr, F(o, "o").Ptr, Opt(probs, "probs"),
+            T, S, heads, kvHeads, headDim, (float)(1.0 / Math.Sqrt(headDim)));
+    }
+
+    // dO [T, H*hd], q, k, v, probs [H, T, S] -> dq [T, H*hd], dk, dv [S, Hkv*hd] (overwritten)
+    public void AttentionBackward(Tensor dO, Tensor q, Tensor k, Tensor v, Tensor probs, int heads, int kvHeads, int headDim,
+        Tensor dq, Tensor dk, Tensor dv)
+    {
+        var (T, S) = CheckAttention(q, k, v, heads, kvHeads, headDim, probs, "AttentionBackward");
+        SameLength(q, dO, "AttentionBackward dO");
+        SameLength(q, dq, "AttentionBackward dq");
+        SameLength(k, dk, "AttentionBackward dk");
+        SameLength(v, dv, "AttentionBackward dv");
+        if (T == 0) { Zero(dk); Zero(dv); return; }
+        float scale = (float)(1.0 / Math.Sqrt(headDim));
+        using var dS = New(DType.F32, [heads, T, S]);
+        uint shared = SharedFor(_k.Attention, "attention_bwd_q", S);
+        Bind();
+        _k.Attention.Launch("attention_bwd_q", (uint)T, (uint)heads, Block, shared, Stream,
+            F(dO, "dO").Ptr, F(k, "k").Ptr, F(v, "v").Ptr, F(probs, "probs").Ptr, dS.Ptr, F(dq, "dq").Ptr,
+            T, S, heads, kvHeads, headDim, scale);
+        LaunchN(_k.Attention, "attention_bwd_kv", (long)S * kvHeads * headDim, F(dO, "dO").Ptr, F(q, "q").Ptr, F(probs, "probs").Ptr, dS.Ptr,
+            F(dk, "dk").Ptr, F(dv, "dv").Ptr, T, S, heads, kvHeads, headDim, scale);
+    }
+
+    private static (int T, int S) CheckAttention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor? probs, string op)
+    {
+        int T = q.Rows, S = k.Rows;
+        if (heads <= 0 || kvHeads <= 0 || heads % kvHeads != 0 || q.Cols != heads * headDim || k.Cols != kvHeads * headDim
+            || v.Rows != S || v.Cols != k.Cols || S < T || (probs is not null && probs.Length != (long)heads * T * S))
+            throw new ArgumentException($"{op}: q {q}, k {k}, v {v}, heads {heads}, kvHeads {kvHeads}, headDim {headDim}, probs {probs?.ToString() ?? "none"}");
+        return (T, S);
+    }
+
+    // The score row (S floats) and the reduction scratch live in dynamic shared memory; past the
+    // default 48 KiB the kernel must opt in.
+    private uint SharedFor(CudaModule m, string kernel, int S)
+    {
+        long bytes = (S + (long)Block) * sizeof(float);
+        if (bytes > 48 * 1024)
+        {
+            Bind();
+            CuDriver.Check(CuDriver.cuFuncSetAttribute(m.Function(kernel), CuDriver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)bytes),
+                $"cuFuncSetAttribute({kernel}, {bytes} bytes shared)");
+        }
+        return (uint)bytes;
+    }
+}

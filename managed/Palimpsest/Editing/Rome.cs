@@ -1,0 +1,122 @@
+using MathNet.Numerics.LinearAlgebra;
+using Palimpsest.Runtime;
+using Palimpsest.Tensors;
+using Palimpsest.Tokenization;
+
+namespace Palimpsest.Editing;
+
+/// <summary>
+/// ROME (Meng et al. 2022; kmeng01/rome): a rank-one update of one MLP down-projection.
+///   k̄ = mean key at the subject's last token over the context templates; u = C⁻¹k̄ / ||C⁻¹k̄||
+///   v* = v₀ + δ, δ optimised with Adam so that the target follows the prompt (NLL), the subject's
+///        "{} is a" distribution stays put (KL), and ||δ|| stays small (decay, clamp)
+///   ΔW [f, d] = u ⊗ (v* − W k_p) / (u · k_p), k_p the key of the bare prompt.
+/// One request per call: ROME applies edits one at a time, each from the weights left by the last.
+/// </summary>
+public sealed class Rome : IEditor
+{
+    private readonly ITextTokenizer _tok;
+    private readonly Func<int, double[]> _secondMoment;
+    private readonly Dictionary<int, MathNet.Numerics.LinearAlgebra.Factorization.Cholesky<double>> _chol = new();
+    private IReadOnlyList<string>? _templates;
+    private readonly FactProbes _probes;
+
+    /// <param name="secondMoment">C_l = E[k kᵀ] [f, f] row-major for a layer (see KeyStatistics).</param>
+    public Rome(RomeHparams hparams, ITextTokenizer tokenizer, Func<int, double[]> secondMoment)
+    {
+        Hparams = hparams; _tok = tokenizer; _secondMoment = secondMoment; _probes = new FactProbes(tokenizer);
+        if (hparams.Layers.Length != 1) throw new ArgumentException("ROME edits exactly one layer (hparams 'layers')");
+        if (hparams.FactToken != "subject_last") throw new ArgumentException($"fact_token '{hparams.FactToken}' is not supported (subject_last)");
+    }
+
+    public RomeHparams Hparams { get; }
+    public string Method => "ROME";
+
+    /// <summary>What the last edit computed, for tests and reports.</summary>
+    public RomeTrace? LastTrace { get; private set; }
+
+    public IReadOnlyList<WeightDelta> ComputeDeltas(Transformer tf, IReadOnlyList<EditRequest> requests)
+    {
+        if (requests.Count != 1) throw new ArgumentException($"ROME edits one request at a time (got {requests.Count}); apply them in sequence");
+        var req = requests[0];
+        req.Validate();
+        int layer = Hparams.Layers[0];
+        var c = tf.Model.Config;
+        if (layer < 0 || layer >= c.Layers) throw new ArgumentException($"hparams layer {layer} outside the model's {c.Layers} layers");
+        _templates ??= ContextTemplates.Generate(tf, _tok, Hparams.ContextTemplateLengthParams, Hparams.ContextTemplateSeed);
+
+        // k̄ and u = C⁻¹k̄ / ||C⁻¹k̄||  (compute_u)
+        var kbar = new double[c.DFf];
+        foreach (var t in _templates)
+        {
+            var key = KeyAt(tf, t.Replace("{}", req.Prompt), req.Subject, layer);
+            for (int i = 0; i < kbar.Length; i++) kbar[i] += key[i] / _templates.Count;
+        }
+        var u = Hparams.Mom2Adjustment ? SolveC(layer, kbar, c.DFf) : (double[])kbar.Clone();
+        double un = Math.Sqrt(u.Sum(x => x * x));
+        for (int i = 0; i < u.Length; i++) u[i] /= un;
+
+        // v* (compute_v), then the right vector (v* − W k_p) / (u · k_p)
+        var (vStar, v0, steps, initialLoss, loss) = OptimiseV(tf, req, layer);
+        var kp = KeyAt(tf, req.Prompt, req.Subject, layer);
+        var vCur = MlpOutput(tf, layer, kp);
+        double denom = 0;
+        for (int i = 0; i < kp.Length; i++) denom += kp[i] * u[i];
+        var right = new double[c.DModel];
+        for (int j = 0; j < right.Length; j++) right[j] = (vStar[j] - vCur[j]) / denom;
+        LastTrace = new RomeTrace(kbar, u, kp, v0, vStar, steps, initialLoss, loss, _templates);
+        return [new WeightDelta(layer, 1, u, right)];
+    }
+
+    /// <summary>Key [f] at the subject's last token of template (with "{}" for the subject).</summary>
+    internal double[] KeyAt(Transformer tf, string template, string subject, int layer) => _probes.KeyAt(tf, template, subject, layer);
+
+    /// <summary>The MLP output v [d] = k · WDown + b for a key k [f] (host, float64).</summary>
+    internal static double[] MlpOutput(Transformer tf, int layer, double[] key) => FactProbes.MlpOutput(tf, layer, key);
+
+    private (int[] Ids, int SubjectLast) Encode(string template, string subject) => _probes.Encode(template, subject);
+
+    private double[] SolveC(int layer, double[] k, int f)
+    {
+        if (!_chol.TryGetValue(layer, out var chol))
+        {
+            var flat = _secondMoment(layer);
+            if (flat.Length != (long)f * f) throw new ArgumentException($"second moment of layer {layer} has {flat.Length} values, expected {f}x{f}");
+            var m = Matrix<double>.Build.Dense(f, f, (i, j) => flat[i * f + j]);
+            _chol[layer] = chol = m.Cholesky();
+        }
+        return chol.Solve(Vector<double>.Build.DenseOfArray(k)).ToArray();
+    }
+
+    private (double[] VStar, double[] V0, int Steps, double InitialLoss, double Loss) OptimiseV(Transformer tf, EditRequest req, int layer)
+    {
+        string targetText = req.TargetNew.StartsWith(' ') ? req.TargetNew : " " + req.TargetNew;
+        var target = _tok.Encode(targetText);
+        if (target.Length == 0) throw new ArgumentException($"target '{req.TargetNew}' has no tokens");
+
+        // rewriting prompts: context(prompt) + target[:i], predicting target[i] at the last row.
+        // The reference gathers every target from row 0's distribution (torch.gather with a
+        // [1, N] index); that scores multi-token targets against the wrong positions, so we use
+        // each prompt's own next-token distribution, as MEMIT's compute_z does.
+        var rewrites = new List<RewritePrompt>();
+        foreach (var t in _templates!)
+            for (int i = 0; i < target.Length; i++)
+            {
+                string tmpl = t.Replace("{}", req.Prompt) + _tok.Decode(target.AsSpan(0, i));
+                var (ids, idx) = Encode(tmpl, req.Subject);
+                rewrites.Add(new RewritePrompt(ids, idx, [(ids.Length - 1, target[i])]));
+            }
+        var kl = Encode("{} is a", req.Subject);
+        // v₀: MLP output at the lookup token of the bare prompt (the first rewriting prompt), δ = 0
+        var v0 = MlpOutput(tf, layer, KeyAt(tf, req.Prompt, req.Subject, layer));
+        double v0Norm = Math.Sqrt(v0.Sum(x => x * x));
+        var r = DeltaOptimizer.Optimise(tf, layer, InterventionSite.MlpOutput, rewrites, kl, v0Norm,
+            new DeltaObjective(Hparams.VNumGradSteps, Hparams.VLr, Hparams.VWeightDecay, Hparams.ClampNormFactor, Hparams.KlFactor, Hparams.VEarlyStopLoss));
+        var vStar = v0.Zip(r.Delta, (a, b) => a + b).ToArray();
+        return (vStar, v0, r.Steps, r.InitialLoss, r.FinalLoss);
+    }
+}
+
+/// <summary>Intermediate results of one ROME edit.</summary>
+public sealed record RomeTrace(double[] KBar, double[] U, double[] KPrompt, double[] V0, double[] VStar, int Steps, double InitialLoss, double FinalLoss,
+    IReadOnlyList<string> ContextTemplates);

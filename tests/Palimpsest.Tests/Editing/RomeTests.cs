@@ -1,0 +1,143 @@
+using MathNet.Numerics.LinearAlgebra;
+using Palimpsest.Backends;
+using Palimpsest.Backends.Cpu;
+using Palimpsest.Editing;
+using Palimpsest.Models;
+using Palimpsest.Runtime;
+using Palimpsest.Tokenization;
+
+namespace Palimpsest.Tests.Editing;
+
+/// <summary>ROME on a small random model with the GPT-2 vocabulary, in float64.</summary>
+public class RomeTests
+{
+    private static ModelConfig Config() => new()
+    {
+        Arch = Architecture.Gpt2, Layers = 3, DModel = 24, Heads = 3, KvHeads = 3, HeadDim = 8, DFf = 40, Vocab = 50257,
+        MaxPositions = 48, NormEps = 1e-5, Norm = NormKind.LayerNorm, Act = Activation.GeluTanh, LearnedPositions = true,
+        QkvBias = true, AttnOutBias = true, MlpBias = true, TiedHead = true, EosTokenId = 50256,
+    };
+
+    private static double[] RandomSpd(int f, int seed)
+    {
+        var rng = new Random(seed);
+        var a = Matrix<double>.Build.Dense(f, 3 * f, (_, _) => rng.NextDouble() - 0.5);
+        var c = a * a.Transpose() / (3 * f) + Matrix<double>.Build.DenseIdentity(f) * 0.01;
+        return c.ToRowMajorArray();
+    }
+
+    private static readonly EditRequest Request = new()
+    {
+        Subject = "Danielle Darrieux", Prompt = "The mother tongue of {} is", TargetNew = "English", TargetTrue = "French",
+    };
+
+    private static (ReferenceBackend B, Model M, Transformer Tf, Rome Rome, ITextTokenizer Tok, double[] C) Setup()
+    {
+        var c = Config();
+        var b = new ReferenceBackend();
+        var m = Model.FromHost(c, RandomWeights.Create(c, 17, 0.2), b);
+        var tok = TokenizerFactory.Gpt2(c);
+        var cm = RandomSpd(c.DFf, 3);
+        var hp = new RomeHparams { Layers = [1], VLossLayer = 2, VNumGradSteps = 6, ContextTemplateLengthParams = [[5, 2], [7, 1]], VLr = 0.5 };
+        return (b, m, new Transformer(m), new Rome(hp, tok, _ => cm), tok, cm);
+    }
+
+    [Fact]
+    public void After_the_edit_the_prompt_key_maps_to_v_star_to_1e8()
+    {
+        var (b, m, tf, rome, _, _) = Setup();
+        using var _b = b; using var _m = m;
+        var delta = rome.ComputeDeltas(tf, [Request]).Single();
+        var trace = rome.LastTrace!;
+        m.ApplyDelta(delta);
+        // the key at the edited layer is upstream of WDown, so it is unchanged by the edit
+        var kp = rome.KeyAt(tf, Request.Prompt, Request.Subject, 1);
+        Num.AssertClose(kp, trace.KPrompt, 1e-14, "prompt key after the edit");
+        var v = Rome.MlpOutput(tf, 1, kp);
+        Num.AssertClose(v, trace.VStar, 1e-8, "Ŵ k_p vs v*");
+    }
+
+    [Fact]
+    public void Rank_one_update_equals_the_closed_form_from_a_dense_inverse()
+    {
+        var (b, m, tf, rome, _, cm) = Setup();
+        using var _b = b; using var _m = m;
+        var delta = rome.ComputeDeltas(tf, [Request]).Single();
+        var t = rome.LastTrace!;
+        int f = m.Config.DFf, d = m.Config.DModel;
+        var C = Matrix<double>.Build.DenseOfRowMajor(f, f, cm);
+        var kbar = Vector<double>.Build.DenseOfArray(t.KBar);
+        var kp = Vector<double>.Build.DenseOfArray(t.KPrompt);
+        var cinvK = C.Inverse() * kbar;                   // u up to scale
+        var w = new double[f * d]; b.ToHost(m.Params.Blocks[1].WDown, w);
+        var W = Matrix<double>.Build.DenseOfRowMajor(f, d, w); // canonical [f, d]: v = k·W + b
+        var bias = new double[d]; b.ToHost(m.Params.Blocks[1].BDown!, bias);
+        var v = W.TransposeThisAndMultiply(kp) + Vector<double>.Build.DenseOfArray(bias);
+        var r = (Vector<double>.Build.DenseOfArray(t.VStar) - v) / cinvK.DotProduct(kp);
+        var expected = cinvK.OuterProduct(r);             // ΔW [f, d] = C⁻¹k̄ ⊗ (v* − W k_p) / ((C⁻¹k̄)ᵀ k_p)
+        Num.AssertClose(delta.ToDense(), expected.ToRowMajorArray(), 1e-10, "ΔW");
+    }
+
+    [Fact]
+    public void The_v_star_optimisation_lowers_the_target_loss_and_respects_the_clamp()
+    {
+        var (b, m, tf, rome, tok, _) = Setup();
+        using var _b = b; using var _m = m;
+        var target = tok.Encode(" English");
+        double Nll()
+        {
+            var p = tok.Encode("The mother tongue of Danielle Darrieux is");
+            using var r = tf.Forward(p.Concat(target).ToArray(), new ForwardOptions { LogitsFrom = p.Length - 1 });
+            var tg = Enumerable.Range(0, target.Length + 1).Select(j => j < target.Length ? target[j] : -1).ToArray();
+            return b.CrossEntropy(r.Logits, tg, null);
+        }
+        double before = Nll();
+        var delta = rome.ComputeDeltas(tf, [Request]).Single();
+        var t = rome.LastTrace!;
+        double dn = Math.Sqrt(t.VStar.Zip(t.V0, (x, y) => (x - y) * (x - y)).Sum()), v0n = Math.Sqrt(t.V0.Sum(x => x * x));
+        Assert.True(dn <= rome.Hparams.ClampNormFactor * v0n * (1 + 1e-12), $"||δ|| {dn} exceeds clamp {rome.Hparams.ClampNormFactor} x {v0n}");
+        m.ApplyDelta(delta);
+        double after = Nll();
+        Assert.True(t.FinalLoss < t.InitialLoss, $"v* loss {t.InitialLoss:F3} -> {t.FinalLoss:F3}");
+        Assert.True(after < before - 0.2, $"NLL of the target {before:F3} -> {after:F3}");
+    }
+
+    [Fact]
+    public void Context_templates_are_reproducible_and_shaped_like_the_reference()
+    {
+        var (b, m, tf, _, tok, _) = Setup();
+        using var _b = b; using var _m = m;
+        var a = ContextTemplates.Generate(tf, tok, [[5, 3], [10, 2]], seed: 4);
+        var c = ContextTemplates.Generate(tf, tok, [[5, 3], [10, 2]], seed: 4);
+        var other = ContextTemplates.Generate(tf, tok, [[5, 3], [10, 2]], seed: 5);
+        Assert.Equal(a, c);
+        Assert.NotEqual(a, other);
+        Assert.Equal(6, a.Count);
+        Assert.Equal("{}", a[0]);
+        Assert.All(a.Skip(1), t => { Assert.EndsWith(". {}", t); Assert.Equal(1, t.Split("{}").Length - 1); });
+    }
+
+    [Fact]
+    public void Subject_last_token_follows_rome_conventions()
+    {
+        var tok = TokenizerFactory.Gpt2(Config());
+        // "The mother tongue of Danielle Darrieux is" = The, mother, tongue, of, ĠDan, ielle, ĠDar, rieux, Ġis
+        Assert.Equal(7, SubjectTokens.LastIndex(tok, "The mother tongue of {} is", "Danielle Darrieux"));
+        Assert.Equal(4, SubjectTokens.FirstIndex(tok, "The mother tongue of {} is", "Danielle Darrieux"));
+        // at the start there is no prefix, so the subject is tokenised without a leading space
+        int n = tok.Encode("Danielle Darrieux").Length;
+        Assert.Equal(n - 1, SubjectTokens.LastIndex(tok, "{} is a", "Danielle Darrieux"));
+        Assert.Equal(0, SubjectTokens.FirstIndex(tok, "{} is a", "Danielle Darrieux"));
+        Assert.Throws<ArgumentException>(() => SubjectTokens.LastIndex(tok, "The tongue of{} is", "X"));
+    }
+
+    [Fact]
+    public void Bad_requests_are_refused_with_the_field()
+    {
+        var (b, m, tf, rome, _, _) = Setup();
+        using var _b = b; using var _m = m;
+        var e = Assert.Throws<ArgumentException>(() => rome.ComputeDeltas(tf, [Request with { Prompt = "no subject here" }]));
+        Assert.Contains("'prompt'", e.Message);
+        Assert.Throws<ArgumentException>(() => rome.ComputeDeltas(tf, [Request, Request]));
+    }
+}

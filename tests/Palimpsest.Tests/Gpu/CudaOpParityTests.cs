@@ -1,0 +1,305 @@
+using Palimpsest.Backends;
+using Palimpsest.Tensors;
+
+namespace Palimpsest.Tests.Gpu;
+
+/// <summary>
+/// Every IBackend op of CudaBackend against the float64 ReferenceBackend on random inputs of
+/// awkward shapes (nothing a multiple of a block size). float32 results must agree to 1e-5
+/// relative L2 (float32 rounding over these sizes is ~1e-7; a wrong index gives ~1).
+/// </summary>
+[Trait(Gpu.Trait, Gpu.TraitValue)]
+public class CudaOpParityTests
+{
+    private const double Tol = 1e-5;
+    private const int T = 13, D = 67, V = 1001;
+
+    [Fact]
+    public void Memory_roundtrip_zero_upload_copy_rows_and_row_prefix()
+    {
+        using var p = new OpPair();
+        var x = p.Rand(T, D);
+        p.Check(x, 0, "FromHost/ToHost");
+        var up = p.Values(T * D).Select(v => (double)v).ToArray();
+        p.R.Upload(x.R, up); p.G.Upload(x.G, up);
+        p.Check(x, 0, "Upload");
+        var dst = p.Rand(20, D);
+        p.R.CopyRows(x.R, 3, dst.R, 11, 7); p.G.CopyRows(x.G, 3, dst.G, 11, 7);
+        p.Check(dst, 0, "CopyRows");
+        using var vr = p.R.RowPrefix(dst.R, 5);
+        using var vg = p.G.RowPrefix(dst.G, 5);
+        p.Check(new Both(vr, vg), 0, "RowPrefix");
+        p.R.Zero(x.R); p.G.Zero(x.G);
+        Assert.All(p.HostG(x.G), v => Assert.Equal(0.0, v));
+        using var z = p.G.Zeros(3, 5);
+        Assert.All(p.HostG(z), v => Assert.Equal(0.0, v));
+    }
+
+    [Fact]
+    public void Buffers_reused_from_the_cache_come_back_zeroed_from_Zeros()
+    {
+        using var p = new OpPair();
+        for (int round = 0; round < 3; round++)
+        {
+            using (var junk = p.G.FromHost(p.Values(T * D, 1, 2), T, D)) { } // same size: its buffer is cached
+            using var z = p.G.Zeros(T, D);
+            Assert.All(p.HostG(z), v => Assert.Equal(0.0, v));
+        }
+    }
+
+    [Theory]
+    [InlineData(false, false, false)]
+    [InlineData(true, false, false)]
+    [InlineData(false, true, false)]
+    [InlineData(true, true, true)]
+    [InlineData(false, false, true)]
+    public void MatMul_all_transposes_and_accumulate(bool transA, bool transB, bool accumulate)
+    {
+        using var p = new OpPair();
+        int m = T, n = D, k = 29;
+        var a = p.Rand(transA ? [k, m] : [m, k]);
+        var b = p.Rand(transB ? [n, k] : [k, n]);
+        var c = p.Rand(m, n);
+        p.R.MatMul(a.R, transA, b.R, transB, c.R, accumulate);
+        p.G.MatMul(a.G, transA, b.G, transB, c.G, accumulate);
+        p.Check(c, Tol, $"MatMul transA={transA} transB={transB} acc={accumulate}");
+    }
+
+    [Theory]
+    [InlineData(DType.F16, 1e-3)]
+    [InlineData(DType.BF16, 1e-2)]
+    public void MatMul_with_narrow_weights(DType storage, double tol)
+    {
+        using var p = new OpPair(storage);
+        var x = p.Rand(T, D);
+        var w = p.Weight([D, 45]);          // x . W
+        var wt = p.Weight([V, D]);          // tied head: x . wte^T
+        var y = p.Zeros(T, 45);
+        var logits = p.Zeros(T, V);
+        p.R.MatMul(x.R, false, w.R, false, y.R); p.G.MatMul(x.G, false, w.G, false, y.G);
+        p.R.MatMul(x.R, false, wt.R, true, logits.R); p.G.MatMul(x.G, false, wt.G, true, logits.G);
+        p.Check(y, tol, $"x.W {storage}");
+        p.Check(logits, tol, $"x.wte^T {storage}");
+        var dy = p.Rand(T, 45);
+        var dx = p.Zeros(T, D);
+        p.R.MatMul(dy.R, false, w.R, true, dx.R); p.G.MatMul(dy.G, false, w.G, true, dx.G);
+        p.Check(dx, tol, $"dy.W^T {storage}");
+    }
+
+    [Fact]
+    public void Bias_row_sums_add_axpy_and_rows()
+    {
+        using var p = new OpPair();
+        var x = p.Rand(T, D);
+        var bias = p.Weight([D]);
+        p.R.AddBias(x.R, bias.R); p.G.AddBias(x.G, bias.G);
+        p.Check(x, Tol, "AddBias");
+        var s = p.Rand(D);
+        p.R.SumRows(x.R, s.R, true); p.G.SumRows(x.G, s.G, true);
+        p.Check(s, Tol, "SumRows accumulate");
+        p.R.SumRows(x.R, s.R, false); p.G.SumRows(x.G, s.G, false);
+        p.Check(s, Tol, "SumRows overwrite");
+        var y = p.Rand(T, D);
+        p.R.Add(x.R, y.R, y.R); p.G.Add(x.G, y.G, y.G);
+        p.Check(y, Tol, "Add (dst aliases b)");
+        p.R.Axpy(-0.37, x.R, y.R); p.G.Axpy(-0.37, x.G, y.G);
+        p.Check(y, Tol, "Axpy");
+        var v = p.Rand(D);
+        p.R.AddToRow(y.R, 11, v.R); p.G.AddToRow(y.G, 11, v.G);
+        p.Check(y, Tol, "AddToRow");
+        var r = p.Rand(D);
+        p.R.GetRow(y.R, 5, r.R, true); p.G.GetRow(y.G, 5, r.G, true);
+        p.Check(r, Tol, "GetRow accumulate");
+        p.R.GetRow(y.R, 12, r.R, false); p.G.GetRow(y.G, 12, r.G, false);
+        p.Check(r, Tol, "GetRow overwrite");
+    }
+
+    [Theory]
+    [InlineData(DType.F32, 1e-5)]
+    [InlineData(DType.F16, 1e-3)]
+    [InlineData(DType.BF16, 1e-2)]
+    public void Embed_with_positions_and_backward(DType storage, double tol)
+    {
+        using var p = new OpPair(storage);
+        var wte = p.Weight([V, D]);
+        var wpe = p.Weight([40, D]);
+        int[] ids = Enumerable.Range(0, T).Select(_ => p.Int(V)).ToArray();
+        ids[4] = ids[9]; // a repeated id: the backward must add both rows
+        var x = p.Zeros(T, D);
+        p.R.Embed(ids, wte.R, wpe.R, 5, x.R); p.G.Embed(ids, wte.G, wpe.G, 5, x.G);
+        p.Check(x, tol, "Embed + wpe");
+        p.R.Embed(ids, wte.R, null, 0, x.R); p.G.Embed(ids, wte.G, null, 0, x.G);
+        p.Check(x, tol, "Embed");
+        Assert.Throws<ArgumentOutOfRangeException>(() => p.G.Embed([0, V], wte.G, null, 0, p.G.Zeros(2, D)));
+        Assert.Throws<ArgumentOutOfRangeException>(() => p.G.Embed(ids, wte.G, wpe.G, 30, x.G));
+
+        var dy = p.Rand(T, D);
+        var dwte = p.Rand(V, D);
+        var dwpe = p.Rand(40, D);
+        p.R.EmbedBackward(ids, dy.R, dwte.R, dwpe.R, 5); p.G.EmbedBackward(ids, dy.G, dwte.G, dwpe.G, 5);
+        p.Check(dwte, Tol, "EmbedBackward dwte");
+        p.Check(dwpe, Tol, "EmbedBackward dwpe");
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void LayerNorm_forward_and_backward(bool withBias)
+    {
+        using var p = new OpPair();
+        var x = p.Rand([T, D], -3, 5); // an offset mean: the two-pass variance matters
+        var g = p.Weight([D], 0.5, 1.5);
+        var b = p.Weight([D]);
+        var y = p.Zeros(T, D); var mean = p.Zeros(T); var rstd = p.Zeros(T);
+        p.R.LayerNorm(x.R, g.R, withBias ? b.R : null, 1e-5, y.R, mean.R, rstd.R);
+        p.G.LayerNorm(x.G, g.G, withBias ? b.G : null, 1e-5, y.G, mean.G, rstd.G);
+        p.Check(y, Tol, "LayerNorm y");
+        p.Check(mean, Tol, "LayerNorm mean");
+        p.Check(rstd, Tol, "LayerNorm rstd");
+
+        var dy = p.Rand(T, D);
+        var dx = p.Rand(T, D); // accumulates onto what is there
+        var dg = p.Rand(D); var db = p.Rand(D);
+        p.R.LayerNormBackward(dy.R, x.R, g.R, mean.R, rstd.R, dx.R, dg.R, withBias ? db.R : null);
+        p.G.LayerNormBackward(dy.G, x.G, g.G, mean.G, rstd.G, dx.G, dg.G, withBias ? db.G : null);
+        p.Check(dx, Tol, "LayerNormBackward dx");
+        p.Check(dg, Tol, "LayerNormBackward dg");
+        p.Check(db, Tol, "LayerNormBackward db");
+        p.R.LayerNormBackward(dy.R, x.R, g.R, mean.R, rstd.R, dx.R, null, null);
+        p.G.LayerNormBackward(dy.G, x.G, g.G, mean.G, rstd.G, dx.G, null, null);
+        p.Check(dx, Tol, "LayerNormBackward dx (frozen g, b)");
+    }
+
+    [Fact]
+    public void RmsNorm_forward_and_backward()
+    {
+        using var p = new OpPair();
+        var x = p.Rand([T, D], -2, 2);
+        var g = p.Weight([D], 0.5, 1.5);
+        var y = p.Zeros(T, D); var rstd = p.Zeros(T);
+        p.R.RmsNorm(x.R, g.R, 1e-6, y.R, rstd.R); p.G.RmsNorm(x.G, g.G, 1e-6, y.G, rstd.G);
+        p.Check(y, Tol, "RmsNorm y");
+        p.Check(rstd, Tol, "RmsNorm rstd");
+        var dy = p.Rand(T, D);
+        var dx = p.Rand(T, D);
+        var dg = p.Rand(D);
+        p.R.RmsNormBackward(dy.R, x.R, g.R, rstd.R, dx.R, dg.R); p.G.RmsNormBackward(dy.G, x.G, g.G, rstd.G, dx.G, dg.G);
+        p.Check(dx, Tol, "RmsNormBackward dx");
+        p.Check(dg, Tol, "RmsNormBackward dg");
+        p.R.RmsNormBackward(dy.R, x.R, g.R, rstd.R, dx.R, null); p.G.RmsNormBackward(dy.G, x.G, g.G, rstd.G, dx.G, null);
+        p.Check(dx, Tol, "RmsNormBackward dx (frozen g)");
+    }
+
+    [Theory]
+    [InlineData(Activation.GeluTanh)]
+    [InlineData(Activation.GeluErf)]
+    [InlineData(Activation.Relu)]
+    [InlineData(Activation.Silu)]
+    public void Activation_forward_and_backward(Activation act)
+    {
+        using var p = new OpPair();
+        var x = p.Rand([T, 301], -8, 8); // reaches both saturated tails
+        var y = p.Zeros(T, 301);
+        p.R.Activate(act, x.R, y.R); p.G.Activate(act, x.G, y.G);
+        p.Check(y, Tol, $"{act}");
+        var dy = p.Rand(T, 301);
+        var dx = p.Rand(T, 301);
+        p.R.ActivateBackward(act, x.R, dy.R, dx.R); p.G.ActivateBackward(act, x.G, dy.G, dx.G);
+        p.Check(dx, Tol, $"{act} backward");
+    }
+
+    [Fact]
+    public void SiluMul_forward_and_backward()
+    {
+        using var p = new OpPair();
+        var gate = p.Rand([T, 172], -6, 6);
+        var up = p.Rand(T, 172);
+        var y = p.Zeros(T, 172);
+        p.R.SiluMul(gate.R, up.R, y.R); p.G.SiluMul(gate.G, up.G, y.G);
+        p.Check(y, Tol, "SiluMul");
+        var dy = p.Rand(T, 172);
+        var dgate = p.Rand(T, 172); var dup = p.Rand(T, 172);
+        p.R.SiluMulBackward(gate.R, up.R, dy.R, dgate.R, dup.R); p.G.SiluMulBackward(gate.G, up.G, dy.G, dgate.G, dup.G);
+        p.Check(dgate, Tol, "SiluMulBackward dgate");
+        p.Check(dup, Tol, "SiluMulBackward dup");
+    }
+
+    [Theory]
+    [InlineData(true, 8, 0)]
+    [InlineData(false, 6, 0)]
+    [InlineData(false, 14, 300)]   // full-width half-split (Llama), far positions
+    [InlineData(true, 14, 17)]
+    public void Rope_forward_and_inverse(bool interleaved, int rotaryDim, int posOffset)
+    {
+        using var p = new OpPair();
+        int heads = 5, hd = 14;
+        var x = p.Rand(T, heads * hd);
+        var x0 = p.HostG(x.G);
+        p.R.Rope(x.R, heads, hd, rotaryDim, interleaved, 10000, posOffset, false);
+        p.G.Rope(x.G, heads, hd, rotaryDim, interleaved, 10000, posOffset, false);
+        p.Check(x, Tol, $"Rope interleaved={interleaved} rotaryDim={rotaryDim}");
+        p.R.Rope(x.R, heads, hd, rotaryDim, interleaved, 10000, posOffset, true);
+        p.G.Rope(x.G, heads, hd, rotaryDim, interleaved, 10000, posOffset, true);
+        p.Check(x, Tol, "Rope inverse");
+        Num.AssertClose(p.HostG(x.G), x0, Tol, "Rope inverse restores the input");
+    }
+
+    [Theory]
+    [InlineData(5, 5, 13, 13)]
+    [InlineData(5, 1, 13, 13)]   // multi-query
+    [InlineData(6, 2, 7, 29)]    // grouped, cached: 7 queries after 22 cached keys
+    [InlineData(5, 5, 1, 300)]   // one decode step over a long cache
+    public void Attention_forward_and_backward(int heads, int kvHeads, int t, int s)
+    {
+        using var p = new OpPair();
+        int hd = 19;
+        var q = p.Rand(t, heads * hd);
+        var k = p.Rand(s, kvHeads * hd);
+        var v = p.Rand(s, kvHeads * hd);
+        var o = p.Rand(t, heads * hd);
+        var probs = p.Rand(heads, t, s);
+        p.R.Attention(q.R, k.R, v.R, heads, kvHeads, hd, o.R, probs.R);
+        p.G.Attention(q.G, k.G, v.G, heads, kvHeads, hd, o.G, probs.G);
+        p.Check(o, Tol, $"Attention o H={heads} Hkv={kvHeads} T={t} S={s}");
+        p.Check(probs, Tol, "Attention probs");
+        var o2 = p.Rand(t, heads * hd);
+        p.G.Attention(q.G, k.G, v.G, heads, kvHeads, hd, o2.G, null);
+        Num.AssertClose(p.HostG(o2.G), p.HostR(o.R), Tol, "Attention without probs");
+
+        var dO = p.Rand(t, heads * hd);
+        var dq = p.Rand(t, heads * hd); var dk = p.Rand(s, kvHeads * hd); var dv = p.Rand(s, kvHeads * hd);
+        p.R.AttentionBackward(dO.R, q.R, k.R, v.R, probs.R, heads, kvHeads, hd, dq.R, dk.R, dv.R);
+        p.G.AttentionBackward(dO.G, q.G, k.G, v.G, probs.G, heads, kvHeads, hd, dq.G, dk.G, dv.G);
+        p.Check(dq, Tol, "AttentionBackward dq");
+        p.Check(dk, Tol, "AttentionBackward dk");
+        p.Check(dv, Tol, "AttentionBackward dv");
+    }
+
+    [Fact]
+    public void LogSoftmax_cross_entropy_and_kl_with_gradients()
+    {
+        using var p = new OpPair();
+        var logits = p.Rand([T, V], -6, 6);
+        var lp = p.Zeros(T, V);
+        p.R.LogSoftmax(logits.R, lp.R); p.G.LogSoftmax(logits.G, lp.G);
+        p.Check(lp, Tol, "LogSoftmax");
+
+        int[] targets = Enumerable.Range(0, T).Select(i => i % 4 == 1 ? -1 : p.Int(V)).ToArray();
+        var dl = p.Rand(T, V); // accumulates
+        double ceR = p.R.CrossEntropy(logits.R, targets, dl.R, 0.7);
+        double ceG = p.G.CrossEntropy(logits.G, targets, dl.G, 0.7);
+        p.CheckScalar(ceG, ceR, Tol, "CrossEntropy");
+        p.Check(dl, Tol, "CrossEntropy dlogits");
+        Assert.Equal(0.0, p.G.CrossEntropy(logits.G, Enumerable.Repeat(-1, T).ToArray(), null));
+        Assert.Throws<ArgumentOutOfRangeException>(() => p.G.CrossEntropy(logits.G, Enumerable.Repeat(V, T).ToArray(), null));
+
+        var other = p.Rand([T, V], -6, 6);
+        var refLp = p.Zeros(T, V);
+        p.R.LogSoftmax(other.R, refLp.R); p.G.LogSoftmax(other.G, refLp.G);
+        var dk = p.Rand(T, V);
+        double klR = p.R.KlDivergence(logits.R, refLp.R, dk.R, 1.3);
+        double klG = p.G.KlDivergence(logits.G, refLp.G, dk.G, 1.3);
+        p.CheckScalar(klG, klR, Tol, "KlDivergence");
+        p.Check(dk, Tol, "KlDivergence dlogits");
+    }
+}
