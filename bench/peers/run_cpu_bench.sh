@@ -16,7 +16,11 @@ fi
 load "engine gemm"
 ./build.sh bench -- --filter '*GemmBenchmarks*' '*GemmNaiveBenchmarks*' --artifacts "$out/bdn-gemm" > "$out/engine-gemm.log" 2>&1
 load "torch"
-/usr/bin/python3 bench/peers/torch_cpu.py --threads 2 > "$out/torch.txt" 2>&1
+# OMP_WAIT_POLICY=PASSIVE: Debian's torch spins OpenMP threads while OpenBLAS's own pthreads want
+# the same 2 cores; with the default (active) policy its GPT-2 forward is ~5x slower here.
+OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 bench/peers/torch_cpu.py --threads 2 > "$out/torch.txt" 2>&1
+load "torch (default OpenMP wait policy)"
+/usr/bin/python3 bench/peers/torch_cpu.py --threads 2 > "$out/torch-default-omp.txt" 2>&1
 load "engine + onnxruntime gpt2"
 ./build.sh bench -- --filter '*Gpt2*' --artifacts "$out/bdn-gpt2" > "$out/engine-gpt2.log" 2>&1
 load "done"
