@@ -34,6 +34,17 @@ public class SimdWorkersTests
     }
 
     [Fact]
+    public void One_thread_runs_everything_inline_and_disposes_cleanly()
+    {
+        var w = new SimdWorkers(1);
+        var job = new CountingJob(9);
+        w.For(9, job);
+        Assert.All(job.Hits, h => Assert.Equal(1, h));
+        w.Dispose();
+        w.Dispose(); // twice is harmless
+    }
+
+    [Fact]
     public void A_failing_index_is_rethrown_and_the_workers_stay_usable()
     {
         using var w = new SimdWorkers(2);

@@ -92,7 +92,7 @@ internal sealed class SimdWorkers : IDisposable
     {
         if (_stop) return;
         _stop = true;
-        _start.Release(_threads.Length);
+        if (_threads.Length > 0) _start.Release(_threads.Length);
         foreach (var t in _threads) t.Join();
         _start.Dispose();
         _done.Dispose();
