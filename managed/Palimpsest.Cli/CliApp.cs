@@ -47,6 +47,7 @@ public static class CliApp
         root.Subcommands.Add(PredictCommand.Create(io));
         root.Subcommands.Add(GenerateCommand.Create(io));
         root.Subcommands.Add(RunCommand.Create(io));
+        root.Subcommands.Add(TraceCommand.Create(io));
         return root;
     }
 }
