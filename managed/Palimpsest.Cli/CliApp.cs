@@ -48,6 +48,7 @@ public static class CliApp
         root.Subcommands.Add(GenerateCommand.Create(io));
         root.Subcommands.Add(RunCommand.Create(io));
         root.Subcommands.Add(TraceCommand.Create(io));
+        root.Subcommands.Add(StatsCommand.Create(io));
         return root;
     }
 }
