@@ -49,6 +49,9 @@ public static class CliApp
         root.Subcommands.Add(RunCommand.Create(io));
         root.Subcommands.Add(TraceCommand.Create(io));
         root.Subcommands.Add(StatsCommand.Create(io));
+        root.Subcommands.Add(EditCommand.Create(io));
+        root.Subcommands.Add(JournalCommand.Create(io));
+        root.Subcommands.Add(RevertCommand.Create(io));
         return root;
     }
 }

@@ -1,0 +1,95 @@
+using Palimpsest.Models;
+
+namespace Palimpsest.Tests.Cli;
+
+public class CliEditTests
+{
+    private const string DownName = "transformer.h.1.mlp.c_proj.weight";
+
+    /// <summary>A few v* steps and one short context template, so that an edit of the tiny model takes well under a second.</summary>
+    private static (string Hparams, string Corpus) Inputs(TinyGpt2Folder m)
+    {
+        string hp = m.PathIn("rome.json"), corpus = m.PathIn("corpus.txt");
+        File.WriteAllText(hp, """{"layers": [1], "v_num_grad_steps": 3, "context_template_length_params": [[3, 1]]}""");
+        File.WriteAllText(corpus, "The mother tongue of Danielle Darrieux is French.\nParis is the capital of France.\nEdwin of Northumbria was a king.\n");
+        return (hp, corpus);
+    }
+
+    private static float[] Down(string folder, string name = DownName)
+    {
+        using var f = SafetensorsFile.Open(Path.Combine(folder, "model.safetensors"));
+        return f.ReadF32(name);
+    }
+
+    private static string[] Edit(TinyGpt2Folder m, string outDir, params string[] extra)
+    {
+        var (hp, corpus) = Inputs(m);
+        return ["edit", m.Model, "--hparams", hp, "--stats-corpus", corpus, "--cache", m.PathIn("cache"), "--out", outDir, .. extra];
+    }
+
+    [Fact]
+    public void Edit_is_journaled_listed_and_reverted_bit_exactly()
+    {
+        using var m = new TinyGpt2Folder();
+        string outDir = m.PathIn("edited");
+        var r = CliRunner.Run(Edit(m, outDir, "--subject", "Danielle Darrieux", "--prompt", "The mother tongue of {} is", "--target", "English"));
+        Assert.True(r.Code == 0, r.ToString());
+        Assert.Contains("created", r.Out);
+        var row = r.Out.Split('\n').Single(l => l.TrimStart().StartsWith("1  Danielle Darrieux  English", StringComparison.Ordinal));
+        Assert.Contains("->", row); // v* loss before -> after
+        // the edited layer changed, another did not
+        Assert.NotEqual(Down(m.Model), Down(outDir));
+        Assert.Equal(Down(m.Model, "transformer.h.0.mlp.c_proj.weight"), Down(outDir, "transformer.h.0.mlp.c_proj.weight"));
+
+        var j = CliRunner.Run("journal", outDir);
+        Assert.True(j.Code == 0, j.ToString());
+        Assert.Contains("1 edit(s), 1 active", j.Out);
+        Assert.Matches(@"\n\s*1  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d  rome\s+Danielle Darrieux\s+English\s+1\s+\d+\.\d{4}\s+active", j.Out);
+
+        var rv = CliRunner.Run("revert", outDir, "1");
+        Assert.True(rv.Code == 0, rv.ToString());
+        Assert.Contains("reverted edit 1", rv.Out);
+        Assert.Equal(Down(m.Model), Down(outDir));
+        Assert.Contains("0 active", CliRunner.Run("journal", outDir).Out);
+        CliRunner.AssertBadInput(CliRunner.Run("revert", outDir, "1"), "already reverted");
+    }
+
+    [Fact]
+    public void Edit_from_a_requests_file_applies_each_in_turn_and_reopening_adds_more()
+    {
+        using var m = new TinyGpt2Folder();
+        string outDir = m.PathIn("edited");
+        var r = CliRunner.Run(Edit(m, outDir, "--requests", m.Dataset));
+        Assert.True(r.Code == 0, r.ToString());
+        Assert.Contains("Edwin of Northumbria  Islam", r.Out);
+        var again = CliRunner.Run(Edit(m, outDir, "--requests", m.Dataset, "--limit", "1"));
+        Assert.True(again.Code == 0, again.ToString());
+        Assert.Contains("editing", again.Out);
+        Assert.Contains("3  Danielle Darrieux", again.Out);
+        var j = CliRunner.Run("journal", outDir);
+        Assert.Contains("3 edit(s), 3 active", j.Out);
+    }
+
+    [Fact]
+    public void Edit_bad_inputs_are_one_error_line_and_create_nothing()
+    {
+        using var m = new TinyGpt2Folder();
+        string outDir = m.PathIn("edited");
+        string[] fact = ["--subject", "Danielle Darrieux", "--prompt", "The mother tongue of {} is", "--target", "English"];
+        CliRunner.AssertBadInput(CliRunner.Run([.. Edit(m, outDir, fact), "--method", "memit"]), "memit", "not implemented yet");
+        CliRunner.AssertBadInput(CliRunner.Run([.. Edit(m, outDir, fact), "--method", "fine-tune"]), "unknown method");
+        CliRunner.AssertBadInput(CliRunner.Run([.. Edit(m, outDir, fact), "--layer", "7"]), "layer 7", "0..2");
+        CliRunner.AssertBadInput(CliRunner.Run(Edit(m, outDir, "--subject", "Edwin", "--prompt", "The mother tongue of Danielle is", "--target", "English")),
+            "does not contain the subject");
+        string broken = m.PathIn("broken.json");
+        File.WriteAllText(broken, """[{"prompt": "a {} b", "subject": "x", "target_new": "y" """);
+        CliRunner.AssertBadInput(CliRunner.Run(Edit(m, outDir, "--requests", broken)), "broken.json", "malformed JSON");
+        File.WriteAllText(m.PathIn("rome.json"), "{\"layers\": [1],");
+        CliRunner.AssertBadInput(CliRunner.Run(["edit", m.Model, "--hparams", m.PathIn("rome.json"), .. fact, "--stats-corpus", m.Dataset, "--out", outDir]), "rome.json");
+        CliRunner.AssertBadInput(CliRunner.Run(["edit", m.Model, "--layer", "1", .. fact, "--out", outDir]), "--stats-corpus");
+        Assert.False(Directory.Exists(outDir), "a rejected edit must not create the output folder");
+
+        CliRunner.AssertBadInput(CliRunner.Run("journal", m.Model), "journal not found");
+        CliRunner.AssertBadInput(CliRunner.Run("revert", m.PathIn("nowhere"), "1"), "nowhere");
+    }
+}
