@@ -92,4 +92,38 @@ public class CliEditTests
         CliRunner.AssertBadInput(CliRunner.Run("journal", m.Model), "journal not found");
         CliRunner.AssertBadInput(CliRunner.Run("revert", m.PathIn("nowhere"), "1"), "nowhere");
     }
+
+    [Fact]
+    public void Eval_prints_counterfact_and_zsre_tables()
+    {
+        using var m = new TinyGpt2Folder();
+        var r = CliRunner.Run("eval", m.Model, "--dataset", m.Dataset);
+        Assert.True(r.Code == 0, r.ToString());
+        Assert.Contains("2 record(s), CounterFactEasyEdit", r.Out);
+        // two cases of one prompt each: a success rate is 0, 0.5 or 1
+        var eff = r.Out.Split('\n').Single(l => l.StartsWith("efficacy (rewrite)", StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Contains(eff[2], new[] { "0.0000", "0.5000", "1.0000" });
+        Assert.Contains("score S", r.Out);
+
+        string zsre = m.PathIn("zsre.json");
+        File.WriteAllText(zsre, """
+            [{"subject": "Danielle Darrieux", "src": "What is the mother tongue of Danielle Darrieux?", "pred": "French", "rephrase": "Which language does Danielle Darrieux speak?",
+              "alt": "English", "answers": ["French"], "loc": "nq question: who wrote hamlet", "loc_ans": "Shakespeare", "cond": "x"}]
+            """);
+        var z = CliRunner.Run("eval", m.Model, "--dataset", zsre);
+        Assert.True(z.Code == 0, z.ToString());
+        Assert.Contains("1 record(s), Zsre", z.Out);
+        Assert.Matches(@"generalization\s+\d\.\d{4}", z.Out);
+    }
+
+    [Fact]
+    public void Eval_bad_inputs_are_one_error_line()
+    {
+        using var m = new TinyGpt2Folder();
+        CliRunner.AssertBadInput(CliRunner.Run("eval", m.Model, "--dataset", m.PathIn("none.json")), "none.json");
+        CliRunner.AssertBadInput(CliRunner.Run("eval", m.Model, "--dataset", m.Dataset, "--limit", "0"), "--limit");
+        string known = m.PathIn("known.json");
+        File.WriteAllText(known, """[{"known_id": 0, "subject": "Paris", "attribute": "France", "template": "{} is in", "prompt": "Paris is in", "relation_id": "P17"}]""");
+        CliRunner.AssertBadInput(CliRunner.Run("eval", m.Model, "--dataset", known), "known-facts");
+    }
 }
