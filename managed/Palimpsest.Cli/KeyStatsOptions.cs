@@ -28,6 +28,9 @@ internal static class KeyStatsOptions
         return Path.Combine(baseDir, "palimpsest", "keystats");
     }
 
+    /// <summary>The file a corpus spec reads ("facts:PATH" -> PATH).</summary>
+    public static string PathOf(string spec) => spec.StartsWith("facts:", StringComparison.Ordinal) ? spec["facts:".Length..] : spec;
+
     /// <summary>"facts:PATH" -> CounterFact fact sentences of records 0..4999; otherwise a text file.</summary>
     public static Corpus Load(string spec, LoadedModel lm)
     {

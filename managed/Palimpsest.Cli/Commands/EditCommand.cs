@@ -49,6 +49,8 @@ internal static class EditCommand
             if (hp.Mom2Adjustment && pr.GetValue(corpus) is null)
                 throw new CliUsageException("ROME needs the key statistics of the edited layer: give --stats-corpus FILE|facts:PATH (or mom2_adjustment: false in --hparams)");
 
+            if (pr.GetValue(corpus) is { } spec && KeyStatsOptions.PathOf(spec) is var cpath && !File.Exists(cpath))
+                throw new FileNotFoundException($"--stats-corpus: file '{cpath}' not found", cpath);
             bool existed = EditedModel.IsEditedModel(dir);
             using var em = existed ? EditedModel.Open(dir) : EditedModel.Create(source, dir);
             if (em.Recovery is not null) io.Out.WriteLine($"recovered {dir}: {em.Recovery}");

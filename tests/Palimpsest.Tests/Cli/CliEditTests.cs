@@ -87,6 +87,7 @@ public class CliEditTests
         File.WriteAllText(m.PathIn("rome.json"), "{\"layers\": [1],");
         CliRunner.AssertBadInput(CliRunner.Run(["edit", m.Model, "--hparams", m.PathIn("rome.json"), .. fact, "--stats-corpus", m.Dataset, "--out", outDir]), "rome.json");
         CliRunner.AssertBadInput(CliRunner.Run(["edit", m.Model, "--layer", "1", .. fact, "--out", outDir]), "--stats-corpus");
+        CliRunner.AssertBadInput(CliRunner.Run(["edit", m.Model, "--layer", "1", .. fact, "--stats-corpus", "facts:" + m.PathIn("gone.json"), "--out", outDir]), "gone.json");
         Assert.False(Directory.Exists(outDir), "a rejected edit must not create the output folder");
 
         CliRunner.AssertBadInput(CliRunner.Run("journal", m.Model), "journal not found");
