@@ -23,10 +23,16 @@ case "$cmd" in
     exit $rc ;;
   demo)
     cli="./palimpsest"
-    model="tests/fixtures/gpt2"
-    if [ -d "$SHARED/models/cf5k-gpt2-d128-l6" ]; then model="$SHARED/models/cf5k-gpt2-d128-l6"; fi
+    # The CounterFact fact model when ../shared is beside the checkout; else the committed tiny
+    # fixture (vocabulary of 1000 ids, so a prompt whose GPT-2 ids are all < 1000).
+    if [ -d "$SHARED/models/cf5k-gpt2-d128-l6" ]; then
+      model="$SHARED/models/cf5k-gpt2-d128-l6"; prompt="The mother tongue of Danielle Darrieux is"
+    else
+      model="tests/fixtures/gpt2"; prompt=" the of and to"
+    fi
     $cli info "$model"
-    $cli predict "$model" "The mother tongue of Danielle Darrieux is" --top 5 ;;
+    $cli predict "$model" "$prompt" --top 5
+    $cli generate "$model" "$prompt" --max-tokens 8 ;;
   bench)
     dotnet run -c Release --project bench/Palimpsest.Bench -- "$@" ;;
   ptx)

@@ -33,4 +33,23 @@ public static class ContextTemplates
         }
         return result;
     }
+
+    /// <summary>
+    /// MEMIT's templates (memit_main.get_context_templates): [["{}"], [5 texts of length tokens
+    /// generated from "The", "Therefore", "Because", "I", "You", one each, + ". {}"]].
+    /// </summary>
+    public static IReadOnlyList<IReadOnlyList<string>> GenerateMemit(Transformer tf, ITextTokenizer tok, int length, int seed)
+    {
+        var gen = new Generator(tf);
+        var generated = new List<string>();
+        int n = 0;
+        foreach (var start in new[] { "The", "Therefore", "Because", "I", "You" })
+        {
+            var prompt = tok.Encode(start);
+            var ids = gen.Generate(prompt, Math.Max(0, length - prompt.Length), new Sampling { TopK = 5, Seed = seed * 7919 + 1000 + n++ });
+            var text = tok.Decode(prompt.Concat(ids.Where(t => t != tok.EosId)).ToArray());
+            generated.Add(text.Replace("{", " ").Replace("}", " ") + ". {}");
+        }
+        return [["{}"], generated];
+    }
 }

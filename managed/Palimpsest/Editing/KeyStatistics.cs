@@ -28,7 +28,7 @@ public sealed record KeyStatistics(int Layer, int Dim, long TokenCount, double[]
         var acc = distinct.ToDictionary(l => l, _ => new KeyStatisticsAccumulator(c.DFf));
         long budget = Math.Min(maxTokens ?? long.MaxValue, corpus.TokenCount), done = 0;
         if (budget == 0) throw new ArgumentException($"corpus '{corpus.Name}' has no tokens");
-        var options = new ForwardOptions { CaptureKeysAt = distinct, LogitsFrom = -1 };
+        var options = new ForwardOptions { CaptureKeysAt = distinct, StopAfterLayer = distinct.Max() };
         double[] host = [];
         var backend = model.Model.Backend;
         int reportEvery = Math.Max(1, corpus.Sentences.Count / 1000), n = 0;

@@ -19,11 +19,12 @@ public sealed class Rome : IEditor
     private readonly Func<int, double[]> _secondMoment;
     private readonly Dictionary<int, MathNet.Numerics.LinearAlgebra.Factorization.Cholesky<double>> _chol = new();
     private IReadOnlyList<string>? _templates;
+    private readonly FactProbes _probes;
 
     /// <param name="secondMoment">C_l = E[k kᵀ] [f, f] row-major for a layer (see KeyStatistics).</param>
     public Rome(RomeHparams hparams, ITextTokenizer tokenizer, Func<int, double[]> secondMoment)
     {
-        Hparams = hparams; _tok = tokenizer; _secondMoment = secondMoment;
+        Hparams = hparams; _tok = tokenizer; _secondMoment = secondMoment; _probes = new FactProbes(tokenizer);
         if (hparams.Layers.Length != 1) throw new ArgumentException("ROME edits exactly one layer (hparams 'layers')");
         if (hparams.FactToken != "subject_last") throw new ArgumentException($"fact_token '{hparams.FactToken}' is not supported (subject_last)");
     }
@@ -68,41 +69,12 @@ public sealed class Rome : IEditor
     }
 
     /// <summary>Key [f] at the subject's last token of template (with "{}" for the subject).</summary>
-    internal double[] KeyAt(Transformer tf, string template, string subject, int layer)
-    {
-        var (ids, idx) = Encode(template, subject);
-        using var r = tf.Forward(ids, new ForwardOptions { CaptureKeysAt = [layer], LogitsFrom = -1 });
-        var all = new double[r.MlpKeys[layer].Length];
-        tf.Model.Backend.ToHost(r.MlpKeys[layer], all);
-        int f = tf.Model.Config.DFf;
-        return all.AsSpan(idx * f, f).ToArray();
-    }
+    internal double[] KeyAt(Transformer tf, string template, string subject, int layer) => _probes.KeyAt(tf, template, subject, layer);
 
     /// <summary>The MLP output v [d] = k · WDown + b for a key k [f] (host, float64).</summary>
-    internal static double[] MlpOutput(Transformer tf, int layer, double[] key)
-    {
-        var b = tf.Model.Backend; var bp = tf.Model.Params.Blocks[layer];
-        int f = tf.Model.Config.DFf, d = tf.Model.Config.DModel;
-        var w = new double[f * d]; b.ToHost(bp.WDown, w);
-        var v = new double[d];
-        if (bp.BDown is not null) b.ToHost(bp.BDown, v);
-        for (int i = 0; i < f; i++)
-        {
-            double k = key[i];
-            for (int j = 0; j < d; j++) v[j] += k * w[i * d + j];
-        }
-        return v;
-    }
+    internal static double[] MlpOutput(Transformer tf, int layer, double[] key) => FactProbes.MlpOutput(tf, layer, key);
 
-    /// <summary>Token ids of template.format(subject) and the subject's last-token index (ROME's conventions).</summary>
-    internal (int[] Ids, int SubjectLast) Encode(string template, string subject)
-    {
-        var ids = _tok.Encode(template.Replace("{}", subject));
-        int idx = SubjectTokens.LastIndex(_tok, template, subject);
-        if (idx < 0 || idx >= ids.Length)
-            throw new ArgumentException($"subject '{subject}' token index {idx} outside the {ids.Length} tokens of \"{template}\"");
-        return (ids, idx);
-    }
+    private (int[] Ids, int SubjectLast) Encode(string template, string subject) => _probes.Encode(template, subject);
 
     private double[] SolveC(int layer, double[] k, int f)
     {
@@ -116,104 +88,32 @@ public sealed class Rome : IEditor
         return chol.Solve(Vector<double>.Build.DenseOfArray(k)).ToArray();
     }
 
-    private sealed record Prompt(int[] Ids, int Lookup, int Target);
-
     private (double[] VStar, double[] V0, int Steps, double InitialLoss, double Loss) OptimiseV(Transformer tf, EditRequest req, int layer)
     {
-        var b = tf.Model.Backend; var c = tf.Model.Config; int d = c.DModel;
         string targetText = req.TargetNew.StartsWith(' ') ? req.TargetNew : " " + req.TargetNew;
         var target = _tok.Encode(targetText);
         if (target.Length == 0) throw new ArgumentException($"target '{req.TargetNew}' has no tokens");
 
-        // rewriting prompts: context(prompt) + target[:i], predicting target[i]
-        var rewrites = new List<Prompt>();
+        // rewriting prompts: context(prompt) + target[:i], predicting target[i] at the last row.
+        // The reference gathers every target from row 0's distribution (torch.gather with a
+        // [1, N] index); that scores multi-token targets against the wrong positions, so we use
+        // each prompt's own next-token distribution, as MEMIT's compute_z does.
+        var rewrites = new List<RewritePrompt>();
         foreach (var t in _templates!)
             for (int i = 0; i < target.Length; i++)
             {
                 string tmpl = t.Replace("{}", req.Prompt) + _tok.Decode(target.AsSpan(0, i));
                 var (ids, idx) = Encode(tmpl, req.Subject);
-                rewrites.Add(new Prompt(ids, idx, target[i]));
+                rewrites.Add(new RewritePrompt(ids, idx, [(ids.Length - 1, target[i])]));
             }
-        var (klIds, klIdx) = Encode("{} is a", req.Subject);
-
-        // v₀: MLP output at the lookup token of the first rewriting prompt (the bare prompt), δ = 0
+        var kl = Encode("{} is a", req.Subject);
+        // v₀: MLP output at the lookup token of the bare prompt (the first rewriting prompt), δ = 0
         var v0 = MlpOutput(tf, layer, KeyAt(tf, req.Prompt, req.Subject, layer));
         double v0Norm = Math.Sqrt(v0.Sum(x => x * x));
-
-        var delta = new double[d];
-        var m = new double[d]; var v = new double[d];
-        const double beta1 = 0.9, beta2 = 0.999, eps = 1e-8; // torch.optim.Adam defaults
-        double[]? klInit = null;
-        double loss = double.NaN, initialLoss = double.NaN;
-        int step = 0;
-        using var deltaT = b.Zeros(d);
-        using var grad = b.Zeros(d);
-        for (int it = 0; it < Hparams.VNumGradSteps; it++)
-        {
-            b.Upload(deltaT, delta);
-            b.Zero(grad);
-            // NLL over the rewriting prompts (each at its own last row), mean over prompts.
-            // The reference gathers every target from row 0's distribution (torch.gather with a
-            // [1, N] index); that scores multi-token targets against the wrong positions, so we
-            // use each prompt's own next-token distribution, as MEMIT's compute_z does.
-            double nll = 0;
-            foreach (var p in rewrites)
-            {
-                using var r = tf.Forward(p.Ids, new ForwardOptions
-                {
-                    LogitsFrom = -1, KeepForBackward = true,
-                    Interventions = [new Intervention(layer, InterventionSite.MlpOutput, p.Lookup, deltaT)],
-                });
-                using var dl = b.Zeros(r.Logits.Shape);
-                nll += b.CrossEntropy(r.Logits, [p.Target], dl, 1.0 / rewrites.Count) / rewrites.Count;
-                tf.Backward(r, dl, [grad]);
-            }
-            // KL(P_δ || P₀) of "{} is a" at the subject's last token
-            double kl;
-            using (var r = tf.Forward(klIds, new ForwardOptions
-            {
-                LogitsFrom = klIdx, KeepForBackward = true,
-                Interventions = [new Intervention(layer, InterventionSite.MlpOutput, klIdx, deltaT)],
-            }))
-            {
-                using var row = b.Zeros(1, c.Vocab);
-                b.CopyRows(r.Logits, 0, row, 0, 1);
-                if (klInit is null)
-                {
-                    using var lp = b.Zeros(1, c.Vocab);
-                    b.LogSoftmax(row, lp);
-                    klInit = new double[c.Vocab]; b.ToHost(lp, klInit);
-                }
-                using var refLp = b.FromHost(klInit, 1, c.Vocab);
-                using var dRow = b.Zeros(1, c.Vocab);
-                kl = Hparams.KlFactor * b.KlDivergence(row, refLp, dRow, Hparams.KlFactor);
-                using var dl = b.Zeros(r.Logits.Shape);
-                b.CopyRows(dRow, 0, dl, 0, 1);
-                tf.Backward(r, dl, [grad]);
-            }
-            double dn = Math.Sqrt(delta.Sum(x => x * x));
-            double decay = Hparams.VWeightDecay * dn / (v0Norm * v0Norm);
-            loss = nll + kl + decay;
-            if (it == 0) initialLoss = loss;
-            step = it;
-            if (loss < Hparams.VEarlyStopLoss || it == Hparams.VNumGradSteps - 1) break;
-
-            var g = new double[d]; b.ToHost(grad, g);
-            if (dn > 0) for (int j = 0; j < d; j++) g[j] += Hparams.VWeightDecay * delta[j] / dn / (v0Norm * v0Norm);
-            int tStep = it + 1;
-            for (int j = 0; j < d; j++)
-            {
-                m[j] = beta1 * m[j] + (1 - beta1) * g[j];
-                v[j] = beta2 * v[j] + (1 - beta2) * g[j] * g[j];
-                double mh = m[j] / (1 - Math.Pow(beta1, tStep)), vh = v[j] / (1 - Math.Pow(beta2, tStep));
-                delta[j] -= Hparams.VLr * mh / (Math.Sqrt(vh) + eps);
-            }
-            double maxNorm = Hparams.ClampNormFactor * v0Norm, nn = Math.Sqrt(delta.Sum(x => x * x));
-            if (nn > maxNorm) for (int j = 0; j < d; j++) delta[j] *= maxNorm / nn;
-        }
-        var vStar = new double[d];
-        for (int j = 0; j < d; j++) vStar[j] = v0[j] + delta[j];
-        return (vStar, v0, step, initialLoss, loss);
+        var r = DeltaOptimizer.Optimise(tf, layer, InterventionSite.MlpOutput, rewrites, kl, v0Norm,
+            new DeltaObjective(Hparams.VNumGradSteps, Hparams.VLr, Hparams.VWeightDecay, Hparams.ClampNormFactor, Hparams.KlFactor, Hparams.VEarlyStopLoss));
+        var vStar = v0.Zip(r.Delta, (a, b) => a + b).ToArray();
+        return (vStar, v0, r.Steps, r.InitialLoss, r.FinalLoss);
     }
 }
 

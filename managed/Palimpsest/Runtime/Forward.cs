@@ -37,6 +37,12 @@ public sealed class ForwardOptions
     /// A negative value counts from the end (−1: the last row only).
     /// </summary>
     public int LogitsFrom { get; init; }
+    /// <summary>
+    /// Stop after this block (captures at or below it are still returned); the blocks above, the
+    /// final norm and the head are skipped and the result has no logits. Key statistics need only
+    /// the keys, and the head is the largest matmul of a small model. -1: run everything.
+    /// </summary>
+    public int StopAfterLayer { get; init; } = -1;
     /// <summary>Keep every activation so that <see cref="Transformer.Backward"/> can run.</summary>
     public bool KeepForBackward { get; init; }
 }
@@ -47,7 +53,13 @@ public sealed class ForwardOptions
 /// </summary>
 public sealed class ForwardResult : IDisposable
 {
-    public required Tensor Logits { get; init; }
+    /// <summary>Logits [T − LogitsFrom, V]. Throws for a forward run with StopAfterLayer.</summary>
+    public Tensor Logits
+    {
+        get => _logits ?? throw new InvalidOperationException("this forward stopped early (StopAfterLayer) and computed no logits");
+        init => _logits = value;
+    }
+    private readonly Tensor? _logits;
     public Tensor[]? Hidden { get; init; }
     /// <summary>With CaptureHidden: the residual stream after the last block, before the final norm [T, d].</summary>
     public Tensor? FinalResidual { get; init; }
@@ -60,7 +72,7 @@ public sealed class ForwardResult : IDisposable
 
     public void Dispose()
     {
-        Logits.Dispose();
+        _logits?.Dispose();
         if (Hidden is not null) foreach (var h in Hidden) h.Dispose();
         FinalResidual?.Dispose();
         foreach (var k in MlpKeys.Values) k.Dispose();

@@ -54,6 +54,9 @@ public sealed class Transformer : IDisposable
             throw new ArgumentException($"sequence of {pos0 + T} tokens is longer than the model's context ({C.MaxPositions})");
         if (cache is not null && pos0 + T > cache.Capacity)
             throw new ArgumentException($"KV cache holds {cache.Capacity} tokens; {pos0 + T} needed");
+        if (o.StopAfterLayer >= C.Layers || o.StopAfterLayer < -1) throw new ArgumentException($"StopAfterLayer {o.StopAfterLayer} outside [-1, {C.Layers})");
+        if (o.StopAfterLayer >= 0 && (o.KeepForBackward || o.CaptureHidden || cache is not null))
+            throw new ArgumentException("StopAfterLayer runs without logits: it cannot be combined with KeepForBackward, CaptureHidden or a KV cache");
         if (o.KeepForBackward && o.Interventions is { } ivr && ivr.Any(i => i.Replace))
             throw new ArgumentException("backward through a replacing intervention is not supported");
         if (o.KeepForBackward && cache is not null && pos0 > 0)
@@ -155,6 +158,8 @@ public sealed class Transformer : IDisposable
             Apply(interventions, l, InterventionSite.BlockOutput, next);
             if (tape is not null) tape.Blocks[l] = bt;
             x = next;
+            if (l == o.StopAfterLayer)
+                return new ForwardResult { MlpKeys = keys, Ids = ids.ToArray(), PositionOffset = pos0 };
         }
 
         // final norm and head: logits [T, V] = norm_f(x) · Headᵀ (+ b)

@@ -105,4 +105,21 @@ public class DecodeTests
         var e = Assert.Throws<ArgumentException>(() => new Generator(new Transformer(model)).Generate([1, 2, 3], c.MaxPositions));
         Assert.Contains("context", e.Message);
     }
+
+    [Fact]
+    public void Stopping_after_a_layer_returns_the_same_keys_and_no_logits()
+    {
+        var c = SmallConfigs.Get("neox-sequential");
+        using var b = new Palimpsest.Backends.Cpu.ReferenceBackend();
+        using var model = Model.FromHost(c, RandomWeights.Create(c, 3), b);
+        var tf = new Transformer(model);
+        int[] ids = [4, 8, 15, 16, 23, 42 % c.Vocab];
+        using var full = tf.Forward(ids, new ForwardOptions { CaptureKeysAt = [0] });
+        using var part = tf.Forward(ids, new ForwardOptions { CaptureKeysAt = [0], StopAfterLayer = 0 });
+        var a = new double[full.MlpKeys[0].Length]; b.ToHost(full.MlpKeys[0], a);
+        var p = new double[part.MlpKeys[0].Length]; b.ToHost(part.MlpKeys[0], p);
+        Assert.Equal(a, p);
+        Assert.Throws<InvalidOperationException>(() => part.Logits);
+        Assert.Throws<ArgumentException>(() => tf.Forward(ids, new ForwardOptions { StopAfterLayer = c.Layers }));
+    }
 }

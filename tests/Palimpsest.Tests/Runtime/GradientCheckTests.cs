@@ -69,6 +69,8 @@ public class GradientCheckTests
         double[] d1 = Enumerable.Range(0, c.DModel).Select(_ => rng.NextDouble() - 0.5).ToArray();
         double[] d2 = Enumerable.Range(0, c.DModel).Select(_ => rng.NextDouble() - 0.5).ToArray();
         double[] d3 = Enumerable.Range(0, c.DModel).Select(_ => rng.NextDouble() - 0.5).ToArray();
+        double[] d4 = Enumerable.Range(0, c.DModel).Select(_ => rng.NextDouble() - 0.5).ToArray();
+        using var delta4 = b.FromHost(d4, c.DModel);
         using var delta1 = b.FromHost(d1, c.DModel);
         using var delta2 = b.FromHost(d2, c.DModel);
         using var delta3 = b.FromHost(d3, c.DModel);
@@ -77,16 +79,18 @@ public class GradientCheckTests
             new Intervention(c.Layers - 1, InterventionSite.MlpOutput, 4, delta1),
             new Intervention(1, InterventionSite.ResidualIn, 2, delta2),
             new Intervention(0, InterventionSite.AttnOutput, 3, delta3),
+            new Intervention(c.Layers - 1, InterventionSite.BlockOutput, 6, delta4),
         };
         using var dlogits = b.Zeros(p.Ids.Length, c.Vocab);
         Loss(tf, p, ivs, dlogits, true, out var r);
         using var g1 = b.Zeros(c.DModel);
         using var g2 = b.Zeros(c.DModel);
         using var g3 = b.Zeros(c.DModel);
-        tf.Backward(r, dlogits, [g1, g2, g3]);
+        using var g4 = b.Zeros(c.DModel);
+        tf.Backward(r, dlogits, [g1, g2, g3, g4]);
         r.Dispose();
 
-        foreach (var (delta, host, grad, what) in new[] { (delta1, d1, g1, "mlp-output"), (delta2, d2, g2, "residual"), (delta3, d3, g3, "attn-output") })
+        foreach (var (delta, host, grad, what) in new[] { (delta1, d1, g1, "mlp-output"), (delta2, d2, g2, "residual"), (delta3, d3, g3, "attn-output"), (delta4, d4, g4, "block-output") })
         {
             var analytic = new double[c.DModel]; b.ToHost(grad, analytic);
             var numeric = new double[c.DModel];

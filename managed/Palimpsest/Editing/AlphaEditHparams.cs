@@ -1,0 +1,27 @@
+using System.Text.Json.Serialization;
+
+namespace Palimpsest.Editing;
+
+/// <summary>AlphaEdit's hyper-parameters with the reference names (jianghoucheng/AlphaEdit hparams/AlphaEdit/*.json).</summary>
+public sealed record AlphaEditHparams
+{
+    [JsonPropertyName("layers")] public int[] Layers { get; init; } = [13, 14, 15, 16, 17];
+    [JsonPropertyName("v_num_grad_steps")] public int VNumGradSteps { get; init; } = 20;
+    [JsonPropertyName("v_lr")] public double VLr { get; init; } = 0.5;
+    [JsonPropertyName("v_loss_layer")] public int VLossLayer { get; init; } = 47;
+    [JsonPropertyName("v_weight_decay")] public double VWeightDecay { get; init; } = 0.5;
+    [JsonPropertyName("clamp_norm_factor")] public double ClampNormFactor { get; init; } = 0.75;
+    [JsonPropertyName("kl_factor")] public double KlFactor { get; init; } = 0.0625;
+    [JsonPropertyName("nullspace_threshold")] public double NullspaceThreshold { get; init; } = 2e-2;
+    [JsonPropertyName("L2")] public double L2 { get; init; } = 10;
+    [JsonPropertyName("context_template_seed")] public int ContextTemplateSeed { get; init; } = 0;
+
+    /// <summary>Published values for GPT2-XL (hparams/AlphaEdit/gpt2-xl.json).</summary>
+    public static AlphaEditHparams Gpt2Xl { get; } = new();
+
+    internal MemitHparams ToMemit() => new()
+    {
+        Layers = Layers, VNumGradSteps = VNumGradSteps, VLr = VLr, VLossLayer = VLossLayer, VWeightDecay = VWeightDecay,
+        ClampNormFactor = ClampNormFactor, KlFactor = KlFactor, ContextTemplateSeed = ContextTemplateSeed,
+    };
+}

@@ -1,0 +1,143 @@
+using MathNet.Numerics.LinearAlgebra;
+using Palimpsest.Runtime;
+using Palimpsest.Tokenization;
+
+namespace Palimpsest.Editing;
+
+/// <summary>
+/// MEMIT (Meng et al. 2023; kmeng01/memit): many edits spread over several MLP layers.
+///   z*_i = (block output of the last edited layer at the subject) + δ_i  (compute_z)
+///   for the edited layers l_1 < ... < l_L, in order, with the earlier ones already edited:
+///     K [f, n] = keys at l_i (½ bare prompt + ½ mean over generated contexts; compute_ks)
+///     R [d, n] = (z* − current block output of the last layer) / (L − i)
+///     ΔW_i [f, d] = (λ C + K Kᵀ)⁻¹ K Rᵀ        (float64, λ = mom2_update_weight)
+/// The weights are edited while the deltas are computed (later layers see earlier ones) and
+/// restored exactly before returning: the caller applies the deltas.
+/// </summary>
+public sealed class Memit : IEditor
+{
+    private readonly ITextTokenizer _tok;
+    private readonly FactProbes _probes;
+    private readonly Func<int, double[]> _secondMoment;
+    internal FactProbes Probes => _probes;
+    private IReadOnlyList<IReadOnlyList<string>>? _templates;
+
+    public Memit(MemitHparams hparams, ITextTokenizer tokenizer, Func<int, double[]> secondMoment)
+    {
+        if (hparams.Layers.Length == 0) throw new ArgumentException("MEMIT needs at least one layer (hparams 'layers')");
+        if (hparams.FactToken != "subject_last") throw new ArgumentException($"fact_token '{hparams.FactToken}' is not supported (subject_last)");
+        Hparams = hparams; _tok = tokenizer; _probes = new FactProbes(tokenizer); _secondMoment = secondMoment;
+    }
+
+    public MemitHparams Hparams { get; }
+    public string Method => "MEMIT";
+
+    /// <summary>z* of every request of the last call, and the optimisation outcomes.</summary>
+    public IReadOnlyList<DeltaResult>? LastZ { get; private set; }
+
+    /// <summary>Per edited layer of the last call: the keys K [f, n] and residuals R [d, n] the update solved for.</summary>
+    public IReadOnlyList<(int Layer, Matrix<double> K, Matrix<double> R)>? LastSolves { get; private set; }
+
+    public IReadOnlyList<WeightDelta> ComputeDeltas(Transformer tf, IReadOnlyList<EditRequest> requests)
+    {
+        if (requests.Count == 0) return [];
+        foreach (var r in requests) r.Validate();
+        var c = tf.Model.Config;
+        var layers = Hparams.Layers;
+        if (layers.Any(l => l < 0 || l >= c.Layers)) throw new ArgumentException($"hparams layers [{string.Join(", ", layers)}] outside the model's {c.Layers} layers");
+        if (!layers.SequenceEqual(layers.Order().Distinct())) throw new ArgumentException("hparams layers must be increasing");
+        _templates ??= ContextTemplates.GenerateMemit(tf, _tok, 10, Hparams.ContextTemplateSeed);
+        int zLayer = layers[^1], n = requests.Count, d = c.DModel, f = c.DFf;
+
+        // z* for every request (from the unedited weights)
+        var z = new double[n][];
+        var zr = new List<DeltaResult>();
+        for (int i = 0; i < n; i++)
+        {
+            var (zi, res) = ComputeZ(tf, requests[i], zLayer);
+            z[i] = zi; zr.Add(res);
+        }
+        LastZ = zr;
+
+        var deltas = new List<WeightDelta>();
+        var solves = new List<(int, Matrix<double>, Matrix<double>)>();
+        LastSolves = solves;
+        var restore = new List<(int Layer, double[] Old)>();
+        try
+        {
+            for (int li = 0; li < layers.Length; li++)
+            {
+                int layer = layers[li];
+                // K [f, n] and R [d, n] with the earlier layers of this batch already edited
+                var K = Matrix<double>.Build.Dense(f, n);
+                var R = Matrix<double>.Build.Dense(d, n);
+                for (int i = 0; i < n; i++)
+                {
+                    K.SetColumn(i, Keys(tf, requests[i], layer));
+                    var cur = _probes.BlockOutputAt(tf, requests[i].Prompt, requests[i].Subject, zLayer);
+                    for (int j = 0; j < d; j++) R[j, i] = (z[i][j] - cur[j]) / (layers.Length - li);
+                }
+                var flat = _secondMoment(layer);
+                if (flat.Length != (long)f * f) throw new ArgumentException($"second moment of layer {layer} has {flat.Length} values, expected {f}x{f}");
+                var C = Matrix<double>.Build.Dense(f, f, (a, b) => flat[a * f + b]);
+                var A = C * Hparams.Mom2UpdateWeight + K * K.Transpose();
+                var adj = A.Solve(K);                           // [f, n] = (λC + KKᵀ)⁻¹ K
+                // ΔW [f, d] = adj · Rᵀ: rank n with Left = adjᵀ rows, Right = Rᵀ rows
+                var delta = new WeightDelta(layer, n, adj.Transpose().ToRowMajorArray(), R.Transpose().ToRowMajorArray());
+                deltas.Add(delta);
+                solves.Add((layer, K, R));
+                restore.Add((layer, tf.Model.ApplyDelta(delta)));
+            }
+        }
+        finally
+        {
+            // undo in reverse order: each saved copy is the weights before that layer's delta
+            for (int i = restore.Count - 1; i >= 0; i--) tf.Model.SetDownProjection(restore[i].Layer, restore[i].Old);
+        }
+        return deltas;
+    }
+
+    /// <summary>compute_ks: ½ · key of the bare prompt + ½ · mean key over the generated contexts.</summary>
+    internal double[] Keys(Transformer tf, EditRequest req, int layer)
+    {
+        _templates ??= ContextTemplates.GenerateMemit(tf, _tok, 10, Hparams.ContextTemplateSeed);
+        var k = new double[tf.Model.Config.DFf];
+        foreach (var type in _templates!)
+        {
+            var mean = new double[k.Length];
+            foreach (var t in type)
+            {
+                var kt = _probes.KeyAt(tf, t.Replace("{}", req.Prompt), req.Subject, layer);
+                for (int j = 0; j < k.Length; j++) mean[j] += kt[j] / type.Count;
+            }
+            for (int j = 0; j < k.Length; j++) k[j] += mean[j] / _templates.Count;
+        }
+        return k;
+    }
+
+    /// <summary>compute_z: z* = block output of zLayer at the subject + the optimised δ.</summary>
+    internal (double[] Z, DeltaResult Result) ComputeZ(Transformer tf, EditRequest req, int zLayer)
+    {
+        _templates ??= ContextTemplates.GenerateMemit(tf, _tok, 10, Hparams.ContextTemplateSeed);
+        string targetText = req.TargetNew.StartsWith(' ') ? req.TargetNew : " " + req.TargetNew;
+        var target = _tok.Encode(targetText);
+        if (target.Length == 0) throw new ArgumentException($"target '{req.TargetNew}' has no tokens");
+        // context(prompt) + target[:-1]; targets on the rows that predict each target token
+        var prompts = new List<RewritePrompt>();
+        foreach (var type in _templates!)
+            foreach (var t in type)
+            {
+                string tmpl = t.Replace("{}", req.Prompt) + _tok.Decode(target.AsSpan(0, target.Length - 1));
+                var (ids, idx) = _probes.Encode(tmpl, req.Subject);
+                // ids = prompt (p tokens) + target[:-1]; row p − 1 + j predicts target[j]
+                var targets = Enumerable.Range(0, target.Length).Select(j => (ids.Length - target.Length + j, target[j])).ToArray();
+                prompts.Add(new RewritePrompt(ids, idx, targets));
+            }
+        var kl = _probes.Encode("{} is a", req.Subject);
+        var z0 = _probes.BlockOutputAt(tf, req.Prompt, req.Subject, zLayer);
+        double z0Norm = Math.Sqrt(z0.Sum(x => x * x));
+        var r = DeltaOptimizer.Optimise(tf, zLayer, InterventionSite.BlockOutput, prompts, kl, z0Norm,
+            new DeltaObjective(Hparams.VNumGradSteps, Hparams.VLr, Hparams.VWeightDecay, Hparams.ClampNormFactor, Hparams.KlFactor, Hparams.VEarlyStopLoss));
+        return (z0.Zip(r.Delta, (a, b) => a + b).ToArray(), r);
+    }
+}
