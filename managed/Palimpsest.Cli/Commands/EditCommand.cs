@@ -7,8 +7,8 @@ using Palimpsest.Journal;
 namespace Palimpsest.Cli.Commands;
 
 /// <summary>
-/// `palimpsest edit MODEL --method rome --subject S --prompt "The mother tongue of {} is" --target English
-/// [--layer L] [--hparams FILE.json] [--stats-corpus FILE|facts:PATH] --out DIR`, or `--requests FILE.json`
+/// `palimpsest edit MODEL --method rome|memit|alphaedit --subject S --prompt "The mother tongue of {} is" --target English
+/// [--layers L,...] [--hparams FILE.json] [--batch B] [--stats-corpus FILE|facts:PATH] --out DIR`, or `--requests FILE.json`
 /// (applied one after another). The edited folder at --out is created from MODEL (or reopened when it
 /// already is one, so edits accumulate); each delta is computed on its current weights and applied
 /// through the journal, so it can be listed and reverted.
@@ -18,71 +18,76 @@ internal static class EditCommand
     public static Command Create(CliIo io)
     {
         var model = CommonOptions.Model();
-        var method = new Option<string>("--method") { Description = "editing method: rome (memit and alphaedit are not implemented yet)", DefaultValueFactory = _ => "rome" };
+        var method = new Option<string>("--method") { Description = "editing method: rome, memit or alphaedit", DefaultValueFactory = _ => "rome" };
         var subject = new Option<string?>("--subject") { Description = "the subject whose fact is rewritten, e.g. \"Danielle Darrieux\"" };
         var prompt = new Option<string?>("--prompt") { Description = "rewriting prompt with {} for the subject, e.g. \"The mother tongue of {} is\" (or with the subject written in)" };
         var target = new Option<string?>("--target") { Description = "the new object, e.g. English" };
         var requests = new Option<string?>("--requests") { Description = "JSON file of edit requests (CounterFact, ROME CounterFact or zsRE layout), applied in order" };
         var limit = new Option<int?>("--limit") { Description = "with --requests: apply only the first N" };
-        var layer = new Option<int?>("--layer") { Description = "the MLP layer ROME edits (overrides the hparams file's layers)" };
-        var hparams = new Option<string?>("--hparams") { Description = "ROME hyper-parameters JSON (reference names: layers, v_num_grad_steps, v_lr, ...)" };
+        var layer = new Option<string?>("--layers", "--layer") { Description = "MLP layer(s) to edit, e.g. --layer 2 (ROME) or --layers 1,2,3 (MEMIT, AlphaEdit); overrides the hparams file's" };
+        var hparams = new Option<string?>("--hparams") { Description = "hyper-parameters JSON with the reference names (layers, v_num_grad_steps, v_lr, ...); missing keys keep the defaults" };
+        var batch = new Option<int?>("--batch") { Description = "MEMIT/AlphaEdit: requests per edit (default: all in one); ROME edits one at a time" };
         var corpus = KeyStatsOptions.Corpus("--stats-corpus");
         var limitTokens = KeyStatsOptions.LimitTokens();
         var cache = KeyStatsOptions.Cache();
         var outDir = new Option<string>("--out") { Description = "edited-model folder: created from MODEL, or reopened if it already holds a journal", Required = true };
         var cmd = new Command("edit", "rewrite facts in a model's weights (journaled and revertible)")
-            { model, method, subject, prompt, target, requests, limit, layer, hparams, corpus, limitTokens, cache, outDir };
+            { model, method, subject, prompt, target, requests, limit, layer, hparams, batch, corpus, limitTokens, cache, outDir };
         cmd.SetAction(pr => EditingErrors.Guard(() =>
         {
-            string m = pr.GetValue(method)!.ToLowerInvariant();
-            if (m is "memit" or "alphaedit") throw new CliUsageException($"--method {m}: not implemented yet (only rome exists today)");
-            if (m != "rome") throw new CliUsageException($"--method '{pr.GetValue(method)}': unknown method (expected rome, memit or alphaedit)");
             var reqs = Requests(pr.GetValue(subject), pr.GetValue(prompt), pr.GetValue(target), pr.GetValue(requests), pr.GetValue(limit));
-            var hp = Hparams(pr.GetValue(hparams), pr.GetValue(layer));
             string source = pr.GetValue(model)!, dir = pr.GetValue(outDir)!;
-            // one-line errors for a bad MODEL or layer before anything is created
+            // one-line errors for a bad MODEL, method, layer or corpus before anything is created
+            EditMethod em0;
             using (var ms = ModelSession.Open(source))
-                if (hp.Layers[0] < 0 || hp.Layers[0] >= ms.Config.Layers)
-                    throw new CliUsageException($"layer {hp.Layers[0]} is outside the model's layers 0..{ms.Config.Layers - 1}");
-            if (hp.FactToken != "subject_last") throw new CliUsageException($"hparams fact_token '{hp.FactToken}': only subject_last is supported");
-            if (hp.VNumGradSteps < 1) throw new CliUsageException($"hparams v_num_grad_steps must be >= 1 (got {hp.VNumGradSteps})");
-            if (hp.Mom2Adjustment && pr.GetValue(corpus) is null)
-                throw new CliUsageException("ROME needs the key statistics of the edited layer: give --stats-corpus FILE|facts:PATH (or mom2_adjustment: false in --hparams)");
-
+            {
+                int[]? layers = pr.GetValue(layer) is { } lt ? EditingErrors.ParseLayers(lt, ms.Config.Layers, "--layers") : null;
+                em0 = EditMethod.Parse(pr.GetValue(method)!, pr.GetValue(hparams), layers);
+                foreach (int l in em0.Layers)
+                    if (l < 0 || l >= ms.Config.Layers) throw new CliUsageException($"layer {l} is outside the model's layers 0..{ms.Config.Layers - 1}");
+            }
+            int batchSize = pr.GetValue(batch) ?? (em0.Batched ? reqs.Count : 1);
+            if (batchSize < 1) throw new CliUsageException($"--batch: must be a positive integer (got {batchSize})");
+            if (!em0.Batched && batchSize != 1) throw new CliUsageException("--batch: ROME edits one request at a time (use --method memit or alphaedit for batches)");
+            if (em0.NeedsStats && pr.GetValue(corpus) is null)
+                throw new CliUsageException($"{em0.Name} needs the key statistics of the edited layers: give --stats-corpus FILE|facts:PATH");
             if (pr.GetValue(corpus) is { } spec && KeyStatsOptions.PathOf(spec) is var cpath && !File.Exists(cpath))
                 throw new FileNotFoundException($"--stats-corpus: file '{cpath}' not found", cpath);
+
             bool existed = EditedModel.IsEditedModel(dir);
             using var em = existed ? EditedModel.Open(dir) : EditedModel.Create(source, dir);
             if (em.Recovery is not null) io.Out.WriteLine($"recovered {dir}: {em.Recovery}");
             io.Out.WriteLine(existed ? $"editing {em.Dir} (generation {em.Generation})" : $"created {em.Dir} from {source}");
             using var lm = LoadedModel.Open(em.Dir);
-            int L = hp.Layers[0];
 
             IReadOnlyDictionary<int, KeyStatistics>? stats = null;
-            if (hp.Mom2Adjustment)
+            if (em0.NeedsStats)
             {
                 var c = KeyStatsOptions.Load(pr.GetValue(corpus)!, lm);
-                stats = KeyStatsOptions.GetOrCompute(lm, c, [L], KeyStatsOptions.CacheDir(pr.GetValue(cache)), pr.GetValue(limitTokens), io);
+                stats = KeyStatsOptions.GetOrCompute(lm, c, em0.Layers, KeyStatsOptions.CacheDir(pr.GetValue(cache)), pr.GetValue(limitTokens), io);
             }
-            var rome = new Rome(hp, lm.Tok, l => stats![l].Matrix);
-            var table = new TextTable(("edit", true), ("subject", false), ("target", false), ("layer", true), ("||dW||", true),
-                ("v* loss", false), ("steps", true), ("answer before", false), ("answer after", false));
-            foreach (var req in reqs)
+            var editor = em0.Create(lm, l => stats![l].Matrix);
+            int remembered = EditMethod.RememberJournal(editor, em, lm);
+            if (remembered > 0) io.Out.WriteLine($"alphaedit: protecting the keys of {remembered} earlier request(s) from the journal");
+            string layersText = string.Join(",", em0.Layers);
+            var table = new TextTable(("edit", true), ("subject", false), ("target", false), ("layers", false), ("||dW||", true),
+                ("loss", false), ("answer before", false), ("answer after", false));
+            for (int start = 0; start < reqs.Count; start += batchSize)
             {
-                string filled = req.FilledPrompt;
-                string before = lm.GreedyAnswer(filled);
-                var deltas = rome.ComputeDeltas(lm.Tf, [req]);
-                long id = em.Apply(deltas, new EditRecord { Method = "rome", Requests = [req], HyperParametersJson = hp.ToJson() });
+                var chunk = reqs.Skip(start).Take(batchSize).ToArray();
+                var before = chunk.Select(r => lm.GreedyAnswer(r.FilledPrompt)).ToArray();
+                var deltas = editor.ComputeDeltas(lm.Tf, chunk);
+                long id = em.Apply(deltas, new EditRecord { Method = em0.Name, Requests = chunk, HyperParametersJson = em0.HparamsJson });
                 // the in-memory weights follow the checkpoint (rounded to its dtype), so the next
-                // request is computed on exactly what a reload would give
-                foreach (var d in deltas) lm.Model.SetDownProjection(d.Layer, em.ReadDownProjection(d.Layer).ToDouble());
-                string after = lm.GreedyAnswer(filled);
-                var t = rome.LastTrace!;
-                table.Add(id.ToString(CultureInfo.InvariantCulture), req.Subject, req.TargetNew, L.ToString(CultureInfo.InvariantCulture),
-                    deltas.Sum(d => d.FrobeniusNorm()).ToString("0.0000", CultureInfo.InvariantCulture),
-                    $"{t.InitialLoss.ToString("0.000", CultureInfo.InvariantCulture)} -> {t.FinalLoss.ToString("0.000", CultureInfo.InvariantCulture)}",
-                    t.Steps.ToString(CultureInfo.InvariantCulture), TokenText.Quote(before), TokenText.Quote(after));
-                if (!Console.IsErrorRedirected && reqs.Count > 1) io.Err.WriteLine($"edit: {id} applied ({req.Subject} -> {req.TargetNew})");
+                // batch is computed on exactly what a reload would give
+                foreach (int l in deltas.Select(d => d.Layer).Distinct()) lm.Model.SetDownProjection(l, em.ReadDownProjection(l).ToDouble());
+                if (editor is AlphaEdit ae) ae.Remember(lm.Tf, chunk);
+                string norm = em.List().Single(e => e.Id == id).DeltaNorm.ToString("0.0000", CultureInfo.InvariantCulture);
+                string loss = EditMethod.Loss(editor);
+                for (int i = 0; i < chunk.Length; i++)
+                    table.Add(id.ToString(CultureInfo.InvariantCulture), chunk[i].Subject, chunk[i].TargetNew, layersText, norm, loss,
+                        TokenText.Quote(before[i]), TokenText.Quote(lm.GreedyAnswer(chunk[i].FilledPrompt)));
+                if (!Console.IsErrorRedirected && reqs.Count > chunk.Length) io.Err.WriteLine($"edit: {id} applied ({start + chunk.Length}/{reqs.Count} requests)");
             }
             table.WriteTo(io.Out);
             io.Out.WriteLine($"journal: {em.JournalPath} (generation {em.Generation}); undo with: palimpsest revert {dir} EDIT_ID");
@@ -113,31 +118,5 @@ internal static class EditCommand
         var req = new EditRequest { Subject = subject, Prompt = prompt, TargetNew = target };
         req.Validate("--prompt/--subject/--target");
         return [req];
-    }
-
-    private static RomeHparams Hparams(string? file, int? layer)
-    {
-        RomeHparams hp;
-        if (file is not null)
-        {
-            if (!File.Exists(file)) throw new FileNotFoundException($"hparams file '{file}' not found", file);
-            // Keys the file leaves out keep ROME's defaults: the file is laid over the default JSON
-            // (the deserializer alone would leave them empty).
-            var merged = System.Text.Json.Nodes.JsonNode.Parse(new RomeHparams().ToJson())!.AsObject();
-            System.Text.Json.Nodes.JsonNode? given;
-            try { given = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(file)); }
-            catch (System.Text.Json.JsonException e) { throw new CliUsageException($"hparams file '{file}': malformed JSON ({e.Message.Split('\n')[0]})"); }
-            if (given is not System.Text.Json.Nodes.JsonObject obj) throw new CliUsageException($"hparams file '{file}': expected a JSON object");
-            foreach (var (k, v) in obj) merged[k] = v?.DeepClone();
-            hp = RomeHparams.FromJson(merged.ToJsonString(), $"hparams file '{file}'");
-        }
-        else
-        {
-            if (layer is null) throw new CliUsageException("give --layer L (pick it with palimpsest trace) or --hparams FILE.json");
-            hp = new RomeHparams();
-        }
-        if (layer is not null) hp = hp with { Layers = [layer.Value] };
-        if (hp.Layers.Length != 1) throw new CliUsageException($"ROME edits one layer; the hparams give {hp.Layers.Length} (use --layer)");
-        return hp;
     }
 }

@@ -76,7 +76,9 @@ public class CliEditTests
         using var m = new TinyGpt2Folder();
         string outDir = m.PathIn("edited");
         string[] fact = ["--subject", "Danielle Darrieux", "--prompt", "The mother tongue of {} is", "--target", "English"];
-        CliRunner.AssertBadInput(CliRunner.Run([.. Edit(m, outDir, fact), "--method", "memit"]), "memit", "not implemented yet");
+        CliRunner.AssertBadInput(CliRunner.Run([.. Edit(m, outDir, fact), "--batch", "2"]), "--batch", "one request at a time");
+        CliRunner.AssertBadInput(CliRunner.Run([.. Edit(m, outDir, fact), "--layers", "0,1"]), "ROME edits one layer");
+        CliRunner.AssertBadInput(CliRunner.Run([.. Edit(m, outDir, fact), "--method", "alphaedit", "--layers", "0,5"]), "layer 5");
         CliRunner.AssertBadInput(CliRunner.Run([.. Edit(m, outDir, fact), "--method", "fine-tune"]), "unknown method");
         CliRunner.AssertBadInput(CliRunner.Run([.. Edit(m, outDir, fact), "--layer", "7"]), "layer 7", "0..2");
         CliRunner.AssertBadInput(CliRunner.Run(Edit(m, outDir, "--subject", "Edwin", "--prompt", "The mother tongue of Danielle is", "--target", "English")),
@@ -92,6 +94,30 @@ public class CliEditTests
 
         CliRunner.AssertBadInput(CliRunner.Run("journal", m.Model), "journal not found");
         CliRunner.AssertBadInput(CliRunner.Run("revert", m.PathIn("nowhere"), "1"), "nowhere");
+    }
+
+    [Fact]
+    public void Memit_edits_a_batch_as_one_journal_entry_and_alphaedit_protects_the_journaled_keys()
+    {
+        using var m = new TinyGpt2Folder();
+        string outDir = m.PathIn("edited"), hp = m.PathIn("few-steps.json");
+        File.WriteAllText(hp, """{"v_num_grad_steps": 2}""");
+        string[] common = ["--hparams", hp, "--layers", "0,1", "--stats-corpus", "facts:" + m.Dataset, "--cache", m.PathIn("cache"), "--out", outDir];
+        var r = CliRunner.Run(["edit", m.Model, "--method", "memit", "--requests", m.Dataset, .. common]);
+        Assert.True(r.Code == 0, r.ToString());
+        // both requests in edit 1, with MEMIT's z* loss
+        Assert.Matches(@"\n\s*1  Danielle Darrieux\s+English\s+0,1\s+\d+\.\d{4}\s+\d+\.\d{3} -> \d+\.\d{3}", r.Out);
+        Assert.Matches(@"\n\s*1  Edwin of Northumbria\s+Islam", r.Out);
+
+        var a = CliRunner.Run(["edit", m.Model, "--method", "alphaedit", "--subject", "Danielle Darrieux", "--prompt", "{} speaks", "--target", "Dutch", .. common]);
+        Assert.True(a.Code == 0, a.ToString());
+        Assert.Contains("2  Danielle Darrieux  Dutch", a.Out);
+        var b = CliRunner.Run(["edit", m.Model, "--method", "alphaedit", "--subject", "Edwin of Northumbria", "--prompt", "{} follows", "--target", "Islam", .. common]);
+        Assert.True(b.Code == 0, b.ToString());
+        Assert.Contains("protecting the keys of 1 earlier request(s)", b.Out);
+        var j = CliRunner.Run("journal", outDir);
+        Assert.Contains("3 edit(s), 3 active", j.Out);
+        Assert.Contains("memit      Danielle Darrieux (+1 more)", j.Out);
     }
 
     [Fact]
