@@ -32,6 +32,13 @@ public sealed class KvCache : IDisposable
     /// <summary>Forgets every token (keeps the memory).</summary>
     public void Reset() => Length = 0;
 
+    /// <summary>Keeps the first `length` tokens and forgets the rest (a shared prompt prefix, a rewound benchmark).</summary>
+    public void Truncate(int length)
+    {
+        if (length < 0 || length > Length) throw new ArgumentOutOfRangeException(nameof(length), $"cannot truncate a cache of {Length} tokens to {length}");
+        Length = length;
+    }
+
     public void Dispose()
     {
         foreach (var t in K) t.Dispose();

@@ -49,6 +49,16 @@ public class GemmTests(ITestOutputHelper output)
                 Check(150, 37, 300, ta, tb, accumulate: true, GemmKernel.Fma256, threads: 2, pad: 5);
     }
 
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void Sgemm_on_backend_workers_matches_naive(int m, int n, int k)
+    {
+        using var workers = new SimdWorkers(3); // more threads than cores: exercises the hand-off
+        foreach (var ta in new[] { false, true })
+            foreach (var tb in new[] { false, true })
+                Check(m, n, k, ta, tb, accumulate: ta, Gemm.DefaultKernel, threads: 3, pad: 1, workers);
+    }
+
     [Fact]
     public void K_zero_overwrites_with_zero_or_leaves_c_when_accumulating()
     {
@@ -68,7 +78,8 @@ public class GemmTests(ITestOutputHelper output)
         Assert.Throws<ArgumentException>(() => Gemm.Sgemm(false, false, 2, 2, 3, a, 2, b, 2, c, 2, false)); // lda < K
     }
 
-    private void Check(int m, int n, int k, bool ta, bool tb, bool accumulate, GemmKernel? kernel, int threads, int pad)
+    private void Check(int m, int n, int k, bool ta, bool tb, bool accumulate, GemmKernel? kernel, int threads, int pad,
+        SimdWorkers? workers = null)
     {
         var rng = new Random(HashCode.Combine(m, n, k, ta, tb, accumulate, pad));
         int aRows = ta ? k : m, aCols = ta ? m : k, bRows = tb ? n : k, bCols = tb ? k : n;
@@ -76,7 +87,7 @@ public class GemmTests(ITestOutputHelper output)
         float[] a = Random(rng, aRows * lda), b = Random(rng, bRows * ldb), c0 = Random(rng, m * ldc);
         var fast = (float[])c0.Clone(); var slow = (float[])c0.Clone();
         if (kernel is null) Gemm.Sgemm(ta, tb, m, n, k, a, lda, b, ldb, fast, ldc, accumulate);
-        else Gemm.Sgemm(ta, tb, m, n, k, a, lda, b, ldb, fast, ldc, accumulate, kernel.Value, threads);
+        else Gemm.Sgemm(ta, tb, m, n, k, a, lda, b, ldb, fast, ldc, accumulate, kernel.Value, threads, workers);
         Gemm.SgemmNaive(ta, tb, m, n, k, a, lda, b, ldb, slow, ldc, accumulate);
 
         double worst = 0, maxAbs = 0; int wi = -1, wj = -1;

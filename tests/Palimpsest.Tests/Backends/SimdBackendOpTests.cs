@@ -10,6 +10,12 @@ public sealed class SimdBackendOpTests(ITestOutputHelper output) : BackendOpSuit
     protected override IBackend CreateBackend() => new SimdBackend();
 }
 
+/// <summary>The same on one thread: every parallel loop of the backend runs inline on the caller.</summary>
+public sealed class SimdBackendSingleThreadOpTests(ITestOutputHelper output) : BackendOpSuite(output)
+{
+    protected override IBackend CreateBackend() => new SimdBackend(threads: 1);
+}
+
 /// <summary>
 /// Every <see cref="IBackend"/> op of a backend under test (BUT) against <see cref="ReferenceBackend"/>
 /// (float64), in the style of ggml's test-backend-ops: each case builds the same random inputs on

@@ -30,13 +30,15 @@ public static partial class Gemm
     internal static GemmKernel DefaultKernel => Fma.IsSupported && Avx2.IsSupported ? GemmKernel.Fma256 : GemmKernel.Portable;
 
     /// <summary>
-    /// Same as the public overload with the kernel and the thread count chosen by the caller
-    /// (tests use it to exercise the portable fallback on an FMA machine).
+    /// Same as the public overload with the kernel and the thread count chosen by the caller (tests
+    /// use it to exercise the portable fallback on an FMA machine). Parallel loops run on
+    /// <paramref name="workers"/> when given (threads is then capped at its size), else on Parallel.For.
     /// </summary>
     internal static void Sgemm(bool transA, bool transB, int M, int N, int K,
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, Span<float> c, int ldc, bool accumulate,
-        GemmKernel kernel, int threads)
+        GemmKernel kernel, int threads, SimdWorkers? workers = null)
     {
+        if (workers is not null) threads = Math.Min(threads, workers.Threads);
         CheckArgs(transA, transB, M, N, K, a.Length, lda, b.Length, ldb, c.Length, ldc);
         if (M == 0 || N == 0) return;
         if (K == 0)
@@ -47,10 +49,19 @@ public static partial class Gemm
         if ((long)M * N * K < ParallelThreshold) threads = 1;
         if (M == 1)
         {
-            Gemv(transA, transB, N, K, a, lda, b, ldb, c, accumulate, threads);
+            Gemv(transA, transB, N, K, a, lda, b, ldb, c, accumulate, threads, workers);
             return;
         }
-        SgemmBlocked(transA, transB, M, N, K, a, lda, b, ldb, c, ldc, accumulate, kernel, threads);
+        SgemmBlocked(transA, transB, M, N, K, a, lda, b, ldb, c, ldc, accumulate, kernel, threads, workers);
+    }
+
+    /// <summary>job.Run(i) for i in [0, count) on the workers, on Parallel.For, or inline with one thread.</summary>
+    internal static void ParallelFor(SimdWorkers? workers, int threads, int count, IParallelJob job)
+    {
+        if (count <= 1 || threads <= 1)
+            for (int i = 0; i < count; i++) job.Run(i);
+        else if (workers is not null) workers.For(count, job);
+        else Parallel.For(0, count, new ParallelOptions { MaxDegreeOfParallelism = threads }, job.Run);
     }
 
     /// <summary>Reference: c [M, N] (+)= op(a) · op(b), one element at a time with a float64 running sum

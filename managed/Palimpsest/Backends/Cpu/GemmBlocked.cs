@@ -13,64 +13,69 @@ public static partial class Gemm
     /// </summary>
     private static unsafe void SgemmBlocked(bool transA, bool transB, int M, int N, int K,
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, Span<float> c, int ldc, bool accumulate,
-        GemmKernel kernel, int threads)
+        GemmKernel kernel, int threads, SimdWorkers? workers)
     {
         // Rows are split into blocks of whole MR slivers; the count is a multiple of the thread
         // count so that every thread gets the same amount of work.
         int slivers = (M + MR - 1) / MR;
         int mBlocks = Math.Max(1, (M + MCMax - 1) / MCMax);
         if (threads > 1) mBlocks = Math.Min(slivers, (mBlocks + threads - 1) / threads * threads);
-        var scratch = GemmScratch.ForThisThread;
-        float* bPack = scratch.PackB((long)KC * Math.Min(NC, (N + NR - 1) / NR * NR));
-
-        fixed (float* pa = a, pb = b, pc = c)
+        var scratch = GemmScratch.Acquire();
+        try
         {
-            var job = new BlockJob
+            float* bPack = scratch.PackB((long)KC * Math.Min(NC, (N + NR - 1) / NR * NR));
+            fixed (float* pa = a, pb = b, pc = c)
             {
-                A = pa, B = pb, C = pc, Lda = lda, Ldb = ldb, Ldc = ldc, TransA = transA, TransB = transB,
-                M = M, Slivers = slivers, MBlocks = mBlocks, BPack = bPack, Kernel = kernel,
-            };
-            for (int jc = 0; jc < N; jc += NC)
-            {
-                job.Jc = jc;
-                job.Nc = Math.Min(NC, N - jc);
-                int panels = (job.Nc + NR - 1) / NR;
-                for (int p0 = 0; p0 < K; p0 += KC)
+                var job = scratch.BlockJob;
+                job.A = pa; job.B = pb; job.C = pc; job.Lda = lda; job.Ldb = ldb; job.Ldc = ldc;
+                job.TransA = transA; job.TransB = transB; job.M = M; job.Slivers = slivers; job.MBlocks = mBlocks;
+                job.BPack = bPack; job.Kernel = kernel;
+                for (int jc = 0; jc < N; jc += NC)
                 {
-                    job.Pc = p0;
-                    job.Kc = Math.Min(KC, K - p0);
-                    job.Accumulate = accumulate || p0 > 0;
-                    // With fewer row blocks than threads (short M) the NR panels are split too.
-                    job.NSplit = mBlocks >= threads ? 1 : Math.Min(panels, (threads + mBlocks - 1) / mBlocks);
-                    int tasks = mBlocks * job.NSplit;
-                    if (threads == 1 || tasks == 1)
+                    job.Jc = jc;
+                    job.Nc = Math.Min(NC, N - jc);
+                    int panels = (job.Nc + NR - 1) / NR;
+                    for (int p0 = 0; p0 < K; p0 += KC)
                     {
-                        job.PackBPanels(0, panels);
-                        for (int t = 0; t < tasks; t++) job.RunTask(t);
-                    }
-                    else
-                    {
-                        var opts = new ParallelOptions { MaxDegreeOfParallelism = threads };
-                        var j = job; // a copy the lambdas can capture (the struct holds pointers)
-                        int per = (panels + threads - 1) / threads;
-                        Parallel.For(0, threads, opts, t => j.PackBPanels(t * per, Math.Min(panels, (t + 1) * per)));
-                        Parallel.For(0, tasks, opts, t => j.RunTask(t));
+                        job.Pc = p0;
+                        job.Kc = Math.Min(KC, K - p0);
+                        job.Accumulate = accumulate || p0 > 0;
+                        // With fewer row blocks than threads (short M) the NR panels are split too.
+                        job.NSplit = mBlocks >= threads ? 1 : Math.Min(panels, (threads + mBlocks - 1) / mBlocks);
+                        // Phase 1: pack the KC x NC panel of B (shared by every task), in slices.
+                        job.Packing = true;
+                        job.PanelsPerSlice = (panels + threads - 1) / threads;
+                        ParallelFor(workers, threads, (panels + job.PanelsPerSlice - 1) / job.PanelsPerSlice, job);
+                        // Phase 2: the (row block, panel group) tasks.
+                        job.Packing = false;
+                        ParallelFor(workers, threads, mBlocks * job.NSplit, job);
                     }
                 }
             }
         }
+        finally { GemmScratch.Release(scratch); }
     }
 
-    /// <summary>Everything one (jc, pc) step needs, passed by value to the worker lambdas.</summary>
-    private unsafe struct BlockJob
+    /// <summary>Everything one (jc, pc) step needs; reused from call to call (see <see cref="GemmScratch"/>).</summary>
+    internal sealed unsafe class BlockJob : IParallelJob
     {
         public float* A, B, C, BPack;
-        public int Lda, Ldb, Ldc, M, Slivers, MBlocks, NSplit, Jc, Nc, Pc, Kc;
-        public bool TransA, TransB, Accumulate;
+        public int Lda, Ldb, Ldc, M, Slivers, MBlocks, NSplit, Jc, Nc, Pc, Kc, PanelsPerSlice;
+        public bool TransA, TransB, Accumulate, Packing;
         public GemmKernel Kernel;
 
+        public void Run(int index)
+        {
+            if (Packing)
+            {
+                int panels = (Nc + NR - 1) / NR;
+                PackBPanels(index * PanelsPerSlice, Math.Min(panels, (index + 1) * PanelsPerSlice));
+            }
+            else RunTask(index);
+        }
+
         /// <summary>Packs NR-column panels [p0, p1) of op(b)[Pc.., Jc..] into BPack, zero-padding the last.</summary>
-        public readonly void PackBPanels(int p0, int p1)
+        private void PackBPanels(int p0, int p1)
         {
             for (int jp = p0; jp < p1; jp++)
             {
@@ -81,7 +86,7 @@ public static partial class Gemm
         }
 
         /// <summary>Task t = (row block, panel group): packs its rows of A and runs the micro-kernels.</summary>
-        public readonly void RunTask(int t)
+        private void RunTask(int t)
         {
             int ib = t / NSplit, js = t % NSplit;
             int s0 = (int)((long)ib * Slivers / MBlocks), s1 = (int)((long)(ib + 1) * Slivers / MBlocks);

@@ -16,34 +16,45 @@ public static partial class Gemm
     /// the threads.
     /// </summary>
     private static unsafe void Gemv(bool transA, bool transB, int N, int K, ReadOnlySpan<float> a, int lda,
-        ReadOnlySpan<float> b, int ldb, Span<float> c, bool accumulate, int threads)
+        ReadOnlySpan<float> b, int ldb, Span<float> c, bool accumulate, int threads, SimdWorkers? workers)
     {
-        fixed (float* pa0 = a, pb0 = b, pc0 = c)
+        var scratch = GemmScratch.Acquire();
+        try
         {
-            float* pa = pa0;
-            if (transA && lda != 1)
+            fixed (float* pa0 = a, pb0 = b, pc0 = c)
             {
-                // a stored [K, 1] with stride lda: gather it so the inner loops read it contiguously.
-                float* g = GemmScratch.ForThisThread.Vector(K);
-                for (int k = 0; k < K; k++) g[k] = pa0[(long)k * lda];
-                pa = g;
+                float* pa = pa0;
+                if (transA && lda != 1)
+                {
+                    // a stored [K, 1] with stride lda: gather it so the inner loops read it contiguously.
+                    float* g = scratch.Vector(K);
+                    for (int k = 0; k < K; k++) g[k] = pa0[(long)k * lda];
+                    pa = g;
+                }
+                // Chunks of whole vectors so that no two threads write the same cache line of c.
+                int w = Vector<float>.Count * 16;
+                int chunks = Math.Max(1, Math.Min(threads, (N + w - 1) / w));
+                int per = (N + chunks - 1) / chunks;
+                var job = scratch.GemvJob;
+                job.A = pa; job.B = pb0; job.C = pc0; job.Ldb = ldb; job.K = K; job.N = N;
+                job.Per = (per + w - 1) / w * w; job.TransB = transB; job.Accumulate = accumulate;
+                ParallelFor(workers, threads, chunks, job);
             }
-            nint xa = (nint)pa, xb = (nint)pb0, xc = (nint)pc0;
-            // Chunks of whole vectors so that no two threads write the same cache line of c.
-            int w = Vector<float>.Count * 16;
-            int chunks = Math.Min(threads, (N + w - 1) / w);
-            if (chunks <= 1)
-            {
-                GemvRange(transB, 0, N, K, (float*)xa, (float*)xb, ldb, (float*)xc, accumulate);
-                return;
-            }
-            int per = (N + chunks - 1) / chunks;
-            per = (per + w - 1) / w * w;
-            Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
-            {
-                int j0 = t * per, j1 = Math.Min(N, j0 + per);
-                if (j0 < j1) GemvRange(transB, j0, j1, K, (float*)xa, (float*)xb, ldb, (float*)xc, accumulate);
-            });
+        }
+        finally { GemmScratch.Release(scratch); }
+    }
+
+    /// <summary>One GEMV: chunk t is columns [t·Per, (t+1)·Per).</summary>
+    internal sealed unsafe class GemvJob : IParallelJob
+    {
+        public float* A, B, C;
+        public int Ldb, K, N, Per;
+        public bool TransB, Accumulate;
+
+        public void Run(int t)
+        {
+            int j0 = t * Per, j1 = Math.Min(N, j0 + Per);
+            if (j0 < j1) GemvRange(TransB, j0, j1, K, A, B, Ldb, C, Accumulate);
         }
     }
 

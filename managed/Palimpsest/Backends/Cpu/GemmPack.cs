@@ -1,4 +1,5 @@
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Palimpsest.Backends.Cpu;
 
@@ -79,16 +80,53 @@ internal static unsafe class GemmPack
         }
         else
         {
+            int p = 0;
+            if (nr == NR && Avx.IsSupported)
+            {
+                // 8x8 register transposes: eight rows of b (columns of op(b)) by eight k at a time.
+                for (; p + 8 <= kc; p += 8)
+                {
+                    float* src = b + (long)j0 * ldb + p0 + p;
+                    Transpose8x8(src, ldb, dst + p * NR);
+                    Transpose8x8(src + 8L * ldb, ldb, dst + p * NR + 8);
+                }
+                if (p == kc) return;
+            }
             // b[j, p]: read each of the nr rows contiguously, write with stride NR.
             for (int j = 0; j < NR; j++)
             {
                 if (j < nr)
                 {
                     float* src = b + (long)(j0 + j) * ldb + p0;
-                    for (int p = 0; p < kc; p++) dst[p * NR + j] = src[p];
+                    for (int q = p; q < kc; q++) dst[q * NR + j] = src[q];
                 }
-                else for (int p = 0; p < kc; p++) dst[p * NR + j] = 0;
+                else for (int q = p; q < kc; q++) dst[q * NR + j] = 0;
             }
         }
+    }
+
+    /// <summary>src [8 rows, stride lds] of 8 floats -> dst rows k (stride NR) holding column k of src.</summary>
+    private static void Transpose8x8(float* src, int lds, float* dst)
+    {
+        var r0 = Avx.LoadVector256(src); var r1 = Avx.LoadVector256(src + lds);
+        var r2 = Avx.LoadVector256(src + 2L * lds); var r3 = Avx.LoadVector256(src + 3L * lds);
+        var r4 = Avx.LoadVector256(src + 4L * lds); var r5 = Avx.LoadVector256(src + 5L * lds);
+        var r6 = Avx.LoadVector256(src + 6L * lds); var r7 = Avx.LoadVector256(src + 7L * lds);
+        var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
+        var s0 = Avx.Shuffle(t0, t2, 0x44); var s1 = Avx.Shuffle(t0, t2, 0xEE);
+        var s2 = Avx.Shuffle(t1, t3, 0x44); var s3 = Avx.Shuffle(t1, t3, 0xEE);
+        var s4 = Avx.Shuffle(t4, t6, 0x44); var s5 = Avx.Shuffle(t4, t6, 0xEE);
+        var s6 = Avx.Shuffle(t5, t7, 0x44); var s7 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Store(dst, Avx.Permute2x128(s0, s4, 0x20));
+        Avx.Store(dst + NR, Avx.Permute2x128(s1, s5, 0x20));
+        Avx.Store(dst + 2 * NR, Avx.Permute2x128(s2, s6, 0x20));
+        Avx.Store(dst + 3 * NR, Avx.Permute2x128(s3, s7, 0x20));
+        Avx.Store(dst + 4 * NR, Avx.Permute2x128(s0, s4, 0x31));
+        Avx.Store(dst + 5 * NR, Avx.Permute2x128(s1, s5, 0x31));
+        Avx.Store(dst + 6 * NR, Avx.Permute2x128(s2, s6, 0x31));
+        Avx.Store(dst + 7 * NR, Avx.Permute2x128(s3, s7, 0x31));
     }
 }

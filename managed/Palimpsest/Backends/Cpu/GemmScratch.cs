@@ -1,17 +1,37 @@
 namespace Palimpsest.Backends.Cpu;
 
 /// <summary>
-/// Per-thread packing buffers for <see cref="Gemm"/>. They live on the pinned object heap so a raw
-/// pointer into them stays valid, start on a 64-byte boundary so packed panels never split a cache
-/// line, and only grow: after the first call of a given size there is no allocation.
-/// Thread-static because GEMM runs on the caller and on pool threads at once and each needs its
-/// own A block; nothing observable is shared.
+/// Per-thread packing buffers and loop jobs for <see cref="Gemm"/>. The buffers live on the pinned
+/// object heap so a raw pointer into them stays valid, start on a 64-byte boundary so packed panels
+/// never split a cache line, and only grow: after the first call of a given size there is no
+/// allocation. Thread-static because GEMM runs on the caller and on helper threads at once and each
+/// needs its own A block; nothing observable is shared.
 /// </summary>
 internal sealed unsafe class GemmScratch
 {
     [ThreadStatic] private static GemmScratch? t_current;
 
+    private bool _inUse;
+
+    /// <summary>The scratch a thread packs its A blocks into (only inside a task, which never nests).</summary>
     public static GemmScratch ForThisThread => t_current ??= new GemmScratch();
+
+    /// <summary>
+    /// The calling thread's scratch for one GEMM call (B panel, jobs), or a fresh one should this
+    /// thread already be inside a GEMM (a GEMM started from inside another's task).
+    /// </summary>
+    public static GemmScratch Acquire()
+    {
+        var s = ForThisThread;
+        if (s._inUse) s = new GemmScratch();
+        s._inUse = true;
+        return s;
+    }
+
+    public static void Release(GemmScratch s) => s._inUse = false;
+
+    public Gemm.BlockJob BlockJob { get; } = new();
+    public Gemm.GemvJob GemvJob { get; } = new();
 
     private readonly Buffer _packA = new(), _packB = new(), _vector = new();
 

@@ -15,6 +15,19 @@ public sealed partial class SimdBackend
     private const double InvSqrt2 = 0.7071067811865476;
     private const double InvSqrt2Pi = 0.3989422804014327;
 
+    /// <summary>
+    /// s = 0.5·(1 + tanh u) = sigmoid(2u), u = sqrt(2/pi)·(x + 0.044715·x³), so gelu_tanh(x) = x·s.
+    /// The sigmoid form keeps full relative precision in the far negative tail.
+    /// </summary>
+    private static void GeluTanhGate(ReadOnlySpan<float> x, Span<float> s)
+    {
+        TensorPrimitives.Multiply(x, x, s);
+        TensorPrimitives.Multiply(s, x, s);
+        TensorPrimitives.MultiplyAdd(s, GeluC, x, s);
+        TensorPrimitives.Multiply(s, 2 * Sqrt2OverPi, s);
+        TensorPrimitives.Sigmoid(s, s);
+    }
+
     // y = act(x) elementwise
     public void Activate(Activation act, Tensor x, Tensor y)
     {
@@ -30,13 +43,7 @@ public sealed partial class SimdBackend
             switch (act)
             {
                 case Activation.GeluTanh:
-                    // 0.5·(1 + tanh u) = sigmoid(2u), u = sqrt(2/pi)·(x + 0.044715·x³); the sigmoid form
-                    // keeps full relative precision in the far negative tail.
-                    TensorPrimitives.Multiply(xs, xs, ts);
-                    TensorPrimitives.Multiply(ts, xs, ts);
-                    TensorPrimitives.MultiplyAdd(ts, GeluC, xs, ts);
-                    TensorPrimitives.Multiply(ts, 2 * Sqrt2OverPi, ts);
-                    TensorPrimitives.Sigmoid(ts, ts);
+                    GeluTanhGate(xs, ts);
                     TensorPrimitives.Multiply(xs, ts, ys);
                     break;
                 case Activation.GeluErf:
@@ -72,11 +79,7 @@ public sealed partial class SimdBackend
                 case Activation.GeluTanh:
                     // s = sigmoid(2u) = 0.5(1 + tanh u), 1 − tanh²u = 4s(1 − s):
                     // gelu' = s + 2x·s(1 − s)·sqrt(2/pi)·(1 + 3·0.044715·x²)
-                    TensorPrimitives.Multiply(xs, xs, s);
-                    TensorPrimitives.Multiply(s, xs, s);
-                    TensorPrimitives.MultiplyAdd(s, GeluC, xs, s);
-                    TensorPrimitives.Multiply(s, 2 * Sqrt2OverPi, s);
-                    TensorPrimitives.Sigmoid(s, s);
+                    GeluTanhGate(xs, s);
                     for (int i = 0; i < n; i++)
                     {
                         float xi = xs[i], si = s[i];

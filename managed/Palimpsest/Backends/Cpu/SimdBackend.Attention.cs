@@ -64,31 +64,44 @@ public sealed partial class SimdBackend
     public void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs)
     {
         CheckAttention(q, k, v, heads, kvHeads, headDim, o);
-        int T = q.Rows, S = k.Rows, group = heads / kvHeads, qc = heads * headDim, kc = kvHeads * headDim;
+        int T = q.Rows, S = k.Rows;
         long ts = (long)T * S;
         if (probs is not null && probs.Length != heads * ts) throw new ArgumentException($"Attention: probs {probs} is not [{heads}, {T}, {S}]");
         if (T == 0) return;
+        var job = _attention;
         // Scores go straight into probs when the caller keeps them, else into reused scratch.
-        float[] P = probs is not null ? F(probs) : GrowArray(ref _scores, heads * ts);
-        float[] Q = F(q), K = F(k), V = F(v), O = F(o);
-        float scale = (float)(1.0 / Math.Sqrt(headDim));
-        int threads = Environment.ProcessorCount;
-        Parallel.For(0, heads, new ParallelOptions { MaxDegreeOfParallelism = threads }, h =>
+        job.P = probs is not null ? F(probs) : GrowArray(ref _scores, heads * ts);
+        job.Q = F(q); job.K = F(k); job.V = F(v); job.O = F(o);
+        job.T = T; job.S = S; job.HeadDim = headDim; job.Group = heads / kvHeads;
+        job.Qc = heads * headDim; job.Kc = kvHeads * headDim;
+        job.Scale = (float)(1.0 / Math.Sqrt(headDim));
+        Gemm.ParallelFor(_workers, _workers.Threads, heads, job);
+        job.Clear();
+    }
+
+    /// <summary>One head of <see cref="Attention"/>; reused from call to call so a decode step allocates nothing.</summary>
+    private sealed class AttentionJob : IParallelJob
+    {
+        public float[] Q = [], K = [], V = [], O = [], P = [];
+        public int T, S, HeadDim, Group, Qc, Kc;
+        public float Scale;
+
+        public void Run(int h)
         {
-            int g = h / group;
+            int g = h / Group;
+            long ts = (long)T * S;
             var ph = P.AsSpan((int)(h * ts), (int)ts);
-            ReadOnlySpan<float> qh = Q.AsSpan(h * headDim), kg = K.AsSpan(g * headDim), vg = V.AsSpan(g * headDim);
+            ReadOnlySpan<float> qh = Q.AsSpan(h * HeadDim), kg = K.AsSpan(g * HeadDim), vg = V.AsSpan(g * HeadDim);
             // scores [T, S] = q_h [T, hd] · k_g [S, hd]ᵀ (one thread: the heads are the parallelism)
-            Gemm.Sgemm(false, true, T, S, headDim, qh, qc, kg, kc, ph, S, false, Gemm.DefaultKernel, 1);
+            Gemm.Sgemm(false, true, T, S, HeadDim, qh, Qc, kg, Kc, ph, S, false, Gemm.DefaultKernel, 1);
             for (int t = 0; t < T; t++)
-            {
-                var row = ph.Slice(t * S, S);
-                int seen = S - T + t + 1; // causal: keys 0..S-T+t
-                CausalSoftmax(row, seen, scale);
-            }
+                CausalSoftmax(ph.Slice(t * S, S), S - T + t + 1, Scale); // causal: keys 0..S-T+t
             // o_h [T, hd] = p [T, S] · v_g [S, hd]
-            Gemm.Sgemm(false, false, T, headDim, S, ph, S, vg, kc, O.AsSpan(h * headDim), qc, false, Gemm.DefaultKernel, 1);
-        });
+            Gemm.Sgemm(false, false, T, HeadDim, S, ph, S, vg, Kc, O.AsSpan(h * HeadDim), Qc, false, Gemm.DefaultKernel, 1);
+        }
+
+        /// <summary>Drops the references to the caller's arrays.</summary>
+        public void Clear() { Q = K = V = O = P = []; }
     }
 
     /// <summary>row [S] of raw scores -> softmax(scale · row[0..seen)) with zeros after.</summary>
@@ -119,31 +132,49 @@ public sealed partial class SimdBackend
     {
         CheckAttention(q, k, v, heads, kvHeads, headDim, dO);
         SameLength(q, dq, "AttentionBackward"); SameLength(k, dk, "AttentionBackward"); SameLength(v, dv, "AttentionBackward");
-        int T = q.Rows, S = k.Rows, group = heads / kvHeads, qc = heads * headDim, kc = kvHeads * headDim;
+        int T = q.Rows, S = k.Rows;
         long ts = (long)T * S;
         if (probs.Length != heads * ts) throw new ArgumentException($"AttentionBackward: probs {probs} is not [{heads}, {T}, {S}]");
-        float[] G = F(dO), Q = F(q), K = F(k), V = F(v), P = F(probs), DQ = F(dq), DK = F(dk), DV = F(dv);
         Own(dk).Span.Clear(); Own(dv).Span.Clear();
         if (T == 0) { Own(dq).Span.Clear(); return; }
-        float[] dS = GrowArray(ref _scores, kvHeads * ts);
-        float scale = (float)(1.0 / Math.Sqrt(headDim));
-        int threads = Environment.ProcessorCount;
-        // With one kv group the parallelism moves inside the GEMMs.
-        int inner = kvHeads >= threads ? 1 : threads;
-        var kernel = Gemm.DefaultKernel;
-        Parallel.For(0, kvHeads, new ParallelOptions { MaxDegreeOfParallelism = threads }, g =>
+        var job = _attentionBackward;
+        job.G = F(dO); job.Q = F(q); job.K = F(k); job.V = F(v); job.P = F(probs);
+        job.DQ = F(dq); job.DK = F(dk); job.DV = F(dv);
+        job.DS = GrowArray(ref _scores, kvHeads * ts);
+        job.T = T; job.S = S; job.HeadDim = headDim; job.Group = heads / kvHeads;
+        job.Qc = heads * headDim; job.Kc = kvHeads * headDim;
+        job.Scale = (float)(1.0 / Math.Sqrt(headDim));
+        // With fewer kv groups than threads the parallelism moves inside the GEMMs.
+        job.Workers = _workers;
+        job.InnerThreads = kvHeads >= _workers.Threads ? 1 : _workers.Threads;
+        Gemm.ParallelFor(_workers, _workers.Threads, kvHeads, job);
+        job.Clear();
+    }
+
+    /// <summary>One kv group of <see cref="AttentionBackward"/> (its heads add into the same dk/dv columns).</summary>
+    private sealed class AttentionBackwardJob : IParallelJob
+    {
+        public float[] G = [], Q = [], K = [], V = [], P = [], DQ = [], DK = [], DV = [], DS = [];
+        public int T, S, HeadDim, Group, Qc, Kc, InnerThreads;
+        public float Scale;
+        public SimdWorkers? Workers;
+
+        public void Run(int g)
         {
-            var ds = dS.AsSpan((int)(g * ts), (int)ts);
-            ReadOnlySpan<float> kg = K.AsSpan(g * headDim), vg = V.AsSpan(g * headDim);
-            Span<float> dkg = DK.AsSpan(g * headDim), dvg = DV.AsSpan(g * headDim);
-            for (int h = g * group; h < (g + 1) * group; h++)
+            long ts = (long)T * S;
+            int hd = HeadDim, n = InnerThreads;
+            var kernel = Gemm.DefaultKernel;
+            var ds = DS.AsSpan((int)(g * ts), (int)ts);
+            ReadOnlySpan<float> kg = K.AsSpan(g * hd), vg = V.AsSpan(g * hd);
+            Span<float> dkg = DK.AsSpan(g * hd), dvg = DV.AsSpan(g * hd);
+            for (int h = g * Group; h < (g + 1) * Group; h++)
             {
                 ReadOnlySpan<float> ph = P.AsSpan((int)(h * ts), (int)ts);
-                ReadOnlySpan<float> gh = G.AsSpan(h * headDim), qh = Q.AsSpan(h * headDim);
+                ReadOnlySpan<float> gh = G.AsSpan(h * hd), qh = Q.AsSpan(h * hd);
                 // dv_g [S, hd] += p_hᵀ [S, T] · dO_h [T, hd]
-                Gemm.Sgemm(true, false, S, headDim, T, ph, S, gh, qc, dvg, kc, true, kernel, inner);
+                Gemm.Sgemm(true, false, S, hd, T, ph, S, gh, Qc, dvg, Kc, true, kernel, n, Workers);
                 // dp [T, S] = dO_h [T, hd] · v_g [S, hd]ᵀ
-                Gemm.Sgemm(false, true, T, S, headDim, gh, qc, vg, kc, ds, S, false, kernel, inner);
+                Gemm.Sgemm(false, true, T, S, hd, gh, Qc, vg, Kc, ds, S, false, kernel, n, Workers);
                 // ds = p ⊙ (dp − Σ_j p·dp) · scale  (softmax backward, row by row)
                 for (int t = 0; t < T; t++)
                 {
@@ -151,13 +182,15 @@ public sealed partial class SimdBackend
                     float dot = TensorPrimitives.Dot(pr, dr);
                     TensorPrimitives.Subtract(dr, dot, dr);
                     TensorPrimitives.Multiply(dr, pr, dr);
-                    TensorPrimitives.Multiply(dr, scale, dr);
+                    TensorPrimitives.Multiply(dr, Scale, dr);
                 }
                 // dq_h [T, hd] = ds [T, S] · k_g [S, hd]
-                Gemm.Sgemm(false, false, T, headDim, S, ds, S, kg, kc, DQ.AsSpan(h * headDim), qc, false, kernel, inner);
+                Gemm.Sgemm(false, false, T, hd, S, ds, S, kg, Kc, DQ.AsSpan(h * hd), Qc, false, kernel, n, Workers);
                 // dk_g [S, hd] += dsᵀ [S, T] · q_h [T, hd]
-                Gemm.Sgemm(true, false, S, headDim, T, ds, S, qh, qc, dkg, kc, true, kernel, inner);
+                Gemm.Sgemm(true, false, S, hd, T, ds, S, qh, Qc, dkg, Kc, true, kernel, n, Workers);
             }
-        });
+        }
+
+        public void Clear() { G = Q = K = V = P = DQ = DK = DV = DS = []; Workers = null; }
     }
 }

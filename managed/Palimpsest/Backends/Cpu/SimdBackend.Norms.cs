@@ -5,13 +5,13 @@ namespace Palimpsest.Backends.Cpu;
 
 public sealed partial class SimdBackend
 {
-    private static void CheckNorm(string op, Tensor x, Tensor y, Tensor g, Tensor? b, params Tensor[] perRow)
+    private static void CheckNorm(string op, Tensor x, Tensor y, Tensor g, Tensor? b, Tensor perRow, Tensor? perRow2 = null)
     {
         SameLength(x, y, op);
         if (g.Length != x.Cols) throw new ArgumentException($"{op}: gain {g} does not match {x}");
         if (b is not null && b.Length != x.Cols) throw new ArgumentException($"{op}: bias {b} does not match {x}");
-        foreach (var s in perRow)
-            if (s.Length != x.Rows) throw new ArgumentException($"{op}: {s} is not [{x.Rows}]");
+        if (perRow.Length != x.Rows) throw new ArgumentException($"{op}: {perRow} is not [{x.Rows}]");
+        if (perRow2 is not null && perRow2.Length != x.Rows) throw new ArgumentException($"{op}: {perRow2} is not [{x.Rows}]");
     }
 
     // x [T, d] -> y [T, d] = (x - mean) · rstd · g (+ b); mean, rstd [T]

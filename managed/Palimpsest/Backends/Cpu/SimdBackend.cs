@@ -9,11 +9,25 @@ namespace Palimpsest.Backends.Cpu;
 /// those of <see cref="ReferenceBackend"/> (tested op by op against it).
 ///
 /// Not thread-safe: an instance keeps scratch buffers (softmax rows, attention scores, the rotary
-/// table) that it reuses from call to call so that a decode step allocates nothing once warm.
-/// Use one instance per thread that drives a model; the ops themselves use all cores.
+/// table) and loop jobs that it reuses from call to call so that a decode step allocates nothing
+/// in the backend once warm. Use one instance per thread that drives a model; the ops themselves
+/// run on the instance's own worker threads (dispose the backend to stop them).
 /// </summary>
 public sealed partial class SimdBackend : IBackend
 {
+    private readonly SimdWorkers _workers;
+    private readonly AttentionJob _attention = new();
+    private readonly AttentionBackwardJob _attentionBackward = new();
+
+    /// <param name="threads">Threads the ops use, the caller's included (≤ 0: one per core).</param>
+    public SimdBackend(int threads = 0)
+    {
+        _workers = new SimdWorkers(threads > 0 ? threads : Environment.ProcessorCount);
+    }
+
+    /// <summary>Threads the ops run on.</summary>
+    public int Threads => _workers.Threads;
+
     public string Name => "cpu-f32";
     public DType Compute => DType.F32;
 
@@ -116,7 +130,7 @@ public sealed partial class SimdBackend : IBackend
         Array.Copy(F(src), (long)srcRow * c, F(dst), (long)dstRow * c, (long)rows * c);
     }
 
-    public void Dispose() { }
+    public void Dispose() => _workers.Dispose();
 
     // ---------------- linear algebra ----------------
 
@@ -130,7 +144,7 @@ public sealed partial class SimdBackend : IBackend
         int bn = transB ? b.Rows : b.Cols;
         if (am != m || bn != n || bk != k)
             throw new ArgumentException($"MatMul: op(a) is [{am}, {k}], op(b) is [{bk}, {bn}], c is [{m}, {n}]");
-        Gemm.Sgemm(transA, transB, m, n, k, F(a), a.Cols, F(b), b.Cols, F(c), n, accumulate);
+        Gemm.Sgemm(transA, transB, m, n, k, F(a), a.Cols, F(b), b.Cols, F(c), n, accumulate, Gemm.DefaultKernel, _workers.Threads, _workers);
     }
 
     // x [M, N] += bias [N]
