@@ -47,6 +47,12 @@ public static class CliApp
         root.Subcommands.Add(PredictCommand.Create(io));
         root.Subcommands.Add(GenerateCommand.Create(io));
         root.Subcommands.Add(RunCommand.Create(io));
+        root.Subcommands.Add(TraceCommand.Create(io));
+        root.Subcommands.Add(StatsCommand.Create(io));
+        root.Subcommands.Add(EditCommand.Create(io));
+        root.Subcommands.Add(JournalCommand.Create(io));
+        root.Subcommands.Add(RevertCommand.Create(io));
+        root.Subcommands.Add(EvalCommand.Create(io));
         return root;
     }
 }

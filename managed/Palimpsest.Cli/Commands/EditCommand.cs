@@ -1,0 +1,122 @@
+using System.CommandLine;
+using System.Globalization;
+using Palimpsest.Editing;
+using Palimpsest.Editing.Data;
+using Palimpsest.Journal;
+
+namespace Palimpsest.Cli.Commands;
+
+/// <summary>
+/// `palimpsest edit MODEL --method rome|memit|alphaedit --subject S --prompt "The mother tongue of {} is" --target English
+/// [--layers L,...] [--hparams FILE.json] [--batch B] [--stats-corpus FILE|facts:PATH] --out DIR`, or `--requests FILE.json`
+/// (applied one after another). The edited folder at --out is created from MODEL (or reopened when it
+/// already is one, so edits accumulate); each delta is computed on its current weights and applied
+/// through the journal, so it can be listed and reverted.
+/// </summary>
+internal static class EditCommand
+{
+    public static Command Create(CliIo io)
+    {
+        var model = CommonOptions.Model();
+        var method = new Option<string>("--method") { Description = "editing method: rome, memit or alphaedit", DefaultValueFactory = _ => "rome" };
+        var subject = new Option<string?>("--subject") { Description = "the subject whose fact is rewritten, e.g. \"Danielle Darrieux\"" };
+        var prompt = new Option<string?>("--prompt") { Description = "rewriting prompt with {} for the subject, e.g. \"The mother tongue of {} is\" (or with the subject written in)" };
+        var target = new Option<string?>("--target") { Description = "the new object, e.g. English" };
+        var requests = new Option<string?>("--requests") { Description = "JSON file of edit requests (CounterFact, ROME CounterFact or zsRE layout), applied in order" };
+        var limit = new Option<int?>("--limit") { Description = "with --requests: apply only the first N" };
+        var layer = new Option<string?>("--layers", "--layer") { Description = "MLP layer(s) to edit, e.g. --layer 2 (ROME) or --layers 1,2,3 (MEMIT, AlphaEdit); overrides the hparams file's" };
+        var hparams = new Option<string?>("--hparams") { Description = "hyper-parameters JSON with the reference names (layers, v_num_grad_steps, v_lr, ...); missing keys keep the defaults" };
+        var batch = new Option<int?>("--batch") { Description = "MEMIT/AlphaEdit: requests per edit (default: all in one); ROME edits one at a time" };
+        var corpus = KeyStatsOptions.Corpus("--stats-corpus");
+        var limitTokens = KeyStatsOptions.LimitTokens();
+        var cache = KeyStatsOptions.Cache();
+        var outDir = new Option<string>("--out") { Description = "edited-model folder: created from MODEL, or reopened if it already holds a journal", Required = true };
+        var cmd = new Command("edit", "rewrite facts in a model's weights (journaled and revertible)")
+            { model, method, subject, prompt, target, requests, limit, layer, hparams, batch, corpus, limitTokens, cache, outDir };
+        cmd.SetAction(pr => EditingErrors.Guard(() =>
+        {
+            var reqs = Requests(pr.GetValue(subject), pr.GetValue(prompt), pr.GetValue(target), pr.GetValue(requests), pr.GetValue(limit));
+            string source = pr.GetValue(model)!, dir = pr.GetValue(outDir)!;
+            // one-line errors for a bad MODEL, method, layer or corpus before anything is created
+            EditMethod em0;
+            using (var ms = ModelSession.Open(source))
+            {
+                int[]? layers = pr.GetValue(layer) is { } lt ? EditingErrors.ParseLayers(lt, ms.Config.Layers, "--layers") : null;
+                em0 = EditMethod.Parse(pr.GetValue(method)!, pr.GetValue(hparams), layers);
+                foreach (int l in em0.Layers)
+                    if (l < 0 || l >= ms.Config.Layers) throw new CliUsageException($"layer {l} is outside the model's layers 0..{ms.Config.Layers - 1}");
+            }
+            int batchSize = pr.GetValue(batch) ?? (em0.Batched ? reqs.Count : 1);
+            if (batchSize < 1) throw new CliUsageException($"--batch: must be a positive integer (got {batchSize})");
+            if (!em0.Batched && batchSize != 1) throw new CliUsageException("--batch: ROME edits one request at a time (use --method memit or alphaedit for batches)");
+            if (em0.NeedsStats && pr.GetValue(corpus) is null)
+                throw new CliUsageException($"{em0.Name} needs the key statistics of the edited layers: give --stats-corpus FILE|facts:PATH");
+            if (pr.GetValue(corpus) is { } spec && KeyStatsOptions.PathOf(spec) is var cpath && !File.Exists(cpath))
+                throw new FileNotFoundException($"--stats-corpus: file '{cpath}' not found", cpath);
+
+            bool existed = EditedModel.IsEditedModel(dir);
+            using var em = existed ? EditedModel.Open(dir) : EditedModel.Create(source, dir);
+            if (em.Recovery is not null) io.Out.WriteLine($"recovered {dir}: {em.Recovery}");
+            io.Out.WriteLine(existed ? $"editing {em.Dir} (generation {em.Generation})" : $"created {em.Dir} from {source}");
+            using var lm = LoadedModel.Open(em.Dir);
+
+            IReadOnlyDictionary<int, KeyStatistics>? stats = null;
+            if (em0.NeedsStats)
+            {
+                var c = KeyStatsOptions.Load(pr.GetValue(corpus)!, lm);
+                stats = KeyStatsOptions.GetOrCompute(lm, c, em0.Layers, KeyStatsOptions.CacheDir(pr.GetValue(cache)), pr.GetValue(limitTokens), io);
+            }
+            var editor = em0.Create(lm, l => stats![l].Matrix);
+            int remembered = EditMethod.RememberJournal(editor, em, lm);
+            if (remembered > 0) io.Out.WriteLine($"alphaedit: protecting the keys of {remembered} earlier request(s) from the journal");
+            string layersText = string.Join(",", em0.Layers);
+            var table = new TextTable(("edit", true), ("subject", false), ("target", false), ("layers", false), ("||dW||", true),
+                ("loss", false), ("answer before", false), ("answer after", false));
+            for (int start = 0; start < reqs.Count; start += batchSize)
+            {
+                var chunk = reqs.Skip(start).Take(batchSize).ToArray();
+                var before = chunk.Select(r => lm.GreedyAnswer(r.FilledPrompt)).ToArray();
+                var deltas = editor.ComputeDeltas(lm.Tf, chunk);
+                long id = em.Apply(deltas, new EditRecord { Method = em0.Name, Requests = chunk, HyperParametersJson = em0.HparamsJson });
+                // the in-memory weights follow the checkpoint (rounded to its dtype), so the next
+                // batch is computed on exactly what a reload would give
+                foreach (int l in deltas.Select(d => d.Layer).Distinct()) lm.Model.SetDownProjection(l, em.ReadDownProjection(l).ToDouble());
+                if (editor is AlphaEdit ae) ae.Remember(lm.Tf, chunk);
+                string norm = em.List().Single(e => e.Id == id).DeltaNorm.ToString("0.0000", CultureInfo.InvariantCulture);
+                string loss = EditMethod.Loss(editor);
+                for (int i = 0; i < chunk.Length; i++)
+                    table.Add(id.ToString(CultureInfo.InvariantCulture), chunk[i].Subject, chunk[i].TargetNew, layersText, norm, loss,
+                        TokenText.Quote(before[i]), TokenText.Quote(lm.GreedyAnswer(chunk[i].FilledPrompt)));
+                if (!Console.IsErrorRedirected && reqs.Count > chunk.Length) io.Err.WriteLine($"edit: {id} applied ({start + chunk.Length}/{reqs.Count} requests)");
+            }
+            table.WriteTo(io.Out);
+            io.Out.WriteLine($"journal: {em.JournalPath} (generation {em.Generation}); undo with: palimpsest revert {dir} EDIT_ID");
+            return CliErrors.Ok;
+        }));
+        return cmd;
+    }
+
+    private static IReadOnlyList<EditRequest> Requests(string? subject, string? prompt, string? target, string? file, int? limit)
+    {
+        if (file is not null)
+        {
+            if (subject is not null || prompt is not null || target is not null)
+                throw new CliUsageException("give either --requests FILE or --subject/--prompt/--target, not both");
+            if (limit is <= 0) throw new CliUsageException($"--limit: must be a positive integer (got {limit})");
+            return DatasetReader.Load(file, limit);
+        }
+        if (subject is null || prompt is null || target is null)
+            throw new CliUsageException("give --subject, --prompt and --target (or --requests FILE)");
+        if (subject.Trim().Length == 0) throw new CliUsageException("--subject is empty");
+        if (!prompt.Contains("{}", StringComparison.Ordinal))
+        {
+            // the prompt may be written with the subject in it: its first occurrence becomes {}
+            int at = prompt.IndexOf(subject, StringComparison.Ordinal);
+            if (at < 0) throw new CliUsageException($"--prompt \"{prompt}\" has no {{}} and does not contain the subject \"{subject}\"");
+            prompt = prompt[..at] + "{}" + prompt[(at + subject.Length)..];
+        }
+        var req = new EditRequest { Subject = subject, Prompt = prompt, TargetNew = target };
+        req.Validate("--prompt/--subject/--target");
+        return [req];
+    }
+}

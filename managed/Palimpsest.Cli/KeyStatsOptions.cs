@@ -1,0 +1,73 @@
+using System.CommandLine;
+using Palimpsest.Editing;
+using Palimpsest.Editing.Data;
+
+namespace Palimpsest.Cli;
+
+/// <summary>The key-statistics corpus and cache options shared by `stats` and `edit`.</summary>
+internal static class KeyStatsOptions
+{
+    public static Option<string?> Corpus(string name) => new(name)
+    {
+        Description = "corpus for the key statistics: a text file (one sentence per non-blank line, e.g. WikiText) " +
+            "or facts:PATH for the sentences of CounterFact records 0..4999 (what the shared fact models were trained on)",
+    };
+
+    public static Option<long?> LimitTokens() => new("--limit-tokens") { Description = "use at most this many corpus tokens" };
+
+    public static Option<string?> Cache() => new("--cache")
+    {
+        Description = "folder of cached statistics (default $XDG_CACHE_HOME/palimpsest/keystats or ~/.cache/palimpsest/keystats)",
+    };
+
+    public static string CacheDir(string? given)
+    {
+        if (given is not null) return given;
+        string? xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
+        string baseDir = !string.IsNullOrEmpty(xdg) ? xdg : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
+        return Path.Combine(baseDir, "palimpsest", "keystats");
+    }
+
+    /// <summary>The file a corpus spec reads ("facts:PATH" -> PATH).</summary>
+    public static string PathOf(string spec) => spec.StartsWith("facts:", StringComparison.Ordinal) ? spec["facts:".Length..] : spec;
+
+    /// <summary>"facts:PATH" -> CounterFact fact sentences of records 0..4999; otherwise a text file.</summary>
+    public static Corpus Load(string spec, LoadedModel lm)
+    {
+        const string facts = "facts:";
+        if (spec.StartsWith(facts, StringComparison.Ordinal))
+        {
+            string path = spec[facts.Length..];
+            if (path.Length == 0) throw new CliUsageException("corpus 'facts:' needs a CounterFact file path, e.g. facts:counterfact-edit.json");
+            // Corpus.FactSentences rejects a range past the file's end, and a small file is fine here.
+            int n = DatasetReader.LoadRecords(path, 5000).Count;
+            return Editing.Data.Corpus.FactSentences(path, lm.Tok, 0..n);
+        }
+        return Editing.Data.Corpus.TextFile(spec, lm.Tok);
+    }
+
+    /// <summary>Statistics of <paramref name="layers"/>, from the cache or computed (progress on stderr when it is a terminal).</summary>
+    public static IReadOnlyDictionary<int, KeyStatistics> GetOrCompute(LoadedModel lm, Corpus corpus, int[] layers, string cacheDir, long? limitTokens, CliIo io)
+    {
+        if (limitTokens is <= 0) throw new CliUsageException($"--limit-tokens: must be a positive integer (got {limitTokens})");
+        IProgress<double>? progress = null;
+        if (!Console.IsErrorRedirected)
+        {
+            int last = -1;
+            progress = new SyncProgress(f =>
+            {
+                int pct = (int)(f * 100);
+                if (pct / 10 == last / 10 && pct != 100) return;
+                last = pct;
+                io.Err.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"key statistics: {pct}% of {Math.Min(limitTokens ?? long.MaxValue, corpus.TokenCount):N0} tokens"));
+            });
+        }
+        return KeyStatisticsCache.GetOrCompute(lm.Tf, corpus, layers, cacheDir, limitTokens, progress);
+    }
+
+    /// <summary>IProgress that reports on the calling thread (Progress&lt;T&gt; posts to the thread pool, which would reorder lines).</summary>
+    private sealed class SyncProgress(Action<double> report) : IProgress<double>
+    {
+        public void Report(double value) => report(value);
+    }
+}

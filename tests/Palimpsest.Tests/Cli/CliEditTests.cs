@@ -1,0 +1,156 @@
+using Palimpsest.Models;
+
+namespace Palimpsest.Tests.Cli;
+
+public class CliEditTests
+{
+    private const string DownName = "transformer.h.1.mlp.c_proj.weight";
+
+    /// <summary>A few v* steps and one short context template, so that an edit of the tiny model takes well under a second.</summary>
+    private static (string Hparams, string Corpus) Inputs(TinyGpt2Folder m)
+    {
+        string hp = m.PathIn("rome.json"), corpus = m.PathIn("corpus.txt");
+        File.WriteAllText(hp, """{"layers": [1], "v_num_grad_steps": 3, "context_template_length_params": [[3, 1]]}""");
+        File.WriteAllText(corpus, "The mother tongue of Danielle Darrieux is French.\nParis is the capital of France.\nEdwin of Northumbria was a king.\n");
+        return (hp, corpus);
+    }
+
+    private static float[] Down(string folder, string name = DownName)
+    {
+        using var f = SafetensorsFile.Open(Path.Combine(folder, "model.safetensors"));
+        return f.ReadF32(name);
+    }
+
+    private static string[] Edit(TinyGpt2Folder m, string outDir, params string[] extra)
+    {
+        var (hp, corpus) = Inputs(m);
+        return ["edit", m.Model, "--hparams", hp, "--stats-corpus", corpus, "--cache", m.PathIn("cache"), "--out", outDir, .. extra];
+    }
+
+    [Fact]
+    public void Edit_is_journaled_listed_and_reverted_bit_exactly()
+    {
+        using var m = new TinyGpt2Folder();
+        string outDir = m.PathIn("edited");
+        var r = CliRunner.Run(Edit(m, outDir, "--subject", "Danielle Darrieux", "--prompt", "The mother tongue of {} is", "--target", "English"));
+        Assert.True(r.Code == 0, r.ToString());
+        Assert.Contains("created", r.Out);
+        var row = r.Out.Split('\n').Single(l => l.TrimStart().StartsWith("1  Danielle Darrieux  English", StringComparison.Ordinal));
+        Assert.Contains("->", row); // v* loss before -> after
+        // the edited layer changed, another did not
+        Assert.NotEqual(Down(m.Model), Down(outDir));
+        Assert.Equal(Down(m.Model, "transformer.h.0.mlp.c_proj.weight"), Down(outDir, "transformer.h.0.mlp.c_proj.weight"));
+
+        var j = CliRunner.Run("journal", outDir);
+        Assert.True(j.Code == 0, j.ToString());
+        Assert.Contains("1 edit(s), 1 active", j.Out);
+        Assert.Matches(@"\n\s*1  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d  rome\s+Danielle Darrieux\s+English\s+1\s+\d+\.\d{4}\s+active", j.Out);
+
+        var rv = CliRunner.Run("revert", outDir, "1");
+        Assert.True(rv.Code == 0, rv.ToString());
+        Assert.Contains("reverted edit 1", rv.Out);
+        Assert.Equal(Down(m.Model), Down(outDir));
+        Assert.Contains("0 active", CliRunner.Run("journal", outDir).Out);
+        CliRunner.AssertBadInput(CliRunner.Run("revert", outDir, "1"), "already reverted");
+    }
+
+    [Fact]
+    public void Edit_from_a_requests_file_applies_each_in_turn_and_reopening_adds_more()
+    {
+        using var m = new TinyGpt2Folder();
+        string outDir = m.PathIn("edited");
+        var r = CliRunner.Run(Edit(m, outDir, "--requests", m.Dataset));
+        Assert.True(r.Code == 0, r.ToString());
+        Assert.Contains("Edwin of Northumbria  Islam", r.Out);
+        var again = CliRunner.Run(Edit(m, outDir, "--requests", m.Dataset, "--limit", "1"));
+        Assert.True(again.Code == 0, again.ToString());
+        Assert.Contains("editing", again.Out);
+        Assert.Contains("3  Danielle Darrieux", again.Out);
+        var j = CliRunner.Run("journal", outDir);
+        Assert.Contains("3 edit(s), 3 active", j.Out);
+    }
+
+    [Fact]
+    public void Edit_bad_inputs_are_one_error_line_and_create_nothing()
+    {
+        using var m = new TinyGpt2Folder();
+        string outDir = m.PathIn("edited");
+        string[] fact = ["--subject", "Danielle Darrieux", "--prompt", "The mother tongue of {} is", "--target", "English"];
+        CliRunner.AssertBadInput(CliRunner.Run([.. Edit(m, outDir, fact), "--batch", "2"]), "--batch", "one request at a time");
+        CliRunner.AssertBadInput(CliRunner.Run([.. Edit(m, outDir, fact), "--layers", "0,1"]), "ROME edits one layer");
+        CliRunner.AssertBadInput(CliRunner.Run([.. Edit(m, outDir, fact), "--method", "alphaedit", "--layers", "0,5"]), "layer 5");
+        CliRunner.AssertBadInput(CliRunner.Run([.. Edit(m, outDir, fact), "--method", "fine-tune"]), "unknown method");
+        CliRunner.AssertBadInput(CliRunner.Run([.. Edit(m, outDir, fact), "--layer", "7"]), "layer 7", "0..2");
+        CliRunner.AssertBadInput(CliRunner.Run(Edit(m, outDir, "--subject", "Edwin", "--prompt", "The mother tongue of Danielle is", "--target", "English")),
+            "does not contain the subject");
+        string broken = m.PathIn("broken.json");
+        File.WriteAllText(broken, """[{"prompt": "a {} b", "subject": "x", "target_new": "y" """);
+        CliRunner.AssertBadInput(CliRunner.Run(Edit(m, outDir, "--requests", broken)), "broken.json", "malformed JSON");
+        File.WriteAllText(m.PathIn("rome.json"), "{\"layers\": [1],");
+        CliRunner.AssertBadInput(CliRunner.Run(["edit", m.Model, "--hparams", m.PathIn("rome.json"), .. fact, "--stats-corpus", m.Dataset, "--out", outDir]), "rome.json");
+        CliRunner.AssertBadInput(CliRunner.Run(["edit", m.Model, "--layer", "1", .. fact, "--out", outDir]), "--stats-corpus");
+        CliRunner.AssertBadInput(CliRunner.Run(["edit", m.Model, "--layer", "1", .. fact, "--stats-corpus", "facts:" + m.PathIn("gone.json"), "--out", outDir]), "gone.json");
+        Assert.False(Directory.Exists(outDir), "a rejected edit must not create the output folder");
+
+        CliRunner.AssertBadInput(CliRunner.Run("journal", m.Model), "journal not found");
+        CliRunner.AssertBadInput(CliRunner.Run("revert", m.PathIn("nowhere"), "1"), "nowhere");
+    }
+
+    [Fact]
+    public void Memit_edits_a_batch_as_one_journal_entry_and_alphaedit_protects_the_journaled_keys()
+    {
+        using var m = new TinyGpt2Folder();
+        string outDir = m.PathIn("edited"), hp = m.PathIn("few-steps.json");
+        File.WriteAllText(hp, """{"v_num_grad_steps": 2}""");
+        string[] common = ["--hparams", hp, "--layers", "1,2", "--stats-corpus", "facts:" + m.Dataset, "--cache", m.PathIn("cache"), "--out", outDir];
+        var r = CliRunner.Run(["edit", m.Model, "--method", "memit", "--requests", m.Dataset, .. common]);
+        Assert.True(r.Code == 0, r.ToString());
+        // both requests in edit 1, with MEMIT's z* loss
+        Assert.Matches(@"\n\s*1  Danielle Darrieux\s+English\s+1,2\s+\d+\.\d{4}\s+\d+\.\d{3} -> \d+\.\d{3}", r.Out);
+        Assert.Matches(@"\n\s*1  Edwin of Northumbria\s+Islam", r.Out);
+
+        var a = CliRunner.Run(["edit", m.Model, "--method", "alphaedit", "--subject", "Danielle Darrieux", "--prompt", "{} speaks", "--target", "Dutch", .. common]);
+        Assert.True(a.Code == 0, a.ToString());
+        Assert.Contains("2  Danielle Darrieux  Dutch", a.Out);
+        var b = CliRunner.Run(["edit", m.Model, "--method", "alphaedit", "--subject", "Edwin of Northumbria", "--prompt", "{} follows", "--target", "Islam", .. common]);
+        Assert.True(b.Code == 0, b.ToString());
+        Assert.Contains("protecting the keys of 1 earlier request(s)", b.Out);
+        var j = CliRunner.Run("journal", outDir);
+        Assert.Contains("3 edit(s), 3 active", j.Out);
+        Assert.Contains("memit      Danielle Darrieux (+1 more)", j.Out);
+    }
+
+    [Fact]
+    public void Eval_prints_counterfact_and_zsre_tables()
+    {
+        using var m = new TinyGpt2Folder();
+        var r = CliRunner.Run("eval", m.Model, "--dataset", m.Dataset);
+        Assert.True(r.Code == 0, r.ToString());
+        Assert.Contains("2 record(s), CounterFactEasyEdit", r.Out);
+        // two cases of one prompt each: a success rate is 0, 0.5 or 1
+        var eff = r.Out.Split('\n').Single(l => l.StartsWith("efficacy (rewrite)", StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Contains(eff[2], new[] { "0.0000", "0.5000", "1.0000" });
+        Assert.Contains("score S", r.Out);
+
+        string zsre = m.PathIn("zsre.json");
+        File.WriteAllText(zsre, """
+            [{"subject": "Danielle Darrieux", "src": "What is the mother tongue of Danielle Darrieux?", "pred": "French", "rephrase": "Which language does Danielle Darrieux speak?",
+              "alt": "English", "answers": ["French"], "loc": "nq question: who wrote hamlet", "loc_ans": "Shakespeare", "cond": "x"}]
+            """);
+        var z = CliRunner.Run("eval", m.Model, "--dataset", zsre);
+        Assert.True(z.Code == 0, z.ToString());
+        Assert.Contains("1 record(s), Zsre", z.Out);
+        Assert.Matches(@"generalization\s+\d\.\d{4}", z.Out);
+    }
+
+    [Fact]
+    public void Eval_bad_inputs_are_one_error_line()
+    {
+        using var m = new TinyGpt2Folder();
+        CliRunner.AssertBadInput(CliRunner.Run("eval", m.Model, "--dataset", m.PathIn("none.json")), "none.json");
+        CliRunner.AssertBadInput(CliRunner.Run("eval", m.Model, "--dataset", m.Dataset, "--limit", "0"), "--limit");
+        string known = m.PathIn("known.json");
+        File.WriteAllText(known, """[{"known_id": 0, "subject": "Paris", "attribute": "France", "template": "{} is in", "prompt": "Paris is in", "relation_id": "P17"}]""");
+        CliRunner.AssertBadInput(CliRunner.Run("eval", m.Model, "--dataset", known), "known-facts");
+    }
+}
