@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Text.Json.Serialization;
 
 namespace Palimpsest.Editing;
@@ -19,9 +20,22 @@ public sealed record AlphaEditHparams
     /// <summary>Published values for GPT2-XL (hparams/AlphaEdit/gpt2-xl.json).</summary>
     public static AlphaEditHparams Gpt2Xl { get; } = new();
 
+    public string ToJson() => JsonSerializer.Serialize(this, AlphaEditHparamsJson.Default.AlphaEditHparams);
+
+    /// <summary>The defaults with the fields of json laid over them; unknown fields are refused.</summary>
+    public static AlphaEditHparams FromJson(string json, string where = "hparams")
+    {
+        var merged = HparamsOverlay.Merge(new AlphaEditHparams().ToJson(), json, where);
+        try { return JsonSerializer.Deserialize(merged, AlphaEditHparamsJson.Default.AlphaEditHparams)!; }
+        catch (JsonException e) { throw new ArgumentException($"{where}: {e.Message.Split('\n')[0]}"); }
+    }
+
     internal MemitHparams ToMemit() => new()
     {
         Layers = Layers, VNumGradSteps = VNumGradSteps, VLr = VLr, VLossLayer = VLossLayer, VWeightDecay = VWeightDecay,
         ClampNormFactor = ClampNormFactor, KlFactor = KlFactor, ContextTemplateSeed = ContextTemplateSeed,
     };
 }
+
+[JsonSerializable(typeof(AlphaEditHparams))]
+internal sealed partial class AlphaEditHparamsJson : JsonSerializerContext;

@@ -28,9 +28,11 @@ public sealed record MemitHparams
 
     public string ToJson() => JsonSerializer.Serialize(this, MemitHparamsJson.Default.MemitHparams);
 
+    /// <summary>The defaults with the fields of json laid over them; unknown fields are refused.</summary>
     public static MemitHparams FromJson(string json, string where = "hparams")
     {
-        try { return JsonSerializer.Deserialize(json, MemitHparamsJson.Default.MemitHparams) ?? throw new ArgumentException($"{where}: empty"); }
+        var merged = HparamsOverlay.Merge(new MemitHparams().ToJson(), json, where);
+        try { return JsonSerializer.Deserialize(merged, MemitHparamsJson.Default.MemitHparams)!; }
         catch (JsonException e) { throw new ArgumentException($"{where}: {e.Message.Split('\n')[0]}"); }
     }
 }

@@ -32,9 +32,11 @@ public sealed record RomeHparams
 
     public string ToJson() => JsonSerializer.Serialize(this, HparamsJson.Default.RomeHparams);
 
+    /// <summary>The defaults with the fields of json laid over them; unknown fields are refused.</summary>
     public static RomeHparams FromJson(string json, string where = "hparams")
     {
-        try { return JsonSerializer.Deserialize(json, HparamsJson.Default.RomeHparams) ?? throw new ArgumentException($"{where}: empty"); }
+        var merged = HparamsOverlay.Merge(new RomeHparams().ToJson(), json, where);
+        try { return JsonSerializer.Deserialize(merged, HparamsJson.Default.RomeHparams)!; }
         catch (JsonException e) { throw new ArgumentException($"{where}: {e.Message.Split('\n')[0]}"); }
     }
 }

@@ -1,0 +1,33 @@
+using Palimpsest.Editing;
+
+namespace Palimpsest.Tests.Editing;
+
+public class HparamsTests
+{
+    [Fact]
+    public void A_partial_file_changes_only_its_fields()
+    {
+        var r = RomeHparams.FromJson("{\"layers\": [3], \"v_lr\": 0.1}");
+        Assert.Equal([3], r.Layers);
+        Assert.Equal(0.1, r.VLr);
+        Assert.Equal(20, r.VNumGradSteps);
+        var m = MemitHparams.FromJson("{\"mom2_update_weight\": 15000}");
+        Assert.Equal(15000, m.Mom2UpdateWeight);
+        Assert.Equal(MemitHparams.Gpt2Xl.Layers, m.Layers);
+        var a = AlphaEditHparams.FromJson("{\"L2\": 3}");
+        Assert.Equal(3, a.L2);
+        Assert.Equal(0.02, a.NullspaceThreshold);
+    }
+
+    [Fact]
+    public void Round_trips_and_refuses_unknown_fields_and_bad_json()
+    {
+        var r = RomeHparams.GptJ6B;
+        Assert.Equal(r.ToJson(), RomeHparams.FromJson(r.ToJson()).ToJson());
+        var e = Assert.Throws<ArgumentException>(() => RomeHparams.FromJson("{\"v_lrr\": 0.1}", "rome.json"));
+        Assert.Contains("'v_lrr'", e.Message); Assert.Contains("rome.json", e.Message);
+        Assert.Throws<ArgumentException>(() => MemitHparams.FromJson("[1, 2]"));
+        Assert.Throws<ArgumentException>(() => AlphaEditHparams.FromJson("{\"L2\": \"ten\"}"));
+        Assert.Throws<ArgumentException>(() => RomeHparams.FromJson("{ not json"));
+    }
+}
