@@ -15,7 +15,8 @@ public static class CliErrors
     public const int Ok = 0, Unexpected = 1, BadInput = 2;
 
     public static bool IsBadInput(Exception e) => e is CliUsageException or ModelFormatException or ArgumentException
-        or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException;
+        or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException
+        or Palimpsest.Editing.Data.DatasetFormatException or Palimpsest.Journal.JournalException;
 
     /// <summary>Writes the error line (and the trace in debug mode) to <paramref name="stderr"/>; returns the exit code.</summary>
     public static int Report(Exception e, TextWriter stderr, bool debug)

@@ -49,7 +49,9 @@ public sealed class Corpus
         var all = DatasetReader.LoadRecords(counterfactPath, records.End.IsFromEnd ? null : records.End.Value);
         if (all[0].Format != DatasetFormat.CounterFactEasyEdit)
             throw new DatasetFormatException(Path.GetFileName(counterfactPath), -1, null, $"fact sentences need the EasyEdit CounterFact format, not {all[0].Format}");
-        var (offset, length) = records.GetOffsetAndLength(all.Count);
+        // a range reaching past the end of a shorter file means "to the end" (the fact models use 0..5000)
+        int start = Math.Min(records.Start.GetOffset(all.Count), all.Count), end = Math.Min(records.End.GetOffset(all.Count), all.Count);
+        var (offset, length) = (start, Math.Max(0, end - start));
         var seen = new HashSet<string>(StringComparer.Ordinal);
         var list = new List<int[]>();
         void Add(string prompt, string? answer)
