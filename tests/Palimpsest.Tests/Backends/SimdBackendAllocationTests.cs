@@ -44,6 +44,10 @@ public class SimdBackendAllocationTests
         long before = GC.GetAllocatedBytesForCurrentThread();
         for (int i = 0; i < 20; i++) Step();
         long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        Assert.True(allocated == 0, $"20 warm decode steps allocated {allocated} bytes on the calling thread");
+        // 0 in a quiet process. The one exception is one-time: the first time the calling thread has to
+        // block on the workers (only under CPU contention, e.g. parallel test classes) the
+        // ManualResetEventSlim lazily allocates its 24-byte lock object. Per-step allocation (Parallel.For's
+        // tasks and closures: kilobytes per call) still fails this bound by far.
+        Assert.True(allocated <= 64, $"20 warm decode steps allocated {allocated} bytes on the calling thread");
     }
 }

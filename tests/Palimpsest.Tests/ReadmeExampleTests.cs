@@ -1,0 +1,53 @@
+using Palimpsest.Backends.Cpu;
+using Palimpsest.Editing;
+using Palimpsest.Editing.Data;
+using Palimpsest.Journal;
+using Palimpsest.Runtime;
+using Palimpsest.Tokenization;
+
+namespace Palimpsest.Tests;
+
+/// <summary>README's C# lines, run as written (smaller corpus and fewer v* steps so it stays fast).</summary>
+public class ReadmeExampleTests
+{
+    [Fact]
+    public void The_readme_library_example_runs_and_reverts_exactly()
+    {
+        var folder = Paths.SharedOrSkip("models/cf5k-gpt2-d128-l6");
+        var facts = Paths.SharedOrSkip("datasets/counterfact/counterfact-edit.json");
+        var work = Directory.CreateTempSubdirectory("palimpsest-readme-").FullName;
+        try
+        {
+            using var backend = new SimdBackend();
+            using var model = Model.Load(folder, backend);
+            using var tf = new Transformer(model);
+            var tok = TokenizerFactory.ForModel(folder, model.Config);
+
+            int[] ids = tok.Encode("The mother tongue of Danielle Darrieux is");
+            int[] next = new Generator(tf).Generate(ids, maxTokens: 1);
+            Assert.Equal(" French", tok.Decode(next));
+
+            var corpus = Corpus.FactSentences(facts, tok, 0..200);
+            var stats = KeyStatisticsCache.GetOrCompute(tf, corpus, [2], Path.Combine(work, "keystats"));
+            var rome = new Rome(new RomeHparams { Layers = [2], VLossLayer = model.Config.Layers - 1, VNumGradSteps = 3, ContextTemplateLengthParams = [[5, 2]] },
+                tok, l => stats[l].Matrix);
+            var request = new EditRequest { Subject = "Danielle Darrieux", Prompt = "The mother tongue of {} is", TargetNew = "English" };
+            var deltas = rome.ComputeDeltas(tf, [request]);
+
+            var before = new float[model.Params.Blocks[2].WDown.Length]; backend.ToHost(model.Params.Blocks[2].WDown, before);
+            var saved = deltas.Select(d => (d.Layer, Old: model.ApplyDelta(d))).ToList();
+            int[] answer = new Generator(tf).Generate(ids, maxTokens: 1);
+            Assert.Single(answer);
+            foreach (var (layer, old) in Enumerable.Reverse(saved)) model.SetDownProjection(layer, old);
+            var after = new float[before.Length]; backend.ToHost(model.Params.Blocks[2].WDown, after);
+            Assert.Equal(before, after);
+
+            using var edited = EditedModel.Create(folder, Path.Combine(work, "edited"));
+            long id = edited.Apply(deltas, new EditRecord { Method = rome.Method, Requests = [request], HyperParametersJson = rome.Hparams.ToJson() });
+            Assert.Single(edited.List());
+            edited.Revert(id);
+            Assert.True(edited.List().Single().Reverted);
+        }
+        finally { Directory.Delete(work, recursive: true); }
+    }
+}
