@@ -53,6 +53,7 @@ public static class CliApp
         root.Subcommands.Add(JournalCommand.Create(io));
         root.Subcommands.Add(RevertCommand.Create(io));
         root.Subcommands.Add(EvalCommand.Create(io));
+        root.Subcommands.Add(ValidateCommand.Create(io));
         return root;
     }
 }
