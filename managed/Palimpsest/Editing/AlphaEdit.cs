@@ -51,43 +51,21 @@ public sealed class AlphaEdit : IEditor
         foreach (var r in requests) r.Validate();
         var c = tf.Model.Config;
         var layers = Hparams.Layers;
-        if (layers.Any(l => l < 0 || l >= c.Layers)) throw new ArgumentException($"hparams layers [{string.Join(", ", layers)}] outside the model's {c.Layers} layers");
-        if (!layers.SequenceEqual(layers.Order().Distinct())) throw new ArgumentException("hparams layers must be increasing");
-        int zLayer = layers[^1], n = requests.Count, d = c.DModel, f = c.DFf;
+        Memit.CheckLayers(layers, c.Layers);
+        int zLayer = layers[^1], n = requests.Count, f = c.DFf;
         var z = requests.Select(r => _memit.ComputeZ(tf, r, zLayer).Z).ToArray();
-        var deltas = new List<WeightDelta>();
         var solves = new List<(int, Matrix<double>, Matrix<double>, Matrix<double>)>();
         LastSolves = solves;
-        var restore = new List<(int Layer, double[] Old)>();
-        try
+        return _memit.Spread(tf, requests, layers, z, (layer, K, R) =>
         {
-            for (int li = 0; li < layers.Length; li++)
-            {
-                int layer = layers[li];
-                var K = Matrix<double>.Build.Dense(f, n);
-                var R = Matrix<double>.Build.Dense(d, n);
-                for (int i = 0; i < n; i++)
-                {
-                    K.SetColumn(i, _memit.Keys(tf, requests[i], layer));
-                    var cur = _memit.Probes.BlockOutputAt(tf, requests[i].Prompt, requests[i].Subject, zLayer);
-                    for (int j = 0; j < d; j++) R[j, i] = (z[i][j] - cur[j]) / (layers.Length - li);
-                }
-                var P = Projection(layer, f);
-                var Cp = _previousKeys.TryGetValue(layer, out var prev) ? prev : Matrix<double>.Build.Dense(f, f);
-                var A = P * (K * K.Transpose() + Cp) + Matrix<double>.Build.DenseIdentity(f) * Hparams.L2;
-                // ΔW [f, d] = A⁻¹ P K Rᵀ, stored as rank-n factors Left = (A⁻¹ P K)ᵀ, Right = Rᵀ
-                var left = A.Solve(P * K);               // [f, n]
-                var delta = new WeightDelta(layer, n, left.Transpose().ToRowMajorArray(), R.Transpose().ToRowMajorArray());
-                deltas.Add(delta);
-                solves.Add((layer, K, R, Cp));
-                restore.Add((layer, tf.Model.ApplyDelta(delta)));
-            }
-        }
-        finally
-        {
-            for (int i = restore.Count - 1; i >= 0; i--) tf.Model.SetDownProjection(restore[i].Layer, restore[i].Old);
-        }
-        return deltas;
+            var P = Projection(layer, f);
+            var Cp = _previousKeys.TryGetValue(layer, out var prev) ? prev : Matrix<double>.Build.Dense(f, f);
+            var A = P * (K * K.Transpose() + Cp) + Matrix<double>.Build.DenseIdentity(f) * Hparams.L2;
+            solves.Add((layer, K, R, Cp));
+            // ΔW [f, d] = A⁻¹ P K Rᵀ, stored as rank-n factors Left = (A⁻¹ P K)ᵀ, Right = Rᵀ
+            var left = A.Solve(P * K);               // [f, n]
+            return new WeightDelta(layer, n, left.Transpose().ToRowMajorArray(), R.Transpose().ToRowMajorArray());
+        });
     }
 
     /// <summary>After the batch's deltas were applied: C_p += K Kᵀ of its keys, recomputed with the edited weights.</summary>

@@ -44,8 +44,7 @@ public sealed class Memit : IEditor
         foreach (var r in requests) r.Validate();
         var c = tf.Model.Config;
         var layers = Hparams.Layers;
-        if (layers.Any(l => l < 0 || l >= c.Layers)) throw new ArgumentException($"hparams layers [{string.Join(", ", layers)}] outside the model's {c.Layers} layers");
-        if (!layers.SequenceEqual(layers.Order().Distinct())) throw new ArgumentException("hparams layers must be increasing");
+        CheckLayers(layers, c.Layers);
         _templates ??= ContextTemplates.GenerateMemit(tf, _tok, 10, Hparams.ContextTemplateSeed);
         int zLayer = layers[^1], n = requests.Count, d = c.DModel, f = c.DFf;
 
@@ -59,16 +58,44 @@ public sealed class Memit : IEditor
         }
         LastZ = zr;
 
-        var deltas = new List<WeightDelta>();
         var solves = new List<(int, Matrix<double>, Matrix<double>)>();
         LastSolves = solves;
+        return Spread(tf, requests, layers, z, (layer, K, R) =>
+        {
+            var flat = _secondMoment(layer);
+            if (flat.Length != (long)f * f) throw new ArgumentException($"second moment of layer {layer} has {flat.Length} values, expected {f}x{f}");
+            var C = Matrix<double>.Build.Dense(f, f, (a, b) => flat[a * f + b]);
+            var adj = (C * Hparams.Mom2UpdateWeight + K * K.Transpose()).Solve(K); // [f, n] = (λC + KKᵀ)⁻¹ K
+            solves.Add((layer, K, R));
+            // ΔW [f, d] = adj · Rᵀ: rank n with Left = adjᵀ rows, Right = Rᵀ rows
+            return new WeightDelta(layer, n, adj.Transpose().ToRowMajorArray(), R.Transpose().ToRowMajorArray());
+        });
+    }
+
+    /// <summary>Checks MEMIT-style layers: inside the model and increasing.</summary>
+    internal static void CheckLayers(int[] layers, int modelLayers)
+    {
+        if (layers.Any(l => l < 0 || l >= modelLayers)) throw new ArgumentException($"hparams layers [{string.Join(", ", layers)}] outside the model's {modelLayers} layers");
+        if (!layers.SequenceEqual(layers.Order().Distinct())) throw new ArgumentException("hparams layers must be increasing");
+    }
+
+    /// <summary>
+    /// MEMIT's layer loop, shared with AlphaEdit: for each edited layer in order, with the earlier
+    /// ones of this batch applied, K [f, n] (keys) and R [d, n] = (z* − current z) / (layers left);
+    /// `solve` turns them into the layer's delta, which is applied before the next layer. The
+    /// weights are restored exactly before returning.
+    /// </summary>
+    internal IReadOnlyList<WeightDelta> Spread(Transformer tf, IReadOnlyList<EditRequest> requests, int[] layers, double[][] z,
+        Func<int, Matrix<double>, Matrix<double>, WeightDelta> solve)
+    {
+        int n = requests.Count, d = tf.Model.Config.DModel, f = tf.Model.Config.DFf, zLayer = layers[^1];
+        var deltas = new List<WeightDelta>();
         var restore = new List<(int Layer, double[] Old)>();
         try
         {
             for (int li = 0; li < layers.Length; li++)
             {
                 int layer = layers[li];
-                // K [f, n] and R [d, n] with the earlier layers of this batch already edited
                 var K = Matrix<double>.Build.Dense(f, n);
                 var R = Matrix<double>.Build.Dense(d, n);
                 for (int i = 0; i < n; i++)
@@ -77,15 +104,8 @@ public sealed class Memit : IEditor
                     var cur = _probes.BlockOutputAt(tf, requests[i].Prompt, requests[i].Subject, zLayer);
                     for (int j = 0; j < d; j++) R[j, i] = (z[i][j] - cur[j]) / (layers.Length - li);
                 }
-                var flat = _secondMoment(layer);
-                if (flat.Length != (long)f * f) throw new ArgumentException($"second moment of layer {layer} has {flat.Length} values, expected {f}x{f}");
-                var C = Matrix<double>.Build.Dense(f, f, (a, b) => flat[a * f + b]);
-                var A = C * Hparams.Mom2UpdateWeight + K * K.Transpose();
-                var adj = A.Solve(K);                           // [f, n] = (λC + KKᵀ)⁻¹ K
-                // ΔW [f, d] = adj · Rᵀ: rank n with Left = adjᵀ rows, Right = Rᵀ rows
-                var delta = new WeightDelta(layer, n, adj.Transpose().ToRowMajorArray(), R.Transpose().ToRowMajorArray());
+                var delta = solve(layer, K, R);
                 deltas.Add(delta);
-                solves.Add((layer, K, R));
                 restore.Add((layer, tf.Model.ApplyDelta(delta)));
             }
         }

@@ -11,12 +11,7 @@ namespace Palimpsest.Tests.Editing;
 /// <summary>AlphaEdit on a small random model, float64: the null-space property and the closed form.</summary>
 public class AlphaEditTests
 {
-    private static ModelConfig Config() => new()
-    {
-        Arch = Architecture.Gpt2, Layers = 4, DModel = 20, Heads = 2, KvHeads = 2, HeadDim = 10, DFf = 36, Vocab = 50257,
-        MaxPositions = 48, NormEps = 1e-5, Norm = NormKind.LayerNorm, Act = Activation.GeluTanh, LearnedPositions = true,
-        QkvBias = true, AttnOutBias = true, MlpBias = true, TiedHead = true, EosTokenId = 50256,
-    };
+    private static ModelConfig Config() => EditingFixtures.Gpt2Vocab(4, 20, 2, 36);
 
     /// <summary>C = Q diag(λ) Qᵀ with 20 eigenvalues in [0.5, 2] (preserved) and 16 in [1e-4, 1e-2] (null space).</summary>
     private static (double[] C, Matrix<double> Preserved) KnownSpectrum(int f, int seed)

@@ -11,19 +11,9 @@ namespace Palimpsest.Tests.Editing;
 /// <summary>MEMIT on a small random model with the GPT-2 vocabulary, in float64.</summary>
 public class MemitTests
 {
-    private static ModelConfig Config() => new()
-    {
-        Arch = Architecture.Gpt2, Layers = 4, DModel = 20, Heads = 2, KvHeads = 2, HeadDim = 10, DFf = 36, Vocab = 50257,
-        MaxPositions = 48, NormEps = 1e-5, Norm = NormKind.LayerNorm, Act = Activation.GeluTanh, LearnedPositions = true,
-        QkvBias = true, AttnOutBias = true, MlpBias = true, TiedHead = true, EosTokenId = 50256,
-    };
+    private static ModelConfig Config() => EditingFixtures.Gpt2Vocab(4, 20, 2, 36);
 
-    private static double[] RandomSpd(int f, int seed)
-    {
-        var rng = new Random(seed);
-        var a = Matrix<double>.Build.Dense(f, 3 * f, (_, _) => rng.NextDouble() - 0.5);
-        return (a * a.Transpose() / (3 * f) + Matrix<double>.Build.DenseIdentity(f) * 0.01).ToRowMajorArray();
-    }
+    private static double[] RandomSpd(int f, int seed) => EditingFixtures.RandomSpd(f, seed);
 
     private static readonly EditRequest[] Requests =
     [

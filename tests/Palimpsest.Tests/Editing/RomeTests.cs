@@ -11,20 +11,9 @@ namespace Palimpsest.Tests.Editing;
 /// <summary>ROME on a small random model with the GPT-2 vocabulary, in float64.</summary>
 public class RomeTests
 {
-    private static ModelConfig Config() => new()
-    {
-        Arch = Architecture.Gpt2, Layers = 3, DModel = 24, Heads = 3, KvHeads = 3, HeadDim = 8, DFf = 40, Vocab = 50257,
-        MaxPositions = 48, NormEps = 1e-5, Norm = NormKind.LayerNorm, Act = Activation.GeluTanh, LearnedPositions = true,
-        QkvBias = true, AttnOutBias = true, MlpBias = true, TiedHead = true, EosTokenId = 50256,
-    };
+    private static ModelConfig Config() => EditingFixtures.Gpt2Vocab(3, 24, 3, 40);
 
-    private static double[] RandomSpd(int f, int seed)
-    {
-        var rng = new Random(seed);
-        var a = Matrix<double>.Build.Dense(f, 3 * f, (_, _) => rng.NextDouble() - 0.5);
-        var c = a * a.Transpose() / (3 * f) + Matrix<double>.Build.DenseIdentity(f) * 0.01;
-        return c.ToRowMajorArray();
-    }
+    private static double[] RandomSpd(int f, int seed) => EditingFixtures.RandomSpd(f, seed);
 
     private static readonly EditRequest Request = new()
     {

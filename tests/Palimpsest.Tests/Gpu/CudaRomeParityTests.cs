@@ -8,6 +8,8 @@ using Palimpsest.Runtime;
 using Palimpsest.Tensors;
 using Palimpsest.Tokenization;
 
+using Palimpsest.Tests.Editing;
+
 namespace Palimpsest.Tests.Gpu;
 
 /// <summary>
@@ -20,21 +22,9 @@ namespace Palimpsest.Tests.Gpu;
 [Trait(Gpu.Trait, Gpu.TraitValue)]
 public class CudaRomeParityTests
 {
-    private static ModelConfig Config() => new()
-    {
-        Arch = Architecture.Gpt2, Layers = 4, DModel = 160, Heads = 5, KvHeads = 5, HeadDim = 32, DFf = 640, Vocab = 50257,
-        MaxPositions = 64, NormEps = 1e-5, Norm = NormKind.LayerNorm, Act = Activation.GeluTanh, LearnedPositions = true,
-        QkvBias = true, AttnOutBias = true, MlpBias = true, TiedHead = true, EosTokenId = 50256,
-    };
+    private static ModelConfig Config() => EditingFixtures.Gpt2Vocab(4, 160, 5, 640, 64);
 
-    // C = A Aᵀ / 3f + 0.01 I [f, f]: symmetric positive definite, well conditioned.
-    private static double[] RandomSpd(int f, int seed)
-    {
-        var rng = new Random(seed);
-        var a = Matrix<double>.Build.Dense(f, 3 * f, (_, _) => rng.NextDouble() - 0.5);
-        var c = a * a.Transpose() / (3 * f) + Matrix<double>.Build.DenseIdentity(f) * 0.01;
-        return c.ToRowMajorArray();
-    }
+    private static double[] RandomSpd(int f, int seed) => EditingFixtures.RandomSpd(f, seed);
 
     private static readonly EditRequest Request = new()
     {
