@@ -1,0 +1,85 @@
+using Palimpsest.Backends.Cpu;
+using Palimpsest.Editing;
+using Palimpsest.Evaluation;
+using Palimpsest.Models;
+using Palimpsest.Runtime;
+using Palimpsest.Tests.Editing;
+using Palimpsest.Tokenization;
+
+namespace Palimpsest.Tests.Evaluation;
+
+public class LifelongHarnessTests
+{
+    /// <summary>Returns the same fixed deltas for every batch (or none).</summary>
+    private sealed class FixedEditor(Func<WeightDelta[]> make) : IEditor
+    {
+        public string Method => "fixed";
+        public IReadOnlyList<WeightDelta> ComputeDeltas(Transformer model, IReadOnlyList<EditRequest> requests) => make();
+    }
+
+    private static (ReferenceBackend, Model, Transformer, ITextTokenizer, List<EditRequest> Stream, List<EditRequest> HeldOut) Setup()
+    {
+        var c = EditingFixtures.Gpt2Vocab(2, 16, 2, 24);
+        var b = new ReferenceBackend();
+        var m = Model.FromHost(c, RandomWeights.Create(c, 41, 0.5), b);
+        var tf = new Transformer(m);
+        var tok = TokenizerFactory.Gpt2(c);
+        string Greedy(string p) => tok.Decode(new Generator(tf).Generate(tok.Encode(p), 1));
+        // a target the probe can check: a greedy token with a leading space ("{prompt} {target}")
+        bool Usable(string g) => g.Length > 1 && g[0] == ' ' && tok.Encode(g).Length == 1 && tok.Encode(" " + g[1..]).Length == 1;
+        string[] names = ["Paris", "Lyon", "Apple", "Danielle Darrieux", "Toyota", "Berlin", "Rome", "Oslo", "Madrid", "Tokyo",
+            "Cairo", "Lima", "Nokia", "Sony", "Ford", "Kyoto", "Delhi", "Seoul", "Dublin", "Vienna"];
+        var usable = names.Where(s => Usable(Greedy($"The home of {s} is"))).ToList();
+        Assert.True(usable.Count >= 8, $"only {usable.Count} subjects give a checkable greedy token on this random model");
+        // requests whose "new" target is what the model already says: a no-op editor scores 1 everywhere
+        var stream = usable.Take(5).Select(s => new EditRequest
+        {
+            Subject = s, Prompt = "The home of {} is", TargetNew = Greedy($"The home of {s} is")[1..],
+            ParaphrasePrompts = [$"The home of {s} is"], NeighborhoodPrompts = ["The sky is"],
+        }).ToList();
+        var heldOut = usable.Skip(5).Take(3).Select(s => new EditRequest
+        {
+            Subject = s, Prompt = "The home of {} is", TargetNew = "x", TargetTrue = Greedy($"The home of {s} is")[1..],
+        }).ToList();
+        return (b, m, tf, tok, stream, heldOut);
+    }
+
+    [Fact]
+    public void A_no_op_editor_keeps_every_score_at_one_and_reports_doubling_checkpoints()
+    {
+        var (b, m, tf, tok, stream, heldOut) = Setup();
+        using var _b = b; using var _m = m;
+        var cps = new LifelongHarness(tf, tok).Run(new FixedEditor(() => []), stream, 1, heldOut);
+        Assert.Equal([1, 2, 4, 5], cps.Select(c => c.Edits));
+        Assert.All(cps, c =>
+        {
+            Assert.Equal(1.0, c.ES); Assert.Equal(1.0, c.GS, 12); Assert.Equal(1.0, c.LS); Assert.Equal(1.0, c.ERS); Assert.Equal(1.0, c.ORS);
+            Assert.Equal(1.0, c.S, 12);
+            Assert.Empty(c.DeltaNorms);
+        });
+    }
+
+    [Fact]
+    public void A_damaging_editor_is_seen_in_the_scores_and_the_weight_drift()
+    {
+        var (b, m, tf, tok, stream, heldOut) = Setup();
+        using var _b = b; using var _m = m;
+        int f = m.Config.DFf, d = m.Config.DModel;
+        var rng = new Random(5);
+        WeightDelta[] Damage() => [new WeightDelta(1, 1,
+            Enumerable.Range(0, f).Select(_ => 3 * (rng.NextDouble() - 0.5)).ToArray(),
+            Enumerable.Range(0, d).Select(_ => 3 * (rng.NextDouble() - 0.5)).ToArray())];
+        var cps = new LifelongHarness(tf, tok).Run(new FixedEditor(Damage), stream, 2, heldOut);
+        Assert.Equal([2, 4, 5], cps.Select(c => c.Edits));
+        var last = cps[^1];
+        Assert.True(last.S < 1, $"S stayed at {last.S} under random damage");
+        Assert.True(last.DeltaNorms[1] > cps[0].DeltaNorms[1], "the drift of layer 1 grows with the edits");
+    }
+
+    [Fact]
+    public void Harmonic_mean_skips_undefined_parts_and_is_zero_when_any_part_is()
+    {
+        Assert.Equal(2.0 / (1 / 0.5 + 1 / 1.0), LifelongHarness.HarmonicMean([0.5, 1.0, double.NaN]), 12);
+        Assert.Equal(0, LifelongHarness.HarmonicMean([0.5, 0]));
+    }
+}
