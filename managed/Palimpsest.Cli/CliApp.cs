@@ -54,6 +54,7 @@ public static class CliApp
         root.Subcommands.Add(RevertCommand.Create(io));
         root.Subcommands.Add(EvalCommand.Create(io));
         root.Subcommands.Add(ValidateCommand.Create(io));
+        root.Subcommands.Add(LifelongCommand.Create(io));
         return root;
     }
 }

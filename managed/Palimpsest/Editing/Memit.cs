@@ -77,6 +77,10 @@ public sealed class Memit : IEditor
     {
         if (layers.Any(l => l < 0 || l >= modelLayers)) throw new ArgumentException($"hparams layers [{string.Join(", ", layers)}] outside the model's {modelLayers} layers");
         if (!layers.SequenceEqual(layers.Order().Distinct())) throw new ArgumentException("hparams layers must be increasing");
+        // z* is a change of the last edited layer's output at the subject; after the last block nothing
+        // carries it to the answer position, so its gradient would be zero and the edit empty.
+        if (layers[^1] >= modelLayers - 1)
+            throw new ArgumentException($"hparams layers: the last edited layer ({layers[^1]}) must be below the model's last layer ({modelLayers - 1})");
     }
 
     /// <summary>

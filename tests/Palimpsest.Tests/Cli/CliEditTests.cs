@@ -102,11 +102,11 @@ public class CliEditTests
         using var m = new TinyGpt2Folder();
         string outDir = m.PathIn("edited"), hp = m.PathIn("few-steps.json");
         File.WriteAllText(hp, """{"v_num_grad_steps": 2}""");
-        string[] common = ["--hparams", hp, "--layers", "1,2", "--stats-corpus", "facts:" + m.Dataset, "--cache", m.PathIn("cache"), "--out", outDir];
+        string[] common = ["--hparams", hp, "--layers", "0,1", "--stats-corpus", "facts:" + m.Dataset, "--cache", m.PathIn("cache"), "--out", outDir];
         var r = CliRunner.Run(["edit", m.Model, "--method", "memit", "--requests", m.Dataset, .. common]);
         Assert.True(r.Code == 0, r.ToString());
         // both requests in edit 1, with MEMIT's z* loss
-        Assert.Matches(@"\n\s*1  Danielle Darrieux\s+English\s+1,2\s+\d+\.\d{4}\s+\d+\.\d{3} -> \d+\.\d{3}", r.Out);
+        Assert.Matches(@"\n\s*1  Danielle Darrieux\s+English\s+0,1\s+\d+\.\d{4}\s+\d+\.\d{3} -> \d+\.\d{3}", r.Out);
         Assert.Matches(@"\n\s*1  Edwin of Northumbria\s+Islam", r.Out);
 
         var a = CliRunner.Run(["edit", m.Model, "--method", "alphaedit", "--subject", "Danielle Darrieux", "--prompt", "{} speaks", "--target", "Dutch", .. common]);

@@ -95,5 +95,9 @@ public class MemitTests
         Assert.Throws<ArgumentException>(() => bad.ComputeDeltas(tf, Requests));
         var outside = new Memit(new MemitHparams { Layers = [9], VNumGradSteps = 1 }, tok, _ => cm);
         Assert.Throws<ArgumentException>(() => outside.ComputeDeltas(tf, Requests));
+        // z* at the last block's output cannot reach the answer: refused instead of a silent empty edit
+        var last = new Memit(new MemitHparams { Layers = [2, 3], VNumGradSteps = 1 }, tok, _ => cm);
+        var e = Assert.Throws<ArgumentException>(() => last.ComputeDeltas(tf, Requests));
+        Assert.Contains("below the model's last layer", e.Message);
     }
 }

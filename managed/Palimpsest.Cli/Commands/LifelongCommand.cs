@@ -1,0 +1,97 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using Palimpsest.Editing;
+using Palimpsest.Editing.Data;
+using Palimpsest.Evaluation;
+
+namespace Palimpsest.Cli.Commands;
+
+/// <summary>
+/// `palimpsest lifelong MODEL --method rome|memit|alphaedit --dataset FILE --edits N [--batch B]
+/// [--held-out K] [--layers ...] [--hparams FILE] [--stats-corpus ...] --report DIR`: applies records
+/// 0..N−1 in batches without ever restoring (in memory; the model folder is not changed) and
+/// reports ES / GS / LS / ERS / ORS / S and the per-layer drift at 1, 2, 4, ... edits; the held-out
+/// facts are records N..N+K−1 with their true objects. Writes DIR/lifelong.json and DIR/lifelong.md.
+/// </summary>
+internal static class LifelongCommand
+{
+    public static Command Create(CliIo io)
+    {
+        var model = CommonOptions.Model();
+        var method = new Option<string>("--method") { Description = "editing method: rome, memit or alphaedit", DefaultValueFactory = _ => "rome" };
+        var dataset = new Option<string>("--dataset") { Description = "CounterFact / zsRE file: the stream is its first --edits records", Required = true };
+        var edits = new Option<int>("--edits") { Description = "number of edits in the stream", Required = true };
+        var batch = new Option<int?>("--batch") { Description = "requests per edit (ROME: 1)" };
+        var heldOut = new Option<int>("--held-out") { Description = "held-out facts (the records after the stream) for ORS", DefaultValueFactory = _ => 50 };
+        var layer = new Option<string?>("--layers", "--layer") { Description = "MLP layer(s) to edit; overrides the hparams file's" };
+        var hparams = new Option<string?>("--hparams") { Description = "hyper-parameters JSON with the reference names; missing keys keep the defaults" };
+        var corpus = KeyStatsOptions.Corpus("--stats-corpus");
+        var limitTokens = KeyStatsOptions.LimitTokens();
+        var cache = KeyStatsOptions.Cache();
+        var report = new Option<string>("--report") { Description = "folder for lifelong.json and lifelong.md", Required = true };
+        var cmd = new Command("lifelong", "a stream of edits never restored: ES/GS/LS/ERS/ORS/S at 1, 2, 4, ... edits")
+            { model, method, dataset, edits, batch, heldOut, layer, hparams, corpus, limitTokens, cache, report };
+        cmd.SetAction(pr => EditingErrors.Guard(() =>
+        {
+            int n = CommonOptions.Positive(pr.GetValue(edits), "--edits");
+            int k = pr.GetValue(heldOut);
+            if (k < 0) throw new CliUsageException($"--held-out: must be >= 0 (got {k})");
+            var all = DatasetReader.Load(pr.GetValue(dataset)!, n + k);
+            if (all.Count < n) throw new CliUsageException($"--edits {n}: the dataset has only {all.Count} records");
+            var stream = all.Take(n).ToList();
+            var held = all.Skip(n).Where(r => r.TargetTrue is not null).ToList();
+            using var lm = LoadedModel.Open(pr.GetValue(model)!);
+            int[]? layers = pr.GetValue(layer) is { } lt ? EditingErrors.ParseLayers(lt, lm.Config.Layers, "--layers") : null;
+            var em = EditMethod.Parse(pr.GetValue(method)!, pr.GetValue(hparams), layers);
+            foreach (int l in em.Layers)
+                if (l < 0 || l >= lm.Config.Layers) throw new CliUsageException($"layer {l} is outside the model's layers 0..{lm.Config.Layers - 1}");
+            int b = pr.GetValue(batch) ?? (em.Batched ? Math.Min(100, n) : 1);
+            if (b < 1) throw new CliUsageException($"--batch: must be a positive integer (got {b})");
+            if (!em.Batched && b != 1) throw new CliUsageException("--batch: ROME edits one request at a time");
+            IReadOnlyDictionary<int, KeyStatistics>? stats = null;
+            if (em.NeedsStats)
+            {
+                if (pr.GetValue(corpus) is null) throw new CliUsageException($"{em.Name} needs the key statistics of the edited layers: give --stats-corpus FILE|facts:PATH");
+                var c = KeyStatsOptions.Load(pr.GetValue(corpus)!, lm);
+                stats = KeyStatsOptions.GetOrCompute(lm, c, em.Layers, KeyStatsOptions.CacheDir(pr.GetValue(cache)), pr.GetValue(limitTokens), io);
+            }
+            var editor = em.Create(lm, l => stats![l].Matrix);
+            Action<IReadOnlyList<EditRequest>>? after = editor is AlphaEdit ae ? reqs => ae.Remember(lm.Tf, reqs) : null;
+            var checkpoints = new LifelongHarness(lm.Tf, lm.Tok).Run(editor, stream, b, held, after);
+
+            string dir = pr.GetValue(report)!;
+            Directory.CreateDirectory(dir);
+            static string F(double x) => double.IsNaN(x) ? "-" : x.ToString("0.000", CultureInfo.InvariantCulture);
+            var md = new List<string>
+            {
+                $"# Lifelong editing: {em.Name} on {Path.GetFileName(Path.GetFullPath(lm.Folder))}",
+                "",
+                $"{n} edits from {Path.GetFileName(pr.GetValue(dataset))} in batches of {b}, never restored; {held.Count} held-out facts; layers [{string.Join(", ", em.Layers)}].",
+                "",
+                "| edits | ES | GS | LS | ERS | ORS | S | ‖ΔW‖ per layer |",
+                "|---:|---:|---:|---:|---:|---:|---:|---|",
+            };
+            foreach (var c in checkpoints)
+                md.Add($"| {c.Edits} | {F(c.ES)} | {F(c.GS)} | {F(c.LS)} | {F(c.ERS)} | {F(c.ORS)} | {F(c.S)} | {string.Join(" ", c.DeltaNorms.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key}:{F(kv.Value)}"))} |");
+            File.WriteAllLines(Path.Combine(dir, "lifelong.md"), md);
+            var json = new JsonObject
+            {
+                ["method"] = em.Name, ["model"] = Path.GetFullPath(lm.Folder), ["dataset"] = Path.GetFullPath(pr.GetValue(dataset)!),
+                ["edits"] = n, ["batch"] = b, ["held_out"] = held.Count, ["hparams"] = JsonNode.Parse(em.HparamsJson),
+                ["checkpoints"] = new JsonArray(checkpoints.Select(c => (JsonNode)new JsonObject
+                {
+                    ["edits"] = c.Edits, ["ES"] = Num(c.ES), ["GS"] = Num(c.GS), ["LS"] = Num(c.LS), ["ERS"] = Num(c.ERS), ["ORS"] = Num(c.ORS), ["S"] = Num(c.S),
+                    ["delta_norms"] = new JsonObject(c.DeltaNorms.OrderBy(kv => kv.Key).Select(kv => KeyValuePair.Create(kv.Key.ToString(CultureInfo.InvariantCulture), (JsonNode?)kv.Value))),
+                }).ToArray()),
+            };
+            File.WriteAllText(Path.Combine(dir, "lifelong.json"), json.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
+            foreach (var line in md.Skip(4)) io.Out.WriteLine(line);
+            io.Out.WriteLine($"wrote {Path.Combine(dir, "lifelong.md")} and lifelong.json");
+            return CliErrors.Ok;
+        }));
+        return cmd;
+    }
+
+    private static JsonNode? Num(double x) => double.IsNaN(x) ? null : JsonValue.Create(x);
+}
