@@ -81,18 +81,7 @@ public sealed class CausalTracer
             for (int l = 0; l < L; l++)
             {
                 cleanOut[l] = hidden[l + 1];
-                var key = Host(b, r.MlpKeys[l]);
-                var w = Host(b, _tf.Model.Params.Blocks[l].WDown);
-                var bias = _tf.Model.Params.Blocks[l].BDown is { } bd ? Host(b, bd) : new double[d];
-                var mlp = new double[T * d];
-                for (int t = 0; t < T; t++)
-                    for (int i = 0; i < f; i++)
-                    {
-                        double k = key[t * f + i];
-                        if (k == 0) continue;
-                        for (int j = 0; j < d; j++) mlp[t * d + j] += k * w[i * d + j];
-                    }
-                for (int t = 0; t < T; t++) for (int j = 0; j < d; j++) mlp[t * d + j] += bias[j];
+                var mlp = FactProbes.MlpOutputs(_tf, l, Host(b, r.MlpKeys[l]), T);
                 cleanMlp[l] = mlp;
                 // every block's output is its input + attention output + MLP output
                 var attn = new double[T * d];

@@ -43,17 +43,26 @@ public sealed class FactProbes(ITextTokenizer tok)
     }
 
     /// <summary>The MLP output v [d] = k · WDown + b of `layer` for a key k [f] (host, float64).</summary>
-    public static double[] MlpOutput(Transformer tf, int layer, double[] key)
+    public static double[] MlpOutput(Transformer tf, int layer, double[] key) => MlpOutputs(tf, layer, key, 1);
+
+    /// <summary>MLP outputs [T, d] = keys [T, f] · WDown + b of `layer` (host, float64; WDown is read once).</summary>
+    public static double[] MlpOutputs(Transformer tf, int layer, double[] keys, int rows)
     {
         var b = tf.Model.Backend; var bp = tf.Model.Params.Blocks[layer];
         int f = tf.Model.Config.DFf, d = tf.Model.Config.DModel;
         var w = new double[f * d]; b.ToHost(bp.WDown, w);
-        var v = new double[d];
-        if (bp.BDown is not null) b.ToHost(bp.BDown, v);
-        for (int i = 0; i < f; i++)
+        var bias = new double[d];
+        if (bp.BDown is not null) b.ToHost(bp.BDown, bias);
+        var v = new double[rows * d];
+        for (int t = 0; t < rows; t++)
         {
-            double k = key[i];
-            for (int j = 0; j < d; j++) v[j] += k * w[i * d + j];
+            bias.CopyTo(v, t * d);
+            for (int i = 0; i < f; i++)
+            {
+                double k = keys[t * f + i];
+                if (k == 0) continue;
+                for (int j = 0; j < d; j++) v[t * d + j] += k * w[i * d + j];
+            }
         }
         return v;
     }

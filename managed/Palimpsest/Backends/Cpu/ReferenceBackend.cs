@@ -88,10 +88,8 @@ public sealed class ReferenceBackend : IBackend
 
     public void CopyRows(Tensor src, int srcRow, Tensor dst, int dstRow, int rows)
     {
+        OpShapes.CopyRows(src, srcRow, dst, dstRow, rows);
         int c = src.Cols;
-        if (dst.Cols != c) throw new ArgumentException($"CopyRows: column counts differ ({src} vs {dst})");
-        if (srcRow < 0 || dstRow < 0 || srcRow + rows > src.Rows || dstRow + rows > dst.Rows)
-            throw new ArgumentOutOfRangeException(nameof(rows), $"CopyRows: rows [{srcRow},{srcRow + rows}) of {src} -> [{dstRow},{dstRow + rows}) of {dst}");
         Array.Copy(D(src), (long)srcRow * c, D(dst), (long)dstRow * c, (long)rows * c);
     }
 
@@ -104,13 +102,7 @@ public sealed class ReferenceBackend : IBackend
     // c [M, N] (+)= op(a) [M, K] · op(b) [K, N]
     public void MatMul(Tensor a, bool transA, Tensor b, bool transB, Tensor c, bool accumulate = false)
     {
-        int m = c.Rows, n = c.Cols;
-        int k = transA ? a.Rows : a.Cols;
-        int am = transA ? a.Cols : a.Rows;
-        int bk = transB ? b.Cols : b.Rows;
-        int bn = transB ? b.Rows : b.Cols;
-        if (am != m || bn != n || bk != k)
-            throw new ArgumentException($"MatMul: op(a) is [{am}, {k}], op(b) is [{bk}, {bn}], c is [{m}, {n}]");
+        var (m, n, k) = OpShapes.MatMul(a, transA, b, transB, c);
         var A = D(a); var B = D(b); var C = D(c);
         int lda = a.Cols, ldb = b.Cols;
         for (int i = 0; i < m; i++)
@@ -382,7 +374,7 @@ public sealed class ReferenceBackend : IBackend
     public void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs)
     {
         int T = q.Rows, S = k.Rows, group = heads / kvHeads;
-        CheckAttention(q, k, v, heads, kvHeads, headDim, o);
+        OpShapes.Attention(q, k, v, heads, kvHeads, headDim, o);
         var Q = D(q); var K = D(k); var Vv = D(v); var O = D(o); var P = probs is null ? null : D(probs);
         if (P is not null && probs!.Length != (long)heads * T * S) throw new ArgumentException($"Attention: probs {probs} is not [{heads}, {T}, {S}]");
         int qc = heads * headDim, kc = kvHeads * headDim;
@@ -420,7 +412,7 @@ public sealed class ReferenceBackend : IBackend
         Tensor dq, Tensor dk, Tensor dv)
     {
         int T = q.Rows, S = k.Rows, group = heads / kvHeads;
-        CheckAttention(q, k, v, heads, kvHeads, headDim, dO);
+        OpShapes.Attention(q, k, v, heads, kvHeads, headDim, dO);
         var G = D(dO); var Q = D(q); var K = D(k); var Vv = D(v); var P = D(probs);
         var DQ = D(dq); var DK = D(dk); var DV = D(dv);
         Array.Clear(DQ, 0, (int)dq.Length); Array.Clear(DK, 0, (int)dk.Length); Array.Clear(DV, 0, (int)dv.Length);
@@ -457,15 +449,6 @@ public sealed class ReferenceBackend : IBackend
         }
     }
 
-    private static void CheckAttention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o)
-    {
-        if (kvHeads <= 0 || heads % kvHeads != 0) throw new ArgumentException($"Attention: heads {heads} is not a multiple of kv heads {kvHeads}");
-        if (q.Cols != heads * headDim || o.Cols != heads * headDim || o.Rows != q.Rows)
-            throw new ArgumentException($"Attention: q {q} / o {o} are not [T, {heads}·{headDim}]");
-        if (k.Cols != kvHeads * headDim || v.Cols != kvHeads * headDim || v.Rows != k.Rows)
-            throw new ArgumentException($"Attention: k {k} / v {v} are not [S, {kvHeads}·{headDim}]");
-        if (k.Rows < q.Rows) throw new ArgumentException($"Attention: {k.Rows} keys for {q.Rows} queries");
-    }
 
     // ---------------- losses ----------------
 

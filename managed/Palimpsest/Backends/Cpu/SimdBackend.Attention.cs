@@ -46,15 +46,6 @@ public sealed partial class SimdBackend
         }
     }
 
-    private static void CheckAttention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o)
-    {
-        if (kvHeads <= 0 || heads % kvHeads != 0) throw new ArgumentException($"Attention: heads {heads} is not a multiple of kv heads {kvHeads}");
-        if (q.Cols != heads * headDim || o.Cols != heads * headDim || o.Rows != q.Rows)
-            throw new ArgumentException($"Attention: q {q} / o {o} are not [T, {heads}·{headDim}]");
-        if (k.Cols != kvHeads * headDim || v.Cols != kvHeads * headDim || v.Rows != k.Rows)
-            throw new ArgumentException($"Attention: k {k} / v {v} are not [S, {kvHeads}·{headDim}]");
-        if (k.Rows < q.Rows) throw new ArgumentException($"Attention: {k.Rows} keys for {q.Rows} queries");
-    }
 
     /// <summary>
     /// q [T, H·hd], k, v [S, Hkv·hd] -> o [T, H·hd]; probs [H, T, S] optional. Heads run in
@@ -63,7 +54,7 @@ public sealed partial class SimdBackend
     /// </summary>
     public void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs)
     {
-        CheckAttention(q, k, v, heads, kvHeads, headDim, o);
+        OpShapes.Attention(q, k, v, heads, kvHeads, headDim, o);
         int T = q.Rows, S = k.Rows;
         long ts = (long)T * S;
         if (probs is not null && probs.Length != heads * ts) throw new ArgumentException($"Attention: probs {probs} is not [{heads}, {T}, {S}]");
@@ -130,7 +121,7 @@ public sealed partial class SimdBackend
     public void AttentionBackward(Tensor dO, Tensor q, Tensor k, Tensor v, Tensor probs, int heads, int kvHeads, int headDim,
         Tensor dq, Tensor dk, Tensor dv)
     {
-        CheckAttention(q, k, v, heads, kvHeads, headDim, dO);
+        OpShapes.Attention(q, k, v, heads, kvHeads, headDim, dO);
         SameLength(q, dq, "AttentionBackward"); SameLength(k, dk, "AttentionBackward"); SameLength(v, dv, "AttentionBackward");
         int T = q.Rows, S = k.Rows;
         long ts = (long)T * S;

@@ -123,10 +123,8 @@ public sealed partial class SimdBackend : IBackend
 
     public void CopyRows(Tensor src, int srcRow, Tensor dst, int dstRow, int rows)
     {
+        OpShapes.CopyRows(src, srcRow, dst, dstRow, rows);
         int c = src.Cols;
-        if (dst.Cols != c) throw new ArgumentException($"CopyRows: column counts differ ({src} vs {dst})");
-        if (srcRow < 0 || dstRow < 0 || rows < 0 || srcRow + rows > src.Rows || dstRow + rows > dst.Rows)
-            throw new ArgumentOutOfRangeException(nameof(rows), $"CopyRows: rows [{srcRow},{srcRow + rows}) of {src} -> [{dstRow},{dstRow + rows}) of {dst}");
         Array.Copy(F(src), (long)srcRow * c, F(dst), (long)dstRow * c, (long)rows * c);
     }
 
@@ -137,13 +135,7 @@ public sealed partial class SimdBackend : IBackend
     // c [M, N] (+)= op(a) [M, K] · op(b) [K, N]
     public void MatMul(Tensor a, bool transA, Tensor b, bool transB, Tensor c, bool accumulate = false)
     {
-        int m = c.Rows, n = c.Cols;
-        int k = transA ? a.Rows : a.Cols;
-        int am = transA ? a.Cols : a.Rows;
-        int bk = transB ? b.Cols : b.Rows;
-        int bn = transB ? b.Rows : b.Cols;
-        if (am != m || bn != n || bk != k)
-            throw new ArgumentException($"MatMul: op(a) is [{am}, {k}], op(b) is [{bk}, {bn}], c is [{m}, {n}]");
+        var (m, n, k) = OpShapes.MatMul(a, transA, b, transB, c);
         Gemm.Sgemm(transA, transB, m, n, k, F(a), a.Cols, F(b), b.Cols, F(c), n, accumulate, Gemm.DefaultKernel, _workers.Threads, _workers);
     }
 

@@ -1,0 +1,42 @@
+using Palimpsest.Tensors;
+
+namespace Palimpsest.Backends;
+
+/// <summary>
+/// The argument checks of IBackend ops, shared by the backends so that every backend refuses the
+/// same calls with the same message.
+/// </summary>
+public static class OpShapes
+{
+    /// <summary>c [M, N] = op(a) [M, K] · op(b) [K, N]: returns (M, N, K) or throws naming all three shapes.</summary>
+    public static (int M, int N, int K) MatMul(Tensor a, bool transA, Tensor b, bool transB, Tensor c)
+    {
+        int m = c.Rows, n = c.Cols;
+        int k = transA ? a.Rows : a.Cols;
+        int am = transA ? a.Cols : a.Rows;
+        int bk = transB ? b.Cols : b.Rows;
+        int bn = transB ? b.Rows : b.Cols;
+        if (am != m || bn != n || bk != k)
+            throw new ArgumentException($"MatMul: op(a) is [{am}, {k}], op(b) is [{bk}, {bn}], c is [{m}, {n}]");
+        return (m, n, k);
+    }
+
+    /// <summary>q, o [T, H·hd]; k, v [S, Hkv·hd] with S ≥ T and H a multiple of Hkv.</summary>
+    public static void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o)
+    {
+        if (kvHeads <= 0 || heads % kvHeads != 0) throw new ArgumentException($"Attention: heads {heads} is not a multiple of kv heads {kvHeads}");
+        if (q.Cols != heads * headDim || o.Cols != heads * headDim || o.Rows != q.Rows)
+            throw new ArgumentException($"Attention: q {q} / o {o} are not [T, {heads}·{headDim}]");
+        if (k.Cols != kvHeads * headDim || v.Cols != kvHeads * headDim || v.Rows != k.Rows)
+            throw new ArgumentException($"Attention: k {k} / v {v} are not [S, {kvHeads}·{headDim}]");
+        if (k.Rows < q.Rows) throw new ArgumentException($"Attention: {k.Rows} keys for {q.Rows} queries");
+    }
+
+    /// <summary>Rows [srcRow, srcRow + rows) of src onto [dstRow, ...) of dst: equal column counts, inside both.</summary>
+    public static void CopyRows(Tensor src, int srcRow, Tensor dst, int dstRow, int rows)
+    {
+        if (dst.Cols != src.Cols) throw new ArgumentException($"CopyRows: column counts differ ({src} vs {dst})");
+        if (srcRow < 0 || dstRow < 0 || rows < 0 || srcRow + rows > src.Rows || dstRow + rows > dst.Rows)
+            throw new ArgumentOutOfRangeException(nameof(rows), $"CopyRows: rows [{srcRow},{srcRow + rows}) of {src} -> [{dstRow},{dstRow + rows}) of {dst}");
+    }
+}
