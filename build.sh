@@ -22,17 +22,12 @@ case "$cmd" in
     echo "$p passed, $f failed, $s skipped"
     exit $rc ;;
   demo)
-    cli="./palimpsest"
-    # The CounterFact fact model when ../shared is beside the checkout; else the committed tiny
-    # fixture (vocabulary of 1000 ids, so a prompt whose GPT-2 ids are all < 1000).
-    if [ -d "$SHARED/models/cf5k-gpt2-d128-l6" ]; then
-      model="$SHARED/models/cf5k-gpt2-d128-l6"; prompt="The mother tongue of Danielle Darrieux is"
-    else
-      model="tests/fixtures/gpt2"; prompt=" the of and to"
-    fi
-    $cli info "$model"
-    $cli predict "$model" "$prompt" --top 5
-    $cli generate "$model" "$prompt" --max-tokens 8 ;;
+    # The committed editable fact model (trained by `palimpsest train`, see its TRAINING.md): show a
+    # fact, rewrite it with ROME (journaled, in a temporary copy), check a paraphrase the model never
+    # saw for this fact and an unrelated fact, revert bit-exactly. Under a minute on 2 cores.
+    model="data/models/facts-d128-l4"
+    ./palimpsest info "$model"
+    ./palimpsest demo "$model" --subject "${DEMO_SUBJECT:-the Eiffel Tower}" --target "${DEMO_TARGET:-Rome}" "$@" ;;
   bench)
     dotnet run -c Release --project bench/Palimpsest.Bench -- "$@" ;;
   ptx)

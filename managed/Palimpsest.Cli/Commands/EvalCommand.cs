@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using Palimpsest.Editing.Data;
+using Palimpsest.Editing;
 using Palimpsest.Evaluation;
 
 namespace Palimpsest.Cli.Commands;
@@ -8,7 +9,10 @@ namespace Palimpsest.Cli.Commands;
 /// <summary>
 /// `palimpsest eval MODEL --dataset FILE [--limit N]`: the model's CounterFact scores (efficacy,
 /// paraphrase, neighbourhood: success, magnitude, top-1; score S) or zsRE token accuracies, as
-/// ROME's evaluation code computes them, for the model as it is (edited or not).
+/// ROME's evaluation code computes them, for the model as it is (edited or not). With --method
+/// (rome, memit, alphaedit) each record is first edited into the unedited model, scored, and the
+/// edit undone (the single-edit protocol of ROME's and MEMIT's papers); --known-only skips records
+/// whose true object the model does not answer before any edit.
 /// </summary>
 internal static class EvalCommand
 {
@@ -17,7 +21,13 @@ internal static class EvalCommand
         var model = CommonOptions.Model();
         var dataset = new Option<string>("--dataset") { Description = "CounterFact (EasyEdit or ROME layout) or zsRE file", Required = true };
         var limit = new Option<int?>("--limit") { Description = "evaluate only the first N records" };
-        var cmd = new Command("eval", "CounterFact / zsRE scores of a model") { model, dataset, limit };
+        var method = new Option<string?>("--method") { Description = "edit each record (from the unedited model) with rome, memit or alphaedit before scoring it" };
+        var layer = new Option<string?>("--layers", "--layer") { Description = "with --method: MLP layer(s) to edit; overrides the hparams file's" };
+        var hparams = new Option<string?>("--hparams") { Description = "with --method: hyper-parameters JSON with the reference names" };
+        var known = new Option<bool>("--known-only") { Description = "score only records whose true object the unedited model answers (greedy, every token)" };
+        var corpus = KeyStatsOptions.Corpus("--stats-corpus");
+        var cache = KeyStatsOptions.Cache();
+        var cmd = new Command("eval", "CounterFact / zsRE scores of a model, or of single edits of it") { model, dataset, limit, method, layer, hparams, known, corpus, cache };
         cmd.SetAction(pr => EditingErrors.Guard(() =>
         {
             int? n = pr.GetValue(limit);
@@ -30,6 +40,47 @@ internal static class EvalCommand
             using var lm = LoadedModel.Open(pr.GetValue(model)!);
             var requests = records.Select(r => r.Request).ToArray();
             bool progress = !Console.IsErrorRedirected;
+            if (pr.GetValue(known))
+            {
+                var probe = new FactProbe(lm.Tf, lm.Tok);
+                int before = requests.Length;
+                requests = requests.Where(r => r.TargetTrue is not null && probe.Answers(r, r.TargetTrue)).ToArray();
+                io.Out.WriteLine($"--known-only: the model answers {requests.Length} of {before} records' true objects");
+                if (n is int lim && format != DatasetFormat.Zsre && requests.Length < lim)
+                {
+                    // top up to --limit known records from further down the file
+                    var more = DatasetReader.LoadRecords(file, null).Skip(before).Select(r => r.Request)
+                        .Where(r => r.TargetTrue is not null && probe.Answers(r, r.TargetTrue)).Take(lim - requests.Length);
+                    requests = [.. requests, .. more];
+                    io.Out.WriteLine($"--known-only: topped up to {requests.Length} known records");
+                }
+            }
+            Func<EditRequest, IDisposable>? editEach = null;
+            Action? onDone = null;
+            if (pr.GetValue(method) is { } m)
+            {
+                int[]? layers = pr.GetValue(layer) is { } lt ? EditingErrors.ParseLayers(lt, lm.Config.Layers, "--layers") : null;
+                var em = EditMethod.Parse(m, pr.GetValue(hparams), layers);
+                IReadOnlyDictionary<int, Palimpsest.Editing.KeyStatistics>? stats = null;
+                if (em.NeedsStats)
+                {
+                    if (pr.GetValue(corpus) is null) throw new CliUsageException($"{em.Name} needs the key statistics of the edited layers: give --stats-corpus FILE|facts:PATH");
+                    stats = KeyStatsOptions.GetOrCompute(lm, KeyStatsOptions.Load(pr.GetValue(corpus)!, lm), em.Layers, KeyStatsOptions.CacheDir(pr.GetValue(cache)), null, io);
+                }
+                var editor = em.Create(lm, l => stats![l].Matrix);
+                var clock = new System.Diagnostics.Stopwatch();
+                int edits = 0;
+                editEach = r =>
+                {
+                    clock.Start();
+                    var deltas = editor.ComputeDeltas(lm.Tf, [r]);
+                    clock.Stop(); edits++;
+                    var saved = deltas.Select(d => (d.Layer, Old: lm.Model.ApplyDelta(d))).ToList();
+                    return new Undo(() => { foreach (var (l, old) in Enumerable.Reverse(saved)) lm.Model.SetDownProjection(l, old); });
+                };
+                io.Out.WriteLine($"editing each record with {em.Name} at layers [{string.Join(", ", em.Layers)}], scoring it, and undoing the edit");
+                onDone = () => io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{edits} edits, {clock.Elapsed.TotalMilliseconds / Math.Max(1, edits):0} ms per edit (computing the delta)"));
+            }
             io.Out.WriteLine($"{Path.GetFileName(file)}: {requests.Length} record(s), {format}");
             if (format == DatasetFormat.Zsre)
             {
@@ -37,7 +88,7 @@ internal static class EvalCommand
                 var cases = new List<ZsreCase>();
                 foreach (var r in requests)
                 {
-                    cases.Add(ev.Evaluate(r));
+                    using (editEach?.Invoke(r)) cases.Add(ev.Evaluate(r));
                     if (progress && cases.Count % 50 == 0) io.Err.WriteLine($"eval: {cases.Count}/{requests.Length}");
                 }
                 var s = ZsreEvaluator.Summarize(cases);
@@ -53,7 +104,7 @@ internal static class EvalCommand
                 var cases = new List<CounterFactCase>();
                 foreach (var r in requests)
                 {
-                    cases.Add(ev.Evaluate(r));
+                    using (editEach?.Invoke(r)) cases.Add(ev.Evaluate(r));
                     if (progress && cases.Count % 50 == 0) io.Err.WriteLine($"eval: {cases.Count}/{requests.Length}");
                 }
                 var s = CounterFactEvaluator.Summarize(cases);
@@ -65,9 +116,15 @@ internal static class EvalCommand
                 io.Out.WriteLine($"score S (harmonic mean of the successes): {F(s.Score)}");
                 io.Out.WriteLine("(success: efficacy/paraphrase P(new) > P(true), neighborhood P(true) > P(new); magnitude: the probability gap; top-1: greedy yields the whole target)");
             }
+            onDone?.Invoke();
             return CliErrors.Ok;
         }));
         return cmd;
+    }
+
+    private sealed class Undo(Action undo) : IDisposable
+    {
+        public void Dispose() => undo();
     }
 
     private static string F(double x) => double.IsNaN(x) ? "-" : x.ToString("0.0000", CultureInfo.InvariantCulture);

@@ -38,6 +38,12 @@ public sealed class ForwardOptions
     /// </summary>
     public int LogitsFrom { get; init; }
     /// <summary>
+    /// Compute logits only for these rows (strictly increasing, inside [0, T)): Logits is then
+    /// [R, V], row i for token LogitRows[i]. Training on answer tokens needs a few scattered rows
+    /// of a packed sequence. Cannot be combined with a non-zero LogitsFrom.
+    /// </summary>
+    public IReadOnlyList<int>? LogitRows { get; init; }
+    /// <summary>
     /// Stop after this block (captures at or below it are still returned); the blocks above, the
     /// final norm and the head are skipped and the result has no logits. Key statistics need only
     /// the keys, and the head is the largest matmul of a small model. -1: run everything.
@@ -69,6 +75,8 @@ public sealed class ForwardResult : IDisposable
     public int PositionOffset { get; init; }
     /// <summary>First row (of the T tokens) that <see cref="Logits"/> covers.</summary>
     public int LogitsFrom { get; init; }
+    /// <summary>The rows <see cref="Logits"/> covers when the forward ran with LogitRows (else null).</summary>
+    public int[]? LogitRows { get; init; }
 
     public void Dispose()
     {

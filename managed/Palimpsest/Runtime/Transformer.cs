@@ -169,9 +169,16 @@ public sealed class Transformer : IDisposable
         if (hidden is not null) { hidden[C.Layers] = Copy(xf); finalResidual = Copy(x); }
         int from = o.LogitsFrom < 0 ? T + o.LogitsFrom : o.LogitsFrom;
         if (from < 0 || from >= T) throw new ArgumentException($"LogitsFrom {o.LogitsFrom} outside the {T} tokens");
+        int[]? rows = o.LogitRows is null ? null : CheckRows(o.LogitRows, T, from);
         var xHead = xf;
-        if (from > 0) { xHead = New("xHead", T - from, d); B.CopyRows(xf, from, xHead, 0, T - from); }
-        var logits = B.Zeros(T - from, C.Vocab);
+        if (rows is not null)
+        {
+            // gather the requested rows: xHead [R, d] = xf[rows]
+            xHead = New("xHead", rows.Length, d);
+            for (int i = 0; i < rows.Length; i++) B.CopyRows(xf, rows[i], xHead, i, 1);
+        }
+        else if (from > 0) { xHead = New("xHead", T - from, d); B.CopyRows(xf, from, xHead, 0, T - from); }
+        var logits = B.Zeros(rows?.Length ?? T - from, C.Vocab);
         B.MatMul(xHead, false, P.Head, true, logits);
         if (P.HeadB is not null) B.AddBias(logits, P.HeadB);
         if (cache is not null) cache.Length = pos0 + T;
@@ -181,7 +188,20 @@ public sealed class Transformer : IDisposable
             tape.XL = x; tape.XF = xf; tape.MeanF = meanF; tape.RstdF = rstdF;
         }
 
-        return new ForwardResult { Logits = logits, Hidden = hidden, FinalResidual = finalResidual, MlpKeys = keys, Tape = tape, Ids = ids.ToArray(), PositionOffset = pos0, LogitsFrom = from };
+        return new ForwardResult { Logits = logits, Hidden = hidden, FinalResidual = finalResidual, MlpKeys = keys, Tape = tape, Ids = ids.ToArray(), PositionOffset = pos0, LogitsFrom = from, LogitRows = rows };
+    }
+
+    // LogitRows: strictly increasing rows inside [0, T); exclusive with LogitsFrom.
+    private static int[] CheckRows(IReadOnlyList<int> rows, int T, int from)
+    {
+        if (from != 0) throw new ArgumentException("LogitRows and LogitsFrom cannot both be set");
+        if (rows.Count == 0) throw new ArgumentException("LogitRows is empty");
+        for (int i = 0; i < rows.Count; i++)
+        {
+            if (rows[i] < 0 || rows[i] >= T) throw new ArgumentException($"LogitRows[{i}] = {rows[i]} outside the {T} tokens");
+            if (i > 0 && rows[i] <= rows[i - 1]) throw new ArgumentException($"LogitRows must be strictly increasing (row {rows[i]} after {rows[i - 1]})");
+        }
+        return rows.ToArray();
     }
 
     /// <summary>
@@ -206,19 +226,30 @@ public sealed class Transformer : IDisposable
         try
         {
             // head: dxf [R, d] = dlogits [R, V] · Head; dHead [V, d] += dlogitsᵀ · xf (rows R = T − from)
-            int from = fr.LogitsFrom, R = T - from;
+            int from = fr.LogitsFrom, R = fr.LogitRows?.Length ?? T - from;
             if (dlogits.Rows != R || dlogits.Cols != C.Vocab) throw new ArgumentException($"dlogits {dlogits} does not match logits {fr.Logits}");
             var dxHead = New(R, d);
             B.MatMul(dlogits, false, P.Head, false, dxHead);
             var xHead = tape.XF;
-            if (from > 0) { xHead = New(R, d); B.CopyRows(tape.XF, from, xHead, 0, R); }
+            if (fr.LogitRows is { } rows)
+            {
+                xHead = New(R, d);
+                for (int i = 0; i < R; i++) B.CopyRows(tape.XF, rows[i], xHead, i, 1);
+            }
+            else if (from > 0) { xHead = New(R, d); B.CopyRows(tape.XF, from, xHead, 0, R); }
             if (G is not null)
             {
                 B.MatMul(dlogits, true, xHead, false, G.Head, accumulate: true);
                 if (G.HeadB is not null) B.SumRows(dlogits, G.HeadB, accumulate: true);
             }
             var dxf = dxHead;
-            if (from > 0) { dxf = New(T, d); B.CopyRows(dxHead, 0, dxf, from, R); }
+            if (fr.LogitRows is { } rs)
+            {
+                // scatter back: rows are distinct, the rest of dxf stays zero
+                dxf = New(T, d);
+                for (int i = 0; i < R; i++) B.CopyRows(dxHead, i, dxf, rs[i], 1);
+            }
+            else if (from > 0) { dxf = New(T, d); B.CopyRows(dxHead, 0, dxf, from, R); }
             var dx = New(T, d);
             NormBackward(dxf, tape.XL, P.LnFG, tape.MeanF, tape.RstdF, dx, G?.LnFG, G?.LnFB);
 

@@ -1,0 +1,75 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using ScottPlot;
+
+namespace Palimpsest.Cli.Commands;
+
+/// <summary>
+/// `palimpsest lifelong-report RUN_DIR... --out DIR [--title T]`: sets several `palimpsest lifelong`
+/// runs side by side: one Markdown table (every checkpoint of every run) and one PNG per metric
+/// (ES, GS, LS, ERS, ORS, S against the number of edits, log₂ axis, one line per run).
+/// </summary>
+internal static class LifelongReportCommand
+{
+    private static readonly string[] Metrics = ["ES", "GS", "LS", "ERS", "ORS", "S"];
+
+    public static Command Create(CliIo io)
+    {
+        var runs = new Argument<string[]>("runs") { Description = "folders written by palimpsest lifelong --report", Arity = ArgumentArity.OneOrMore };
+        var outDir = new Option<string>("--out") { Description = "folder for lifelong-report.md and the PNG plots", Required = true };
+        var title = new Option<string?>("--title") { Description = "heading of the report" };
+        var cmd = new Command("lifelong-report", "compare lifelong runs: one table and one plot per metric") { runs, outDir, title };
+        cmd.SetAction(pr => EditingErrors.Guard(() =>
+        {
+            var loaded = new List<(string Label, JsonObject J)>();
+            foreach (var dir in pr.GetValue(runs)!)
+            {
+                string f = Path.Combine(dir, "lifelong.json");
+                if (!File.Exists(f)) throw new FileNotFoundException($"{f}: not found (run palimpsest lifelong --report {dir} first)", f);
+                var j = JsonNode.Parse(File.ReadAllText(f)) as JsonObject ?? throw new CliUsageException($"{f}: expected a JSON object");
+                if (j["checkpoints"] is not JsonArray) throw new CliUsageException($"{f}: field 'checkpoints' missing");
+                string label = $"{j["method"]} (B={j["batch"]})";
+                loaded.Add((label, j));
+            }
+            string outPath = pr.GetValue(outDir)!;
+            Directory.CreateDirectory(outPath);
+            var md = new List<string> { $"# {pr.GetValue(title) ?? "Lifelong editing"}", "" };
+            foreach (var (label, j) in loaded)
+                md.Add($"- **{label}**: {j["edits"]} edits of {Path.GetFileName((string?)j["dataset"])} on {Path.GetFileName((string?)j["model"])}, {j["held_out"]} held-out facts, layers from the hparams: {j["hparams"]?["layers"]?.ToJsonString()}");
+            md.Add("");
+            md.Add("| method | edits | ES | GS | LS | ERS | ORS | S |");
+            md.Add("|---|---:|---:|---:|---:|---:|---:|---:|");
+            foreach (var (label, j) in loaded)
+                foreach (var c in j["checkpoints"]!.AsArray())
+                    md.Add($"| {label} | {c!["edits"]} | " + string.Join(" | ", Metrics.Select(m => F(c[m]))) + " |");
+            md.Add("");
+            foreach (var m in Metrics)
+            {
+                var plot = new Plot();
+                foreach (var (label, j) in loaded)
+                {
+                    var pts = j["checkpoints"]!.AsArray().Where(c => c![m] is not null)
+                        .Select(c => (X: Math.Log2((double)c!["edits"]!), Y: (double)c[m]!)).ToArray();
+                    if (pts.Length == 0) continue;
+                    var sc = plot.Add.Scatter(pts.Select(p => p.X).ToArray(), pts.Select(p => p.Y).ToArray());
+                    sc.LegendText = label;
+                }
+                plot.Axes.SetLimitsY(-0.02, 1.02);
+                plot.Axes.Bottom.Label.Text = "edits (log2)";
+                plot.Axes.Left.Label.Text = m;
+                plot.Title($"{m} against the number of edits");
+                plot.ShowLegend();
+                string png = $"lifelong-{m}.png";
+                plot.SavePng(Path.Combine(outPath, png), 640, 420);
+                md.Add($"![{m}]({png})");
+            }
+            File.WriteAllLines(Path.Combine(outPath, "lifelong-report.md"), md);
+            io.Out.WriteLine($"wrote {Path.Combine(outPath, "lifelong-report.md")} and {Metrics.Length} PNG plots");
+            return CliErrors.Ok;
+        }));
+        return cmd;
+    }
+
+    private static string F(JsonNode? x) => x is null ? "-" : ((double)x).ToString("0.000", CultureInfo.InvariantCulture);
+}
