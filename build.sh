@@ -25,9 +25,9 @@ case "$cmd" in
     # The committed editable fact model (trained by `palimpsest train`, see its TRAINING.md): show a
     # fact, rewrite it with ROME (journaled, in a temporary copy), check a paraphrase the model never
     # saw for this fact and an unrelated fact, revert bit-exactly. Under a minute on 2 cores.
-    model="data/models/facts-d128-l4"
+    model="data/models/facts-d128-l5"
     ./palimpsest info "$model"
-    ./palimpsest demo "$model" --subject "${DEMO_SUBJECT:-the Eiffel Tower}" --target "${DEMO_TARGET:-Rome}" "$@" ;;
+    ./palimpsest demo "$model" --subject "${DEMO_SUBJECT:-Clara Marlowe}" "$@" ;;
   bench)
     dotnet run -c Release --project bench/Palimpsest.Bench -- "$@" ;;
   ptx)

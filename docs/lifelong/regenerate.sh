@@ -5,7 +5,7 @@
 # Usage: bash docs/lifelong/regenerate.sh [MODEL_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-model="${1:-data/models/facts-d128-l4}"
+model="${1:-data/models/facts-d128-l5}"
 out=docs/lifelong
 for spec in "rome 1" "memit 100" "alphaedit 100"; do
   set -- $spec
