@@ -33,8 +33,9 @@ internal static class TrainCommand
         var lr = new Option<double>("--lr") { DefaultValueFactory = _ => 2e-3, Description = "peak learning rate" };
         var wd = new Option<double>("--weight-decay") { DefaultValueFactory = _ => 0.1, Description = "AdamW weight decay" };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1, Description = "seed of the initialisation, the held-out phrasings and the order" };
+        var variants = new Option<int>("--subject-line-variants") { DefaultValueFactory = _ => 1, Description = "with --subject-lines: 1 (\" subject answer\") or 2 (also the sentence-initial form)" };
         var subjectLines = new Option<bool>("--subject-lines") { Description = "also train \" subject answer\" for every fact, so attributes are stored at the subject (where ROME edits)" };
-        var cmd = new Command("train", "train a small GPT-2 on facts (an editable fact model)") { facts, world, outDir, dModel, layers, heads, epochs, target, lr, wd, seed, subjectLines };
+        var cmd = new Command("train", "train a small GPT-2 on facts (an editable fact model)") { facts, world, outDir, dModel, layers, heads, epochs, target, lr, wd, seed, subjectLines, variants };
         cmd.SetAction(pr => EditingErrors.Guard(() =>
         {
             var files = new List<FactsFile>();
@@ -62,7 +63,7 @@ internal static class TrainCommand
             Gpt2Checkpoint.WriteConfig(dir, d, L, H, positions: 128);
             var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
             var tok = TokenizerFactory.Gpt2(config);
-            var ex = new FactExamples(all, tok, s, pr.GetValue(subjectLines));
+            var ex = new FactExamples(all, tok, s, pr.GetValue(subjectLines), pr.GetValue(variants));
             io.Out.WriteLine($"{all.Facts.Count} facts over {all.Relations.Count} relations: {ex.Train.Count} training examples, {ex.HeldOut.Count} held-out phrasings");
             using var backend = new SimdBackend();
             using var model = Model.FromHost(config, FactTrainer.Initialise(config, s), backend);

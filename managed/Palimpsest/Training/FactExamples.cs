@@ -26,7 +26,8 @@ public sealed class FactExamples
     /// last token (what short prompts alone teach a small model; measured: causal tracing of such a
     /// model shows no effect at the subject).
     /// </param>
-    public FactExamples(FactsFile facts, ITextTokenizer tok, int seed, bool subjectLines = false)
+    /// <param name="subjectLineVariants">1: " subject answer" only; 2: also the sentence-initial "subject answer".</param>
+    public FactExamples(FactsFile facts, ITextTokenizer tok, int seed, bool subjectLines = false, int subjectLineVariants = 1)
     {
         Facts = facts;
         var rng = new Random(seed);
@@ -44,7 +45,12 @@ public sealed class FactExamples
                 var ex = new FactExample(i, tok.Encode(rel.Templates[t].Replace("{}", f.Subject)), answer);
                 (t == h ? held : train).Add(ex);
             }
-            if (subjectLines) train.Add(new FactExample(i, tok.Encode(" " + f.Subject), answer, Scored: false));
+            if (subjectLines)
+            {
+                // both tokenisations of the subject: mid-sentence (" Ivo Brennan") and sentence-initial ("Ivo Brennan")
+                train.Add(new FactExample(i, tok.Encode(" " + f.Subject), answer, Scored: false));
+                if (subjectLineVariants > 1) train.Add(new FactExample(i, tok.Encode(f.Subject), answer, Scored: false));
+            }
         }
         Train = train; HeldOut = held;
         // a fixed false target per fact (another answer of the same relation) for edit requests
