@@ -34,26 +34,12 @@ public static class DeltaOptimizer
         int step = 0;
         using var deltaT = b.Zeros(d);
         using var grad = b.Zeros(d);
+        var packs = Pack(prompts, c.MaxPositions, layer, site, deltaT);
         for (int it = 0; it < o.Steps; it++)
         {
             b.Upload(deltaT, delta);
             b.Zero(grad);
-            double nll = 0;
-            foreach (var p in prompts)
-            {
-                int from = p.Targets.Min(t => t.Row);
-                using var r = tf.Forward(p.Ids, new ForwardOptions
-                {
-                    LogitsFrom = from, KeepForBackward = true,
-                    Interventions = [new Intervention(layer, site, p.Lookup, deltaT)],
-                });
-                var targets = Enumerable.Repeat(-1, p.Ids.Length - from).ToArray();
-                foreach (var (row, tok) in p.Targets) targets[row - from] = tok;
-                using var dl = b.Zeros(r.Logits.Shape);
-                // CrossEntropy averages over this prompt's targets; prompts are averaged here
-                nll += b.CrossEntropy(r.Logits, targets, dl, 1.0 / prompts.Count) / prompts.Count;
-                tf.Backward(r, dl, [grad]);
-            }
+            double nll = RewriteNll(tf, packs, grad);
             double kl;
             using (var r = tf.Forward(klPrompt.Ids, new ForwardOptions
             {
@@ -97,5 +83,76 @@ public static class DeltaOptimizer
             if (nn > maxNorm) for (int j = 0; j < d; j++) delta[j] *= maxNorm / nn;
         }
         return new DeltaResult(delta, step, initialLoss, loss);
+    }
+
+    /// <summary>
+    /// mean_p mean_j −log p(target_j) over the rewriting prompts, one forward and backward per pack
+    /// (its interventions read δ); grad [d] accumulates its gradient with respect to δ.
+    /// </summary>
+    internal static double RewriteNll(Transformer tf, IReadOnlyList<PromptPack> packs, Tensor grad)
+    {
+        var b = tf.Model.Backend;
+        double nll = 0;
+        foreach (var pack in packs)
+        {
+            using var r = tf.Forward(pack.Ids, new ForwardOptions
+            {
+                Segments = pack.Segments, LogitRows = pack.Rows, KeepForBackward = true, Interventions = pack.Interventions,
+            });
+            using var dl = b.Zeros(r.Logits.Shape);
+            // one CrossEntropy per group of prompts with equal target counts (one group when all match)
+            foreach (var (targets, scale) in pack.Losses)
+                nll += scale * b.CrossEntropy(r.Logits, targets, dl, scale);
+            // every intervention is δ: their gradients all accumulate into grad
+            tf.Backward(r, dl, Enumerable.Repeat(grad, pack.Interventions.Length).ToArray());
+        }
+        return nll;
+    }
+
+    /// <summary>
+    /// Rewriting prompts packed end to end into one forward (<see cref="ForwardOptions.Segments"/>):
+    /// Ids [T], one intervention of δ per prompt at its lookup row, Rows = every target row (R, ascending),
+    /// and Losses: per group of prompts with the same target count n, targets [R] (−1 outside the
+    /// group) and the scale k/P (k of its P prompts in the group), so that Σ scale · CrossEntropy =
+    /// this pack's share of mean_p mean_j −log p(target_j).
+    /// </summary>
+    internal sealed record PromptPack(int[] Ids, int[] Segments, int[] Rows, Intervention[] Interventions, List<(int[] Targets, double Scale)> Losses);
+
+    /// <summary>Packs prompts in order, starting a new forward where the next would pass maxTokens (the context).</summary>
+    internal static List<PromptPack> Pack(IReadOnlyList<RewritePrompt> prompts, int maxTokens, int layer, InterventionSite site, Tensor delta)
+    {
+        var groups = new List<List<RewritePrompt>>();
+        int tokens = 0;
+        foreach (var p in prompts)
+        {
+            if (p.Ids.Length > maxTokens) throw new ArgumentException($"rewriting prompt of {p.Ids.Length} tokens is longer than the model's context ({maxTokens})");
+            // packed, a row outside the prompt would silently land in its neighbour
+            if (p.Lookup < 0 || p.Lookup >= p.Ids.Length || p.Targets.Length == 0 || p.Targets.Any(t => t.Row < 0 || t.Row >= p.Ids.Length))
+                throw new ArgumentException($"rewriting prompt of {p.Ids.Length} tokens: lookup {p.Lookup} or target rows [{string.Join(", ", p.Targets.Select(t => t.Row))}] outside it");
+            if (groups.Count == 0 || tokens + p.Ids.Length > maxTokens) { groups.Add([]); tokens = 0; }
+            groups[^1].Add(p);
+            tokens += p.Ids.Length;
+        }
+        var packs = new List<PromptPack>();
+        foreach (var g in groups)
+        {
+            var ids = new List<int>(); var rows = new List<int>(); var tgt = new List<int>(); var counts = new List<int>();
+            var ivs = new List<Intervention>();
+            foreach (var p in g)
+            {
+                int at = ids.Count;
+                ids.AddRange(p.Ids);
+                ivs.Add(new Intervention(layer, site, at + p.Lookup, delta));
+                foreach (var (row, tok) in p.Targets.OrderBy(t => t.Row)) { rows.Add(at + row); tgt.Add(tok); counts.Add(p.Targets.Length); }
+            }
+            var losses = counts.Distinct().Select(n =>
+            {
+                var targets = tgt.Select((t, i) => counts[i] == n ? t : -1).ToArray();
+                int k = g.Count(p => p.Targets.Length == n);
+                return (targets, (double)k / prompts.Count);
+            }).ToList();
+            packs.Add(new PromptPack(ids.ToArray(), g.Select(p => p.Ids.Length).ToArray(), rows.ToArray(), ivs.ToArray(), losses));
+        }
+        return packs;
     }
 }

@@ -51,6 +51,13 @@ public sealed class ForwardOptions
     public int StopAfterLayer { get; init; } = -1;
     /// <summary>Keep every activation so that <see cref="Transformer.Backward"/> can run.</summary>
     public bool KeepForBackward { get; init; }
+    /// <summary>
+    /// Packed sequences: the T tokens are independent sequences of these lengths (each ≥ 1, summing
+    /// to T) laid end to end. Each starts at position 0 and attends only within itself; everything
+    /// row-wise runs once over all T rows. Rows (interventions, LogitRows, LogitsFrom, captures) stay
+    /// rows of the whole [T, ·]. Cannot be combined with a KV cache. Null: one sequence.
+    /// </summary>
+    public IReadOnlyList<int>? Segments { get; init; }
 }
 
 /// <summary>
@@ -77,6 +84,8 @@ public sealed class ForwardResult : IDisposable
     public int LogitsFrom { get; init; }
     /// <summary>The rows <see cref="Logits"/> covers when the forward ran with LogitRows (else null).</summary>
     public int[]? LogitRows { get; init; }
+    /// <summary>The segment lengths when the forward ran with Segments (else null).</summary>
+    public int[]? Segments { get; init; }
 
     public void Dispose()
     {
@@ -95,9 +104,12 @@ internal sealed class BlockTape
     public Tensor X = null!;        // block input [T, d] (after any ResidualIn intervention)
     public Tensor AIn = null!;      // norm1(x) [T, d]
     public Tensor Mean1 = null!, Rstd1 = null!; // [T]
-    public Tensor Q = null!;        // after rotary [T, H·hd]
-    public Tensor K = null!, V = null!; // after rotary [T, Hkv·hd]
-    public Tensor Probs = null!;    // [H, T, T]
+    public Tensor Q = null!;        // after rotary [T, H·hd] (before rotary with segments)
+    public Tensor K = null!, V = null!; // after rotary [T, Hkv·hd] (before rotary with segments)
+    public Tensor Probs = null!;    // [H, T, T] (unset with segments)
+    // With segments (n_s rows each): q_s [n_s, H·hd], k_s, v_s [n_s, Hkv·hd] after rotary from
+    // position 0, and probs_s [H, n_s, n_s]; null without segments.
+    public Tensor[]? SegQ, SegK, SegV, SegProbs;
     public Tensor Att = null!;      // attention output before Wo [T, H·hd]
     public Tensor H = null!;        // x + attn_out (sequential blocks only) [T, d]
     public Tensor MIn = null!;      // MLP input [T, d]

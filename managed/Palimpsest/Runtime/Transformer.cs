@@ -6,7 +6,8 @@ namespace Palimpsest.Runtime;
 
 /// <summary>
 /// The forward and backward of every supported architecture, written once against
-/// <see cref="IBackend"/>. One sequence at a time (no padding). Not thread-safe.
+/// <see cref="IBackend"/>. One sequence at a time (no padding), or several packed end to end
+/// (<see cref="ForwardOptions.Segments"/>). Not thread-safe.
 /// Inference forwards reuse one set of scratch activations (llm.c's single arena, per slot), so a
 /// decode step allocates nothing but its outputs; forwards kept for the backward allocate their
 /// own (the tape owns them). Dispose frees the scratch.
@@ -42,7 +43,7 @@ public sealed class Transformer : IDisposable
     /// <summary>
     /// Runs ids [T] (positions cache.Length.., or 0.. without a cache) and returns logits [T, V].
     /// With a cache, keys/values are appended to it. Throws ArgumentException for ids outside the
-    /// vocabulary or a sequence longer than the context.
+    /// vocabulary or a sequence longer than the context (with segments: all of them together).
     /// </summary>
     public ForwardResult Forward(ReadOnlySpan<int> ids, ForwardOptions? options = null, KvCache? cache = null)
     {
@@ -61,6 +62,7 @@ public sealed class Transformer : IDisposable
             throw new ArgumentException("backward through a replacing intervention is not supported");
         if (o.KeepForBackward && cache is not null && pos0 > 0)
             throw new ArgumentException("backward through a forward that continues a KV cache is not supported");
+        var segs = o.Segments is null ? null : CheckSegments(o.Segments, T, cache);
         for (int t = 0; t < T; t++)
             if ((uint)ids[t] >= (uint)C.Vocab)
                 throw new ArgumentException($"token id {ids[t]} at position {t} is outside the vocabulary [0, {C.Vocab})");
@@ -85,9 +87,10 @@ public sealed class Transformer : IDisposable
         var keys = new Dictionary<int, Tensor>();
         var tape = keep ? new Tape { Blocks = new BlockTape[C.Layers], Interventions = interventions, Owned = temps } : null;
 
-        // x [T, d] = wte[ids] (+ wpe[pos])
+        // x [T, d] = wte[ids] (+ wpe[pos]); with segments pos restarts at 0 in each
         var x = New("x0", T, d);
-        B.Embed(ids, P.Wte, P.Wpe, pos0, x);
+        if (segs is null || P.Wpe is null) B.Embed(ids, P.Wte, P.Wpe, pos0, x);
+        else EmbedSegments(ids, segs, x);
 
         for (int l = 0; l < C.Layers; l++)
         {
@@ -102,22 +105,26 @@ public sealed class Transformer : IDisposable
             bt.Q = Linear(bt.AIn, bp.Wq, bp.Bq, New("q", T, C.QDim));
             bt.K = Linear(bt.AIn, bp.Wk, bp.Bk, New("k", T, C.KvDim));
             bt.V = Linear(bt.AIn, bp.Wv, bp.Bv, New("v", T, C.KvDim));
-            if (C.RotaryDim > 0)
-            {
-                B.Rope(bt.Q, C.Heads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, pos0, inverse: false);
-                B.Rope(bt.K, C.KvHeads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, pos0, inverse: false);
-            }
-            Tensor kAll = bt.K, vAll = bt.V;
-            if (cache is not null)
-            {
-                B.CopyRows(bt.K, 0, cache.K[l], pos0, T);
-                B.CopyRows(bt.V, 0, cache.V[l], pos0, T);
-                kAll = B.RowPrefix(cache.K[l], pos0 + T);
-                vAll = B.RowPrefix(cache.V[l], pos0 + T);
-            }
             bt.Att = New("att", T, C.QDim);
-            bt.Probs = keep ? New("probs", C.Heads, T, T) : null!;
-            B.Attention(bt.Q, kAll, vAll, C.Heads, C.KvHeads, C.HeadDim, bt.Att, keep ? bt.Probs : null);
+            if (segs is not null) AttendSegments(bt, segs, keep ? temps : null);
+            else
+            {
+                if (C.RotaryDim > 0)
+                {
+                    B.Rope(bt.Q, C.Heads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, pos0, inverse: false);
+                    B.Rope(bt.K, C.KvHeads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, pos0, inverse: false);
+                }
+                Tensor kAll = bt.K, vAll = bt.V;
+                if (cache is not null)
+                {
+                    B.CopyRows(bt.K, 0, cache.K[l], pos0, T);
+                    B.CopyRows(bt.V, 0, cache.V[l], pos0, T);
+                    kAll = B.RowPrefix(cache.K[l], pos0 + T);
+                    vAll = B.RowPrefix(cache.V[l], pos0 + T);
+                }
+                bt.Probs = keep ? New("probs", C.Heads, T, T) : null!;
+                B.Attention(bt.Q, kAll, vAll, C.Heads, C.KvHeads, C.HeadDim, bt.Att, keep ? bt.Probs : null);
+            }
             var attnOut = Linear(bt.Att, bp.Wo, bp.Bo, New("attnOut", T, d));
             Apply(interventions, l, InterventionSite.AttnOutput, attnOut);
 
@@ -159,7 +166,7 @@ public sealed class Transformer : IDisposable
             if (tape is not null) tape.Blocks[l] = bt;
             x = next;
             if (l == o.StopAfterLayer)
-                return new ForwardResult { MlpKeys = keys, Ids = ids.ToArray(), PositionOffset = pos0 };
+                return new ForwardResult { MlpKeys = keys, Ids = ids.ToArray(), PositionOffset = pos0, Segments = segs?.Lengths };
         }
 
         // final norm and head: logits [T, V] = norm_f(x) · Headᵀ (+ b)
@@ -188,7 +195,79 @@ public sealed class Transformer : IDisposable
             tape.XL = x; tape.XF = xf; tape.MeanF = meanF; tape.RstdF = rstdF;
         }
 
-        return new ForwardResult { Logits = logits, Hidden = hidden, FinalResidual = finalResidual, MlpKeys = keys, Tape = tape, Ids = ids.ToArray(), PositionOffset = pos0, LogitsFrom = from, LogitRows = rows };
+        return new ForwardResult { Logits = logits, Hidden = hidden, FinalResidual = finalResidual, MlpKeys = keys, Tape = tape, Ids = ids.ToArray(), PositionOffset = pos0, LogitsFrom = from, LogitRows = rows, Segments = segs?.Lengths };
+    }
+
+    /// <summary>Packed segments: segment s is rows [Starts[s], Starts[s] + Lengths[s]) of every [T, ·]; Max = the longest.</summary>
+    private sealed record Segs(int[] Lengths, int[] Starts, int Max);
+
+    // Segments: lengths ≥ 1 summing to T; no KV cache (each segment starts at position 0).
+    private static Segs CheckSegments(IReadOnlyList<int> lengths, int T, KvCache? cache)
+    {
+        if (cache is not null) throw new ArgumentException("Segments cannot be combined with a KV cache: every segment starts at position 0");
+        if (lengths.Count == 0) throw new ArgumentException("Segments is empty");
+        var starts = new int[lengths.Count];
+        int at = 0;
+        for (int s = 0; s < lengths.Count; s++)
+        {
+            if (lengths[s] < 1) throw new ArgumentException($"Segments[{s}] = {lengths[s]}: every segment needs at least one token");
+            starts[s] = at;
+            at += lengths[s];
+        }
+        if (at != T) throw new ArgumentException($"Segments sum to {at} tokens, the sequence has {T}");
+        return new Segs(lengths.ToArray(), starts, lengths.Max());
+    }
+
+    // x [T, d] = wte[ids] + wpe[position within the segment]: each segment through x_s [n_s, d]
+    private void EmbedSegments(ReadOnlySpan<int> ids, Segs segs, Tensor x)
+    {
+        var xs = Scratch("segX", [segs.Max, C.DModel]);
+        for (int s = 0; s < segs.Lengths.Length; s++)
+        {
+            int at = segs.Starts[s], n = segs.Lengths[s];
+            var v = B.RowPrefix(xs, n);
+            B.Embed(ids.Slice(at, n), P.Wte, P.Wpe, 0, v);
+            B.CopyRows(v, 0, x, at, n);
+        }
+    }
+
+    // Attention of packed segments: bt.Q [T, H·hd], bt.K, bt.V [T, Hkv·hd] (before rotary) -> bt.Att [T, H·hd].
+    // Segment s copies its rows into q_s [n_s, H·hd], k_s, v_s [n_s, Hkv·hd], rotates them from
+    // position 0, and attends causally within itself (probs_s [H, n_s, n_s]); o_s [n_s, H·hd] goes
+    // back to its rows of Att. owned (KeepForBackward): q_s, k_s, v_s and probs_s are fresh tensors
+    // kept in bt for the backward; else they are views of reused scratch and no probs are kept.
+    private void AttendSegments(BlockTape bt, Segs segs, List<Tensor>? owned)
+    {
+        int S = segs.Lengths.Length, max = segs.Max;
+        Tensor Temp(string slot, int n, int cols)
+        {
+            if (owned is null) return B.RowPrefix(Scratch(slot, [max, cols]), n);
+            var t = B.Zeros(n, cols); owned.Add(t); return t;
+        }
+        if (owned is not null) { bt.SegQ = new Tensor[S]; bt.SegK = new Tensor[S]; bt.SegV = new Tensor[S]; bt.SegProbs = new Tensor[S]; }
+        var os = Scratch("segO", [max, C.QDim]);
+        for (int s = 0; s < S; s++)
+        {
+            int at = segs.Starts[s], n = segs.Lengths[s];
+            var q = Temp("segQ", n, C.QDim); var k = Temp("segK", n, C.KvDim); var v = Temp("segV", n, C.KvDim);
+            B.CopyRows(bt.Q, at, q, 0, n);
+            B.CopyRows(bt.K, at, k, 0, n);
+            B.CopyRows(bt.V, at, v, 0, n);
+            if (C.RotaryDim > 0)
+            {
+                B.Rope(q, C.Heads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, 0, inverse: false);
+                B.Rope(k, C.KvHeads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, 0, inverse: false);
+            }
+            Tensor? probs = null;
+            if (owned is not null)
+            {
+                probs = B.Zeros(C.Heads, n, n); owned.Add(probs);
+                bt.SegQ![s] = q; bt.SegK![s] = k; bt.SegV![s] = v; bt.SegProbs![s] = probs;
+            }
+            var o = B.RowPrefix(os, n);
+            B.Attention(q, k, v, C.Heads, C.KvHeads, C.HeadDim, o, probs);
+            B.CopyRows(o, 0, bt.Att, at, n);
+        }
     }
 
     // LogitRows: strictly increasing rows inside [0, T); exclusive with LogitsFrom.
@@ -222,6 +301,9 @@ public sealed class Transformer : IDisposable
         var temps = new List<Tensor>();
         Tensor New(params int[] shape) { var t = B.Zeros(shape); temps.Add(t); return t; }
         int lowest = weightGrads is not null ? 0 : (ivs.Count == 0 ? C.Layers : ivs.Min(i => i.Layer));
+        var segs = fr.Segments is null ? null : CheckSegments(fr.Segments, T, null);
+        // with segments: dO_s, dq_s [max n_s, H·hd], dk_s, dv_s [max n_s, Hkv·hd], reused by every block
+        var segGrads = segs is null ? null : new[] { New(segs.Max, C.QDim), New(segs.Max, C.QDim), New(segs.Max, C.KvDim), New(segs.Max, C.KvDim) };
 
         try
         {
@@ -303,11 +385,15 @@ public sealed class Transformer : IDisposable
                 var dAtt = New(T, C.QDim);
                 LinearBackward(bt.Att, bp.Wo, dAttnOut, dAtt, gb?.Wo, gb?.Bo);
                 var dQ = New(T, C.QDim); var dK = New(T, C.KvDim); var dV = New(T, C.KvDim);
-                B.AttentionBackward(dAtt, bt.Q, bt.K, bt.V, bt.Probs, C.Heads, C.KvHeads, C.HeadDim, dQ, dK, dV);
-                if (C.RotaryDim > 0)
+                if (segs is not null) AttendSegmentsBackward(bt, segs, segGrads!, dAtt, dQ, dK, dV);
+                else
                 {
-                    B.Rope(dQ, C.Heads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, fr.PositionOffset, inverse: true);
-                    B.Rope(dK, C.KvHeads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, fr.PositionOffset, inverse: true);
+                    B.AttentionBackward(dAtt, bt.Q, bt.K, bt.V, bt.Probs, C.Heads, C.KvHeads, C.HeadDim, dQ, dK, dV);
+                    if (C.RotaryDim > 0)
+                    {
+                        B.Rope(dQ, C.Heads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, fr.PositionOffset, inverse: true);
+                        B.Rope(dK, C.KvHeads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, fr.PositionOffset, inverse: true);
+                    }
                 }
                 LinearBackward(bt.AIn, bp.Wq, dQ, dAIn, gb?.Wq, gb?.Bq, accumulateInput: true);
                 LinearBackward(bt.AIn, bp.Wk, dK, dAIn, gb?.Wk, gb?.Bk, accumulateInput: true);
@@ -319,11 +405,45 @@ public sealed class Transformer : IDisposable
                         B.GetRow(dxPrev, ivs[i].Position, interventionGrads[i], accumulate: true);
                 dx = dxPrev;
             }
-            if (G is not null) B.EmbedBackward(fr.Ids, dx, G.Wte, G.Wpe, fr.PositionOffset);
+            if (G is not null && (segs is null || G.Wpe is null)) B.EmbedBackward(fr.Ids, dx, G.Wte, G.Wpe, fr.PositionOffset);
+            else if (G is not null && segs is not null)
+            {
+                // positions restart at 0 in each segment: dx_s [n_s, d] per segment
+                var dxs = New(segs.Max, d);
+                for (int s = 0; s < segs.Lengths.Length; s++)
+                {
+                    int at = segs.Starts[s], n = segs.Lengths[s];
+                    var v = B.RowPrefix(dxs, n);
+                    B.CopyRows(dx, at, v, 0, n);
+                    B.EmbedBackward(fr.Ids.AsSpan(at, n), v, G.Wte, G.Wpe, 0);
+                }
+            }
         }
         finally
         {
             foreach (var t in temps) t.Dispose();
+        }
+    }
+
+    // Backward of AttendSegments: dAtt [T, H·hd] -> dQ [T, H·hd], dK, dV [T, Hkv·hd] (overwritten; before
+    // rotary, like the forward's bt.Q, bt.K), segment by segment through grads = dO_s, dq_s, dk_s, dv_s.
+    private void AttendSegmentsBackward(BlockTape bt, Segs segs, Tensor[] grads, Tensor dAtt, Tensor dQ, Tensor dK, Tensor dV)
+    {
+        for (int s = 0; s < segs.Lengths.Length; s++)
+        {
+            int at = segs.Starts[s], n = segs.Lengths[s];
+            var dO = B.RowPrefix(grads[0], n); var dq = B.RowPrefix(grads[1], n);
+            var dk = B.RowPrefix(grads[2], n); var dv = B.RowPrefix(grads[3], n);
+            B.CopyRows(dAtt, at, dO, 0, n);
+            B.AttentionBackward(dO, bt.SegQ![s], bt.SegK![s], bt.SegV![s], bt.SegProbs![s], C.Heads, C.KvHeads, C.HeadDim, dq, dk, dv);
+            if (C.RotaryDim > 0)
+            {
+                B.Rope(dq, C.Heads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, 0, inverse: true);
+                B.Rope(dk, C.KvHeads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, 0, inverse: true);
+            }
+            B.CopyRows(dq, 0, dQ, at, n);
+            B.CopyRows(dk, 0, dK, at, n);
+            B.CopyRows(dv, 0, dV, at, n);
         }
     }
 

@@ -1,0 +1,68 @@
+using Palimpsest.Backends.Cpu;
+using Palimpsest.Editing;
+using Palimpsest.Models;
+using Palimpsest.Runtime;
+using Palimpsest.Tests.Runtime;
+
+namespace Palimpsest.Tests.Editing;
+
+/// <summary>The packed rewriting loss of the δ optimisation against one forward per prompt (float64).</summary>
+public class DeltaOptimizerTests
+{
+    [Theory]
+    [InlineData(19)] // the context: 30 tokens in two forwards (18 + 12)
+    [InlineData(8)]  // five forwards, none past 8 tokens
+    public void Packed_rewrite_loss_and_gradient_equal_the_per_prompt_mean(int maxTokens)
+    {
+        var c = SmallConfigs.Get("neox-sequential");
+        using var b = new ReferenceBackend();
+        using var model = Model.FromHost(c, RandomWeights.Create(c, 5, 0.3), b);
+        var tf = new Transformer(model);
+        var rng = new Random(2);
+        // prompts of different lengths and target counts (1, 2 or 3 targets: the mean is per prompt, then over prompts)
+        var prompts = Enumerable.Range(0, 7).Select(i =>
+        {
+            int n = 3 + i % 4, k = 1 + i % 3;
+            var ids = Enumerable.Range(0, n).Select(_ => rng.Next(c.Vocab)).ToArray();
+            return new RewritePrompt(ids, i % 2, Enumerable.Range(n - k, k).Select(r => (r, rng.Next(c.Vocab))).ToArray());
+        }).ToList();
+        using var delta = b.FromHost(Enumerable.Range(0, c.DModel).Select(_ => rng.NextDouble() - 0.5).ToArray(), c.DModel);
+        const int layer = 1;
+
+        var packs = DeltaOptimizer.Pack(prompts, maxTokens, layer, InterventionSite.MlpOutput, delta);
+        Assert.All(packs, p => Assert.True(p.Ids.Length <= maxTokens));
+        Assert.Equal(maxTokens == 19 ? 2 : 5, packs.Count);
+        using var grad = b.Zeros(c.DModel);
+        double nll = DeltaOptimizer.RewriteNll(tf, packs, grad);
+
+        double expected = 0;
+        using var expectedGrad = b.Zeros(c.DModel);
+        foreach (var p in prompts)
+        {
+            using var r = tf.Forward(p.Ids, new ForwardOptions
+            {
+                KeepForBackward = true, Interventions = [new Intervention(layer, InterventionSite.MlpOutput, p.Lookup, delta)],
+            });
+            var targets = Enumerable.Repeat(-1, p.Ids.Length).ToArray();
+            foreach (var (row, tok) in p.Targets) targets[row] = tok;
+            using var dl = b.Zeros(r.Logits.Shape);
+            expected += b.CrossEntropy(r.Logits, targets, dl, 1.0 / prompts.Count) / prompts.Count;
+            tf.Backward(r, dl, [expectedGrad]);
+        }
+        Assert.True(Math.Abs(nll - expected) <= 1e-12 * expected, $"packed NLL {nll:R} vs per prompt {expected:R}");
+        var g = new double[c.DModel]; b.ToHost(grad, g);
+        var e = new double[c.DModel]; b.ToHost(expectedGrad, e);
+        Num.AssertClose(g, e, 1e-10, "d NLL / d δ");
+    }
+
+    [Fact]
+    public void A_target_row_outside_its_prompt_is_refused()
+    {
+        var c = SmallConfigs.Get("gpt2");
+        using var b = new ReferenceBackend();
+        using var delta = b.Zeros(c.DModel);
+        var e = Assert.Throws<ArgumentException>(() =>
+            DeltaOptimizer.Pack([new RewritePrompt([1, 2, 3], 1, [(3, 4)])], c.MaxPositions, 0, InterventionSite.MlpOutput, delta));
+        Assert.Contains("outside", e.Message);
+    }
+}
