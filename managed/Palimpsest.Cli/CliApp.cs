@@ -58,6 +58,7 @@ public static class CliApp
         root.Subcommands.Add(TrainCommand.Create(io));
         root.Subcommands.Add(DemoCommand.Create(io));
         root.Subcommands.Add(LifelongReportCommand.Create(io));
+        root.Subcommands.Add(SuperpositionCommand.Create(io));
         return root;
     }
 }
