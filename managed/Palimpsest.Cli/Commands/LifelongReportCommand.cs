@@ -59,7 +59,7 @@ internal static class LifelongReportCommand
                 plot.Axes.Bottom.Label.Text = "edits (log2)";
                 plot.Axes.Left.Label.Text = m;
                 plot.Title($"{m} against the number of edits");
-                plot.ShowLegend();
+                plot.ShowLegend(Alignment.UpperRight);
                 string png = $"lifelong-{m}.png";
                 plot.SavePng(Path.Combine(outPath, png), 640, 420);
                 md.Add($"![{m}]({png})");
