@@ -33,6 +33,23 @@ public class CliStatsTests
     }
 
     [Fact]
+    public void Spectrum_counts_the_eigenvalues_below_each_threshold_and_their_share_of_the_trace()
+    {
+        using var m = new TinyGpt2Folder();
+        string corpus = m.PathIn("corpus.txt");
+        File.WriteAllText(corpus, "The mother tongue of Danielle Darrieux is French.\nParis is the capital of France.\n");
+        var r = CliRunner.Run("stats", m.Model, "--layers", "1", "--corpus", corpus, "--cache", m.PathIn("cache"), "--spectrum", "1e-300,1e300");
+        Assert.True(r.Code == 0, r.ToString());
+        // below 1e-300: no eigenvalue of a PSD matrix with positive trace carries energy; below 1e300: all of them, all the energy
+        var row = r.Out.Split('\n').Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)).Last(c => c.Length == 8 && c[0] == "1");
+        int all = int.Parse(row[5]);
+        Assert.True(all > 0, r.Out);
+        Assert.Equal("1", row[7]);
+        Assert.True(int.Parse(row[4]) < all, r.Out);
+        CliRunner.AssertBadInput(CliRunner.Run("stats", m.Model, "--layers", "1", "--corpus", corpus, "--cache", m.PathIn("cache"), "--spectrum", "0.1,x"), "--spectrum: 'x'");
+    }
+
+    [Fact]
     public void Stats_over_the_fact_sentences_of_a_counterfact_file()
     {
         using var m = new TinyGpt2Folder();
