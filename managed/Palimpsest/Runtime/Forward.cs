@@ -124,6 +124,7 @@ internal sealed class Tape : IDisposable
     public required BlockTape[] Blocks;
     public Tensor XL = null!;     // residual after the last block [T, d]
     public Tensor XF = null!;     // final norm output [T, d]
+    public Tensor XHead = null!;  // the rows of XF the head saw [R, d] (XF itself when R = T)
     public Tensor MeanF = null!, RstdF = null!;
     public required IReadOnlyList<Intervention> Interventions;
     /// <summary>Every intermediate of the forward (the result's own tensors are not in here).</summary>

@@ -109,11 +109,7 @@ public sealed class Transformer : IDisposable
             if (segs is not null) AttendSegments(bt, segs, keep ? temps : null);
             else
             {
-                if (C.RotaryDim > 0)
-                {
-                    B.Rope(bt.Q, C.Heads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, pos0, inverse: false);
-                    B.Rope(bt.K, C.KvHeads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, pos0, inverse: false);
-                }
+                Rotate(bt.Q, bt.K, pos0, inverse: false);
                 Tensor kAll = bt.K, vAll = bt.V;
                 if (cache is not null)
                 {
@@ -192,7 +188,7 @@ public sealed class Transformer : IDisposable
 
         if (tape is not null)
         {
-            tape.XL = x; tape.XF = xf; tape.MeanF = meanF; tape.RstdF = rstdF;
+            tape.XL = x; tape.XF = xf; tape.XHead = xHead; tape.MeanF = meanF; tape.RstdF = rstdF;
         }
 
         return new ForwardResult { Logits = logits, Hidden = hidden, FinalResidual = finalResidual, MlpKeys = keys, Tape = tape, Ids = ids.ToArray(), PositionOffset = pos0, LogitsFrom = from, LogitRows = rows, Segments = segs?.Lengths };
@@ -231,6 +227,19 @@ public sealed class Transformer : IDisposable
         }
     }
 
+    // Backward of EmbedSegments: dx [T, d] -> G.Wte, G.Wpe (accumulated), positions restarting at 0
+    // in each segment, through dxs [max n_s, d]
+    private void EmbedSegmentsBackward(int[] ids, Segs segs, Tensor dx, ParamSet<Tensor> G, Tensor dxs)
+    {
+        for (int s = 0; s < segs.Lengths.Length; s++)
+        {
+            int at = segs.Starts[s], n = segs.Lengths[s];
+            var v = B.RowPrefix(dxs, n);
+            B.CopyRows(dx, at, v, 0, n);
+            B.EmbedBackward(ids.AsSpan(at, n), v, G.Wte, G.Wpe, 0);
+        }
+    }
+
     // Attention of packed segments: bt.Q [T, H·hd], bt.K, bt.V [T, Hkv·hd] (before rotary) -> bt.Att [T, H·hd].
     // Segment s copies its rows into q_s [n_s, H·hd], k_s, v_s [n_s, Hkv·hd], rotates them from
     // position 0, and attends causally within itself (probs_s [H, n_s, n_s]); o_s [n_s, H·hd] goes
@@ -253,11 +262,7 @@ public sealed class Transformer : IDisposable
             B.CopyRows(bt.Q, at, q, 0, n);
             B.CopyRows(bt.K, at, k, 0, n);
             B.CopyRows(bt.V, at, v, 0, n);
-            if (C.RotaryDim > 0)
-            {
-                B.Rope(q, C.Heads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, 0, inverse: false);
-                B.Rope(k, C.KvHeads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, 0, inverse: false);
-            }
+            Rotate(q, k, 0, inverse: false);
             Tensor? probs = null;
             if (owned is not null)
             {
@@ -312,16 +317,9 @@ public sealed class Transformer : IDisposable
             if (dlogits.Rows != R || dlogits.Cols != C.Vocab) throw new ArgumentException($"dlogits {dlogits} does not match logits {fr.Logits}");
             var dxHead = New(R, d);
             B.MatMul(dlogits, false, P.Head, false, dxHead);
-            var xHead = tape.XF;
-            if (fr.LogitRows is { } rows)
-            {
-                xHead = New(R, d);
-                for (int i = 0; i < R; i++) B.CopyRows(tape.XF, rows[i], xHead, i, 1);
-            }
-            else if (from > 0) { xHead = New(R, d); B.CopyRows(tape.XF, from, xHead, 0, R); }
             if (G is not null)
             {
-                B.MatMul(dlogits, true, xHead, false, G.Head, accumulate: true);
+                B.MatMul(dlogits, true, tape.XHead, false, G.Head, accumulate: true);
                 if (G.HeadB is not null) B.SumRows(dlogits, G.HeadB, accumulate: true);
             }
             var dxf = dxHead;
@@ -389,11 +387,7 @@ public sealed class Transformer : IDisposable
                 else
                 {
                     B.AttentionBackward(dAtt, bt.Q, bt.K, bt.V, bt.Probs, C.Heads, C.KvHeads, C.HeadDim, dQ, dK, dV);
-                    if (C.RotaryDim > 0)
-                    {
-                        B.Rope(dQ, C.Heads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, fr.PositionOffset, inverse: true);
-                        B.Rope(dK, C.KvHeads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, fr.PositionOffset, inverse: true);
-                    }
+                    Rotate(dQ, dK, fr.PositionOffset, inverse: true);
                 }
                 LinearBackward(bt.AIn, bp.Wq, dQ, dAIn, gb?.Wq, gb?.Bq, accumulateInput: true);
                 LinearBackward(bt.AIn, bp.Wk, dK, dAIn, gb?.Wk, gb?.Bk, accumulateInput: true);
@@ -405,19 +399,9 @@ public sealed class Transformer : IDisposable
                         B.GetRow(dxPrev, ivs[i].Position, interventionGrads[i], accumulate: true);
                 dx = dxPrev;
             }
+            // without learned positions the segments' positions do not matter to the embeddings
             if (G is not null && (segs is null || G.Wpe is null)) B.EmbedBackward(fr.Ids, dx, G.Wte, G.Wpe, fr.PositionOffset);
-            else if (G is not null && segs is not null)
-            {
-                // positions restart at 0 in each segment: dx_s [n_s, d] per segment
-                var dxs = New(segs.Max, d);
-                for (int s = 0; s < segs.Lengths.Length; s++)
-                {
-                    int at = segs.Starts[s], n = segs.Lengths[s];
-                    var v = B.RowPrefix(dxs, n);
-                    B.CopyRows(dx, at, v, 0, n);
-                    B.EmbedBackward(fr.Ids.AsSpan(at, n), v, G.Wte, G.Wpe, 0);
-                }
-            }
+            else if (G is not null) EmbedSegmentsBackward(fr.Ids, segs!, dx, G, New(segs!.Max, d));
         }
         finally
         {
@@ -436,15 +420,19 @@ public sealed class Transformer : IDisposable
             var dk = B.RowPrefix(grads[2], n); var dv = B.RowPrefix(grads[3], n);
             B.CopyRows(dAtt, at, dO, 0, n);
             B.AttentionBackward(dO, bt.SegQ![s], bt.SegK![s], bt.SegV![s], bt.SegProbs![s], C.Heads, C.KvHeads, C.HeadDim, dq, dk, dv);
-            if (C.RotaryDim > 0)
-            {
-                B.Rope(dq, C.Heads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, 0, inverse: true);
-                B.Rope(dk, C.KvHeads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, 0, inverse: true);
-            }
+            Rotate(dq, dk, 0, inverse: true);
             B.CopyRows(dq, 0, dQ, at, n);
             B.CopyRows(dk, 0, dK, at, n);
             B.CopyRows(dv, 0, dV, at, n);
         }
+    }
+
+    // rotary on q [n, H·hd] and k [n, Hkv·hd] from position pos0 (inverse: its transpose, for gradients); no-op without rotary
+    private void Rotate(Tensor q, Tensor k, int pos0, bool inverse)
+    {
+        if (C.RotaryDim == 0) return;
+        B.Rope(q, C.Heads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, pos0, inverse);
+        B.Rope(k, C.KvHeads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, pos0, inverse);
     }
 
     // x [T, d]: row Position += Delta (or = Delta when Replace) for the interventions at (layer, site)
