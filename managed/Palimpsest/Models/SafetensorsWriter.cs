@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Runtime.InteropServices;
-using System.Security.Cryptography;
 using System.Text.Json;
 using Palimpsest.Tensors;
 
@@ -69,31 +68,20 @@ public static class SafetensorsWriter
     private static void WriteAtomic(string path, List<Entry> entries, IReadOnlyDictionary<string, string>? metadata)
     {
         byte[] header = BuildHeader(entries, metadata);
-        string tmp = $"{path}.tmp-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}";
-        try
+        AtomicFile.Write(path, fs =>
         {
-            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
+            Span<byte> len8 = stackalloc byte[8];
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(len8, (ulong)header.Length);
+            fs.Write(len8);
+            fs.Write(header);
+            foreach (var e in entries)
             {
-                Span<byte> len8 = stackalloc byte[8];
-                System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(len8, (ulong)header.Length);
-                fs.Write(len8);
-                fs.Write(header);
-                foreach (var e in entries)
-                {
-                    long before = fs.Position;
-                    e.WriteData(fs, e.ByteLength);
-                    if (fs.Position - before != e.ByteLength)
-                        throw new InvalidOperationException($"tensor '{e.Name}': wrote {fs.Position - before} bytes, header says {e.ByteLength}");
-                }
-                fs.Flush(flushToDisk: true);
+                long before = fs.Position;
+                e.WriteData(fs, e.ByteLength);
+                if (fs.Position - before != e.ByteLength)
+                    throw new InvalidOperationException($"tensor '{e.Name}': wrote {fs.Position - before} bytes, header says {e.ByteLength}");
             }
-            File.Move(tmp, path, overwrite: true);
-        }
-        catch
-        {
-            try { File.Delete(tmp); } catch (IOException) { /* the original error matters more */ }
-            throw;
-        }
+        });
     }
 
     private static byte[] BuildHeader(List<Entry> entries, IReadOnlyDictionary<string, string>? metadata)

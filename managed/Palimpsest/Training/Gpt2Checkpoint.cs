@@ -84,18 +84,3 @@ public static class Gpt2Checkpoint
         SafetensorsWriter.Write(Path.Combine(dir, "model.safetensors"), list, new Dictionary<string, string> { ["format"] = "pt" });
     }
 }
-
-/// <summary>Small text files written atomically (temporary file, flush to disk, rename).</summary>
-public static class AtomicFile
-{
-    public static void WriteAllText(string path, string text)
-    {
-        string tmp = path + ".tmp-" + Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
-        using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write))
-        using (var sw = new StreamWriter(fs))
-        {
-            sw.Write(text); sw.Flush(); fs.Flush(flushToDisk: true);
-        }
-        File.Move(tmp, path, overwrite: true);
-    }
-}
