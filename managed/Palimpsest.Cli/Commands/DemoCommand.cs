@@ -59,6 +59,9 @@ internal static class DemoCommand
                 var before = Answers();
                 Show("before the edit:", before);
 
+                // the copy's matrix before the edit is the source's, byte for byte: the bit-exact reference
+                int layer = em0.Layers[0];
+                var original = em.ReadDownProjection(layer).ToFloat();
                 var sw = Stopwatch.StartNew();
                 var corpus = Editing.Data.Corpus.TextFile(corpusPath, lm.Tok);
                 var stats = KeyStatsOptions.GetOrCompute(lm, corpus, em0.Layers, KeyStatsOptions.CacheDir(pr.GetValue(cache)), null, io);
@@ -74,12 +77,11 @@ internal static class DemoCommand
                 Show("after the edit:", after);
 
                 em.Revert(id);
-                lm.Model.SetDownProjection(em0.Layers[0], em.ReadDownProjection(em0.Layers[0]).ToDouble());
+                var restored = em.ReadDownProjection(layer);
+                lm.Model.SetDownProjection(layer, restored.ToDouble());
                 var reverted = Answers();
                 Show($"after palimpsest revert {id}:", reverted);
-                // bit-exact: the reverted checkpoint's matrix against the untouched source model's
-                var source = Palimpsest.Models.ModelLoader.LoadHost(src).Params.Blocks[em0.Layers[0]].WDown.ToFloat();
-                bool exact = source.AsSpan().SequenceEqual(em.ReadDownProjection(em0.Layers[0]).ToFloat());
+                bool exact = original.AsSpan().SequenceEqual(restored.ToFloat());
                 io.Out.WriteLine();
                 bool took = after[0].Trim().StartsWith(rec.TargetNew, StringComparison.Ordinal);
                 bool para = after[1].Trim().StartsWith(rec.TargetNew, StringComparison.Ordinal);

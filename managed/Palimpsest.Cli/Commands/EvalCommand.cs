@@ -33,14 +33,17 @@ internal static class EvalCommand
             int? n = pr.GetValue(limit);
             if (n is <= 0) throw new CliUsageException($"--limit: must be a positive integer (got {n})");
             string file = pr.GetValue(dataset)!;
-            var records = DatasetReader.LoadRecords(file, n);
+            // --known-only may top up past --limit: then read the file once, whole
+            bool knownOnly = pr.GetValue(known);
+            var all = DatasetReader.LoadRecords(file, knownOnly ? null : n);
+            var records = n is int first ? all.Take(first).ToList() : all;
             var format = records[0].Format;
             if (format == DatasetFormat.KnownFacts)
                 throw new CliUsageException($"{Path.GetFileName(file)}: known-facts records have no counterfactual target to score; use a CounterFact or zsRE file");
             using var lm = LoadedModel.Open(pr.GetValue(model)!);
             var requests = records.Select(r => r.Request).ToArray();
             bool progress = !Console.IsErrorRedirected;
-            if (pr.GetValue(known))
+            if (knownOnly)
             {
                 var probe = new FactProbe(lm.Tf, lm.Tok);
                 int before = requests.Length;
@@ -49,7 +52,7 @@ internal static class EvalCommand
                 if (n is int lim && format != DatasetFormat.Zsre && requests.Length < lim)
                 {
                     // top up to --limit known records from further down the file
-                    var more = DatasetReader.LoadRecords(file, null).Skip(before).Select(r => r.Request)
+                    var more = all.Skip(before).Select(r => r.Request)
                         .Where(r => r.TargetTrue is not null && probe.Answers(r, r.TargetTrue)).Take(lim - requests.Length);
                     requests = [.. requests, .. more];
                     io.Out.WriteLine($"--known-only: topped up to {requests.Length} known records");
