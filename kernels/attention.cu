@@ -6,19 +6,23 @@
 // q [T, H*hd], k, v [S, Hkv*hd] -> o [T, H*hd], probs [H, T, S] (optional, 0 where masked).
 // Grid (T, H), block BLOCK, dynamic shared memory (S + BLOCK) floats: the score row and the
 // reduction scratch. Fused: scores, max, exp, sum, normalise and P.V in one launch.
+// first [T] (optional; packed segments, where S == T): query t sees keys first[t]..t only, the
+// start of its own segment, so independent sequences laid end to end attend in one launch. The
+// backward kernels need no such argument: the probs they read are 0 outside each segment.
 extern "C" __global__ void attention_fwd(const float* q, const float* k, const float* v, float* o, float* probs,
-    int T, int S, int H, int Hkv, int hd, float scale)
+    const int* first, int T, int S, int H, int Hkv, int hd, float scale)
 {
     extern __shared__ float sh[];
     float* p = sh;
     float* red = sh + S;
     int t = blockIdx.x, h = blockIdx.y, kh = h / (H / Hkv);
     int last = S - T + t; // last visible key (inclusive)
+    int j0 = first ? first[t] : 0; // first visible key
     int kstride = Hkv * hd;
     const float* qr = q + (long long)t * H * hd + (long long)h * hd;
 
     float mx = NEG_BIG;
-    for (int j = threadIdx.x; j <= last; j += BLOCK)
+    for (int j = j0 + threadIdx.x; j <= last; j += BLOCK)
     {
         const float* kr = k + (long long)j * kstride + (long long)kh * hd;
         float s = 0.0f;
@@ -29,7 +33,7 @@ extern "C" __global__ void attention_fwd(const float* q, const float* k, const f
     }
     mx = block_max(mx, red);
     float sum = 0.0f;
-    for (int j = threadIdx.x; j <= last; j += BLOCK)
+    for (int j = j0 + threadIdx.x; j <= last; j += BLOCK)
     {
         float e = expf(p[j] - mx);
         p[j] = e;
@@ -38,8 +42,9 @@ extern "C" __global__ void attention_fwd(const float* q, const float* k, const f
     float inv = 1.0f / block_sum(sum, red);
     for (int j = threadIdx.x; j < S; j += BLOCK)
     {
-        float pj = j <= last ? p[j] * inv : 0.0f;
-        if (j <= last) p[j] = pj;
+        bool seen = j >= j0 && j <= last;
+        float pj = seen ? p[j] * inv : 0.0f;
+        if (seen) p[j] = pj;
         if (probs) probs[((long long)h * T + t) * S + j] = pj;
     }
     __syncthreads();
@@ -47,7 +52,7 @@ extern "C" __global__ void attention_fwd(const float* q, const float* k, const f
     for (int c = threadIdx.x; c < hd; c += BLOCK)
     {
         float acc = 0.0f;
-        for (int j = 0; j <= last; j++) acc += p[j] * v[(long long)j * kstride + (long long)kh * hd + c];
+        for (int j = j0; j <= last; j++) acc += p[j] * v[(long long)j * kstride + (long long)kh * hd + c];
         orow[c] = acc;
     }
 }

@@ -186,3 +186,20 @@ public interface IBackend : IDisposable
     /// </summary>
     double KlDivergence(Tensor logits, Tensor refLogProbs, Tensor? dlogits, double scale = 1.0);
 }
+
+/// <summary>
+/// Optional op of a backend: attention over packed independent sequences in one call. Without it
+/// the Transformer attends segment by segment (a few copies and one Attention per segment and
+/// layer), which costs nothing on a CPU but thousands of launches per step on a GPU.
+/// </summary>
+public interface ISegmentAttention
+{
+    /// <summary>
+    /// q [T, H·hd], k, v [T, Hkv·hd] hold sequences of these lengths (each ≥ 1, summing to T) end
+    /// to end, already rotated from position 0 of their own segment -> o [T, H·hd]: row t of a
+    /// segment starting at row s sees keys s..t only. probs [H, T, T] (optional) receives the
+    /// softmax, 0 outside each row's segment, so that <see cref="IBackend.AttentionBackward"/>
+    /// over the whole [T, ·] (S = T) is this op's backward.
+    /// </summary>
+    void AttentionSegments(Tensor q, Tensor k, Tensor v, ReadOnlySpan<int> lengths, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs);
+}

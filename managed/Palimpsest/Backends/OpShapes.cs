@@ -32,6 +32,25 @@ public static class OpShapes
         if (k.Rows < q.Rows) throw new ArgumentException($"Attention: {k.Rows} keys for {q.Rows} queries");
     }
 
+    /// <summary>
+    /// Packed segments of these lengths (each ≥ 1) covering T rows -> first [T]: the first row of the
+    /// segment holding each row (the first key that row's query sees).
+    /// </summary>
+    public static int[] SegmentFirstRows(ReadOnlySpan<int> lengths, int T)
+    {
+        var first = new int[T];
+        int at = 0;
+        for (int s = 0; s < lengths.Length; s++)
+        {
+            if (lengths[s] < 1 || at + lengths[s] > T)
+                throw new ArgumentException($"AttentionSegments: segment {s} of {lengths[s]} rows does not fit the {T} rows after row {at}");
+            first.AsSpan(at, lengths[s]).Fill(at);
+            at += lengths[s];
+        }
+        if (at != T) throw new ArgumentException($"AttentionSegments: segments cover {at} rows, the tensors have {T}");
+        return first;
+    }
+
     /// <summary>Rows [srcRow, srcRow + rows) of src onto [dstRow, ...) of dst: equal column counts, inside both.</summary>
     public static void CopyRows(Tensor src, int srcRow, Tensor dst, int dstRow, int rows)
     {

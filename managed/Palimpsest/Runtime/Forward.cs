@@ -106,9 +106,9 @@ internal sealed class BlockTape
     public Tensor Mean1 = null!, Rstd1 = null!; // [T]
     public Tensor Q = null!;        // after rotary [T, H·hd] (before rotary with segments)
     public Tensor K = null!, V = null!; // after rotary [T, Hkv·hd] (before rotary with segments)
-    public Tensor Probs = null!;    // [H, T, T] (unset with segments)
-    // With segments (n_s rows each): q_s [n_s, H·hd], k_s, v_s [n_s, Hkv·hd] after rotary from
-    // position 0, and probs_s [H, n_s, n_s]; null without segments.
+    public Tensor Probs = null!;    // [H, T, T] (with segments: only from a backend's packed attention, 0 outside each segment)
+    // With segments attended one by one (n_s rows each): q_s [n_s, H·hd], k_s, v_s [n_s, Hkv·hd]
+    // after rotary from position 0, and probs_s [H, n_s, n_s]; null otherwise.
     public Tensor[]? SegQ, SegK, SegV, SegProbs;
     public Tensor Att = null!;      // attention output before Wo [T, H·hd]
     public Tensor H = null!;        // x + attn_out (sequential blocks only) [T, d]

@@ -247,6 +247,14 @@ public sealed class Transformer : IDisposable
     // kept in bt for the backward; else they are views of reused scratch and no probs are kept.
     private void AttendSegments(BlockTape bt, Segs segs, List<Tensor>? owned)
     {
+        if (PackedAttention is { } sa)
+        {
+            // one call for all segments: probs [H, T, T] (0 outside each segment) serve the plain backward
+            int T = bt.Q.Rows;
+            if (owned is not null) { bt.Probs = B.Zeros(C.Heads, T, T); owned.Add(bt.Probs); }
+            sa.AttentionSegments(bt.Q, bt.K, bt.V, segs.Lengths, C.Heads, C.KvHeads, C.HeadDim, bt.Att, owned is null ? null : bt.Probs);
+            return;
+        }
         int S = segs.Lengths.Length, max = segs.Max;
         Tensor Temp(string slot, int n, int cols)
         {
@@ -308,7 +316,7 @@ public sealed class Transformer : IDisposable
         int lowest = weightGrads is not null ? 0 : (ivs.Count == 0 ? C.Layers : ivs.Min(i => i.Layer));
         var segs = fr.Segments is null ? null : CheckSegments(fr.Segments, T, null);
         // with segments: dO_s, dq_s [max n_s, H·hd], dk_s, dv_s [max n_s, Hkv·hd], reused by every block
-        var segGrads = segs is null ? null : new[] { New(segs.Max, C.QDim), New(segs.Max, C.QDim), New(segs.Max, C.KvDim), New(segs.Max, C.KvDim) };
+        var segGrads = segs is null || PackedAttention is not null ? null : new[] { New(segs.Max, C.QDim), New(segs.Max, C.QDim), New(segs.Max, C.KvDim), New(segs.Max, C.KvDim) };
 
         try
         {
@@ -413,6 +421,12 @@ public sealed class Transformer : IDisposable
     // rotary, like the forward's bt.Q, bt.K), segment by segment through grads = dO_s, dq_s, dk_s, dv_s.
     private void AttendSegmentsBackward(BlockTape bt, Segs segs, Tensor[] grads, Tensor dAtt, Tensor dQ, Tensor dK, Tensor dV)
     {
+        if (bt.SegQ is null)
+        {
+            // packed forward (ISegmentAttention): the masked probs make it the plain backward with S = T
+            B.AttentionBackward(dAtt, bt.Q, bt.K, bt.V, bt.Probs, C.Heads, C.KvHeads, C.HeadDim, dQ, dK, dV);
+            return;
+        }
         for (int s = 0; s < segs.Lengths.Length; s++)
         {
             int at = segs.Starts[s], n = segs.Lengths[s];
@@ -426,6 +440,17 @@ public sealed class Transformer : IDisposable
             B.CopyRows(dv, 0, dV, at, n);
         }
     }
+
+    // The backend's one-call attention over packed segments, when it has one and the model has no
+    // rotary embedding (rotary positions restart in each segment: those models rotate segment by
+    // segment and so attend segment by segment too).
+    private ISegmentAttention? PackedAttention => C.RotaryDim == 0 && UsePackedAttention ? B as ISegmentAttention : null;
+
+    /// <summary>Use the backend's <see cref="ISegmentAttention"/> for packed segments when it has one (tests turn it off to compare).</summary>
+    internal bool UsePackedAttention { get; set; } = true;
+
+    /// <summary>Whether packed segments attend in one backend call (else segment by segment).</summary>
+    internal bool AttendsPacked => PackedAttention is not null;
 
     // rotary on q [n, H·hd] and k [n, Hkv·hd] from position pos0 (inverse: its transpose, for gradients); no-op without rotary
     private void Rotate(Tensor q, Tensor k, int pos0, bool inverse)

@@ -275,6 +275,34 @@ public class CudaOpParityTests
         p.Check(dv, Tol, "AttentionBackward dv");
     }
 
+    [Theory]
+    [InlineData(3, 3, new[] { 5, 1, 7 })]        // awkward lengths, one single-token segment
+    [InlineData(6, 2, new[] { 13, 300, 2 })]     // grouped heads, one segment longer than a block
+    public void Packed_segment_attention_and_its_backward(int heads, int kvHeads, int[] lengths)
+    {
+        using var p = new OpPair();
+        int hd = 19, t = lengths.Sum();
+        var q = p.Rand(t, heads * hd);
+        var k = p.Rand(t, kvHeads * hd);
+        var v = p.Rand(t, kvHeads * hd);
+        var o = p.Rand(t, heads * hd);
+        var probs = p.Rand(heads, t, t); // every entry written, the masked ones with 0
+        p.R.AttentionSegments(q.R, k.R, v.R, lengths, heads, kvHeads, hd, o.R, probs.R);
+        p.G.AttentionSegments(q.G, k.G, v.G, lengths, heads, kvHeads, hd, o.G, probs.G);
+        string what = $"AttentionSegments H={heads} Hkv={kvHeads} lengths [{string.Join(", ", lengths)}]";
+        p.Check(o, Tol, what + " o");
+        p.Check(probs, Tol, what + " probs");
+
+        // the backward is the plain one over the whole [T, ·], the masked probs doing the masking
+        var dO = p.Rand(t, heads * hd);
+        var dq = p.Rand(t, heads * hd); var dk = p.Rand(t, kvHeads * hd); var dv = p.Rand(t, kvHeads * hd);
+        p.R.AttentionBackward(dO.R, q.R, k.R, v.R, probs.R, heads, kvHeads, hd, dq.R, dk.R, dv.R);
+        p.G.AttentionBackward(dO.G, q.G, k.G, v.G, probs.G, heads, kvHeads, hd, dq.G, dk.G, dv.G);
+        p.Check(dq, Tol, what + " dq");
+        p.Check(dk, Tol, what + " dk");
+        p.Check(dv, Tol, what + " dv");
+    }
+
     [Fact]
     public void LogSoftmax_cross_entropy_and_kl_with_gradients()
     {

@@ -22,7 +22,7 @@ public sealed class F64Tensor : Tensor
 /// It is the oracle every other backend is compared with, op by op, and it matches transformers'
 /// float64 outputs to ~1e-12. Not fast; not meant to be.
 /// </summary>
-public sealed class ReferenceBackend : IBackend
+public sealed class ReferenceBackend : IBackend, ISegmentAttention
 {
     public string Name => "cpu-f64";
     public DType Compute => DType.F64;
@@ -371,7 +371,18 @@ public sealed class ReferenceBackend : IBackend
 
     // ---------------- attention ----------------
 
-    public void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs)
+    public void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs) =>
+        Attend(q, k, v, heads, kvHeads, headDim, o, probs, null);
+
+    // Packed segments: the causal attention below with each row's keys starting at its segment's first row.
+    public void AttentionSegments(Tensor q, Tensor k, Tensor v, ReadOnlySpan<int> lengths, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs)
+    {
+        if (k.Rows != q.Rows) throw new ArgumentException($"AttentionSegments: q {q} and k {k} must have the same rows (packed sequences)");
+        Attend(q, k, v, heads, kvHeads, headDim, o, probs, OpShapes.SegmentFirstRows(lengths, q.Rows));
+    }
+
+    // first [T] (optional): query t sees keys first[t]..S-T+t instead of 0..S-T+t.
+    private void Attend(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs, int[]? first)
     {
         int T = q.Rows, S = k.Rows, group = heads / kvHeads;
         OpShapes.Attention(q, k, v, heads, kvHeads, headDim, o);
@@ -385,9 +396,9 @@ public sealed class ReferenceBackend : IBackend
             int g = h / group;
             for (int t = 0; t < T; t++)
             {
-                int last = S - T + t; // causal: keys 0..last
+                int last = S - T + t, j0 = first?[t] ?? 0; // causal: keys j0..last
                 double max = double.NegativeInfinity;
-                for (int j = 0; j <= last; j++)
+                for (int j = j0; j <= last; j++)
                 {
                     double s = 0;
                     for (int e = 0; e < headDim; e++) s += Q[(long)t * qc + h * headDim + e] * K[(long)j * kc + g * headDim + e];
@@ -395,11 +406,11 @@ public sealed class ReferenceBackend : IBackend
                     if (w[j] > max) max = w[j];
                 }
                 double z = 0;
-                for (int j = 0; j <= last; j++) { w[j] = Math.Exp(w[j] - max); z += w[j]; }
+                for (int j = j0; j <= last; j++) { w[j] = Math.Exp(w[j] - max); z += w[j]; }
                 for (int e = 0; e < headDim; e++) O[(long)t * qc + h * headDim + e] = 0;
                 for (int j = 0; j < S; j++)
                 {
-                    double p = j <= last ? w[j] / z : 0;
+                    double p = j >= j0 && j <= last ? w[j] / z : 0;
                     if (P is not null) P[((long)h * T + t) * S + j] = p;
                     if (p == 0) continue;
                     for (int e = 0; e < headDim; e++) O[(long)t * qc + h * headDim + e] += p * Vv[(long)j * kc + g * headDim + e];

@@ -4,7 +4,7 @@ using Palimpsest.Cuda.Interop;
 namespace Palimpsest.Backends.Cuda;
 
 // Launchers for kernels/attention.cu.
-public sealed partial class CudaBackend
+public sealed partial class CudaBackend : ISegmentAttention
 {
     // q [T, H*hd], k, v [S, Hkv*hd] -> o [T, H*hd], probs [H, T, S] (optional)
     public void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs)
@@ -16,7 +16,25 @@ public sealed partial class CudaBackend
         Bind();
         _k.Attention.Launch("attention_fwd", (uint)T, (uint)heads, Block, shared, Stream,
             F(q, "q").Ptr, F(k, "k").Ptr, F(v, "v").Ptr, Out(o, "o"), probs is null ? 0UL : Out(probs, "probs"),
-            T, S, heads, kvHeads, headDim, (float)(1.0 / Math.Sqrt(headDim)));
+            0UL, T, S, heads, kvHeads, headDim, (float)(1.0 / Math.Sqrt(headDim)));
+    }
+
+    // Packed segments (ISegmentAttention): q [T, H*hd], k, v [T, Hkv*hd] -> o [T, H*hd], probs [H, T, T]
+    // (optional, 0 outside each row's segment). One launch for every segment: the kernel reads each
+    // row's first visible key from first [T].
+    public void AttentionSegments(Tensor q, Tensor k, Tensor v, ReadOnlySpan<int> lengths, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs)
+    {
+        var (T, S) = CheckAttention(q, k, v, heads, kvHeads, headDim, probs, "AttentionSegments");
+        if (S != T) throw new ArgumentException($"AttentionSegments: q {q} and k {k} must have the same rows (packed sequences)");
+        SameLength(q, o, "AttentionSegments o");
+        var firstRows = OpShapes.SegmentFirstRows(lengths, T);
+        if (T == 0) return;
+        using var first = UploadInts(firstRows);
+        uint shared = SharedFor(_k.Attention, "attention_fwd", S);
+        Bind();
+        _k.Attention.Launch("attention_fwd", (uint)T, (uint)heads, Block, shared, Stream,
+            F(q, "q").Ptr, F(k, "k").Ptr, F(v, "v").Ptr, Out(o, "o"), probs is null ? 0UL : Out(probs, "probs"),
+            first.Ptr, T, S, heads, kvHeads, headDim, (float)(1.0 / Math.Sqrt(headDim)));
     }
 
     // dO [T, H*hd], q, k, v, probs [H, T, S] -> dq [T, H*hd], dk, dv [S, Hkv*hd] (overwritten)
