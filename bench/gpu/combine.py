@@ -31,7 +31,7 @@ if "sgemm 4096^3 TFLOP/s" in E:
           f"device copy {E.get('copy GB/s', 0):.0f} GB/s (read + write).")
 ops = [k for k in E if k.startswith("op us ")]
 if ops:
-    print("\nDevice time per op at T=1 (each op 200x in one CUDA graph; layer 0's weights):\n")
+    print("\nDevice time per op (each op 200x in one CUDA graph; layer 0's weights; T=1: a decode step over 64 cached keys):\n")
     print("| op | µs |")
     print("|---|---:|")
     for k in ops:

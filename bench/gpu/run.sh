@@ -40,7 +40,7 @@ grep -E "\[FAIL\]" -A4 "$OUT/tests.log" | head -60
 grep -E "Total:" "$OUT/tests.log"
 
 stamp "engine benchmark"
-timeout 170 "$G/bench/Palimpsest.GpuBench" --out "$OUT" > "$OUT/bench.log" 2>&1
+timeout 260 "$G/bench/Palimpsest.GpuBench" --out "$OUT" > "$OUT/bench.log" 2>&1
 echo "bench exit code $?"
 tail -30 "$OUT/bench.log"
 

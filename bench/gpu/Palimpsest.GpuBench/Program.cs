@@ -75,10 +75,12 @@ Section("ceilings", () =>
 });
 
 var config = Gpt2Xl.Config(layers);
-foreach (var storage in new[] { DType.F32, DType.F16 }) Section($"gpt2-xl {storage}", () =>
+// fp32 (IEEE, TF32 off), fp16 weights, and fp32 with TF32 tensor cores allowed (forwards and the
+// ROME edit only: what an edit costs when the products may round their inputs to 10 mantissa bits)
+foreach (var (storage, tf32) in new[] { (DType.F32, false), (DType.F16, false), (DType.F32, true) }) Section($"gpt2-xl {storage}{(tf32 ? " tf32" : "")}", () =>
 {
-    string tag = storage == DType.F32 ? "fp32" : "fp16";
-    using var b = new CudaBackend(storage);
+    string tag = tf32 ? "tf32" : storage == DType.F32 ? "fp32" : "fp16";
+    using var b = new CudaBackend(storage, allowTf32: tf32);
     var t0 = DateTime.UtcNow;
     using var model = Gpt2Xl.Create(config, b);
     Console.WriteLine($"{tag}: {config.Layers} layers, weights ready in {(DateTime.UtcNow - t0).TotalSeconds:F1} s");
@@ -87,10 +89,30 @@ foreach (var storage in new[] { DType.F32, DType.F16 }) Section($"gpt2-xl {stora
     var ids128 = Ids(128);
     Report($"{tag} forward 1x128", Timing.MedianMs(() => { using var r = tf.Forward(ids128); }, 5));
 
+    // 10x32: the ten sequences packed into one forward (Segments; PyTorch runs one [10, 32] batch),
+    // and one after another as before packing existed
     var seqs = Enumerable.Range(0, 10).Select(_ => Ids(32)).ToArray();
-    Report($"{tag} forward 10x32", Timing.MedianMs(() => { foreach (var s in seqs) { using var r = tf.Forward(s); } }, 3));
+    var packedIds = seqs.SelectMany(s => s).ToArray();
+    var packedSegs = seqs.Select(s => s.Length).ToArray();
+    Report($"{tag} forward 10x32", Timing.MedianMs(() => { using var r = tf.Forward(packedIds, new ForwardOptions { Segments = packedSegs }); }, 5));
+    Report($"{tag} forward 10x32, one sequence at a time", Timing.MedianMs(() => { foreach (var s in seqs) { using var r = tf.Forward(s); } }, 3));
+
+    if (!tf32) Section($"{tag} forward ops", () =>
+    {
+        // where a 1x128 forward's device time goes, op by op
+        double sum = 0;
+        foreach (var (name, perLayer, us) in OpTimes.Measure(b, model, 128))
+        {
+            int n = perLayer == 0 ? 1 : perLayer * config.Layers;
+            sum += n * us;
+            results[$"op us {tag} {name}"] = us;
+            Console.WriteLine($"  {tag} {name,-44} {us,8:F2} us  x{n,-4} = {n * us / 1000,7:F3} ms per forward");
+        }
+        Report($"{tag} forward 1x128: sum of per-op device times (graph)", sum / 1000);
+    });
 
     // Decode: prefill 32 tokens, then 64 single-token steps through the KV cache.
+    if (!tf32)
     using (var cache = new KvCache(model, 128))
     {
         var steps = Ids(64);
@@ -141,7 +163,7 @@ foreach (var storage in new[] { DType.F32, DType.F16 }) Section($"gpt2-xl {stora
         Section($"{tag} decode ops", () =>
         {
             double sum = 0;
-            foreach (var (name, perLayer, us) in DecodeOps.Measure(b, model))
+            foreach (var (name, perLayer, us) in OpTimes.Measure(b, model, 1))
             {
                 int n = perLayer == 0 ? 1 : perLayer * config.Layers;
                 sum += n * us;
@@ -153,34 +175,43 @@ foreach (var storage in new[] { DType.F32, DType.F16 }) Section($"gpt2-xl {stora
         });
     }
 
-    if (storage == DType.F32)
+    if (storage == DType.F32 && !tf32)
     {
-        // Forward + backward to every weight, 10 sequences of 32, next-token loss.
+        // Forward + backward to every weight, 10 sequences of 32 packed into one pass, next-token loss.
         var grads = model.ZerosLikeParams();
         try
         {
+            var targets = seqs.SelectMany(s => s.Skip(1).Append(-1)).ToArray();
             Report($"{tag} forward+backward 10x32", Timing.MedianMs(() =>
             {
-                foreach (var s in seqs)
-                {
-                    using var r = tf.Forward(s, new ForwardOptions { KeepForBackward = true });
-                    using var dl = b.Zeros(r.Logits.Shape);
-                    var targets = s.Skip(1).Append(-1).ToArray();
-                    b.CrossEntropy(r.Logits, targets, dl);
-                    tf.Backward(r, dl, null, grads);
-                }
-            }, 2));
+                using var r = tf.Forward(packedIds, new ForwardOptions { KeepForBackward = true, Segments = packedSegs });
+                using var dl = b.Zeros(r.Logits.Shape);
+                b.CrossEntropy(r.Logits, targets, dl);
+                tf.Backward(r, dl, null, grads);
+            }, 3));
         }
         finally
         {
             foreach (var (_, g) in grads.Named()) g.Dispose();
         }
 
+        Section($"{tag} backward ops", () =>
+        {
+            // the ops of a v* step's backward at about its packed size (21 prompts of ~14 tokens)
+            foreach (var (name, perLayer, us) in OpTimes.Measure(b, model, 300, backward: true).Where(o => o.Name.Contains("bwd") || o.Name.Contains("probs")))
+            {
+                results[$"op us {tag} {name}"] = us;
+                Console.WriteLine($"  {tag} {name,-48} {us,8:F2} us");
+            }
+        });
+    }
+
+    {
         // One ROME edit at layer 17: a warm-up edit generates the 20 context templates (kept by
         // the editor, as across a run of edits) and JIT-compiles; then edits with 2 and 5 v* steps,
         // whose difference gives the time of one v* step (every rewriting prompt + the KL prompt,
         // forward and backward to δ).
-        Section("rome", () =>
+        Section($"{tag} rome", () =>
         {
             foreach (int steps in new[] { 2, 5 })
             {
@@ -188,12 +219,12 @@ foreach (var storage in new[] { DType.F32, DType.F16 }) Section($"gpt2-xl {stora
                 var (warm, _, _) = RomeEdit.Time(tf, rome, steps); // templates + first use of each shape
                 var (ms, ran, prompts) = RomeEdit.Time(tf, rome, steps);
                 Console.WriteLine($"  ROME {ran} v* steps ({prompts} prompts per step): {ms:F1} ms (first edit, with template generation: {warm:F1} ms)");
-                results[$"rome edit {steps} steps"] = ms;
+                results[$"{tag} rome edit {steps} steps"] = ms;
             }
-            double step = (results["rome edit 5 steps"] - results["rome edit 2 steps"]) / 3;
+            double step = (results[$"{tag} rome edit 5 steps"] - results[$"{tag} rome edit 2 steps"]) / 3;
             Report($"{tag} ROME v* step (22 prompts fwd+bwd)", step);
-            Report($"{tag} one ROME edit, 5 v* steps (wall)", results["rome edit 5 steps"]);
-            Report($"{tag} one ROME edit, 20 v* steps (5 + 15 x step)", results["rome edit 5 steps"] + 15 * step);
+            Report($"{tag} one ROME edit, 5 v* steps (wall)", results[$"{tag} rome edit 5 steps"]);
+            Report($"{tag} one ROME edit, 20 v* steps (5 + 15 x step)", results[$"{tag} rome edit 5 steps"] + 15 * step);
         });
     }
 });

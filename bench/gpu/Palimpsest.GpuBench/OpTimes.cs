@@ -1,0 +1,79 @@
+using Palimpsest.Backends.Cuda;
+using Palimpsest.Models;
+using Palimpsest.Runtime;
+using Palimpsest.Tensors;
+
+namespace Palimpsest.GpuBench;
+
+/// <summary>
+/// Device time of each op of a forward over T rows on GPT2-XL shapes (layer 0's weights), and
+/// optionally of the backward ops a v* step runs: each op repeated 200 times inside one CUDA graph,
+/// so the number is what the GPU spends per op (kernel plus the gap between dependent nodes),
+/// free of host launch cost. With the per-layer counts it says where a forward's device time goes.
+/// T = 1 is a decode step attending over <c>cacheRows</c> cached keys; T > 1 attends causally over
+/// its own T rows (a prefill, or the packed prompts of a v* step).
+/// </summary>
+public static class OpTimes
+{
+    private const int Reps = 200;
+
+    /// <summary>(name, times per layer (0: once per forward), µs per op).</summary>
+    public static List<(string Name, int PerLayer, double Us)> Measure(CudaBackend b, Model model, int T, bool backward = false, int cacheRows = 64)
+    {
+        var c = model.Config;
+        var p = model.Params;
+        var bp = p.Blocks[0];
+        int d = c.DModel, f = c.DFf, S = T == 1 ? cacheRows : T;
+        var owned = new List<Tensor>();
+        Tensor Rand(params int[] shape) { var t = b.Zeros(shape); b.FillUniform(t, (ulong)owned.Count + 77, 1f); owned.Add(t); return t; }
+        var x = Rand(T, d); var y = Rand(T, d); var up = Rand(T, f); var key = Rand(T, f);
+        var logits = Rand(T, c.Vocab);
+        var kAll = Rand(S, d); var vAll = Rand(S, d); var att = Rand(T, d);
+        var mean = Rand(T); var rstd = Rand(T);
+        var ops = new List<(string, int, Action)>
+        {
+            ($"matmul {T}x{d} . {d}x{d} (q, k, v, o)", 4, () => b.MatMul(x, false, bp.Wq, false, y)),
+            ($"matmul {T}x{d} . {d}x{f} (up)", 1, () => b.MatMul(x, false, bp.WUp, false, up)),
+            ($"matmul {T}x{f} . {f}x{d} (down)", 1, () => b.MatMul(key, false, bp.WDown, false, y)),
+            ($"matmul {T}x{d} . head^T (logits, {c.Vocab})", 0, () => b.MatMul(x, false, p.Head, true, logits)),
+            ($"add_bias {T}x{d}", 4, () => b.AddBias(y, bp.Bq!)),
+            ($"add_bias {T}x{f}", 1, () => b.AddBias(up, bp.BUp!)),
+            ($"layernorm {T}x{d}", 2, () => b.LayerNorm(x, bp.Ln1G, bp.Ln1B, c.NormEps, y, mean, rstd)),
+            ($"attention T={T} S={S}, {c.Heads} heads", 1, () => b.Attention(x, kAll, vAll, c.Heads, c.KvHeads, c.HeadDim, att, null)),
+            ($"gelu {T}x{f}", 1, () => b.Activate(c.Act, up, key)),
+            ($"add {T}x{d}", 2, () => b.Add(x, att, y)),
+        };
+        if (T == 1) ops.Add(($"copy row 1x{d} (KV cache)", 2, () => b.CopyRows(x, 0, kAll, 5, 1)));
+        if (backward)
+        {
+            // what Transformer.Backward runs per block without weight gradients (q, k, v accumulate
+            // into one dAIn, so their products count 3 + o's 1)
+            var probs = Rand(c.Heads, T, T); var dAtt = Rand(T, d);
+            var dq = Rand(T, d); var dk = Rand(T, d); var dv = Rand(T, d);
+            b.Attention(x, kAll, vAll, c.Heads, c.KvHeads, c.HeadDim, att, probs); // valid probs
+            ops.Add(($"bwd matmul {T}x{d} . ({d}x{d})^T (q, k, v, o)", 4, () => b.MatMul(y, false, bp.Wq, true, x, accumulate: true)));
+            ops.Add(($"bwd matmul {T}x{f} . ({d}x{f})^T (up)", 1, () => b.MatMul(up, false, bp.WUp, true, x)));
+            ops.Add(($"bwd matmul {T}x{d} . ({f}x{d})^T (down)", 1, () => b.MatMul(y, false, bp.WDown, true, key)));
+            ops.Add(($"bwd layernorm {T}x{d}", 2, () => b.LayerNormBackward(y, x, bp.Ln1G, mean, rstd, att, null, null)));
+            ops.Add(($"bwd gelu {T}x{f}", 1, () => b.ActivateBackward(c.Act, up, key, up)));
+            ops.Add(($"bwd attention T={T}, {c.Heads} heads", 1, () => b.AttentionBackward(dAtt, x, kAll, vAll, probs, c.Heads, c.KvHeads, c.HeadDim, dq, dk, dv)));
+            ops.Add(($"attention T={T} with probs (kept for the backward)", 1, () => b.Attention(x, kAll, vAll, c.Heads, c.KvHeads, c.HeadDim, att, probs)));
+        }
+        var result = new List<(string, int, double)>();
+        try
+        {
+            foreach (var (name, perLayer, op) in ops)
+            {
+                op(); // first use: cached buffers (fp16 products narrow x) and kernel lookups
+                using var g = b.Capture(() => { for (int i = 0; i < Reps; i++) op(); });
+                double ms = Timing.MedianMs(g.Launch, 5);
+                result.Add((name, perLayer, ms * 1000 / Reps));
+            }
+        }
+        finally
+        {
+            foreach (var t in owned) t.Dispose();
+        }
+        return result;
+    }
+}
