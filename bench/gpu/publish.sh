@@ -15,8 +15,11 @@ mkdir -p "$DEST"
 dotnet publish tests/Palimpsest.Tests -c Release -r linux-x64 --self-contained true -v quiet -nologo -o "$DEST/tests"
 ( cd "$DEST/tests" && rm -rf fixtures alpine arm64 macos ubuntu x64 x86 cs de es fr it ja ko pl pt-BR ru tr zh-Hans zh-Hant \
     Microsoft.CodeCoverage.* Microsoft.DiaSymReader.dll Microsoft.VisualStudio.TraceDataCollector.dll \
-    Microsoft.VisualStudio.CodeCoverage.Shim.dll Mono.Cecil*.dll ./*.pdb )
-tar -C "$DEST" -cf - tests | xz -T0 -6 > "$DEST/tests.tar.xz"
+    Microsoft.VisualStudio.CodeCoverage.Shim.dll Mono.Cecil*.dll ./*.pdb \
+    libSkiaSharp.so libHarfBuzzSharp.so libmscordaccore.so libmscordbi.so )
+# (the plotting natives and the debugger's: no GPU test draws or debugs, and what travels to the
+# device is capped at 64 MiB, the checkout included)
+tar -C "$DEST" -cf - tests | xz -T0 -9 > "$DEST/tests.tar.xz"
 rm -rf "$DEST/tests"
 dotnet publish bench/gpu/Palimpsest.GpuBench -c Release -r linux-x64 --self-contained true -v quiet -nologo \
   -p:PublishTrimmed=true -p:PublishSingleFile=true -p:EnableCompressionInSingleFile=true \
