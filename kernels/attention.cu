@@ -57,6 +57,145 @@ extern "C" __global__ void attention_fwd(const float* q, const float* k, const f
     }
 }
 
+// The fast forward (same contract as attention_fwd, which stays as its simple reference):
+// flash-style tiles. A block owns ATT_QT query rows of one head (ATT_RPW rows per warp) and walks
+// the key range those rows can see in tiles of ATT_KT keys staged in shared memory, one key per
+// lane; each row keeps a running max, sum and output (online softmax), so K and V are read once
+// per block instead of once per query row, and the work follows the visible range instead of S.
+// With probs, a second pass over the tiles writes the normalised softmax (0 where masked).
+// Grid (ceil(T / ATT_QT), H), block ATT_WARPS * 32 threads, dynamic shared memory
+// (ATT_QT * hd + 2 * ATT_KT * (hd + 1)) floats (rows padded by one float: no bank conflicts).
+// hd <= 32 * ATT_MAXC.
+#define ATT_KT 32
+#define ATT_WARPS 4
+#define ATT_RPW 4
+#define ATT_QT (ATT_WARPS * ATT_RPW)
+#define ATT_MAXC 8
+
+static __device__ __forceinline__ void att_load_tile(const float* src, float* dst, int j0, int S, int stride, int col0, int hd)
+{
+    for (int i = threadIdx.x; i < ATT_KT * hd; i += blockDim.x)
+    {
+        int r = i / hd, c = i - r * hd, j = j0 + r;
+        dst[r * (hd + 1) + c] = j < S ? src[(long long)j * stride + col0 + c] : 0.0f;
+    }
+}
+
+extern "C" __global__ void attention_fwd_tiled(const float* q, const float* k, const float* v, float* o, float* probs,
+    const int* first, int T, int S, int H, int Hkv, int hd, float scale)
+{
+    extern __shared__ float sh[];
+    float* qs = sh;                      // [ATT_QT][hd], pre-scaled
+    float* ks = qs + ATT_QT * hd;        // [ATT_KT][hd + 1]
+    float* vs = ks + ATT_KT * (hd + 1);  // [ATT_KT][hd + 1]
+    int h = blockIdx.y, kh = h / (H / Hkv);
+    int t0 = blockIdx.x * ATT_QT;
+    int rows = T - t0 < ATT_QT ? T - t0 : ATT_QT;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int qstride = H * hd, kstride = Hkv * hd, off = S - T;
+
+    for (int i = threadIdx.x; i < rows * hd; i += blockDim.x)
+    {
+        int r = i / hd, c = i - r * hd;
+        qs[r * hd + c] = q[(long long)(t0 + r) * qstride + (long long)h * hd + c] * scale;
+    }
+    int jlo = first ? first[t0] : 0;  // first key any row of the block sees (first[] rises with t)
+    int jhi = off + t0 + rows - 1;    // last key any row of the block sees
+
+    float m[ATT_RPW], l[ATT_RPW], acc[ATT_RPW][ATT_MAXC];
+    for (int rr = 0; rr < ATT_RPW; rr++)
+    {
+        m[rr] = NEG_BIG; l[rr] = 0.0f;
+        for (int i = 0; i < ATT_MAXC; i++) acc[rr][i] = 0.0f;
+    }
+
+    for (int j0 = (jlo / ATT_KT) * ATT_KT; j0 <= jhi; j0 += ATT_KT)
+    {
+        __syncthreads(); // the previous tile is consumed (first time: qs is written)
+        att_load_tile(k, ks, j0, S, kstride, kh * hd, hd);
+        att_load_tile(v, vs, j0, S, kstride, kh * hd, hd);
+        __syncthreads();
+        for (int rr = 0; rr < ATT_RPW; rr++)
+        {
+            int r = warp * ATT_RPW + rr;
+            if (r >= rows) break; // warp-uniform
+            int t = t0 + r, lo = first ? first[t] : 0, hi = off + t;
+            int j = j0 + lane;
+            bool seen = j >= lo && j <= hi;
+            float s = NEG_BIG;
+            if (seen)
+            {
+                s = 0.0f;
+                const float* qr = qs + r * hd;
+                const float* kr = ks + lane * (hd + 1);
+                for (int c = 0; c < hd; c++) s += qr[c] * kr[c];
+            }
+            float tmax = warp_max(s);
+            if (tmax == NEG_BIG) continue; // nothing of this tile is visible to row t
+            float mnew = fmaxf(m[rr], tmax);
+            float corr = expf(m[rr] - mnew);
+            float p = seen ? expf(s - mnew) : 0.0f;
+            l[rr] = l[rr] * corr + warp_sum(p);
+            for (int i = 0; i < ATT_MAXC; i++) acc[rr][i] *= corr;
+            for (int jj = 0; jj < ATT_KT; jj++)
+            {
+                float pj = __shfl_sync(0xffffffffu, p, jj);
+                if (pj == 0.0f) continue; // the same on every lane
+                const float* vr = vs + jj * (hd + 1);
+                for (int i = 0; i < ATT_MAXC; i++)
+                {
+                    int c = lane + 32 * i;
+                    if (c < hd) acc[rr][i] += pj * vr[c];
+                }
+            }
+            m[rr] = mnew;
+        }
+    }
+
+    for (int rr = 0; rr < ATT_RPW; rr++)
+    {
+        int r = warp * ATT_RPW + rr;
+        if (r >= rows) break;
+        float inv = 1.0f / l[rr];
+        float* orow = o + (long long)(t0 + r) * qstride + (long long)h * hd;
+        for (int i = 0; i < ATT_MAXC; i++)
+        {
+            int c = lane + 32 * i;
+            if (c < hd) orow[c] = acc[rr][i] * inv;
+        }
+    }
+    if (!probs) return;
+
+    // second pass: probs [H, T, S] row by row, every column written
+    for (int j0 = 0; j0 < S; j0 += ATT_KT)
+    {
+        bool any = j0 + ATT_KT - 1 >= jlo && j0 <= jhi; // the same for the whole block
+        if (any)
+        {
+            __syncthreads();
+            att_load_tile(k, ks, j0, S, kstride, kh * hd, hd);
+            __syncthreads();
+        }
+        for (int rr = 0; rr < ATT_RPW; rr++)
+        {
+            int r = warp * ATT_RPW + rr;
+            if (r >= rows) break;
+            int t = t0 + r, lo = first ? first[t] : 0, hi = off + t;
+            int j = j0 + lane;
+            float pv = 0.0f;
+            if (any && j >= lo && j <= hi)
+            {
+                float s = 0.0f;
+                const float* qr = qs + r * hd;
+                const float* kr = ks + lane * (hd + 1);
+                for (int c = 0; c < hd; c++) s += qr[c] * kr[c];
+                pv = expf(s - m[rr]) / l[rr];
+            }
+            if (j < S) probs[((long long)h * T + t) * S + j] = pv;
+        }
+    }
+}
+
 // Backward, part 1: per (t, h) row. dO [T, H*hd], v, k [S, Hkv*hd], probs [H, T, S] ->
 // dS [H, T, S] = P * (dP - rowsum(P * dP)) with dP = dO . v (scratch for part 2), and
 // dq [T, H*hd] = scale * dS . k (overwritten). Grid (T, H), shared (S + BLOCK) floats.

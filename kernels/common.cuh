@@ -37,6 +37,19 @@ static __device__ __forceinline__ float block_max(float v, float* sh)
     return r;
 }
 
+// Sum / max of v over one warp (all 32 lanes active); every lane gets the result.
+static __device__ __forceinline__ float warp_sum(float v)
+{
+    for (int m = 16; m > 0; m >>= 1) v += __shfl_xor_sync(0xffffffffu, v, m);
+    return v;
+}
+
+static __device__ __forceinline__ float warp_max(float v)
+{
+    for (int m = 16; m > 0; m >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, m));
+    return v;
+}
+
 // Storage types of weights (matches the managed DType order F32=0, F16=1, BF16=2 used by launchers).
 #define DT_F32 0
 #define DT_F16 1

@@ -6,7 +6,11 @@ using Palimpsest.Tensors;
 namespace Palimpsest.Tests.Gpu;
 
 /// <summary>A tensor held twice: on the float64 reference and on the CUDA backend, same values.</summary>
-public readonly record struct Both(Tensor R, Tensor G);
+public readonly record struct Both(Tensor R, Tensor G)
+{
+    /// <summary>The copy that lives on backend b.</summary>
+    public Tensor Pick(IBackend b) => b is CudaBackend ? G : R;
+}
 
 /// <summary>
 /// The reference backend and a CUDA backend side by side, fed identical random inputs (drawn as

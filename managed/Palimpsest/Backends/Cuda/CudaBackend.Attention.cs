@@ -12,11 +12,33 @@ public sealed partial class CudaBackend : ISegmentAttention
         var (T, S) = CheckAttention(q, k, v, heads, kvHeads, headDim, probs, "Attention");
         SameLength(q, o, "Attention o");
         if (T == 0) return;
-        uint shared = SharedFor(_k.Attention, "attention_fwd", S);
+        LaunchAttention(q, k, v, o, probs, 0UL, T, S, heads, kvHeads, headDim);
+    }
+
+    // Kernel constants of attention_fwd_tiled (kernels/attention.cu).
+    private const int AttQt = 16, AttKt = 32, AttThreads = 128, AttMaxHeadDim = 256;
+
+    /// <summary>Run the simple one-row-per-block forward kernel instead of the tiled one (tests compare them).</summary>
+    internal bool UseSimpleAttention { get; set; }
+
+    // attention_fwd_tiled (or the simple attention_fwd) over q [T, H*hd], k, v [S, Hkv*hd]; first: optional [T] ints on the device
+    private void LaunchAttention(Tensor q, Tensor k, Tensor v, Tensor o, Tensor? probs, ulong first, int T, int S, int heads, int kvHeads, int headDim)
+    {
+        float scale = (float)(1.0 / Math.Sqrt(headDim));
+        ulong pq = F(q, "q").Ptr, pk = F(k, "k").Ptr, pv = F(v, "v").Ptr, po = Out(o, "o"), pp = probs is null ? 0UL : Out(probs, "probs");
+        if (UseSimpleAttention || headDim > AttMaxHeadDim)
+        {
+            uint sharedSimple = SharedFor(_k.Attention, "attention_fwd", S);
+            Bind();
+            _k.Attention.Launch("attention_fwd", (uint)T, (uint)heads, Block, sharedSimple, Stream,
+                pq, pk, pv, po, pp, first, T, S, heads, kvHeads, headDim, scale);
+            return;
+        }
+        long bytes = ((long)AttQt * headDim + 2L * AttKt * (headDim + 1)) * sizeof(float);
+        OptInShared(_k.Attention, "attention_fwd_tiled", bytes);
         Bind();
-        _k.Attention.Launch("attention_fwd", (uint)T, (uint)heads, Block, shared, Stream,
-            F(q, "q").Ptr, F(k, "k").Ptr, F(v, "v").Ptr, Out(o, "o"), probs is null ? 0UL : Out(probs, "probs"),
-            0UL, T, S, heads, kvHeads, headDim, (float)(1.0 / Math.Sqrt(headDim)));
+        _k.Attention.Launch("attention_fwd_tiled", (uint)((T + AttQt - 1) / AttQt), (uint)heads, AttThreads, (uint)bytes, Stream,
+            pq, pk, pv, po, pp, first, T, S, heads, kvHeads, headDim, scale);
     }
 
     // Packed segments (ISegmentAttention): q [T, H*hd], k, v [T, Hkv*hd] -> o [T, H*hd], probs [H, T, T]
@@ -30,11 +52,7 @@ public sealed partial class CudaBackend : ISegmentAttention
         var firstRows = OpShapes.SegmentFirstRows(lengths, T);
         if (T == 0) return;
         using var first = UploadInts(firstRows);
-        uint shared = SharedFor(_k.Attention, "attention_fwd", S);
-        Bind();
-        _k.Attention.Launch("attention_fwd", (uint)T, (uint)heads, Block, shared, Stream,
-            F(q, "q").Ptr, F(k, "k").Ptr, F(v, "v").Ptr, Out(o, "o"), probs is null ? 0UL : Out(probs, "probs"),
-            first.Ptr, T, S, heads, kvHeads, headDim, (float)(1.0 / Math.Sqrt(headDim)));
+        LaunchAttention(q, k, v, o, probs, first.Ptr, T, S, heads, kvHeads, headDim);
     }
 
     // dO [T, H*hd], q, k, v, probs [H, T, S] -> dq [T, H*hd], dk, dv [S, Hkv*hd] (overwritten)
@@ -72,12 +90,15 @@ public sealed partial class CudaBackend : ISegmentAttention
     private uint SharedFor(CudaModule m, string kernel, int S)
     {
         long bytes = (S + (long)Block) * sizeof(float);
-        if (bytes > 48 * 1024)
-        {
-            Bind();
-            CuDriver.Check(CuDriver.cuFuncSetAttribute(m.Function(kernel), CuDriver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)bytes),
-                $"cuFuncSetAttribute({kernel}, {bytes} bytes shared)");
-        }
+        OptInShared(m, kernel, bytes);
         return (uint)bytes;
+    }
+
+    private void OptInShared(CudaModule m, string kernel, long bytes)
+    {
+        if (bytes <= 48 * 1024) return;
+        Bind();
+        CuDriver.Check(CuDriver.cuFuncSetAttribute(m.Function(kernel), CuDriver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)bytes),
+            $"cuFuncSetAttribute({kernel}, {bytes} bytes shared)");
     }
 }
