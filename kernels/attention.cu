@@ -199,21 +199,24 @@ extern "C" __global__ void attention_fwd_tiled(const float* q, const float* k, c
 // Backward, part 1: per (t, h) row. dO [T, H*hd], v, k [S, Hkv*hd], probs [H, T, S] ->
 // dS [H, T, S] = P * (dP - rowsum(P * dP)) with dP = dO . v (scratch for part 2), and
 // dq [T, H*hd] = scale * dS . k (overwritten). Grid (T, H), shared (S + BLOCK) floats.
+// first [T] (optional, packed segments): row t's keys start at first[t] (as in the forward), so
+// the loops skip the other segments' keys, whose probs are 0.
 extern "C" __global__ void attention_bwd_q(const float* dO, const float* k, const float* v, const float* probs,
-    float* dS, float* dq, int T, int S, int H, int Hkv, int hd, float scale)
+    float* dS, float* dq, const int* first, int T, int S, int H, int Hkv, int hd, float scale)
 {
     extern __shared__ float sh[];
     float* ds = sh;
     float* red = sh + S;
     int t = blockIdx.x, h = blockIdx.y, kh = h / (H / Hkv);
     int last = S - T + t;
+    int j0 = first ? first[t] : 0;
     int kstride = Hkv * hd;
     const float* dor = dO + (long long)t * H * hd + (long long)h * hd;
     const float* prow = probs + ((long long)h * T + t) * S;
     float* dsrow = dS + ((long long)h * T + t) * S;
 
     float dot = 0.0f;
-    for (int j = threadIdx.x; j <= last; j += BLOCK)
+    for (int j = j0 + threadIdx.x; j <= last; j += BLOCK)
     {
         const float* vr = v + (long long)j * kstride + (long long)kh * hd;
         float dp = 0.0f;
@@ -224,8 +227,9 @@ extern "C" __global__ void attention_bwd_q(const float* dO, const float* k, cons
     dot = block_sum(dot, red); // also orders the ds[] writes before the reads below
     for (int j = threadIdx.x; j < S; j += BLOCK)
     {
-        float g = j <= last ? prow[j] * (ds[j] - dot) : 0.0f;
-        if (j <= last) ds[j] = g;
+        bool seen = j >= j0 && j <= last;
+        float g = seen ? prow[j] * (ds[j] - dot) : 0.0f;
+        if (seen) ds[j] = g;
         dsrow[j] = g;
     }
     __syncthreads();
@@ -233,7 +237,7 @@ extern "C" __global__ void attention_bwd_q(const float* dO, const float* k, cons
     for (int c = threadIdx.x; c < hd; c += BLOCK)
     {
         float acc = 0.0f;
-        for (int j = 0; j <= last; j++) acc += ds[j] * k[(long long)j * kstride + (long long)kh * hd + c];
+        for (int j = j0; j <= last; j++) acc += ds[j] * k[(long long)j * kstride + (long long)kh * hd + c];
         dqr[c] = scale * acc;
     }
 }
@@ -241,8 +245,10 @@ extern "C" __global__ void attention_bwd_q(const float* dO, const float* k, cons
 // Backward, part 2: one thread per (j, kv head, c) of dk, dv [S, Hkv*hd] (overwritten):
 // dv = sum over the group's heads and t of P[h, t, j] * dO[t, h, c];
 // dk = scale * sum of dS[h, t, j] * q[t, h, c]. Deterministic (no atomics).
+// lastq [S] (optional, packed segments, S == T): the last query that sees key j (the end of its
+// segment); without it every later query does. dS is read only where the queries see the key.
 extern "C" __global__ void attention_bwd_kv(const float* dO, const float* q, const float* probs, const float* dS,
-    float* dk, float* dv, int T, int S, int H, int Hkv, int hd, float scale)
+    float* dk, float* dv, const int* lastq, int T, int S, int H, int Hkv, int hd, float scale)
 {
     int group = H / Hkv;
     FOR_N(idx, (long long)S * Hkv * hd)
@@ -252,9 +258,10 @@ extern "C" __global__ void attention_bwd_kv(const float* dO, const float* q, con
         int j = (int)(idx / ((long long)hd * Hkv));
         int t0 = j - (S - T); // first query that sees key j
         if (t0 < 0) t0 = 0;
+        int t1 = lastq ? lastq[j] : T - 1; // last query that sees key j
         float av = 0.0f, ak = 0.0f;
         for (int h = kh * group; h < (kh + 1) * group; h++)
-            for (int t = t0; t < T; t++)
+            for (int t = t0; t <= t1; t++)
             {
                 long long pi = ((long long)h * T + t) * S + j;
                 long long qi = (long long)t * H * hd + (long long)h * hd + c;

@@ -202,4 +202,12 @@ public interface ISegmentAttention
     /// over the whole [T, ·] (S = T) is this op's backward.
     /// </summary>
     void AttentionSegments(Tensor q, Tensor k, Tensor v, ReadOnlySpan<int> lengths, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs);
+
+    /// <summary>
+    /// Backward of <see cref="AttentionSegments"/>: the same as <see cref="IBackend.AttentionBackward"/>
+    /// with S = T (dq [T, H·hd], dk, dv [T, Hkv·hd] overwritten), told the segments so that it may skip
+    /// the probs that are 0 between them.
+    /// </summary>
+    void AttentionSegmentsBackward(Tensor dO, Tensor q, Tensor k, Tensor v, Tensor probs, ReadOnlySpan<int> lengths,
+        int heads, int kvHeads, int headDim, Tensor dq, Tensor dk, Tensor dv);
 }

@@ -423,8 +423,8 @@ public sealed class Transformer : IDisposable
     {
         if (bt.SegQ is null)
         {
-            // packed forward (ISegmentAttention): the masked probs make it the plain backward with S = T
-            B.AttentionBackward(dAtt, bt.Q, bt.K, bt.V, bt.Probs, C.Heads, C.KvHeads, C.HeadDim, dQ, dK, dV);
+            // packed forward (ISegmentAttention): probs [H, T, T], 0 between segments
+            ((ISegmentAttention)B).AttentionSegmentsBackward(dAtt, bt.Q, bt.K, bt.V, bt.Probs, segs.Lengths, C.Heads, C.KvHeads, C.HeadDim, dQ, dK, dV);
             return;
         }
         for (int s = 0; s < segs.Lengths.Length; s++)

@@ -331,14 +331,20 @@ public class CudaOpParityTests
         p.Check(o, Tol, what + " o");
         p.Check(probs, Tol, what + " probs");
 
-        // the backward is the plain one over the whole [T, ·], the masked probs doing the masking
+        // the segment-aware backward (which skips the zeros between segments) against the reference,
+        // and the plain backward over the whole [T, ·] (the masked probs doing the masking) against both
         var dO = p.Rand(t, heads * hd);
         var dq = p.Rand(t, heads * hd); var dk = p.Rand(t, kvHeads * hd); var dv = p.Rand(t, kvHeads * hd);
-        p.R.AttentionBackward(dO.R, q.R, k.R, v.R, probs.R, heads, kvHeads, hd, dq.R, dk.R, dv.R);
-        p.G.AttentionBackward(dO.G, q.G, k.G, v.G, probs.G, heads, kvHeads, hd, dq.G, dk.G, dv.G);
+        p.R.AttentionSegmentsBackward(dO.R, q.R, k.R, v.R, probs.R, lengths, heads, kvHeads, hd, dq.R, dk.R, dv.R);
+        p.G.AttentionSegmentsBackward(dO.G, q.G, k.G, v.G, probs.G, lengths, heads, kvHeads, hd, dq.G, dk.G, dv.G);
         p.Check(dq, Tol, what + " dq");
         p.Check(dk, Tol, what + " dk");
         p.Check(dv, Tol, what + " dv");
+        var dq2 = p.Rand(t, heads * hd); var dk2 = p.Rand(t, kvHeads * hd); var dv2 = p.Rand(t, kvHeads * hd);
+        p.G.AttentionBackward(dO.G, q.G, k.G, v.G, probs.G, heads, kvHeads, hd, dq2.G, dk2.G, dv2.G);
+        p.Check(dq2 with { R = dq.R }, Tol, what + " plain backward dq");
+        p.Check(dk2 with { R = dk.R }, Tol, what + " plain backward dk");
+        p.Check(dv2 with { R = dv.R }, Tol, what + " plain backward dv");
     }
 
     [Fact]

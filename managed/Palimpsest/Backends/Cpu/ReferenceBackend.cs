@@ -381,6 +381,15 @@ public sealed class ReferenceBackend : IBackend, ISegmentAttention
         Attend(q, k, v, heads, kvHeads, headDim, o, probs, OpShapes.SegmentFirstRows(lengths, q.Rows));
     }
 
+    // The reference backward reads every probs entry, so the masked zeros do the masking.
+    public void AttentionSegmentsBackward(Tensor dO, Tensor q, Tensor k, Tensor v, Tensor probs, ReadOnlySpan<int> lengths,
+        int heads, int kvHeads, int headDim, Tensor dq, Tensor dk, Tensor dv)
+    {
+        if (k.Rows != q.Rows) throw new ArgumentException($"AttentionSegmentsBackward: q {q} and k {k} must have the same rows (packed sequences)");
+        OpShapes.SegmentFirstRows(lengths, q.Rows);
+        AttentionBackward(dO, q, k, v, probs, heads, kvHeads, headDim, dq, dk, dv);
+    }
+
     // first [T] (optional): query t sees keys first[t]..S-T+t instead of 0..S-T+t.
     private void Attend(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs, int[]? first)
     {

@@ -57,7 +57,21 @@ public sealed partial class CudaBackend : ISegmentAttention
 
     // dO [T, H*hd], q, k, v, probs [H, T, S] -> dq [T, H*hd], dk, dv [S, Hkv*hd] (overwritten)
     public void AttentionBackward(Tensor dO, Tensor q, Tensor k, Tensor v, Tensor probs, int heads, int kvHeads, int headDim,
-        Tensor dq, Tensor dk, Tensor dv)
+        Tensor dq, Tensor dk, Tensor dv) => AttentionBackwardCore(dO, q, k, v, probs, heads, kvHeads, headDim, dq, dk, dv, null);
+
+    // Packed segments (ISegmentAttention): the backward above told where each segment starts and
+    // ends, so the kernels skip the other segments' zero probs (a key's queries are its own
+    // segment's rows only: most of the T rows when many short prompts are packed).
+    public void AttentionSegmentsBackward(Tensor dO, Tensor q, Tensor k, Tensor v, Tensor probs, ReadOnlySpan<int> lengths,
+        int heads, int kvHeads, int headDim, Tensor dq, Tensor dk, Tensor dv)
+    {
+        if (k.Rows != q.Rows) throw new ArgumentException($"AttentionSegmentsBackward: q {q} and k {k} must have the same rows (packed sequences)");
+        AttentionBackwardCore(dO, q, k, v, probs, heads, kvHeads, headDim, dq, dk, dv, OpShapes.SegmentFirstRows(lengths, q.Rows));
+    }
+
+    // first [T] (packed segments, or null): where each row's segment starts
+    private void AttentionBackwardCore(Tensor dO, Tensor q, Tensor k, Tensor v, Tensor probs, int heads, int kvHeads, int headDim,
+        Tensor dq, Tensor dk, Tensor dv, int[]? firstRows)
     {
         var (T, S) = CheckAttention(q, k, v, heads, kvHeads, headDim, probs, "AttentionBackward");
         SameLength(q, dO, "AttentionBackward dO");
@@ -67,13 +81,30 @@ public sealed partial class CudaBackend : ISegmentAttention
         if (T == 0) { Zero(dk); Zero(dv); return; }
         float scale = (float)(1.0 / Math.Sqrt(headDim));
         using var dS = New(DType.F32, [heads, T, S]);
-        uint shared = SharedFor(_k.Attention, "attention_bwd_q", S);
-        Bind();
-        _k.Attention.Launch("attention_bwd_q", (uint)T, (uint)heads, Block, shared, Stream,
-            F(dO, "dO").Ptr, F(k, "k").Ptr, F(v, "v").Ptr, F(probs, "probs").Ptr, dS.Ptr, F(dq, "dq").Ptr,
-            T, S, heads, kvHeads, headDim, scale);
-        LaunchN(_k.Attention, "attention_bwd_kv", (long)S * kvHeads * headDim, F(dO, "dO").Ptr, F(q, "q").Ptr, F(probs, "probs").Ptr, dS.Ptr,
-            F(dk, "dk").Ptr, F(dv, "dv").Ptr, T, S, heads, kvHeads, headDim, scale);
+        Scratch? first = null, lastq = null;
+        if (firstRows is not null)
+        {
+            // the last row of each row's segment = the last query that sees a key in that row
+            var last = new int[T];
+            for (int t = T - 1; t >= 0; t--) last[t] = t == T - 1 || firstRows[t + 1] != firstRows[t] ? t : last[t + 1];
+            first = UploadInts(firstRows);
+            lastq = UploadInts(last);
+        }
+        try
+        {
+            uint shared = SharedFor(_k.Attention, "attention_bwd_q", S);
+            Bind();
+            _k.Attention.Launch("attention_bwd_q", (uint)T, (uint)heads, Block, shared, Stream,
+                F(dO, "dO").Ptr, F(k, "k").Ptr, F(v, "v").Ptr, F(probs, "probs").Ptr, dS.Ptr, F(dq, "dq").Ptr,
+                first?.Ptr ?? 0UL, T, S, heads, kvHeads, headDim, scale);
+            LaunchN(_k.Attention, "attention_bwd_kv", (long)S * kvHeads * headDim, F(dO, "dO").Ptr, F(q, "q").Ptr, F(probs, "probs").Ptr, dS.Ptr,
+                F(dk, "dk").Ptr, F(dv, "dv").Ptr, lastq?.Ptr ?? 0UL, T, S, heads, kvHeads, headDim, scale);
+        }
+        finally
+        {
+            first?.Dispose();
+            lastq?.Dispose();
+        }
     }
 
     private static (int T, int S) CheckAttention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor? probs, string op)
