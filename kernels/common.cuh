@@ -6,37 +6,6 @@
 #define BLOCK 256
 #define NEG_BIG (-3.0e38f)
 
-// Sum of v over the block; sh holds BLOCK floats. Every thread gets the result.
-static __device__ __forceinline__ float block_sum(float v, float* sh)
-{
-    int t = threadIdx.x;
-    sh[t] = v;
-    __syncthreads();
-    for (int s = BLOCK / 2; s > 0; s >>= 1)
-    {
-        if (t < s) sh[t] += sh[t + s];
-        __syncthreads();
-    }
-    float r = sh[0];
-    __syncthreads(); // sh is reused by the next reduction
-    return r;
-}
-
-static __device__ __forceinline__ float block_max(float v, float* sh)
-{
-    int t = threadIdx.x;
-    sh[t] = v;
-    __syncthreads();
-    for (int s = BLOCK / 2; s > 0; s >>= 1)
-    {
-        if (t < s) sh[t] = fmaxf(sh[t], sh[t + s]);
-        __syncthreads();
-    }
-    float r = sh[0];
-    __syncthreads();
-    return r;
-}
-
 // Sum / max of v over one warp (all 32 lanes active); every lane gets the result.
 static __device__ __forceinline__ float warp_sum(float v)
 {
@@ -48,6 +17,32 @@ static __device__ __forceinline__ float warp_max(float v)
 {
     for (int m = 16; m > 0; m >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, m));
     return v;
+}
+
+// Sum of v over the block (every thread of the BLOCK calls it); sh holds at least BLOCK / 32
+// floats. Every thread gets the result. Warp shuffles, then the BLOCK / 32 warp sums added in a
+// fixed order by every thread: two barriers instead of a shared-memory tree's eight, and the
+// same order on every run (deterministic).
+static __device__ __forceinline__ float block_sum(float v, float* sh)
+{
+    v = warp_sum(v);
+    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
+    __syncthreads();
+    float r = sh[0];
+    for (int w = 1; w < BLOCK / 32; w++) r += sh[w];
+    __syncthreads(); // sh is reused by the next reduction
+    return r;
+}
+
+static __device__ __forceinline__ float block_max(float v, float* sh)
+{
+    v = warp_max(v);
+    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
+    __syncthreads();
+    float r = sh[0];
+    for (int w = 1; w < BLOCK / 32; w++) r = fmaxf(r, sh[w]);
+    __syncthreads();
+    return r;
 }
 
 // Storage types of weights (matches the managed DType order F32=0, F16=1, BF16=2 used by launchers).
