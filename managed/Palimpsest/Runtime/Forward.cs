@@ -49,6 +49,26 @@ public sealed class ForwardOptions
     /// the keys, and the head is the largest matmul of a small model. -1: run everything.
     /// </summary>
     public int StopAfterLayer { get; init; } = -1;
+    /// <summary>
+    /// With StopAfterLayer = l: the result's <see cref="ForwardResult.Residual"/> is a copy of the
+    /// residual stream leaving block l [T, d] (after any BlockOutput intervention), which a later
+    /// forward can resume from (<see cref="StartAtLayer"/> = l + 1).
+    /// </summary>
+    public bool ReturnResidual { get; init; }
+    /// <summary>
+    /// Resume at this block: the embedding and blocks 0..l−1 are skipped and block l starts from a
+    /// copy of <see cref="StartResidual"/>. ROME's v* and MEMIT's z* optimise a vector added at one
+    /// layer, and nothing below it depends on the vector, so every step can start there. Cannot be
+    /// combined with a KV cache, CaptureHidden, keys or interventions below l, and the backward of
+    /// such a forward has no weight gradients. 0: run from the embedding.
+    /// </summary>
+    public int StartAtLayer { get; init; }
+    /// <summary>
+    /// With StartAtLayer = l > 0: the residual stream entering block l [T, d] (e.g. the
+    /// <see cref="ForwardResult.Residual"/> of a forward with StopAfterLayer = l − 1 and the same
+    /// ids and Segments). Only read: the forward works on its own copy.
+    /// </summary>
+    public Tensor? StartResidual { get; init; }
     /// <summary>Keep every activation so that <see cref="Transformer.Backward"/> can run.</summary>
     public bool KeepForBackward { get; init; }
     /// <summary>
@@ -76,6 +96,11 @@ public sealed class ForwardResult : IDisposable
     public Tensor[]? Hidden { get; init; }
     /// <summary>With CaptureHidden: the residual stream after the last block, before the final norm [T, d].</summary>
     public Tensor? FinalResidual { get; init; }
+    /// <summary>
+    /// With StopAfterLayer = l and ReturnResidual: the residual stream leaving block l [T, d] (a copy:
+    /// inference forwards reuse their scratch), to resume from with StartAtLayer = l + 1.
+    /// </summary>
+    public Tensor? Residual { get; init; }
     public IReadOnlyDictionary<int, Tensor> MlpKeys { get; init; } = new Dictionary<int, Tensor>();
     internal Tape? Tape { get; set; }
     public int[] Ids { get; init; } = [];
@@ -92,6 +117,7 @@ public sealed class ForwardResult : IDisposable
         _logits?.Dispose();
         if (Hidden is not null) foreach (var h in Hidden) h.Dispose();
         FinalResidual?.Dispose();
+        Residual?.Dispose();
         foreach (var k in MlpKeys.Values) k.Dispose();
         Tape?.Dispose();
         Tape = null;
@@ -121,7 +147,9 @@ internal sealed class BlockTape
 
 internal sealed class Tape : IDisposable
 {
-    public required BlockTape[] Blocks;
+    public required BlockTape[] Blocks; // [L]; null below StartAtLayer
+    /// <summary>The forward's StartAtLayer: no activations were kept below it (nor the embedding's).</summary>
+    public int StartAtLayer;
     public Tensor XL = null!;     // residual after the last block [T, d]
     public Tensor XF = null!;     // final norm output [T, d]
     public Tensor XHead = null!;  // the rows of XF the head saw [R, d] (XF itself when R = T)

@@ -42,8 +42,10 @@ public sealed class Transformer : IDisposable
 
     /// <summary>
     /// Runs ids [T] (positions cache.Length.., or 0.. without a cache) and returns logits [T, V].
-    /// With a cache, keys/values are appended to it. Throws ArgumentException for ids outside the
-    /// vocabulary or a sequence longer than the context (with segments: all of them together).
+    /// With a cache, keys/values are appended to it. With StartAtLayer = l > 0 it runs blocks l..
+    /// from StartResidual [T, d] instead (ids still give T and are checked). Throws
+    /// ArgumentException for ids outside the vocabulary, a sequence longer than the context (with
+    /// segments: all of them together), or options that cannot go together.
     /// </summary>
     public ForwardResult Forward(ReadOnlySpan<int> ids, ForwardOptions? options = null, KvCache? cache = null)
     {
@@ -58,6 +60,9 @@ public sealed class Transformer : IDisposable
         if (o.StopAfterLayer >= C.Layers || o.StopAfterLayer < -1) throw new ArgumentException($"StopAfterLayer {o.StopAfterLayer} outside [-1, {C.Layers})");
         if (o.StopAfterLayer >= 0 && (o.KeepForBackward || o.CaptureHidden || cache is not null))
             throw new ArgumentException("StopAfterLayer runs without logits: it cannot be combined with KeepForBackward, CaptureHidden or a KV cache");
+        if (o.ReturnResidual && o.StopAfterLayer < 0)
+            throw new ArgumentException("ReturnResidual needs StopAfterLayer: it returns the residual stream leaving that block");
+        int start = CheckStart(o, T, cache);
         if (o.KeepForBackward && o.Interventions is { } ivr && ivr.Any(i => i.Replace))
             throw new ArgumentException("backward through a replacing intervention is not supported");
         if (o.KeepForBackward && cache is not null && pos0 > 0)
@@ -70,6 +75,7 @@ public sealed class Transformer : IDisposable
         foreach (var iv in interventions)
         {
             if (iv.Layer < 0 || iv.Layer >= C.Layers) throw new ArgumentException($"intervention layer {iv.Layer} outside [0, {C.Layers})");
+            if (iv.Layer < start) throw new ArgumentException($"intervention at layer {iv.Layer} is below StartAtLayer {start}: that block does not run");
             if (iv.Position < 0 || iv.Position >= T) throw new ArgumentException($"intervention position {iv.Position} outside [0, {T})");
             if (iv.Delta.Length != d) throw new ArgumentException($"intervention vector {iv.Delta} is not [{d}]");
         }
@@ -85,14 +91,25 @@ public sealed class Transformer : IDisposable
 
         var hidden = o.CaptureHidden ? new Tensor[C.Layers + 1] : null;
         var keys = new Dictionary<int, Tensor>();
-        var tape = keep ? new Tape { Blocks = new BlockTape[C.Layers], Interventions = interventions, Owned = temps } : null;
+        var tape = keep ? new Tape { Blocks = new BlockTape[C.Layers], StartAtLayer = start, Interventions = interventions, Owned = temps } : null;
 
-        // x [T, d] = wte[ids] (+ wpe[pos]); with segments pos restarts at 0 in each
-        var x = New("x0", T, d);
-        if (segs is null || P.Wpe is null) B.Embed(ids, P.Wte, P.Wpe, pos0, x);
-        else EmbedSegments(ids, segs, x);
+        Tensor x;
+        if (start == 0)
+        {
+            // x [T, d] = wte[ids] (+ wpe[pos]); with segments pos restarts at 0 in each
+            x = New("x0", T, d);
+            if (segs is null || P.Wpe is null) B.Embed(ids, P.Wte, P.Wpe, pos0, x);
+            else EmbedSegments(ids, segs, x);
+        }
+        else
+        {
+            // x [T, d] = a copy of StartResidual, in the slot block `start` reads in a full run:
+            // ResidualIn interventions add in place, and the caller's tensor must stay as it was
+            x = New(start % 2 == 0 ? "x0" : "x1", T, d);
+            B.CopyRows(o.StartResidual!, 0, x, 0, T);
+        }
 
-        for (int l = 0; l < C.Layers; l++)
+        for (int l = start; l < C.Layers; l++)
         {
             var bp = P.Blocks[l];
             Apply(interventions, l, InterventionSite.ResidualIn, x);
@@ -162,7 +179,7 @@ public sealed class Transformer : IDisposable
             if (tape is not null) tape.Blocks[l] = bt;
             x = next;
             if (l == o.StopAfterLayer)
-                return new ForwardResult { MlpKeys = keys, Ids = ids.ToArray(), PositionOffset = pos0, Segments = segs?.Lengths };
+                return new ForwardResult { MlpKeys = keys, Residual = o.ReturnResidual ? Copy(x) : null, Ids = ids.ToArray(), PositionOffset = pos0, Segments = segs?.Lengths };
         }
 
         // final norm and head: logits [T, V] = norm_f(x) · Headᵀ (+ b)
@@ -192,6 +209,30 @@ public sealed class Transformer : IDisposable
         }
 
         return new ForwardResult { Logits = logits, Hidden = hidden, FinalResidual = finalResidual, MlpKeys = keys, Tape = tape, Ids = ids.ToArray(), PositionOffset = pos0, LogitsFrom = from, LogitRows = rows, Segments = segs?.Lengths };
+    }
+
+    // StartAtLayer in [0, L); above 0 it needs StartResidual [T, d], and nothing may need a block
+    // below it (cache, hidden states, keys; StopAfterLayer). Interventions are checked with the others.
+    private int CheckStart(ForwardOptions o, int T, KvCache? cache)
+    {
+        int start = o.StartAtLayer;
+        if (start < 0 || start >= C.Layers) throw new ArgumentException($"StartAtLayer {start} outside [0, {C.Layers})");
+        if (start == 0)
+        {
+            if (o.StartResidual is not null) throw new ArgumentException("StartResidual is set but StartAtLayer is 0: the forward would start from the embedding and ignore it");
+            return 0;
+        }
+        if (o.StartResidual is not { } sr)
+            throw new ArgumentException($"StartAtLayer {start} needs StartResidual, the residual stream entering block {start} [{T}, {C.DModel}]");
+        if (sr.Shape.Length != 2 || sr.Rows != T || sr.Cols != C.DModel)
+            throw new ArgumentException($"StartResidual {sr} is not [{T}, {C.DModel}] (the tokens by d_model)");
+        if (cache is not null) throw new ArgumentException($"StartAtLayer {start} cannot be combined with a KV cache: the skipped blocks would leave no keys and values in it");
+        if (o.CaptureHidden) throw new ArgumentException($"StartAtLayer {start} cannot be combined with CaptureHidden: the hidden states below it are not computed");
+        if (o.CaptureKeysAt is { } ks && ks.Any(k => k < start))
+            throw new ArgumentException($"CaptureKeysAt [{string.Join(", ", ks)}] asks for a layer below StartAtLayer {start}: that block does not run");
+        if (o.StopAfterLayer >= 0 && o.StopAfterLayer < start)
+            throw new ArgumentException($"StopAfterLayer {o.StopAfterLayer} is below StartAtLayer {start}: no block would run");
+        return start;
     }
 
     /// <summary>Packed segments: segment s is rows [Starts[s], Starts[s] + Lengths[s]) of every [T, ·]; Max = the longest.</summary>
@@ -300,7 +341,8 @@ public sealed class Transformer : IDisposable
     /// Backpropagates dlogits (shaped like fr.Logits) through a forward run with KeepForBackward.
     /// interventionGrads[i] [d] accumulates d loss / d (forward's Interventions[i].Delta).
     /// weightGrads (optional, from <see cref="Model.ZerosLikeParams"/>) accumulates every weight's gradient.
-    /// Without weight gradients the pass stops below the lowest intervention (it is not needed further).
+    /// Without weight gradients the pass stops at the lowest intervention (it is not needed further),
+    /// so a forward run from StartAtLayer > 0 has every activation it needs, but no weight gradients.
     /// Returns nothing else; embeddings' gradient goes into weightGrads.Wte / Wpe.
     /// </summary>
     public void Backward(ForwardResult fr, Tensor dlogits, IReadOnlyList<Tensor>? interventionGrads, ParamSet<Tensor>? weightGrads = null)
@@ -310,6 +352,8 @@ public sealed class Transformer : IDisposable
         var ivs = tape.Interventions;
         if (interventionGrads is not null && interventionGrads.Count != ivs.Count)
             throw new ArgumentException($"{interventionGrads.Count} gradient vectors for {ivs.Count} interventions");
+        if (weightGrads is not null && tape.StartAtLayer > 0)
+            throw new ArgumentException($"weight gradients need the whole forward, and this one started at StartAtLayer {tape.StartAtLayer}: the blocks below it and the embedding kept no activations");
         var G = weightGrads;
         var temps = new List<Tensor>();
         Tensor New(params int[] shape) { var t = B.Zeros(shape); temps.Add(t); return t; }
