@@ -392,6 +392,10 @@ public sealed class Transformer : IDisposable
                 for (int i = 0; i < ivs.Count; i++)
                     if (ivs[i].Layer == l && ivs[i].Site is InterventionSite.MlpOutput or InterventionSite.BlockOutput && interventionGrads is not null)
                         B.GetRow(dx, ivs[i].Position, interventionGrads[i], accumulate: true);
+                // Below this point the lowest block's backward feeds only weight gradients and
+                // the interventions on its attention output or input: without them, stop here.
+                if (l == lowest && G is null && !ivs.Any(iv => iv.Layer == l && iv.Site is InterventionSite.AttnOutput or InterventionSite.ResidualIn))
+                    break;
 
                 // MLP backward: dKey = dOut · WDownᵀ; then through the activation to dMIn.
                 var dKey = New(T, f);

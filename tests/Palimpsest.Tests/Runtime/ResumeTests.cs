@@ -129,6 +129,33 @@ public class ResumeTests
         }
     }
 
+    /// <summary>
+    /// The backward stops inside the lowest block once its MLP-output gradient is taken (nothing
+    /// below is needed without weight gradients): the same gradient as a backward that must run the
+    /// whole block because of a zero AttnOutput intervention there.
+    /// </summary>
+    [Theory, MemberData(nameof(Cases))]
+    public void Stopping_inside_the_lowest_block_keeps_its_gradients_exact(string arch, string backend)
+    {
+        using var b = TestBackends.Create(backend);
+        using var model = Model.Load(Paths.Fixture(arch), b);
+        var c = model.Config;
+        var tf = new Transformer(model);
+        var ids = RandomIds(Lengths.Sum(), c.Vocab, 5);
+        var rng = new Random(12);
+        using var dl = b.FromHost(Enumerable.Range(0, Rows.Length * c.Vocab).Select(_ => rng.NextDouble() - 0.5).ToArray(), Rows.Length, c.Vocab);
+        using var delta = RandomVector(b, c.DModel, rng);
+        using var zero = b.Zeros(c.DModel);
+        for (int l = 0; l < c.Layers; l++)
+        {
+            var (_, stopped) = RunAndBackward(tf, ids, [new(l, InterventionSite.MlpOutput, 3, delta), new(l, InterventionSite.BlockOutput, 10, delta)], dl, 0, null);
+            var (_, through) = RunAndBackward(tf, ids,
+                [new(l, InterventionSite.MlpOutput, 3, delta), new(l, InterventionSite.BlockOutput, 10, delta), new(l, InterventionSite.AttnOutput, 0, zero)], dl, 0, null);
+            AssertBitwise(stopped[0], through[0], $"{arch} {backend} l={l} MLP-output gradient");
+            AssertBitwise(stopped[1], through[1], $"{arch} {backend} l={l} block-output gradient");
+        }
+    }
+
     /// <summary>The returned residual is the hidden state leaving block l, and a copy that the next forward's scratch does not overwrite.</summary>
     [Theory]
     [InlineData("f64")]
