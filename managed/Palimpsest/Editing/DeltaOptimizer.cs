@@ -19,11 +19,58 @@ public sealed record DeltaResult(double[] Delta, int Steps, double InitialLoss, 
 ///       + weight_decay · ||δ|| / ||v₀||²,
 /// clamped to ||δ|| ≤ clamp_norm_factor · ||v₀|| after each step, stopping once L is below the
 /// early-stop loss or after Steps − 1 updates (the reference's loop).
+/// δ enters at block `layer`, so nothing below it changes from step to step: the residual stream
+/// entering that block is computed once per pack of prompts (and for the KL prompt), and every
+/// step's forward and backward run from there up (<see cref="ForwardOptions.StartAtLayer"/>).
 /// </summary>
 public static class DeltaOptimizer
 {
+    /// <summary>
+    /// δ [d] for the vector added at (layer, site) at each prompt's lookup row; klPrompt: ids [T_kl]
+    /// and its lookup row (δ is added there too; its logits row is compared with δ = 0's).
+    /// site must be at block `layer` itself (MlpOutput, BlockOutput, AttnOutput or ResidualIn).
+    /// </summary>
     public static DeltaResult Optimise(Transformer tf, int layer, InterventionSite site, IReadOnlyList<RewritePrompt> prompts,
         (int[] Ids, int Lookup) klPrompt, double v0Norm, DeltaObjective o)
+        => Optimise(tf, layer, site, prompts, klPrompt, v0Norm, o, reuseBelow: true);
+
+    /// <summary>
+    /// The public Optimise; reuseBelow false is the naive version (every step runs all L blocks), kept as the reference
+    /// that the fast one must match bit for bit.
+    /// </summary>
+    internal static DeltaResult Optimise(Transformer tf, int layer, InterventionSite site, IReadOnlyList<RewritePrompt> prompts,
+        (int[] Ids, int Lookup) klPrompt, double v0Norm, DeltaObjective o, bool reuseBelow)
+    {
+        var c = tf.Model.Config;
+        using var deltaT = tf.Model.Backend.Zeros(c.DModel);
+        var packs = Pack(prompts, c.MaxPositions, layer, site, deltaT);
+        // The residual stream entering block `start` [T, d] of each pack and of the KL prompt: the
+        // same values a full forward computes there at every step, as no δ acts below it.
+        int start = reuseBelow ? layer : 0;
+        var prefixes = new List<ForwardResult>();
+        try
+        {
+            Tensor? Prefix(int[] ids, int[]? segments)
+            {
+                if (start == 0) return null;
+                var r = tf.Forward(ids, new ForwardOptions { Segments = segments, StopAfterLayer = start - 1, ReturnResidual = true });
+                prefixes.Add(r);
+                return r.Residual;
+            }
+            var packStarts = packs.Select(p => Prefix(p.Ids, p.Segments)).ToArray();
+            var klStart = Prefix(klPrompt.Ids, null);
+            return Loop(tf, layer, site, packs, packStarts, start, klPrompt, klStart, v0Norm, o, deltaT);
+        }
+        finally
+        {
+            foreach (var r in prefixes) r.Dispose();
+        }
+    }
+
+    // Adam on δ (deltaT [d] carries it to the forwards); each step's forwards run from block start
+    // (packStarts[i], klStart: their residual entering it; null when start = 0).
+    private static DeltaResult Loop(Transformer tf, int layer, InterventionSite site, List<PromptPack> packs, Tensor?[] packStarts, int start,
+        (int[] Ids, int Lookup) klPrompt, Tensor? klStart, double v0Norm, DeltaObjective o, Tensor deltaT)
     {
         var b = tf.Model.Backend; var c = tf.Model.Config; int d = c.DModel;
         var delta = new double[d];
@@ -32,19 +79,18 @@ public static class DeltaOptimizer
         double[]? klInit = null;
         double loss = double.NaN, initialLoss = double.NaN;
         int step = 0;
-        using var deltaT = b.Zeros(d);
         using var grad = b.Zeros(d);
-        var packs = Pack(prompts, c.MaxPositions, layer, site, deltaT);
         for (int it = 0; it < o.Steps; it++)
         {
             b.Upload(deltaT, delta);
             b.Zero(grad);
-            double nll = RewriteNll(tf, packs, grad);
+            double nll = RewriteNll(tf, packs, grad, start, packStarts);
             double kl;
             using (var r = tf.Forward(klPrompt.Ids, new ForwardOptions
             {
                 LogitsFrom = klPrompt.Lookup, KeepForBackward = true,
                 Interventions = [new Intervention(layer, site, klPrompt.Lookup, deltaT)],
+                StartAtLayer = start, StartResidual = klStart,
             }))
             {
                 using var row = b.Zeros(1, c.Vocab);
@@ -87,17 +133,20 @@ public static class DeltaOptimizer
 
     /// <summary>
     /// mean_p mean_j −log p(target_j) over the rewriting prompts, one forward and backward per pack
-    /// (its interventions read δ); grad [d] accumulates its gradient with respect to δ.
+    /// (its interventions read δ); grad [d] accumulates its gradient with respect to δ. With
+    /// startAt > 0, pack i's forward resumes at that block from starts[i] [T_i, d].
     /// </summary>
-    internal static double RewriteNll(Transformer tf, IReadOnlyList<PromptPack> packs, Tensor grad)
+    internal static double RewriteNll(Transformer tf, IReadOnlyList<PromptPack> packs, Tensor grad, int startAt = 0, IReadOnlyList<Tensor?>? starts = null)
     {
         var b = tf.Model.Backend;
         double nll = 0;
-        foreach (var pack in packs)
+        for (int i = 0; i < packs.Count; i++)
         {
+            var pack = packs[i];
             using var r = tf.Forward(pack.Ids, new ForwardOptions
             {
                 Segments = pack.Segments, LogitRows = pack.Rows, KeepForBackward = true, Interventions = pack.Interventions,
+                StartAtLayer = startAt, StartResidual = starts?[i],
             });
             using var dl = b.Zeros(r.Logits.Shape);
             // one CrossEntropy per group of prompts with equal target counts (one group when all match)

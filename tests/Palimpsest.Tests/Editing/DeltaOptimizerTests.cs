@@ -55,6 +55,53 @@ public class DeltaOptimizerTests
         Num.AssertClose(g, e, 1e-10, "d NLL / d δ");
     }
 
+    public static TheoryData<string, string, InterventionSite> ReuseCases()
+    {
+        var d = new TheoryData<string, string, InterventionSite>();
+        foreach (var backend in TestBackends.Cpu)
+        {
+            d.Add("gpt2", backend, InterventionSite.MlpOutput);   // ROME's v*
+            d.Add("llama", backend, InterventionSite.BlockOutput); // MEMIT's z*
+            d.Add("gptj", backend, InterventionSite.ResidualIn);
+        }
+        return d;
+    }
+
+    /// <summary>
+    /// The optimisation resuming every step's forwards at the edited block (the default) against the
+    /// naive one running all blocks each step: the same δ, step count and losses, bit for bit, with
+    /// the prompts in two packs and every step taken (no early stop), at layer 2 of a 4-layer model.
+    /// </summary>
+    [Theory, MemberData(nameof(ReuseCases))]
+    public void Resuming_at_the_edited_layer_gives_the_same_delta_bitwise(string arch, string backend, InterventionSite site)
+    {
+        using var b = TestBackends.Create(backend);
+        using var model = Model.Load(Paths.Fixture(arch), b);
+        var c = model.Config;
+        var tf = new Transformer(model);
+        var rng = new Random(9);
+        // 7 prompts of 8..11 tokens: 66 > 64 positions, so two packs
+        var prompts = Enumerable.Range(0, 7).Select(i =>
+        {
+            int n = 8 + i % 4, k = 1 + i % 2;
+            var ids = Enumerable.Range(0, n).Select(_ => rng.Next(c.Vocab)).ToArray();
+            return new RewritePrompt(ids, 2 + i % 3, Enumerable.Range(n - k, k).Select(r => (r, rng.Next(c.Vocab))).ToArray());
+        }).ToList();
+        var kl = (Enumerable.Range(0, 6).Select(_ => rng.Next(c.Vocab)).ToArray(), 3);
+        var objective = new DeltaObjective(Steps: 6, Lr: 0.5, WeightDecay: 0.5, ClampNormFactor: 4, KlFactor: 0.0625, EarlyStopLoss: 0);
+        const int layer = 2;
+        using (var probe = b.Zeros(c.DModel)) Assert.Equal(2, DeltaOptimizer.Pack(prompts, c.MaxPositions, layer, site, probe).Count);
+
+        var fast = DeltaOptimizer.Optimise(tf, layer, site, prompts, kl, 2.0, objective, reuseBelow: true);
+        var naive = DeltaOptimizer.Optimise(tf, layer, site, prompts, kl, 2.0, objective, reuseBelow: false);
+        Assert.Equal(objective.Steps - 1, naive.Steps);
+        Assert.Equal(naive.Steps, fast.Steps);
+        Assert.True(naive.InitialLoss.Equals(fast.InitialLoss), $"initial loss {fast.InitialLoss:R} vs {naive.InitialLoss:R}");
+        Assert.True(naive.FinalLoss.Equals(fast.FinalLoss), $"final loss {fast.FinalLoss:R} vs {naive.FinalLoss:R}");
+        ResumeTests.AssertBitwise(fast.Delta, naive.Delta, $"{arch} {backend} {site} δ");
+        Assert.True(naive.Delta.Any(x => x != 0) && naive.FinalLoss != naive.InitialLoss, "the optimisation should have moved δ");
+    }
+
     [Fact]
     public void A_target_row_outside_its_prompt_is_refused()
     {
