@@ -43,9 +43,10 @@ public static class DeltaOptimizer
     {
         var c = tf.Model.Config;
         using var deltaT = tf.Model.Backend.Zeros(c.DModel);
-        var packs = Pack(prompts, c.MaxPositions, layer, site, deltaT);
-        // The residual stream entering block `start` [T, d] of each pack and of the KL prompt: the
-        // same values a full forward computes there at every step, as no δ acts below it.
+        // the KL prompt rides in the last pack (one forward and backward per step for everything)
+        var packs = Pack(prompts, c.MaxPositions, layer, site, deltaT, klPrompt);
+        // The residual stream entering block `start` [T, d] of each pack: the same values a full
+        // forward computes there at every step, as no δ acts below it.
         int start = reuseBelow ? layer : 0;
         var prefixes = new List<ForwardResult>();
         try
@@ -58,8 +59,7 @@ public static class DeltaOptimizer
                 return r.Residual;
             }
             var packStarts = packs.Select(p => Prefix(p.Ids, p.Segments)).ToArray();
-            var klStart = Prefix(klPrompt.Ids, null);
-            return Loop(tf, layer, site, packs, packStarts, start, klPrompt, klStart, v0Norm, o, deltaT);
+            return Loop(tf, packs, packStarts, start, v0Norm, o);
         }
         finally
         {
@@ -67,50 +67,27 @@ public static class DeltaOptimizer
         }
     }
 
-    // Adam on δ (deltaT [d] carries it to the forwards); each step's forwards run from block start
-    // (packStarts[i], klStart: their residual entering it; null when start = 0).
-    private static DeltaResult Loop(Transformer tf, int layer, InterventionSite site, List<PromptPack> packs, Tensor?[] packStarts, int start,
-        (int[] Ids, int Lookup) klPrompt, Tensor? klStart, double v0Norm, DeltaObjective o, Tensor deltaT)
+    // Adam on δ (the packs' interventions read it from the device); each step's forwards run from
+    // block start (packStarts[i]: the residual entering it; null when start = 0).
+    private static DeltaResult Loop(Transformer tf, List<PromptPack> packs, Tensor?[] packStarts, int start, double v0Norm, DeltaObjective o)
     {
         var b = tf.Model.Backend; var c = tf.Model.Config; int d = c.DModel;
+        var deltaT = packs[0].Interventions[0].Delta;
         var delta = new double[d];
         var m = new double[d]; var v = new double[d];
         const double beta1 = 0.9, beta2 = 0.999, eps = 1e-8; // torch.optim.Adam defaults
-        double[]? klInit = null;
         double loss = double.NaN, initialLoss = double.NaN;
         int step = 0;
         using var grad = b.Zeros(d);
+        using var kl = new KlTerm(o.KlFactor);
         for (int it = 0; it < o.Steps; it++)
         {
             b.Upload(deltaT, delta);
             b.Zero(grad);
-            double nll = RewriteNll(tf, packs, grad, start, packStarts);
-            double kl;
-            using (var r = tf.Forward(klPrompt.Ids, new ForwardOptions
-            {
-                LogitsFrom = klPrompt.Lookup, KeepForBackward = true,
-                Interventions = [new Intervention(layer, site, klPrompt.Lookup, deltaT)],
-                StartAtLayer = start, StartResidual = klStart,
-            }))
-            {
-                using var row = b.Zeros(1, c.Vocab);
-                b.CopyRows(r.Logits, 0, row, 0, 1);
-                if (klInit is null)
-                {
-                    using var lp = b.Zeros(1, c.Vocab);
-                    b.LogSoftmax(row, lp);
-                    klInit = new double[c.Vocab]; b.ToHost(lp, klInit);
-                }
-                using var refLp = b.FromHost(klInit, 1, c.Vocab);
-                using var dRow = b.Zeros(1, c.Vocab);
-                kl = o.KlFactor * b.KlDivergence(row, refLp, dRow, o.KlFactor);
-                using var dl = b.Zeros(r.Logits.Shape);
-                b.CopyRows(dRow, 0, dl, 0, 1);
-                tf.Backward(r, dl, [grad]);
-            }
+            var (nll, klLoss) = StepLoss(tf, packs, grad, start, packStarts, kl);
             double dn = Math.Sqrt(delta.Sum(x => x * x));
             double decay = o.WeightDecay * dn / (v0Norm * v0Norm);
-            loss = nll + kl + decay;
+            loss = nll + klLoss + decay;
             if (it == 0) initialLoss = loss;
             step = it;
             if (loss < o.EarlyStopLoss || it == o.Steps - 1) break;
@@ -137,9 +114,28 @@ public static class DeltaOptimizer
     /// startAt > 0, pack i's forward resumes at that block from starts[i] [T_i, d].
     /// </summary>
     internal static double RewriteNll(Transformer tf, IReadOnlyList<PromptPack> packs, Tensor grad, int startAt = 0, IReadOnlyList<Tensor?>? starts = null)
+        => StepLoss(tf, packs, grad, startAt, starts, null).Nll;
+
+    /// <summary>
+    /// The KL term's state: kl_factor and the log-probabilities [1, V] of the KL prompt's row at
+    /// δ = 0 (taken from the first step, whose δ is 0), kept on the device.
+    /// </summary>
+    internal sealed class KlTerm(double factor) : IDisposable
+    {
+        public double Factor { get; } = factor;
+        public Tensor? RefLogProbs { get; set; }
+        public void Dispose() => RefLogProbs?.Dispose();
+    }
+
+    /// <summary>
+    /// One step's loss and gradient: (mean_p mean_j −log p(target_j), kl_factor · KL(P_δ || P₀) at the
+    /// KL prompt's row when a pack holds it and kl is given, else 0), one forward and backward per
+    /// pack; grad [d] accumulates the gradient of their sum with respect to δ.
+    /// </summary>
+    internal static (double Nll, double Kl) StepLoss(Transformer tf, IReadOnlyList<PromptPack> packs, Tensor grad, int startAt, IReadOnlyList<Tensor?>? starts, KlTerm? kl)
     {
         var b = tf.Model.Backend;
-        double nll = 0;
+        double nll = 0, klLoss = 0;
         for (int i = 0; i < packs.Count; i++)
         {
             var pack = packs[i];
@@ -152,10 +148,25 @@ public static class DeltaOptimizer
             // one CrossEntropy per group of prompts with equal target counts (one group when all match)
             foreach (var (targets, scale) in pack.Losses)
                 nll += scale * b.CrossEntropy(r.Logits, targets, dl, scale);
+            if (kl is not null && pack.KlRow >= 0)
+            {
+                // its row has no cross-entropy target, so its gradient row is the KL's alone
+                int V = r.Logits.Cols;
+                using var row = b.Zeros(1, V);
+                b.CopyRows(r.Logits, pack.KlRow, row, 0, 1);
+                if (kl.RefLogProbs is null)
+                {
+                    kl.RefLogProbs = b.Zeros(1, V);
+                    b.LogSoftmax(row, kl.RefLogProbs);
+                }
+                using var dRow = b.Zeros(1, V);
+                klLoss = kl.Factor * b.KlDivergence(row, kl.RefLogProbs, dRow, kl.Factor);
+                b.CopyRows(dRow, 0, dl, pack.KlRow, 1);
+            }
             // every intervention is δ: their gradients all accumulate into grad
             tf.Backward(r, dl, Enumerable.Repeat(grad, pack.Interventions.Length).ToArray());
         }
-        return nll;
+        return (nll, klLoss);
     }
 
     /// <summary>
@@ -163,23 +174,38 @@ public static class DeltaOptimizer
     /// Ids [T], one intervention of δ per prompt at its lookup row, Rows = every target row (R, ascending),
     /// and Losses: per group of prompts with the same target count n, targets [R] (−1 outside the
     /// group) and the scale k/P (k of its P prompts in the group), so that Σ scale · CrossEntropy =
-    /// this pack's share of mean_p mean_j −log p(target_j).
+    /// this pack's share of mean_p mean_j −log p(target_j). KlRow: the index in Rows (and in the
+    /// forward's logits) of the KL prompt's lookup row when this pack holds it, else −1; no
+    /// cross-entropy target lies on it.
     /// </summary>
-    internal sealed record PromptPack(int[] Ids, int[] Segments, int[] Rows, Intervention[] Interventions, List<(int[] Targets, double Scale)> Losses);
+    internal sealed record PromptPack(int[] Ids, int[] Segments, int[] Rows, Intervention[] Interventions, List<(int[] Targets, double Scale)> Losses, int KlRow = -1);
 
-    /// <summary>Packs prompts in order, starting a new forward where the next would pass maxTokens (the context).</summary>
-    internal static List<PromptPack> Pack(IReadOnlyList<RewritePrompt> prompts, int maxTokens, int layer, InterventionSite site, Tensor delta)
+    /// <summary>
+    /// Packs prompts in order, starting a new forward where the next would pass maxTokens (the
+    /// context); the KL prompt (optional: ids and its lookup row, where δ is added too) goes last,
+    /// into the last pack when it fits, so that a step runs one forward for everything.
+    /// </summary>
+    internal static List<PromptPack> Pack(IReadOnlyList<RewritePrompt> prompts, int maxTokens, int layer, InterventionSite site, Tensor delta,
+        (int[] Ids, int Lookup)? klPrompt = null)
     {
-        var groups = new List<List<RewritePrompt>>();
-        int tokens = 0;
-        foreach (var p in prompts)
+        var items = prompts.Select(p => (P: p, Kl: false)).ToList();
+        if (klPrompt is { } klp)
         {
+            if (klp.Ids.Length > maxTokens || klp.Lookup < 0 || klp.Lookup >= klp.Ids.Length)
+                throw new ArgumentException($"KL prompt of {klp.Ids.Length} tokens: lookup {klp.Lookup} outside it, or longer than the model's context ({maxTokens})");
+            items.Add((new RewritePrompt(klp.Ids, klp.Lookup, []), true));
+        }
+        var groups = new List<List<(RewritePrompt P, bool Kl)>>();
+        int tokens = 0;
+        foreach (var item in items)
+        {
+            var p = item.P;
             if (p.Ids.Length > maxTokens) throw new ArgumentException($"rewriting prompt of {p.Ids.Length} tokens is longer than the model's context ({maxTokens})");
             // packed, a row outside the prompt would silently land in its neighbour
-            if (p.Lookup < 0 || p.Lookup >= p.Ids.Length || p.Targets.Length == 0 || p.Targets.Any(t => t.Row < 0 || t.Row >= p.Ids.Length))
+            if (!item.Kl && (p.Lookup < 0 || p.Lookup >= p.Ids.Length || p.Targets.Length == 0 || p.Targets.Any(t => t.Row < 0 || t.Row >= p.Ids.Length)))
                 throw new ArgumentException($"rewriting prompt of {p.Ids.Length} tokens: lookup {p.Lookup} or target rows [{string.Join(", ", p.Targets.Select(t => t.Row))}] outside it");
             if (groups.Count == 0 || tokens + p.Ids.Length > maxTokens) { groups.Add([]); tokens = 0; }
-            groups[^1].Add(p);
+            groups[^1].Add(item);
             tokens += p.Ids.Length;
         }
         var packs = new List<PromptPack>();
@@ -187,20 +213,22 @@ public static class DeltaOptimizer
         {
             var ids = new List<int>(); var rows = new List<int>(); var tgt = new List<int>(); var counts = new List<int>();
             var ivs = new List<Intervention>();
-            foreach (var p in g)
+            int klRow = -1;
+            foreach (var (p, isKl) in g)
             {
                 int at = ids.Count;
                 ids.AddRange(p.Ids);
                 ivs.Add(new Intervention(layer, site, at + p.Lookup, delta));
+                if (isKl) { klRow = rows.Count; rows.Add(at + p.Lookup); tgt.Add(-1); counts.Add(-1); continue; }
                 foreach (var (row, tok) in p.Targets.OrderBy(t => t.Row)) { rows.Add(at + row); tgt.Add(tok); counts.Add(p.Targets.Length); }
             }
-            var losses = counts.Distinct().Select(n =>
+            var losses = counts.Where(n => n > 0).Distinct().Select(n =>
             {
                 var targets = tgt.Select((t, i) => counts[i] == n ? t : -1).ToArray();
-                int k = g.Count(p => p.Targets.Length == n);
+                int k = g.Count(x => !x.Kl && x.P.Targets.Length == n);
                 return (targets, (double)k / prompts.Count);
             }).ToList();
-            packs.Add(new PromptPack(ids.ToArray(), g.Select(p => p.Ids.Length).ToArray(), rows.ToArray(), ivs.ToArray(), losses));
+            packs.Add(new PromptPack(ids.ToArray(), g.Select(x => x.P.Ids.Length).ToArray(), rows.ToArray(), ivs.ToArray(), losses, klRow));
         }
         return packs;
     }

@@ -55,6 +55,73 @@ public class DeltaOptimizerTests
         Num.AssertClose(g, e, 1e-10, "d NLL / d δ");
     }
 
+    /// <summary>
+    /// The KL prompt packed after the rewriting prompts (one forward per step for everything):
+    /// its row lands in the last pack when it fits, or in a pack of its own; the packed step's
+    /// NLL, KL and δ gradient equal a separate forward of the KL prompt added to the rewrite loss.
+    /// </summary>
+    [Theory]
+    [InlineData(19, 2)]  // prompts of 5, 6, 7 | 5 tokens: the 6-token KL prompt joins the second pack
+    [InlineData(14, 3)]  // 5, 6 | 7, 5 tokens: 12 + 6 > 14, so the KL prompt gets a pack of its own
+    public void Packed_kl_term_equals_a_separate_kl_forward(int maxTokens, int expectedPacks)
+    {
+        var c = SmallConfigs.Get("gpt2");
+        using var b = new ReferenceBackend();
+        using var model = Model.FromHost(c, RandomWeights.Create(c, 6, 0.3), b);
+        var tf = new Transformer(model);
+        var rng = new Random(3);
+        var prompts = Enumerable.Range(0, 4).Select(i =>
+        {
+            int n = 5 + i % 3;
+            var ids = Enumerable.Range(0, n).Select(_ => rng.Next(c.Vocab)).ToArray();
+            return new RewritePrompt(ids, 1, [(n - 2, rng.Next(c.Vocab)), (n - 1, rng.Next(c.Vocab))]);
+        }).ToList();
+        var klIds = Enumerable.Range(0, 6).Select(_ => rng.Next(c.Vocab)).ToArray();
+        const int klLookup = 3, layer = 1;
+        const double factor = 0.0625;
+        using var delta = b.FromHost(Enumerable.Range(0, c.DModel).Select(_ => rng.NextDouble() - 0.5).ToArray(), c.DModel);
+        // P₀: some other distribution over the vocabulary, so that the KL is not 0
+        var refHost = Enumerable.Range(0, c.Vocab).Select(_ => rng.NextDouble() * 4).ToArray();
+        using var refLogits = b.FromHost(refHost, 1, c.Vocab);
+
+        var packs = DeltaOptimizer.Pack(prompts, maxTokens, layer, InterventionSite.MlpOutput, delta, (klIds, klLookup));
+        Assert.Equal(expectedPacks, packs.Count);
+        var holder = Assert.Single(packs, p => p.KlRow >= 0);
+        Assert.Same(packs[^1], holder);
+        Assert.Equal(holder.Ids.Length - klIds.Length + klLookup, holder.Rows[holder.KlRow]);
+        Assert.All(holder.Losses, l => Assert.Equal(-1, l.Targets[holder.KlRow]));
+
+        using var kl = new DeltaOptimizer.KlTerm(factor) { RefLogProbs = b.Zeros(1, c.Vocab) };
+        b.LogSoftmax(refLogits, kl.RefLogProbs!);
+        using var grad = b.Zeros(c.DModel);
+        var (nll, klLoss) = DeltaOptimizer.StepLoss(tf, packs, grad, 0, null, kl);
+
+        // expected: the rewrite loss alone, plus one forward of the KL prompt
+        using var expectedGrad = b.Zeros(c.DModel);
+        double expectedNll = DeltaOptimizer.RewriteNll(tf, DeltaOptimizer.Pack(prompts, maxTokens, layer, InterventionSite.MlpOutput, delta), expectedGrad);
+        double expectedKl;
+        using (var r = tf.Forward(klIds, new ForwardOptions
+        {
+            LogitsFrom = klLookup, KeepForBackward = true,
+            Interventions = [new Intervention(layer, InterventionSite.MlpOutput, klLookup, delta)],
+        }))
+        {
+            using var row = b.Zeros(1, c.Vocab);
+            b.CopyRows(r.Logits, 0, row, 0, 1);
+            using var dRow = b.Zeros(1, c.Vocab);
+            expectedKl = factor * b.KlDivergence(row, kl.RefLogProbs!, dRow, factor);
+            using var dl = b.Zeros(r.Logits.Shape);
+            b.CopyRows(dRow, 0, dl, 0, 1);
+            tf.Backward(r, dl, [expectedGrad]);
+        }
+        Assert.True(expectedKl > 1e-3, $"the KL term should not vanish ({expectedKl})");
+        Assert.True(Math.Abs(nll - expectedNll) <= 1e-12 * expectedNll, $"packed NLL {nll:R} vs {expectedNll:R}");
+        Assert.True(Math.Abs(klLoss - expectedKl) <= 1e-12 * expectedKl, $"packed KL {klLoss:R} vs separate {expectedKl:R}");
+        var g = new double[c.DModel]; b.ToHost(grad, g);
+        var e = new double[c.DModel]; b.ToHost(expectedGrad, e);
+        Num.AssertClose(g, e, 1e-10, "d (NLL + KL) / d δ, packed vs separate");
+    }
+
     public static TheoryData<string, string, InterventionSite> ReuseCases()
     {
         var d = new TheoryData<string, string, InterventionSite>();
