@@ -211,3 +211,23 @@ public interface ISegmentAttention
     void AttentionSegmentsBackward(Tensor dO, Tensor q, Tensor k, Tensor v, Tensor probs, ReadOnlySpan<int> lengths,
         int heads, int kvHeads, int headDim, Tensor dq, Tensor dk, Tensor dv);
 }
+
+/// <summary>
+/// Optional capability of a backend: record the device work of a piece of code once and replay it
+/// with one launch (CUDA graphs), for loops that run the same shapes many times (decode steps, the
+/// v*/z* optimisation). A replay reads and writes the very buffers the recording used.
+/// </summary>
+public interface IGraphCapture
+{
+    /// <summary>Records <paramref name="work"/> (run it once unrecorded first, so that its buffers are cached).</summary>
+    IReplayable Record(Action work);
+
+    /// <summary>Does now any lazy work owed to t (a deferred zero-fill), which a replay would not trigger.</summary>
+    void Settle(Tensor t);
+}
+
+/// <summary>Recorded device work: <see cref="Launch"/> queues one replay in order with the backend's other work.</summary>
+public interface IReplayable : IDisposable
+{
+    void Launch();
+}

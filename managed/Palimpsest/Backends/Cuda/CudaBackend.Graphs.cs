@@ -1,12 +1,13 @@
 using System.Runtime.InteropServices;
 using Palimpsest.Cuda.Interop;
+using Palimpsest.Tensors;
 
 namespace Palimpsest.Backends.Cuda;
 
 // CUDA graphs: record the device work of a piece of code once, replay it with one launch. A
 // decode step queues ~1,700 launches, memsets and products whose host cost (several ms) exceeds
 // the GPU's time for them; a replayed graph costs one driver call.
-public sealed partial class CudaBackend
+public sealed partial class CudaBackend : IGraphCapture
 {
     private CaptureState? _capture;
     private DeviceBuffer? _blasWorkspace;
@@ -79,6 +80,11 @@ public sealed partial class CudaBackend
         }
     }
 
+    IReplayable IGraphCapture.Record(Action work) => Capture(work);
+
+    /// <summary>Issues t's deferred zero-fill now (a graph replay reads t without asking for it).</summary>
+    public void Settle(Tensor t) => _ = C(t, "t").Ptr;
+
     // cuBLAS allocates its default workspace per stream, which a capture cannot record: give it one
     // of ours (cublasSetStream resets the workspace, so set it after).
     private void SetBlasStream(IntPtr stream)
@@ -119,7 +125,7 @@ public sealed partial class CudaBackend
 }
 
 /// <summary>A captured piece of device work (see <see cref="CudaBackend.Capture"/>); replayed on the backend's stream.</summary>
-public sealed class CudaGraph : IDisposable
+public sealed class CudaGraph : IReplayable
 {
     private readonly CudaBackend _owner;
     private readonly IntPtr _graph;
