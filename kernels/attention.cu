@@ -102,10 +102,14 @@ extern "C" __global__ void attention_fwd_tiled(const float* q, const float* k, c
     int jlo = first ? first[t0] : 0;  // first key any row of the block sees (first[] rises with t)
     int jhi = off + t0 + rows - 1;    // last key any row of the block sees
 
+    // Per-row state in registers: every loop over rr and i is unrolled (constant indices), or the
+    // arrays would live in local memory.
     float m[ATT_RPW], l[ATT_RPW], acc[ATT_RPW][ATT_MAXC];
+#pragma unroll
     for (int rr = 0; rr < ATT_RPW; rr++)
     {
         m[rr] = NEG_BIG; l[rr] = 0.0f;
+#pragma unroll
         for (int i = 0; i < ATT_MAXC; i++) acc[rr][i] = 0.0f;
     }
 
@@ -115,53 +119,66 @@ extern "C" __global__ void attention_fwd_tiled(const float* q, const float* k, c
         att_load_tile(k, ks, j0, S, kstride, kh * hd, hd);
         att_load_tile(v, vs, j0, S, kstride, kh * hd, hd);
         __syncthreads();
+#pragma unroll
         for (int rr = 0; rr < ATT_RPW; rr++)
         {
             int r = warp * ATT_RPW + rr;
-            if (r >= rows) break; // warp-uniform
-            int t = t0 + r, lo = first ? first[t] : 0, hi = off + t;
-            int j = j0 + lane;
-            bool seen = j >= lo && j <= hi;
-            float s = NEG_BIG;
-            if (seen)
+            if (r < rows) // warp-uniform
             {
-                s = 0.0f;
-                const float* qr = qs + r * hd;
-                const float* kr = ks + lane * (hd + 1);
-                for (int c = 0; c < hd; c++) s += qr[c] * kr[c];
-            }
-            float tmax = warp_max(s);
-            if (tmax == NEG_BIG) continue; // nothing of this tile is visible to row t
-            float mnew = fmaxf(m[rr], tmax);
-            float corr = expf(m[rr] - mnew);
-            float p = seen ? expf(s - mnew) : 0.0f;
-            l[rr] = l[rr] * corr + warp_sum(p);
-            for (int i = 0; i < ATT_MAXC; i++) acc[rr][i] *= corr;
-            for (int jj = 0; jj < ATT_KT; jj++)
-            {
-                float pj = __shfl_sync(0xffffffffu, p, jj);
-                if (pj == 0.0f) continue; // the same on every lane
-                const float* vr = vs + jj * (hd + 1);
-                for (int i = 0; i < ATT_MAXC; i++)
+                int t = t0 + r, lo = first ? first[t] : 0, hi = off + t;
+                int j = j0 + lane;
+                bool seen = j >= lo && j <= hi;
+                float s = NEG_BIG;
+                if (seen)
                 {
-                    int c = lane + 32 * i;
-                    if (c < hd) acc[rr][i] += pj * vr[c];
+                    s = 0.0f;
+                    const float* qr = qs + r * hd;
+                    const float* kr = ks + lane * (hd + 1);
+                    for (int c = 0; c < hd; c++) s += qr[c] * kr[c];
+                }
+                float tmax = warp_max(s);
+                if (tmax != NEG_BIG) // else nothing of this tile is visible to row t (warp-uniform)
+                {
+                    float mnew = fmaxf(m[rr], tmax);
+                    float corr = expf(m[rr] - mnew);
+                    float p = seen ? expf(s - mnew) : 0.0f;
+                    l[rr] = l[rr] * corr + warp_sum(p);
+#pragma unroll
+                    for (int i = 0; i < ATT_MAXC; i++) acc[rr][i] *= corr;
+                    for (int jj = 0; jj < ATT_KT; jj++)
+                    {
+                        float pj = __shfl_sync(0xffffffffu, p, jj);
+                        if (pj != 0.0f) // the same on every lane
+                        {
+                            const float* vr = vs + jj * (hd + 1);
+#pragma unroll
+                            for (int i = 0; i < ATT_MAXC; i++)
+                            {
+                                int c = lane + 32 * i;
+                                if (c < hd) acc[rr][i] += pj * vr[c];
+                            }
+                        }
+                    }
+                    m[rr] = mnew;
                 }
             }
-            m[rr] = mnew;
         }
     }
 
+#pragma unroll
     for (int rr = 0; rr < ATT_RPW; rr++)
     {
         int r = warp * ATT_RPW + rr;
-        if (r >= rows) break;
-        float inv = 1.0f / l[rr];
-        float* orow = o + (long long)(t0 + r) * qstride + (long long)h * hd;
-        for (int i = 0; i < ATT_MAXC; i++)
+        if (r < rows)
         {
-            int c = lane + 32 * i;
-            if (c < hd) orow[c] = acc[rr][i] * inv;
+            float inv = 1.0f / l[rr];
+            float* orow = o + (long long)(t0 + r) * qstride + (long long)h * hd;
+#pragma unroll
+            for (int i = 0; i < ATT_MAXC; i++)
+            {
+                int c = lane + 32 * i;
+                if (c < hd) orow[c] = acc[rr][i] * inv;
+            }
         }
     }
     if (!probs) return;
@@ -176,22 +193,25 @@ extern "C" __global__ void attention_fwd_tiled(const float* q, const float* k, c
             att_load_tile(k, ks, j0, S, kstride, kh * hd, hd);
             __syncthreads();
         }
+#pragma unroll
         for (int rr = 0; rr < ATT_RPW; rr++)
         {
             int r = warp * ATT_RPW + rr;
-            if (r >= rows) break;
-            int t = t0 + r, lo = first ? first[t] : 0, hi = off + t;
-            int j = j0 + lane;
-            float pv = 0.0f;
-            if (any && j >= lo && j <= hi)
+            if (r < rows)
             {
-                float s = 0.0f;
-                const float* qr = qs + r * hd;
-                const float* kr = ks + lane * (hd + 1);
-                for (int c = 0; c < hd; c++) s += qr[c] * kr[c];
-                pv = expf(s - m[rr]) / l[rr];
+                int t = t0 + r, lo = first ? first[t] : 0, hi = off + t;
+                int j = j0 + lane;
+                float pv = 0.0f;
+                if (any && j >= lo && j <= hi)
+                {
+                    float s = 0.0f;
+                    const float* qr = qs + r * hd;
+                    const float* kr = ks + lane * (hd + 1);
+                    for (int c = 0; c < hd; c++) s += qr[c] * kr[c];
+                    pv = expf(s - m[rr]) / l[rr];
+                }
+                if (j < S) probs[((long long)h * T + t) * S + j] = pv;
             }
-            if (j < S) probs[((long long)h * T + t) * S + j] = pv;
         }
     }
 }

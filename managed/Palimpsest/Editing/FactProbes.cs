@@ -30,6 +30,35 @@ public sealed class FactProbes(ITextTokenizer tok)
         return all.AsSpan(idx * f, f).ToArray();
     }
 
+    /// <summary>
+    /// Keys [n][f] of `layer` at the subject's last token of each template: the templates packed
+    /// end to end into as few forwards as the context allows (Segments), each stopping after
+    /// `layer`; only the n key rows are read back.
+    /// </summary>
+    public double[][] KeysAt(Transformer tf, IReadOnlyList<string> templates, string subject, int layer)
+    {
+        var b = tf.Model.Backend; int f = tf.Model.Config.DFf, max = tf.Model.Config.MaxPositions;
+        var encoded = templates.Select(t => Encode(t, subject)).ToArray();
+        var keys = new double[encoded.Length][];
+        for (int start = 0; start < encoded.Length;)
+        {
+            // one pack: templates [start, end) fitting the context
+            int end = start, tokens = 0;
+            while (end < encoded.Length && (end == start || tokens + encoded[end].Ids.Length <= max)) tokens += encoded[end++].Ids.Length;
+            var ids = encoded[start..end].SelectMany(e => e.Ids).ToArray();
+            var segs = encoded[start..end].Select(e => e.Ids.Length).ToArray();
+            using var r = tf.Forward(ids, new ForwardOptions { Segments = segs, CaptureKeysAt = [layer], StopAfterLayer = layer });
+            using var rows = b.Zeros(end - start, f);
+            for (int i = start, at = 0; i < end; at += encoded[i].Ids.Length, i++)
+                b.CopyRows(r.MlpKeys[layer], at + encoded[i].SubjectLast, rows, i - start, 1);
+            var host = new double[rows.Length];
+            b.ToHost(rows, host);
+            for (int i = start; i < end; i++) keys[i] = host.AsSpan((i - start) * f, f).ToArray();
+            start = end;
+        }
+        return keys;
+    }
+
     /// <summary>Output [d] of block `layer` (the residual stream it leaves) at the subject's last token.</summary>
     public double[] BlockOutputAt(Transformer tf, string template, string subject, int layer)
     {
@@ -45,25 +74,21 @@ public sealed class FactProbes(ITextTokenizer tok)
     /// <summary>The MLP output v [d] = k · WDown + b of `layer` for a key k [f] (host, float64).</summary>
     public static double[] MlpOutput(Transformer tf, int layer, double[] key) => MlpOutputs(tf, layer, key, 1);
 
-    /// <summary>MLP outputs [T, d] = keys [T, f] · WDown + b of `layer` (host, float64; WDown is read once).</summary>
+    /// <summary>
+    /// MLP outputs [T, d] = keys [T, f] · WDown + b of `layer`, on the model's backend (in its
+    /// precision: float64 on the reference backend), read back as float64.
+    /// </summary>
     public static double[] MlpOutputs(Transformer tf, int layer, double[] keys, int rows)
     {
         var b = tf.Model.Backend; var bp = tf.Model.Params.Blocks[layer];
         int f = tf.Model.Config.DFf, d = tf.Model.Config.DModel;
-        var w = new double[f * d]; b.ToHost(bp.WDown, w);
-        var bias = new double[d];
-        if (bp.BDown is not null) b.ToHost(bp.BDown, bias);
-        var v = new double[rows * d];
-        for (int t = 0; t < rows; t++)
-        {
-            bias.CopyTo(v, t * d);
-            for (int i = 0; i < f; i++)
-            {
-                double k = keys[t * f + i];
-                if (k == 0) continue;
-                for (int j = 0; j < d; j++) v[t * d + j] += k * w[i * d + j];
-            }
-        }
-        return v;
+        if (keys.Length != (long)rows * f) throw new ArgumentException($"MlpOutputs: {keys.Length} key values for {rows} rows of {f}");
+        using var k = b.FromHost(keys, rows, f);
+        using var v = b.Zeros(rows, d);
+        b.MatMul(k, false, bp.WDown, false, v);
+        if (bp.BDown is not null) b.AddBias(v, bp.BDown);
+        var host = new double[rows * d];
+        b.ToHost(v, host);
+        return host;
     }
 }

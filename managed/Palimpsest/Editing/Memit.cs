@@ -129,11 +129,8 @@ public sealed class Memit : IEditor
         foreach (var type in _templates!)
         {
             var mean = new double[k.Length];
-            foreach (var t in type)
-            {
-                var kt = _probes.KeyAt(tf, t.Replace("{}", req.Prompt), req.Subject, layer);
+            foreach (var kt in _probes.KeysAt(tf, type.Select(t => t.Replace("{}", req.Prompt)).ToArray(), req.Subject, layer))
                 for (int j = 0; j < k.Length; j++) mean[j] += kt[j] / type.Count;
-            }
             for (int j = 0; j < k.Length; j++) k[j] += mean[j] / _templates.Count;
         }
         return k;

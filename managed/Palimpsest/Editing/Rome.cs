@@ -47,11 +47,8 @@ public sealed class Rome : IEditor
 
         // k̄ and u = C⁻¹k̄ / ||C⁻¹k̄||  (compute_u)
         var kbar = new double[c.DFf];
-        foreach (var t in _templates)
-        {
-            var key = KeyAt(tf, t.Replace("{}", req.Prompt), req.Subject, layer);
+        foreach (var key in _probes.KeysAt(tf, _templates.Select(t => t.Replace("{}", req.Prompt)).ToArray(), req.Subject, layer))
             for (int i = 0; i < kbar.Length; i++) kbar[i] += key[i] / _templates.Count;
-        }
         var u = Hparams.Mom2Adjustment ? SolveC(layer, kbar, c.DFf) : (double[])kbar.Clone();
         double un = Math.Sqrt(u.Sum(x => x * x));
         for (int i = 0; i < u.Length; i++) u[i] /= un;

@@ -6,6 +6,7 @@ using Palimpsest.Tests.Gpu;
 namespace Palimpsest.Tests.Cli;
 
 /// <summary>`--device cuda`: a one-line error without a GPU, and the CPU's answers with one.</summary>
+[Collection(Palimpsest.Tests.Gpu.CudaCollection.Name)]
 public sealed class CliCudaTests : IDisposable
 {
     private readonly string _tmp = Directory.CreateTempSubdirectory("palimpsest-cli-cuda-").FullName;

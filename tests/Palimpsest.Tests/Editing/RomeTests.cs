@@ -46,6 +46,32 @@ public class RomeTests
         Num.AssertClose(v, trace.VStar, 1e-8, "Ŵ k_p vs v*");
     }
 
+    /// <summary>
+    /// The k̄ templates' keys read in packed forwards (FactProbes.KeysAt) against one forward per
+    /// template, with a context so short that the templates need several packs; and the MLP output
+    /// computed on the backend against the same product on the host.
+    /// </summary>
+    [Fact]
+    public void Packed_template_keys_and_backend_mlp_outputs_equal_the_one_by_one_ones()
+    {
+        var c = Config() with { MaxPositions = 24 };
+        using var b = new ReferenceBackend();
+        using var m = Model.FromHost(c, RandomWeights.Create(c, 17, 0.2), b);
+        var tf = new Transformer(m);
+        var probes = new FactProbes(TokenizerFactory.Gpt2(c));
+        string[] templates = ["{}", "I said. {} was", "Yesterday, we saw that {} plays the", "The {} of", "So {}"];
+        var packed = probes.KeysAt(tf, templates, "Danielle Darrieux", 1);
+        Assert.Equal(templates.Length, packed.Length);
+        for (int i = 0; i < templates.Length; i++)
+            Num.AssertClose(packed[i], probes.KeyAt(tf, templates[i], "Danielle Darrieux", 1), 1e-12, $"template {i} key, packed vs alone");
+
+        var v = FactProbes.MlpOutput(tf, 1, packed[2]);
+        var w = new double[c.DFf * c.DModel]; b.ToHost(m.Params.Blocks[1].WDown, w);
+        var bias = new double[c.DModel]; b.ToHost(m.Params.Blocks[1].BDown!, bias);
+        var expected = bias.Select((x, j) => x + Enumerable.Range(0, c.DFf).Sum(i => packed[2][i] * w[i * c.DModel + j])).ToArray();
+        Num.AssertClose(v, expected, 1e-12, "k · WDown + b on the backend vs the host");
+    }
+
     [Fact]
     public void Rank_one_update_equals_the_closed_form_from_a_dense_inverse()
     {

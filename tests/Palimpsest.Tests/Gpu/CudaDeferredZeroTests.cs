@@ -9,6 +9,7 @@ namespace Palimpsest.Tests.Gpu;
 /// dropped where it was owed shows up as non-zero values.
 /// </summary>
 [Trait(Gpu.Trait, Gpu.TraitValue)]
+[Collection(Palimpsest.Tests.Gpu.CudaCollection.Name)]
 public class CudaDeferredZeroTests
 {
     private const int R = 5, K = 7; // awkward sizes

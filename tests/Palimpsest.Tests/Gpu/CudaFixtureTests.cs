@@ -11,6 +11,7 @@ namespace Palimpsest.Tests.Gpu;
 /// 1e-2 with bfloat16 weights; the target loss and the delta gradient within 1e-4 / 1e-3.
 /// </summary>
 [Trait(Gpu.Trait, Gpu.TraitValue)]
+[Collection(Palimpsest.Tests.Gpu.CudaCollection.Name)]
 public class CudaFixtureTests
 {
     public static TheoryData<string, DType> Cases()

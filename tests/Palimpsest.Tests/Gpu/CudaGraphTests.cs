@@ -10,6 +10,7 @@ namespace Palimpsest.Tests.Gpu;
 /// logits of the same step run op by op, and fills the cache row the next step reads.
 /// </summary>
 [Trait(Gpu.Trait, Gpu.TraitValue)]
+[Collection(Palimpsest.Tests.Gpu.CudaCollection.Name)]
 public class CudaGraphTests
 {
     private static double[] Host(CudaBackend b, Tensor t) { var h = new double[t.Length]; b.ToHost(t, h); return h; }

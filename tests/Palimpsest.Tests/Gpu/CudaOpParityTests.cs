@@ -9,6 +9,7 @@ namespace Palimpsest.Tests.Gpu;
 /// relative L2 (float32 rounding over these sizes is ~1e-7; a wrong index gives ~1).
 /// </summary>
 [Trait(Gpu.Trait, Gpu.TraitValue)]
+[Collection(Palimpsest.Tests.Gpu.CudaCollection.Name)]
 public class CudaOpParityTests
 {
     private const double Tol = 1e-5;

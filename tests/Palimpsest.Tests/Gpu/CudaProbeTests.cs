@@ -8,6 +8,7 @@ namespace Palimpsest.Tests.Gpu;
 /// probe's reason, and failed driver calls name the call and the CUDA error. These run everywhere
 /// (the branch taken depends on the machine, and each branch asserts something).
 /// </summary>
+[Collection(Palimpsest.Tests.Gpu.CudaCollection.Name)]
 public class CudaProbeTests
 {
     private static CudaProbe Probe() => global::Palimpsest.Cuda.Interop.Cuda.Probe();

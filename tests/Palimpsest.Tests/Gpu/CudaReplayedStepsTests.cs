@@ -15,6 +15,7 @@ namespace Palimpsest.Tests.Gpu;
 /// second.
 /// </summary>
 [Trait(Gpu.Trait, Gpu.TraitValue)]
+[Collection(Palimpsest.Tests.Gpu.CudaCollection.Name)]
 public class CudaReplayedStepsTests
 {
     [Theory]

@@ -20,6 +20,7 @@ namespace Palimpsest.Tests.Gpu;
 /// but random weights, because ../shared does not travel to the GPU machine.
 /// </summary>
 [Trait(Gpu.Trait, Gpu.TraitValue)]
+[Collection(Palimpsest.Tests.Gpu.CudaCollection.Name)]
 public class CudaRomeParityTests
 {
     private static ModelConfig Config() => EditingFixtures.Gpt2Vocab(4, 160, 5, 640, 64);

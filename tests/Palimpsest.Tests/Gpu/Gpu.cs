@@ -23,3 +23,15 @@ public static class Gpu
         return p; // unreachable: Assert.Skip throws
     }
 }
+
+/// <summary>
+/// Every test class that drives the GPU runs in this one collection, one test at a time: a CUDA
+/// graph recording (decode steps, replayed v* steps) is invalidated by a context-wide
+/// synchronisation from another thread, which parallel test classes would issue at random.
+/// </summary>
+[CollectionDefinition(Name)]
+public sealed class CudaCollection
+{
+    public const string Name = "CUDA device";
+}
+

@@ -89,7 +89,14 @@ public sealed partial class CudaBackend : IBackend
     // buffers are kept here by exact size and handed out again. Safe without events because every
     // op runs in order on the one legacy stream: work queued on a buffer before its release runs
     // before work queued by its next owner.
-    private const long MaxCachedBytes = 4L << 30;
+    /// <summary>Cap on the bytes the buffer cache keeps (tests lower it).</summary>
+    internal long MaxCachedBytes { get; set; } = 4L << 30;
+
+    /// <summary>Bytes held by the buffer cache now, per buffer size.</summary>
+    internal IReadOnlyDictionary<long, int> CachedBuffers
+    {
+        get { lock (_cacheLock) return _cache.Where(kv => kv.Value.Count > 0).ToDictionary(kv => kv.Key, kv => kv.Value.Count); }
+    }
     private readonly Dictionary<long, Stack<DeviceBuffer>> _cache = new();
     private readonly object _cacheLock = new();
     private readonly Action<DeviceBuffer> _return;
@@ -118,16 +125,39 @@ public sealed partial class CudaBackend : IBackend
     {
         // Buffers freed inside a capture stay with the graph: its replays write into them.
         if (_capture is not null) { _capture.PutFree(b); return; }
+        List<DeviceBuffer>? evicted = null;
+        bool cached = false;
         lock (_cacheLock)
         {
-            if (!_disposed && _cachedBytes + b.Bytes <= MaxCachedBytes)
+            if (!_disposed && b.Bytes <= MaxCachedBytes)
             {
-                if (!_cache.TryGetValue(b.Bytes, out var stack)) _cache[b.Bytes] = stack = new Stack<DeviceBuffer>();
-                stack.Push(b);
-                _cachedBytes += b.Bytes;
-                return;
+                // Over the cap, the buffer just freed wins over cached ones of other sizes: what was
+                // freed last is what the next pass (and a graph recording after it) asks for again.
+                foreach (var (size, other) in _cache)
+                {
+                    if (_cachedBytes + b.Bytes <= MaxCachedBytes) break;
+                    if (size == b.Bytes) continue;
+                    while (other.Count > 0 && _cachedBytes + b.Bytes > MaxCachedBytes)
+                    {
+                        (evicted ??= []).Add(other.Pop());
+                        _cachedBytes -= size;
+                    }
+                }
+                if (_cachedBytes + b.Bytes <= MaxCachedBytes)
+                {
+                    if (!_cache.TryGetValue(b.Bytes, out var stack)) _cache[b.Bytes] = stack = new Stack<DeviceBuffer>();
+                    stack.Push(b);
+                    _cachedBytes += b.Bytes;
+                    cached = true;
+                }
             }
         }
+        if (evicted is not null)
+        {
+            Bind();
+            foreach (var e in evicted) e.Dispose();
+        }
+        if (cached) return;
         if (_disposed)
         {
             // A tensor outlived its backend: free it while the primary context lives on (another
