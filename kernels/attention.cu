@@ -67,8 +67,8 @@ extern "C" __global__ void attention_fwd(const float* q, const float* k, const f
 // (ATT_QT * hd + 2 * ATT_KT * (hd + 1)) floats (rows padded by one float: no bank conflicts).
 // hd <= 32 * ATT_MAXC.
 #define ATT_KT 32
-#define ATT_WARPS 4
-#define ATT_RPW 4
+#define ATT_WARPS 8
+#define ATT_RPW 2
 #define ATT_QT (ATT_WARPS * ATT_RPW)
 #define ATT_MAXC 8
 
@@ -134,6 +134,7 @@ extern "C" __global__ void attention_fwd_tiled(const float* q, const float* k, c
                     s = 0.0f;
                     const float* qr = qs + r * hd;
                     const float* kr = ks + lane * (hd + 1);
+#pragma unroll 8
                     for (int c = 0; c < hd; c++) s += qr[c] * kr[c];
                 }
                 float tmax = warp_max(s);
@@ -145,6 +146,7 @@ extern "C" __global__ void attention_fwd_tiled(const float* q, const float* k, c
                     l[rr] = l[rr] * corr + warp_sum(p);
 #pragma unroll
                     for (int i = 0; i < ATT_MAXC; i++) acc[rr][i] *= corr;
+#pragma unroll 8
                     for (int jj = 0; jj < ATT_KT; jj++)
                     {
                         float pj = __shfl_sync(0xffffffffu, p, jj);
@@ -207,6 +209,7 @@ extern "C" __global__ void attention_fwd_tiled(const float* q, const float* k, c
                     float s = 0.0f;
                     const float* qr = qs + r * hd;
                     const float* kr = ks + lane * (hd + 1);
+#pragma unroll 8
                     for (int c = 0; c < hd; c++) s += qr[c] * kr[c];
                     pv = expf(s - m[rr]) / l[rr];
                 }

@@ -15,16 +15,17 @@ static __device__ inline float fminf(float a, float b) { return __nvvm_fmin_f(a,
 static __device__ inline float fabsf(float x) { return __nvvm_fabs_f(x); }
 static __device__ inline float atomicAdd(float* p, float v) { return __nvvm_atom_add_gen_f(p, v); }
 // Warp shuffles (nvcc declares these itself), as inline PTX: clang-14 without a CUDA install
-// refuses the NVVM shuffle builtins. Full-warp width, so the clamp operand is 0x1f.
+// refuses the NVVM shuffle builtins. Full-warp width, so the clamp operand is 0x1f. Not volatile:
+// a shuffle has no side effect, so the compiler may schedule (and unroll around) it freely.
 static __device__ inline float __shfl_xor_sync(unsigned mask, float v, int laneMask)
 {
     float r;
-    asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, %3;" : "=f"(r) : "f"(v), "r"(laneMask), "r"(mask));
+    asm("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, %3;" : "=f"(r) : "f"(v), "r"(laneMask), "r"(mask));
     return r;
 }
 static __device__ inline float __shfl_sync(unsigned mask, float v, int srcLane)
 {
     float r;
-    asm volatile("shfl.sync.idx.b32 %0, %1, %2, 0x1f, %3;" : "=f"(r) : "f"(v), "r"(srcLane), "r"(mask));
+    asm("shfl.sync.idx.b32 %0, %1, %2, 0x1f, %3;" : "=f"(r) : "f"(v), "r"(srcLane), "r"(mask));
     return r;
 }

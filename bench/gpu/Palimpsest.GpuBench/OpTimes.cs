@@ -44,6 +44,12 @@ public static class OpTimes
             ($"add {T}x{d}", 2, () => b.Add(x, att, y)),
         };
         if (T == 1) ops.Add(($"copy row 1x{d} (KV cache)", 2, () => b.CopyRows(x, 0, kAll, 5, 1)));
+        else ops.Add(($"attention T={T} S={S}, simple kernel (not counted)", -1, (Action)(() =>
+        {
+            b.UseSimpleAttention = true;
+            try { b.Attention(x, kAll, vAll, c.Heads, c.KvHeads, c.HeadDim, att, null); }
+            finally { b.UseSimpleAttention = false; }
+        })));
         if (backward)
         {
             // what Transformer.Backward runs per block without weight gradients (q, k, v accumulate
@@ -58,6 +64,17 @@ public static class OpTimes
             ops.Add(($"bwd gelu {T}x{f}", 1, () => b.ActivateBackward(c.Act, up, key, up)));
             ops.Add(($"bwd attention T={T}, {c.Heads} heads", 1, () => b.AttentionBackward(dAtt, x, kAll, vAll, probs, c.Heads, c.KvHeads, c.HeadDim, dq, dk, dv)));
             ops.Add(($"attention T={T} with probs (kept for the backward)", 1, () => b.Attention(x, kAll, vAll, c.Heads, c.KvHeads, c.HeadDim, att, probs)));
+            ops.Add(($"attention T={T} with probs, simple kernel", 1, (Action)(() =>
+            {
+                b.UseSimpleAttention = true;
+                try { b.Attention(x, kAll, vAll, c.Heads, c.KvHeads, c.HeadDim, att, probs); }
+                finally { b.UseSimpleAttention = false; }
+            })));
+            // packed like a v* step: 21 segments of about 14 rows (the segment-aware kernels)
+            var lengths = Enumerable.Range(0, 21).Select(i => 12 + i % 5).ToArray();
+            lengths[^1] += T - lengths.Sum();
+            ops.Add(($"packed attention T={T} (21 segments) with probs", 1, () => b.AttentionSegments(x, kAll, vAll, lengths, c.Heads, c.KvHeads, c.HeadDim, att, probs)));
+            ops.Add(($"bwd packed attention T={T} (21 segments)", 1, () => b.AttentionSegmentsBackward(dAtt, x, kAll, vAll, probs, lengths, c.Heads, c.KvHeads, c.HeadDim, dq, dk, dv)));
         }
         var result = new List<(string, int, double)>();
         try

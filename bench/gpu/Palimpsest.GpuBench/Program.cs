@@ -125,7 +125,7 @@ foreach (var (storage, tf32) in new[] { (DType.F32, false), (DType.F16, false), 
         double sum = 0;
         foreach (var (name, perLayer, us) in OpTimes.Measure(b, model, 128))
         {
-            int n = perLayer == 0 ? 1 : perLayer * config.Layers;
+            int n = perLayer == 0 ? 1 : Math.Max(0, perLayer) * config.Layers; // -1: a comparison, not part of the forward
             sum += n * us;
             results[$"op us {tag} {name}"] = us;
             Console.WriteLine($"  {tag} {name,-44} {us,8:F2} us  x{n,-4} = {n * us / 1000,7:F3} ms per forward");
@@ -187,7 +187,7 @@ foreach (var (storage, tf32) in new[] { (DType.F32, false), (DType.F16, false), 
             double sum = 0;
             foreach (var (name, perLayer, us) in OpTimes.Measure(b, model, 1))
             {
-                int n = perLayer == 0 ? 1 : perLayer * config.Layers;
+                int n = perLayer == 0 ? 1 : Math.Max(0, perLayer) * config.Layers;
                 sum += n * us;
                 results[$"op us {tag} {name}"] = us;
                 Console.WriteLine($"  {tag} {name,-44} {us,8:F2} us  x{n,-4} = {n * us / 1000,7:F3} ms per step");

@@ -48,6 +48,7 @@ public sealed partial class CudaBackend : IBackend
         }
         _return = Return;
         _memsetZero = SettleZero;
+        MaxCachedBytes = Math.Max(4L << 30, (long)(probe.TotalMemory / 4));
         Name = weightStorage switch { DType.F16 => "cuda-f32-wf16", DType.BF16 => "cuda-f32-wbf16", _ => "cuda-f32" };
     }
 
@@ -89,8 +90,12 @@ public sealed partial class CudaBackend : IBackend
     // buffers are kept here by exact size and handed out again. Safe without events because every
     // op runs in order on the one legacy stream: work queued on a buffer before its release runs
     // before work queued by its next owner.
-    /// <summary>Cap on the bytes the buffer cache keeps (tests lower it).</summary>
-    internal long MaxCachedBytes { get; set; } = 4L << 30;
+    /// <summary>
+    /// Cap on the bytes the buffer cache keeps: a quarter of the device's memory, at least 4 GiB
+    /// (a v* step of GPT2-XL shapes keeps about 2 GB of activations for its backward, and a
+    /// recording of it draws every buffer from the cache). Tests lower it.
+    /// </summary>
+    internal long MaxCachedBytes { get; set; }
 
     /// <summary>Bytes held by the buffer cache now, per buffer size.</summary>
     internal IReadOnlyDictionary<long, int> CachedBuffers
