@@ -237,6 +237,12 @@ public static class DeltaOptimizer
                     forward = cap.Record(() => r = tf.Forward(pack.Ids, Options(i)));
                     dl = b.Zeros(r!.Logits.Shape);
                     cap.Settle(dl);
+                    // The forward's recording now holds the temporaries it drew from the cache,
+                    // which step 0's backward had reused (float16 weights: the activations' narrow
+                    // copies): one backward op by op over the recorded (not yet run) tensors, into a
+                    // throwaway gradient, puts the ones the backward's recording needs back.
+                    using (var scratchGrad = b.Zeros(grad.Shape))
+                        tf.Backward(r, dl, Enumerable.Repeat(scratchGrad, pack.Interventions.Length).ToArray());
                     var grads = Enumerable.Repeat(grad, pack.Interventions.Length).ToArray();
                     var backward = cap.Record(() => tf.Backward(r, dl, grads));
                     _packs.Add((r, dl, forward, backward));

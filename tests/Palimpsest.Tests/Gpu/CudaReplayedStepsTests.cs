@@ -2,6 +2,7 @@ using Palimpsest.Backends.Cuda;
 using Palimpsest.Editing;
 using Palimpsest.Models;
 using Palimpsest.Runtime;
+using Palimpsest.Tensors;
 using Palimpsest.Tests.Runtime;
 
 namespace Palimpsest.Tests.Gpu;
@@ -12,21 +13,22 @@ namespace Palimpsest.Tests.Gpu;
 /// same step count, losses and δ within 1e-6 relative. GPT-2 (packed attention in one launch) and
 /// llama (rotary: segment by segment), δ at layer 0 (the whole model is recorded) and at layer 2
 /// (the forward resumes there), two packs (the context is 64 positions) with the KL prompt in the
-/// second.
+/// second; float32 and float16 weights.
 /// </summary>
 [Trait(Gpu.Trait, Gpu.TraitValue)]
 [Collection(Palimpsest.Tests.Gpu.CudaCollection.Name)]
 public class CudaReplayedStepsTests
 {
     [Theory]
-    [InlineData("gpt2", 0)]
-    [InlineData("gpt2", 2)]
-    [InlineData("llama-gqa", 2)]
-    public void Replayed_steps_give_the_op_by_op_result(string arch, int layer)
+    [InlineData("gpt2", 0, DType.F32)]
+    [InlineData("gpt2", 2, DType.F32)]
+    [InlineData("llama-gqa", 2, DType.F32)]
+    [InlineData("gpt2", 2, DType.F16)]  // the products narrow their activations into temporaries
+    public void Replayed_steps_give_the_op_by_op_result(string arch, int layer, DType storage)
     {
         Gpu.SkipIfUnavailable();
         var c = SmallConfigs.Get(arch) with { Layers = 4, MaxPositions = 64 };
-        using var b = new CudaBackend();
+        using var b = new CudaBackend(storage);
         using var model = Model.FromHost(c, RandomWeights.Create(c, 11, 0.3), b);
         using var tf = new Transformer(model);
         var rng = new Random(5);

@@ -78,7 +78,7 @@ public sealed partial class CudaBackend : IBackend
     private CudaTensor New(DType dtype, int[] shape)
     {
         var probe = new ShapeCheck(shape);
-        var buf = Rent(probe.Length * CudaTensor.ElementSize(dtype));
+        var buf = Rent(probe.Length * CudaTensor.ElementSize(dtype), dtype, shape);
         var t = new CudaTensor((int[])shape.Clone(), dtype, buf, _return);
         _capture?.Created.Add(t);
         return t;
@@ -108,7 +108,8 @@ public sealed partial class CudaBackend : IBackend
     private readonly Action<CudaTensor> _memsetZero;
     private long _cachedBytes;
 
-    private DeviceBuffer Rent(long bytes)
+    // dtype, shape: what the buffer is for, named only in the capture error
+    private DeviceBuffer Rent(long bytes, DType? dtype = null, int[]? shape = null)
     {
         if (_capture?.TakeFree(bytes) is { } reused) return reused;
         lock (_cacheLock)
@@ -121,7 +122,7 @@ public sealed partial class CudaBackend : IBackend
         }
         // An allocation is no stream operation a graph could record (and would break the capture).
         if (_capture is not null)
-            throw new InvalidOperationException($"a {bytes}-byte buffer is not in the cache during graph capture: run the work once uncaptured first, so that its buffers are cached");
+            throw new InvalidOperationException($"a {bytes}-byte buffer{(shape is null ? "" : $" ({dtype} [{string.Join(", ", shape)}])")} is not in the cache during graph capture: run the work once uncaptured first, so that its buffers are cached");
         Bind();
         return new DeviceBuffer(bytes, null);
     }
