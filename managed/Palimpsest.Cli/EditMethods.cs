@@ -42,6 +42,12 @@ internal sealed class EditMethod
     }
 
     /// <param name="name">rome, memit or alphaedit.</param>
+    private static void CheckFactToken(string factToken)
+    {
+        if (!FactProbes.FactTokens.Contains(factToken))
+            throw new CliUsageException($"hparams fact_token '{factToken}': one of {string.Join(", ", FactProbes.FactTokens)}");
+    }
+
     /// <param name="file">hyper-parameters JSON, or null for the method's defaults.</param>
     /// <param name="layers">--layers, overriding the file's.</param>
     public static EditMethod Parse(string name, string? file, int[]? layers)
@@ -54,7 +60,7 @@ internal sealed class EditMethod
                 var hp = RomeHparams.FromJson(Merge(new RomeHparams().ToJson(), file), Where(file));
                 if (layers is not null) hp = hp with { Layers = layers };
                 if (hp.Layers.Length != 1) throw new CliUsageException($"ROME edits one layer; {hp.Layers.Length} given (--layers L)");
-                if (hp.FactToken != "subject_last") throw new CliUsageException($"hparams fact_token '{hp.FactToken}': only subject_last is supported");
+                CheckFactToken(hp.FactToken);
                 CheckSteps(hp.VNumGradSteps);
                 return new EditMethod("rome", hp.Layers, hp.Mom2Adjustment, hp.ToJson(), (lm, c) => new Rome(hp, lm.Tok, c));
             }
@@ -62,7 +68,7 @@ internal sealed class EditMethod
             {
                 var hp = MemitHparams.FromJson(Merge(new MemitHparams().ToJson(), file), Where(file));
                 if (layers is not null) hp = hp with { Layers = layers };
-                if (hp.FactToken != "subject_last") throw new CliUsageException($"hparams fact_token '{hp.FactToken}': only subject_last is supported");
+                CheckFactToken(hp.FactToken);
                 CheckSteps(hp.VNumGradSteps);
                 return new EditMethod("memit", hp.Layers, hp.Mom2Adjustment, hp.ToJson(), (lm, c) => new Memit(hp, lm.Tok, c));
             }

@@ -4,16 +4,42 @@ using Palimpsest.Tokenization;
 namespace Palimpsest.Editing;
 
 /// <summary>
-/// Reads the representations editors need at the subject's last token (ROME/MEMIT's
-/// "subject_last" fact token): tokens + index, the MLP key, the block output, the MLP output.
+/// Reads the representations editors need at the fact token (ROME/MEMIT's hparam fact_token:
+/// "subject_last" by default, "subject_first", "subject_first_after_last", or "last", the last token
+/// of the filled template): tokens + index, the MLP key, the block output, the MLP output.
 /// </summary>
-public sealed class FactProbes(ITextTokenizer tok)
+public sealed class FactProbes
 {
-    /// <summary>Token ids of template.format(subject) and the subject's last-token index.</summary>
+    /// <summary>The fact_token values the reference code accepts (rome/compute_v.py find_fact_lookup_idx).</summary>
+    public static readonly string[] FactTokens = ["subject_last", "subject_first", "subject_first_after_last", "last"];
+
+    private readonly ITextTokenizer tok;
+    private readonly string _factToken;
+
+    /// <param name="factToken">One of <see cref="FactTokens"/>; anything else throws ArgumentException naming fact_token.</param>
+    public FactProbes(ITextTokenizer tok, string factToken = "subject_last")
+    {
+        if (!FactTokens.Contains(factToken))
+            throw new ArgumentException($"fact_token '{factToken}' is not supported ({string.Join(", ", FactTokens)})");
+        this.tok = tok;
+        _factToken = factToken;
+    }
+
+    /// <summary>
+    /// Token ids of template.format(subject) and the fact token's index in them: a subject token as
+    /// ROME locates it (<see cref="SubjectTokens"/>), or with "last" the last token (the reference's
+    /// len(tok(prompt.format(subject))) − 1).
+    /// </summary>
     public (int[] Ids, int SubjectLast) Encode(string template, string subject)
     {
         var ids = tok.Encode(template.Replace("{}", subject));
-        int idx = SubjectTokens.LastIndex(tok, template, subject);
+        int idx = _factToken switch
+        {
+            "last" => ids.Length - 1,
+            "subject_first" => SubjectTokens.Index(tok, template, subject, SubjectToken.First),
+            "subject_first_after_last" => SubjectTokens.Index(tok, template, subject, SubjectToken.FirstAfterLast),
+            _ => SubjectTokens.LastIndex(tok, template, subject),
+        };
         if (idx < 0 || idx >= ids.Length)
             throw new ArgumentException($"subject '{subject}' token index {idx} outside the {ids.Length} tokens of \"{template}\"");
         return (ids, idx);

@@ -25,8 +25,7 @@ public sealed class Memit : IEditor
     public Memit(MemitHparams hparams, ITextTokenizer tokenizer, Func<int, double[]> secondMoment)
     {
         if (hparams.Layers.Length == 0) throw new ArgumentException("MEMIT needs at least one layer (hparams 'layers')");
-        if (hparams.FactToken != "subject_last") throw new ArgumentException($"fact_token '{hparams.FactToken}' is not supported (subject_last)");
-        Hparams = hparams; _tok = tokenizer; _probes = new FactProbes(tokenizer); _secondMoment = secondMoment;
+        Hparams = hparams; _tok = tokenizer; _probes = new FactProbes(tokenizer, hparams.FactToken); _secondMoment = secondMoment;
     }
 
     public MemitHparams Hparams { get; }

@@ -24,9 +24,8 @@ public sealed class Rome : IEditor
     /// <param name="secondMoment">C_l = E[k kᵀ] [f, f] row-major for a layer (see KeyStatistics).</param>
     public Rome(RomeHparams hparams, ITextTokenizer tokenizer, Func<int, double[]> secondMoment)
     {
-        Hparams = hparams; _tok = tokenizer; _secondMoment = secondMoment; _probes = new FactProbes(tokenizer);
+        Hparams = hparams; _tok = tokenizer; _secondMoment = secondMoment; _probes = new FactProbes(tokenizer, hparams.FactToken);
         if (hparams.Layers.Length != 1) throw new ArgumentException("ROME edits exactly one layer (hparams 'layers')");
-        if (hparams.FactToken != "subject_last") throw new ArgumentException($"fact_token '{hparams.FactToken}' is not supported (subject_last)");
     }
 
     public RomeHparams Hparams { get; }

@@ -47,6 +47,37 @@ public class RomeTests
     }
 
     /// <summary>
+    /// fact_token "last" (the reference's other lookup strategy: the prompt's last token, where a
+    /// model that looks facts up at the end of the prompt keeps them): the lookup index, and an edit
+    /// whose prompt key then maps to v* to 1e-8, as for subject_last. An unknown value is refused.
+    /// </summary>
+    [Fact]
+    public void Fact_token_last_edits_at_the_prompts_last_token()
+    {
+        var c = Config();
+        using var b = new ReferenceBackend();
+        using var m = Model.FromHost(c, RandomWeights.Create(c, 17, 0.2), b);
+        var tf = new Transformer(m);
+        var tok = TokenizerFactory.Gpt2(c);
+        var probes = new FactProbes(tok, "last");
+        var (ids, idx) = probes.Encode(Request.Prompt, Request.Subject);
+        Assert.Equal(ids.Length - 1, idx);
+        Assert.True(new FactProbes(tok).Encode(Request.Prompt, Request.Subject).SubjectLast < idx, "subject_last lies before the prompt's end");
+
+        var cm = RandomSpd(c.DFf, 3);
+        var hp = new RomeHparams { Layers = [1], VLossLayer = 2, VNumGradSteps = 6, ContextTemplateLengthParams = [[5, 2]], VLr = 0.5, FactToken = "last" };
+        var rome = new Rome(hp, tok, _ => cm);
+        var delta = rome.ComputeDeltas(tf, [Request]).Single();
+        var trace = rome.LastTrace!;
+        Num.AssertClose(trace.KPrompt, probes.KeyAt(tf, Request.Prompt, Request.Subject, 1), 1e-14, "k_p is the key at the prompt's last token");
+        m.ApplyDelta(delta);
+        Num.AssertClose(Rome.MlpOutput(tf, 1, trace.KPrompt), trace.VStar, 1e-8, "Ŵ k_p vs v* (fact_token last)");
+
+        var e = Assert.Throws<ArgumentException>(() => new Rome(hp with { FactToken = "subject_middle" }, tok, _ => cm));
+        Assert.Contains("fact_token 'subject_middle'", e.Message);
+    }
+
+    /// <summary>
     /// The k̄ templates' keys read in packed forwards (FactProbes.KeysAt) against one forward per
     /// template, with a context so short that the templates need several packs; and the MLP output
     /// computed on the backend against the same product on the host.
