@@ -80,6 +80,7 @@ internal sealed class EditMethod
                 try { hp = JsonSerializer.Deserialize<AlphaEditHparams>(Merge(JsonSerializer.Serialize(new AlphaEditHparams(), options), file), options)!; }
                 catch (JsonException e) { throw new CliUsageException($"{Where(file)}: {e.Message.Split('\n')[0]}"); }
                 if (layers is not null) hp = hp with { Layers = layers };
+                CheckFactToken(hp.FactToken);
                 CheckSteps(hp.VNumGradSteps);
                 return new EditMethod("alphaedit", hp.Layers, true, JsonSerializer.Serialize(hp, options), (lm, c) => new AlphaEdit(hp, lm.Tok, c));
             }

@@ -7,6 +7,7 @@ namespace Palimpsest.Editing;
 public sealed record AlphaEditHparams
 {
     [JsonPropertyName("layers")] public int[] Layers { get; init; } = [13, 14, 15, 16, 17];
+    [JsonPropertyName("fact_token")] public string FactToken { get; init; } = "subject_last";
     [JsonPropertyName("v_num_grad_steps")] public int VNumGradSteps { get; init; } = 20;
     [JsonPropertyName("v_lr")] public double VLr { get; init; } = 0.5;
     [JsonPropertyName("v_loss_layer")] public int VLossLayer { get; init; } = 47;
@@ -33,7 +34,7 @@ public sealed record AlphaEditHparams
     internal MemitHparams ToMemit() => new()
     {
         Layers = Layers, VNumGradSteps = VNumGradSteps, VLr = VLr, VLossLayer = VLossLayer, VWeightDecay = VWeightDecay,
-        ClampNormFactor = ClampNormFactor, KlFactor = KlFactor, ContextTemplateSeed = ContextTemplateSeed,
+        ClampNormFactor = ClampNormFactor, KlFactor = KlFactor, ContextTemplateSeed = ContextTemplateSeed, FactToken = FactToken,
     };
 }
 
