@@ -25,9 +25,15 @@ case "$cmd" in
     # The committed editable fact model (trained by `palimpsest train`, see its TRAINING.md): show a
     # fact, rewrite it with ROME (journaled, in a temporary copy), check a paraphrase the model never
     # saw for this fact and an unrelated fact, revert bit-exactly. Under a minute on 2 cores.
+    # Default: ROME's own example, the Eiffel Tower moved to Rome; DEMO_SUBJECT (and DEMO_TARGET)
+    # pick another record of the model's requests.json.
     model="data/models/facts-d128-l5"
     ./palimpsest info "$model"
-    ./palimpsest demo "$model" --subject "${DEMO_SUBJECT:-Clara Marlowe}" "$@" ;;
+    if [ -z "${DEMO_SUBJECT:-}" ]; then
+      ./palimpsest demo "$model" --subject "the Eiffel Tower" --target "Rome" "$@"
+    else
+      ./palimpsest demo "$model" --subject "$DEMO_SUBJECT" ${DEMO_TARGET:+--target "$DEMO_TARGET"} "$@"
+    fi ;;
   bench)
     dotnet run -c Release --project bench/Palimpsest.Bench -- "$@" ;;
   ptx)
