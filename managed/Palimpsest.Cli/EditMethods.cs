@@ -12,9 +12,9 @@ namespace Palimpsest.Cli;
 /// </summary>
 internal sealed class EditMethod
 {
-    private EditMethod(string name, int[] layers, bool needsStats, string hparamsJson, Func<LoadedModel, Func<int, double[]>, IEditor> make)
+    private EditMethod(string name, int[] layers, bool needsStats, string hparamsJson, string factToken, Func<LoadedModel, Func<int, double[]>, IEditor> make)
     {
-        Name = name; Layers = layers; NeedsStats = needsStats; HparamsJson = hparamsJson; _make = make;
+        Name = name; Layers = layers; NeedsStats = needsStats; HparamsJson = hparamsJson; FactToken = factToken; _make = make;
     }
 
     private readonly Func<LoadedModel, Func<int, double[]>, IEditor> _make;
@@ -24,6 +24,8 @@ internal sealed class EditMethod
     public bool NeedsStats { get; }
     /// <summary>The hyper-parameters as recorded in the journal.</summary>
     public string HparamsJson { get; }
+    /// <summary>The token whose key the editor rewrites (hparams fact_token).</summary>
+    public string FactToken { get; }
     /// <summary>ROME edits one request at a time; MEMIT and AlphaEdit take batches.</summary>
     public bool Batched => Name != "rome";
 
@@ -62,7 +64,7 @@ internal sealed class EditMethod
                 if (hp.Layers.Length != 1) throw new CliUsageException($"ROME edits one layer; {hp.Layers.Length} given (--layers L)");
                 CheckFactToken(hp.FactToken);
                 CheckSteps(hp.VNumGradSteps);
-                return new EditMethod("rome", hp.Layers, hp.Mom2Adjustment, hp.ToJson(), (lm, c) => new Rome(hp, lm.Tok, c));
+                return new EditMethod("rome", hp.Layers, hp.Mom2Adjustment, hp.ToJson(), hp.FactToken, (lm, c) => new Rome(hp, lm.Tok, c));
             }
             case "memit":
             {
@@ -70,7 +72,7 @@ internal sealed class EditMethod
                 if (layers is not null) hp = hp with { Layers = layers };
                 CheckFactToken(hp.FactToken);
                 CheckSteps(hp.VNumGradSteps);
-                return new EditMethod("memit", hp.Layers, hp.Mom2Adjustment, hp.ToJson(), (lm, c) => new Memit(hp, lm.Tok, c));
+                return new EditMethod("memit", hp.Layers, hp.Mom2Adjustment, hp.ToJson(), hp.FactToken, (lm, c) => new Memit(hp, lm.Tok, c));
             }
             case "alphaedit":
             {
@@ -82,7 +84,7 @@ internal sealed class EditMethod
                 if (layers is not null) hp = hp with { Layers = layers };
                 CheckFactToken(hp.FactToken);
                 CheckSteps(hp.VNumGradSteps);
-                return new EditMethod("alphaedit", hp.Layers, true, JsonSerializer.Serialize(hp, options), (lm, c) => new AlphaEdit(hp, lm.Tok, c));
+                return new EditMethod("alphaedit", hp.Layers, true, JsonSerializer.Serialize(hp, options), hp.FactToken, (lm, c) => new AlphaEdit(hp, lm.Tok, c));
             }
             default:
                 throw new CliUsageException($"--method '{name}': unknown method (expected rome, memit or alphaedit)");

@@ -30,13 +30,20 @@ internal static class EditCommand
         var corpus = KeyStatsOptions.Corpus("--stats-corpus");
         var limitTokens = KeyStatsOptions.LimitTokens();
         var cache = KeyStatsOptions.Cache();
-        var outDir = new Option<string>("--out") { Description = "edited-model folder: created from MODEL, or reopened if it already holds a journal", Required = true };
-        var cmd = new Command("edit", "rewrite facts in a model's weights (journaled and revertible)")
-            { model, method, subject, prompt, target, requests, limit, layer, hparams, batch, corpus, limitTokens, cache, outDir };
+        var outDir = new Option<string?>("--out") { Description = "edited-model folder: created from MODEL, or reopened if it already holds a journal (not with --dry-run)" };
+        var dryRun = new Option<bool>("--dry-run") { Description = "compute each edit on MODEL and forecast how far it moves the facts of --bank (||dW k|| at the edited layer), then apply nothing" };
+        var bank = new Option<string?>("--bank") { Description = "--dry-run: the facts to protect (CounterFact or zsRE JSON); default MODEL/requests.json" };
+        var bankLimit = new Option<int?>("--bank-limit") { Description = "--dry-run: the first N facts of the bank (default 500)" };
+        var cmd = new Command("edit", "rewrite facts in a model's weights (journaled and revertible), or forecast an edit's damage (--dry-run)")
+            { model, method, subject, prompt, target, requests, limit, layer, hparams, batch, corpus, limitTokens, cache, outDir, dryRun, bank, bankLimit };
         cmd.SetAction(pr => EditingErrors.Guard(() =>
         {
             var reqs = Requests(pr.GetValue(subject), pr.GetValue(prompt), pr.GetValue(target), pr.GetValue(requests), pr.GetValue(limit));
-            string source = pr.GetValue(model)!, dir = pr.GetValue(outDir)!;
+            string source = pr.GetValue(model)!;
+            bool dry = pr.GetValue(dryRun);
+            if (dry && pr.GetValue(outDir) is not null) throw new CliUsageException("--dry-run applies nothing: leave out --out");
+            if (!dry && (pr.GetValue(bank) is not null || pr.GetValue(bankLimit) is not null)) throw new CliUsageException("--bank and --bank-limit go with --dry-run");
+            string dir = dry ? "" : pr.GetValue(outDir) ?? throw new CliUsageException("--out DIR is required (the edited-model folder), or --dry-run");
             // one-line errors for a bad MODEL, method, layer or corpus before anything is created
             EditMethod em0;
             using (var ms = ModelSession.Open(source))
@@ -53,6 +60,8 @@ internal static class EditCommand
                 throw new CliUsageException($"{em0.Name} needs the key statistics of the edited layers: give --stats-corpus FILE|facts:PATH");
             if (pr.GetValue(corpus) is { } spec && KeyStatsOptions.PathOf(spec) is var cpath && !File.Exists(cpath))
                 throw new FileNotFoundException($"--stats-corpus: file '{cpath}' not found", cpath);
+            if (dry)
+                return DryRun(io, source, em0, reqs, batchSize, pr.GetValue(bank), pr.GetValue(bankLimit), pr.GetValue(corpus), pr.GetValue(limitTokens), pr.GetValue(cache));
 
             bool existed = EditedModel.IsEditedModel(dir);
             using var em = existed ? EditedModel.Open(dir) : EditedModel.Create(source, dir);
@@ -94,6 +103,55 @@ internal static class EditCommand
             return CliErrors.Ok;
         }));
         return cmd;
+    }
+
+    /// <summary>
+    /// --dry-run: each batch's deltas computed on MODEL (never applied, so every forecast is against
+    /// the unedited model), and for each request and edited layer the interference monitor's
+    /// forecast over the bank (the bank's entries with the request's own subject and prompt left out).
+    /// </summary>
+    private static int DryRun(CliIo io, string source, EditMethod em0, IReadOnlyList<EditRequest> reqs, int batchSize,
+        string? bankFile, int? bankLimit, string? corpus, long? limitTokens, string? cache)
+    {
+        if (bankLimit is <= 0) throw new CliUsageException($"--bank-limit: must be a positive integer (got {bankLimit})");
+        string bankPath = bankFile ?? Path.Combine(source, "requests.json");
+        if (!File.Exists(bankPath)) throw new FileNotFoundException($"--bank: file '{bankPath}' not found (give --bank FILE.json)", bankPath);
+        using var lm = LoadedModel.Open(source);
+        IReadOnlyDictionary<int, KeyStatistics>? stats = null;
+        if (em0.NeedsStats)
+        {
+            var c = KeyStatsOptions.Load(corpus!, lm);
+            stats = KeyStatsOptions.GetOrCompute(lm, c, em0.Layers, KeyStatsOptions.CacheDir(cache), limitTokens, io);
+        }
+        var editor = em0.Create(lm, l => stats![l].Matrix);
+        var probes = new FactProbes(lm.Tok, em0.FactToken);
+        var bankFacts = DatasetReader.Load(bankPath, bankLimit ?? 500);
+        var banks = new Dictionary<int, IReadOnlyList<Palimpsest.Analysis.BankKey>>();
+        io.Out.WriteLine($"dry run: {reqs.Count} request(s) with {em0.Name} at layers [{string.Join(",", em0.Layers)}] (fact token {em0.FactToken}); bank: {bankFacts.Count} facts of {bankPath}; nothing is applied");
+        var table = new TextTable(("request", true), ("subject", false), ("target", false), ("layer", true), ("own", true),
+            ("max drift", true), ("max/own", true), ("mean drift", true), ("most at risk", false));
+        static string F(double x) => x.ToString("0.0000", CultureInfo.InvariantCulture);
+        for (int start = 0; start < reqs.Count; start += batchSize)
+        {
+            var chunk = reqs.Skip(start).Take(batchSize).ToArray();
+            var deltas = editor.ComputeDeltas(lm.Tf, chunk);
+            for (int i = 0; i < chunk.Length; i++)
+                foreach (var delta in deltas)
+                {
+                    if (!banks.TryGetValue(delta.Layer, out var all))
+                        banks[delta.Layer] = all = Palimpsest.Analysis.InterferenceMonitor.Bank(lm.Tf, probes, bankFacts, delta.Layer);
+                    string self = $"{chunk[i].Subject}: {chunk[i].Prompt}";
+                    var others = all.Where(b => b.Name != self).ToArray();
+                    var key = probes.KeyAt(lm.Tf, chunk[i].Prompt, chunk[i].Subject, delta.Layer);
+                    var f = Palimpsest.Analysis.InterferenceMonitor.Forecast(delta, key, others, top: 3);
+                    table.Add((start + i + 1).ToString(CultureInfo.InvariantCulture), chunk[i].Subject, chunk[i].TargetNew,
+                        delta.Layer.ToString(CultureInfo.InvariantCulture), F(f.OwnChange), F(f.MaxDrift), F(f.MaxRelative), F(f.MeanDrift),
+                        string.Join("; ", f.MostAtRisk.Select(r => $"{r.Name} ({F(r.Drift)})")));
+                }
+        }
+        table.WriteTo(io.Out);
+        io.Out.WriteLine("own: ||dW k|| for the edited fact's key (how far its MLP output at that layer moves); drift: the same for each bank fact's key; max/own near 1: another fact moves as much as the edited one");
+        return CliErrors.Ok;
     }
 
     private static IReadOnlyList<EditRequest> Requests(string? subject, string? prompt, string? target, string? file, int? limit)

@@ -1,0 +1,45 @@
+using Palimpsest.Tests.Journal;
+
+namespace Palimpsest.Tests.Cli;
+
+/// <summary>
+/// `palimpsest edit --dry-run`: the interference monitor on the committed fact model. Moving the
+/// Eiffel Tower to Rome is forecast to move the Louvre's "located in the city of" fact most (the
+/// edit then really does turn the Louvre's answer to Rome: docs/editing/editable-models.md); nothing
+/// is written; its input errors are named.
+/// </summary>
+public class CliDryRunTests
+{
+    private static string Model => Path.Combine(Paths.RepoRoot, "data", "models", "facts-d128-l5");
+
+    private static string[] Args(params string[] extra) =>
+    [
+        "edit", Model, "--method", "rome", "--hparams", Path.Combine(Model, "rome.json"), "--subject", "the Eiffel Tower",
+        "--prompt", "The landmark known as {} is located in the city of", "--target", "Rome",
+        "--stats-corpus", Path.Combine(Model, "corpus.txt"), .. extra,
+    ];
+
+    [Fact]
+    public void Dry_run_names_the_fact_most_at_risk_and_writes_nothing()
+    {
+        using var cache = new TempDir();
+        var before = Directory.GetFiles(Model).Select(f => (f, File.GetLastWriteTimeUtc(f))).ToArray();
+        var r = CliRunner.Run(Args("--dry-run", "--bank-limit", "300", "--cache", cache.Path));
+        Assert.True(r.Code == 0, r.ToString());
+        Assert.Contains("nothing is applied", r.Out);
+        var row = r.Out.Split('\n').Single(l => l.TrimStart().StartsWith("1 ", StringComparison.Ordinal));
+        // the first of the listed facts at risk is the Louvre under the same template
+        Assert.Contains("most at risk", r.Out);
+        Assert.Matches(@"Rome\s+0\s+[\d.]+\s+[\d.]+\s+0\.[5-9]\d*\s+[\d.]+\s+the Louvre: The landmark known as \{\} is located in the city of", row);
+        Assert.Equal(before, Directory.GetFiles(Model).Select(f => (f, File.GetLastWriteTimeUtc(f))).ToArray());
+    }
+
+    [Fact]
+    public void Dry_run_errors_name_the_option()
+    {
+        CliRunner.AssertBadInput(CliRunner.Run(Args("--dry-run", "--out", "/tmp/never")), "--dry-run applies nothing");
+        CliRunner.AssertBadInput(CliRunner.Run(Args("--dry-run", "--bank", "/nonexistent/bank.json")), "--bank: file '/nonexistent/bank.json' not found");
+        CliRunner.AssertBadInput(CliRunner.Run(Args("--bank-limit", "5", "--out", "/tmp/never")), "--bank and --bank-limit go with --dry-run");
+        CliRunner.AssertBadInput(CliRunner.Run(Args()), "--out DIR is required");
+    }
+}
