@@ -58,6 +58,22 @@ internal static class SuperpositionPlots
         plot.SavePng(path, 640, 420);
     }
 
+    /// <summary>Points (x, y) without lines (NaN points are left out).</summary>
+    public static void Scatter(string path, double[] x, double[] y, string title, string xLabel, string yLabel)
+    {
+        var plot = new Plot();
+        var keep = Enumerable.Range(0, x.Length).Where(i => double.IsFinite(x[i]) && double.IsFinite(y[i])).ToArray();
+        if (keep.Length > 0)
+        {
+            var sc = plot.Add.ScatterPoints(keep.Select(i => x[i]).ToArray(), keep.Select(i => y[i]).ToArray());
+            sc.MarkerSize = 3;
+        }
+        plot.Axes.Bottom.Label.Text = xLabel;
+        plot.Axes.Left.Label.Text = yLabel;
+        plot.Title(title);
+        plot.SavePng(path, 720, 480);
+    }
+
     /// <summary>Series of (x, y) points joined by lines, one per label; NaN points are left out.</summary>
     public static void Lines(string path, IReadOnlyList<(string Label, double[] X, double[] Y)> series, string title, string xLabel, string yLabel)
     {

@@ -75,3 +75,42 @@ public class InterferenceMonitorTests
         Assert.Contains("Paris: {} is", e.Message);
     }
 }
+
+/// <summary>The monitor-against-damage study: its statistics, and that it leaves the model as it found it.</summary>
+public class InterferenceStudyTests
+{
+    [Fact]
+    public void Pearson_and_spearman_match_hand_computed_values()
+    {
+        double[] x = [1, 2, 3, 4, 5], y = [2, 4, 5, 4, 5];
+        // Pearson: cov 1.5 (sum of products 6 / 4), sd_x 1.5811, sd_y 1.2247 -> 6 / sqrt(10 * 6)
+        Assert.Equal(6 / Math.Sqrt(60), Palimpsest.Evaluation.InterferenceStudy.Pearson(x, y), 12);
+        // ranks of y with ties: [1, 2.5, 4.5, 2.5, 4.5]
+        Assert.Equal([1, 2.5, 4.5, 2.5, 4.5], Palimpsest.Evaluation.InterferenceStudy.Ranks(y));
+        Assert.Equal(1.0, Palimpsest.Evaluation.InterferenceStudy.Pearson(Palimpsest.Evaluation.InterferenceStudy.Ranks(x), Palimpsest.Evaluation.InterferenceStudy.Ranks(x.Select(v => v * v * v).ToArray())), 12);
+        Assert.True(double.IsNaN(Palimpsest.Evaluation.InterferenceStudy.Pearson([1.0, 1.0], [2.0, 3.0])), "no spread in x: NaN");
+    }
+
+    [Fact]
+    public void Study_pairs_every_edit_with_every_other_fact_and_restores_the_weights_bit_for_bit()
+    {
+        var c = EditingFixtures.Gpt2Vocab(3, 24, 2, 40);
+        using var b = new ReferenceBackend();
+        using var m = Model.FromHost(c, RandomWeights.Create(c, 5, 0.2), b);
+        var tf = new Transformer(m);
+        var tok = TokenizerFactory.Gpt2(c);
+        var cm = EditingFixtures.RandomSpd(c.DFf, 4);
+        var rome = new Rome(new RomeHparams { Layers = [1], VLossLayer = 2, VNumGradSteps = 3, ContextTemplateLengthParams = [[4, 1]], VLr = 0.5 }, tok, _ => cm);
+        EditRequest R(string s, string p, string t, string tt) => new() { Subject = s, Prompt = p, TargetNew = t, TargetTrue = tt };
+        EditRequest[] edits = [R("Danielle Darrieux", "The mother tongue of {} is", "English", "French"), R("Paris", "{} is the capital of", "Italy", "France")];
+        EditRequest[] bank = [R("Paris", "{} is the capital of", "x", "France"), R("Marie Curie", "{} was born in", "x", "Warsaw"), R("Rome", "{} is in", "x", "Italy")];
+        var w0 = new double[c.DFf * c.DModel]; b.ToHost(m.Params.Blocks[1].WDown, w0);
+        var r = Palimpsest.Evaluation.InterferenceStudy.Run(tf, tok, rome, new FactProbes(tok), edits, bank);
+        // edit 1 is bank fact 0 itself, so it is left out of its pairs
+        Assert.Equal(2 * 3 - 1, r.Pairs.Count);
+        Assert.DoesNotContain(r.Pairs, p => p.Edit == 1 && p.Fact == "Paris: {} is the capital of");
+        Assert.All(r.Pairs, p => Assert.True(p.Drift >= 0 && double.IsFinite(p.NllAfter), p.ToString()));
+        var w1 = new double[w0.Length]; b.ToHost(m.Params.Blocks[1].WDown, w1);
+        Assert.Equal(w0, w1);
+    }
+}
