@@ -26,8 +26,8 @@ internal sealed class EditMethod
     public string HparamsJson { get; }
     /// <summary>The token whose key the editor rewrites (hparams fact_token).</summary>
     public string FactToken { get; }
-    /// <summary>ROME edits one request at a time; MEMIT and AlphaEdit take batches.</summary>
-    public bool Batched => Name != "rome";
+    /// <summary>ROME and WilKE edit one request at a time; MEMIT and AlphaEdit take batches.</summary>
+    public bool Batched => Name is not ("rome" or "wilke");
 
     public IEditor Create(LoadedModel lm, Func<int, double[]> secondMoment) => _make(lm, secondMoment);
 
@@ -38,12 +38,13 @@ internal sealed class EditMethod
         return e switch
         {
             Rome { LastTrace: { } t } => $"{F(t.InitialLoss)} -> {F(t.FinalLoss)}",
+            Wilke { LastScan: { } s } => $"layer {s.Chosen} (LA {F(s.La[s.Chosen])})",
             Memit { LastZ: { Count: > 0 } z } => $"{F(z.Average(r => r.InitialLoss))} -> {F(z.Average(r => r.FinalLoss))}",
             _ => "-",
         };
     }
 
-    /// <param name="name">rome, memit or alphaedit.</param>
+    /// <param name="name">rome, memit, alphaedit or wilke.</param>
     private static void CheckFactToken(string factToken)
     {
         if (!FactProbes.FactTokens.Contains(factToken))
@@ -86,8 +87,23 @@ internal sealed class EditMethod
                 CheckSteps(hp.VNumGradSteps);
                 return new EditMethod("alphaedit", hp.Layers, true, JsonSerializer.Serialize(hp, options), hp.FactToken, (lm, c) => new AlphaEdit(hp, lm.Tok, c));
             }
+            case "wilke":
+            {
+                // ROME's hparams plus scanning_ceiling (layers 0..ceiling-1 are scanned per edit)
+                if (layers is not null) throw new CliUsageException("--layers: WilKE chooses each edit's layer itself; set scanning_ceiling in --hparams");
+                var node = JsonNode.Parse(Merge(new RomeHparams().ToJson(), file))!.AsObject();
+                if (node["scanning_ceiling"] is not JsonValue cv || !cv.TryGetValue<int>(out int ceiling) || ceiling < 1)
+                    throw new CliUsageException($"{Where(file)}: WilKE needs \"scanning_ceiling\": a positive integer (layers 0..ceiling-1 are scanned)");
+                node.Remove("scanning_ceiling");
+                var hp = RomeHparams.FromJson(node.ToJsonString(), Where(file));
+                CheckFactToken(hp.FactToken);
+                CheckSteps(hp.VNumGradSteps);
+                node["scanning_ceiling"] = ceiling;
+                var scanned = Enumerable.Range(0, ceiling).ToArray();
+                return new EditMethod("wilke", scanned, hp.Mom2Adjustment, node.ToJsonString(), hp.FactToken, (lm, c) => new Wilke(hp, ceiling, lm.Tok, c));
+            }
             default:
-                throw new CliUsageException($"--method '{name}': unknown method (expected rome, memit or alphaedit)");
+                throw new CliUsageException($"--method '{name}': unknown method (expected rome, memit, alphaedit or wilke)");
         }
     }
 

@@ -18,7 +18,7 @@ internal static class EditCommand
     public static Command Create(CliIo io)
     {
         var model = CommonOptions.Model();
-        var method = new Option<string>("--method") { Description = "editing method: rome, memit or alphaedit", DefaultValueFactory = _ => "rome" };
+        var method = new Option<string>("--method") { Description = "editing method: rome, memit, alphaedit or wilke", DefaultValueFactory = _ => "rome" };
         var subject = new Option<string?>("--subject") { Description = "the subject whose fact is rewritten, e.g. \"Danielle Darrieux\"" };
         var prompt = new Option<string?>("--prompt") { Description = "rewriting prompt with {} for the subject, e.g. \"The mother tongue of {} is\" (or with the subject written in)" };
         var target = new Option<string?>("--target") { Description = "the new object, e.g. English" };
@@ -55,7 +55,7 @@ internal static class EditCommand
             }
             int batchSize = pr.GetValue(batch) ?? (em0.Batched ? reqs.Count : 1);
             if (batchSize < 1) throw new CliUsageException($"--batch: must be a positive integer (got {batchSize})");
-            if (!em0.Batched && batchSize != 1) throw new CliUsageException("--batch: ROME edits one request at a time (use --method memit or alphaedit for batches)");
+            if (!em0.Batched && batchSize != 1) throw new CliUsageException($"--batch: {em0.Name} edits one request at a time (use --method memit or alphaedit for batches)");
             if (em0.NeedsStats && pr.GetValue(corpus) is null)
                 throw new CliUsageException($"{em0.Name} needs the key statistics of the edited layers: give --stats-corpus FILE|facts:PATH");
             if (pr.GetValue(corpus) is { } spec && KeyStatsOptions.PathOf(spec) is var cpath && !File.Exists(cpath))

@@ -21,7 +21,7 @@ internal static class EvalCommand
         var model = CommonOptions.Model();
         var dataset = new Option<string>("--dataset") { Description = "CounterFact (EasyEdit or ROME layout) or zsRE file", Required = true };
         var limit = new Option<int?>("--limit") { Description = "evaluate only the first N records" };
-        var method = new Option<string?>("--method") { Description = "edit each record (from the unedited model) with rome, memit or alphaedit before scoring it" };
+        var method = new Option<string?>("--method") { Description = "edit each record (from the unedited model) with rome, memit, alphaedit or wilke before scoring it" };
         var layer = new Option<string?>("--layers", "--layer") { Description = "with --method: MLP layer(s) to edit; overrides the hparams file's" };
         var hparams = new Option<string?>("--hparams") { Description = "with --method: hyper-parameters JSON with the reference names" };
         var known = new Option<bool>("--known-only") { Description = "score only records whose true object the unedited model answers (greedy, every token)" };

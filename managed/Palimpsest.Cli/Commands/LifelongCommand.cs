@@ -19,10 +19,10 @@ internal static class LifelongCommand
     public static Command Create(CliIo io)
     {
         var model = CommonOptions.Model();
-        var method = new Option<string>("--method") { Description = "editing method: rome, memit or alphaedit", DefaultValueFactory = _ => "rome" };
+        var method = new Option<string>("--method") { Description = "editing method: rome, memit, alphaedit or wilke", DefaultValueFactory = _ => "rome" };
         var dataset = new Option<string>("--dataset") { Description = "CounterFact / zsRE file: the stream is its first --edits records", Required = true };
         var edits = new Option<int>("--edits") { Description = "number of edits in the stream", Required = true };
-        var batch = new Option<int?>("--batch") { Description = "requests per edit (ROME: 1)" };
+        var batch = new Option<int?>("--batch") { Description = "requests per edit (ROME, WilKE: 1)" };
         var heldOut = new Option<int>("--held-out") { Description = "held-out facts (the records after the stream) for ORS", DefaultValueFactory = _ => 50 };
         var layer = new Option<string?>("--layers", "--layer") { Description = "MLP layer(s) to edit; overrides the hparams file's" };
         var hparams = new Option<string?>("--hparams") { Description = "hyper-parameters JSON with the reference names; missing keys keep the defaults" };
@@ -48,7 +48,7 @@ internal static class LifelongCommand
                 if (l < 0 || l >= lm.Config.Layers) throw new CliUsageException($"layer {l} is outside the model's layers 0..{lm.Config.Layers - 1}");
             int b = pr.GetValue(batch) ?? (em.Batched ? Math.Min(100, n) : 1);
             if (b < 1) throw new CliUsageException($"--batch: must be a positive integer (got {b})");
-            if (!em.Batched && b != 1) throw new CliUsageException("--batch: ROME edits one request at a time");
+            if (!em.Batched && b != 1) throw new CliUsageException($"--batch: {em.Name} edits one request at a time");
             IReadOnlyDictionary<int, KeyStatistics>? stats = null;
             if (em.NeedsStats)
             {

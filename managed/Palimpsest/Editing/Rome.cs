@@ -37,9 +37,16 @@ public sealed class Rome : IEditor
     public IReadOnlyList<WeightDelta> ComputeDeltas(Transformer tf, IReadOnlyList<EditRequest> requests)
     {
         if (requests.Count != 1) throw new ArgumentException($"ROME edits one request at a time (got {requests.Count}); apply them in sequence");
-        var req = requests[0];
+        return [ComputeDeltaAt(tf, requests[0], Hparams.Layers[0])];
+    }
+
+    /// <summary>
+    /// The rank-one ROME delta of one request at `layer` (the hparams' layer is ignored; WilKE scans
+    /// every layer with one editor, whose context templates and Cholesky factors are shared).
+    /// </summary>
+    internal WeightDelta ComputeDeltaAt(Transformer tf, EditRequest req, int layer)
+    {
         req.Validate();
-        int layer = Hparams.Layers[0];
         var c = tf.Model.Config;
         if (layer < 0 || layer >= c.Layers) throw new ArgumentException($"hparams layer {layer} outside the model's {c.Layers} layers");
         _templates ??= ContextTemplates.Generate(tf, _tok, Hparams.ContextTemplateLengthParams, Hparams.ContextTemplateSeed);
@@ -61,7 +68,7 @@ public sealed class Rome : IEditor
         var right = new double[c.DModel];
         for (int j = 0; j < right.Length; j++) right[j] = (vStar[j] - vCur[j]) / denom;
         LastTrace = new RomeTrace(kbar, u, kp, v0, vStar, steps, initialLoss, loss, _templates);
-        return [new WeightDelta(layer, 1, u, right)];
+        return new WeightDelta(layer, 1, u, right);
     }
 
     /// <summary>Key [f] at the subject's last token of template (with "{}" for the subject).</summary>

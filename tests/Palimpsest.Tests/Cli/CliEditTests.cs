@@ -54,6 +54,38 @@ public class CliEditTests
         CliRunner.AssertBadInput(CliRunner.Run("revert", outDir, "1"), "already reverted");
     }
 
+    /// <summary>
+    /// WilKE through the CLI: the edit lands on the layer its scan chose (shown, journaled) and reverts
+    /// bit-exactly. All three layers are scanned; at the last one δ at the subject has no gradient
+    /// (nothing after it carries the subject's position to the prediction), so its zero delta must not win.
+    /// </summary>
+    [Fact]
+    public void Wilke_edit_records_its_layer_and_reverts_bit_exactly()
+    {
+        using var m = new TinyGpt2Folder();
+        string outDir = m.PathIn("edited"), hp = m.PathIn("wilke.json");
+        var (_, corpus) = Inputs(m);
+        File.WriteAllText(hp, """{"scanning_ceiling": 3, "v_loss_layer": 2, "v_num_grad_steps": 3, "context_template_length_params": [[3, 1]]}""");
+        var r = CliRunner.Run("edit", m.Model, "--method", "wilke", "--hparams", hp, "--stats-corpus", corpus, "--cache", m.PathIn("cache"),
+            "--out", outDir, "--subject", "Danielle Darrieux", "--prompt", "The mother tongue of {} is", "--target", "English");
+        Assert.True(r.Code == 0, r.ToString());
+        var match = System.Text.RegularExpressions.Regex.Match(r.Out, @"layer (\d) \(LA ");
+        Assert.True(match.Success, r.Out);
+        int chosen = int.Parse(match.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        for (int l = 0; l < TinyGpt2Folder.Layers; l++)
+        {
+            string name = $"transformer.h.{l}.mlp.c_proj.weight";
+            if (l == chosen) Assert.True(!Down(m.Model, name).SequenceEqual(Down(outDir, name)), $"layer {l} should have changed:\n{r.Out}");
+            else Assert.Equal(Down(m.Model, name), Down(outDir, name));
+        }
+        Assert.Matches($@"\n\s*1  \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d  wilke\s+Danielle Darrieux\s+English\s+{chosen}\s", CliRunner.Run("journal", outDir).Out);
+        Assert.True(CliRunner.Run("revert", outDir, "1").Code == 0);
+        for (int l = 0; l < TinyGpt2Folder.Layers; l++)
+            Assert.Equal(Down(m.Model, $"transformer.h.{l}.mlp.c_proj.weight"), Down(outDir, $"transformer.h.{l}.mlp.c_proj.weight"));
+        CliRunner.AssertBadInput(CliRunner.Run("edit", m.Model, "--method", "wilke", "--hparams", m.PathIn("rome.json"), "--stats-corpus", corpus,
+            "--out", m.PathIn("other"), "--subject", "Danielle Darrieux", "--prompt", "The mother tongue of {} is", "--target", "English"), "scanning_ceiling");
+    }
+
     [Fact]
     public void Edit_from_a_requests_file_applies_each_in_turn_and_reopening_adds_more()
     {

@@ -1,0 +1,78 @@
+using Palimpsest.Runtime;
+using Palimpsest.Tokenization;
+
+namespace Palimpsest.Editing;
+
+/// <summary>One WilKE layer scan: the ROME delta's LA = ||ΔW_l||_F / ||W_l||_F at each scanned layer (NaN where the delta is zero), and the layer chosen.</summary>
+public sealed record WilkeScan(int[] Layers, double[] La, int Chosen);
+
+/// <summary>
+/// WilKE ("Wise-Layer Knowledge Editor", Hu et al. 2024; code ChenhuiHu/WilKE wilke/wilke_main.py):
+/// for each edit, the ROME edit is computed at every layer below scanning_ceiling, and the one with
+/// the smallest LA = ||ΔW_l||_F / ||W_l||_F (the down-projection's relative change) is returned.
+/// The chosen layer is the delta's Layer, so the journal records it and a revert undoes it there.
+/// The reference re-runs the edit at the chosen layer; ROME here is deterministic, so the scanned
+/// delta is that edit. Each layer's v* optimisation resumes at its own layer (the forward below it
+/// is computed once per layer).
+/// </summary>
+public sealed class Wilke : IEditor
+{
+    private readonly Rome _rome;
+
+    /// <param name="hparams">ROME's hyper-parameters for every scanned layer (their layers field is ignored).</param>
+    /// <param name="scanningCeiling">Layers 0..ceiling−1 are scanned (reference: 24 for GPT2-XL, 7 for GPT-J; a model's depth for small ones).</param>
+    /// <param name="secondMoment">C_l for each layer (see KeyStatistics).</param>
+    public Wilke(RomeHparams hparams, int scanningCeiling, ITextTokenizer tokenizer, Func<int, double[]> secondMoment)
+    {
+        if (scanningCeiling < 1) throw new ArgumentException($"scanning_ceiling must be at least 1 (got {scanningCeiling})");
+        ScanningCeiling = scanningCeiling;
+        _rome = new Rome(hparams with { Layers = [0] }, tokenizer, secondMoment);
+    }
+
+    public string Method => "WilKE";
+    public int ScanningCeiling { get; }
+
+    /// <summary>The scan of the last edit.</summary>
+    public WilkeScan? LastScan { get; private set; }
+
+    /// <summary>The ROME trace of the last layer scanned (not necessarily the chosen one).</summary>
+    public RomeTrace? LastRomeTrace => _rome.LastTrace;
+
+    public IReadOnlyList<WeightDelta> ComputeDeltas(Transformer tf, IReadOnlyList<EditRequest> requests)
+    {
+        if (requests.Count != 1) throw new ArgumentException($"WilKE edits one request at a time (got {requests.Count}); apply them in sequence");
+        int ceiling = Math.Min(ScanningCeiling, tf.Model.Config.Layers);
+        var layers = Enumerable.Range(0, ceiling).ToArray();
+        var deltas = new WeightDelta[ceiling];
+        var la = new double[ceiling];
+        for (int l = 0; l < ceiling; l++)
+        {
+            deltas[l] = _rome.ComputeDeltaAt(tf, requests[0], l);
+            double n = deltas[l].FrobeniusNorm();
+            // A zero delta cannot win: it is the layer where δ has no gradient (at the model's last
+            // block nothing carries the subject's position to the prediction), not a cheap edit.
+            la[l] = n == 0 ? double.NaN : n / DownProjectionNorm(tf, l);
+        }
+        int chosen = ChooseLayer(la);
+        LastScan = new WilkeScan(layers, la, chosen);
+        return [deltas[chosen]];
+    }
+
+    /// <summary>The index of the smallest LA (the first on ties); NaN values never win.</summary>
+    public static int ChooseLayer(IReadOnlyList<double> la)
+    {
+        int best = -1;
+        for (int i = 0; i < la.Count; i++)
+            if (!double.IsNaN(la[i]) && (best < 0 || la[i] < la[best])) best = i;
+        return best >= 0 ? best : throw new ArgumentException("every layer's LA is NaN: no layer to choose");
+    }
+
+    // ||W_l||_F of the down-projection as it is now (it changes with every applied edit)
+    private static double DownProjectionNorm(Transformer tf, int layer)
+    {
+        var w = tf.Model.Params.Blocks[layer].WDown;
+        var h = new double[w.Length];
+        tf.Model.Backend.ToHost(w, h);
+        return Math.Sqrt(h.Sum(x => x * x));
+    }
+}
