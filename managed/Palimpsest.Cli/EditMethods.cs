@@ -31,6 +31,18 @@ internal sealed class EditMethod
 
     public IEditor Create(LoadedModel lm, Func<int, double[]> secondMoment) => _make(lm, secondMoment);
 
+    /// <summary>
+    /// The editor for lm, with the key statistics of its layers loaded or computed (cached) from the
+    /// --stats-corpus spec when the method needs them; a missing corpus is a usage error naming the option.
+    /// </summary>
+    public IEditor Create(LoadedModel lm, string? corpus, long? limitTokens, string? cache, CliIo io)
+    {
+        if (!NeedsStats) return _make(lm, l => throw new InvalidOperationException($"{Name} asked for the statistics of layer {l} without mom2_adjustment"));
+        if (corpus is null) throw new CliUsageException($"{Name} needs the key statistics of the edited layers: give --stats-corpus FILE|facts:PATH");
+        var stats = KeyStatsOptions.GetOrCompute(lm, KeyStatsOptions.Load(corpus, lm), Layers, KeyStatsOptions.CacheDir(cache), limitTokens, io);
+        return _make(lm, l => stats[l].Matrix);
+    }
+
     /// <summary>"initial -> final" loss of the last δ (v* / z*) optimisation(s), or "-" where the editor does not expose it.</summary>
     public static string Loss(IEditor e)
     {

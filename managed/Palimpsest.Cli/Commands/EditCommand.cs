@@ -69,13 +69,7 @@ internal static class EditCommand
             io.Out.WriteLine(existed ? $"editing {em.Dir} (generation {em.Generation})" : $"created {em.Dir} from {source}");
             using var lm = LoadedModel.Open(em.Dir);
 
-            IReadOnlyDictionary<int, KeyStatistics>? stats = null;
-            if (em0.NeedsStats)
-            {
-                var c = KeyStatsOptions.Load(pr.GetValue(corpus)!, lm);
-                stats = KeyStatsOptions.GetOrCompute(lm, c, em0.Layers, KeyStatsOptions.CacheDir(pr.GetValue(cache)), pr.GetValue(limitTokens), io);
-            }
-            var editor = em0.Create(lm, l => stats![l].Matrix);
+            var editor = em0.Create(lm, pr.GetValue(corpus), pr.GetValue(limitTokens), pr.GetValue(cache), io);
             int remembered = EditMethod.RememberJournal(editor, em, lm);
             if (remembered > 0) io.Out.WriteLine($"alphaedit: protecting the keys of {remembered} earlier request(s) from the journal");
             string layersText = string.Join(",", em0.Layers);
@@ -117,13 +111,7 @@ internal static class EditCommand
         string bankPath = bankFile ?? Path.Combine(source, "requests.json");
         if (!File.Exists(bankPath)) throw new FileNotFoundException($"--bank: file '{bankPath}' not found (give --bank FILE.json)", bankPath);
         using var lm = LoadedModel.Open(source);
-        IReadOnlyDictionary<int, KeyStatistics>? stats = null;
-        if (em0.NeedsStats)
-        {
-            var c = KeyStatsOptions.Load(corpus!, lm);
-            stats = KeyStatsOptions.GetOrCompute(lm, c, em0.Layers, KeyStatsOptions.CacheDir(cache), limitTokens, io);
-        }
-        var editor = em0.Create(lm, l => stats![l].Matrix);
+        var editor = em0.Create(lm, corpus, limitTokens, cache, io);
         var probes = new FactProbes(lm.Tok, em0.FactToken);
         var bankFacts = DatasetReader.Load(bankPath, bankLimit ?? 500);
         var banks = new Dictionary<int, IReadOnlyList<Palimpsest.Analysis.BankKey>>();

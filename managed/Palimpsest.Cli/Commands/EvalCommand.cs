@@ -64,13 +64,7 @@ internal static class EvalCommand
             {
                 int[]? layers = pr.GetValue(layer) is { } lt ? EditingErrors.ParseLayers(lt, lm.Config.Layers, "--layers") : null;
                 var em = EditMethod.Parse(m, pr.GetValue(hparams), layers);
-                IReadOnlyDictionary<int, Palimpsest.Editing.KeyStatistics>? stats = null;
-                if (em.NeedsStats)
-                {
-                    if (pr.GetValue(corpus) is null) throw new CliUsageException($"{em.Name} needs the key statistics of the edited layers: give --stats-corpus FILE|facts:PATH");
-                    stats = KeyStatsOptions.GetOrCompute(lm, KeyStatsOptions.Load(pr.GetValue(corpus)!, lm), em.Layers, KeyStatsOptions.CacheDir(pr.GetValue(cache)), null, io);
-                }
-                var editor = em.Create(lm, l => stats![l].Matrix);
+                var editor = em.Create(lm, pr.GetValue(corpus), null, pr.GetValue(cache), io);
                 var clock = new System.Diagnostics.Stopwatch();
                 int edits = 0;
                 editEach = r =>

@@ -44,13 +44,7 @@ internal static class InterferenceCommand
             using var lm = LoadedModel.Open(pr.GetValue(model)!);
             int[]? layers = pr.GetValue(layer) is { } lt ? EditingErrors.ParseLayers(lt, lm.Config.Layers, "--layers") : null;
             var em = EditMethod.Parse(pr.GetValue(method)!, pr.GetValue(hparams), layers);
-            IReadOnlyDictionary<int, KeyStatistics>? stats = null;
-            if (em.NeedsStats)
-            {
-                if (pr.GetValue(corpus) is null) throw new CliUsageException($"{em.Name} needs the key statistics of the edited layers: give --stats-corpus FILE|facts:PATH");
-                stats = KeyStatsOptions.GetOrCompute(lm, KeyStatsOptions.Load(pr.GetValue(corpus)!, lm), em.Layers, KeyStatsOptions.CacheDir(pr.GetValue(cache)), pr.GetValue(limitTokens), io);
-            }
-            var editor = em.Create(lm, l => stats![l].Matrix);
+            var editor = em.Create(lm, pr.GetValue(corpus), pr.GetValue(limitTokens), pr.GetValue(cache), io);
             var probes = new FactProbes(lm.Tok, em.FactToken);
             io.Err.WriteLine($"interference: {n} single {em.Name} edits, a bank of {bank.Count} facts");
             var r = InterferenceStudy.Run(lm.Tf, lm.Tok, editor, probes, stream, bank);

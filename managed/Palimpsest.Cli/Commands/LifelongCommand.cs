@@ -49,14 +49,7 @@ internal static class LifelongCommand
             int b = pr.GetValue(batch) ?? (em.Batched ? Math.Min(100, n) : 1);
             if (b < 1) throw new CliUsageException($"--batch: must be a positive integer (got {b})");
             if (!em.Batched && b != 1) throw new CliUsageException($"--batch: {em.Name} edits one request at a time");
-            IReadOnlyDictionary<int, KeyStatistics>? stats = null;
-            if (em.NeedsStats)
-            {
-                if (pr.GetValue(corpus) is null) throw new CliUsageException($"{em.Name} needs the key statistics of the edited layers: give --stats-corpus FILE|facts:PATH");
-                var c = KeyStatsOptions.Load(pr.GetValue(corpus)!, lm);
-                stats = KeyStatsOptions.GetOrCompute(lm, c, em.Layers, KeyStatsOptions.CacheDir(pr.GetValue(cache)), pr.GetValue(limitTokens), io);
-            }
-            var editor = em.Create(lm, l => stats![l].Matrix);
+            var editor = em.Create(lm, pr.GetValue(corpus), pr.GetValue(limitTokens), pr.GetValue(cache), io);
             Action<IReadOnlyList<EditRequest>>? after = editor is AlphaEdit ae ? reqs => ae.Remember(lm.Tf, reqs) : null;
             var checkpoints = new LifelongHarness(lm.Tf, lm.Tok).Run(editor, stream, b, held, after);
 

@@ -14,8 +14,10 @@ public sealed record FactAtRisk(string Name, double Drift, double P);
 /// ||ΔW k_e|| (what it means to move), and over the bank of stored keys the drift ||ΔW k_j|| of each
 /// (max, mean) and the facts it moves most. Knowledge in Superposition's interference term, computed
 /// exactly from the planned ΔW: after the edit, fact j's MLP output at that layer is W k_j + ΔW k_j.
+/// Drifts holds ||ΔW k_j|| for every bank key, in the bank's order.
 /// </summary>
-public sealed record InterferenceForecast(int Layer, double OwnChange, int BankSize, double MaxDrift, double MeanDrift, IReadOnlyList<FactAtRisk> MostAtRisk)
+public sealed record InterferenceForecast(int Layer, double OwnChange, int BankSize, double MaxDrift, double MeanDrift, IReadOnlyList<FactAtRisk> MostAtRisk,
+    IReadOnlyList<double> Drifts)
 {
     /// <summary>The largest drift as a fraction of the edit's own change (0: harmless; near 1: another fact moves as much as the edited one).</summary>
     public double MaxRelative => OwnChange > 0 ? MaxDrift / OwnChange : 0;
@@ -63,7 +65,8 @@ public static class InterferenceMonitor
         }
         double max = risks.Count == 0 ? 0 : risks.Max(r => r.Drift), mean = risks.Count == 0 ? 0 : risks.Average(r => r.Drift);
         return new InterferenceForecast(delta.Layer, own, bank.Count, max, mean,
-            risks.OrderByDescending(r => r.Drift).ThenBy(r => r.Name, StringComparer.Ordinal).Take(top).ToArray());
+            risks.OrderByDescending(r => r.Drift).ThenBy(r => r.Name, StringComparer.Ordinal).Take(top).ToArray(),
+            risks.Select(r => r.Drift).ToArray());
     }
 
     /// <summary>ΔW k [d] = Σ_r (Left[r] · k) Right[r] for k [f].</summary>

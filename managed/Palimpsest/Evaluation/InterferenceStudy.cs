@@ -54,7 +54,7 @@ public static class InterferenceStudy
                 if (!keys.TryGetValue(delta.Layer, out var k)) keys[delta.Layer] = k = InterferenceMonitor.Bank(tf, probes, bank, delta.Layer);
                 var f = InterferenceMonitor.Forecast(delta, probes.KeyAt(tf, edits[e].Prompt, edits[e].Subject, delta.Layer), k, top: 0);
                 own += f.OwnChange;
-                for (int j = 0; j < bank.Count; j++) drift[j] += Norm(InterferenceMonitor.Apply(delta, k[j].Key));
+                for (int j = 0; j < bank.Count; j++) drift[j] += f.Drifts[j];
             }
             var restore = new List<(int Layer, double[] Old)>();
             try
@@ -112,6 +112,4 @@ public static class InterferenceStudy
         }
         return r;
     }
-
-    private static double Norm(double[] v) => Math.Sqrt(v.Sum(a => a * a));
 }

@@ -148,13 +148,7 @@ public class DeltaOptimizerTests
         var tf = new Transformer(model);
         var rng = new Random(9);
         // 7 prompts of 8..11 tokens: 66 > 64 positions, so two packs
-        var prompts = Enumerable.Range(0, 7).Select(i =>
-        {
-            int n = 8 + i % 4, k = 1 + i % 2;
-            var ids = Enumerable.Range(0, n).Select(_ => rng.Next(c.Vocab)).ToArray();
-            return new RewritePrompt(ids, 2 + i % 3, Enumerable.Range(n - k, k).Select(r => (r, rng.Next(c.Vocab))).ToArray());
-        }).ToList();
-        var kl = (Enumerable.Range(0, 6).Select(_ => rng.Next(c.Vocab)).ToArray(), 3);
+        var (prompts, kl) = RandomPrompts(c.Vocab, rng);
         var objective = new DeltaObjective(Steps: 6, Lr: 0.5, WeightDecay: 0.5, ClampNormFactor: 4, KlFactor: 0.0625, EarlyStopLoss: 0);
         const int layer = 2;
         using (var probe = b.Zeros(c.DModel)) Assert.Equal(2, DeltaOptimizer.Pack(prompts, c.MaxPositions, layer, site, probe).Count);
@@ -167,6 +161,21 @@ public class DeltaOptimizerTests
         Assert.True(naive.FinalLoss.Equals(fast.FinalLoss), $"final loss {fast.FinalLoss:R} vs {naive.FinalLoss:R}");
         ResumeTests.AssertBitwise(fast.Delta, naive.Delta, $"{arch} {backend} {site} δ");
         Assert.True(naive.Delta.Any(x => x != 0) && naive.FinalLoss != naive.InitialLoss, "the optimisation should have moved δ");
+    }
+
+    /// <summary>
+    /// 7 rewriting prompts of 8..11 random tokens (66 in all), lookup rows 2..4, the last 1 or 2 rows
+    /// as targets, and a 6-token KL prompt with its lookup at row 3.
+    /// </summary>
+    internal static (List<RewritePrompt> Prompts, (int[] Ids, int Lookup) Kl) RandomPrompts(int vocab, Random rng)
+    {
+        var prompts = Enumerable.Range(0, 7).Select(i =>
+        {
+            int n = 8 + i % 4, k = 1 + i % 2;
+            var ids = Enumerable.Range(0, n).Select(_ => rng.Next(vocab)).ToArray();
+            return new RewritePrompt(ids, 2 + i % 3, Enumerable.Range(n - k, k).Select(r => (r, rng.Next(vocab))).ToArray());
+        }).ToList();
+        return (prompts, (Enumerable.Range(0, 6).Select(_ => rng.Next(vocab)).ToArray(), 3));
     }
 
     [Fact]

@@ -32,13 +32,7 @@ public class CudaReplayedStepsTests
         using var model = Model.FromHost(c, RandomWeights.Create(c, 11, 0.3), b);
         using var tf = new Transformer(model);
         var rng = new Random(5);
-        var prompts = Enumerable.Range(0, 7).Select(i =>
-        {
-            int n = 8 + i % 4, k = 1 + i % 2;
-            var ids = Enumerable.Range(0, n).Select(_ => rng.Next(c.Vocab)).ToArray();
-            return new RewritePrompt(ids, 2 + i % 3, Enumerable.Range(n - k, k).Select(r => (r, rng.Next(c.Vocab))).ToArray());
-        }).ToList();
-        var kl = (Enumerable.Range(0, 6).Select(_ => rng.Next(c.Vocab)).ToArray(), 3);
+        var (prompts, kl) = Editing.DeltaOptimizerTests.RandomPrompts(c.Vocab, rng);
         var replayed = new DeltaObjective(Steps: 6, Lr: 0.5, WeightDecay: 0.5, ClampNormFactor: 4, KlFactor: 0.0625, EarlyStopLoss: 0);
         var queued = replayed with { ReplaySteps = false };
 
