@@ -295,3 +295,42 @@ extern "C" __global__ void attention_bwd_kv(const float* dO, const float* q, con
         dk[idx] = scale * ak;
     }
 }
+
+// The GEMM attention's middle step (CudaBackend: scores = scale * q.k^T and o = P.v are cuBLAS
+// strided-batched products, one matrix per head): p [H, T, S] holds the scaled scores and becomes
+// the softmax in place. Row (h, t) sees keys lo..hi, lo = first ? first[t] : 0 (packed
+// segments), hi = S - T + t; every other column is written 0 (the backward relies on it).
+// One warp per row, ATT_ROWS_PER_BLOCK rows per block of 32 * ATT_ROWS_PER_BLOCK threads; grid
+// ceil(H * T / ATT_ROWS_PER_BLOCK).
+#define ATT_ROWS_PER_BLOCK 8
+extern "C" __global__ void attention_softmax_rows(float* p, const int* first, int T, int S, int H)
+{
+    long long row = (long long)blockIdx.x * ATT_ROWS_PER_BLOCK + threadIdx.x / 32;
+    if (row >= (long long)H * T) return; // the whole warp: row is per warp
+    int lane = threadIdx.x % 32;
+    int t = (int)(row % T), lo = first ? first[t] : 0, hi = S - T + t;
+    float* pr = p + row * S;
+    float mx = NEG_BIG;
+    for (int j = lo + lane; j <= hi; j += 32) mx = fmaxf(mx, pr[j]);
+    mx = warp_max(mx);
+    float sum = 0.0f;
+    for (int j = lo + lane; j <= hi; j += 32) sum += expf(pr[j] - mx);
+    float inv = 1.0f / warp_sum(sum);
+    for (int j = lane; j < S; j += 32) pr[j] = j >= lo && j <= hi ? expf(pr[j] - mx) * inv : 0.0f;
+}
+
+// The GEMM backward's middle step: ds [H, T, S] holds dP = dO.v^T and becomes
+// dS = P * (dP - rowsum(P * dP)) in place (0 wherever P is 0: masked keys, other segments).
+// Layout and launch as attention_softmax_rows.
+extern "C" __global__ void attention_softmax_bwd_rows(const float* p, float* ds, int T, int S, int H)
+{
+    long long row = (long long)blockIdx.x * ATT_ROWS_PER_BLOCK + threadIdx.x / 32;
+    if (row >= (long long)H * T) return;
+    int lane = threadIdx.x % 32;
+    const float* pr = p + row * S;
+    float* dr = ds + row * S;
+    float dot = 0.0f;
+    for (int j = lane; j < S; j += 32) dot += pr[j] * dr[j];
+    dot = warp_sum(dot);
+    for (int j = lane; j < S; j += 32) dr[j] = pr[j] * (dr[j] - dot);
+}

@@ -44,12 +44,18 @@ public static class OpTimes
             ($"add {T}x{d}", 2, () => b.Add(x, att, y)),
         };
         if (T == 1) ops.Add(($"copy row 1x{d} (KV cache)", 2, () => b.CopyRows(x, 0, kAll, 5, 1)));
-        else ops.Add(($"attention T={T} S={S}, simple kernel (not counted)", -1, (Action)(() =>
+        else
         {
-            b.UseSimpleAttention = true;
-            try { b.Attention(x, kAll, vAll, c.Heads, c.KvHeads, c.HeadDim, att, null); }
-            finally { b.UseSimpleAttention = false; }
-        })));
+            // the implementations Auto did not pick, for comparison (kernels/attention.cu, cuBLAS)
+            foreach (var path in new[] { AttentionPath.SimpleKernel, AttentionPath.TiledKernel, AttentionPath.Gemm })
+                ops.Add(($"attention T={T} S={S}, {path} (not counted)", -1, With(path, () => b.Attention(x, kAll, vAll, c.Heads, c.KvHeads, c.HeadDim, att, null))));
+            // the vocabulary padded to a multiple of 64 (50304): is the head's odd row count what
+            // keeps the logits product far from the weight-read bound?
+            int vPad = (c.Vocab + 63) / 64 * 64;
+            var headPad = b.Weight(new float[(long)vPad * d], vPad, d); owned.Add(headPad); // the weights' storage type, zeros
+            var logitsPad = Rand(T, vPad);
+            ops.Add(($"matmul {T}x{d} . head^T padded to {vPad} rows (not counted)", -1, () => b.MatMul(x, false, headPad, true, logitsPad)));
+        }
         if (backward)
         {
             // what Transformer.Backward runs per block without weight gradients (q, k, v accumulate
@@ -64,18 +70,27 @@ public static class OpTimes
             ops.Add(($"bwd gelu {T}x{f}", 1, () => b.ActivateBackward(c.Act, up, key, up)));
             ops.Add(($"bwd attention T={T}, {c.Heads} heads", 1, () => b.AttentionBackward(dAtt, x, kAll, vAll, probs, c.Heads, c.KvHeads, c.HeadDim, dq, dk, dv)));
             ops.Add(($"attention T={T} with probs (kept for the backward)", 1, () => b.Attention(x, kAll, vAll, c.Heads, c.KvHeads, c.HeadDim, att, probs)));
-            ops.Add(($"attention T={T} with probs, simple kernel", 1, (Action)(() =>
-            {
-                b.UseSimpleAttention = true;
-                try { b.Attention(x, kAll, vAll, c.Heads, c.KvHeads, c.HeadDim, att, probs); }
-                finally { b.UseSimpleAttention = false; }
-            })));
+            foreach (var path in new[] { AttentionPath.SimpleKernel, AttentionPath.TiledKernel })
+                ops.Add(($"attention T={T} with probs, {path} (not counted)", -1, With(path, () => b.Attention(x, kAll, vAll, c.Heads, c.KvHeads, c.HeadDim, att, probs))));
+            ops.Add(($"bwd attention T={T}, kernels (not counted)", -1, With(AttentionPath.SimpleKernel,
+                () => b.AttentionBackward(dAtt, x, kAll, vAll, probs, c.Heads, c.KvHeads, c.HeadDim, dq, dk, dv))));
             // packed like a v* step: 21 segments of about 14 rows (the segment-aware kernels)
             var lengths = Enumerable.Range(0, 21).Select(i => 12 + i % 5).ToArray();
             lengths[^1] += T - lengths.Sum();
             ops.Add(($"packed attention T={T} (21 segments) with probs", 1, () => b.AttentionSegments(x, kAll, vAll, lengths, c.Heads, c.KvHeads, c.HeadDim, att, probs)));
             ops.Add(($"bwd packed attention T={T} (21 segments)", 1, () => b.AttentionSegmentsBackward(dAtt, x, kAll, vAll, probs, lengths, c.Heads, c.KvHeads, c.HeadDim, dq, dk, dv)));
+            ops.Add(($"packed attention T={T} (21 segments) with probs, TiledKernel (not counted)", -1, With(AttentionPath.TiledKernel,
+                () => b.AttentionSegments(x, kAll, vAll, lengths, c.Heads, c.KvHeads, c.HeadDim, att, probs))));
+            ops.Add(($"bwd packed attention T={T} (21 segments), kernels (not counted)", -1, With(AttentionPath.TiledKernel,
+                () => b.AttentionSegmentsBackward(dAtt, x, kAll, vAll, probs, lengths, c.Heads, c.KvHeads, c.HeadDim, dq, dk, dv))));
         }
+        // an op run with one attention implementation forced (restored after, inside the recording too)
+        Action With(AttentionPath path, Action op) => () =>
+        {
+            b.AttentionPath = path;
+            try { op(); }
+            finally { b.AttentionPath = AttentionPath.Auto; }
+        };
         var result = new List<(string, int, double)>();
         try
         {

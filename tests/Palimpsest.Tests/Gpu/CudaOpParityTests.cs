@@ -1,3 +1,4 @@
+using Palimpsest.Backends.Cuda;
 using Palimpsest.Backends;
 using Palimpsest.Tensors;
 
@@ -261,21 +262,50 @@ public class CudaOpParityTests
         var v = p.Rand(s, kvHeads * hd);
         var o = p.Rand(t, heads * hd);
         var probs = p.Rand(heads, t, s);
-        p.R.Attention(q.R, k.R, v.R, heads, kvHeads, hd, o.R, probs.R);
-        p.G.Attention(q.G, k.G, v.G, heads, kvHeads, hd, o.G, probs.G);
-        p.Check(o, Tol, $"Attention o H={heads} Hkv={kvHeads} T={t} S={s}");
-        p.Check(probs, Tol, "Attention probs");
-        var o2 = p.Rand(t, heads * hd);
-        p.G.Attention(q.G, k.G, v.G, heads, kvHeads, hd, o2.G, null);
-        Num.AssertClose(p.HostG(o2.G), p.HostR(o.R), Tol, "Attention without probs");
-
         var dO = p.Rand(t, heads * hd);
         var dq = p.Rand(t, heads * hd); var dk = p.Rand(s, kvHeads * hd); var dv = p.Rand(s, kvHeads * hd);
+        p.R.Attention(q.R, k.R, v.R, heads, kvHeads, hd, o.R, probs.R);
         p.R.AttentionBackward(dO.R, q.R, k.R, v.R, probs.R, heads, kvHeads, hd, dq.R, dk.R, dv.R);
-        p.G.AttentionBackward(dO.G, q.G, k.G, v.G, probs.G, heads, kvHeads, hd, dq.G, dk.G, dv.G);
-        p.Check(dq, Tol, "AttentionBackward dq");
-        p.Check(dk, Tol, "AttentionBackward dk");
-        p.Check(dv, Tol, "AttentionBackward dv");
+        // the same test over every implementation the backend has for this shape
+        foreach (var path in AttentionPaths(heads, kvHeads))
+        {
+            p.G.AttentionPath = path;
+            try
+            {
+                string what = $"Attention ({path}) H={heads} Hkv={kvHeads} T={t} S={s}";
+                p.G.Attention(q.G, k.G, v.G, heads, kvHeads, hd, o.G, probs.G);
+                p.Check(o, Tol, what + " o");
+                p.Check(probs, Tol, what + " probs");
+                var o2 = p.Rand(t, heads * hd);
+                p.G.Attention(q.G, k.G, v.G, heads, kvHeads, hd, o2.G, null);
+                Num.AssertClose(p.HostG(o2.G), p.HostR(o.R), Tol, what + " without probs");
+                p.G.AttentionBackward(dO.G, q.G, k.G, v.G, probs.G, heads, kvHeads, hd, dq.G, dk.G, dv.G);
+                p.Check(dq, Tol, what + " backward dq");
+                p.Check(dk, Tol, what + " backward dk");
+                p.Check(dv, Tol, what + " backward dv");
+            }
+            finally { p.G.AttentionPath = AttentionPath.Auto; }
+        }
+    }
+
+    // Auto, each kernel, and the cuBLAS path where it applies (one kv head per head).
+    private static AttentionPath[] AttentionPaths(int heads, int kvHeads) => heads == kvHeads
+        ? [AttentionPath.Auto, AttentionPath.SimpleKernel, AttentionPath.TiledKernel, AttentionPath.Gemm]
+        : [AttentionPath.Auto, AttentionPath.SimpleKernel, AttentionPath.TiledKernel];
+
+    [Fact]
+    public void Gemm_attention_path_refuses_grouped_heads()
+    {
+        using var p = new OpPair();
+        int hd = 8, heads = 4, kvHeads = 2, t = 20;
+        var q = p.Rand(t, heads * hd); var k = p.Rand(t, kvHeads * hd); var v = p.Rand(t, kvHeads * hd); var o = p.Rand(t, heads * hd);
+        p.G.AttentionPath = AttentionPath.Gemm;
+        try
+        {
+            var e = Assert.Throws<ArgumentException>(() => p.G.Attention(q.G, k.G, v.G, heads, kvHeads, hd, o.G, null));
+            Assert.Contains("kv head per head", e.Message);
+        }
+        finally { p.G.AttentionPath = AttentionPath.Auto; }
     }
 
     /// <summary>
@@ -307,9 +337,9 @@ public class CudaOpParityTests
         p.Check(o, Tol, what + " o");
         p.Check(probs, Tol, what + " probs");
         var o2 = p.Rand(t, heads * hd); var probs2 = p.Rand(heads, t, s);
-        p.G.UseSimpleAttention = true;
-        Run(p.G, o2.G, probs2.G);
-        p.G.UseSimpleAttention = false;
+        p.G.AttentionPath = AttentionPath.SimpleKernel;
+        try { Run(p.G, o2.G, probs2.G); }
+        finally { p.G.AttentionPath = AttentionPath.Auto; }
         Num.AssertClose(p.HostG(o.G), p.HostG(o2.G), Tol, what + " o, tiled vs simple kernel");
         Num.AssertClose(p.HostG(probs.G), p.HostG(probs2.G), Tol, what + " probs, tiled vs simple kernel");
     }
@@ -317,6 +347,7 @@ public class CudaOpParityTests
     [Theory]
     [InlineData(3, 3, new[] { 5, 1, 7 })]        // awkward lengths, one single-token segment
     [InlineData(6, 2, new[] { 13, 300, 2 })]     // grouped heads, one segment longer than a block
+    [InlineData(4, 4, new[] { 21, 3, 40, 1 })]   // the GEMM path: T = 65, segments across key tiles
     public void Packed_segment_attention_and_its_backward(int heads, int kvHeads, int[] lengths)
     {
         using var p = new OpPair();
@@ -326,26 +357,35 @@ public class CudaOpParityTests
         var v = p.Rand(t, kvHeads * hd);
         var o = p.Rand(t, heads * hd);
         var probs = p.Rand(heads, t, t); // every entry written, the masked ones with 0
-        p.R.AttentionSegments(q.R, k.R, v.R, lengths, heads, kvHeads, hd, o.R, probs.R);
-        p.G.AttentionSegments(q.G, k.G, v.G, lengths, heads, kvHeads, hd, o.G, probs.G);
-        string what = $"AttentionSegments H={heads} Hkv={kvHeads} lengths [{string.Join(", ", lengths)}]";
-        p.Check(o, Tol, what + " o");
-        p.Check(probs, Tol, what + " probs");
-
-        // the segment-aware backward (which skips the zeros between segments) against the reference,
-        // and the plain backward over the whole [T, ·] (the masked probs doing the masking) against both
         var dO = p.Rand(t, heads * hd);
         var dq = p.Rand(t, heads * hd); var dk = p.Rand(t, kvHeads * hd); var dv = p.Rand(t, kvHeads * hd);
+        p.R.AttentionSegments(q.R, k.R, v.R, lengths, heads, kvHeads, hd, o.R, probs.R);
         p.R.AttentionSegmentsBackward(dO.R, q.R, k.R, v.R, probs.R, lengths, heads, kvHeads, hd, dq.R, dk.R, dv.R);
-        p.G.AttentionSegmentsBackward(dO.G, q.G, k.G, v.G, probs.G, lengths, heads, kvHeads, hd, dq.G, dk.G, dv.G);
-        p.Check(dq, Tol, what + " dq");
-        p.Check(dk, Tol, what + " dk");
-        p.Check(dv, Tol, what + " dv");
-        var dq2 = p.Rand(t, heads * hd); var dk2 = p.Rand(t, kvHeads * hd); var dv2 = p.Rand(t, kvHeads * hd);
-        p.G.AttentionBackward(dO.G, q.G, k.G, v.G, probs.G, heads, kvHeads, hd, dq2.G, dk2.G, dv2.G);
-        p.Check(dq2 with { R = dq.R }, Tol, what + " plain backward dq");
-        p.Check(dk2 with { R = dk.R }, Tol, what + " plain backward dk");
-        p.Check(dv2 with { R = dv.R }, Tol, what + " plain backward dv");
+        foreach (var path in AttentionPaths(heads, kvHeads))
+        {
+            p.G.AttentionPath = path;
+            try
+            {
+                string what = $"AttentionSegments ({path}) H={heads} Hkv={kvHeads} lengths [{string.Join(", ", lengths)}]";
+                p.G.AttentionSegments(q.G, k.G, v.G, lengths, heads, kvHeads, hd, o.G, probs.G);
+                p.Check(o, Tol, what + " o");
+                p.Check(probs, Tol, what + " probs");
+
+                // the segment-aware backward (the kernels skip the zeros between segments) against the
+                // reference, and the plain backward over the whole [T, ·] (the masked probs doing the
+                // masking) against both
+                p.G.AttentionSegmentsBackward(dO.G, q.G, k.G, v.G, probs.G, lengths, heads, kvHeads, hd, dq.G, dk.G, dv.G);
+                p.Check(dq, Tol, what + " dq");
+                p.Check(dk, Tol, what + " dk");
+                p.Check(dv, Tol, what + " dv");
+                var dq2 = p.Rand(t, heads * hd); var dk2 = p.Rand(t, kvHeads * hd); var dv2 = p.Rand(t, kvHeads * hd);
+                p.G.AttentionBackward(dO.G, q.G, k.G, v.G, probs.G, heads, kvHeads, hd, dq2.G, dk2.G, dv2.G);
+                p.Check(dq2 with { R = dq.R }, Tol, what + " plain backward dq");
+                p.Check(dk2 with { R = dk.R }, Tol, what + " plain backward dk");
+                p.Check(dv2 with { R = dv.R }, Tol, what + " plain backward dv");
+            }
+            finally { p.G.AttentionPath = AttentionPath.Auto; }
+        }
     }
 
     [Fact]

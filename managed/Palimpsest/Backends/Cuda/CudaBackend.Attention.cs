@@ -17,36 +17,124 @@ public sealed partial class CudaBackend : ISegmentAttention
 
     // Kernel constants of attention_fwd_tiled (kernels/attention.cu).
     private const int AttQt = 16, AttKt = 32, AttThreads = 256, AttMaxHeadDim = 256;
+    // attention_softmax_rows / attention_softmax_bwd_rows: one warp per row.
+    private const int AttRowsPerBlock = 8;
 
-    // Below this many query rows the tiled kernel has too few blocks (one per 16 rows and head) to
-    // fill the GPU, and the one-row-per-block kernel is faster (a decode step: 23 against 8 µs on
-    // an H200 at S = 64).
+    // Below this many query rows the tiled kernel and the GEMM path have too little work to fill
+    // the GPU, and the one-row-per-block kernel is faster (a decode step: 23 against 8 µs on an
+    // H200 at S = 64).
     private const int TiledMinRows = 16;
 
-    /// <summary>
-    /// Run the simple one-row-per-block attention kernel kept beside the tiled one, whatever the
-    /// shape (tests and the GPU benchmark compare the two).
-    /// </summary>
-    public bool UseSimpleAttention { get; set; }
+    // The GEMM path keeps the whole score matrix [H, T, S]; past this many bytes of it (when the
+    // caller did not ask for probs, which are that matrix) the flash-style tiled kernel runs, as
+    // it needs no memory beyond its tiles: long contexts.
+    private const long GemmScoresMaxBytes = 256L << 20;
 
-    // attention_fwd_tiled (or the simple attention_fwd) over q [T, H*hd], k, v [S, Hkv*hd]; first: optional [T] ints on the device
+    /// <summary>
+    /// Which forward runs: Auto picks (see <see cref="AttentionPath"/>); the others force one,
+    /// so tests and the GPU benchmark compare every implementation on the same inputs.
+    /// </summary>
+    public AttentionPath AttentionPath { get; set; }
+
+    private AttentionPath ChooseForward(int T, int S, int heads, int kvHeads, int headDim, bool withProbs)
+    {
+        bool gemmFits = heads == kvHeads && (withProbs || (long)heads * T * S * sizeof(float) <= GemmScoresMaxBytes);
+        switch (AttentionPath)
+        {
+            case AttentionPath.SimpleKernel: return AttentionPath.SimpleKernel;
+            case AttentionPath.TiledKernel: return headDim <= AttMaxHeadDim ? AttentionPath.TiledKernel : AttentionPath.SimpleKernel;
+            case AttentionPath.Gemm:
+                if (heads != kvHeads) throw new ArgumentException($"Attention: the GEMM path needs one kv head per head (heads {heads}, kvHeads {kvHeads})");
+                return AttentionPath.Gemm;
+            default:
+                if (T < TiledMinRows) return AttentionPath.SimpleKernel;
+                if (gemmFits) return AttentionPath.Gemm;
+                return headDim <= AttMaxHeadDim ? AttentionPath.TiledKernel : AttentionPath.SimpleKernel;
+        }
+    }
+
+    // q [T, H*hd], k, v [S, Hkv*hd] -> o [T, H*hd], probs [H, T, S] (optional); first: optional [T] ints on the device
     private void LaunchAttention(Tensor q, Tensor k, Tensor v, Tensor o, Tensor? probs, ulong first, int T, int S, int heads, int kvHeads, int headDim)
     {
         float scale = (float)(1.0 / Math.Sqrt(headDim));
         ulong pq = F(q, "q").Ptr, pk = F(k, "k").Ptr, pv = F(v, "v").Ptr, po = Out(o, "o"), pp = probs is null ? 0UL : Out(probs, "probs");
-        if (UseSimpleAttention || headDim > AttMaxHeadDim || T < TiledMinRows)
+        switch (ChooseForward(T, S, heads, kvHeads, headDim, probs is not null))
         {
-            uint sharedSimple = SharedFor(_k.Attention, "attention_fwd", S);
-            Bind();
-            _k.Attention.Launch("attention_fwd", (uint)T, (uint)heads, Block, sharedSimple, Stream,
-                pq, pk, pv, po, pp, first, T, S, heads, kvHeads, headDim, scale);
-            return;
+            case AttentionPath.SimpleKernel:
+            {
+                uint sharedSimple = SharedFor(_k.Attention, "attention_fwd", S);
+                Bind();
+                _k.Attention.Launch("attention_fwd", (uint)T, (uint)heads, Block, sharedSimple, Stream,
+                    pq, pk, pv, po, pp, first, T, S, heads, kvHeads, headDim, scale);
+                return;
+            }
+            case AttentionPath.TiledKernel:
+            {
+                long bytes = ((long)AttQt * headDim + 2L * AttKt * (headDim + 1)) * sizeof(float);
+                OptInShared(_k.Attention, "attention_fwd_tiled", bytes);
+                Bind();
+                _k.Attention.Launch("attention_fwd_tiled", (uint)((T + AttQt - 1) / AttQt), (uint)heads, AttThreads, (uint)bytes, Stream,
+                    pq, pk, pv, po, pp, first, T, S, heads, kvHeads, headDim, scale);
+                return;
+            }
+            default:
+            {
+                using var scratch = probs is null ? New(DType.F32, [heads, T, S]) : null;
+                ulong scores = probs is null ? scratch!.OverwritePtr : pp;
+                GemmAttentionForward(pq, pk, pv, po, scores, first, T, S, heads, headDim, scale);
+                return;
+            }
         }
-        long bytes = ((long)AttQt * headDim + 2L * AttKt * (headDim + 1)) * sizeof(float);
-        OptInShared(_k.Attention, "attention_fwd_tiled", bytes);
+    }
+
+    // The GEMM path, for heads == kvHeads (one cuBLAS matrix per head, at a fixed stride of hd
+    // columns). Column-major views of the row-major tensors: q, k, v, o of head h are [hd, rows]
+    // with leading dimension H*hd (from column h*hd); scores [H, T, S] are H matrices [S, T].
+    //   scores_h = scale * k_h^T q_h        [S, T]   (Sgemm strided-batched, TF32 as the handle's math mode says)
+    //   softmax of each row in place (masked keys and other segments -> 0)
+    //   o_h = v_h . P_h                     [hd, T]
+    // Causal masking wastes the upper half of both products; at the T this path serves (16 .. a
+    // few thousand) cuBLAS's tensor of work is still far faster than the kernels' (T = 128:
+    // 49.7 µs for the tiled kernel on an H200).
+    private unsafe void GemmAttentionForward(ulong q, ulong k, ulong v, ulong o, ulong scores, ulong first, int T, int S, int H, int hd, float scale)
+    {
+        int ld = H * hd;
+        long ts = (long)T * S;
+        float zero = 0f, one = 1f;
         Bind();
-        _k.Attention.Launch("attention_fwd_tiled", (uint)((T + AttQt - 1) / AttQt), (uint)heads, AttThreads, (uint)bytes, Stream,
-            pq, pk, pv, po, pp, first, T, S, heads, kvHeads, headDim, scale);
+        Cublas.Check(Cublas.cublasSgemmStridedBatched(_blas.Handle, Cublas.CUBLAS_OP_T, Cublas.CUBLAS_OP_N, S, T, hd,
+            &scale, k, ld, hd, q, ld, hd, &zero, scores, S, ts, H), $"cublasSgemmStridedBatched(attention scores, H={H}, T={T}, S={S}, hd={hd})");
+        _k.Attention.Launch("attention_softmax_rows", (uint)(((long)H * T + AttRowsPerBlock - 1) / AttRowsPerBlock), 1, 32 * AttRowsPerBlock, 0, Stream,
+            scores, first, T, S, H);
+        Cublas.Check(Cublas.cublasSgemmStridedBatched(_blas.Handle, Cublas.CUBLAS_OP_N, Cublas.CUBLAS_OP_N, hd, T, S,
+            &one, v, ld, hd, scores, S, ts, &zero, o, ld, hd, H), $"cublasSgemmStridedBatched(attention P.v, H={H}, T={T}, S={S}, hd={hd})");
+    }
+
+    // The GEMM backward (heads == kvHeads), in the forward's column-major views:
+    //   dS_h = v_h^T dO_h                    [S, T]  (dP)
+    //   dS = P * (dP - rowsum(P * dP)) in place
+    //   dq_h = scale * k_h dS_h              [hd, T]
+    //   dk_h = scale * q_h dS_h^T            [hd, S]
+    //   dv_h = dO_h P_h^T                    [hd, S]
+    // Masked and other-segment entries of P are 0, so dS is 0 there and packed segments need no
+    // bounds: the products add zeros.
+    private unsafe void GemmAttentionBackward(ulong dO, ulong q, ulong k, ulong v, ulong probs, ulong dS, ulong dq, ulong dk, ulong dv,
+        int T, int S, int H, int hd, float scale)
+    {
+        int ld = H * hd;
+        long ts = (long)T * S;
+        float zero = 0f, one = 1f;
+        Bind();
+        Cublas.Check(Cublas.cublasSgemmStridedBatched(_blas.Handle, Cublas.CUBLAS_OP_T, Cublas.CUBLAS_OP_N, S, T, hd,
+            &one, v, ld, hd, dO, ld, hd, &zero, dS, S, ts, H), $"cublasSgemmStridedBatched(attention dP, H={H}, T={T}, S={S}, hd={hd})");
+        _k.Attention.Launch("attention_softmax_bwd_rows", (uint)(((long)H * T + AttRowsPerBlock - 1) / AttRowsPerBlock), 1, 32 * AttRowsPerBlock, 0, Stream,
+            probs, dS, T, S, H);
+        Cublas.Check(Cublas.cublasSgemmStridedBatched(_blas.Handle, Cublas.CUBLAS_OP_N, Cublas.CUBLAS_OP_N, hd, T, S,
+            &scale, k, ld, hd, dS, S, ts, &zero, dq, ld, hd, H), $"cublasSgemmStridedBatched(attention dq, H={H}, T={T}, S={S}, hd={hd})");
+        Cublas.Check(Cublas.cublasSgemmStridedBatched(_blas.Handle, Cublas.CUBLAS_OP_N, Cublas.CUBLAS_OP_T, hd, S, T,
+            &scale, q, ld, hd, dS, S, ts, &zero, dk, ld, hd, H), $"cublasSgemmStridedBatched(attention dk, H={H}, T={T}, S={S}, hd={hd})");
+        Cublas.Check(Cublas.cublasSgemmStridedBatched(_blas.Handle, Cublas.CUBLAS_OP_N, Cublas.CUBLAS_OP_T, hd, S, T,
+            &one, dO, ld, hd, probs, S, ts, &zero, dv, ld, hd, H), $"cublasSgemmStridedBatched(attention dv, H={H}, T={T}, S={S}, hd={hd})");
     }
 
     // Packed segments (ISegmentAttention): q [T, H*hd], k, v [T, Hkv*hd] -> o [T, H*hd], probs [H, T, T]
@@ -89,6 +177,18 @@ public sealed partial class CudaBackend : ISegmentAttention
         if (T == 0) { Zero(dk); Zero(dv); return; }
         float scale = (float)(1.0 / Math.Sqrt(headDim));
         using var dS = New(DType.F32, [heads, T, S]);
+        bool gemm = AttentionPath switch
+        {
+            AttentionPath.SimpleKernel or AttentionPath.TiledKernel => false,
+            AttentionPath.Gemm when heads != kvHeads => throw new ArgumentException($"AttentionBackward: the GEMM path needs one kv head per head (heads {heads}, kvHeads {kvHeads})"),
+            _ => heads == kvHeads,
+        };
+        if (gemm)
+        {
+            GemmAttentionBackward(F(dO, "dO").Ptr, F(q, "q").Ptr, F(k, "k").Ptr, F(v, "v").Ptr, F(probs, "probs").Ptr, dS.OverwritePtr,
+                Out(dq, "dq"), Out(dk, "dk"), Out(dv, "dv"), T, S, heads, headDim, scale);
+            return;
+        }
         Scratch? first = null, lastq = null;
         if (firstRows is not null)
         {
