@@ -43,7 +43,11 @@ public static class OpTimes
             ($"gelu {T}x{f}", 1, () => b.Activate(c.Act, up, key)),
             ($"add {T}x{d}", 2, () => b.Add(x, att, y)),
         };
-        if (T == 1) ops.Add(($"copy row 1x{d} (KV cache)", 2, () => b.CopyRows(x, 0, kAll, 5, 1)));
+        if (T == 1)
+        {
+            ops.Add(($"copy row 1x{d} (KV cache)", 2, () => b.CopyRows(x, 0, kAll, 5, 1)));
+            ops.Add(($"attention T=1 S={S}, Gemm (not counted)", -1, With(AttentionPath.Gemm, () => b.Attention(x, kAll, vAll, c.Heads, c.KvHeads, c.HeadDim, att, null))));
+        }
         else
         {
             // the implementations Auto did not pick, for comparison (kernels/attention.cu, cuBLAS)
