@@ -17,6 +17,8 @@ public sealed record AlphaEditHparams
     [JsonPropertyName("nullspace_threshold")] public double NullspaceThreshold { get; init; } = 2e-2;
     [JsonPropertyName("L2")] public double L2 { get; init; } = 10;
     [JsonPropertyName("context_template_seed")] public int ContextTemplateSeed { get; init; } = 0;
+    /// <summary>Tokens of each generated context prefix (as MEMIT's; 10 in the reference).</summary>
+    [JsonPropertyName("context_template_length")] public int ContextTemplateLength { get; init; } = 10;
 
     /// <summary>Published values for GPT2-XL (hparams/AlphaEdit/gpt2-xl.json).</summary>
     public static AlphaEditHparams Gpt2Xl { get; } = new();
@@ -34,7 +36,7 @@ public sealed record AlphaEditHparams
     internal MemitHparams ToMemit() => new()
     {
         Layers = Layers, VNumGradSteps = VNumGradSteps, VLr = VLr, VLossLayer = VLossLayer, VWeightDecay = VWeightDecay,
-        ClampNormFactor = ClampNormFactor, KlFactor = KlFactor, ContextTemplateSeed = ContextTemplateSeed, FactToken = FactToken,
+        ClampNormFactor = ClampNormFactor, KlFactor = KlFactor, ContextTemplateSeed = ContextTemplateSeed, ContextTemplateLength = ContextTemplateLength, FactToken = FactToken,
     };
 }
 

@@ -45,6 +45,25 @@ public sealed class FactProbes
         return (ids, idx);
     }
 
+    /// <summary>
+    /// A rewriting prompt of the δ optimisation: template.format(subject) followed by the text of
+    /// some target tokens, and the fact token's index in it, which is always inside the prompt part.
+    /// With "last" that is the prompt's last token, where the edit writes δ and reads its key; the
+    /// reference (find_fact_lookup_idx → −1 on the whole text) puts it on the last target token
+    /// instead, where a rank-one edit keyed on the prompt never acts, so for a target of more than
+    /// one token its v*/z* was optimised at a position the edit does not reach (MEMIT single edits
+    /// on facts-d128-l5: efficacy 0.65 with it).
+    /// </summary>
+    public (int[] Ids, int SubjectLast) EncodeRewrite(string template, string subject, string targetText)
+    {
+        if (targetText.Length == 0 || _factToken != "last") return Encode(template + targetText, subject);
+        var (promptIds, idx) = Encode(template, subject);
+        var ids = tok.Encode((template + targetText).Replace("{}", subject));
+        if (ids.Length < promptIds.Length || !ids.AsSpan(0, promptIds.Length).SequenceEqual(promptIds))
+            throw new ArgumentException($"the tokens of \"{template.Replace("{}", subject)}\" are not a prefix of the tokens of that prompt followed by \"{targetText}\"");
+        return (ids, idx);
+    }
+
     /// <summary>Key [f] (input of the down-projection) of `layer` at the subject's last token.</summary>
     public double[] KeyAt(Transformer tf, string template, string subject, int layer)
     {

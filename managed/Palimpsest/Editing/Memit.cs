@@ -25,6 +25,7 @@ public sealed class Memit : IEditor
     public Memit(MemitHparams hparams, ITextTokenizer tokenizer, Func<int, double[]> secondMoment)
     {
         if (hparams.Layers.Length == 0) throw new ArgumentException("MEMIT needs at least one layer (hparams 'layers')");
+        if (hparams.ContextTemplateLength < 1) throw new ArgumentException($"hparams context_template_length must be at least 1 (got {hparams.ContextTemplateLength})");
         Hparams = hparams; _tok = tokenizer; _probes = new FactProbes(tokenizer, hparams.FactToken); _secondMoment = secondMoment;
     }
 
@@ -44,7 +45,7 @@ public sealed class Memit : IEditor
         var c = tf.Model.Config;
         var layers = Hparams.Layers;
         CheckLayers(layers, c.Layers);
-        _templates ??= ContextTemplates.GenerateMemit(tf, _tok, 10, Hparams.ContextTemplateSeed);
+        _templates ??= ContextTemplates.GenerateMemit(tf, _tok, Hparams.ContextTemplateLength, Hparams.ContextTemplateSeed);
         int zLayer = layers[^1], n = requests.Count, d = c.DModel, f = c.DFf;
 
         // z* for every request (from the unedited weights)
@@ -123,7 +124,7 @@ public sealed class Memit : IEditor
     /// <summary>compute_ks: ½ · key of the bare prompt + ½ · mean key over the generated contexts.</summary>
     internal double[] Keys(Transformer tf, EditRequest req, int layer)
     {
-        _templates ??= ContextTemplates.GenerateMemit(tf, _tok, 10, Hparams.ContextTemplateSeed);
+        _templates ??= ContextTemplates.GenerateMemit(tf, _tok, Hparams.ContextTemplateLength, Hparams.ContextTemplateSeed);
         var k = new double[tf.Model.Config.DFf];
         foreach (var type in _templates!)
         {
@@ -138,7 +139,7 @@ public sealed class Memit : IEditor
     /// <summary>compute_z: z* = block output of zLayer at the subject + the optimised δ.</summary>
     internal (double[] Z, DeltaResult Result) ComputeZ(Transformer tf, EditRequest req, int zLayer)
     {
-        _templates ??= ContextTemplates.GenerateMemit(tf, _tok, 10, Hparams.ContextTemplateSeed);
+        _templates ??= ContextTemplates.GenerateMemit(tf, _tok, Hparams.ContextTemplateLength, Hparams.ContextTemplateSeed);
         string targetText = req.TargetNew.StartsWith(' ') ? req.TargetNew : " " + req.TargetNew;
         var target = _tok.Encode(targetText);
         if (target.Length == 0) throw new ArgumentException($"target '{req.TargetNew}' has no tokens");
@@ -147,8 +148,7 @@ public sealed class Memit : IEditor
         foreach (var type in _templates!)
             foreach (var t in type)
             {
-                string tmpl = t.Replace("{}", req.Prompt) + _tok.Decode(target.AsSpan(0, target.Length - 1));
-                var (ids, idx) = _probes.Encode(tmpl, req.Subject);
+                var (ids, idx) = _probes.EncodeRewrite(t.Replace("{}", req.Prompt), req.Subject, _tok.Decode(target.AsSpan(0, target.Length - 1)));
                 // ids = prompt (p tokens) + target[:-1]; row p − 1 + j predicts target[j]
                 var targets = Enumerable.Range(0, target.Length).Select(j => (ids.Length - target.Length + j, target[j])).ToArray();
                 prompts.Add(new RewritePrompt(ids, idx, targets));

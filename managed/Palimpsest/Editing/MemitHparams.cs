@@ -18,6 +18,11 @@ public sealed record MemitHparams
     [JsonPropertyName("mom2_update_weight")] public double Mom2UpdateWeight { get; init; } = 20000;
     /// <summary>Seed of the context-template sampler (ours; the reference is unseeded).</summary>
     [JsonPropertyName("context_template_seed")] public int ContextTemplateSeed { get; init; } = 0;
+    /// <summary>
+    /// Tokens of each generated context prefix (memit_main.get_context_templates: 5 prefixes of 10,
+    /// fixed there; a setting here, as ROME's context_template_length_params is).
+    /// </summary>
+    [JsonPropertyName("context_template_length")] public int ContextTemplateLength { get; init; } = 10;
     [JsonPropertyName("v_early_stop_loss")] public double VEarlyStopLoss { get; init; } = 5e-2;
 
     /// <summary>Published values for GPT2-XL (hparams/MEMIT/gpt2-xl.json).</summary>

@@ -105,8 +105,7 @@ public sealed class Rome : IEditor
         foreach (var t in _templates!)
             for (int i = 0; i < target.Length; i++)
             {
-                string tmpl = t.Replace("{}", req.Prompt) + _tok.Decode(target.AsSpan(0, i));
-                var (ids, idx) = Encode(tmpl, req.Subject);
+                var (ids, idx) = _probes.EncodeRewrite(t.Replace("{}", req.Prompt), req.Subject, _tok.Decode(target.AsSpan(0, i)));
                 rewrites.Add(new RewritePrompt(ids, idx, [(ids.Length - 1, target[i])]));
             }
         var kl = Encode("{} is a", req.Subject);

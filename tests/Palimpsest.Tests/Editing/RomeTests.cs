@@ -78,6 +78,32 @@ public class RomeTests
     }
 
     /// <summary>
+    /// The rewriting prompts of v*/z* (prompt + target tokens but the last): with fact_token "last"
+    /// δ sits at the prompt's last token, where the edit acts, not on the last target token (the
+    /// reference's −1 on the whole text, which left MEMIT's multi-token edits at 0.65 efficacy on
+    /// facts-d128-l5); subject tokens are the same either way.
+    /// </summary>
+    [Fact]
+    public void Rewrite_prompts_put_the_last_fact_token_at_the_prompts_end()
+    {
+        var tok = TokenizerFactory.Gpt2(Config());
+        var last = new FactProbes(tok, "last");
+        var (promptIds, promptEnd) = last.Encode(Request.Prompt, Request.Subject);
+        var (ids, idx) = last.EncodeRewrite(Request.Prompt, Request.Subject, " Paris Saint");
+        Assert.Equal(promptEnd, idx);
+        Assert.True(ids.Length > promptIds.Length + 1, "the target's tokens follow the prompt");
+        Assert.Equal(promptIds, ids.Take(promptIds.Length));
+        var (bareIds, bareIdx) = last.EncodeRewrite(Request.Prompt, Request.Subject, "");
+        Assert.Equal(promptIds, bareIds);
+        Assert.Equal(promptEnd, bareIdx);
+
+        var subject = new FactProbes(tok);
+        var (sIds, sIdx) = subject.EncodeRewrite(Request.Prompt, Request.Subject, " Paris Saint");
+        Assert.Equal(ids, sIds);
+        Assert.Equal(subject.Encode(Request.Prompt, Request.Subject).SubjectLast, sIdx);
+    }
+
+    /// <summary>
     /// The k̄ templates' keys read in packed forwards (FactProbes.KeysAt) against one forward per
     /// template, with a context so short that the templates need several packs; and the MLP output
     /// computed on the backend against the same product on the host.
