@@ -19,7 +19,7 @@ internal static class LifelongCommand
     public static Command Create(CliIo io)
     {
         var model = CommonOptions.Model();
-        var method = new Option<string>("--method") { Description = "editing method: rome, memit, alphaedit or wilke", DefaultValueFactory = _ => "rome" };
+        var method = new Option<string>("--method") { Description = "editing method: rome, memit, alphaedit, wilke or lemoe", DefaultValueFactory = _ => "rome" };
         var dataset = new Option<string>("--dataset") { Description = "CounterFact / zsRE file: the stream is its first --edits records", Required = true };
         var edits = new Option<int>("--edits") { Description = "number of edits in the stream", Required = true };
         var batch = new Option<int?>("--batch") { Description = "requests per edit (ROME, WilKE: 1)" };
@@ -43,24 +43,47 @@ internal static class LifelongCommand
             var held = all.Skip(n).Where(r => r.TargetTrue is not null).ToList();
             using var lm = LoadedModel.Open(pr.GetValue(model)!);
             int[]? layers = pr.GetValue(layer) is { } lt ? EditingErrors.ParseLayers(lt, lm.Config.Layers, "--layers") : null;
-            var em = EditMethod.Parse(pr.GetValue(method)!, pr.GetValue(hparams), layers);
-            foreach (int l in em.Layers)
-                if (l < 0 || l >= lm.Config.Layers) throw new CliUsageException($"layer {l} is outside the model's layers 0..{lm.Config.Layers - 1}");
-            int b = pr.GetValue(batch) ?? (em.Batched ? Math.Min(100, n) : 1);
-            if (b < 1) throw new CliUsageException($"--batch: must be a positive integer (got {b})");
-            if (!em.Batched && b != 1) throw new CliUsageException($"--batch: {em.Name} edits one request at a time");
-            var editor = em.Create(lm, pr.GetValue(corpus), pr.GetValue(limitTokens), pr.GetValue(cache), io);
-            Action<IReadOnlyList<EditRequest>>? after = editor is AlphaEdit ae ? reqs => ae.Remember(lm.Tf, reqs) : null;
-            var checkpoints = new LifelongHarness(lm.Tf, lm.Tok).Run(editor, stream, b, held, after);
+            IReadOnlyList<LifelongCheckpoint> checkpoints;
+            string name, hparamsJson;
+            int[] shownLayers;
+            int b;
+            if (pr.GetValue(method)!.Equals("lemoe", StringComparison.OrdinalIgnoreCase))
+            {
+                // LEMoE trains an adaptor beside one MLP: no key statistics, no weight change
+                var hp = LemoeCli.Hparams(pr.GetValue(hparams), layers, lm.Config.Layers);
+                b = pr.GetValue(batch) ?? Math.Min(100, n);
+                if (b < 1) throw new CliUsageException($"--batch: must be a positive integer (got {b})");
+                var lemoe = new Lemoe(hp, lm.Tok);
+                var adaptor = Lemoe.AdaptorOf(lm.Tf, hp);
+                var batches = hp.PlanOrder
+                    ? LemoePlanner.Plan(stream, b, r => adaptor.RoutingInputs([], lm.Tok.Encode(r.FilledPrompt), null)[^1], hp.Seed)
+                    : stream.Chunk(b).Select(c => (IReadOnlyList<EditRequest>)c).ToList();
+                stream = batches.SelectMany(x => x).ToList();
+                checkpoints = new LifelongHarness(lm.Tf, lm.Tok).Run(lemoe, batches, held);
+                name = "lemoe"; hparamsJson = hp.ToJson(); shownLayers = [hp.Layer];
+            }
+            else
+            {
+                var em = EditMethod.Parse(pr.GetValue(method)!, pr.GetValue(hparams), layers);
+                foreach (int l in em.Layers)
+                    if (l < 0 || l >= lm.Config.Layers) throw new CliUsageException($"layer {l} is outside the model's layers 0..{lm.Config.Layers - 1}");
+                b = pr.GetValue(batch) ?? (em.Batched ? Math.Min(100, n) : 1);
+                if (b < 1) throw new CliUsageException($"--batch: must be a positive integer (got {b})");
+                if (!em.Batched && b != 1) throw new CliUsageException($"--batch: {em.Name} edits one request at a time");
+                var editor = em.Create(lm, pr.GetValue(corpus), pr.GetValue(limitTokens), pr.GetValue(cache), io);
+                Action<IReadOnlyList<EditRequest>>? after = editor is AlphaEdit ae ? reqs => ae.Remember(lm.Tf, reqs) : null;
+                checkpoints = new LifelongHarness(lm.Tf, lm.Tok).Run(editor, stream, b, held, after);
+                name = em.Name; hparamsJson = em.HparamsJson; shownLayers = em.Layers;
+            }
 
             string dir = pr.GetValue(report)!;
             Directory.CreateDirectory(dir);
             static string F(double x) => double.IsNaN(x) ? "-" : x.ToString("0.000", CultureInfo.InvariantCulture);
             var md = new List<string>
             {
-                $"# Lifelong editing: {em.Name} on {Path.GetFileName(Path.GetFullPath(lm.Folder))}",
+                $"# Lifelong editing: {name} on {Path.GetFileName(Path.GetFullPath(lm.Folder))}",
                 "",
-                $"{n} edits from {Path.GetFileName(pr.GetValue(dataset))} in batches of {b}, never restored; {held.Count} held-out facts; layers [{string.Join(", ", em.Layers)}].",
+                $"{n} edits from {Path.GetFileName(pr.GetValue(dataset))} in batches of {b}, never restored; {held.Count} held-out facts; layers [{string.Join(", ", shownLayers)}]{(name == "lemoe" ? " (the adaptor's; batches planned by K-means when plan_order)" : "")}.",
                 "",
                 "| edits | ES | GS | LS | ERS | ORS | S | ‖ΔW‖ per layer |",
                 "|---:|---:|---:|---:|---:|---:|---:|---|",
@@ -70,8 +93,8 @@ internal static class LifelongCommand
             File.WriteAllLines(Path.Combine(dir, "lifelong.md"), md);
             var json = new JsonObject
             {
-                ["method"] = em.Name, ["model"] = Path.GetFullPath(lm.Folder), ["dataset"] = Path.GetFullPath(pr.GetValue(dataset)!),
-                ["edits"] = n, ["batch"] = b, ["held_out"] = held.Count, ["hparams"] = JsonNode.Parse(em.HparamsJson),
+                ["method"] = name, ["model"] = Path.GetFullPath(lm.Folder), ["dataset"] = Path.GetFullPath(pr.GetValue(dataset)!),
+                ["edits"] = n, ["batch"] = b, ["held_out"] = held.Count, ["hparams"] = JsonNode.Parse(hparamsJson),
                 ["checkpoints"] = new JsonArray(checkpoints.Select(c => (JsonNode)new JsonObject
                 {
                     ["edits"] = c.Edits, ["ES"] = Num(c.ES), ["GS"] = Num(c.GS), ["LS"] = Num(c.LS), ["ERS"] = Num(c.ERS), ["ORS"] = Num(c.ORS), ["S"] = Num(c.S),

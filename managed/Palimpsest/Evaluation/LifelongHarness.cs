@@ -29,20 +29,11 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
         IReadOnlyList<EditRequest> heldOut, Action<IReadOnlyList<EditRequest>>? afterApply = null, IProgress<double>? progress = null)
     {
         if (batch < 1) throw new ArgumentOutOfRangeException(nameof(batch), "batch must be >= 1");
-        // the held-out facts' answers before any edit: ORS measures how many survive
-        var originals = heldOut.Select(r => (r.FilledPrompt, Answer: r.TargetTrue ?? throw new ArgumentException($"held-out fact '{r.Subject}' has no true target"))).ToList();
-        var keep = originals.Where(o => _probe.Answers(o.FilledPrompt, o.Answer)).ToList();
+        var batches = stream.Chunk(batch).Select(c => (IReadOnlyList<EditRequest>)c).ToList();
         var baseW = new Dictionary<int, double[]>();
-        var es = new List<double>(); var gs = new List<double>(); var ls = new List<double>();
-        var result = new List<LifelongCheckpoint>();
-        int next = 1;
-        for (int start = 0; start < stream.Count; start += batch)
+        return RunCore(batches, heldOut, b =>
         {
-            var b = stream.Skip(start).Take(batch).ToList();
-            // locality answers before this batch: the neighbourhood prompts must keep them
-            var before = b.Select(r => r.NeighborhoodPrompts.Select(p => Greedy(p, r)).ToList()).ToList();
-            var deltas = editor.ComputeDeltas(tf, b);
-            foreach (var d in deltas)
+            foreach (var d in editor.ComputeDeltas(tf, b))
             {
                 if (!baseW.ContainsKey(d.Layer))
                 {
@@ -53,6 +44,33 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
                 tf.Model.ApplyDelta(d);
             }
             afterApply?.Invoke(b);
+        }, baseW, progress);
+    }
+
+    /// <summary>
+    /// The same stream for an editor that trains an adaptor beside the weights (LEMoE): batches
+    /// given (planned by the caller), ‖ΔW‖ empty (the weights never change).
+    /// </summary>
+    public IReadOnlyList<LifelongCheckpoint> Run(IAdaptorEditor editor, IReadOnlyList<IReadOnlyList<EditRequest>> batches,
+        IReadOnlyList<EditRequest> heldOut, IProgress<double>? progress = null)
+        => RunCore(batches, heldOut, b => editor.Edit(tf, b), new Dictionary<int, double[]>(), progress);
+
+    private List<LifelongCheckpoint> RunCore(IReadOnlyList<IReadOnlyList<EditRequest>> batches, IReadOnlyList<EditRequest> heldOut,
+        Action<IReadOnlyList<EditRequest>> apply, Dictionary<int, double[]> baseW, IProgress<double>? progress)
+    {
+        var stream = batches.SelectMany(b => b).ToList();
+        // the held-out facts' answers before any edit: ORS measures how many survive
+        var originals = heldOut.Select(r => (r.FilledPrompt, Answer: r.TargetTrue ?? throw new ArgumentException($"held-out fact '{r.Subject}' has no true target"))).ToList();
+        var keep = originals.Where(o => _probe.Answers(o.FilledPrompt, o.Answer)).ToList();
+        var es = new List<double>(); var gs = new List<double>(); var ls = new List<double>();
+        var result = new List<LifelongCheckpoint>();
+        int next = 1;
+        int start = 0;
+        foreach (var b in batches)
+        {
+            // locality answers before this batch: the neighbourhood prompts must keep them
+            var before = b.Select(r => r.NeighborhoodPrompts.Select(p => Greedy(p, r)).ToList()).ToList();
+            apply(b);
             for (int i = 0; i < b.Count; i++)
             {
                 var r = b[i];
@@ -61,7 +79,8 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
                 if (r.NeighborhoodPrompts.Count > 0)
                     ls.Add(r.NeighborhoodPrompts.Select((p, j) => Greedy(p, r) == before[i][j] ? 1.0 : 0.0).Average());
             }
-            int done = Math.Min(stream.Count, start + batch);
+            start += b.Count;
+            int done = start;
             progress?.Report(done / (double)stream.Count);
             bool last = done == stream.Count;
             if (done >= next || last)

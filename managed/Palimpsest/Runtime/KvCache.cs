@@ -15,6 +15,7 @@ public sealed class KvCache : IDisposable
         if (capacity <= 0 || capacity > c.MaxPositions)
             throw new ArgumentOutOfRangeException(nameof(capacity), $"KV cache capacity {capacity} must be in [1, {c.MaxPositions}] (the model's context)");
         Capacity = capacity;
+        Tokens = new int[capacity];
         K = new Tensor[c.Layers]; V = new Tensor[c.Layers];
         for (int l = 0; l < c.Layers; l++)
         {
@@ -26,6 +27,8 @@ public sealed class KvCache : IDisposable
     public int Capacity { get; }
     /// <summary>Number of tokens whose keys and values are stored.</summary>
     public int Length { get; internal set; }
+    /// <summary>The token ids of rows [0, Length) (an <see cref="IMlpAdaptor"/> routes on them).</summary>
+    internal int[] Tokens { get; }
     internal Tensor[] K { get; }
     internal Tensor[] V { get; }
 

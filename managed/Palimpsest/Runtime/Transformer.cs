@@ -36,6 +36,12 @@ public sealed class Transformer : IDisposable
     }
 
     public Model Model { get; }
+
+    /// <summary>
+    /// A bypass added to one block's MLP output in every forward (LEMoE); null: none. The backward
+    /// treats its output as a constant. Owned by the caller.
+    /// </summary>
+    public IMlpAdaptor? Adaptor { get; set; }
     private ModelConfig C => Model.Config;
     private IBackend B => Model.Backend;
     private ParamSet<Tensor> P => Model.Params;
@@ -169,6 +175,8 @@ public sealed class Transformer : IDisposable
             else B.Activate(C.Act, bt.Up, bt.Key);
             if (keysAt.Contains(l)) keys[l] = bt.Key;
             var mlpOut = Linear(bt.Key, bp.WDown, bp.BDown, New("mlpOut", T, d));
+            if (Adaptor is { } adaptor && adaptor.Layer == l)
+                adaptor.Apply(B, cache is null ? [] : cache.Tokens.AsSpan(0, pos0), ids, segs?.Lengths, bt.Key, mlpOut);
             Apply(interventions, l, InterventionSite.MlpOutput, mlpOut);
 
             // x_{l+1} = residual + mlp_out (+ attn_out when parallel)
@@ -201,7 +209,11 @@ public sealed class Transformer : IDisposable
         var logits = B.Zeros(rows?.Length ?? T - from, C.Vocab);
         B.MatMul(xHead, false, P.Head, true, logits);
         if (P.HeadB is not null) B.AddBias(logits, P.HeadB);
-        if (cache is not null) cache.Length = pos0 + T;
+        if (cache is not null)
+        {
+            ids.CopyTo(cache.Tokens.AsSpan(pos0));
+            cache.Length = pos0 + T;
+        }
 
         if (tape is not null)
         {

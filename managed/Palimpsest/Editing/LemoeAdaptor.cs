@@ -1,0 +1,298 @@
+using System.Globalization;
+using Palimpsest.Backends;
+using Palimpsest.Models;
+using Palimpsest.Runtime;
+using Palimpsest.Tensors;
+
+namespace Palimpsest.Editing;
+
+/// <summary>
+/// One LEMoE expert: f(k) = B SiLU(A k) with A [rank, d_ff], B [d, rank], and its routing key
+/// [key_dim]. Frozen once its batch is trained. RouterBefore: the router's weights before this
+/// expert's training, so that reverting the newest expert restores the adaptor exactly.
+/// </summary>
+public sealed class LemoeExpert
+{
+    public required double[] A { get; init; }
+    public required double[] B { get; init; }
+    public required double[] Key { get; init; }
+    public required double[] RouterDownBefore { get; init; }
+    public required double[] RouterUpBefore { get; init; }
+}
+
+/// <summary>
+/// LEMoE's adaptor beside block <see cref="Layer"/>'s MLP (Wang &amp; Li 2024):
+///   mlp_out(x) = W₀ k + g(i*|x) f_{i*}(k),   k [d_ff] the block's MLP key (the input of W₀, the down-projection)
+/// KV-anchor routing, per row t of a sequence:
+///   e_t = mean of the token embeddings (wte) of tokens 0..t          [d]     (causal: a row sees what it sees in training too)
+///   v_t = W_up SiLU(W_down e_t)                                      [key_dim]
+///   z_i = key_i · v_t,  p = softmax(z),  i* = argmax z,  g = p_{i*}  (top-1)
+/// The route depends only on the tokens up to the row, so a row is routed the same in the packed
+/// training forward and in inference through a KV cache. The paper mean-pools the whole input;
+/// pooling causally keeps that property for generation, where the input grows. Host float64
+/// arithmetic; the output is added to the backend's MLP output.
+/// </summary>
+public sealed class LemoeAdaptor : IMlpAdaptor
+{
+    private readonly float[] _wte; // [V, d], the model's token embeddings (a host copy)
+
+    public LemoeAdaptor(Model model, LemoeHparams hp)
+    {
+        hp.Validate();
+        var c = model.Config;
+        if (hp.Layer < 0 || hp.Layer >= c.Layers) throw new ArgumentException($"LEMoE hparams layer {hp.Layer} outside the model's {c.Layers} layers");
+        Layer = hp.Layer; DModel = c.DModel; DFf = c.DFf; Rank = hp.ExpertRank; RouterHidden = hp.RouterHidden; KeyDim = hp.KeyDim; Vocab = c.Vocab;
+        _wte = new float[(long)c.Vocab * c.DModel];
+        model.Backend.ToHost(model.Params.Wte, _wte);
+        var rng = new Random(hp.Seed * 7919 + 13);
+        RouterDown = Init(rng, RouterHidden * DModel, 1 / Math.Sqrt(DModel));
+        RouterUp = Init(rng, KeyDim * RouterHidden, 1 / Math.Sqrt(RouterHidden));
+    }
+
+    public int Layer { get; }
+    public int DModel { get; }
+    public int DFf { get; }
+    public int Rank { get; }
+    public int RouterHidden { get; }
+    public int KeyDim { get; }
+    public int Vocab { get; }
+    /// <summary>W_down [router_hidden, d] (row-major), trained with every new expert.</summary>
+    public double[] RouterDown { get; private set; }
+    /// <summary>W_up [key_dim, router_hidden].</summary>
+    public double[] RouterUp { get; private set; }
+    public List<LemoeExpert> Experts { get; } = [];
+
+    internal static double[] Init(Random rng, int n, double scale)
+    {
+        var w = new double[n];
+        for (int i = 0; i < n; i++) w[i] = (rng.NextDouble() * 2 - 1) * scale;
+        return w;
+    }
+
+    /// <summary>Routing inputs e [T][d]: the causal mean of the token embeddings (history first; segments each start afresh).</summary>
+    public double[][] RoutingInputs(ReadOnlySpan<int> history, ReadOnlySpan<int> ids, IReadOnlyList<int>? segments)
+    {
+        int T = ids.Length, d = DModel;
+        if (segments is not null && history.Length > 0) throw new ArgumentException("packed segments cannot follow a KV cache's history");
+        var e = new double[T][];
+        var sum = new double[d];
+        int count = 0;
+        foreach (int id in history) { AddRow(sum, id); count++; }
+        int segEnd = segments is null ? T : 0, seg = 0;
+        for (int t = 0; t < T; t++)
+        {
+            if (segments is not null && t == segEnd)
+            {
+                Array.Clear(sum); count = 0;
+                segEnd += segments[seg++];
+            }
+            AddRow(sum, ids[t]); count++;
+            var row = new double[d];
+            for (int j = 0; j < d; j++) row[j] = sum[j] / count;
+            e[t] = row;
+        }
+        return e;
+    }
+
+    private void AddRow(double[] sum, int id)
+    {
+        if ((uint)id >= (uint)Vocab) throw new ArgumentException($"token id {id} outside the vocabulary [0, {Vocab})");
+        var src = _wte.AsSpan(id * DModel, DModel);
+        for (int j = 0; j < sum.Length; j++) sum[j] += src[j];
+    }
+
+    /// <summary>One row's route and what the router computed on the way (the training step differentiates through it).</summary>
+    public sealed record Route(int Expert, double Gate, double[] Probs, double[] V, double[] Hidden, double[] PreHidden);
+
+    /// <summary>The route of one routing input e [d]; Expert −1 when the adaptor has no expert yet.</summary>
+    public Route RouteOf(double[] e)
+    {
+        int m = RouterHidden, kd = KeyDim, d = DModel, n = Experts.Count;
+        var pre = new double[m]; var h = new double[m];
+        for (int i = 0; i < m; i++)
+        {
+            double s = 0;
+            for (int j = 0; j < d; j++) s += RouterDown[i * d + j] * e[j];
+            pre[i] = s; h[i] = Silu(s);
+        }
+        var v = new double[kd];
+        for (int i = 0; i < kd; i++)
+        {
+            double s = 0;
+            for (int j = 0; j < m; j++) s += RouterUp[i * m + j] * h[j];
+            v[i] = s;
+        }
+        if (n == 0) return new Route(-1, 0, [], v, h, pre);
+        var z = new double[n];
+        int best = 0;
+        for (int i = 0; i < n; i++)
+        {
+            double s = 0;
+            var key = Experts[i].Key;
+            for (int j = 0; j < kd; j++) s += key[j] * v[j];
+            z[i] = s;
+            if (s > z[best]) best = i; // ties: the older expert
+        }
+        double mx = z[best], sum = 0;
+        var p = new double[n];
+        for (int i = 0; i < n; i++) { p[i] = Math.Exp(z[i] - mx); sum += p[i]; }
+        for (int i = 0; i < n; i++) p[i] /= sum;
+        return new Route(best, p[best], p, v, h, pre);
+    }
+
+    /// <summary>The chosen expert of every row (−1: no expert yet).</summary>
+    public int[] Routes(ReadOnlySpan<int> history, ReadOnlySpan<int> ids, IReadOnlyList<int>? segments) =>
+        RoutingInputs(history, ids, segments).Select(e => RouteOf(e).Expert).ToArray();
+
+    /// <summary>The expert's hidden pre-activation a = A k [rank].</summary>
+    internal double[] ExpertPre(LemoeExpert ex, ReadOnlySpan<double> key)
+    {
+        int r = Rank, f = DFf;
+        var a = new double[r];
+        for (int i = 0; i < r; i++)
+        {
+            double s = 0;
+            var row = ex.A.AsSpan(i * f, f);
+            for (int j = 0; j < f; j++) s += row[j] * key[j];
+            a[i] = s;
+        }
+        return a;
+    }
+
+    /// <summary>out [d] += gate · B SiLU(a).</summary>
+    internal void ExpertOut(LemoeExpert ex, double[] a, double gate, Span<double> output)
+    {
+        int r = Rank, d = DModel;
+        var s = new double[r];
+        for (int i = 0; i < r; i++) s[i] = Silu(a[i]);
+        for (int j = 0; j < d; j++)
+        {
+            double acc = 0;
+            for (int i = 0; i < r; i++) acc += ex.B[j * r + i] * s[i];
+            output[j] += gate * acc;
+        }
+    }
+
+    /// <summary>The expert of every row of the last forward that ran the adaptor (−1: none yet).</summary>
+    public int[] LastRoutes { get; private set; } = [];
+
+    public void Apply(IBackend backend, ReadOnlySpan<int> history, ReadOnlySpan<int> ids, IReadOnlyList<int>? segments, Tensor keys, Tensor mlpOut)
+    {
+        int T = ids.Length, d = DModel, f = DFf;
+        var e = RoutingInputs(history, ids, segments);
+        if (Experts.Count == 0) { LastRoutes = Enumerable.Repeat(-1, T).ToArray(); return; }
+        var k = new double[(long)T * f];
+        backend.ToHost(keys, k);
+        var output = AdaptorOutput(e, k, out var routes);
+        LastRoutes = routes;
+        using var add = backend.FromHost(output, T, d);
+        backend.Add(mlpOut, add, mlpOut);
+    }
+
+    /// <summary>The adaptor's output [T, d] for routing inputs e [T][d] and keys [T, f].</summary>
+    internal double[] AdaptorOutput(double[][] e, double[] keys, out int[] routes)
+    {
+        int T = e.Length, d = DModel, f = DFf;
+        var output = new double[(long)T * d];
+        routes = new int[T];
+        for (int t = 0; t < T; t++)
+        {
+            var route = RouteOf(e[t]);
+            routes[t] = route.Expert;
+            if (route.Expert < 0) continue;
+            var ex = Experts[route.Expert];
+            ExpertOut(ex, ExpertPre(ex, keys.AsSpan(t * f, f)), route.Gate, output.AsSpan(t * d, d));
+        }
+        return output;
+    }
+
+    internal static double Silu(double x) => x / (1 + Math.Exp(-x));
+    internal static double SiluGrad(double x)
+    {
+        double s = 1 / (1 + Math.Exp(-x));
+        return s * (1 + x * (1 - s));
+    }
+
+    /// <summary>Adds a new expert (the router's weights recorded first, for an exact revert).</summary>
+    internal LemoeExpert AddExpert(double[] a, double[] b, double[] key)
+    {
+        var ex = new LemoeExpert { A = a, B = b, Key = key, RouterDownBefore = (double[])RouterDown.Clone(), RouterUpBefore = (double[])RouterUp.Clone() };
+        Experts.Add(ex);
+        return ex;
+    }
+
+    /// <summary>
+    /// Removes expert i. For the newest expert the router is also restored to its weights before
+    /// that expert was trained, so the adaptor is exactly what it was before the edit; an older
+    /// expert's removal keeps the router the later edits trained.
+    /// </summary>
+    public void RemoveExpert(int i)
+    {
+        if (i < 0 || i >= Experts.Count) throw new ArgumentOutOfRangeException(nameof(i), $"LEMoE adaptor has {Experts.Count} expert(s); no expert {i}");
+        if (i == Experts.Count - 1)
+        {
+            RouterDown = (double[])Experts[i].RouterDownBefore.Clone();
+            RouterUp = (double[])Experts[i].RouterUpBefore.Clone();
+        }
+        Experts.RemoveAt(i);
+    }
+
+    /// <summary>Writes the adaptor (router, experts, their keys and router snapshots) as float64 safetensors, atomically.</summary>
+    public void Save(string path)
+    {
+        var t = new List<(string, HostTensor, string)>
+        {
+            ("router.down", new HostTensor([RouterHidden, DModel], RouterDown), "F64"),
+            ("router.up", new HostTensor([KeyDim, RouterHidden], RouterUp), "F64"),
+        };
+        for (int i = 0; i < Experts.Count; i++)
+        {
+            var ex = Experts[i];
+            t.Add(($"experts.{i}.a", new HostTensor([Rank, DFf], ex.A), "F64"));
+            t.Add(($"experts.{i}.b", new HostTensor([DModel, Rank], ex.B), "F64"));
+            t.Add(($"experts.{i}.key", new HostTensor([KeyDim], ex.Key), "F64"));
+            t.Add(($"experts.{i}.router_down_before", new HostTensor([RouterHidden, DModel], ex.RouterDownBefore), "F64"));
+            t.Add(($"experts.{i}.router_up_before", new HostTensor([KeyDim, RouterHidden], ex.RouterUpBefore), "F64"));
+        }
+        var meta = new Dictionary<string, string>
+        {
+            ["format"] = "palimpsest-lemoe", ["layer"] = Layer.ToString(CultureInfo.InvariantCulture),
+            ["experts"] = Experts.Count.ToString(CultureInfo.InvariantCulture),
+        };
+        SafetensorsWriter.Write(path, t, meta);
+    }
+
+    /// <summary>Reads an adaptor written by <see cref="Save"/> for this model; the shapes must match hp's.</summary>
+    public static LemoeAdaptor Load(string path, Model model, LemoeHparams hp)
+    {
+        var a = new LemoeAdaptor(model, hp);
+        using var f = SafetensorsFile.Open(path);
+        if (!f.Metadata.TryGetValue("format", out var fmt) || fmt != "palimpsest-lemoe")
+            throw new ModelFormatException($"{path}: not a LEMoE adaptor (metadata format '{fmt}')");
+        if (!int.TryParse(f.Metadata.GetValueOrDefault("layer"), CultureInfo.InvariantCulture, out int layer) || layer != hp.Layer)
+            throw new ModelFormatException($"{path}: adaptor of layer {f.Metadata.GetValueOrDefault("layer")}, hparams say layer {hp.Layer}");
+        if (!int.TryParse(f.Metadata.GetValueOrDefault("experts"), CultureInfo.InvariantCulture, out int n) || n < 0)
+            throw new ModelFormatException($"{path}: metadata 'experts' missing or invalid");
+        double[] Read(string name, long length)
+        {
+            if (!f.Contains(name)) throw new ModelFormatException($"{path}: tensor '{name}' missing");
+            var v = f.ReadF64(name);
+            if (v.LongLength != length) throw new ModelFormatException($"{path}: tensor '{name}' has {v.LongLength} values, expected {length} (hparams shapes differ)");
+            return v;
+        }
+        a.RouterDown = Read("router.down", (long)a.RouterHidden * a.DModel);
+        a.RouterUp = Read("router.up", (long)a.KeyDim * a.RouterHidden);
+        for (int i = 0; i < n; i++)
+            a.Experts.Add(new LemoeExpert
+            {
+                A = Read($"experts.{i}.a", (long)a.Rank * a.DFf), B = Read($"experts.{i}.b", (long)a.DModel * a.Rank),
+                Key = Read($"experts.{i}.key", a.KeyDim),
+                RouterDownBefore = Read($"experts.{i}.router_down_before", (long)a.RouterHidden * a.DModel),
+                RouterUpBefore = Read($"experts.{i}.router_up_before", (long)a.KeyDim * a.RouterHidden),
+            });
+        return a;
+    }
+
+    /// <summary>Replaces the router's weights (the trainer's AdamW step).</summary>
+    internal void SetRouter(double[] down, double[] up) { RouterDown = down; RouterUp = up; }
+}
