@@ -112,50 +112,7 @@ public sealed class Lemoe(LemoeHparams hparams, ITextTokenizer tokenizer) : IAda
                 var row = new double[d];
                 for (int t = 0; t < T; t++) { b.ToHost(grads[t], row); row.CopyTo(G, (long)t * d); }
 
-                var gA = new double[ex.A.Length]; var gB = new double[ex.B.Length]; var gKey = new double[kd];
-                var gDown = new double[adaptor.RouterDown.Length]; var gUp = new double[adaptor.RouterUp.Length];
-                for (int t = 0; t < T; t++)
-                {
-                    var route = adaptor.RouteOf(e[t]);
-                    var gt = G.AsSpan(t * d, d);
-                    var kt = keys.AsSpan(t * f, f);
-                    var chosen = adaptor.Experts[route.Expert];
-                    var a = adaptor.ExpertPre(chosen, kt);
-                    var fout = new double[d];
-                    adaptor.ExpertOut(chosen, a, 1.0, fout);
-                    double dg = 0;
-                    for (int j = 0; j < d; j++) dg += gt[j] * fout[j];
-                    if (route.Expert == n)
-                    {
-                        // out = g B SiLU(A k): dB = g G sᵀ, da = g (Bᵀ G) ⊙ SiLU'(a), dA = da kᵀ
-                        for (int i = 0; i < rank; i++)
-                        {
-                            double s = LemoeAdaptor.Silu(a[i]), ds = 0;
-                            for (int j = 0; j < d; j++) { gB[j * rank + i] += route.Gate * gt[j] * s; ds += ex.B[j * rank + i] * gt[j]; }
-                            double da = route.Gate * ds * LemoeAdaptor.SiluGrad(a[i]);
-                            if (da != 0) for (int c = 0; c < f; c++) gA[i * f + c] += da * kt[c];
-                        }
-                    }
-                    // gate g = p_{i*}: dz_j = dg · p_{i*} (δ_{j,i*} − p_j); routing CE on target rows: (p_j − δ_{j,n}) · w / R
-                    int ne = route.Probs.Length;
-                    var dz = new double[ne];
-                    for (int j = 0; j < ne; j++) dz[j] = dg * route.Gate * ((j == route.Expert ? 1 : 0) - route.Probs[j]);
-                    if (isRow[t] && hp.RoutingLossWeight > 0)
-                        for (int j = 0; j < ne; j++) dz[j] += hp.RoutingLossWeight * (route.Probs[j] - (j == n ? 1 : 0)) / R;
-                    for (int c = 0; c < kd; c++) gKey[c] += dz[n] * route.V[c];
-                    // through the router: dv = Σ_j dz_j key_j, v = W_up h, h = SiLU(W_down e)
-                    var dv = new double[kd];
-                    for (int j = 0; j < ne; j++)
-                        if (dz[j] != 0) { var kj = adaptor.Experts[j].Key; for (int c = 0; c < kd; c++) dv[c] += dz[j] * kj[c]; }
-                    var dh = new double[m];
-                    for (int c = 0; c < kd; c++)
-                        for (int i = 0; i < m; i++) { gUp[c * m + i] += dv[c] * route.Hidden[i]; dh[i] += adaptor.RouterUp[c * m + i] * dv[c]; }
-                    for (int i = 0; i < m; i++)
-                    {
-                        double dp = dh[i] * LemoeAdaptor.SiluGrad(route.PreHidden[i]);
-                        if (dp != 0) for (int j = 0; j < d; j++) gDown[i * d + j] += dp * e[t][j];
-                    }
-                }
+                var (gA, gB, gKey, gDown, gUp) = adaptor.Gradients(e, keys, G, n, isRow, hp.RoutingLossWeight / R);
                 opt.Step([gA, gB, gKey, gDown, gUp]);
                 steps++;
             }

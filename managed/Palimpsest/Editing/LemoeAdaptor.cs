@@ -206,6 +206,63 @@ public sealed class LemoeAdaptor : IMlpAdaptor
         return output;
     }
 
+    /// <summary>
+    /// Gradients of L = Σ_t G_t · out_t + routingWeight · Σ_{t: isRow[t]} −log p_n(t) with respect to
+    /// expert n's A [rank, f], B [d, rank] and key [key_dim], W_down and W_up (the trainable part;
+    /// the other experts and keys are frozen). e [T][d] routing inputs, keys [T, f], G [T, d].
+    /// </summary>
+    public (double[] A, double[] B, double[] Key, double[] Down, double[] Up) Gradients(double[][] e, double[] keys, double[] G, int n,
+        bool[] isRow, double routingWeight)
+    {
+        int T = e.Length, d = DModel, f = DFf, rank = Rank, m = RouterHidden, kd = KeyDim;
+        var ex = Experts[n];
+        var gA = new double[ex.A.Length]; var gB = new double[ex.B.Length]; var gKey = new double[kd];
+        var gDown = new double[RouterDown.Length]; var gUp = new double[RouterUp.Length];
+        for (int t = 0; t < T; t++)
+        {
+            var route = RouteOf(e[t]);
+            var gt = G.AsSpan(t * d, d);
+            var kt = keys.AsSpan(t * f, f);
+            var chosen = Experts[route.Expert];
+            var a = ExpertPre(chosen, kt);
+            var fout = new double[d];
+            ExpertOut(chosen, a, 1.0, fout);
+            double dg = 0;
+            for (int j = 0; j < d; j++) dg += gt[j] * fout[j];
+            if (route.Expert == n)
+            {
+                // out = g B SiLU(A k): dB = g G sᵀ, da = g (Bᵀ G) ⊙ SiLU'(a), dA = da kᵀ
+                for (int i = 0; i < rank; i++)
+                {
+                    double s = Silu(a[i]), ds = 0;
+                    for (int j = 0; j < d; j++) { gB[j * rank + i] += route.Gate * gt[j] * s; ds += ex.B[j * rank + i] * gt[j]; }
+                    double da = route.Gate * ds * SiluGrad(a[i]);
+                    if (da != 0) for (int c = 0; c < f; c++) gA[i * f + c] += da * kt[c];
+                }
+            }
+            // gate g = p_{i*}: dz_j = dg · p_{i*} (δ_{j,i*} − p_j); routing CE: (p_j − δ_{j,n}) · weight
+            int ne = route.Probs.Length;
+            var dz = new double[ne];
+            for (int j = 0; j < ne; j++) dz[j] = dg * route.Gate * ((j == route.Expert ? 1 : 0) - route.Probs[j]);
+            if (isRow[t] && routingWeight != 0)
+                for (int j = 0; j < ne; j++) dz[j] += routingWeight * (route.Probs[j] - (j == n ? 1 : 0));
+            for (int c = 0; c < kd; c++) gKey[c] += dz[n] * route.V[c];
+            // through the router: dv = Σ_j dz_j key_j, v = W_up h, h = SiLU(W_down e)
+            var dv = new double[kd];
+            for (int j = 0; j < ne; j++)
+                if (dz[j] != 0) { var kj = Experts[j].Key; for (int c = 0; c < kd; c++) dv[c] += dz[j] * kj[c]; }
+            var dh = new double[m];
+            for (int c = 0; c < kd; c++)
+                for (int i = 0; i < m; i++) { gUp[c * m + i] += dv[c] * route.Hidden[i]; dh[i] += RouterUp[c * m + i] * dv[c]; }
+            for (int i = 0; i < m; i++)
+            {
+                double dp = dh[i] * SiluGrad(route.PreHidden[i]);
+                if (dp != 0) for (int j = 0; j < d; j++) gDown[i * d + j] += dp * e[t][j];
+            }
+        }
+        return (gA, gB, gKey, gDown, gUp);
+    }
+
     internal static double Silu(double x) => x / (1 + Math.Exp(-x));
     internal static double SiluGrad(double x)
     {
