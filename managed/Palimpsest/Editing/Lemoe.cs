@@ -73,11 +73,27 @@ public sealed class Lemoe(LemoeHparams hparams, ITextTokenizer tokenizer) : IAda
         }
         int T = ids.Count, R = rows.Count;
         var idArr = ids.ToArray();
+        // packs of whole requests, each within the model's context (a packed forward's rows count against it)
+        var packs = new List<Pack>();
+        for (int i = 0, at = 0, ri = 0; i < lengths.Count;)
+        {
+            int start = i, startRow = at, len = 0;
+            while (i < lengths.Count && (len == 0 || len + lengths[i] <= tf.Model.Config.MaxPositions)) len += lengths[i++];
+            var pr = new List<int>(); var pt = new List<int>();
+            for (; ri < rows.Count && rows[ri] < startRow + len; ri++) { pr.Add(rows[ri] - startRow); pt.Add(targets[ri]); }
+            packs.Add(new Pack(startRow, idArr[startRow..(startRow + len)], lengths.GetRange(start, i - start).ToArray(), pr.ToArray(), pt.ToArray()));
+            at += len;
+        }
 
         // keys at the layer and routing inputs: neither depends on the adaptor
         var keys = new double[(long)T * f];
-        using (var kr = tf.Forward(idArr, new ForwardOptions { CaptureKeysAt = [hp.Layer], StopAfterLayer = hp.Layer, Segments = lengths }))
-            b.ToHost(kr.MlpKeys[hp.Layer], keys);
+        foreach (var pk in packs)
+        {
+            using var kr = tf.Forward(pk.Ids, new ForwardOptions { CaptureKeysAt = [hp.Layer], StopAfterLayer = hp.Layer, Segments = pk.Lengths });
+            var part = new double[(long)pk.Ids.Length * f];
+            b.ToHost(kr.MlpKeys[hp.Layer], part);
+            part.CopyTo(keys, (long)pk.Offset * f);
+        }
         var e = adaptor.RoutingInputs([], idArr, lengths);
 
         // the new expert: A random, B zero (it starts as no change), key anchored on the batch's target rows
@@ -91,8 +107,8 @@ public sealed class Lemoe(LemoeHparams hparams, ITextTokenizer tokenizer) : IAda
 
         var opt = new AdamW(hp.Lr, hp.WeightDecay, [ex.A, ex.B, ex.Key, adaptor.RouterDown, adaptor.RouterUp]);
         var zero = b.Zeros(d);
-        var grads = Enumerable.Range(0, T).Select(_ => b.Zeros(d)).ToArray();
-        var interventions = Enumerable.Range(0, T).Select(t => new Intervention(hp.Layer, InterventionSite.MlpOutput, t, zero)).ToArray();
+        int maxT = packs.Max(pk => pk.Ids.Length);
+        var grads = Enumerable.Range(0, maxT).Select(_ => b.Zeros(d)).ToArray();
         var isRow = new bool[T];
         foreach (int row in rows) isRow[row] = true;
         double initial = double.NaN, nll = double.NaN;
@@ -101,17 +117,38 @@ public sealed class Lemoe(LemoeHparams hparams, ITextTokenizer tokenizer) : IAda
         {
             for (int step = 0; step < hp.Steps; step++)
             {
-                foreach (var g in grads) b.Zero(g);
-                using var r = tf.Forward(idArr, new ForwardOptions { Segments = lengths, LogitRows = rows, KeepForBackward = true, Interventions = interventions });
-                using var dl = b.Zeros(r.Logits.Shape);
-                nll = b.CrossEntropy(r.Logits, targets.ToArray(), dl);
-                if (step == 0) initial = nll;
-                if (nll < hp.EarlyStopLoss) break;
-                tf.Backward(r, dl, grads);
+                // the mean NLL over all target rows: each pack's mean weighted by its share of the rows
                 var G = new double[(long)T * d];
                 var row = new double[d];
-                for (int t = 0; t < T; t++) { b.ToHost(grads[t], row); row.CopyTo(G, (long)t * d); }
-
+                var forwards = new List<(Pack Pack, ForwardResult R, Tensor Dl)>();
+                nll = 0;
+                try
+                {
+                    foreach (var pk in packs)
+                    {
+                        int Tp = pk.Ids.Length;
+                        var iv = Enumerable.Range(0, Tp).Select(t => new Intervention(hp.Layer, InterventionSite.MlpOutput, t, zero)).ToArray();
+                        var r = tf.Forward(pk.Ids, new ForwardOptions { Segments = pk.Lengths, LogitRows = pk.Rows, KeepForBackward = true, Interventions = iv });
+                        var dl = b.Zeros(r.Logits.Shape);
+                        forwards.Add((pk, r, dl));
+                        double share = pk.Rows.Length / (double)R;
+                        nll += share * b.CrossEntropy(r.Logits, pk.Targets, dl, share);
+                    }
+                    if (step == 0) initial = nll;
+                    if (nll < hp.EarlyStopLoss) break;
+                    foreach (var (pk, r, dl) in forwards)
+                    {
+                        int Tp = pk.Ids.Length;
+                        var pg = grads.AsSpan(0, Tp).ToArray();
+                        foreach (var g in pg) b.Zero(g);
+                        tf.Backward(r, dl, pg);
+                        for (int t = 0; t < Tp; t++) { b.ToHost(pg[t], row); row.CopyTo(G, (long)(pk.Offset + t) * d); }
+                    }
+                }
+                finally
+                {
+                    foreach (var (_, r, dl) in forwards) { r.Dispose(); dl.Dispose(); }
+                }
                 var (gA, gB, gKey, gDown, gUp) = adaptor.Gradients(e, keys, G, n, isRow, hp.RoutingLossWeight / R);
                 opt.Step([gA, gB, gKey, gDown, gUp]);
                 steps++;
@@ -131,6 +168,9 @@ public sealed class Lemoe(LemoeHparams hparams, ITextTokenizer tokenizer) : IAda
         LastTrainingRoutes = split;
         LastTrace = new LemoeTrace(n, steps, initial, nll, rows.Average(rw => routes[rw] == n ? 1.0 : 0.0));
     }
+
+    // Requests [first, ...) packed into one forward: rows Offset.. of the batch; Rows / Targets local to the pack.
+    private sealed record Pack(int Offset, int[] Ids, int[] Lengths, int[] Rows, int[] Targets);
 
     /// <summary>AdamW (decoupled weight decay) over parameter arrays updated in place.</summary>
     private sealed class AdamW(double lr, double weightDecay, double[][] parameters)

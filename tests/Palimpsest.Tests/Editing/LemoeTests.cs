@@ -53,6 +53,12 @@ public class LemoeTests
         lemoe.Edit(tf, Batch2);
         Assert.Equal(1, lemoe.LastTrace!.Expert);
         Assert.True(lemoe.LastTrace.RoutedToNew > 0.5, $"only {lemoe.LastTrace.RoutedToNew} of the target rows route to the new expert");
+        // a batch longer than the model's 48 positions trains in several packed forwards
+        var many = Enumerable.Range(0, 6).Select(i => new EditRequest { Subject = $"Person Number {i}", Prompt = "The favourite food of {} is", TargetNew = "rice" }).ToArray();
+        lemoe.Edit(tf, many);
+        Assert.Equal(2, lemoe.LastTrace!.Expert);
+        Assert.True(lemoe.LastTrace.FinalNll < lemoe.LastTrace.InitialNll, $"NLL {lemoe.LastTrace.InitialNll} -> {lemoe.LastTrace.FinalNll}");
+        Assert.Equal(6, lemoe.LastTrainingRoutes!.Count);
         Assert.Same(tf.Adaptor, Lemoe.AdaptorOf(tf, Hp));
         Assert.Throws<ArgumentException>(() => Lemoe.AdaptorOf(tf, Hp with { Layer = 2 }));
     }
