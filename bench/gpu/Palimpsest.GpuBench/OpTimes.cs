@@ -46,7 +46,7 @@ public static class OpTimes
         if (T == 1)
         {
             ops.Add(($"copy row 1x{d} (KV cache)", 2, () => b.CopyRows(x, 0, kAll, 5, 1)));
-            ops.Add(($"attention T=1 S={S}, Gemm (not counted)", -1, With(AttentionPath.Gemm, () => b.Attention(x, kAll, vAll, c.Heads, c.KvHeads, c.HeadDim, att, null))));
+            ops.Add(($"attention T=1 S={S}, SimpleKernel (not counted)", -1, With(AttentionPath.SimpleKernel, () => b.Attention(x, kAll, vAll, c.Heads, c.KvHeads, c.HeadDim, att, null))));
         }
         else
         {

@@ -7,9 +7,9 @@ namespace Palimpsest.Backends.Cuda;
 public enum AttentionPath
 {
     /// <summary>
-    /// Below 16 query rows (decoding) the simple kernel; with one kv head per head, the GEMM path
-    /// (unless the score matrix it keeps would pass 256 MiB without the caller asking for probs);
-    /// otherwise the tiled kernel. The backward takes the GEMM path whenever heads == kvHeads.
+    /// With one kv head per head, the GEMM path (unless the score matrix it keeps would pass 256 MiB
+    /// without the caller asking for probs); otherwise below 16 query rows (decoding) the simple
+    /// kernel, else the tiled kernel. The backward takes the GEMM path whenever heads == kvHeads.
     /// </summary>
     Auto,
     /// <summary>attention_fwd: one block per query row and head (the reference kernel); kernel backward.</summary>
