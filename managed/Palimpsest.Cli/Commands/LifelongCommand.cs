@@ -30,8 +30,10 @@ internal static class LifelongCommand
         var limitTokens = KeyStatsOptions.LimitTokens();
         var cache = KeyStatsOptions.Cache();
         var report = new Option<string>("--report") { Description = "folder for lifelong.json and lifelong.md", Required = true };
+        var monitor = new Option<bool>("--monitor") { Description = "forecast each batch's damage before applying it (the interference monitor over the held-out facts and the edits so far); writes monitor.md" };
+        var refuseAbove = new Option<double?>("--refuse-above") { Description = "with the monitor: refuse (skip) a batch whose largest forecast drift exceeds this fraction of the edit's own change" };
         var cmd = new Command("lifelong", "a stream of edits never restored: ES/GS/LS/ERS/ORS/S at 1, 2, 4, ... edits")
-            { model, method, dataset, edits, batch, heldOut, layer, hparams, corpus, limitTokens, cache, report };
+            { model, method, dataset, edits, batch, heldOut, layer, hparams, corpus, limitTokens, cache, report, monitor, refuseAbove };
         cmd.SetAction(pr => EditingErrors.Guard(() =>
         {
             int n = CommonOptions.Positive(pr.GetValue(edits), "--edits");
@@ -44,12 +46,17 @@ internal static class LifelongCommand
             using var lm = LoadedModel.Open(pr.GetValue(model)!);
             int[]? layers = pr.GetValue(layer) is { } lt ? EditingErrors.ParseLayers(lt, lm.Config.Layers, "--layers") : null;
             IReadOnlyList<LifelongCheckpoint> checkpoints;
+            double? limit = pr.GetValue(refuseAbove);
+            if (limit is <= 0 || limit is double.NaN) throw new CliUsageException($"--refuse-above: must be a positive number (got {limit})");
+            bool watch = pr.GetValue(monitor) || limit is not null;
+            IReadOnlyList<MonitorEntry> monitorLog = [];
             string name, hparamsJson;
             int[] shownLayers;
             int b;
             if (pr.GetValue(method)!.Equals("lemoe", StringComparison.OrdinalIgnoreCase))
             {
                 // LEMoE trains an adaptor beside one MLP: no key statistics, no weight change
+                if (watch) throw new CliUsageException("--monitor / --refuse-above: LEMoE changes no weight, so there is no ΔW to forecast");
                 var hp = LemoeCli.Hparams(pr.GetValue(hparams), layers, lm.Config.Layers);
                 b = pr.GetValue(batch) ?? Math.Min(100, n);
                 if (b < 1) throw new CliUsageException($"--batch: must be a positive integer (got {b})");
@@ -72,7 +79,10 @@ internal static class LifelongCommand
                 if (!em.Batched && b != 1) throw new CliUsageException($"--batch: {em.Name} edits one request at a time");
                 var editor = em.Create(lm, pr.GetValue(corpus), pr.GetValue(limitTokens), pr.GetValue(cache), io);
                 Action<IReadOnlyList<EditRequest>>? after = editor is AlphaEdit ae ? reqs => ae.Remember(lm.Tf, reqs) : null;
-                checkpoints = new LifelongHarness(lm.Tf, lm.Tok).Run(editor, stream, b, held, after);
+                var guard = watch ? new LifelongMonitor(held, new FactProbes(lm.Tok, em.FactToken), limit) : null;
+                var harness = new LifelongHarness(lm.Tf, lm.Tok);
+                checkpoints = harness.Run(editor, stream, b, held, after, monitor: guard);
+                monitorLog = harness.MonitorLog;
                 name = em.Name; hparamsJson = em.HparamsJson; shownLayers = em.Layers;
             }
 
@@ -90,6 +100,21 @@ internal static class LifelongCommand
             };
             foreach (var c in checkpoints)
                 md.Add($"| {c.Edits} | {F(c.ES)} | {F(c.GS)} | {F(c.LS)} | {F(c.ERS)} | {F(c.ORS)} | {F(c.S)} | {string.Join(" ", c.DeltaNorms.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key}:{F(kv.Value)}"))} |");
+            if (watch)
+            {
+                int refused = monitorLog.Where(e => e.Refused).Select(e => e.Batch).Distinct().Count();
+                md.Add("");
+                md.Add($"Interference monitor over {held.Count} held-out facts and the edits so far: {monitorLog.Count} forecasts, "
+                    + (limit is null ? "nothing refused (no --refuse-above)." : $"{refused} batch(es) refused above a max drift of {F(limit.Value)} × the edit's own change (monitor.md)."));
+                var mon = new List<string>
+                {
+                    $"# Interference monitor: {name} on {Path.GetFileName(Path.GetFullPath(lm.Folder))}", "",
+                    "| batch | subject | target | layer | own ‖ΔW k_e‖ | max drift | max / own | most at risk | refused |",
+                    "|---:|---|---|---:|---:|---:|---:|---|---|",
+                };
+                mon.AddRange(monitorLog.Select(e => $"| {e.Batch} | {e.Subject} | {e.Target} | {e.Layer} | {F(e.OwnChange)} | {F(e.MaxDrift)} | {F(e.MaxRelative)} | {e.MostAtRisk} | {(e.Refused ? "yes" : "")} |"));
+                File.WriteAllLines(Path.Combine(dir, "monitor.md"), mon);
+            }
             File.WriteAllLines(Path.Combine(dir, "lifelong.md"), md);
             var json = new JsonObject
             {
@@ -101,6 +126,12 @@ internal static class LifelongCommand
                     ["delta_norms"] = new JsonObject(c.DeltaNorms.OrderBy(kv => kv.Key).Select(kv => KeyValuePair.Create(kv.Key.ToString(CultureInfo.InvariantCulture), (JsonNode?)kv.Value))),
                 }).ToArray()),
             };
+            if (watch)
+                json["monitor"] = new JsonArray(monitorLog.Select(e => (JsonNode)new JsonObject
+                {
+                    ["batch"] = e.Batch, ["subject"] = e.Subject, ["target"] = e.Target, ["layer"] = e.Layer, ["own"] = e.OwnChange,
+                    ["max_drift"] = e.MaxDrift, ["max_relative"] = e.MaxRelative, ["most_at_risk"] = e.MostAtRisk, ["refused"] = e.Refused,
+                }).ToArray());
             File.WriteAllText(Path.Combine(dir, "lifelong.json"), json.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
             foreach (var line in md.Skip(4)) io.Out.WriteLine(line);
             io.Out.WriteLine($"wrote {Path.Combine(dir, "lifelong.md")} and lifelong.json");

@@ -1,3 +1,4 @@
+using Palimpsest.Analysis;
 using Palimpsest.Editing;
 using Palimpsest.Runtime;
 using Palimpsest.Tokenization;
@@ -15,6 +16,16 @@ public sealed record LifelongCheckpoint(int Edits, double ES, double GS, double 
     IReadOnlyDictionary<int, double> DeltaNorms);
 
 /// <summary>
+/// The interference monitor in a lifelong run: the facts to protect (with every request applied so
+/// far added as the stream goes), the editor's fact token, and an optional refusal threshold on
+/// the largest forecast drift relative to the edit's own change (max ||ΔW k_j|| / ||ΔW k_e||).
+/// </summary>
+public sealed record LifelongMonitor(IReadOnlyList<EditRequest> Facts, FactProbes Probes, double? RefuseAbove = null);
+
+/// <summary>One request's forecast at one edited layer: own change ||ΔW k_e||, the largest drift over the bank, their ratio, the fact moved most, and whether its batch was refused.</summary>
+public sealed record MonitorEntry(int Batch, string Subject, string Target, int Layer, double OwnChange, double MaxDrift, double MaxRelative, string MostAtRisk, bool Refused);
+
+/// <summary>
 /// Applies a stream of requests in batches and never restores: the model accumulates every edit.
 /// Reports <see cref="LifelongCheckpoint"/>s at 1, 2, 4, ... edits and at the end. Success means the
 /// greedy answer is the target, every token (FactProbe). Edits the model in memory; the caller
@@ -25,15 +36,27 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
     private readonly FactProbe _probe = new(tf, tok);
 
     /// <param name="afterApply">called with each batch after its deltas were applied (AlphaEdit.Remember)</param>
+    /// <param name="monitor">the interference monitor's guard (null: none): each batch's deltas are
+    /// forecast against the bank before they are applied, logged in <see cref="MonitorLog"/>, and
+    /// refused (not applied) when the forecast passes the threshold</param>
     public IReadOnlyList<LifelongCheckpoint> Run(IEditor editor, IReadOnlyList<EditRequest> stream, int batch,
-        IReadOnlyList<EditRequest> heldOut, Action<IReadOnlyList<EditRequest>>? afterApply = null, IProgress<double>? progress = null)
+        IReadOnlyList<EditRequest> heldOut, Action<IReadOnlyList<EditRequest>>? afterApply = null, IProgress<double>? progress = null,
+        LifelongMonitor? monitor = null)
     {
         if (batch < 1) throw new ArgumentOutOfRangeException(nameof(batch), "batch must be >= 1");
         var batches = stream.Chunk(batch).Select(c => (IReadOnlyList<EditRequest>)c).ToList();
         var baseW = new Dictionary<int, double[]>();
+        var log = new List<MonitorEntry>();
+        MonitorLog = log;
+        var applied = new List<EditRequest>();
+        int batchNo = 0;
         return RunCore(batches, heldOut, b =>
         {
-            foreach (var d in editor.ComputeDeltas(tf, b))
+            var deltas = editor.ComputeDeltas(tf, b);
+            batchNo++;
+            if (monitor is not null && !Guard(monitor, deltas, b, applied, batchNo, log)) return;
+            applied.AddRange(b);
+            foreach (var d in deltas)
             {
                 if (!baseW.ContainsKey(d.Layer))
                 {
@@ -45,6 +68,33 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
             }
             afterApply?.Invoke(b);
         }, baseW, progress);
+    }
+
+    /// <summary>The monitor's forecasts of the last run with a monitor, one entry per request and edited layer.</summary>
+    public IReadOnlyList<MonitorEntry> MonitorLog { get; private set; } = [];
+
+    // The forecast of one batch's deltas over the bank (the monitor's facts and the requests applied
+    // so far, the batch's own left out); false when it is refused.
+    private bool Guard(LifelongMonitor monitor, IReadOnlyList<WeightDelta> deltas, IReadOnlyList<EditRequest> batch,
+        IReadOnlyList<EditRequest> applied, int batchNo, List<MonitorEntry> log)
+    {
+        var entries = new List<MonitorEntry>();
+        foreach (var d in deltas)
+        {
+            // keys at layer l depend only on the layers below it, which edits at l do not change
+            var bank = InterferenceMonitor.Bank(tf, monitor.Probes, monitor.Facts.Concat(applied).ToList(), d.Layer);
+            foreach (var r in batch)
+            {
+                string self = $"{r.Subject}: {r.Prompt}";
+                var others = bank.Where(k => k.Name != self).ToArray();
+                var f = InterferenceMonitor.Forecast(d, monitor.Probes.KeyAt(tf, r.Prompt, r.Subject, d.Layer), others, top: 1);
+                entries.Add(new MonitorEntry(batchNo, r.Subject, r.TargetNew, d.Layer, f.OwnChange, f.MaxDrift, f.MaxRelative,
+                    f.MostAtRisk.FirstOrDefault()?.Name ?? "", false));
+            }
+        }
+        bool refuse = monitor.RefuseAbove is { } limit && entries.Any(e => e.MaxRelative > limit);
+        log.AddRange(refuse ? entries.Select(e => e with { Refused = true }) : entries);
+        return !refuse;
     }
 
     /// <summary>

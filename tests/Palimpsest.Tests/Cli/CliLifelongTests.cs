@@ -25,6 +25,38 @@ public class CliLifelongTests
     }
 
     [Fact]
+    public void Lifelong_with_the_monitor_writes_its_forecasts_and_lemoe_runs_without_weight_changes()
+    {
+        using var m = new TinyGpt2Folder();
+        string hp = m.PathIn("few-steps.json"), report = m.PathIn("report");
+        File.WriteAllText(hp, """{"v_num_grad_steps": 2}""");
+        var r = CliRunner.Run("lifelong", m.Model, "--method", "rome", "--layers", "1", "--hparams", hp, "--dataset", m.Dataset,
+            "--edits", "2", "--held-out", "1", "--stats-corpus", "facts:" + m.Dataset, "--cache", m.PathIn("cache"), "--report", report, "--monitor");
+        Assert.True(r.Code == 0, r.ToString());
+        string md = File.ReadAllText(Path.Combine(report, "lifelong.md"));
+        Assert.True(md.Contains("Interference monitor over 0 held-out facts and the edits so far: 2 forecasts, nothing refused"), md);
+        Assert.Contains("| max / own |", File.ReadAllText(Path.Combine(report, "monitor.md")));
+        using (var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(report, "lifelong.json"))))
+            Assert.Equal(2, doc.RootElement.GetProperty("monitor").GetArrayLength());
+
+        string lhp = m.PathIn("lemoe.json"), lreport = m.PathIn("lemoe-report");
+        File.WriteAllText(lhp, """{"layer": 1, "expert_rank": 4, "router_hidden": 4, "key_dim": 4, "steps": 3, "lr": 0.01}""");
+        var l = CliRunner.Run("lifelong", m.Model, "--method", "lemoe", "--hparams", lhp, "--dataset", m.Dataset, "--edits", "2", "--batch", "1",
+            "--held-out", "1", "--report", lreport);
+        Assert.True(l.Code == 0, l.ToString());
+        using (var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(lreport, "lifelong.json"))))
+        {
+            Assert.Equal("lemoe", doc.RootElement.GetProperty("method").GetString());
+            Assert.Equal(2, doc.RootElement.GetProperty("checkpoints").EnumerateArray().Last().GetProperty("edits").GetInt32());
+        }
+        CliRunner.AssertBadInput(CliRunner.Run("lifelong", m.Model, "--method", "lemoe", "--hparams", lhp, "--dataset", m.Dataset, "--edits", "1",
+            "--report", lreport, "--refuse-above", "0.5"), "LEMoE");
+        File.WriteAllText(lhp, """{"layer": 1, "expert_rnak": 4}""");
+        CliRunner.AssertBadInput(CliRunner.Run("lifelong", m.Model, "--method", "lemoe", "--hparams", lhp, "--dataset", m.Dataset, "--edits", "1",
+            "--report", lreport), "expert_rnak");
+    }
+
+    [Fact]
     public void Lifelong_bad_inputs_are_one_error_line()
     {
         using var m = new TinyGpt2Folder();

@@ -76,6 +76,43 @@ public class LifelongHarnessTests
         Assert.True(last.DeltaNorms[1] > cps[0].DeltaNorms[1], "the drift of layer 1 grows with the edits");
     }
 
+    /// <summary>
+    /// The interference monitor in the stream: every request's forecast is logged against the
+    /// held-out facts and the edits so far; above the refusal threshold a batch is not applied.
+    /// </summary>
+    [Fact]
+    public void The_monitor_logs_each_forecast_and_refuses_batches_above_its_threshold()
+    {
+        var (b, m, tf, tok, stream, heldOut) = Setup();
+        using var _b = b; using var _m = m;
+        int f = m.Config.DFf, d = m.Config.DModel;
+        var rng = new Random(9);
+        WeightDelta[] Damage() => [new WeightDelta(1, 1,
+            Enumerable.Range(0, f).Select(_ => 3 * (rng.NextDouble() - 0.5)).ToArray(),
+            Enumerable.Range(0, d).Select(_ => 3 * (rng.NextDouble() - 0.5)).ToArray())];
+        var probes = new FactProbes(tok, "last");
+
+        var h = new LifelongHarness(tf, tok);
+        var cps = h.Run(new FixedEditor(Damage), stream, 2, heldOut, monitor: new LifelongMonitor(heldOut, probes));
+        Assert.Equal(stream.Count, h.MonitorLog.Count); // one edited layer: one forecast per request
+        Assert.All(h.MonitorLog, e => { Assert.False(e.Refused); Assert.True(e.OwnChange > 0 && e.MaxDrift > 0, e.ToString()); });
+        Assert.Equal([1, 1, 2, 2, 3], h.MonitorLog.Select(e => e.Batch));
+        Assert.True(cps[^1].DeltaNorms[1] > 0);
+        // batch 2's bank holds batch 1's requests: the most-at-risk fact can be an earlier edit
+        Assert.Contains(h.MonitorLog.Where(e => e.Batch > 1), e => e.MostAtRisk.Length > 0);
+
+        // a threshold nothing passes under: every batch refused, the weights never change
+        var before = new double[m.Params.Blocks[1].WDown.Length];
+        m.Backend.ToHost(m.Params.Blocks[1].WDown, before);
+        var h2 = new LifelongHarness(tf, tok);
+        var cps2 = h2.Run(new FixedEditor(Damage), stream, 2, heldOut, monitor: new LifelongMonitor(heldOut, probes, RefuseAbove: 1e-12));
+        Assert.All(h2.MonitorLog, e => Assert.True(e.Refused));
+        var after = new double[before.Length];
+        m.Backend.ToHost(m.Params.Blocks[1].WDown, after);
+        Assert.Equal(before, after);
+        Assert.Empty(cps2[^1].DeltaNorms);
+    }
+
     [Fact]
     public void Harmonic_mean_skips_undefined_parts_and_is_zero_when_any_part_is()
     {
