@@ -36,7 +36,7 @@ internal static class LifelongReportCommand
             Directory.CreateDirectory(outPath);
             var md = new List<string> { $"# {pr.GetValue(title) ?? "Lifelong editing"}", "" };
             foreach (var (label, j) in loaded)
-                md.Add($"- **{label}**: {j["edits"]} edits of {Path.GetFileName((string?)j["dataset"])} on {Path.GetFileName((string?)j["model"])}, {j["held_out"]} held-out facts, layers from the hparams: {j["hparams"]?["layers"]?.ToJsonString()}");
+                md.Add($"- **{label}**: {j["edits"]} edits of {Path.GetFileName((string?)j["dataset"])} on {Path.GetFileName((string?)j["model"])}, {j["held_out"]} held-out facts, layers from the hparams: {(j["hparams"]?["layers"] ?? j["hparams"]?["layer"] ?? j["hparams"]?["scanning_ceiling"])?.ToJsonString()}");
             md.Add("");
             md.Add("| method | edits | ES | GS | LS | ERS | ORS | S |");
             md.Add("|---|---:|---:|---:|---:|---:|---:|---:|");

@@ -8,7 +8,8 @@ namespace Palimpsest.Evaluation;
 /// <summary>
 /// The lifelong-editing scores at one point of a stream (WilKE's metrics), all as rates in [0, 1]:
 /// ES / GS / LS — each request's efficacy, paraphrase success and locality measured right after
-/// its own batch was applied, averaged over the requests edited so far; ERS — the edits made so
+/// its own batch was applied, averaged over the requests edited so far (LS leaves out neighbourhood
+/// prompts that the stream itself has edited so far); ERS — the edits made so
 /// far that still hold now; ORS — the held-out facts still answered as before; S — the harmonic
 /// mean of the five. DeltaNorms[l] = ||W_n − W_0||_F of each layer's down-projection.
 /// </summary>
@@ -116,8 +117,13 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
         var result = new List<LifelongCheckpoint>();
         int next = 1;
         int start = 0;
+        // the prompts the stream has asked to change so far: a neighbourhood prompt among them is
+        // meant to move, so it is no test of locality (a dataset whose neighbour of record i is
+        // record i+1's fact would otherwise charge a batch for its own requested edits: LS = 1/B)
+        var edited = new HashSet<string>(StringComparer.Ordinal);
         foreach (var b in batches)
         {
+            foreach (var r in b) edited.Add(r.FilledPrompt);
             // locality answers before this batch: the neighbourhood prompts must keep them
             var before = b.Select(r => r.NeighborhoodPrompts.Select(p => Greedy(p, r)).ToList()).ToList();
             apply(b);
@@ -126,8 +132,8 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
                 var r = b[i];
                 es.Add(_probe.Answers(r) ? 1 : 0);
                 if (r.ParaphrasePrompts.Count > 0) gs.Add(r.ParaphrasePrompts.Average(p => _probe.Answers(p, r.TargetNew) ? 1.0 : 0.0));
-                if (r.NeighborhoodPrompts.Count > 0)
-                    ls.Add(r.NeighborhoodPrompts.Select((p, j) => Greedy(p, r) == before[i][j] ? 1.0 : 0.0).Average());
+                var kept = r.NeighborhoodPrompts.Select((p, j) => (p, j)).Where(x => !edited.Contains(x.p)).Select(x => Greedy(x.p, r) == before[i][x.j] ? 1.0 : 0.0).ToList();
+                if (kept.Count > 0) ls.Add(kept.Average());
             }
             start += b.Count;
             int done = start;

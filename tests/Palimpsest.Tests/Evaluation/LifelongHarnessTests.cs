@@ -113,6 +113,33 @@ public class LifelongHarnessTests
         Assert.Empty(cps2[^1].DeltaNorms);
     }
 
+    /// <summary>
+    /// A neighbourhood prompt that is another request's own prompt is meant to change once that
+    /// request is edited: LS leaves it out from then on (in a batch holding both, it never counts),
+    /// and counts it while that request is still ahead in the stream.
+    /// </summary>
+    [Fact]
+    public void Locality_leaves_out_neighbourhood_prompts_the_stream_itself_edits()
+    {
+        var (b, m, tf, tok, stream, heldOut) = Setup();
+        using var _b = b; using var _m = m;
+        // request i's neighbour is request i+1's fact (the last one's: an unrelated prompt)
+        var chained = stream.Select((r, i) => new EditRequest
+        {
+            Subject = r.Subject, Prompt = r.Prompt, TargetNew = r.TargetNew, ParaphrasePrompts = r.ParaphrasePrompts,
+            NeighborhoodPrompts = [i + 1 < stream.Count ? stream[i + 1].FilledPrompt : "The sky is"],
+        }).ToList();
+        var whole = new LifelongHarness(tf, tok).Run(new FixedEditor(() => []), chained, chained.Count, heldOut);
+        Assert.Equal(1.0, whole.Single().LS); // only the last request's neighbour counts
+        var one = new LifelongHarness(tf, tok).Run(new FixedEditor(() => []), chained, 1, heldOut);
+        Assert.All(one, c => Assert.Equal(1.0, c.LS));
+        var allInBatch = chained.Take(4).Select((r, i) => new EditRequest
+        {
+            Subject = r.Subject, Prompt = r.Prompt, TargetNew = r.TargetNew, NeighborhoodPrompts = [chained[(i + 1) % 4].FilledPrompt],
+        }).ToList();
+        Assert.True(double.IsNaN(new LifelongHarness(tf, tok).Run(new FixedEditor(() => []), allInBatch, 4, heldOut).Single().LS));
+    }
+
     [Fact]
     public void Harmonic_mean_skips_undefined_parts_and_is_zero_when_any_part_is()
     {
