@@ -12,11 +12,9 @@ cli="${PALIMPSEST:-./palimpsest}"
 [ -n "${PALIMPSEST:-}" ] || ./palimpsest --help > /dev/null
 "$cli" lifelong "$model" --method lemoe --hparams "$model/lemoe.json" --dataset "$model/requests.json" \
   --edits 1000 --batch 100 --held-out 100 --report "$out/lemoe" &
-"$cli" lifelong "$model" --method lemoe --hparams "$model/lemoe.json" --dataset "$model/requests.json" \
-  --edits 1000 --batch 8 --held-out 100 --report "$out/lemoe-b8" &
 "$cli" lifelong "$model" --method wilke --hparams "$model/wilke.json" --dataset "$model/requests.json" \
   --edits 32 --held-out 100 --stats-corpus "$model/corpus.txt" --report "$out/wilke-32" &
 wait
 "$cli" lifelong-report docs/lifelong/rome docs/lifelong/memit docs/lifelong/alphaedit docs/lifelong/memit-b8 \
-  docs/lifelong/alphaedit-b8 "$out/lemoe" "$out/lemoe-b8" "$out/wilke-32" --out "$out" \
+  docs/lifelong/alphaedit-b8 "$out/lemoe" "$out/wilke-32" --out "$out" \
   --title "Study (b): every method on one stream of edits ($(basename "$model"))"
