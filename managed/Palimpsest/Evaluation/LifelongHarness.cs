@@ -50,15 +50,17 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
         var log = new List<MonitorEntry>();
         MonitorLog = log;
         var applied = new List<EditRequest>();
+        var bank = monitor is null ? null : new MonitorBank(tf, monitor);
         int batchNo = 0;
         return RunCore(batches, heldOut, b =>
         {
             var deltas = editor.ComputeDeltas(tf, b);
             batchNo++;
-            if (monitor is not null && !Guard(monitor, deltas, b, applied, batchNo, log)) return;
+            if (monitor is not null && !Guard(monitor, bank!, deltas, b, applied, batchNo, log)) return;
             applied.AddRange(b);
             foreach (var d in deltas)
             {
+                bank?.Changed(d.Layer);
                 if (!baseW.ContainsKey(d.Layer))
                 {
                     var w = new double[tf.Model.Params.Blocks[d.Layer].WDown.Length];
@@ -76,14 +78,13 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
 
     // The forecast of one batch's deltas over the bank (the monitor's facts and the requests applied
     // so far, the batch's own left out); false when it is refused.
-    private bool Guard(LifelongMonitor monitor, IReadOnlyList<WeightDelta> deltas, IReadOnlyList<EditRequest> batch,
+    private bool Guard(LifelongMonitor monitor, MonitorBank banks, IReadOnlyList<WeightDelta> deltas, IReadOnlyList<EditRequest> batch,
         IReadOnlyList<EditRequest> applied, int batchNo, List<MonitorEntry> log)
     {
         var entries = new List<MonitorEntry>();
         foreach (var d in deltas)
         {
-            // keys at layer l depend only on the layers below it, which edits at l do not change
-            var bank = InterferenceMonitor.Bank(tf, monitor.Probes, monitor.Facts.Concat(applied).ToList(), d.Layer);
+            var bank = banks.At(d.Layer, applied);
             foreach (var r in batch)
             {
                 string self = $"{r.Subject}: {r.Prompt}";
@@ -96,6 +97,30 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
         bool refuse = monitor.RefuseAbove is { } limit && entries.Any(e => e.MaxRelative > limit);
         log.AddRange(refuse ? entries.Select(e => e with { Refused = true }) : entries);
         return !refuse;
+    }
+
+    /// <summary>
+    /// The monitor's bank keys per edited layer (its facts, then the requests applied so far), read
+    /// once and extended as the stream goes: keys at layer l depend only on the layers below it, so
+    /// they stay valid until a delta below l is applied (<see cref="Changed"/> drops them then).
+    /// </summary>
+    private sealed class MonitorBank(Transformer tf, LifelongMonitor monitor)
+    {
+        private readonly Dictionary<int, (int Applied, List<BankKey> Keys)> _byLayer = new();
+
+        public IReadOnlyList<BankKey> At(int layer, IReadOnlyList<EditRequest> applied)
+        {
+            var (done, keys) = _byLayer.TryGetValue(layer, out var c) ? c : (0, InterferenceMonitor.Bank(tf, monitor.Probes, monitor.Facts, layer).ToList());
+            if (done < applied.Count) keys.AddRange(InterferenceMonitor.Bank(tf, monitor.Probes, applied.Skip(done).ToList(), layer));
+            _byLayer[layer] = (applied.Count, keys);
+            return keys;
+        }
+
+        /// <summary>A delta at `layer` is about to be applied: the keys of every layer above it change.</summary>
+        public void Changed(int layer)
+        {
+            foreach (int l in _byLayer.Keys.Where(l => l > layer).ToList()) _byLayer.Remove(l);
+        }
     }
 
     /// <summary>
