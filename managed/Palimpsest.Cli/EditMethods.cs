@@ -124,14 +124,14 @@ internal sealed class EditMethod
         if (steps < 1) throw new CliUsageException($"hparams v_num_grad_steps must be >= 1 (got {steps})");
     }
 
-    private static string Where(string? file) => file is null ? "default hparams" : $"hparams file '{file}'";
+    internal static string Where(string? file) => file is null ? "default hparams" : $"hparams file '{file}'";
 
     /// <summary>
     /// The file's keys laid over the defaults' JSON, so that keys the file leaves out keep the method's
     /// defaults (the source-generated deserializer alone would leave them empty) and reference files
     /// with extra keys (mom2_dataset, rewrite_module_tmp, ...) still load.
     /// </summary>
-    private static string Merge(string defaultsJson, string? file)
+    internal static string Merge(string defaultsJson, string? file)
     {
         if (file is null) return defaultsJson;
         if (!File.Exists(file)) throw new FileNotFoundException($"hparams file '{file}' not found", file);

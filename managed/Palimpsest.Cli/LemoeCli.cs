@@ -1,4 +1,3 @@
-using System.Text.Json.Nodes;
 using Palimpsest.Editing;
 
 namespace Palimpsest.Cli;
@@ -8,16 +7,8 @@ internal static class LemoeCli
 {
     public static LemoeHparams Hparams(string? file, int[]? layers, int modelLayers)
     {
-        string json = "{}";
-        if (file is not null)
-        {
-            if (!File.Exists(file)) throw new FileNotFoundException($"hparams file '{file}' not found", file);
-            json = File.ReadAllText(file);
-            try { if (JsonNode.Parse(json) is not JsonObject) throw new CliUsageException($"hparams file '{file}': expected a JSON object"); }
-            catch (System.Text.Json.JsonException e) { throw new CliUsageException($"hparams file '{file}': malformed JSON ({e.Message.Split('\n')[0]})"); }
-        }
         LemoeHparams hp;
-        try { hp = LemoeHparams.FromJson(json, file is null ? "default hparams" : $"hparams file '{file}'"); }
+        try { hp = LemoeHparams.FromJson(EditMethod.Merge(new LemoeHparams().ToJson(), file), EditMethod.Where(file)); }
         catch (ArgumentException e) { throw new CliUsageException(e.Message); }
         if (layers is not null)
         {
