@@ -57,7 +57,7 @@ public sealed class Lemoe(LemoeHparams hparams, ITextTokenizer tokenizer) : IAda
         var hp = Hparams;
         var adaptor = AdaptorOf(tf, hp);
         var b = tf.Model.Backend;
-        int d = adaptor.DModel, f = adaptor.DFf, rank = adaptor.Rank, m = adaptor.RouterHidden, kd = adaptor.KeyDim;
+        int d = adaptor.DModel, f = adaptor.DFf, rank = adaptor.Rank, kd = adaptor.KeyDim;
 
         // the batch packed: prompt + target[:-1] per request; rows P−1+j predict target[j]
         var ids = new List<int>(); var lengths = new List<int>(); var rows = new List<int>(); var targets = new List<int>();
