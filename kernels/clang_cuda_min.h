@@ -29,3 +29,7 @@ static __device__ inline float __shfl_sync(unsigned mask, float v, int srcLane)
     asm("shfl.sync.idx.b32 %0, %1, %2, 0x1f, %3;" : "=f"(r) : "f"(v), "r"(srcLane), "r"(mask));
     return r;
 }
+static __device__ inline unsigned int atomicAdd(unsigned int* p, unsigned int v) { return (unsigned int)__nvvm_atom_add_gen_i((int*)p, (int)v); }
+static __device__ inline void __threadfence() { __nvvm_membar_gl(); }
+static __device__ inline int min(int a, int b) { return a < b ? a : b; }
+static __device__ inline int max(int a, int b) { return a > b ? a : b; }

@@ -1,6 +1,6 @@
 // Elementwise and row/column helpers: add, axpy, bias add, row sums, row get/add, dtype conversion,
 // random fill (benchmarks). All float32 unless the name says otherwise; n counts elements.
-#include "common.cuh"
+#include "activation_fns.cuh"
 
 // a, b, dst [n]; dst may alias a or b
 extern "C" __global__ void add_f32(const float* a, const float* b, float* dst, long long n)
@@ -18,6 +18,45 @@ extern "C" __global__ void axpy_f32(float alpha, const float* src, float* dst, l
 extern "C" __global__ void add_bias_f32(float* x, const void* bias, int dtype, long long rows, int cols)
 {
     FOR_N(i, rows * cols) x[i] += load_w(bias, dtype, i % cols);
+}
+
+// Epilogues of a linear layer whose product cuBLAS wrote into y (several rows: no gemv.cu),
+// in the order of the unfused ops.
+// y [rows, cols] = res + (y + bias): bias [cols] (dtype; null: none), res [rows, cols] (null: none)
+extern "C" __global__ void bias_residual_f32(float* y, const void* bias, int dtype, const float* res, long long rows, int cols)
+{
+    FOR_N(i, rows * cols)
+    {
+        float v = y[i];
+        if (bias) v += load_w(bias, dtype, i % cols);
+        if (res) v = res[i] + v;
+        y[i] = v;
+    }
+}
+
+// up [rows, cols] += bias [cols] (dtype; null: none); key [rows, cols] = act(up)
+extern "C" __global__ void bias_act_f32(float* up, const void* bias, int dtype, float* key, int act, long long rows, int cols)
+{
+    FOR_N(i, rows * cols)
+    {
+        float v = up[i];
+        if (bias) v += load_w(bias, dtype, i % cols);
+        up[i] = v;
+        key[i] = act_f(act, v);
+    }
+}
+
+// y_z [rows, n_z] += b_z [n_z] for z = blockIdx.y in {0, 1, 2} (b_z null: that one is left alone);
+// q, k and v's biases in one launch
+extern "C" __global__ void add_bias3_f32(float* y0, const void* b0, int n0, float* y1, const void* b1, int n1,
+    float* y2, const void* b2, int n2, int dtype, long long rows)
+{
+    const int z = blockIdx.y;
+    float* y = z == 0 ? y0 : (z == 1 ? y1 : y2);
+    const void* b = z == 0 ? b0 : (z == 1 ? b1 : b2);
+    const int n = z == 0 ? n0 : (z == 1 ? n1 : n2);
+    if (!b) return;
+    FOR_N(i, rows * n) y[i] += load_w(b, dtype, i % n);
 }
 
 // x [rows, cols] -> dst [cols] (+)= column sums; one thread per column, so no atomics and a fixed order

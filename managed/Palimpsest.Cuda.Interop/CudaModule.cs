@@ -47,9 +47,13 @@ public sealed class CudaModule : IDisposable
     }
 
     /// <summary>Launches <paramref name="kernel"/> with a (gx, gy) grid of bx-thread blocks.</summary>
-    public unsafe void Launch(string kernel, uint gx, uint gy, uint bx, uint sharedBytes, IntPtr stream, params ReadOnlySpan<KArg> args)
+    public void Launch(string kernel, uint gx, uint gy, uint bx, uint sharedBytes, IntPtr stream, params ReadOnlySpan<KArg> args) =>
+        Launch3D(kernel, gx, gy, 1, bx, sharedBytes, stream, args);
+
+    /// <summary>Launches <paramref name="kernel"/> with a (gx, gy, gz) grid of bx-thread blocks.</summary>
+    public unsafe void Launch3D(string kernel, uint gx, uint gy, uint gz, uint bx, uint sharedBytes, IntPtr stream, params ReadOnlySpan<KArg> args)
     {
-        if (gx == 0 || gy == 0) return; // empty tensors: nothing to do (the driver rejects 0-sized grids)
+        if (gx == 0 || gy == 0 || gz == 0) return; // empty tensors: nothing to do (the driver rejects 0-sized grids)
         var f = Function(kernel);
         long* vals = stackalloc long[Math.Max(1, args.Length)];
         void** ptrs = stackalloc void*[Math.Max(1, args.Length)];
@@ -58,8 +62,8 @@ public sealed class CudaModule : IDisposable
             vals[i] = args[i].Bits;
             ptrs[i] = &vals[i];
         }
-        CuDriver.Check(CuDriver.cuLaunchKernel(f, gx, gy, 1, bx, 1, 1, sharedBytes, stream, ptrs, null),
-            $"cuLaunchKernel({Name}.{kernel}, grid {gx}x{gy}, block {bx}, smem {sharedBytes})");
+        CuDriver.Check(CuDriver.cuLaunchKernel(f, gx, gy, gz, bx, 1, 1, sharedBytes, stream, ptrs, null),
+            $"cuLaunchKernel({Name}.{kernel}, grid {gx}x{gy}x{gz}, block {bx}, smem {sharedBytes})");
     }
 
     public void Dispose()

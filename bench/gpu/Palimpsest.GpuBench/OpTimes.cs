@@ -30,19 +30,33 @@ public static class OpTimes
         var logits = Rand(T, c.Vocab);
         var kAll = Rand(S, d); var vAll = Rand(S, d); var att = Rand(T, d);
         var mean = Rand(T); var rstd = Rand(T);
+        var y2 = Rand(T, d); var y3 = Rand(T, d); var res = Rand(T, d);
+        // what the forward runs per GPT-2 block (IFusedLinear): q, k, v in one call; o and down with
+        // bias and residual; up with bias and gelu. The unfused ops after them are for comparison.
         var ops = new List<(string, int, Action)>
         {
-            ($"matmul {T}x{d} . {d}x{d} (q, k, v, o)", 4, () => b.MatMul(x, false, bp.Wq, false, y)),
-            ($"matmul {T}x{d} . {d}x{f} (up)", 1, () => b.MatMul(x, false, bp.WUp, false, up)),
-            ($"matmul {T}x{f} . {f}x{d} (down)", 1, () => b.MatMul(key, false, bp.WDown, false, y)),
+            ($"linear3 {T}x{d} . 3 x {d}x{d} + bias (q, k, v)", 1, () => b.Linear3(x, bp.Wq, bp.Bq, y, bp.Wk, bp.Bk, y2, bp.Wv, bp.Bv, y3)),
+            ($"linear {T}x{d} . {d}x{d} + bias + residual (o)", 1, () => b.Linear(att, bp.Wo, bp.Bo, y, res)),
+            ($"linear+gelu {T}x{d} . {d}x{f} + bias (up)", 1, () => b.LinearAct(c.Act, x, bp.WUp, bp.BUp, up, key)),
+            ($"linear {T}x{f} . {f}x{d} + bias + residual (down)", 1, () => b.Linear(key, bp.WDown, bp.BDown, y, res)),
             ($"matmul {T}x{d} . head^T (logits, {c.Vocab})", 0, () => b.MatMul(x, false, p.Head, true, logits)),
-            ($"add_bias {T}x{d}", 4, () => b.AddBias(y, bp.Bq!)),
-            ($"add_bias {T}x{f}", 1, () => b.AddBias(up, bp.BUp!)),
             ($"layernorm {T}x{d}", 2, () => b.LayerNorm(x, bp.Ln1G, bp.Ln1B, c.NormEps, y, mean, rstd)),
             ($"attention T={T} S={S}, {c.Heads} heads", 1, () => b.Attention(x, kAll, vAll, c.Heads, c.KvHeads, c.HeadDim, att, null)),
-            ($"gelu {T}x{f}", 1, () => b.Activate(c.Act, up, key)),
-            ($"add {T}x{d}", 2, () => b.Add(x, att, y)),
+            ($"matmul {T}x{d} . {d}x{d} (not counted)", -1, () => b.MatMul(x, false, bp.Wq, false, y)),
+            ($"matmul {T}x{d} . {d}x{f} (not counted)", -1, () => b.MatMul(x, false, bp.WUp, false, up)),
+            ($"matmul {T}x{f} . {f}x{d} (not counted)", -1, () => b.MatMul(key, false, bp.WDown, false, y)),
+            ($"add_bias {T}x{d} (not counted)", -1, () => b.AddBias(y, bp.Bq!)),
+            ($"gelu {T}x{f} (not counted)", -1, () => b.Activate(c.Act, up, key)),
+            ($"add {T}x{d} (not counted)", -1, () => b.Add(x, att, y)),
         };
+        if (T == 1)
+        {
+            // cuBLAS for the one-row products (what gemv.cu replaced)
+            ops.Add(($"cuBLAS matmul 1x{d} . {d}x{d} (not counted)", -1, NoGemv(() => b.MatMul(x, false, bp.Wq, false, y))));
+            ops.Add(($"cuBLAS matmul 1x{d} . {d}x{f} (not counted)", -1, NoGemv(() => b.MatMul(x, false, bp.WUp, false, up))));
+            ops.Add(($"cuBLAS matmul 1x{f} . {f}x{d} (not counted)", -1, NoGemv(() => b.MatMul(key, false, bp.WDown, false, y))));
+            ops.Add(($"cuBLAS matmul 1x{d} . head^T (not counted)", -1, NoGemv(() => b.MatMul(x, false, p.Head, true, logits))));
+        }
         if (T == 1)
         {
             ops.Add(($"copy row 1x{d} (KV cache)", 2, () => b.CopyRows(x, 0, kAll, 5, 1)));
@@ -88,6 +102,12 @@ public static class OpTimes
             ops.Add(($"bwd packed attention T={T} (21 segments), kernels (not counted)", -1, With(AttentionPath.TiledKernel,
                 () => b.AttentionSegmentsBackward(dAtt, x, kAll, vAll, probs, lengths, c.Heads, c.KvHeads, c.HeadDim, dq, dk, dv))));
         }
+        Action NoGemv(Action op) => () =>
+        {
+            b.UseGemv = false;
+            try { op(); }
+            finally { b.UseGemv = true; }
+        };
         // an op run with one attention implementation forced (restored after, inside the recording too)
         Action With(AttentionPath path, Action op) => () =>
         {

@@ -109,6 +109,15 @@ foreach (var (storage, tf32) in new[] { (DType.F32, false), (DType.F16, false), 
         using (var graph = b.Capture(() => captured = tf.Forward(ids128)))
             Report($"{tag} forward 1x128, CUDA graph replay", Timing.MedianMs(graph.Launch, 5));
         captured?.Dispose();
+        // the same without IFusedLinear (separate bias, activation and residual kernels): run 6's forward
+        Unfused(tf, b, () =>
+        {
+            using (tf.Forward(ids128)) { }
+            ForwardResult? c2 = null;
+            using (var graph = b.Capture(() => c2 = tf.Forward(ids128)))
+                Report($"{tag} forward 1x128, CUDA graph replay, unfused (not counted)", Timing.MedianMs(graph.Launch, 5));
+            c2?.Dispose();
+        });
     });
 
     // 10x32: the ten sequences packed into one forward (Segments; PyTorch runs one [10, 32] batch),
@@ -180,6 +189,19 @@ foreach (var (storage, tf32) in new[] { (DType.F32, false), (DType.F16, false), 
                 b.Synchronize();
             }
             captured?.Dispose();
+            // the same step unfused, its one-row products through cuBLAS: run 6's decode step
+            Unfused(tf, b, () =>
+            {
+                cache.Reset();
+                using (tf.Forward(seqs[0], null, cache)) { }
+                using (tf.Forward([steps[0]], null, cache)) { }
+                cache.Reset();
+                using (tf.Forward(seqs[0], null, cache)) { }
+                ForwardResult? c2 = null;
+                using (var graph = b.Capture(() => c2 = tf.Forward([steps[0]], null, cache)))
+                    Report($"{tag} decode ms/token, CUDA graph replay, unfused cuBLAS (not counted)", Timing.MedianMs(() => { for (int i = 0; i < steps.Length; i++) graph.Launch(); }, 3) / steps.Length);
+                c2?.Dispose();
+            });
         });
 
         Section($"{tag} decode ops", () =>
@@ -255,3 +277,12 @@ WriteJson();
 return 0;
 
 static string Q(string s) => "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\"";
+
+// Runs body with the forward unfused (no IFusedLinear, one-row products through cuBLAS), then restores both.
+static void Unfused(Transformer tf, CudaBackend b, Action body)
+{
+    tf.UseFusedLinear = false;
+    b.UseGemv = false;
+    try { body(); }
+    finally { tf.UseFusedLinear = true; b.UseGemv = true; }
+}

@@ -231,3 +231,29 @@ public interface IReplayable : IDisposable
 {
     void Launch();
 }
+
+/// <summary>
+/// Optional capability of a backend where a kernel launch costs more than the arithmetic around
+/// it (CUDA): linear layers with their epilogues fused. Each op computes what the composition in
+/// its comment computes, in the same order (the transformer runs that composition on backends
+/// without this interface), and tests hold the two together.
+/// </summary>
+public interface IFusedLinear
+{
+    /// <summary>
+    /// y [T, out] = residual [T, out] + (x [T, in] · w [in, out] + b [out]); residual and b optional.
+    /// Composition: MatMul(x, w, y); AddBias(y, b); Add(residual, y, y). y must not alias x or residual.
+    /// </summary>
+    void Linear(Tensor x, Tensor w, Tensor? b, Tensor y, Tensor? residual = null);
+
+    /// <summary>
+    /// up [T, f] = x [T, in] · w [in, f] + b [f]; key [T, f] = act(up). Composition: MatMul, AddBias, Activate.
+    /// </summary>
+    void LinearAct(Activation act, Tensor x, Tensor w, Tensor? b, Tensor up, Tensor key);
+
+    /// <summary>
+    /// y_i [T, out_i] = x [T, in] · w_i [in, out_i] + b_i [out_i] for three weights reading one input
+    /// (query, key and value). Composition: three MatMul + AddBias.
+    /// </summary>
+    void Linear3(Tensor x, Tensor w0, Tensor? b0, Tensor y0, Tensor w1, Tensor? b1, Tensor y1, Tensor w2, Tensor? b2, Tensor y2);
+}

@@ -86,6 +86,7 @@ public sealed class Transformer : IDisposable
             if (iv.Delta.Length != d) throw new ArgumentException($"intervention vector {iv.Delta} is not [{d}]");
         }
         bool keep = o.KeepForBackward;
+        var fused = UseFusedLinear ? B as IFusedLinear : null;
         var keysAt = new HashSet<int>(o.CaptureKeysAt ?? []);
         var temps = new List<Tensor>();
         // keep: fresh tensors owned by the tape; inference: the reusable scratch slot
@@ -125,9 +126,14 @@ public sealed class Transformer : IDisposable
             // attention branch: aIn = norm1(x); q, k, v = aIn·W + b; rotary; attention; · Wo + bo
             bt.AIn = New("aIn", T, d); bt.Mean1 = New("mean1", T); bt.Rstd1 = New("rstd1", T);
             Norm(x, bp.Ln1G, bp.Ln1B, bt.AIn, bt.Mean1, bt.Rstd1);
-            bt.Q = Linear(bt.AIn, bp.Wq, bp.Bq, New("q", T, C.QDim));
-            bt.K = Linear(bt.AIn, bp.Wk, bp.Bk, New("k", T, C.KvDim));
-            bt.V = Linear(bt.AIn, bp.Wv, bp.Bv, New("v", T, C.KvDim));
+            bt.Q = New("q", T, C.QDim); bt.K = New("k", T, C.KvDim); bt.V = New("v", T, C.KvDim);
+            if (fused is not null) fused.Linear3(bt.AIn, bp.Wq, bp.Bq, bt.Q, bp.Wk, bp.Bk, bt.K, bp.Wv, bp.Bv, bt.V);
+            else
+            {
+                Linear(bt.AIn, bp.Wq, bp.Bq, bt.Q);
+                Linear(bt.AIn, bp.Wk, bp.Bk, bt.K);
+                Linear(bt.AIn, bp.Wv, bp.Bv, bt.V);
+            }
             bt.Att = New("att", T, C.QDim);
             if (segs is not null) AttendSegments(bt, segs, keep ? temps : null);
             else
@@ -144,8 +150,14 @@ public sealed class Transformer : IDisposable
                 bt.Probs = keep ? New("probs", C.Heads, T, T) : null!;
                 B.Attention(bt.Q, kAll, vAll, C.Heads, C.KvHeads, C.HeadDim, bt.Att, keep ? bt.Probs : null);
             }
-            var attnOut = Linear(bt.Att, bp.Wo, bp.Bo, New("attnOut", T, d));
-            Apply(interventions, l, InterventionSite.AttnOutput, attnOut);
+            // sequential blocks with nothing to do on attn_out fuse it into h = x + attn_out
+            bool fuseO = fused is not null && !C.ParallelResidual && !At(interventions, l, InterventionSite.AttnOutput);
+            Tensor? attnOut = null;
+            if (!fuseO)
+            {
+                attnOut = Linear(bt.Att, bp.Wo, bp.Bo, New("attnOut", T, d));
+                Apply(interventions, l, InterventionSite.AttnOutput, attnOut);
+            }
 
             // MLP input: parallel blocks read x (GPT-J: the same norm), sequential ones x + attn.
             Tensor residual;
@@ -158,31 +170,43 @@ public sealed class Transformer : IDisposable
             else
             {
                 bt.H = New("h", T, d);
-                B.Add(x, attnOut, bt.H);
+                if (fuseO) fused!.Linear(bt.Att, bp.Wo, bp.Bo, bt.H, residual: x);
+                else B.Add(x, attnOut!, bt.H);
                 residual = bt.H;
                 bt.MIn = New("mIn", T, d); bt.Mean2 = New("mean2", T); bt.Rstd2 = New("rstd2", T);
                 Norm(bt.H, bp.Ln2G!, bp.Ln2B, bt.MIn, bt.Mean2, bt.Rstd2);
             }
 
             // MLP: key = act(mIn·WUp + b) or silu(mIn·WGate)·(mIn·WUp); out = key·WDown + b
-            bt.Up = Linear(bt.MIn, bp.WUp, bp.BUp, New("up", T, f));
+            bt.Up = New("up", T, f);
             bt.Key = keysAt.Contains(l) ? B.Zeros(T, f) : New("key", T, f);
             if (C.GatedMlp)
             {
+                Linear(bt.MIn, bp.WUp, bp.BUp, bt.Up);
                 bt.Gate = Linear(bt.MIn, bp.WGate!, null, New("gate", T, f));
                 B.SiluMul(bt.Gate, bt.Up, bt.Key);
             }
-            else B.Activate(C.Act, bt.Up, bt.Key);
+            else if (fused is not null) fused.LinearAct(C.Act, bt.MIn, bp.WUp, bp.BUp, bt.Up, bt.Key);
+            else
+            {
+                Linear(bt.MIn, bp.WUp, bp.BUp, bt.Up);
+                B.Activate(C.Act, bt.Up, bt.Key);
+            }
             if (keysAt.Contains(l)) keys[l] = bt.Key;
-            var mlpOut = Linear(bt.Key, bp.WDown, bp.BDown, New("mlpOut", T, d));
-            if (Adaptor is { } adaptor && adaptor.Layer == l)
-                adaptor.Apply(B, cache is null ? [] : cache.Tokens.AsSpan(0, pos0), ids, segs?.Lengths, bt.Key, mlpOut);
-            Apply(interventions, l, InterventionSite.MlpOutput, mlpOut);
-
-            // x_{l+1} = residual + mlp_out (+ attn_out when parallel)
+            // x_{l+1} = residual + mlp_out (+ attn_out when parallel); fused when nothing acts on mlp_out
             var next = New((l + 1) % 2 == 0 ? "x0" : "x1", T, d);
-            B.Add(residual, mlpOut, next);
-            if (C.ParallelResidual) B.Add(next, attnOut, next);
+            bool adaptorHere = Adaptor is { } ad && ad.Layer == l;
+            if (fused is not null && !C.ParallelResidual && !adaptorHere && !At(interventions, l, InterventionSite.MlpOutput))
+                fused.Linear(bt.Key, bp.WDown, bp.BDown, next, residual);
+            else
+            {
+                var mlpOut = Linear(bt.Key, bp.WDown, bp.BDown, New("mlpOut", T, d));
+                if (adaptorHere)
+                    Adaptor!.Apply(B, cache is null ? [] : cache.Tokens.AsSpan(0, pos0), ids, segs?.Lengths, bt.Key, mlpOut);
+                Apply(interventions, l, InterventionSite.MlpOutput, mlpOut);
+                B.Add(residual, mlpOut, next);
+                if (C.ParallelResidual) B.Add(next, attnOut!, next);
+            }
             Apply(interventions, l, InterventionSite.BlockOutput, next);
             if (tape is not null) tape.Blocks[l] = bt;
             x = next;
@@ -519,6 +543,15 @@ public sealed class Transformer : IDisposable
         B.Rope(q, C.Heads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, pos0, inverse);
         B.Rope(k, C.KvHeads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, pos0, inverse);
     }
+
+    private static bool At(IReadOnlyList<Intervention> interventions, int layer, InterventionSite site)
+    {
+        foreach (var iv in interventions) if (iv.Layer == layer && iv.Site == site) return true;
+        return false;
+    }
+
+    /// <summary>Use the backend's <see cref="IFusedLinear"/> when it has one (tests turn it off to compare).</summary>
+    internal bool UseFusedLinear { get; set; } = true;
 
     // x [T, d]: row Position += Delta (or = Delta when Replace) for the interventions at (layer, site)
     private void Apply(IReadOnlyList<Intervention> interventions, int layer, InterventionSite site, Tensor x)

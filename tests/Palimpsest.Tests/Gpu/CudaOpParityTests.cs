@@ -88,6 +88,87 @@ public class CudaOpParityTests
         p.Check(dx, tol, $"dy.W^T {storage}");
     }
 
+    // IFusedLinear against the reference's composition (MatMul, AddBias, Add / Activate). One row
+    // goes through gemv.cu: in = 1601 splits K over blocks, out = 1000 takes the 16-byte loads,
+    // out = 45 / 21 the element-wise path; 13 rows go through cuBLAS and the epilogue kernels.
+    [Theory]
+    [InlineData(DType.F32, 1, 1601, 1000, 1e-5)]
+    [InlineData(DType.F16, 1, 1601, 1000, 1e-3)]
+    [InlineData(DType.BF16, 1, 1601, 1000, 1e-2)]
+    [InlineData(DType.F16, 1, 67, 45, 1e-3)]
+    [InlineData(DType.BF16, 1, 67, 45, 1e-2)]
+    [InlineData(DType.F32, 13, 67, 45, 1e-5)]
+    [InlineData(DType.F16, 13, 67, 1000, 1e-3)]
+    public void Fused_linear_ops_match_their_composition(DType storage, int rows, int din, int dout, double tol)
+    {
+        using var p = new OpPair(storage);
+        var x = p.Rand(rows, din);
+        var w = p.Weight([din, dout], -0.2, 0.2);
+        var bias = p.Weight([dout]);
+        var res = p.Rand(rows, dout);
+        IFusedLinear f = p.G;
+
+        var y = p.Zeros(rows, dout);
+        p.R.MatMul(x.R, false, w.R, false, y.R); p.R.AddBias(y.R, bias.R); p.R.Add(res.R, y.R, y.R);
+        f.Linear(x.G, w.G, bias.G, y.G, res.G);
+        p.Check(y, tol, $"Linear + bias + residual, {rows} x {din} . {din} x {dout}");
+
+        var y2 = p.Rand(rows, dout); // garbage in y: the op overwrites it
+        p.R.MatMul(x.R, false, w.R, false, y2.R);
+        f.Linear(x.G, w.G, null, y2.G);
+        p.Check(y2, tol, "Linear, no bias, no residual");
+
+        var up = p.Zeros(rows, dout);
+        var key = p.Zeros(rows, dout);
+        p.R.MatMul(x.R, false, w.R, false, up.R); p.R.AddBias(up.R, bias.R); p.R.Activate(Activation.GeluTanh, up.R, key.R);
+        f.LinearAct(Activation.GeluTanh, x.G, w.G, bias.G, up.G, key.G);
+        p.Check(up, tol, "LinearAct up");
+        p.Check(key, tol, "LinearAct key");
+
+        // three weights of different widths on one input (grouped heads: k and v narrower than q)
+        int dkv = Math.Max(1, dout / 3 + 5);
+        var wk = p.Weight([din, dkv], -0.2, 0.2);
+        var wv = p.Weight([din, dkv], -0.2, 0.2);
+        var bv = p.Weight([dkv]);
+        var q = p.Zeros(rows, dout); var k = p.Zeros(rows, dkv); var v = p.Zeros(rows, dkv);
+        p.R.MatMul(x.R, false, w.R, false, q.R); p.R.AddBias(q.R, bias.R);
+        p.R.MatMul(x.R, false, wk.R, false, k.R);
+        p.R.MatMul(x.R, false, wv.R, false, v.R); p.R.AddBias(v.R, bv.R);
+        f.Linear3(x.G, w.G, bias.G, q.G, wk.G, null, k.G, wv.G, bv.G, v.G);
+        p.Check(q, tol, "Linear3 q");
+        p.Check(k, tol, "Linear3 k (no bias)");
+        p.Check(v, tol, "Linear3 v");
+    }
+
+    // One-row MatMul (gemv.cu): x . W, x . W^T (a tied head, K % 8 == 0 and not), accumulating into
+    // a tensor whose zero-fill is still pending, and the result identical bit for bit when repeated.
+    [Theory]
+    [InlineData(DType.F32, 1e-5)]
+    [InlineData(DType.F16, 1e-3)]
+    [InlineData(DType.BF16, 1e-2)]
+    public void One_row_matmul_matches_and_repeats_bit_for_bit(DType storage, double tol)
+    {
+        using var p = new OpPair(storage);
+        foreach (int k in new[] { 1600, 67 })
+        {
+            var x = p.Rand(1, k);
+            var head = p.Weight([V, k], -0.2, 0.2);
+            var logits = p.Rand(1, V);
+            p.R.MatMul(x.R, false, head.R, true, logits.R, accumulate: true);
+            p.G.MatMul(x.G, false, head.G, true, logits.G, accumulate: true);
+            p.Check(logits, tol, $"x . head^T accumulate, K = {k}");
+
+            var w = p.Weight([k, 2056], -0.2, 0.2);
+            var y = p.Zeros(1, 2056); // Zeros defers its fill: accumulate must settle it
+            p.R.MatMul(x.R, false, w.R, false, y.R, accumulate: true);
+            p.G.MatMul(x.G, false, w.G, false, y.G, accumulate: true);
+            p.Check(y, tol, $"x . W accumulate into fresh zeros, K = {k}");
+            var first = p.HostG(y.G);
+            p.G.MatMul(x.G, false, w.G, false, y.G);
+            Assert.Equal(first, p.HostG(y.G)); // split-K partials summed in a fixed order
+        }
+    }
+
     [Fact]
     public void Bias_row_sums_add_axpy_and_rows()
     {

@@ -20,6 +20,14 @@ public sealed partial class CudaBackend
         if (m == 0 || n == 0) return;
         if (k == 0) { if (!accumulate) Zero(cc); return; }
 
+        // one row times a weight (a decode step): gemv.cu streams the weight once, x stays float32
+        if (m == 1 && !transA && ca.DType == DType.F32 && UseGemv)
+        {
+            if (transB) GemvTransposed(ca, cb, cc, accumulate);
+            else Gemv(ca, [(cb, null, cc)], accumulate ? cc : null, null, Activation.GeluTanh);
+            return;
+        }
+
         int opA = transA ? Cublas.CUBLAS_OP_T : Cublas.CUBLAS_OP_N;
         int opB = transB ? Cublas.CUBLAS_OP_T : Cublas.CUBLAS_OP_N;
         int lda = transA ? m : k, ldb = transB ? k : n;

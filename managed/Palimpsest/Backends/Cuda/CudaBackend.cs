@@ -40,6 +40,7 @@ public sealed partial class CudaBackend : IBackend
             KeepPoolMemory();
             _k = new KernelModules();
             _blas = new CublasHandle(null, allowTf32);
+            InitGemv();
         }
         catch
         {
@@ -312,6 +313,7 @@ public sealed partial class CudaBackend : IBackend
             _disposed = true;
         }
         _blasWorkspace?.Dispose();
+        DisposeGemv();
         _blas.Dispose();
         _k.Dispose();
         _ctx.Dispose();

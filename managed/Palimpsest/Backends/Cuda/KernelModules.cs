@@ -10,7 +10,7 @@ namespace Palimpsest.Backends.Cuda;
 /// </summary>
 internal sealed class KernelModules : IDisposable
 {
-    public static readonly string[] Names = ["activations", "attention", "elementwise", "embedding", "losses", "norms", "rotary"];
+    public static readonly string[] Names = ["activations", "attention", "elementwise", "embedding", "gemv", "losses", "norms", "rotary"];
 
     public KernelModules()
     {
@@ -18,6 +18,7 @@ internal sealed class KernelModules : IDisposable
         Attention = Load("attention");
         Elementwise = Load("elementwise");
         Embedding = Load("embedding");
+        Gemv = Load("gemv");
         Losses = Load("losses");
         Norms = Load("norms");
         Rotary = Load("rotary");
@@ -27,6 +28,7 @@ internal sealed class KernelModules : IDisposable
     public CudaModule Attention { get; }
     public CudaModule Elementwise { get; }
     public CudaModule Embedding { get; }
+    public CudaModule Gemv { get; }
     public CudaModule Losses { get; }
     public CudaModule Norms { get; }
     public CudaModule Rotary { get; }
@@ -50,6 +52,7 @@ internal sealed class KernelModules : IDisposable
         Attention.Dispose();
         Elementwise.Dispose();
         Embedding.Dispose();
+        Gemv.Dispose();
         Losses.Dispose();
         Norms.Dispose();
         Rotary.Dispose();

@@ -1,0 +1,187 @@
+using Palimpsest.Cuda.Interop;
+using Palimpsest.Tensors;
+
+namespace Palimpsest.Backends.Cuda;
+
+// IFusedLinear: linear layers with their epilogues fused. One input row (a decode step) goes
+// through kernels/gemv.cu, one launch per layer call; several rows through cuBLAS plus one
+// epilogue kernel (kernels/elementwise.cu) instead of two or three.
+public sealed partial class CudaBackend : IFusedLinear
+{
+    // gemv.cu's split-K scratch, allocated with the backend so that graph captures never need it:
+    // partials [Z, S, N] and one ticket counter per (matrix, column tile), zero between launches.
+    private const long GemvPartialFloats = 4L << 20; // 16 MiB
+    private const int GemvCounters = 4096;
+    private const int GemvCols = 256;                // kernels/gemv.cu GEMV_COLS
+    private DeviceBuffer? _gemvPartials, _gemvCounters;
+
+    private void InitGemv()
+    {
+        _gemvPartials = new DeviceBuffer(GemvPartialFloats * 4);
+        _gemvCounters = new DeviceBuffer(GemvCounters * 4);
+        CuDriver.Check(CuDriver.cuMemsetD32_v2(_gemvCounters.Ptr, 0, GemvCounters), "cuMemsetD32_v2(gemv counters)");
+    }
+
+    private void DisposeGemv()
+    {
+        _gemvPartials?.Dispose();
+        _gemvCounters?.Dispose();
+    }
+
+    /// <summary>Use gemv.cu for one-row products (on by default; off: cuBLAS, for comparisons).</summary>
+    internal bool UseGemv { get; set; } = true;
+
+    // y [T, out] = residual + (x [T, in] · w [in, out] + b)
+    public void Linear(Tensor x, Tensor w, Tensor? b, Tensor y, Tensor? residual = null)
+    {
+        var (cx, cw, cy) = CheckLinear("Linear", x, w, b, y);
+        if (residual is not null)
+        {
+            var cr = F(residual, "residual");
+            if (cr.Rows != cy.Rows || cr.Cols != cy.Cols) throw new ArgumentException($"Linear: residual {cr} is not shaped like y {cy}");
+            if (cr.RawPtr == cy.RawPtr) throw new ArgumentException("Linear: y must not alias residual");
+        }
+        if (GemvApplies(cx, cw))
+        {
+            Gemv(cx, [(cw, b, cy)], residual, null, Activation.GeluTanh);
+            return;
+        }
+        MatMul(x, false, w, false, y);
+        if (residual is null)
+        {
+            if (b is not null) AddBias(y, b);
+            return;
+        }
+        var cb = b is null ? null : C(b, "b");
+        LaunchN(_k.Elementwise, "bias_residual_f32", cy.Length, cy.Ptr, cb?.Ptr ?? 0UL, cb is null ? 0 : DTypeCode(cb.DType),
+            F(residual, "residual").Ptr, (long)cy.Rows, cy.Cols);
+    }
+
+    // up [T, f] = x · w + b; key = act(up)
+    public void LinearAct(Activation act, Tensor x, Tensor w, Tensor? b, Tensor up, Tensor key)
+    {
+        var (cx, cw, cu) = CheckLinear("LinearAct", x, w, b, up);
+        SameLength(up, key, "LinearAct");
+        var ck = F(key, "key");
+        if (ck.RawPtr == cu.RawPtr) throw new ArgumentException("LinearAct: key must not alias up");
+        if (GemvApplies(cx, cw))
+        {
+            Gemv(cx, [(cw, b, cu)], null, ck, act);
+            return;
+        }
+        MatMul(x, false, w, false, up);
+        var cb = b is null ? null : C(b, "b");
+        LaunchN(_k.Elementwise, "bias_act_f32", cu.Length, cu.Ptr, cb?.Ptr ?? 0UL, cb is null ? 0 : DTypeCode(cb.DType),
+            ck.OverwritePtr, (int)act, (long)cu.Rows, cu.Cols);
+    }
+
+    // y_i = x · w_i + b_i, i = 0, 1, 2
+    public void Linear3(Tensor x, Tensor w0, Tensor? b0, Tensor y0, Tensor w1, Tensor? b1, Tensor y1, Tensor w2, Tensor? b2, Tensor y2)
+    {
+        var m0 = CheckLinear("Linear3 (0)", x, w0, b0, y0);
+        var m1 = CheckLinear("Linear3 (1)", x, w1, b1, y1);
+        var m2 = CheckLinear("Linear3 (2)", x, w2, b2, y2);
+        var cx = m0.X;
+        if (m1.W.DType != m0.W.DType || m2.W.DType != m0.W.DType)
+            throw new ArgumentException($"Linear3: weights of different types ({m0.W}, {m1.W}, {m2.W})");
+        if (GemvApplies(cx, m0.W))
+        {
+            Gemv(cx, [(m0.W, b0, m0.Y), (m1.W, b1, m1.Y), (m2.W, b2, m2.Y)], null, null, Activation.GeluTanh);
+            return;
+        }
+        // cuBLAS: a narrow weight wants x narrowed; do it once for the three products
+        using var narrowed = m0.W.DType == DType.F32 ? null : NarrowCopy(cx, m0.W.DType);
+        var input = (Tensor?)narrowed ?? x;
+        MatMul(input, false, w0, false, y0);
+        MatMul(input, false, w1, false, y1);
+        MatMul(input, false, w2, false, y2);
+        var bs = new[] { b0, b1, b2 };
+        var present = bs.Where(t => t is not null).Select(t => C(t!, "b")).ToArray();
+        if (present.Length == 0) return;
+        if (present.Any(t => t.DType != present[0].DType)) throw new ArgumentException("Linear3: biases of different types");
+        int nMax = Math.Max(m0.Y.Cols, Math.Max(m1.Y.Cols, m2.Y.Cols));
+        long blocks = Math.Min(((long)cx.Rows * nMax + Block - 1) / Block, 1 << 20);
+        Bind();
+        _k.Elementwise.Launch("add_bias3_f32", (uint)blocks, 3, Block, 0, Stream,
+            m0.Y.Ptr, b0 is null ? 0UL : C(b0, "b0").Ptr, m0.Y.Cols,
+            m1.Y.Ptr, b1 is null ? 0UL : C(b1, "b1").Ptr, m1.Y.Cols,
+            m2.Y.Ptr, b2 is null ? 0UL : C(b2, "b2").Ptr, m2.Y.Cols,
+            DTypeCode(present[0].DType), (long)cx.Rows);
+    }
+
+    // x [T, in] float32, w [in, out], b [out] (optional), y [T, out] float32
+    private static (CudaTensor X, CudaTensor W, CudaTensor Y) CheckLinear(string op, Tensor x, Tensor w, Tensor? b, Tensor y)
+    {
+        var cx = F(x, "x");
+        var cw = C(w, "w");
+        var cy = F(y, "y");
+        if (cw.Shape.Length != 2 || cx.Cols != cw.Rows || cy.Rows != cx.Rows || cy.Cols != cw.Cols)
+            throw new ArgumentException($"{op}: x {cx} . w {cw} -> y {cy}");
+        if (b is not null && C(b, "b").Length != cw.Cols) throw new ArgumentException($"{op}: bias {b} is not [{cw.Cols}]");
+        if (cx.RawPtr == cy.RawPtr) throw new ArgumentException($"{op}: y must not alias x");
+        return (cx, cw, cy);
+    }
+
+    private bool GemvApplies(CudaTensor x, CudaTensor w) => UseGemv && x.Rows == 1 && x.Cols > 0 && w.Cols > 0;
+
+    /// <summary>
+    /// y_z [1, N_z] = x [1, K] · W_z [K, N_z] + b_z for up to three weights in one launch of
+    /// gemv_xw; for z = 0 also + residual and key = act(y). Splits K so that about two blocks
+    /// per SM run.
+    /// </summary>
+    private void Gemv(CudaTensor x, ReadOnlySpan<(CudaTensor W, Tensor? B, CudaTensor Y)> mats, Tensor? residual, CudaTensor? key, Activation act)
+    {
+        int K = x.Cols, Z = mats.Length;
+        var dt = mats[0].W.DType;
+        string kernel = dt switch { DType.F16 => "gemv_xw_f16", DType.BF16 => "gemv_xw_bf16", _ => "gemv_xw_f32" };
+        int align = dt == DType.F32 ? 32 : 16;
+        bool vec = true;
+        // the residual's address first: it may be y itself (MatMul's accumulate), whose pending
+        // zero-fill must then be done, not dropped by y's OverwritePtr below
+        ulong rp = residual is null ? 0UL : F(residual, "residual").Ptr;
+        int nMax = 0, bdt = 0;
+        var w = new ulong[3]; var bp = new ulong[3]; var yp = new ulong[3]; var n = new int[3];
+        for (int z = 0; z < Z; z++)
+        {
+            var (cw, b, cy) = mats[z];
+            w[z] = cw.Ptr; n[z] = cw.Cols; yp[z] = cy.RawPtr == rp ? cy.Ptr : cy.OverwritePtr;
+            if (b is not null)
+            {
+                var cb = C(b, "b");
+                bp[z] = cb.Ptr;
+                bdt = DTypeCode(cb.DType);
+            }
+            vec &= cw.Cols % 8 == 0 && w[z] % (ulong)align == 0;
+            nMax = Math.Max(nMax, cw.Cols);
+        }
+        for (int z = 0; z < Z; z++)
+            if (mats[z].B is { } b && DTypeCode(b.DType) != bdt) throw new ArgumentException("Gemv: biases of different types");
+
+        int colBlocks = (nMax + GemvCols - 1) / GemvCols;
+        int target = 2 * Math.Max(1, Device.Multiprocessors);
+        int splits = (target + colBlocks * Z - 1) / (colBlocks * Z);
+        splits = Math.Clamp(splits, 1, Math.Max(1, Math.Min(64, K / 32))); // at least 32 rows (4 per warp) per split
+        while (splits > 1 && (long)Z * splits * nMax > GemvPartialFloats) splits--;
+        if (Z * colBlocks > GemvCounters) splits = 1;
+        Bind();
+        _k.Gemv.Launch3D(kernel, (uint)colBlocks, (uint)splits, (uint)Z, Block, 0, Stream,
+            x.Ptr, K, w[0], w[1], w[2], bp[0], bp[1], bp[2], bdt, yp[0], yp[1], yp[2], n[0], n[1], n[2],
+            rp, key is null ? 0UL : key.OverwritePtr, (int)act,
+            _gemvPartials!.Ptr, _gemvCounters!.Ptr, vec ? 1 : 0);
+    }
+
+    /// <summary>c [1, N] = a [1, K] · b^T, b [N, K] narrow or float32 (a tied head in a decode step): gemv_wt.</summary>
+    private void GemvTransposed(CudaTensor a, CudaTensor b, CudaTensor c, bool accumulate)
+    {
+        int K = a.Cols, N = b.Rows;
+        string kernel = b.DType switch { DType.F16 => "gemv_wt_f16", DType.BF16 => "gemv_wt_bf16", _ => "gemv_wt_f32" };
+        int align = b.DType == DType.F32 ? 32 : 16;
+        bool vec = K % 8 == 0 && b.Ptr % (ulong)align == 0 && a.Ptr % 32 == 0;
+        long blocks = ((long)N * 32 + Block - 1) / Block;
+        Bind();
+        // accumulate: c = c + a . b^T, the residual operand of the epilogue
+        ulong cp = accumulate ? c.Ptr : c.OverwritePtr;
+        _k.Gemv.Launch(kernel, (uint)blocks, 1, Block, 0, Stream,
+            a.Ptr, b.Ptr, K, N, 0UL, 0, accumulate ? cp : 0UL, cp, 0UL, 0, vec ? 1 : 0);
+    }
+}
