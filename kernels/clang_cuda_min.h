@@ -3,7 +3,11 @@
 #define __shared__ __attribute__((shared))
 #define __forceinline__ __attribute__((always_inline))
 #include <__clang_cuda_builtin_vars.h>
-extern "C" __device__ void __syncthreads() __asm__("llvm.nvvm.barrier0");
+// The barrier as inline PTX with a memory clobber instead of clang's __syncthreads builtin: LLVM
+// does not count that builtin as touching a __shared__ variable whose address never escapes, and
+// hoisted a read of one above the barrier (gemv.cu's "last block" flag, run 7a on the H100).
+static __device__ inline void palimpsest_bar_sync() { __asm__ volatile("bar.sync 0;" ::: "memory"); }
+#define __syncthreads() palimpsest_bar_sync()
 static __device__ inline float expf(float x) { return __nvvm_ex2_approx_f(x * 1.4426950408889634f); }
 // ---- additions for Palimpsest's kernels (clang-14 has no libdevice here: NVVM builtins only) ----
 // Correctly rounded where the reference comparison needs it (sqrt, division); approximate

@@ -10,6 +10,7 @@
 
 #define GEMV_COLS 256 // columns per block of gemv_xw: 32 lanes x 8 adjacent columns
 #define GEMV_ROWS 8   // warps per block of gemv_xw; warp r takes rows r, r + 8, ... of its K range
+#define GEMV_BATCH 8  // rows per warp whose loads are in flight together
 
 struct __attribute__((aligned(16))) gemv_u32x4 { unsigned int x, y, z, w; };
 struct __attribute__((aligned(16))) gemv_f32x4 { float x, y, z, w; };
@@ -93,28 +94,30 @@ static __device__ __forceinline__ void gemv_xw(const float* x, int K,
     {
         if (vec)
         {
-            // four rows' loads issued before their FMAs: a warp keeps 4 x 512 bytes in flight
-            int k = k0 + row;
-            for (; k + 3 * GEMV_ROWS < k1; k += 4 * GEMV_ROWS)
+            // GEMV_BATCH rows' loads issued before their FMAs (rows past k1 read as 0): a warp keeps
+            // GEMV_BATCH x 512 bytes in flight, which is what streaming from HBM needs
+            for (int k = k0 + row; k < k1; k += GEMV_BATCH * GEMV_ROWS)
             {
-                float w[4][8];
+                float w[GEMV_BATCH][8];
 #pragma unroll
-                for (int u = 0; u < 4; u++) load8<DT>(W, (long long)(k + u * GEMV_ROWS) * N + c0, w[u]);
-#pragma unroll
-                for (int u = 0; u < 4; u++)
+                for (int u = 0; u < GEMV_BATCH; u++)
                 {
-                    const float xv = x[k + u * GEMV_ROWS];
+                    const int kk = k + u * GEMV_ROWS;
+                    if (kk < k1) load8<DT>(W, (long long)kk * N + c0, w[u]);
+                    else
+                    {
+#pragma unroll
+                        for (int j = 0; j < 8; j++) w[u][j] = 0.0f;
+                    }
+                }
+#pragma unroll
+                for (int u = 0; u < GEMV_BATCH; u++)
+                {
+                    const int kk = k + u * GEMV_ROWS;
+                    const float xv = kk < k1 ? x[kk] : 0.0f;
 #pragma unroll
                     for (int j = 0; j < 8; j++) acc[j] += xv * w[u][j];
                 }
-            }
-            for (; k < k1; k += GEMV_ROWS)
-            {
-                float w[8];
-                load8<DT>(W, (long long)k * N + c0, w);
-                const float xv = x[k];
-#pragma unroll
-                for (int j = 0; j < 8; j++) acc[j] += xv * w[j];
             }
         }
         else
@@ -150,8 +153,18 @@ static __device__ __forceinline__ void gemv_xw(const float* x, int K,
     if (!last) return;
     if (c < N)
     {
+        // eight partials' loads in flight at a time (one after another they cost S L2 round trips)
         float v = 0.0f;
-        for (int t = 0; t < S; t++) v += load_cg(part + (long long)t * N + c);
+        int t = 0;
+        for (; t + 8 <= S; t += 8)
+        {
+            float q[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++) q[u] = load_cg(part + (long long)(t + u) * N + c);
+#pragma unroll
+            for (int u = 0; u < 8; u++) v += q[u];
+        }
+        for (; t < S; t++) v += load_cg(part + (long long)t * N + c);
         gemv_epilogue(v, c, bias, bdt, res, y, key, act);
     }
     if (threadIdx.x == 0) *counter = 0u; // ready for the next launch (stream order)

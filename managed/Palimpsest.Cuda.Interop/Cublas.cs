@@ -30,6 +30,11 @@ public static unsafe partial class Cublas
         void* alpha, ulong a, int aType, int lda, ulong b, int bType, int ldb, void* beta, ulong c, int cType, int ldc,
         int computeType, int algo);
 
+    /// <summary>batch products whose operands are arrays (in device memory) of device pointers</summary>
+    [LibraryImport(Lib)] public static partial int cublasGemmBatchedEx(IntPtr handle, int transa, int transb, int m, int n, int k,
+        void* alpha, ulong aArray, int aType, int lda, ulong bArray, int bType, int ldb, void* beta, ulong cArray, int cType, int ldc,
+        int batchCount, int computeType, int algo);
+
     public const int CUBLAS_OP_N = 0, CUBLAS_OP_T = 1;
     public const int CUBLAS_FILL_MODE_LOWER = 0, CUBLAS_FILL_MODE_UPPER = 1;
     /// <summary>Default math: no TF32 for float32 GEMMs (unless NVIDIA_TF32_OVERRIDE says otherwise).</summary>

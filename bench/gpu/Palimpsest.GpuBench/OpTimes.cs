@@ -56,6 +56,21 @@ public static class OpTimes
             ops.Add(($"cuBLAS matmul 1x{d} . {d}x{f} (not counted)", -1, NoGemv(() => b.MatMul(x, false, bp.WUp, false, up))));
             ops.Add(($"cuBLAS matmul 1x{f} . {f}x{d} (not counted)", -1, NoGemv(() => b.MatMul(key, false, bp.WDown, false, y))));
             ops.Add(($"cuBLAS matmul 1x{d} . head^T (not counted)", -1, NoGemv(() => b.MatMul(x, false, p.Head, true, logits))));
+            // the weights of layer i % L at the i-th repetition: read from HBM, as in a real step
+            // (one layer's weights stay in the 50 MB L2 across 200 repetitions)
+            int li = 0;
+            BlockParams<Tensor> Next() => p.Blocks[li++ % c.Layers];
+            ops.Add(($"linear3 1x{d} (q, k, v), weights of all layers in turn (not counted)", -1, () => { var l = Next(); b.Linear3(x, l.Wq, l.Bq, y, l.Wk, l.Bk, y2, l.Wv, l.Bv, y3); }));
+            ops.Add(($"linear+gelu 1x{d} . {d}x{f} (up), weights of all layers in turn (not counted)", -1, () => { var l = Next(); b.LinearAct(c.Act, x, l.WUp, l.BUp, up, key); }));
+            ops.Add(($"linear 1x{f} . {f}x{d} (down), weights of all layers in turn (not counted)", -1, () => { var l = Next(); b.Linear(key, l.WDown, l.BDown, y, res); }));
+            ops.Add(($"cuBLAS matmul 1x{f} . {f}x{d} (down), weights of all layers in turn (not counted)", -1, NoGemv(() => b.MatMul(key, false, Next().WDown, false, y))));
+            // how finely gemv.cu should split K (blocks per SM; the default is 2)
+            foreach (int bps in new[] { 1, 4, 8 })
+            {
+                ops.Add(($"linear 1x{d} . {d}x{d} + bias + residual (o), {bps} blocks/SM (not counted)", -1, Split(bps, () => b.Linear(att, bp.Wo, bp.Bo, y, res))));
+                ops.Add(($"linear 1x{f} . {f}x{d} (down), all layers in turn, {bps} blocks/SM (not counted)", -1, Split(bps, () => { var l = Next(); b.Linear(key, l.WDown, l.BDown, y, res); })));
+                ops.Add(($"linear3 1x{d} (q, k, v), all layers in turn, {bps} blocks/SM (not counted)", -1, Split(bps, () => { var l = Next(); b.Linear3(x, l.Wq, l.Bq, y, l.Wk, l.Bk, y2, l.Wv, l.Bv, y3); })));
+            }
         }
         if (T == 1)
         {
@@ -73,6 +88,18 @@ public static class OpTimes
             var headPad = b.Weight(new float[(long)vPad * d], vPad, d); owned.Add(headPad); // the weights' storage type, zeros
             var logitsPad = Rand(T, vPad);
             ops.Add(($"matmul {T}x{d} . head^T padded to {vPad} rows (not counted)", -1, () => b.MatMul(x, false, headPad, true, logitsPad)));
+            ops.Add(($"matmul {T}x{d} . head^T as one product, unsplit (not counted)", -1, () =>
+            {
+                b.SplitWideN = false;
+                try { b.MatMul(x, false, p.Head, true, logits); }
+                finally { b.SplitWideN = true; }
+            }));
+            ops.Add(($"linear3 {T}x{d} (q, k, v) as three products, unbatched (not counted)", -1, () =>
+            {
+                b.UseBatchedLinear3 = false;
+                try { b.Linear3(x, bp.Wq, bp.Bq, y, bp.Wk, bp.Bk, y2, bp.Wv, bp.Bv, y3); }
+                finally { b.UseBatchedLinear3 = true; }
+            }));
         }
         if (backward)
         {
@@ -102,6 +129,12 @@ public static class OpTimes
             ops.Add(($"bwd packed attention T={T} (21 segments), kernels (not counted)", -1, With(AttentionPath.TiledKernel,
                 () => b.AttentionSegmentsBackward(dAtt, x, kAll, vAll, probs, lengths, c.Heads, c.KvHeads, c.HeadDim, dq, dk, dv))));
         }
+        Action Split(int blocksPerSm, Action op) => () =>
+        {
+            b.GemvBlocksPerSm = blocksPerSm;
+            try { op(); }
+            finally { b.GemvBlocksPerSm = 2; }
+        };
         Action NoGemv(Action op) => () =>
         {
             b.UseGemv = false;

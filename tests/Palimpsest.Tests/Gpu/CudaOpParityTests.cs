@@ -140,6 +140,46 @@ public class CudaOpParityTests
         p.Check(v, tol, "Linear3 v");
     }
 
+    // Linear3 over three weights of one shape and several rows: one batched cuBLAS product
+    // (pointer arrays uploaded per call), run twice so the second call takes the next pointer slot.
+    [Theory]
+    [InlineData(DType.F16, 1e-3)]
+    [InlineData(DType.BF16, 1e-2)]
+    public void Linear3_with_equal_widths_runs_as_one_batched_product(DType storage, double tol)
+    {
+        using var p = new OpPair(storage);
+        IFusedLinear f = p.G;
+        for (int round = 0; round < 2; round++)
+        {
+            var x = p.Rand(T, D);
+            var w = new[] { p.Weight([D, 45], -0.2, 0.2), p.Weight([D, 45], -0.2, 0.2), p.Weight([D, 45], -0.2, 0.2) };
+            var b = new[] { p.Weight([45]), p.Weight([45]), p.Weight([45]) };
+            var y = new[] { p.Rand(T, 45), p.Rand(T, 45), p.Rand(T, 45) };
+            for (int i = 0; i < 3; i++) { p.R.MatMul(x.R, false, w[i].R, false, y[i].R); p.R.AddBias(y[i].R, b[i].R); }
+            f.Linear3(x.G, w[0].G, b[0].G, y[0].G, w[1].G, b[1].G, y[1].G, w[2].G, b[2].G, y[2].G);
+            for (int i = 0; i < 3; i++) p.Check(y[i], tol, $"batched Linear3 output {i}, round {round}");
+        }
+    }
+
+    // A wide N that is no multiple of 128 runs as an aligned product plus the rest: both layouts of b.
+    [Theory]
+    [InlineData(DType.F32, 1e-5)]
+    [InlineData(DType.F16, 1e-3)]
+    public void MatMul_wide_odd_n_split_in_two_matches(DType storage, double tol)
+    {
+        using var p = new OpPair(storage);
+        const int n = 4100; // 4096 + 4
+        var x = p.Rand(T, 29);
+        var wt = p.Weight([n, 29], -0.2, 0.2); // x . wt^T (a head)
+        var w = p.Weight([29, n], -0.2, 0.2);  // x . w
+        var y1 = p.Rand(T, n);
+        var y2 = p.Rand(T, n);
+        p.R.MatMul(x.R, false, wt.R, true, y1.R, accumulate: true); p.G.MatMul(x.G, false, wt.G, true, y1.G, accumulate: true);
+        p.R.MatMul(x.R, false, w.R, false, y2.R); p.G.MatMul(x.G, false, w.G, false, y2.G);
+        p.Check(y1, tol, $"x . W^T, N = {n}, accumulate");
+        p.Check(y2, tol, $"x . W, N = {n}");
+    }
+
     // One-row MatMul (gemv.cu): x . W, x . W^T (a tied head, K % 8 == 0 and not), accumulating into
     // a tensor whose zero-fill is still pending, and the result identical bit for bit when repeated.
     [Theory]

@@ -20,16 +20,21 @@ public sealed partial class CudaBackend : IFusedLinear
         _gemvPartials = new DeviceBuffer(GemvPartialFloats * 4);
         _gemvCounters = new DeviceBuffer(GemvCounters * 4);
         CuDriver.Check(CuDriver.cuMemsetD32_v2(_gemvCounters.Ptr, 0, GemvCounters), "cuMemsetD32_v2(gemv counters)");
+        _pointerRing = new DeviceBuffer((long)PointerSlots * PointerSlotBytes);
     }
 
     private void DisposeGemv()
     {
+        _pointerRing?.Dispose();
         _gemvPartials?.Dispose();
         _gemvCounters?.Dispose();
     }
 
     /// <summary>Use gemv.cu for one-row products (on by default; off: cuBLAS, for comparisons).</summary>
     internal bool UseGemv { get; set; } = true;
+
+    /// <summary>How many blocks per SM gemv_xw aims at when it splits K (the benchmark tries several).</summary>
+    internal int GemvBlocksPerSm { get; set; } = 2;
 
     // y [T, out] = residual + (x [T, in] · w [in, out] + b)
     public void Linear(Tensor x, Tensor w, Tensor? b, Tensor y, Tensor? residual = null)
@@ -89,12 +94,18 @@ public sealed partial class CudaBackend : IFusedLinear
             Gemv(cx, [(m0.W, b0, m0.Y), (m1.W, b1, m1.Y), (m2.W, b2, m2.Y)], null, null, Activation.GeluTanh);
             return;
         }
-        // cuBLAS: a narrow weight wants x narrowed; do it once for the three products
+        // cuBLAS: a narrow weight wants x narrowed; do it once for the three products, and when
+        // the three have one shape (GPT-2's q, k, v) run them as one batched product
         using var narrowed = m0.W.DType == DType.F32 ? null : NarrowCopy(cx, m0.W.DType);
         var input = (Tensor?)narrowed ?? x;
-        MatMul(input, false, w0, false, y0);
-        MatMul(input, false, w1, false, y1);
-        MatMul(input, false, w2, false, y2);
+        if (narrowed is not null && UseBatchedLinear3 && m1.W.Cols == m0.W.Cols && m2.W.Cols == m0.W.Cols)
+            BatchedProducts(narrowed, [m0.W, m1.W, m2.W], [m0.Y, m1.Y, m2.Y]);
+        else
+        {
+            MatMul(input, false, w0, false, y0);
+            MatMul(input, false, w1, false, y1);
+            MatMul(input, false, w2, false, y2);
+        }
         var bs = new[] { b0, b1, b2 };
         var present = bs.Where(t => t is not null).Select(t => C(t!, "b")).ToArray();
         if (present.Length == 0) return;
@@ -107,6 +118,38 @@ public sealed partial class CudaBackend : IFusedLinear
             m1.Y.Ptr, b1 is null ? 0UL : C(b1, "b1").Ptr, m1.Y.Cols,
             m2.Y.Ptr, b2 is null ? 0UL : C(b2, "b2").Ptr, m2.Y.Cols,
             DTypeCode(present[0].DType), (long)cx.Rows);
+    }
+
+    /// <summary>Run Linear3's three same-shaped narrow products as one cublasGemmBatchedEx (the benchmark compares).</summary>
+    internal bool UseBatchedLinear3 { get; set; } = true;
+
+    // cublasGemmBatchedEx reads its operands from arrays of device pointers in device memory: a ring
+    // of 128-byte slots, each call writing the next one with a stream-ordered upload (so a slot is
+    // rewritten only after the products that read it ran; a graph records the upload and replays it).
+    private const int PointerSlots = 4096, PointerSlotBytes = 128;
+    private DeviceBuffer? _pointerRing;
+    private int _pointerNext;
+
+    // y_i [T, N] = xn [T, K] . w_i [K, N] for i < 3; xn and w_i in one narrow type, y_i float32 (overwritten)
+    private unsafe void BatchedProducts(CudaTensor xn, ReadOnlySpan<CudaTensor> w, ReadOnlySpan<CudaTensor> y)
+    {
+        int m = xn.Rows, k = xn.Cols, n = w[0].Cols, count = w.Length;
+        Bind();
+        ulong slot = _pointerRing!.Ptr + (ulong)(_pointerNext++ % PointerSlots * PointerSlotBytes);
+        Span<ulong> ptrs = stackalloc ulong[3 * count];
+        for (int i = 0; i < count; i++)
+        {
+            ptrs[i] = w[i].Ptr;             // cuBLAS's A (column-major: w^T)
+            ptrs[count + i] = xn.Ptr;       // its B
+            ptrs[2 * count + i] = y[i].OverwritePtr;
+        }
+        UploadTo(slot, (ReadOnlySpan<ulong>)ptrs);
+        float alpha = 1f, beta = 0f;
+        int type = xn.DType == DType.F16 ? Cublas.CUDA_R_16F : Cublas.CUDA_R_16BF;
+        Cublas.Check(Cublas.cublasGemmBatchedEx(_blas.Handle, Cublas.CUBLAS_OP_N, Cublas.CUBLAS_OP_N, n, m, k, &alpha,
+                slot, type, n, slot + (ulong)(8 * count), type, k, &beta, slot + (ulong)(16 * count), Cublas.CUDA_R_32F, n,
+                count, Cublas.CUBLAS_COMPUTE_32F, Cublas.CUBLAS_GEMM_DEFAULT),
+            $"cublasGemmBatchedEx(M={m}, N={n}, K={k}, batch {count}, {xn.DType})");
     }
 
     // x [T, in] float32, w [in, out], b [out] (optional), y [T, out] float32
@@ -126,8 +169,8 @@ public sealed partial class CudaBackend : IFusedLinear
 
     /// <summary>
     /// y_z [1, N_z] = x [1, K] · W_z [K, N_z] + b_z for up to three weights in one launch of
-    /// gemv_xw; for z = 0 also + residual and key = act(y). Splits K so that about two blocks
-    /// per SM run.
+    /// gemv_xw; for z = 0 also + residual and key = act(y). Splits K so that about
+    /// <see cref="GemvBlocksPerSm"/> blocks per SM run.
     /// </summary>
     private void Gemv(CudaTensor x, ReadOnlySpan<(CudaTensor W, Tensor? B, CudaTensor Y)> mats, Tensor? residual, CudaTensor? key, Activation act)
     {
@@ -158,7 +201,7 @@ public sealed partial class CudaBackend : IFusedLinear
             if (mats[z].B is { } b && DTypeCode(b.DType) != bdt) throw new ArgumentException("Gemv: biases of different types");
 
         int colBlocks = (nMax + GemvCols - 1) / GemvCols;
-        int target = 2 * Math.Max(1, Device.Multiprocessors);
+        int target = GemvBlocksPerSm * Math.Max(1, Device.Multiprocessors);
         int splits = (target + colBlocks * Z - 1) / (colBlocks * Z);
         splits = Math.Clamp(splits, 1, Math.Max(1, Math.Min(64, K / 32))); // at least 32 rows (4 per warp) per split
         while (splits > 1 && (long)Z * splits * nMax > GemvPartialFloats) splits--;
