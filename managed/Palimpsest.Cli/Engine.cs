@@ -26,8 +26,15 @@ internal sealed class Engine : IDisposable
     public static Engine Load(string folder, bool f64, bool cuda)
     {
         var backend = CreateBackend(f64, cuda);
-        try { return new Engine(backend, Model.Load(folder, backend)); }
-        catch { backend.Dispose(); throw; }
+        Model? model = null;
+        try
+        {
+            model = Model.Load(folder, backend);
+            var e = new Engine(backend, model);
+            e._transformer.Adaptor = Palimpsest.Journal.EditedModel.LoadAdaptor(folder, model); // LEMoE edits, if any
+            return e;
+        }
+        catch { model?.Dispose(); backend.Dispose(); throw; }
     }
 
     /// <summary>

@@ -31,8 +31,16 @@ internal sealed class LoadedModel : IDisposable
         ITextTokenizer tok;
         using (var s = ModelSession.Open(folder)) tok = s.Tokenizer;
         var backend = new SimdBackend();
-        try { return new LoadedModel(folder, backend, Model.Load(folder, backend), tok); }
-        catch { backend.Dispose(); throw; }
+        Model? model = null;
+        try
+        {
+            model = Model.Load(folder, backend);
+            var lm = new LoadedModel(folder, backend, model, tok);
+            // an edited folder's LEMoE edits take part in every forward
+            lm.Tf.Adaptor = EditedModel.LoadAdaptor(folder, model);
+            return lm;
+        }
+        catch { model?.Dispose(); backend.Dispose(); throw; }
     }
 
     /// <summary>The greedy continuation of <paramref name="prompt"/> (up to <paramref name="maxTokens"/>, stopping at EOS), as text.</summary>

@@ -18,7 +18,7 @@ internal static class EditCommand
     public static Command Create(CliIo io)
     {
         var model = CommonOptions.Model();
-        var method = new Option<string>("--method") { Description = "editing method: rome, memit, alphaedit or wilke", DefaultValueFactory = _ => "rome" };
+        var method = new Option<string>("--method") { Description = "editing method: rome, memit, alphaedit, wilke or lemoe (an adaptor beside one MLP, kept in DIR/lemoe.safetensors)", DefaultValueFactory = _ => "rome" };
         var subject = new Option<string?>("--subject") { Description = "the subject whose fact is rewritten, e.g. \"Danielle Darrieux\"" };
         var prompt = new Option<string?>("--prompt") { Description = "rewriting prompt with {} for the subject, e.g. \"The mother tongue of {} is\" (or with the subject written in)" };
         var target = new Option<string?>("--target") { Description = "the new object, e.g. English" };
@@ -44,6 +44,11 @@ internal static class EditCommand
             if (dry && pr.GetValue(outDir) is not null) throw new CliUsageException("--dry-run applies nothing: leave out --out");
             if (!dry && (pr.GetValue(bank) is not null || pr.GetValue(bankLimit) is not null)) throw new CliUsageException("--bank and --bank-limit go with --dry-run");
             string dir = dry ? "" : pr.GetValue(outDir) ?? throw new CliUsageException("--out DIR is required (the edited-model folder), or --dry-run");
+            if (pr.GetValue(method)!.Equals("lemoe", StringComparison.OrdinalIgnoreCase))
+            {
+                if (dry) throw new CliUsageException("--dry-run: LEMoE changes no weight, so there is no ΔW to forecast");
+                return LemoeEdit(io, source, dir, reqs, pr.GetValue(hparams), pr.GetValue(layer), pr.GetValue(batch));
+            }
             // one-line errors for a bad MODEL, method, layer or corpus before anything is created
             EditMethod em0;
             using (var ms = ModelSession.Open(source))
@@ -97,6 +102,51 @@ internal static class EditCommand
             return CliErrors.Ok;
         }));
         return cmd;
+    }
+
+    /// <summary>
+    /// --method lemoe: each batch trains one new expert of the folder's adaptor (created on the first
+    /// LEMoE edit, loaded from DIR/lemoe.safetensors after that) and is journaled with it; the weights
+    /// are untouched. Reverting the newest LEMoE edit removes its expert and restores the router.
+    /// </summary>
+    private static int LemoeEdit(CliIo io, string source, string dir, IReadOnlyList<EditRequest> reqs, string? hparamsFile, string? layersText, int? batch)
+    {
+        LemoeHparams hp;
+        using (var ms = ModelSession.Open(source))
+        {
+            int[]? layers = layersText is { } lt ? EditingErrors.ParseLayers(lt, ms.Config.Layers, "--layers") : null;
+            hp = LemoeCli.Hparams(hparamsFile, layers, ms.Config.Layers);
+        }
+        int batchSize = batch ?? reqs.Count;
+        if (batchSize < 1) throw new CliUsageException($"--batch: must be a positive integer (got {batchSize})");
+        bool existed = EditedModel.IsEditedModel(dir);
+        using var em = existed ? EditedModel.Open(dir) : EditedModel.Create(source, dir);
+        if (em.Recovery is not null) io.Out.WriteLine($"recovered {dir}: {em.Recovery}");
+        io.Out.WriteLine(existed ? $"editing {em.Dir} (generation {em.Generation}, adaptor generation {em.AdaptorGeneration})" : $"created {em.Dir} from {source}");
+        using var lm = LoadedModel.Open(em.Dir);
+        if (lm.Tf.Adaptor is LemoeAdaptor a && (a.Layer != hp.Layer || a.Rank != hp.ExpertRank || a.RouterHidden != hp.RouterHidden || a.KeyDim != hp.KeyDim))
+            throw new CliUsageException($"{em.AdaptorPath}: the folder's LEMoE adaptor has layer {a.Layer}, expert_rank {a.Rank}, router_hidden {a.RouterHidden}, key_dim {a.KeyDim}; "
+                + $"these hparams say {hp.Layer}, {hp.ExpertRank}, {hp.RouterHidden}, {hp.KeyDim} (give the same shapes)");
+        var lemoe = new Lemoe(hp, lm.Tok);
+        var table = new TextTable(("edit", true), ("subject", false), ("target", false), ("layer", false), ("expert", true),
+            ("nll", false), ("answer before", false), ("answer after", false));
+        for (int start = 0; start < reqs.Count; start += batchSize)
+        {
+            var chunk = reqs.Skip(start).Take(batchSize).ToArray();
+            var before = chunk.Select(r => lm.GreedyAnswer(r.FilledPrompt)).ToArray();
+            lemoe.Edit(lm.Tf, chunk);
+            var adaptor = Lemoe.AdaptorOf(lm.Tf, hp);
+            long id = em.ApplyAdaptor(adaptor, hp, new EditRecord { Method = "lemoe", Requests = chunk, HyperParametersJson = hp.ToJson() });
+            var tr = lemoe.LastTrace;
+            string nll = tr is null ? "" : $"{tr.InitialNll.ToString("0.000", CultureInfo.InvariantCulture)} -> {tr.FinalNll.ToString("0.000", CultureInfo.InvariantCulture)}";
+            for (int i = 0; i < chunk.Length; i++)
+                table.Add(id.ToString(CultureInfo.InvariantCulture), chunk[i].Subject, chunk[i].TargetNew, hp.Layer.ToString(CultureInfo.InvariantCulture),
+                    adaptor.Experts.Count.ToString(CultureInfo.InvariantCulture), nll, TokenText.Quote(before[i]), TokenText.Quote(lm.GreedyAnswer(chunk[i].FilledPrompt)));
+            if (!Console.IsErrorRedirected && reqs.Count > chunk.Length) io.Err.WriteLine($"edit: {id} applied ({start + chunk.Length}/{reqs.Count} requests)");
+        }
+        table.WriteTo(io.Out);
+        io.Out.WriteLine($"journal: {em.JournalPath}; adaptor: {em.AdaptorPath} (adaptor generation {em.AdaptorGeneration}); undo the newest with: palimpsest revert {dir} EDIT_ID");
+        return CliErrors.Ok;
     }
 
     /// <summary>

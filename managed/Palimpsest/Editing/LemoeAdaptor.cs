@@ -294,29 +294,57 @@ public sealed class LemoeAdaptor : IMlpAdaptor
         Experts.RemoveAt(i);
     }
 
-    /// <summary>Writes the adaptor (router, experts, their keys and router snapshots) as float64 safetensors, atomically.</summary>
-    public void Save(string path)
+    /// <summary>
+    /// Writes the adaptor (router, experts, their keys and router snapshots) as float64 safetensors,
+    /// atomically; <paramref name="metadata"/> is added to the header (an edited-model folder stores
+    /// the hparams and its generation there).
+    /// </summary>
+    public void Save(string path, IReadOnlyDictionary<string, string>? metadata = null) =>
+        WriteFile(path, Layer, Rank, DFf, DModel, RouterHidden, KeyDim, RouterDown, RouterUp, Experts, metadata);
+
+    /// <summary>
+    /// The file <see cref="Save"/> writes, from its parts (router down [hidden, d_model], up [key_dim,
+    /// hidden]; experts in order): the journal rebuilds an adaptor this way without a model at hand.
+    /// </summary>
+    public static void WriteFile(string path, int layer, int rank, int dFf, int dModel, int routerHidden, int keyDim,
+        double[] routerDown, double[] routerUp, IReadOnlyList<LemoeExpert> experts, IReadOnlyDictionary<string, string>? metadata = null)
     {
         var t = new List<(string, HostTensor, string)>
         {
-            ("router.down", new HostTensor([RouterHidden, DModel], RouterDown), "F64"),
-            ("router.up", new HostTensor([KeyDim, RouterHidden], RouterUp), "F64"),
+            ("router.down", new HostTensor([routerHidden, dModel], routerDown), "F64"),
+            ("router.up", new HostTensor([keyDim, routerHidden], routerUp), "F64"),
         };
-        for (int i = 0; i < Experts.Count; i++)
+        for (int i = 0; i < experts.Count; i++)
         {
-            var ex = Experts[i];
-            t.Add(($"experts.{i}.a", new HostTensor([Rank, DFf], ex.A), "F64"));
-            t.Add(($"experts.{i}.b", new HostTensor([DModel, Rank], ex.B), "F64"));
-            t.Add(($"experts.{i}.key", new HostTensor([KeyDim], ex.Key), "F64"));
-            t.Add(($"experts.{i}.router_down_before", new HostTensor([RouterHidden, DModel], ex.RouterDownBefore), "F64"));
-            t.Add(($"experts.{i}.router_up_before", new HostTensor([KeyDim, RouterHidden], ex.RouterUpBefore), "F64"));
+            var ex = experts[i];
+            t.Add(($"experts.{i}.a", new HostTensor([rank, dFf], ex.A), "F64"));
+            t.Add(($"experts.{i}.b", new HostTensor([dModel, rank], ex.B), "F64"));
+            t.Add(($"experts.{i}.key", new HostTensor([keyDim], ex.Key), "F64"));
+            t.Add(($"experts.{i}.router_down_before", new HostTensor([routerHidden, dModel], ex.RouterDownBefore), "F64"));
+            t.Add(($"experts.{i}.router_up_before", new HostTensor([keyDim, routerHidden], ex.RouterUpBefore), "F64"));
         }
-        var meta = new Dictionary<string, string>
+        var meta = new Dictionary<string, string>(metadata ?? new Dictionary<string, string>(), StringComparer.Ordinal)
         {
-            ["format"] = "palimpsest-lemoe", ["layer"] = Layer.ToString(CultureInfo.InvariantCulture),
-            ["experts"] = Experts.Count.ToString(CultureInfo.InvariantCulture),
+            ["format"] = "palimpsest-lemoe", ["layer"] = layer.ToString(CultureInfo.InvariantCulture),
+            ["experts"] = experts.Count.ToString(CultureInfo.InvariantCulture),
         };
         SafetensorsWriter.Write(path, t, meta);
+    }
+
+    /// <summary>
+    /// Reads an adaptor file that carries its hparams in the header ("hparams", as an edited-model
+    /// folder's lemoe.safetensors does) for this model.
+    /// </summary>
+    public static LemoeAdaptor LoadFile(string path, Model model)
+    {
+        Dictionary<string, string> meta;
+        using (var f = SafetensorsFile.Open(path)) meta = new Dictionary<string, string>(f.Metadata);
+        if (!meta.TryGetValue("hparams", out var json))
+            throw new ModelFormatException($"{path}: LEMoE adaptor without its hparams in the header (metadata 'hparams')");
+        LemoeHparams hp;
+        try { hp = LemoeHparams.FromJson(json, $"{path} (metadata 'hparams')"); }
+        catch (ArgumentException e) { throw new ModelFormatException(e.Message); }
+        return Load(path, model, hp);
     }
 
     /// <summary>Reads an adaptor written by <see cref="Save"/> for this model; the shapes must match hp's.</summary>

@@ -16,6 +16,8 @@ namespace Palimpsest.Journal;
 ///   masters.safetensors   the ORIGINAL value of every matrix any edit touched, float32 (float64 for F64
 ///                         checkpoints) — exact for F32/F16/BF16 originals
 ///   edits.lock            held while the folder is open, so two processes never edit it at once.
+///   lemoe.safetensors     the LEMoE adaptor, when the folder has active LEMoE edits: rebuilt from the
+///                         journal's adaptor_edits (experts in edit order, the newest edit's router)
 ///
 /// Weights are never updated incrementally: an edited matrix is always recomposed as
 ///   W = round_to_dtype( original + Σ over active deltas, in (edit id, delta index) order, in float64 ),
@@ -39,6 +41,14 @@ namespace Palimpsest.Journal;
 /// if it is missing, every mastered matrix is recomposed from masters + journal and written the same
 /// way. Stray pending files of an uncommitted generation (crash before 3) and temp files are
 /// deleted. So a kill at any moment leaves the old or the new state, never a mix.
+///
+/// LEMoE edits change no weight: they follow the same protocol for lemoe.safetensors, with their own
+/// generation (meta adaptor_generation, "palimpsest.adaptor_generation" in the file's header): the
+/// file for the next adaptor generation is written as lemoe.safetensors.pending-{A+1}, the edit (or
+/// its revert) is committed together with A+1, then the file is renamed into place (or deleted when
+/// no LEMoE edit stays active). Open brings the file to the committed adaptor generation the same way.
+/// Only the newest active LEMoE edit can be reverted: the router every later expert was trained
+/// with includes the earlier experts, so removing the newest is the one exact undo.
 /// </summary>
 public sealed class EditedModel : IDisposable
 {
@@ -48,6 +58,9 @@ public sealed class EditedModel : IDisposable
     public const string LockFile = "edits.lock";
     private const string GenerationKey = "palimpsest.generation";
     private const string PendingPrefix = CheckpointFile + ".pending-";
+    public const string AdaptorFile = "lemoe.safetensors";
+    private const string AdaptorPendingPrefix = AdaptorFile + ".pending-";
+    private const string AdaptorGenerationKey = "palimpsest.adaptor_generation";
 
     private readonly JournalDb _db;
     private readonly FileStream _lock;
@@ -63,6 +76,10 @@ public sealed class EditedModel : IDisposable
     public string CheckpointPath => Path.Combine(Dir, CheckpointFile);
     public string JournalPath => Path.Combine(Dir, JournalFile);
     public string MastersPath => Path.Combine(Dir, MastersFile);
+    public string AdaptorPath => Path.Combine(Dir, AdaptorFile);
+
+    /// <summary>The committed generation of lemoe.safetensors (0: no LEMoE edit was ever made).</summary>
+    public long AdaptorGeneration => _db.AdaptorGeneration;
 
     /// <summary>The committed generation (0 = as created; +1 per apply or revert).</summary>
     public long Generation => _db.Generation;
@@ -211,10 +228,12 @@ public sealed class EditedModel : IDisposable
                 Recovery = $"rebuilt generation {committed} from masters and journal (the checkpoint was at {Describe(onDisk)})";
             }
         }
+        RecoverAdaptor();
         // Leftovers: pending checkpoints of uncommitted generations (a crash before the commit) and the
         // temp files of interrupted atomic writes. None of them is part of the committed state.
         var stray = Directory.EnumerateFiles(Dir)
-            .Where(p => Path.GetFileName(p) is var n && (n.StartsWith(PendingPrefix, StringComparison.Ordinal) || n.Contains(".tmp-", StringComparison.Ordinal)))
+            .Where(p => Path.GetFileName(p) is var n && (n.StartsWith(PendingPrefix, StringComparison.Ordinal)
+                || n.StartsWith(AdaptorPendingPrefix, StringComparison.Ordinal) || n.Contains(".tmp-", StringComparison.Ordinal)))
             .ToList();
         foreach (var p in stray) File.Delete(p);
         if (stray.Count > 0)
@@ -222,6 +241,178 @@ public sealed class EditedModel : IDisposable
     }
 
     private static string Describe(long? g) => g is null ? "no generation" : $"generation {g}";
+
+    // lemoe.safetensors to the committed adaptor generation: present with it while LEMoE edits are
+    // active (the pending file of that generation, else rebuilt from the journal), absent otherwise.
+    private void RecoverAdaptor()
+    {
+        long committed = _db.AdaptorGeneration;
+        var active = _db.AdaptorEdits(activeOnly: true);
+        bool exists = File.Exists(AdaptorPath);
+        string? done = null;
+        if (active.Count == 0)
+        {
+            if (exists)
+            {
+                File.Delete(AdaptorPath);
+                DurableFs.FsyncDirectory(Dir);
+                done = $"removed {AdaptorFile}: no LEMoE edit is active at adaptor generation {committed}";
+            }
+        }
+        else if (!exists || AdaptorGenerationOf(AdaptorPath) != committed)
+        {
+            string pending = AdaptorPendingPath(committed);
+            if (!(File.Exists(pending) && AdaptorGenerationOf(pending) == committed)) WriteAdaptorPending(committed, active);
+            DurableFs.Replace(pending, AdaptorPath);
+            done = $"brought {AdaptorFile} to adaptor generation {committed}";
+        }
+        if (done is not null) Recovery = Recovery is null ? done : Recovery + "; " + done;
+    }
+
+    private static long? AdaptorGenerationOf(string path)
+    {
+        try
+        {
+            return RawCheckpoint.ReadMetadata(path).TryGetValue(AdaptorGenerationKey, out var s)
+                && long.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var g) ? g : null;
+        }
+        catch (ModelFormatException) { return null; }
+    }
+
+    private string AdaptorPendingPath(long generation) => Path.Combine(Dir, AdaptorPendingPrefix + generation.ToString(CultureInfo.InvariantCulture));
+
+    private void WriteAdaptorPending(long generation, IReadOnlyList<(long EditId, AdaptorEdit Edit)> active) =>
+        WriteAdaptorPendingWith(generation, active, _db.Entries(active[^1].EditId).Single().HyperParametersJson);
+
+    /// <summary>
+    /// Applies a LEMoE edit. <paramref name="adaptor"/> is this folder's adaptor after training: its
+    /// earlier experts are the folder's active LEMoE edits, in order, and its newest expert (with the
+    /// router as trained now) is this edit's. Records them in the journal in the same transaction
+    /// that moves lemoe.safetensors to the next adaptor generation, then puts the file in place.
+    /// The checkpoint is untouched. Returns the edit id.
+    /// </summary>
+    public long ApplyAdaptor(LemoeAdaptor adaptor, LemoeHparams hp, EditRecord meta)
+    {
+        ArgumentNullException.ThrowIfNull(adaptor);
+        ArgumentNullException.ThrowIfNull(hp);
+        ArgumentNullException.ThrowIfNull(meta);
+        if (string.IsNullOrWhiteSpace(meta.Method)) throw new ArgumentException("EditRecord.Method is empty");
+        if (adaptor.Layer != hp.Layer || adaptor.Rank != hp.ExpertRank || adaptor.RouterHidden != hp.RouterHidden || adaptor.KeyDim != hp.KeyDim)
+            throw new ArgumentException($"the adaptor (layer {adaptor.Layer}, rank {adaptor.Rank}) does not have the shapes of hparams (layer {hp.Layer}, rank {hp.ExpertRank})");
+        if (adaptor.DModel != Config.DModel || adaptor.DFf != Config.DFf)
+            throw new ArgumentException($"the adaptor is for d_model {adaptor.DModel}, d_ff {adaptor.DFf}; this model has {Config.DModel}, {Config.DFf}");
+        var active = _db.AdaptorEdits(activeOnly: true);
+        if (adaptor.Experts.Count != active.Count + 1)
+            throw new ArgumentException($"the adaptor has {adaptor.Experts.Count} expert(s); this folder has {active.Count} active LEMoE edit(s), so it needs {active.Count + 1} (theirs and the new one)");
+        for (int i = 0; i < active.Count; i++)
+        {
+            var (id0, e0) = active[i];
+            var x = adaptor.Experts[i];
+            if (e0.Layer != adaptor.Layer || !e0.A.AsSpan().SequenceEqual(x.A) || !e0.B.AsSpan().SequenceEqual(x.B) || !e0.Key.AsSpan().SequenceEqual(x.Key))
+                throw new ArgumentException($"the adaptor's expert {i} is not the one LEMoE edit {id0} of this folder recorded (load the folder's {AdaptorFile} before training)");
+        }
+        var ex = adaptor.Experts[^1];
+        var edit = new AdaptorEdit(adaptor.Layer, adaptor.Rank, adaptor.DFf, adaptor.DModel, adaptor.RouterHidden, adaptor.KeyDim,
+            (double[])ex.A.Clone(), (double[])ex.B.Clone(), (double[])ex.Key.Clone(), (double[])ex.RouterDownBefore.Clone(),
+            (double[])ex.RouterUpBefore.Clone(), (double[])adaptor.RouterDown.Clone(), (double[])adaptor.RouterUp.Clone());
+        if (new[] { edit.A, edit.B, edit.Key, edit.DownAfter, edit.UpAfter }.Any(v => !v.All(double.IsFinite)))
+            throw new ArgumentException("the adaptor's new expert or router contains NaN or infinity");
+
+        string hparamsJson = hp.ToJson();
+        var requestsJson = meta.RequestsJson();
+        long generation = _db.AdaptorGeneration + 1;
+        var row = new EditRow(meta.Time ?? DateTimeOffset.UtcNow, meta.Method, meta.SubjectSummary(), meta.TargetSummary(),
+            [adaptor.Layer], ExpertNorm(edit), AdaptorHash(meta.Method, requestsJson, hparamsJson, edit), requestsJson, hparamsJson);
+        // the pending file is written from the journal's view plus this edit, exactly as a rebuild would
+        var next = new List<(long, AdaptorEdit)>(active) { (long.MaxValue, edit) };
+        WriteAdaptorPendingWith(generation, next, hparamsJson);
+        Step("pending-written");
+        long id;
+        try { id = _db.InsertAdaptorEdit(row, edit, _db.Generation, generation); }
+        catch
+        {
+            try { File.Delete(AdaptorPendingPath(generation)); } catch (IOException) { /* Open removes it */ }
+            throw;
+        }
+        Step("committed");
+        DurableFs.Replace(AdaptorPendingPath(generation), AdaptorPath);
+        Step("renamed");
+        return id;
+    }
+
+    // The adaptor of these LEMoE edits (in edit order) as lemoe.safetensors.pending-{generation}: their
+    // experts, the newest one's router, and its hparams in the header (what loading needs). The newest
+    // entry need not be in the journal yet (Apply writes the file before committing it).
+    private void WriteAdaptorPendingWith(long generation, IReadOnlyList<(long EditId, AdaptorEdit Edit)> edits, string newestHparams)
+    {
+        var e = edits[^1].Edit;
+        var experts = edits.Select(a => new LemoeExpert
+        {
+            A = a.Edit.A, B = a.Edit.B, Key = a.Edit.Key, RouterDownBefore = a.Edit.DownBefore, RouterUpBefore = a.Edit.UpBefore,
+        }).ToList();
+        LemoeAdaptor.WriteFile(AdaptorPendingPath(generation), e.Layer, e.Rank, e.DFf, e.DModel, e.RouterHidden, e.KeyDim,
+            e.DownAfter, e.UpAfter, experts, new Dictionary<string, string>
+            {
+                ["hparams"] = newestHparams,
+                [AdaptorGenerationKey] = generation.ToString(CultureInfo.InvariantCulture),
+            });
+        DurableFs.FsyncDirectory(Dir);
+    }
+
+    // Reverting the newest active LEMoE edit: the file rebuilt from the ones before it (or removed).
+    private void RevertAdaptor(long editId, List<(long EditId, AdaptorEdit Edit)> active)
+    {
+        if (active.Count == 0 || active[^1].EditId != editId)
+            throw new InvalidOperationException($"{JournalPath}: edit {editId} is a LEMoE edit older than the newest active one ({active[^1].EditId}): "
+                + "later experts were trained with its router, so revert the newer LEMoE edits first, newest first");
+        long generation = _db.AdaptorGeneration + 1;
+        var remaining = active.Take(active.Count - 1).ToList();
+        if (remaining.Count > 0) WriteAdaptorPending(generation, remaining);
+        Step("pending-written");
+        try { _db.MarkAdaptorReverted(editId, DateTimeOffset.UtcNow, generation); }
+        catch
+        {
+            try { File.Delete(AdaptorPendingPath(generation)); } catch (IOException) { /* Open removes it */ }
+            throw;
+        }
+        Step("committed");
+        if (remaining.Count > 0) DurableFs.Replace(AdaptorPendingPath(generation), AdaptorPath);
+        else
+        {
+            File.Delete(AdaptorPath);
+            DurableFs.FsyncDirectory(Dir);
+        }
+        Step("renamed");
+    }
+
+    /// <summary>||B·A||_F of an expert (the size of its bypass before the nonlinearity and the gate): √(Σ (BᵀB)∘(AAᵀ)).</summary>
+    private static double ExpertNorm(AdaptorEdit e)
+    {
+        int r = e.Rank, d = e.DModel, f = e.DFf;
+        double s = 0;
+        for (int i = 0; i < r; i++)
+            for (int j = 0; j < r; j++)
+            {
+                double btb = 0, aat = 0;
+                for (int k = 0; k < d; k++) btb += e.B[(long)k * r + i] * e.B[(long)k * r + j];
+                for (int k = 0; k < f; k++) aat += e.A[(long)i * f + k] * e.A[(long)j * f + k];
+                s += btb * aat;
+            }
+        return Math.Sqrt(Math.Max(0, s));
+    }
+
+    private static string AdaptorHash(string method, string requestsJson, string hparams, AdaptorEdit e)
+    {
+        using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        foreach (var s in new[] { method, requestsJson, hparams })
+        {
+            h.AppendData(Encoding.UTF8.GetBytes(s));
+            h.AppendData([0]);
+        }
+        foreach (var v in new[] { e.A, e.B, e.Key, e.DownBefore, e.UpBefore, e.DownAfter, e.UpAfter })
+            h.AppendData(MemoryMarshal.AsBytes(v.AsSpan()));
+        return Convert.ToHexStringLower(h.GetHashAndReset());
+    }
 
     /// <summary>
     /// Applies an edit: records its deltas (exact factors) and meta in the journal in the same
@@ -274,6 +465,8 @@ public sealed class EditedModel : IDisposable
             ?? throw new ArgumentException($"{JournalPath}: edit {editId} not found");
         if (entry.Reverted)
             throw new InvalidOperationException($"{JournalPath}: edit {editId} was already reverted at {entry.RevertedTime:u}");
+        var adaptorEdits = _db.AdaptorEdits(activeOnly: true);
+        if (adaptorEdits.Any(a => a.EditId == editId)) { RevertAdaptor(editId, adaptorEdits); return; }
         long generation = _db.Generation + 1;
         var tensors = _db.Deltas(activeOnly: false, editId).Select(d => d.Tensor).Distinct().ToList();
         var remaining = _db.Deltas(activeOnly: true).Where(d => d.EditId != editId).ToList();
@@ -307,6 +500,17 @@ public sealed class EditedModel : IDisposable
             try { File.Delete(PendingPath(generation)); } catch (IOException) { /* Open removes it */ }
             throw;
         }
+    }
+
+    /// <summary>
+    /// The LEMoE adaptor of a model folder (its lemoe.safetensors, hparams from the header) for
+    /// <paramref name="model"/>, or null when it has none. Set it as the Transformer's Adaptor so
+    /// the folder's LEMoE edits take part in every forward.
+    /// </summary>
+    public static LemoeAdaptor? LoadAdaptor(string dir, Palimpsest.Runtime.Model model)
+    {
+        string path = Path.Combine(dir, AdaptorFile);
+        return File.Exists(path) ? LemoeAdaptor.LoadFile(path, model) : null;
     }
 
     /// <summary>Whether <paramref name="dir"/> looks like an edited-model folder (has a journal).</summary>

@@ -14,12 +14,17 @@ internal sealed record StoredDelta(long EditId, int Index, string Tensor, Weight
 ///   edits(id, ...)      one row per applied edit; reverted_utc set when reverted (rows are never deleted)
 ///   deltas(edit_id, idx, layer, tensor, rank, key_dim, value_dim, left, right)
 ///                       the exact low-rank factors, float64 little-endian BLOBs
+///   adaptor_edits(edit_id, layer, rank, d_ff, d_model, router_hidden, key_dim, a, b, key,
+///                 down_before, up_before, down_after, up_after)
+///                       a LEMoE edit: its expert, its key, and the router before and after training
+///                       (float64 BLOBs); the adaptor file is rebuilt from the active ones (schema 2;
+///                       a schema-1 journal gains the empty table when opened)
 /// synchronous=FULL: a commit is on disk when Commit() returns, which the protocol in
 /// <see cref="EditedModel"/> relies on.
 /// </summary>
 internal sealed class JournalDb : IDisposable
 {
-    public const int SchemaVersion = 1;
+    public const int SchemaVersion = 2;
 
     private const string Schema = """
         CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -48,6 +53,24 @@ internal sealed class JournalDb : IDisposable
             left BLOB NOT NULL,
             right BLOB NOT NULL,
             PRIMARY KEY(edit_id, idx));
+        """ + AdaptorSchema;
+
+    private const string AdaptorSchema = """
+        CREATE TABLE adaptor_edits(
+            edit_id INTEGER PRIMARY KEY REFERENCES edits(id),
+            layer INTEGER NOT NULL,
+            rank INTEGER NOT NULL,
+            d_ff INTEGER NOT NULL,
+            d_model INTEGER NOT NULL,
+            router_hidden INTEGER NOT NULL,
+            key_dim INTEGER NOT NULL,
+            a BLOB NOT NULL,
+            b BLOB NOT NULL,
+            key BLOB NOT NULL,
+            down_before BLOB NOT NULL,
+            up_before BLOB NOT NULL,
+            down_after BLOB NOT NULL,
+            up_after BLOB NOT NULL);
         """;
 
     private readonly SqliteConnection _c;
@@ -84,6 +107,19 @@ internal sealed class JournalDb : IDisposable
         try
         {
             string? v = db.Guard(() => db.Meta("schema_version"));
+            if (v == "1")
+            {
+                // schema 1 had no adaptor edits: adding the empty table is all the migration there is
+                db.Guard(() =>
+                {
+                    using var tx = db._c.BeginTransaction();
+                    db.Exec(AdaptorSchema, tx);
+                    db.SetMeta("schema_version", SchemaVersion.ToString(CultureInfo.InvariantCulture), tx);
+                    tx.Commit();
+                    return 0;
+                });
+                v = SchemaVersion.ToString(CultureInfo.InvariantCulture);
+            }
             if (v != SchemaVersion.ToString(CultureInfo.InvariantCulture))
                 throw new JournalException($"{path}: journal schema_version is {v ?? "missing"}, this build reads {SchemaVersion}");
             _ = db.Generation;
@@ -199,6 +235,112 @@ internal sealed class JournalDb : IDisposable
         return id;
     });
 
+    /// <summary>The committed generation of the adaptor file (0: no adaptor edit was ever made).</summary>
+    public long AdaptorGeneration =>
+        Guard(() => Meta("adaptor_generation")) is not { } s ? 0
+        : long.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var g) ? g
+        : throw new JournalException($"{Path}: meta 'adaptor_generation' is not a number");
+
+    /// <summary>
+    /// An adaptor edit: the edit row (its generation column holds the unchanged checkpoint generation),
+    /// its expert, and the new adaptor generation, in ONE transaction. Returns the edit id.
+    /// </summary>
+    public long InsertAdaptorEdit(EditRow row, AdaptorEdit a, long checkpointGeneration, long adaptorGeneration) => Guard(() =>
+    {
+        using var tx = _c.BeginTransaction();
+        long id;
+        using (var cmd = _c.CreateCommand())
+        {
+            cmd.Transaction = tx;
+            cmd.CommandText = """
+                INSERT INTO edits(created_utc, method, subject, target, layers, delta_norm, content_hash, generation, requests_json, hparams_json)
+                VALUES($t, $m, $s, $g, $l, $n, $h, $gen, $rq, $hp) RETURNING id
+                """;
+            cmd.Parameters.AddWithValue("$t", row.Time.UtcDateTime.ToString("O", CultureInfo.InvariantCulture));
+            cmd.Parameters.AddWithValue("$m", row.Method);
+            cmd.Parameters.AddWithValue("$s", row.Subject);
+            cmd.Parameters.AddWithValue("$g", row.Target);
+            cmd.Parameters.AddWithValue("$l", string.Join(",", row.Layers));
+            cmd.Parameters.AddWithValue("$n", row.DeltaNorm);
+            cmd.Parameters.AddWithValue("$h", row.ContentHash);
+            cmd.Parameters.AddWithValue("$gen", checkpointGeneration);
+            cmd.Parameters.AddWithValue("$rq", row.RequestsJson);
+            cmd.Parameters.AddWithValue("$hp", row.HyperParametersJson);
+            id = (long)cmd.ExecuteScalar()!;
+        }
+        using (var cmd = _c.CreateCommand())
+        {
+            cmd.Transaction = tx;
+            cmd.CommandText = """
+                INSERT INTO adaptor_edits(edit_id, layer, rank, d_ff, d_model, router_hidden, key_dim, a, b, key, down_before, up_before, down_after, up_after)
+                VALUES($e, $layer, $r, $f, $d, $hid, $k, $a, $b, $key, $db, $ub, $da, $ua)
+                """;
+            cmd.Parameters.AddWithValue("$e", id);
+            cmd.Parameters.AddWithValue("$layer", a.Layer);
+            cmd.Parameters.AddWithValue("$r", a.Rank);
+            cmd.Parameters.AddWithValue("$f", a.DFf);
+            cmd.Parameters.AddWithValue("$d", a.DModel);
+            cmd.Parameters.AddWithValue("$hid", a.RouterHidden);
+            cmd.Parameters.AddWithValue("$k", a.KeyDim);
+            cmd.Parameters.AddWithValue("$a", Bytes(a.A));
+            cmd.Parameters.AddWithValue("$b", Bytes(a.B));
+            cmd.Parameters.AddWithValue("$key", Bytes(a.Key));
+            cmd.Parameters.AddWithValue("$db", Bytes(a.DownBefore));
+            cmd.Parameters.AddWithValue("$ub", Bytes(a.UpBefore));
+            cmd.Parameters.AddWithValue("$da", Bytes(a.DownAfter));
+            cmd.Parameters.AddWithValue("$ua", Bytes(a.UpAfter));
+            cmd.ExecuteNonQuery();
+        }
+        SetMeta("adaptor_generation", adaptorGeneration.ToString(CultureInfo.InvariantCulture), tx);
+        tx.Commit();
+        return id;
+    });
+
+    private static byte[] Bytes(double[] v) => MemoryMarshal.AsBytes(v.AsSpan()).ToArray();
+
+    /// <summary>Marks an adaptor edit reverted and moves to the new adaptor generation, in one transaction.</summary>
+    public void MarkAdaptorReverted(long id, DateTimeOffset time, long adaptorGeneration) => Guard(() =>
+    {
+        using var tx = _c.BeginTransaction();
+        using (var cmd = _c.CreateCommand())
+        {
+            cmd.Transaction = tx;
+            cmd.CommandText = "UPDATE edits SET reverted_utc = $t, reverted_generation = $gen WHERE id = $id AND reverted_utc IS NULL";
+            cmd.Parameters.AddWithValue("$t", time.UtcDateTime.ToString("O", CultureInfo.InvariantCulture));
+            cmd.Parameters.AddWithValue("$gen", Generation);
+            cmd.Parameters.AddWithValue("$id", id);
+            if (cmd.ExecuteNonQuery() != 1) throw new InvalidOperationException($"{Path}: edit {id} is not an active edit");
+        }
+        SetMeta("adaptor_generation", adaptorGeneration.ToString(CultureInfo.InvariantCulture), tx);
+        tx.Commit();
+        return 0;
+    });
+
+    /// <summary>Adaptor edits ordered by edit id; activeOnly: skip reverted ones.</summary>
+    public List<(long EditId, AdaptorEdit Edit)> AdaptorEdits(bool activeOnly) => Guard(() =>
+    {
+        using var cmd = _c.CreateCommand();
+        cmd.CommandText = """
+            SELECT a.edit_id, a.layer, a.rank, a.d_ff, a.d_model, a.router_hidden, a.key_dim,
+                   a.a, a.b, a.key, a.down_before, a.up_before, a.down_after, a.up_after
+            FROM adaptor_edits a JOIN edits e ON e.id = a.edit_id
+            WHERE $active = 0 OR e.reverted_utc IS NULL
+            ORDER BY a.edit_id
+            """;
+        cmd.Parameters.AddWithValue("$active", activeOnly ? 1 : 0);
+        using var r = cmd.ExecuteReader();
+        var list = new List<(long, AdaptorEdit)>();
+        while (r.Read())
+        {
+            long edit = r.GetInt64(0);
+            int layer = r.GetInt32(1), rank = r.GetInt32(2), f = r.GetInt32(3), d = r.GetInt32(4), hid = r.GetInt32(5), k = r.GetInt32(6);
+            double[] B(int col, long n) => Doubles((byte[])r.GetValue(col), n, edit);
+            list.Add((edit, new AdaptorEdit(layer, rank, f, d, hid, k, B(7, (long)rank * f), B(8, (long)d * rank), B(9, k),
+                B(10, (long)hid * d), B(11, (long)k * hid), B(12, (long)hid * d), B(13, (long)k * hid))));
+        }
+        return list;
+    });
+
     /// <summary>Marks an edit reverted and moves to the new generation, in one transaction.</summary>
     public void MarkReverted(long id, DateTimeOffset time, long generation) => Guard(() =>
     {
@@ -288,6 +430,13 @@ internal sealed class JournalDb : IDisposable
 
     public void Dispose() => _c.Dispose();
 }
+
+/// <summary>
+/// One LEMoE edit as the journal keeps it: expert A [rank, d_ff], B [d_model, rank], its key
+/// [key_dim], and the router (down [hidden, d_model], up [key_dim, hidden]) before and after it was trained.
+/// </summary>
+internal sealed record AdaptorEdit(int Layer, int Rank, int DFf, int DModel, int RouterHidden, int KeyDim,
+    double[] A, double[] B, double[] Key, double[] DownBefore, double[] UpBefore, double[] DownAfter, double[] UpAfter);
 
 /// <summary>The descriptive columns of an edits row.</summary>
 internal sealed record EditRow(
