@@ -182,13 +182,23 @@ GEMV_XW_ENTRY(gemv_xw_f32, DT_F32)
 GEMV_XW_ENTRY(gemv_xw_f16, DT_F16)
 GEMV_XW_ENTRY(gemv_xw_bf16, DT_BF16)
 
-// x [K] float32, W [N, K] (DT) -> y [N] = res + (x . W^T + bias); key = act(y) (res, bias, key optional).
-// One warp per output row (a tied head: 50257 rows of d), lanes striding K; 256-thread blocks.
-// vec: K % 8 == 0 and W 16-byte aligned (32 for float32), x 32-byte aligned.
+// For z = blockIdx.y: x [K] float32, W_z [N_z, K] (DT) -> y_z [N_z] = x . W_z^T + bias_z; for z = 0 also
+// res added and key = act(y) (res, bias, key optional), as gemv_xw. One warp per output row (a tied
+// head's 50257 rows of d; or a weight stored transposed for one-row products), lanes striding K,
+// WT_BATCH 16-byte loads in flight per lane; 256-thread blocks, grid (ceil(max N / 8), Z).
+// vec: K % 8 == 0, every W_z 16-byte aligned (32 for float32) and x 32-byte aligned.
+#define WT_BATCH 4
 template <int DT>
-static __device__ __forceinline__ void gemv_wt(const float* x, const void* W, int K, int N, const void* bias, int bdt,
-    const float* res, float* y, float* key, int act, int vec)
+static __device__ __forceinline__ void gemv_wt(const float* x, int K,
+    const void* W0, const void* W1, const void* W2, const void* b0, const void* b1, const void* b2, int bdt,
+    float* y0, float* y1, float* y2, int N0, int N1, int N2, const float* res, float* key, int act, int vec)
 {
+    const int z = blockIdx.y;
+    const void* W = z == 0 ? W0 : (z == 1 ? W1 : W2);
+    const void* bias = z == 0 ? b0 : (z == 1 ? b1 : b2);
+    float* y = z == 0 ? y0 : (z == 1 ? y1 : y2);
+    const int N = z == 0 ? N0 : (z == 1 ? N1 : N2);
+    if (z != 0) { res = 0; key = 0; }
     const long long n = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     const int lane = threadIdx.x & 31;
     if (n >= N) return; // the whole warp
@@ -196,13 +206,32 @@ static __device__ __forceinline__ void gemv_wt(const float* x, const void* W, in
     float acc = 0.0f;
     if (vec)
     {
-        for (int k = lane * 8; k < K; k += 256)
+        for (int k = lane * 8; k < K; k += 256 * WT_BATCH)
         {
-            float w[8];
-            load8<DT>(W, base + k, w);
-            const gemv_f32x4* xp = (const gemv_f32x4*)(x + k);
-            gemv_f32x4 a = xp[0], b = xp[1];
-            acc += a.x * w[0] + a.y * w[1] + a.z * w[2] + a.w * w[3] + b.x * w[4] + b.y * w[5] + b.z * w[6] + b.w * w[7];
+            float w[WT_BATCH][8];
+            gemv_f32x4 xa[WT_BATCH], xb[WT_BATCH];
+#pragma unroll
+            for (int u = 0; u < WT_BATCH; u++)
+            {
+                const int kk = k + 256 * u;
+                if (kk < K)
+                {
+                    load8<DT>(W, base + kk, w[u]);
+                    const gemv_f32x4* xp = (const gemv_f32x4*)(x + kk);
+                    xa[u] = xp[0]; xb[u] = xp[1];
+                }
+                else
+                {
+#pragma unroll
+                    for (int j = 0; j < 8; j++) w[u][j] = 0.0f;
+                    xa[u].x = xa[u].y = xa[u].z = xa[u].w = 0.0f;
+                    xb[u].x = xb[u].y = xb[u].z = xb[u].w = 0.0f;
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < WT_BATCH; u++)
+                acc += xa[u].x * w[u][0] + xa[u].y * w[u][1] + xa[u].z * w[u][2] + xa[u].w * w[u][3]
+                    + xb[u].x * w[u][4] + xb[u].y * w[u][5] + xb[u].z * w[u][6] + xb[u].w * w[u][7];
         }
     }
     else
@@ -213,13 +242,35 @@ static __device__ __forceinline__ void gemv_wt(const float* x, const void* W, in
     if (lane == 0) gemv_epilogue(acc, n, bias, bdt, res, y, key, act);
 }
 
-#define GEMV_WT_ENTRY(name, DT)                                                                              \
-    extern "C" __global__ void name(const float* x, const void* W, int K, int N, const void* bias, int bdt,   \
-        const float* res, float* y, float* key, int act, int vec)                                            \
-    {                                                                                                        \
-        gemv_wt<DT>(x, W, K, N, bias, bdt, res, y, key, act, vec);                                           \
+#define GEMV_WT_ENTRY(name, DT)                                                                                   \
+    extern "C" __global__ void name(const float* x, int K, const void* W0, const void* W1, const void* W2,          \
+        const void* b0, const void* b1, const void* b2, int bdt, float* y0, float* y1, float* y2, int N0, int N1, \
+        int N2, const float* res, float* key, int act, int vec)                                                   \
+    {                                                                                                             \
+        gemv_wt<DT>(x, K, W0, W1, W2, b0, b1, b2, bdt, y0, y1, y2, N0, N1, N2, res, key, act, vec);               \
     }
 
 GEMV_WT_ENTRY(gemv_wt_f32, DT_F32)
 GEMV_WT_ENTRY(gemv_wt_f16, DT_F16)
 GEMV_WT_ENTRY(gemv_wt_bf16, DT_BF16)
+
+// src [rows, cols] of 16-bit elements -> dst [cols, rows]: a weight's transposed twin for gemv_wt.
+// 32 x 32 tiles through shared memory (padded a column against bank conflicts); 256 threads, grid
+// (ceil(cols / 32), ceil(rows / 32)).
+extern "C" __global__ void transpose_u16(const unsigned short* src, unsigned short* dst, int rows, int cols)
+{
+    __shared__ unsigned short tile[32][33];
+    const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
+    const int c0 = blockIdx.x * 32, r0 = blockIdx.y * 32;
+    for (int i = ty; i < 32; i += 8)
+    {
+        const int r = r0 + i, c = c0 + tx;
+        if (r < rows && c < cols) tile[i][tx] = src[(long long)r * cols + c];
+    }
+    __syncthreads();
+    for (int i = ty; i < 32; i += 8)
+    {
+        const int c = c0 + i, r = r0 + tx;
+        if (c < cols && r < rows) dst[(long long)c * rows + r] = tile[tx][i];
+    }
+}

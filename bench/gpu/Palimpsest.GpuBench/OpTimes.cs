@@ -64,12 +64,15 @@ public static class OpTimes
             ops.Add(($"linear+gelu 1x{d} . {d}x{f} (up), weights of all layers in turn (not counted)", -1, () => { var l = Next(); b.LinearAct(c.Act, x, l.WUp, l.BUp, up, key); }));
             ops.Add(($"linear 1x{f} . {f}x{d} (down), weights of all layers in turn (not counted)", -1, () => { var l = Next(); b.Linear(key, l.WDown, l.BDown, y, res); }));
             ops.Add(($"cuBLAS matmul 1x{f} . {f}x{d} (down), weights of all layers in turn (not counted)", -1, NoGemv(() => b.MatMul(key, false, Next().WDown, false, y))));
+            // the same products on the weights as stored [in, out] (gemv_xw, split over K) instead of their transposed twins
+            ops.Add(($"linear3 1x{d} (q, k, v), all layers in turn, no twins (not counted)", -1, NoTwins(() => { var l = Next(); b.Linear3(x, l.Wq, l.Bq, y, l.Wk, l.Bk, y2, l.Wv, l.Bv, y3); })));
+            ops.Add(($"linear+gelu 1x{d} . {d}x{f} (up), all layers in turn, no twins (not counted)", -1, NoTwins(() => { var l = Next(); b.LinearAct(c.Act, x, l.WUp, l.BUp, up, key); })));
+            ops.Add(($"linear 1x{f} . {f}x{d} (down), all layers in turn, no twins (not counted)", -1, NoTwins(() => { var l = Next(); b.Linear(key, l.WDown, l.BDown, y, res); })));
+            ops.Add(($"linear 1x{d} . {d}x{d} (o), all layers in turn (not counted)", -1, () => { var l = Next(); b.Linear(att, l.Wo, l.Bo, y, res); }));
             // how finely gemv.cu should split K (blocks per SM; the default is 2)
             foreach (int bps in new[] { 1, 4, 8 })
             {
-                ops.Add(($"linear 1x{d} . {d}x{d} + bias + residual (o), {bps} blocks/SM (not counted)", -1, Split(bps, () => b.Linear(att, bp.Wo, bp.Bo, y, res))));
-                ops.Add(($"linear 1x{f} . {f}x{d} (down), all layers in turn, {bps} blocks/SM (not counted)", -1, Split(bps, () => { var l = Next(); b.Linear(key, l.WDown, l.BDown, y, res); })));
-                ops.Add(($"linear3 1x{d} (q, k, v), all layers in turn, {bps} blocks/SM (not counted)", -1, Split(bps, () => { var l = Next(); b.Linear3(x, l.Wq, l.Bq, y, l.Wk, l.Bk, y2, l.Wv, l.Bv, y3); })));
+                ops.Add(($"linear 1x{f} . {f}x{d} (down), all layers in turn, no twins, {bps} blocks/SM (not counted)", -1, NoTwins(Split(bps, () => { var l = Next(); b.Linear(key, l.WDown, l.BDown, y, res); }))));
             }
         }
         if (T == 1)
@@ -134,6 +137,12 @@ public static class OpTimes
             b.GemvBlocksPerSm = blocksPerSm;
             try { op(); }
             finally { b.GemvBlocksPerSm = 2; }
+        };
+        Action NoTwins(Action op) => () =>
+        {
+            b.UseTwins = false;
+            try { op(); }
+            finally { b.UseTwins = true; }
         };
         Action NoGemv(Action op) => () =>
         {

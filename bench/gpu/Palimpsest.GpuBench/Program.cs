@@ -189,6 +189,21 @@ foreach (var (storage, tf32) in new[] { (DType.F32, false), (DType.F16, false), 
                 b.Synchronize();
             }
             captured?.Dispose();
+            // the same step with the one-row products on the weights as stored (gemv_xw), no twins
+            b.UseTwins = false;
+            try
+            {
+                cache.Reset();
+                using (tf.Forward(seqs[0], null, cache)) { }
+                using (tf.Forward([steps[0]], null, cache)) { }
+                cache.Reset();
+                using (tf.Forward(seqs[0], null, cache)) { }
+                ForwardResult? c3 = null;
+                using (var graph = b.Capture(() => c3 = tf.Forward([steps[0]], null, cache)))
+                    Report($"{tag} decode ms/token, CUDA graph replay, no weight twins (not counted)", Timing.MedianMs(() => { for (int i = 0; i < steps.Length; i++) graph.Launch(); }, 3) / steps.Length);
+                c3?.Dispose();
+            }
+            finally { b.UseTwins = true; }
             // the same step unfused, its one-row products through cuBLAS: run 6's decode step
             Unfused(tf, b, () =>
             {

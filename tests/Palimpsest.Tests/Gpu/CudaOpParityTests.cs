@@ -140,6 +140,44 @@ public class CudaOpParityTests
         p.Check(v, tol, "Linear3 v");
     }
 
+    // One-row products of narrow weights read a transposed twin of the weight: it must follow every
+    // write to the weight (Upload, CopyRows, Zero), and agree with gemv_xw on the weight itself.
+    [Theory]
+    [InlineData(DType.F16, 1e-3)]
+    [InlineData(DType.BF16, 1e-2)]
+    public void Weight_twins_follow_writes_to_the_weight(DType storage, double tol)
+    {
+        using var p = new OpPair(storage);
+        IFusedLinear f = p.G;
+        var x = p.Rand(1, 1600);
+        var w = p.Weight([1600, 203], -0.2, 0.2);
+        var bias = p.Weight([203]);
+        var y = p.Zeros(1, 203);
+        void Check(string what)
+        {
+            p.R.MatMul(x.R, false, w.R, false, y.R); p.R.AddBias(y.R, bias.R);
+            f.Linear(x.G, w.G, bias.G, y.G);
+            p.Check(y, tol, what);
+        }
+        Check("first product (twin made)");
+        var fresh = p.Values(1600 * 203, -0.2, 0.2).Select(v => (double)v).ToArray();
+        p.R.Upload(w.R, fresh); p.G.Upload(w.G, fresh);
+        var stored = p.HostG(w.G);                 // the reference must see the narrow-rounded values
+        p.R.Upload(w.R, stored);
+        Check("after Upload");
+        var rows = p.Weight([10, 203], -0.2, 0.2);
+        p.R.CopyRows(rows.R, 2, w.R, 1500, 7); p.G.CopyRows(rows.G, 2, w.G, 1500, 7);
+        Check("after CopyRows into it");
+        p.R.Zero(w.R); p.G.Zero(w.G);
+        Check("after Zero");
+        p.G.UseTwins = false;
+        var twinless = p.Zeros(1, 203);
+        f.Linear(x.G, w.G, bias.G, twinless.G);
+        p.G.UseTwins = true;
+        p.R.MatMul(x.R, false, w.R, false, twinless.R); p.R.AddBias(twinless.R, bias.R);
+        p.Check(twinless, tol, "gemv_xw without the twin");
+    }
+
     // Linear3 over three weights of one shape and several rows: one batched cuBLAS product
     // (pointer arrays uploaded per call), run twice so the second call takes the next pointer slot.
     [Theory]

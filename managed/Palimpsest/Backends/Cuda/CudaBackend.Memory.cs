@@ -49,6 +49,7 @@ public sealed partial class CudaBackend
     public void FillUniform(Tensor t, ulong seed, float scale, float offset = 0f)
     {
         var c = C(t, "t");
+        c.Touch();
         LaunchN(_k.Elementwise, "fill_uniform", c.Length, c.OverwritePtr, DTypeCode(c.DType), c.Length, (long)seed, scale, offset);
     }
 
@@ -56,6 +57,7 @@ public sealed partial class CudaBackend
     private void Narrow(CudaTensor src, CudaTensor dst)
     {
         var kernel = dst.DType == DType.F16 ? "f32_to_f16" : "f32_to_bf16";
+        dst.Touch();
         LaunchN(_k.Elementwise, kernel, dst.Length, src.Ptr, dst.OverwritePtr, dst.Length);
     }
 
@@ -78,6 +80,7 @@ public sealed partial class CudaBackend
     {
         var c = C(t, "t");
         if (src.Length != c.Length) throw new ArgumentException($"{src.Length} values for {c}");
+        c.Touch();
         var f = ToFloat(src);
         if (c.DType == DType.F32) { UploadTo(c.OverwritePtr, (ReadOnlySpan<float>)f); return; }
         using var wide = (CudaTensor)FromHost(f, c.Shape);
@@ -87,6 +90,7 @@ public sealed partial class CudaBackend
     public void Zero(Tensor t)
     {
         var c = C(t, "t");
+        c.Touch();
         if (c.IsView || _capture is not null) MemsetZero(c); // inside a capture: an explicit zero is part of every replay
         else c.DeferZero(_memsetZero);
     }
@@ -128,6 +132,7 @@ public sealed partial class CudaBackend
         if (rows < 0 || srcRow < 0 || dstRow < 0 || srcRow + rows > s.Rows || dstRow + rows > d.Rows)
             throw new ArgumentOutOfRangeException(nameof(rows), $"CopyRows: rows {srcRow}+{rows} of {s} -> {dstRow} of {d}");
         if (rows == 0 || s.Cols == 0) return;
+        d.Touch();
         long rowBytes = (long)s.Cols * CudaTensor.ElementSize(s.DType);
         Bind();
         CuDriver.Check(CuDriver.cuMemcpyDtoDAsync_v2(d.Ptr + (ulong)(dstRow * rowBytes), s.Ptr + (ulong)(srcRow * rowBytes), (nuint)(rows * rowBytes), Stream),

@@ -64,6 +64,23 @@ public sealed class CudaTensor : Tensor
 
     internal bool IsView => _parent is not null;
 
+    /// <summary>
+    /// Counts the writes to this tensor's storage (through it or a view of it) by the ops that can
+    /// write a narrow tensor: Upload, CopyRows, Zero, FillUniform and narrowing. A derived copy
+    /// (<see cref="Twin"/>) records the version it was made from.
+    /// </summary>
+    internal long Version { get; private set; }
+
+    internal void Touch()
+    {
+        Version++;
+        _parent?.Touch();
+    }
+
+    /// <summary>The weight transposed ([cols, rows]) for one-row products, made at <see cref="TwinVersion"/>; owned.</summary>
+    internal CudaTensor? Twin { get; set; }
+    internal long TwinVersion { get; set; }
+
     public long Bytes => Length * ElementSize(DType);
 
     internal static int ElementSize(DType t) => t switch
@@ -75,6 +92,8 @@ public sealed class CudaTensor : Tensor
 
     public override void Dispose()
     {
+        Twin?.Dispose();
+        Twin = null;
         var b = _buffer;
         _buffer = null;
         _pendingZero = null;
