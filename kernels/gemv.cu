@@ -187,47 +187,12 @@ GEMV_XW_ENTRY(gemv_xw_bf16, DT_BF16)
 // head's 50257 rows of d; or a weight stored transposed for one-row products), lanes striding K,
 // WT_BATCH 16-byte loads in flight per lane; 256-thread blocks, grid (ceil(max N / 8), Z).
 // vec: K % 8 == 0, every W_z 16-byte aligned (32 for float32) and x 32-byte aligned.
-// With lg (LayerNorm gain [K], not null) x is normalised first, as layernorm_fwd does it (the same
-// two block reductions, so the same mean and rstd bits): x' = (x - mean) * rstd * lg + lb (lb [K] or
-// null); block (0, 0) also writes x' to norm_out [K] and mean, rstd [1]. Every block reduces x itself
-// (6 KB from L2 for d = 1600), which costs less than the launch of a separate LayerNorm kernel.
-// vec then also needs lg, lb 32-byte aligned.
 #define WT_BATCH 4
-
-// v[0..4) = (v - m) * r * g[k..k+4) + b[k..k+4) (b null: 0), layernorm_fwd's expression
-static __device__ __forceinline__ void norm4(gemv_f32x4& v, const float* g, const float* b, int k, float m, float r)
-{
-    gemv_f32x4 gg = *(const gemv_f32x4*)(g + k);
-    gemv_f32x4 bb;
-    if (b) bb = *(const gemv_f32x4*)(b + k);
-    else bb.x = bb.y = bb.z = bb.w = 0.0f;
-    v.x = (v.x - m) * r * gg.x + bb.x;
-    v.y = (v.y - m) * r * gg.y + bb.y;
-    v.z = (v.z - m) * r * gg.z + bb.z;
-    v.w = (v.w - m) * r * gg.w + bb.w;
-}
 template <int DT>
 static __device__ __forceinline__ void gemv_wt(const float* x, int K,
     const void* W0, const void* W1, const void* W2, const void* b0, const void* b1, const void* b2, int bdt,
-    float* y0, float* y1, float* y2, int N0, int N1, int N2, const float* res, float* key, int act, int vec,
-    const float* lg, const float* lb, float eps, float* normOut, float* meanOut, float* rstdOut)
+    float* y0, float* y1, float* y2, int N0, int N1, int N2, const float* res, float* key, int act, int vec)
 {
-    float m = 0.0f, r = 1.0f;
-    if (lg)
-    {
-        __shared__ float red[BLOCK];
-        float sum = 0.0f;
-        for (int c = threadIdx.x; c < K; c += BLOCK) sum += x[c];
-        m = block_sum(sum, red) / K;
-        float v = 0.0f;
-        for (int c = threadIdx.x; c < K; c += BLOCK) { float d = x[c] - m; v += d * d; }
-        r = 1.0f / sqrtf(block_sum(v, red) / K + eps);
-        if (blockIdx.x == 0 && blockIdx.y == 0)
-        {
-            for (int c = threadIdx.x; c < K; c += BLOCK) normOut[c] = (x[c] - m) * r * lg[c] + (lb ? lb[c] : 0.0f);
-            if (threadIdx.x == 0) { meanOut[0] = m; rstdOut[0] = r; }
-        }
-    }
     const int z = blockIdx.y;
     const void* W = z == 0 ? W0 : (z == 1 ? W1 : W2);
     const void* bias = z == 0 ? b0 : (z == 1 ? b1 : b2);
@@ -254,7 +219,6 @@ static __device__ __forceinline__ void gemv_wt(const float* x, int K,
                     load8<DT>(W, base + kk, w[u]);
                     const gemv_f32x4* xp = (const gemv_f32x4*)(x + kk);
                     xa[u] = xp[0]; xb[u] = xp[1];
-                    if (lg) { norm4(xa[u], lg, lb, kk, m, r); norm4(xb[u], lg, lb, kk + 4, m, r); }
                 }
                 else
                 {
@@ -272,11 +236,7 @@ static __device__ __forceinline__ void gemv_wt(const float* x, int K,
     }
     else
     {
-        for (int k = lane; k < K; k += 32)
-        {
-            float xv = lg ? (x[k] - m) * r * lg[k] + (lb ? lb[k] : 0.0f) : x[k];
-            acc += xv * load_w(W, DT, base + k);
-        }
+        for (int k = lane; k < K; k += 32) acc += x[k] * load_w(W, DT, base + k);
     }
     acc = warp_sum(acc);
     if (lane == 0) gemv_epilogue(acc, n, bias, bdt, res, y, key, act);
@@ -285,11 +245,9 @@ static __device__ __forceinline__ void gemv_wt(const float* x, int K,
 #define GEMV_WT_ENTRY(name, DT)                                                                                   \
     extern "C" __global__ void name(const float* x, int K, const void* W0, const void* W1, const void* W2,          \
         const void* b0, const void* b1, const void* b2, int bdt, float* y0, float* y1, float* y2, int N0, int N1, \
-        int N2, const float* res, float* key, int act, int vec, const float* lg, const float* lb, float eps,       \
-        float* normOut, float* meanOut, float* rstdOut)                                                           \
+        int N2, const float* res, float* key, int act, int vec)                                                   \
     {                                                                                                             \
-        gemv_wt<DT>(x, K, W0, W1, W2, b0, b1, b2, bdt, y0, y1, y2, N0, N1, N2, res, key, act, vec,                \
-            lg, lb, eps, normOut, meanOut, rstdOut);                                                              \
+        gemv_wt<DT>(x, K, W0, W1, W2, b0, b1, b2, bdt, y0, y1, y2, N0, N1, N2, res, key, act, vec);               \
     }
 
 GEMV_WT_ENTRY(gemv_wt_f32, DT_F32)

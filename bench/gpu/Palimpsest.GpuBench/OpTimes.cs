@@ -69,10 +69,6 @@ public static class OpTimes
             ops.Add(($"linear+gelu 1x{d} . {d}x{f} (up), all layers in turn, no twins (not counted)", -1, NoTwins(() => { var l = Next(); b.LinearAct(c.Act, x, l.WUp, l.BUp, up, key); })));
             ops.Add(($"linear 1x{f} . {f}x{d} (down), all layers in turn, no twins (not counted)", -1, NoTwins(() => { var l = Next(); b.Linear(key, l.WDown, l.BDown, y, res); })));
             ops.Add(($"linear 1x{d} . {d}x{d} (o), all layers in turn (not counted)", -1, () => { var l = Next(); b.Linear(att, l.Wo, l.Bo, y, res); }));
-            // the LayerNorm folded into the products that read it (what the forward runs at T = 1)
-            var nrm = Rand(1, d); var mu = Rand(1); var rs = Rand(1);
-            ops.Add(($"layernorm + linear3 1x{d} (q, k, v), all layers in turn (not counted)", -1, () => { var l = Next(); b.NormLinear3(x, l.Ln1G, l.Ln1B, c.NormEps, nrm, mu, rs, l.Wq, l.Bq, y, l.Wk, l.Bk, y2, l.Wv, l.Bv, y3); }));
-            ops.Add(($"layernorm + linear+gelu 1x{d} . {d}x{f} (up), all layers in turn (not counted)", -1, () => { var l = Next(); b.NormLinearAct(c.Act, x, l.Ln2G!, l.Ln2B, c.NormEps, nrm, mu, rs, l.WUp, l.BUp, up, key); }));
             // how finely gemv.cu should split K (blocks per SM; the default is 2)
             foreach (int bps in new[] { 1, 4, 8 })
             {

@@ -189,21 +189,6 @@ foreach (var (storage, tf32) in new[] { (DType.F32, false), (DType.F16, false), 
                 b.Synchronize();
             }
             captured?.Dispose();
-            // the same step with the LayerNorms as separate kernels
-            b.UseNormPrologue = false;
-            try
-            {
-                cache.Reset();
-                using (tf.Forward(seqs[0], null, cache)) { }
-                using (tf.Forward([steps[0]], null, cache)) { }
-                cache.Reset();
-                using (tf.Forward(seqs[0], null, cache)) { }
-                ForwardResult? c4 = null;
-                using (var graph = b.Capture(() => c4 = tf.Forward([steps[0]], null, cache)))
-                    Report($"{tag} decode ms/token, CUDA graph replay, LayerNorm not folded (not counted)", Timing.MedianMs(() => { for (int i = 0; i < steps.Length; i++) graph.Launch(); }, 3) / steps.Length);
-                c4?.Dispose();
-            }
-            finally { b.UseNormPrologue = true; }
             // the same step with the one-row products on the weights as stored (gemv_xw), no twins
             b.UseTwins = false;
             try

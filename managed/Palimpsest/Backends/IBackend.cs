@@ -256,15 +256,4 @@ public interface IFusedLinear
     /// (query, key and value). Composition: three MatMul + AddBias.
     /// </summary>
     void Linear3(Tensor x, Tensor w0, Tensor? b0, Tensor y0, Tensor w1, Tensor? b1, Tensor y1, Tensor w2, Tensor? b2, Tensor y2);
-
-    /// <summary>
-    /// A LayerNorm and the three products that read it. Composition: LayerNorm(x, g, lb, eps, normOut,
-    /// mean, rstd); Linear3(normOut, ...). normOut, mean and rstd are written as LayerNorm writes them.
-    /// </summary>
-    void NormLinear3(Tensor x, Tensor g, Tensor? lb, double eps, Tensor normOut, Tensor mean, Tensor rstd,
-        Tensor w0, Tensor? b0, Tensor y0, Tensor w1, Tensor? b1, Tensor y1, Tensor w2, Tensor? b2, Tensor y2);
-
-    /// <summary>A LayerNorm and the product that reads it. Composition: LayerNorm(...); LinearAct(act, normOut, w, b, up, key).</summary>
-    void NormLinearAct(Activation act, Tensor x, Tensor g, Tensor? lb, double eps, Tensor normOut, Tensor mean, Tensor rstd,
-        Tensor w, Tensor? b, Tensor up, Tensor key);
 }

@@ -125,18 +125,11 @@ public sealed class Transformer : IDisposable
 
             // attention branch: aIn = norm1(x); q, k, v = aIn·W + b; rotary; attention; · Wo + bo
             bt.AIn = New("aIn", T, d); bt.Mean1 = New("mean1", T); bt.Rstd1 = New("rstd1", T);
+            Norm(x, bp.Ln1G, bp.Ln1B, bt.AIn, bt.Mean1, bt.Rstd1);
             bt.Q = New("q", T, C.QDim); bt.K = New("k", T, C.KvDim); bt.V = New("v", T, C.KvDim);
-            bool layerNorm = C.Norm == NormKind.LayerNorm;
-            if (fused is not null && layerNorm)
-                fused.NormLinear3(x, bp.Ln1G, bp.Ln1B, C.NormEps, bt.AIn, bt.Mean1, bt.Rstd1, bp.Wq, bp.Bq, bt.Q, bp.Wk, bp.Bk, bt.K, bp.Wv, bp.Bv, bt.V);
-            else if (fused is not null)
-            {
-                Norm(x, bp.Ln1G, bp.Ln1B, bt.AIn, bt.Mean1, bt.Rstd1);
-                fused.Linear3(bt.AIn, bp.Wq, bp.Bq, bt.Q, bp.Wk, bp.Bk, bt.K, bp.Wv, bp.Bv, bt.V);
-            }
+            if (fused is not null) fused.Linear3(bt.AIn, bp.Wq, bp.Bq, bt.Q, bp.Wk, bp.Bk, bt.K, bp.Wv, bp.Bv, bt.V);
             else
             {
-                Norm(x, bp.Ln1G, bp.Ln1B, bt.AIn, bt.Mean1, bt.Rstd1);
                 Linear(bt.AIn, bp.Wq, bp.Bq, bt.Q);
                 Linear(bt.AIn, bp.Wk, bp.Bk, bt.K);
                 Linear(bt.AIn, bp.Wv, bp.Bv, bt.V);
@@ -181,8 +174,7 @@ public sealed class Transformer : IDisposable
                 else B.Add(x, attnOut!, bt.H);
                 residual = bt.H;
                 bt.MIn = New("mIn", T, d); bt.Mean2 = New("mean2", T); bt.Rstd2 = New("rstd2", T);
-                // the LayerNorm goes with the up product below when the backend fuses them
-                if (!(fused is not null && layerNorm && !C.GatedMlp)) Norm(bt.H, bp.Ln2G!, bp.Ln2B, bt.MIn, bt.Mean2, bt.Rstd2);
+                Norm(bt.H, bp.Ln2G!, bp.Ln2B, bt.MIn, bt.Mean2, bt.Rstd2);
             }
 
             // MLP: key = act(mIn·WUp + b) or silu(mIn·WGate)·(mIn·WUp); out = key·WDown + b
@@ -194,8 +186,6 @@ public sealed class Transformer : IDisposable
                 bt.Gate = Linear(bt.MIn, bp.WGate!, null, New("gate", T, f));
                 B.SiluMul(bt.Gate, bt.Up, bt.Key);
             }
-            else if (fused is not null && layerNorm && !C.ParallelResidual)
-                fused.NormLinearAct(C.Act, bt.H, bp.Ln2G!, bp.Ln2B, C.NormEps, bt.MIn, bt.Mean2!, bt.Rstd2!, bp.WUp, bp.BUp, bt.Up, bt.Key);
             else if (fused is not null) fused.LinearAct(C.Act, bt.MIn, bp.WUp, bp.BUp, bt.Up, bt.Key);
             else
             {

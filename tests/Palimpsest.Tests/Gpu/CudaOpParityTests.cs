@@ -178,43 +178,6 @@ public class CudaOpParityTests
         p.Check(twinless, tol, "gemv_xw without the twin");
     }
 
-    // A LayerNorm folded into the products that read it (one row: gemv_wt's prologue over the twins;
-    // several rows: LayerNorm then the products), normalised row, mean and rstd included.
-    [Theory]
-    [InlineData(DType.F16, 1, 1600, 1e-3)]
-    [InlineData(DType.BF16, 1, 1600, 1e-2)]
-    [InlineData(DType.F16, 1, 67, 1e-3)]
-    [InlineData(DType.F16, 13, 67, 1e-3)]
-    public void Norm_folded_into_the_products_matches_the_composition(DType storage, int rows, int din, double tol)
-    {
-        using var p = new OpPair(storage);
-        IFusedLinear f = p.G;
-        var x = p.Rand([rows, din], -2, 3);
-        var g = p.Weight([din], 0.5, 1.5);
-        var lb = p.Weight([din]);
-        var w = new[] { p.Weight([din, 45], -0.2, 0.2), p.Weight([din, 45], -0.2, 0.2), p.Weight([din, 30], -0.2, 0.2) };
-        var b = new[] { p.Weight([45]), p.Weight([45]), p.Weight([30]) };
-        var y = new[] { p.Zeros(rows, 45), p.Zeros(rows, 45), p.Zeros(rows, 30) };
-        var norm = p.Zeros(rows, din); var mean = p.Zeros(rows); var rstd = p.Zeros(rows);
-        p.R.LayerNorm(x.R, g.R, lb.R, 1e-5, norm.R, mean.R, rstd.R);
-        for (int i = 0; i < 3; i++) { p.R.MatMul(norm.R, false, w[i].R, false, y[i].R); p.R.AddBias(y[i].R, b[i].R); }
-        f.NormLinear3(x.G, g.G, lb.G, 1e-5, norm.G, mean.G, rstd.G, w[0].G, b[0].G, y[0].G, w[1].G, b[1].G, y[1].G, w[2].G, b[2].G, y[2].G);
-        p.Check(norm, 1e-5, "NormLinear3 normalised row");
-        p.Check(mean, 1e-5, "NormLinear3 mean");
-        p.Check(rstd, 1e-5, "NormLinear3 rstd");
-        for (int i = 0; i < 3; i++) p.Check(y[i], tol, $"NormLinear3 output {i}");
-
-        var wu = p.Weight([din, 77], -0.2, 0.2); var bu = p.Weight([77]);
-        var up = p.Zeros(rows, 77); var key = p.Zeros(rows, 77);
-        var norm2 = p.Rand(rows, din); var mean2 = p.Rand(rows); var rstd2 = p.Rand(rows); // garbage: overwritten
-        p.R.LayerNorm(x.R, g.R, null, 1e-5, norm2.R, mean2.R, rstd2.R);
-        p.R.MatMul(norm2.R, false, wu.R, false, up.R); p.R.AddBias(up.R, bu.R); p.R.Activate(Activation.GeluTanh, up.R, key.R);
-        f.NormLinearAct(Activation.GeluTanh, x.G, g.G, null, 1e-5, norm2.G, mean2.G, rstd2.G, wu.G, bu.G, up.G, key.G);
-        p.Check(norm2, 1e-5, "NormLinearAct normalised row (no norm bias)");
-        p.Check(up, tol, "NormLinearAct up");
-        p.Check(key, tol, "NormLinearAct key");
-    }
-
     // Linear3 over three weights of one shape and several rows: one batched cuBLAS product
     // (pointer arrays uploaded per call), run twice so the second call takes the next pointer slot.
     [Theory]

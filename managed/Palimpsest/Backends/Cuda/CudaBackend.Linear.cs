@@ -251,20 +251,15 @@ public sealed partial class CudaBackend : IFusedLinear
         return twins;
     }
 
-    /// <summary>A LayerNorm folded into gemv_wt's prologue: gain, bias (optional), eps, and where its outputs go.</summary>
-    private sealed record NormPrologue(CudaTensor G, CudaTensor? B, double Eps, CudaTensor Out, CudaTensor Mean, CudaTensor Rstd);
-
-    // gemv_wt over the twins: y_z = x · W_z + b_z (+ residual, key = act(y) for z = 0); with a norm, x
-    // is first normalised (and the normalised row, mean and rstd written out)
+    // gemv_wt over the twins: y_z = x · W_z + b_z (+ residual, key = act(y) for z = 0)
     private void GemvTwins(CudaTensor x, ReadOnlySpan<(CudaTensor W, Tensor? B, CudaTensor Y)> mats, CudaTensor[] twins,
-        Tensor? residual, CudaTensor? key, Activation act, NormPrologue? norm = null)
+        Tensor? residual, CudaTensor? key, Activation act)
     {
         int K = x.Cols, Z = mats.Length;
         var dt = mats[0].W.DType;
         string kernel = dt == DType.F16 ? "gemv_wt_f16" : "gemv_wt_bf16";
         ulong rp = residual is null ? 0UL : F(residual, "residual").Ptr;
-        bool vec = K % 8 == 0 && x.Ptr % 32 == 0
-            && (norm is null || (norm.G.Ptr % 32 == 0 && (norm.B is null || norm.B.Ptr % 32 == 0)));
+        bool vec = K % 8 == 0 && x.Ptr % 32 == 0;
         int nMax = 0, bdt = 0;
         var w = new ulong[3]; var bp = new ulong[3]; var yp = new ulong[3]; var n = new int[3];
         for (int z = 0; z < Z; z++)
@@ -279,56 +274,7 @@ public sealed partial class CudaBackend : IFusedLinear
         Bind();
         _k.Gemv.Launch(kernel, (uint)blocks, (uint)Z, Block, 0, Stream,
             x.Ptr, K, w[0], w[1], w[2], bp[0], bp[1], bp[2], bdt, yp[0], yp[1], yp[2], n[0], n[1], n[2],
-            rp, key is null ? 0UL : key.OverwritePtr, (int)act, vec ? 1 : 0,
-            norm?.G.Ptr ?? 0UL, norm?.B?.Ptr ?? 0UL, (float)(norm?.Eps ?? 0), norm?.Out.OverwritePtr ?? 0UL,
-            norm?.Mean.OverwritePtr ?? 0UL, norm?.Rstd.OverwritePtr ?? 0UL);
-    }
-
-    // LayerNorm(x) -> normOut [1, d], mean, rstd [1], then the products of normOut, in one gemv_wt
-    // launch when every weight has a current twin and the norm's vectors are float32; null otherwise
-    private bool TryNormGemv(CudaTensor x, Tensor g, Tensor? lb, double eps, Tensor normOut, Tensor mean, Tensor rstd,
-        ReadOnlySpan<(CudaTensor W, Tensor? B, CudaTensor Y)> mats, CudaTensor? key, Activation act)
-    {
-        if (!(UseGemv && UseTwins && UseNormPrologue && x.Rows == 1 && x.Cols > 0)) return false;
-        if (g is not CudaTensor cg || cg.DType != DType.F32 || cg.Length != x.Cols) return false;
-        if (lb is not null && (lb is not CudaTensor cb0 || cb0.DType != DType.F32 || cb0.Length != x.Cols)) return false;
-        var o = F(normOut, "normOut"); var m = F(mean, "mean"); var r = F(rstd, "rstd");
-        if (o.Length != x.Cols || m.Length != 1 || r.Length != 1 || o.RawPtr == x.RawPtr) return false;
-        if (TwinsOf(mats) is not { } twins) return false;
-        GemvTwins(x, mats, twins, null, key, act, new NormPrologue(cg, (CudaTensor?)lb, eps, o, m, r));
-        return true;
-    }
-
-    /// <summary>Fold a one-row LayerNorm into the products that read it (the benchmark compares).</summary>
-    internal bool UseNormPrologue { get; set; } = true;
-
-    // normOut = LayerNorm(x); y_i = normOut · w_i + b_i
-    public void NormLinear3(Tensor x, Tensor g, Tensor? lb, double eps, Tensor normOut, Tensor mean, Tensor rstd,
-        Tensor w0, Tensor? b0, Tensor y0, Tensor w1, Tensor? b1, Tensor y1, Tensor w2, Tensor? b2, Tensor y2)
-    {
-        var cx = F(x, "x");
-        var m0 = CheckLinear("NormLinear3 (0)", normOut, w0, b0, y0);
-        var m1 = CheckLinear("NormLinear3 (1)", normOut, w1, b1, y1);
-        var m2 = CheckLinear("NormLinear3 (2)", normOut, w2, b2, y2);
-        if (m1.W.DType == m0.W.DType && m2.W.DType == m0.W.DType
-            && TryNormGemv(cx, g, lb, eps, normOut, mean, rstd, [(m0.W, b0, m0.Y), (m1.W, b1, m1.Y), (m2.W, b2, m2.Y)], null, Activation.GeluTanh))
-            return;
-        LayerNorm(x, g, lb, eps, normOut, mean, rstd);
-        Linear3(normOut, w0, b0, y0, w1, b1, y1, w2, b2, y2);
-    }
-
-    // normOut = LayerNorm(x); up = normOut · w + b; key = act(up)
-    public void NormLinearAct(Activation act, Tensor x, Tensor g, Tensor? lb, double eps, Tensor normOut, Tensor mean, Tensor rstd,
-        Tensor w, Tensor? b, Tensor up, Tensor key)
-    {
-        var cx = F(x, "x");
-        var (_, cw, cu) = CheckLinear("NormLinearAct", normOut, w, b, up);
-        SameLength(up, key, "NormLinearAct");
-        var ck = F(key, "key");
-        if (ck.RawPtr == cu.RawPtr) throw new ArgumentException("NormLinearAct: key must not alias up");
-        if (TryNormGemv(cx, g, lb, eps, normOut, mean, rstd, [(cw, b, cu)], ck, act)) return;
-        LayerNorm(x, g, lb, eps, normOut, mean, rstd);
-        LinearAct(act, normOut, w, b, up, key);
+            rp, key is null ? 0UL : key.OverwritePtr, (int)act, vec ? 1 : 0);
     }
 
     /// <summary>c [1, N] = a [1, K] · b^T, b [N, K] narrow or float32 (a tied head in a decode step): gemv_wt.</summary>
@@ -343,7 +289,6 @@ public sealed partial class CudaBackend : IFusedLinear
         // accumulate: c = c + a . b^T, the residual operand of the epilogue
         ulong cp = accumulate ? c.Ptr : c.OverwritePtr;
         _k.Gemv.Launch(kernel, (uint)blocks, 1, Block, 0, Stream,
-            a.Ptr, K, b.Ptr, 0UL, 0UL, 0UL, 0UL, 0UL, 0, cp, 0UL, 0UL, N, 0, 0, accumulate ? cp : 0UL, 0UL, 0, vec ? 1 : 0,
-            0UL, 0UL, 0f, 0UL, 0UL, 0UL);
+            a.Ptr, K, b.Ptr, 0UL, 0UL, 0UL, 0UL, 0UL, 0, cp, 0UL, 0UL, N, 0, 0, accumulate ? cp : 0UL, 0UL, 0, vec ? 1 : 0);
     }
 }
