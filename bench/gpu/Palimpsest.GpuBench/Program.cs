@@ -173,50 +173,35 @@ foreach (var (storage, tf32) in new[] { (DType.F32, false), (DType.F16, false), 
         // would have to capture per position, or read the position from device memory).
         Section($"{tag} graph", () =>
         {
-            cache.Reset();
-            using (tf.Forward(seqs[0], null, cache)) { }
-            using (tf.Forward([steps[0]], null, cache)) { } // caches the step's buffers
-            cache.Reset();
-            using (tf.Forward(seqs[0], null, cache)) { }
-            ForwardResult? captured = null;
-            using (var graph = b.Capture(() => captured = tf.Forward([steps[0]], null, cache)))
+            // the step at position 32, recorded after one uncaptured run (which caches its buffers);
+            // inspect gets the replayable graph, then the recording is freed
+            void Replayed(Action<CudaGraph> inspect)
             {
-                Report($"{tag} decode ms/token, CUDA graph replay", Timing.MedianMs(() => { for (int i = 0; i < steps.Length; i++) graph.Launch(); }, 3) / steps.Length);
+                cache.Reset();
+                using (tf.Forward(seqs[0], null, cache)) { }
+                using (tf.Forward([steps[0]], null, cache)) { }
+                cache.Reset();
+                using (tf.Forward(seqs[0], null, cache)) { }
+                ForwardResult? captured = null;
+                using (var graph = b.Capture(() => captured = tf.Forward([steps[0]], null, cache))) inspect(graph);
+                captured?.Dispose();
+            }
+            double PerStep(CudaGraph graph) => Timing.MedianMs(() => { for (int i = 0; i < steps.Length; i++) graph.Launch(); }, 3) / steps.Length;
+            Replayed(graph =>
+            {
+                Report($"{tag} decode ms/token, CUDA graph replay", PerStep(graph));
                 b.Synchronize();
                 var hsw = System.Diagnostics.Stopwatch.StartNew();
                 for (int i = 0; i < steps.Length; i++) graph.Launch();
                 Report($"{tag} decode host-side ms/token, CUDA graph replay", hsw.Elapsed.TotalMilliseconds / steps.Length);
                 b.Synchronize();
-            }
-            captured?.Dispose();
+            });
             // the same step with the one-row products on the weights as stored (gemv_xw), no twins
             b.UseTwins = false;
-            try
-            {
-                cache.Reset();
-                using (tf.Forward(seqs[0], null, cache)) { }
-                using (tf.Forward([steps[0]], null, cache)) { }
-                cache.Reset();
-                using (tf.Forward(seqs[0], null, cache)) { }
-                ForwardResult? c3 = null;
-                using (var graph = b.Capture(() => c3 = tf.Forward([steps[0]], null, cache)))
-                    Report($"{tag} decode ms/token, CUDA graph replay, no weight twins (not counted)", Timing.MedianMs(() => { for (int i = 0; i < steps.Length; i++) graph.Launch(); }, 3) / steps.Length);
-                c3?.Dispose();
-            }
+            try { Replayed(graph => Report($"{tag} decode ms/token, CUDA graph replay, no weight twins (not counted)", PerStep(graph))); }
             finally { b.UseTwins = true; }
             // the same step unfused, its one-row products through cuBLAS: run 6's decode step
-            Unfused(tf, b, () =>
-            {
-                cache.Reset();
-                using (tf.Forward(seqs[0], null, cache)) { }
-                using (tf.Forward([steps[0]], null, cache)) { }
-                cache.Reset();
-                using (tf.Forward(seqs[0], null, cache)) { }
-                ForwardResult? c2 = null;
-                using (var graph = b.Capture(() => c2 = tf.Forward([steps[0]], null, cache)))
-                    Report($"{tag} decode ms/token, CUDA graph replay, unfused cuBLAS (not counted)", Timing.MedianMs(() => { for (int i = 0; i < steps.Length; i++) graph.Launch(); }, 3) / steps.Length);
-                c2?.Dispose();
-            });
+            Unfused(tf, b, () => Replayed(graph => Report($"{tag} decode ms/token, CUDA graph replay, unfused cuBLAS (not counted)", PerStep(graph))));
         });
 
         Section($"{tag} decode ops", () =>

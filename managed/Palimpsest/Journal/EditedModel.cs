@@ -195,11 +195,12 @@ public sealed class EditedModel : IDisposable
         }
     }
 
-    private static long? GenerationOf(string path)
+    // the generation number in a safetensors header (GenerationKey, or the adaptor's), null when absent or unreadable
+    private static long? GenerationOf(string path, string key = GenerationKey)
     {
         try
         {
-            return RawCheckpoint.ReadMetadata(path).TryGetValue(GenerationKey, out var s)
+            return RawCheckpoint.ReadMetadata(path).TryGetValue(key, out var s)
                 && long.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var g) ? g : null;
         }
         catch (ModelFormatException) { return null; }
@@ -269,15 +270,7 @@ public sealed class EditedModel : IDisposable
         if (done is not null) Recovery = Recovery is null ? done : Recovery + "; " + done;
     }
 
-    private static long? AdaptorGenerationOf(string path)
-    {
-        try
-        {
-            return RawCheckpoint.ReadMetadata(path).TryGetValue(AdaptorGenerationKey, out var s)
-                && long.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var g) ? g : null;
-        }
-        catch (ModelFormatException) { return null; }
-    }
+    private static long? AdaptorGenerationOf(string path) => GenerationOf(path, AdaptorGenerationKey);
 
     private string AdaptorPendingPath(long generation) => Path.Combine(Dir, AdaptorPendingPrefix + generation.ToString(CultureInfo.InvariantCulture));
 

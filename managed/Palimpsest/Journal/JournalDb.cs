@@ -190,26 +190,7 @@ internal sealed class JournalDb : IDisposable
     public long InsertEdit(EditRow row, IReadOnlyList<(string Tensor, WeightDelta Delta)> deltas, long generation) => Guard(() =>
     {
         using var tx = _c.BeginTransaction();
-        long id;
-        using (var cmd = _c.CreateCommand())
-        {
-            cmd.Transaction = tx;
-            cmd.CommandText = """
-                INSERT INTO edits(created_utc, method, subject, target, layers, delta_norm, content_hash, generation, requests_json, hparams_json)
-                VALUES($t, $m, $s, $g, $l, $n, $h, $gen, $rq, $hp) RETURNING id
-                """;
-            cmd.Parameters.AddWithValue("$t", row.Time.UtcDateTime.ToString("O", CultureInfo.InvariantCulture));
-            cmd.Parameters.AddWithValue("$m", row.Method);
-            cmd.Parameters.AddWithValue("$s", row.Subject);
-            cmd.Parameters.AddWithValue("$g", row.Target);
-            cmd.Parameters.AddWithValue("$l", string.Join(",", row.Layers));
-            cmd.Parameters.AddWithValue("$n", row.DeltaNorm);
-            cmd.Parameters.AddWithValue("$h", row.ContentHash);
-            cmd.Parameters.AddWithValue("$gen", generation);
-            cmd.Parameters.AddWithValue("$rq", row.RequestsJson);
-            cmd.Parameters.AddWithValue("$hp", row.HyperParametersJson);
-            id = (long)cmd.ExecuteScalar()!;
-        }
+        long id = InsertEditRow(row, generation, tx);
         for (int i = 0; i < deltas.Count; i++)
         {
             var (tensor, d) = deltas[i];
@@ -248,26 +229,7 @@ internal sealed class JournalDb : IDisposable
     public long InsertAdaptorEdit(EditRow row, AdaptorEdit a, long checkpointGeneration, long adaptorGeneration) => Guard(() =>
     {
         using var tx = _c.BeginTransaction();
-        long id;
-        using (var cmd = _c.CreateCommand())
-        {
-            cmd.Transaction = tx;
-            cmd.CommandText = """
-                INSERT INTO edits(created_utc, method, subject, target, layers, delta_norm, content_hash, generation, requests_json, hparams_json)
-                VALUES($t, $m, $s, $g, $l, $n, $h, $gen, $rq, $hp) RETURNING id
-                """;
-            cmd.Parameters.AddWithValue("$t", row.Time.UtcDateTime.ToString("O", CultureInfo.InvariantCulture));
-            cmd.Parameters.AddWithValue("$m", row.Method);
-            cmd.Parameters.AddWithValue("$s", row.Subject);
-            cmd.Parameters.AddWithValue("$g", row.Target);
-            cmd.Parameters.AddWithValue("$l", string.Join(",", row.Layers));
-            cmd.Parameters.AddWithValue("$n", row.DeltaNorm);
-            cmd.Parameters.AddWithValue("$h", row.ContentHash);
-            cmd.Parameters.AddWithValue("$gen", checkpointGeneration);
-            cmd.Parameters.AddWithValue("$rq", row.RequestsJson);
-            cmd.Parameters.AddWithValue("$hp", row.HyperParametersJson);
-            id = (long)cmd.ExecuteScalar()!;
-        }
+        long id = InsertEditRow(row, checkpointGeneration, tx);
         using (var cmd = _c.CreateCommand())
         {
             cmd.Transaction = tx;
@@ -298,19 +260,45 @@ internal sealed class JournalDb : IDisposable
 
     private static byte[] Bytes(double[] v) => MemoryMarshal.AsBytes(v.AsSpan()).ToArray();
 
+    // the edits row of an apply (generation: the checkpoint generation it leaves); returns its id
+    private long InsertEditRow(EditRow row, long generation, SqliteTransaction tx)
+    {
+        using var cmd = _c.CreateCommand();
+        cmd.Transaction = tx;
+        cmd.CommandText = """
+            INSERT INTO edits(created_utc, method, subject, target, layers, delta_norm, content_hash, generation, requests_json, hparams_json)
+            VALUES($t, $m, $s, $g, $l, $n, $h, $gen, $rq, $hp) RETURNING id
+            """;
+        cmd.Parameters.AddWithValue("$t", row.Time.UtcDateTime.ToString("O", CultureInfo.InvariantCulture));
+        cmd.Parameters.AddWithValue("$m", row.Method);
+        cmd.Parameters.AddWithValue("$s", row.Subject);
+        cmd.Parameters.AddWithValue("$g", row.Target);
+        cmd.Parameters.AddWithValue("$l", string.Join(",", row.Layers));
+        cmd.Parameters.AddWithValue("$n", row.DeltaNorm);
+        cmd.Parameters.AddWithValue("$h", row.ContentHash);
+        cmd.Parameters.AddWithValue("$gen", generation);
+        cmd.Parameters.AddWithValue("$rq", row.RequestsJson);
+        cmd.Parameters.AddWithValue("$hp", row.HyperParametersJson);
+        return (long)cmd.ExecuteScalar()!;
+    }
+
+    // marks an active edit reverted at revertedGeneration (the checkpoint generation after the revert)
+    private void MarkRevertedRow(long id, DateTimeOffset time, long revertedGeneration, SqliteTransaction tx)
+    {
+        using var cmd = _c.CreateCommand();
+        cmd.Transaction = tx;
+        cmd.CommandText = "UPDATE edits SET reverted_utc = $t, reverted_generation = $gen WHERE id = $id AND reverted_utc IS NULL";
+        cmd.Parameters.AddWithValue("$t", time.UtcDateTime.ToString("O", CultureInfo.InvariantCulture));
+        cmd.Parameters.AddWithValue("$gen", revertedGeneration);
+        cmd.Parameters.AddWithValue("$id", id);
+        if (cmd.ExecuteNonQuery() != 1) throw new InvalidOperationException($"{Path}: edit {id} is not an active edit");
+    }
+
     /// <summary>Marks an adaptor edit reverted and moves to the new adaptor generation, in one transaction.</summary>
     public void MarkAdaptorReverted(long id, DateTimeOffset time, long adaptorGeneration) => Guard(() =>
     {
         using var tx = _c.BeginTransaction();
-        using (var cmd = _c.CreateCommand())
-        {
-            cmd.Transaction = tx;
-            cmd.CommandText = "UPDATE edits SET reverted_utc = $t, reverted_generation = $gen WHERE id = $id AND reverted_utc IS NULL";
-            cmd.Parameters.AddWithValue("$t", time.UtcDateTime.ToString("O", CultureInfo.InvariantCulture));
-            cmd.Parameters.AddWithValue("$gen", Generation);
-            cmd.Parameters.AddWithValue("$id", id);
-            if (cmd.ExecuteNonQuery() != 1) throw new InvalidOperationException($"{Path}: edit {id} is not an active edit");
-        }
+        MarkRevertedRow(id, time, Generation, tx);
         SetMeta("adaptor_generation", adaptorGeneration.ToString(CultureInfo.InvariantCulture), tx);
         tx.Commit();
         return 0;
@@ -345,15 +333,7 @@ internal sealed class JournalDb : IDisposable
     public void MarkReverted(long id, DateTimeOffset time, long generation) => Guard(() =>
     {
         using var tx = _c.BeginTransaction();
-        using (var cmd = _c.CreateCommand())
-        {
-            cmd.Transaction = tx;
-            cmd.CommandText = "UPDATE edits SET reverted_utc = $t, reverted_generation = $gen WHERE id = $id AND reverted_utc IS NULL";
-            cmd.Parameters.AddWithValue("$t", time.UtcDateTime.ToString("O", CultureInfo.InvariantCulture));
-            cmd.Parameters.AddWithValue("$gen", generation);
-            cmd.Parameters.AddWithValue("$id", id);
-            if (cmd.ExecuteNonQuery() != 1) throw new InvalidOperationException($"{Path}: edit {id} is not an active edit");
-        }
+        MarkRevertedRow(id, time, generation, tx);
         SetMeta("generation", generation.ToString(CultureInfo.InvariantCulture), tx);
         tx.Commit();
         return 0;
