@@ -140,9 +140,9 @@ public static class OpTimes
         };
         Action NoTwins(Action op) => () =>
         {
-            b.UseTwins = false;
+            b.TransposedWeightCopies = false;
             try { op(); }
-            finally { b.UseTwins = true; }
+            finally { b.TransposedWeightCopies = true; }
         };
         Action NoGemv(Action op) => () =>
         {

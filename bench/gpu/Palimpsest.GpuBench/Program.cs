@@ -197,9 +197,9 @@ foreach (var (storage, tf32) in new[] { (DType.F32, false), (DType.F16, false), 
                 b.Synchronize();
             });
             // the same step with the one-row products on the weights as stored (gemv_xw), no twins
-            b.UseTwins = false;
+            b.TransposedWeightCopies = false;
             try { Replayed(graph => Report($"{tag} decode ms/token, CUDA graph replay, no weight twins (not counted)", PerStep(graph))); }
-            finally { b.UseTwins = true; }
+            finally { b.TransposedWeightCopies = true; }
             // the same step unfused, its one-row products through cuBLAS: run 6's decode step
             Unfused(tf, b, () => Replayed(graph => Report($"{tag} decode ms/token, CUDA graph replay, unfused cuBLAS (not counted)", PerStep(graph))));
         });

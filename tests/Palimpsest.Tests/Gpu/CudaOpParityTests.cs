@@ -170,10 +170,10 @@ public class CudaOpParityTests
         Check("after CopyRows into it");
         p.R.Zero(w.R); p.G.Zero(w.G);
         Check("after Zero");
-        p.G.UseTwins = false;
+        p.G.TransposedWeightCopies = false;
         var twinless = p.Zeros(1, 203);
         f.Linear(x.G, w.G, bias.G, twinless.G);
-        p.G.UseTwins = true;
+        p.G.TransposedWeightCopies = true;
         p.R.MatMul(x.R, false, w.R, false, twinless.R); p.R.AddBias(twinless.R, bias.R);
         p.Check(twinless, tol, "gemv_xw without the twin");
     }

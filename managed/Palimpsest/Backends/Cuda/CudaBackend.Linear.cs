@@ -176,7 +176,7 @@ public sealed partial class CudaBackend : IFusedLinear
     {
         int K = x.Cols, Z = mats.Length;
         var dt = mats[0].W.DType;
-        if (UseTwins && TwinsOf(mats) is { } twins)
+        if (TransposedWeightCopies && TwinsOf(mats) is { } twins)
         {
             GemvTwins(x, mats, twins, residual, key, act);
             return;
@@ -225,7 +225,7 @@ public sealed partial class CudaBackend : IFusedLinear
     /// costs the weight's memory again; it is made on first use and remade after any write to the
     /// weight (<see cref="CudaTensor.Version"/>). Off: gemv_xw on the weight itself.
     /// </summary>
-    internal bool UseTwins { get; set; } = true;
+    public bool TransposedWeightCopies { get; set; } = true;
 
     // The up-to-date twins of every weight, or null: float32 weights, views, and (during a graph
     // capture, which cannot allocate) weights without a current twin go through gemv_xw.
