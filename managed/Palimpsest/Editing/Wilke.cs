@@ -53,7 +53,10 @@ public sealed class Wilke : IEditor
             // block nothing carries the subject's position to the prediction), not a cheap edit.
             la[l] = n == 0 ? double.NaN : n / DownProjectionNorm(tf, l);
         }
-        int chosen = ChooseLayer(la);
+        // Every delta zero: the request already holds (v* stopped before its first step at every
+        // layer), so there is no layer to prefer and nothing to change; the first layer's zero delta
+        // keeps the stream going, as ROME's own zero delta does (1,000-edit run, 2026-11-26).
+        int chosen = deltas.All(d => d.FrobeniusNorm() == 0) ? 0 : ChooseLayer(la);
         LastScan = new WilkeScan(layers, la, chosen);
         return [deltas[chosen]];
     }

@@ -57,4 +57,23 @@ public class WilkeTests
             if (l == scan.Chosen) { Assert.Equal(d.Left, delta.Left); Assert.Equal(d.Right, delta.Right); }
         }
     }
+
+    [Fact]
+    public void A_request_that_already_holds_gives_the_first_layers_zero_delta_instead_of_failing()
+    {
+        var c = EditingFixtures.Gpt2Vocab(3, 24, 2, 40);
+        using var b = new ReferenceBackend();
+        using var m = Model.FromHost(c, RandomWeights.Create(c, 17, 0.2), b);
+        var tf = new Transformer(m);
+        var tok = TokenizerFactory.Gpt2(c);
+        var cms = Enumerable.Range(0, c.Layers).Select(l => EditingFixtures.RandomSpd(c.DFf, 10 + l)).ToArray();
+        // an early-stop loss no target can exceed: v* stops before its first step at every layer
+        var hp = new RomeHparams { VLossLayer = 2, VNumGradSteps = 4, ContextTemplateLengthParams = [[4, 1]], VLr = 0.5, VEarlyStopLoss = 1e9 };
+        var req = new EditRequest { Subject = "Danielle Darrieux", Prompt = "The mother tongue of {} is", TargetNew = "English", TargetTrue = "French" };
+        var wilke = new Wilke(hp, 3, tok, l => cms[l]);
+        var delta = wilke.ComputeDeltas(tf, [req]).Single();
+        Assert.All(wilke.LastScan!.La, la => Assert.True(double.IsNaN(la), $"LA {la:R}: every delta should be zero"));
+        Assert.Equal(0, delta.Layer);
+        Assert.Equal(0.0, delta.FrobeniusNorm());
+    }
 }
