@@ -12,6 +12,16 @@ namespace Palimpsest.Tests.Editing;
 /// </summary>
 public class WilkeTests
 {
+    // a 3-layer random model with the GPT-2 vocabulary, its tokenizer, and a random C per layer
+    private static (ModelConfig C, ReferenceBackend B, Model M, Transformer Tf, ITextTokenizer Tok, double[][] Cms) Setup()
+    {
+        var c = EditingFixtures.Gpt2Vocab(3, 24, 2, 40);
+        var b = new ReferenceBackend();
+        var m = Model.FromHost(c, RandomWeights.Create(c, 17, 0.2), b);
+        var cms = Enumerable.Range(0, c.Layers).Select(l => EditingFixtures.RandomSpd(c.DFf, 10 + l)).ToArray();
+        return (c, b, m, new Transformer(m), TokenizerFactory.Gpt2(c), cms);
+    }
+
     [Fact]
     public void The_argmin_layer_is_chosen_ties_go_to_the_lower_layer_and_nan_never_wins()
     {
@@ -24,12 +34,8 @@ public class WilkeTests
     [Fact]
     public void The_scan_matches_rome_at_each_layer_and_returns_the_chosen_layers_delta()
     {
-        var c = EditingFixtures.Gpt2Vocab(3, 24, 2, 40);
-        using var b = new ReferenceBackend();
-        using var m = Model.FromHost(c, RandomWeights.Create(c, 17, 0.2), b);
-        var tf = new Transformer(m);
-        var tok = TokenizerFactory.Gpt2(c);
-        var cms = Enumerable.Range(0, c.Layers).Select(l => EditingFixtures.RandomSpd(c.DFf, 10 + l)).ToArray();
+        var (c, b, m, tf, tok, cms) = Setup();
+        using var _b = b; using var _m = m;
         var hp = new RomeHparams { VLossLayer = 2, VNumGradSteps = 4, ContextTemplateLengthParams = [[4, 1]], VLr = 0.5 };
         var req = new EditRequest { Subject = "Danielle Darrieux", Prompt = "The mother tongue of {} is", TargetNew = "English", TargetTrue = "French" };
 
@@ -61,12 +67,8 @@ public class WilkeTests
     [Fact]
     public void A_request_that_already_holds_gives_the_first_layers_zero_delta_instead_of_failing()
     {
-        var c = EditingFixtures.Gpt2Vocab(3, 24, 2, 40);
-        using var b = new ReferenceBackend();
-        using var m = Model.FromHost(c, RandomWeights.Create(c, 17, 0.2), b);
-        var tf = new Transformer(m);
-        var tok = TokenizerFactory.Gpt2(c);
-        var cms = Enumerable.Range(0, c.Layers).Select(l => EditingFixtures.RandomSpd(c.DFf, 10 + l)).ToArray();
+        var (c, b, m, tf, tok, cms) = Setup();
+        using var _b = b; using var _m = m;
         // an early-stop loss no target can exceed: v* stops before its first step at every layer
         var hp = new RomeHparams { VLossLayer = 2, VNumGradSteps = 4, ContextTemplateLengthParams = [[4, 1]], VLr = 0.5, VEarlyStopLoss = 1e9 };
         var req = new EditRequest { Subject = "Danielle Darrieux", Prompt = "The mother tongue of {} is", TargetNew = "English", TargetTrue = "French" };
