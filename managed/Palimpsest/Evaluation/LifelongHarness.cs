@@ -151,7 +151,12 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
             foreach (var r in b) edited.Add(r.FilledPrompt);
             // locality answers before this batch: the neighbourhood prompts must keep them
             var before = b.Select(r => r.NeighborhoodPrompts.Select(p => Greedy(p, r)).ToList()).ToList();
-            apply(b);
+            // an editor's refusal names the edit it stopped on (a long stream is otherwise hard to resume or debug)
+            try { apply(b); }
+            catch (ArgumentException e)
+            {
+                throw new ArgumentException($"edit {start + 1}{(b.Count > 1 ? $"-{start + b.Count}" : "")} of the stream ({b[0].Subject}: {b[0].FilledPrompt} -> {b[0].TargetNew}): {e.Message}", e);
+            }
             for (int i = 0; i < b.Count; i++)
             {
                 var r = b[i];

@@ -141,6 +141,18 @@ public class LifelongHarnessTests
     }
 
     [Fact]
+    public void An_editor_that_refuses_an_edit_is_reported_with_the_edit_it_stopped_on()
+    {
+        var (b, m, tf, tok, stream, heldOut) = Setup();
+        using var _b = b; using var _m = m;
+        int calls = 0;
+        var e = Assert.Throws<ArgumentException>(() => new LifelongHarness(tf, tok).Run(
+            new FixedEditor(() => ++calls == 3 ? throw new ArgumentException("no layer to choose") : []), stream, 1, heldOut));
+        Assert.StartsWith($"edit 3 of the stream ({stream[2].Subject}: ", e.Message);
+        Assert.EndsWith("no layer to choose", e.Message);
+    }
+
+    [Fact]
     public void Harmonic_mean_skips_undefined_parts_and_is_zero_when_any_part_is()
     {
         Assert.Equal(2.0 / (1 / 0.5 + 1 / 1.0), LifelongHarness.HarmonicMean([0.5, 1.0, double.NaN]), 12);
