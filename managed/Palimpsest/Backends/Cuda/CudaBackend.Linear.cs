@@ -182,28 +182,12 @@ public sealed partial class CudaBackend : IFusedLinear
             return;
         }
         string kernel = dt switch { DType.F16 => "gemv_xw_f16", DType.BF16 => "gemv_xw_bf16", _ => "gemv_xw_f32" };
-        int align = dt == DType.F32 ? 32 : 16;
+        var ops = new GemvMat[Z];
+        for (int z = 0; z < Z; z++) ops[z] = new GemvMat(mats[z].W.Ptr, mats[z].W.Cols, mats[z].B, mats[z].Y);
+        var (w, bp, yp, n, bdt, nMax, rp) = GemvOperands(ops, residual);
+        ulong align = dt == DType.F32 ? 32UL : 16UL;
         bool vec = true;
-        // the residual's address first: it may be y itself (MatMul's accumulate), whose pending
-        // zero-fill must then be done, not dropped by y's OverwritePtr below
-        ulong rp = residual is null ? 0UL : F(residual, "residual").Ptr;
-        int nMax = 0, bdt = 0;
-        var w = new ulong[3]; var bp = new ulong[3]; var yp = new ulong[3]; var n = new int[3];
-        for (int z = 0; z < Z; z++)
-        {
-            var (cw, b, cy) = mats[z];
-            w[z] = cw.Ptr; n[z] = cw.Cols; yp[z] = cy.RawPtr == rp ? cy.Ptr : cy.OverwritePtr;
-            if (b is not null)
-            {
-                var cb = C(b, "b");
-                bp[z] = cb.Ptr;
-                bdt = DTypeCode(cb.DType);
-            }
-            vec &= cw.Cols % 8 == 0 && w[z] % (ulong)align == 0;
-            nMax = Math.Max(nMax, cw.Cols);
-        }
-        for (int z = 0; z < Z; z++)
-            if (mats[z].B is { } b && DTypeCode(b.DType) != bdt) throw new ArgumentException("Gemv: biases of different types");
+        for (int z = 0; z < Z; z++) vec &= n[z] % 8 == 0 && w[z] % align == 0;
 
         int colBlocks = (nMax + GemvCols - 1) / GemvCols;
         int target = GemvBlocksPerSm * Math.Max(1, Device.Multiprocessors);
@@ -251,44 +235,61 @@ public sealed partial class CudaBackend : IFusedLinear
         return twins;
     }
 
+    /// <summary>One product of a gemv launch: the weight's address (as the kernel reads it), its output width, bias and output.</summary>
+    private readonly record struct GemvMat(ulong W, int N, Tensor? B, CudaTensor Y);
+
+    // The kernel arguments of up to three products: weight, bias and output addresses, widths, the
+    // biases' one type, the widest N, and the residual's address. The residual's is taken first: it
+    // may be an output itself (MatMul's accumulate), whose pending zero-fill must then be done, not
+    // dropped by the output's OverwritePtr.
+    private static (ulong[] W, ulong[] B, ulong[] Y, int[] N, int Bdt, int NMax, ulong Res) GemvOperands(ReadOnlySpan<GemvMat> mats, Tensor? residual)
+    {
+        ulong rp = residual is null ? 0UL : F(residual, "residual").Ptr;
+        var w = new ulong[3]; var bp = new ulong[3]; var yp = new ulong[3]; var n = new int[3];
+        int nMax = 0, bdt = -1;
+        for (int z = 0; z < mats.Length; z++)
+        {
+            var m = mats[z];
+            w[z] = m.W; n[z] = m.N; yp[z] = m.Y.RawPtr == rp ? m.Y.Ptr : m.Y.OverwritePtr;
+            if (m.B is not null)
+            {
+                var cb = C(m.B, "b");
+                bp[z] = cb.Ptr;
+                if (bdt >= 0 && DTypeCode(cb.DType) != bdt) throw new ArgumentException("Gemv: biases of different types");
+                bdt = DTypeCode(cb.DType);
+            }
+            nMax = Math.Max(nMax, m.N);
+        }
+        return (w, bp, yp, n, Math.Max(bdt, 0), nMax, rp);
+    }
+
     // gemv_wt over the twins: y_z = x · W_z + b_z (+ residual, key = act(y) for z = 0)
     private void GemvTwins(CudaTensor x, ReadOnlySpan<(CudaTensor W, Tensor? B, CudaTensor Y)> mats, CudaTensor[] twins,
         Tensor? residual, CudaTensor? key, Activation act)
     {
-        int K = x.Cols, Z = mats.Length;
-        var dt = mats[0].W.DType;
-        string kernel = dt == DType.F16 ? "gemv_wt_f16" : "gemv_wt_bf16";
-        ulong rp = residual is null ? 0UL : F(residual, "residual").Ptr;
-        bool vec = K % 8 == 0 && x.Ptr % 32 == 0;
-        int nMax = 0, bdt = 0;
-        var w = new ulong[3]; var bp = new ulong[3]; var yp = new ulong[3]; var n = new int[3];
-        for (int z = 0; z < Z; z++)
-        {
-            var (cw, b, cy) = mats[z];
-            w[z] = twins[z].Ptr; n[z] = cw.Cols; yp[z] = cy.RawPtr == rp ? cy.Ptr : cy.OverwritePtr;
-            if (b is not null) { var cb = C(b, "b"); bp[z] = cb.Ptr; bdt = DTypeCode(cb.DType); }
-            vec &= w[z] % 16 == 0;
-            nMax = Math.Max(nMax, cw.Cols);
-        }
-        long blocks = ((long)nMax * 32 + Block - 1) / Block;
-        Bind();
-        _k.Gemv.Launch(kernel, (uint)blocks, (uint)Z, Block, 0, Stream,
-            x.Ptr, K, w[0], w[1], w[2], bp[0], bp[1], bp[2], bdt, yp[0], yp[1], yp[2], n[0], n[1], n[2],
-            rp, key is null ? 0UL : key.OverwritePtr, (int)act, vec ? 1 : 0);
+        var ops = new GemvMat[mats.Length];
+        for (int z = 0; z < mats.Length; z++) ops[z] = new GemvMat(twins[z].Ptr, mats[z].W.Cols, mats[z].B, mats[z].Y);
+        GemvWt(x, mats[0].W.DType, ops, residual, key, act);
     }
 
     /// <summary>c [1, N] = a [1, K] · b^T, b [N, K] narrow or float32 (a tied head in a decode step): gemv_wt.</summary>
-    private void GemvTransposed(CudaTensor a, CudaTensor b, CudaTensor c, bool accumulate)
+    private void GemvTransposed(CudaTensor a, CudaTensor b, CudaTensor c, bool accumulate) =>
+        // accumulate: c = c + a . b^T, c as the epilogue's residual
+        GemvWt(a, b.DType, [new GemvMat(b.Ptr, b.Rows, null, c)], accumulate ? c : null, null, Activation.GeluTanh);
+
+    // y_z [1, N_z] = x [1, K] · W_zᵀ (+ b_z; for z = 0 + residual, key = act(y)), W_z [N_z, K] stored as dt: one gemv_wt launch
+    private void GemvWt(CudaTensor x, DType dt, ReadOnlySpan<GemvMat> mats, Tensor? residual, CudaTensor? key, Activation act)
     {
-        int K = a.Cols, N = b.Rows;
-        string kernel = b.DType switch { DType.F16 => "gemv_wt_f16", DType.BF16 => "gemv_wt_bf16", _ => "gemv_wt_f32" };
-        int align = b.DType == DType.F32 ? 32 : 16;
-        bool vec = K % 8 == 0 && b.Ptr % (ulong)align == 0 && a.Ptr % 32 == 0;
-        long blocks = ((long)N * 32 + Block - 1) / Block;
+        int K = x.Cols;
+        string kernel = dt switch { DType.F16 => "gemv_wt_f16", DType.BF16 => "gemv_wt_bf16", _ => "gemv_wt_f32" };
+        var (w, bp, yp, n, bdt, nMax, rp) = GemvOperands(mats, residual);
+        ulong align = dt == DType.F32 ? 32UL : 16UL;
+        bool vec = K % 8 == 0 && x.Ptr % 32 == 0;
+        for (int z = 0; z < mats.Length; z++) vec &= w[z] % align == 0;
+        long blocks = ((long)nMax * 32 + Block - 1) / Block;
         Bind();
-        // accumulate: c = c + a . b^T, the residual operand of the epilogue
-        ulong cp = accumulate ? c.Ptr : c.OverwritePtr;
-        _k.Gemv.Launch(kernel, (uint)blocks, 1, Block, 0, Stream,
-            a.Ptr, K, b.Ptr, 0UL, 0UL, 0UL, 0UL, 0UL, 0, cp, 0UL, 0UL, N, 0, 0, accumulate ? cp : 0UL, 0UL, 0, vec ? 1 : 0);
+        _k.Gemv.Launch(kernel, (uint)blocks, (uint)mats.Length, Block, 0, Stream,
+            x.Ptr, K, w[0], w[1], w[2], bp[0], bp[1], bp[2], bdt, yp[0], yp[1], yp[2], n[0], n[1], n[2],
+            rp, key is null ? 0UL : key.OverwritePtr, (int)act, vec ? 1 : 0);
     }
 }
