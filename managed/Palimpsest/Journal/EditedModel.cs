@@ -320,13 +320,7 @@ public sealed class EditedModel : IDisposable
         var next = new List<(long, AdaptorEdit)>(active) { (long.MaxValue, edit) };
         WriteAdaptorPendingWith(generation, next, hparamsJson);
         Step("pending-written");
-        long id;
-        try { id = _db.InsertAdaptorEdit(row, edit, _db.Generation, generation); }
-        catch
-        {
-            try { File.Delete(AdaptorPendingPath(generation)); } catch (IOException) { /* Open removes it */ }
-            throw;
-        }
+        long id = CommitOrDiscard(AdaptorPendingPath(generation), () => _db.InsertAdaptorEdit(row, edit, _db.Generation, generation));
         Step("committed");
         DurableFs.Replace(AdaptorPendingPath(generation), AdaptorPath);
         Step("renamed");
@@ -355,19 +349,14 @@ public sealed class EditedModel : IDisposable
     // Reverting the newest active LEMoE edit: the file rebuilt from the ones before it (or removed).
     private void RevertAdaptor(long editId, List<(long EditId, AdaptorEdit Edit)> active)
     {
-        if (active.Count == 0 || active[^1].EditId != editId)
+        if (active[^1].EditId != editId) // the caller found editId among them
             throw new InvalidOperationException($"{JournalPath}: edit {editId} is a LEMoE edit older than the newest active one ({active[^1].EditId}): "
                 + "later experts were trained with its router, so revert the newer LEMoE edits first, newest first");
         long generation = _db.AdaptorGeneration + 1;
         var remaining = active.Take(active.Count - 1).ToList();
         if (remaining.Count > 0) WriteAdaptorPending(generation, remaining);
         Step("pending-written");
-        try { _db.MarkAdaptorReverted(editId, DateTimeOffset.UtcNow, generation); }
-        catch
-        {
-            try { File.Delete(AdaptorPendingPath(generation)); } catch (IOException) { /* Open removes it */ }
-            throw;
-        }
+        CommitOrDiscard(AdaptorPendingPath(generation), () => { _db.MarkAdaptorReverted(editId, DateTimeOffset.UtcNow, generation); return 0L; });
         Step("committed");
         if (remaining.Count > 0) DurableFs.Replace(AdaptorPendingPath(generation), AdaptorPath);
         else
@@ -396,12 +385,7 @@ public sealed class EditedModel : IDisposable
 
     private static string AdaptorHash(string method, string requestsJson, string hparams, AdaptorEdit e)
     {
-        using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        foreach (var s in new[] { method, requestsJson, hparams })
-        {
-            h.AppendData(Encoding.UTF8.GetBytes(s));
-            h.AppendData([0]);
-        }
+        using var h = HashOf(method, requestsJson, hparams);
         foreach (var v in new[] { e.A, e.B, e.Key, e.DownBefore, e.UpBefore, e.DownAfter, e.UpAfter })
             h.AppendData(MemoryMarshal.AsBytes(v.AsSpan()));
         return Convert.ToHexStringLower(h.GetHashAndReset());
@@ -439,7 +423,7 @@ public sealed class EditedModel : IDisposable
         var row = new EditRow(meta.Time ?? DateTimeOffset.UtcNow, meta.Method, meta.SubjectSummary(), meta.TargetSummary(),
             deltas.Select(d => d.Layer).Distinct().Order().ToArray(), EditNorm(deltas),
             ContentHash(meta.Method, requestsJson, meta.HyperParametersJson, deltas), requestsJson, meta.HyperParametersJson);
-        long id = CommitOrDiscard(generation, () => _db.InsertEdit(row, named, generation));
+        long id = CommitOrDiscard(PendingPath(generation), () => _db.InsertEdit(row, named, generation));
         Step("committed");
 
         DurableFs.Replace(PendingPath(generation), CheckpointPath);
@@ -465,7 +449,7 @@ public sealed class EditedModel : IDisposable
         var remaining = _db.Deltas(activeOnly: true).Where(d => d.EditId != editId).ToList();
         WritePending(generation, Recompose(tensors, remaining));
         Step("pending-written");
-        CommitOrDiscard(generation, () => { _db.MarkReverted(editId, DateTimeOffset.UtcNow, generation); return 0L; });
+        CommitOrDiscard(PendingPath(generation), () => { _db.MarkReverted(editId, DateTimeOffset.UtcNow, generation); return 0L; });
         Step("committed");
         DurableFs.Replace(PendingPath(generation), CheckpointPath);
         Step("renamed");
@@ -483,14 +467,14 @@ public sealed class EditedModel : IDisposable
 
     private void Step(string name) => StepHook?.Invoke(name);
 
-    // Step 3: if the transaction fails the change did not happen; drop its pending checkpoint now
-    // rather than at the next Open (which would also do it).
-    private long CommitOrDiscard(long generation, Func<long> commit)
+    // Step 3: if the transaction fails the change did not happen; drop its pending file (the
+    // checkpoint's or the adaptor's) now rather than at the next Open (which would also do it).
+    private static long CommitOrDiscard(string pendingPath, Func<long> commit)
     {
         try { return commit(); }
         catch
         {
-            try { File.Delete(PendingPath(generation)); } catch (IOException) { /* Open removes it */ }
+            try { File.Delete(pendingPath); } catch (IOException) { /* Open removes it */ }
             throw;
         }
     }
@@ -635,15 +619,22 @@ public sealed class EditedModel : IDisposable
         return Math.Sqrt(s);
     }
 
-    /// <summary>SHA-256 over method, requests, hyper-parameters and the exact factor bytes.</summary>
-    private static string ContentHash(string method, string requestsJson, string hparams, IReadOnlyList<WeightDelta> deltas)
+    // SHA-256 started over an edit's method, requests and hyper-parameters (each NUL-terminated)
+    private static IncrementalHash HashOf(string method, string requestsJson, string hparams)
     {
-        using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         foreach (var s in new[] { method, requestsJson, hparams })
         {
             h.AppendData(Encoding.UTF8.GetBytes(s));
             h.AppendData([0]);
         }
+        return h;
+    }
+
+    /// <summary>SHA-256 over method, requests, hyper-parameters and the exact factor bytes.</summary>
+    private static string ContentHash(string method, string requestsJson, string hparams, IReadOnlyList<WeightDelta> deltas)
+    {
+        using var h = HashOf(method, requestsJson, hparams);
         Span<byte> i8 = stackalloc byte[8];
         foreach (var d in deltas)
         {

@@ -550,7 +550,7 @@ public sealed class Transformer : IDisposable
         return false;
     }
 
-    /// <summary>Use the backend's <see cref="IFusedLinear"/> when it has one (tests turn it off to compare).</summary>
+    /// <summary>Use the backend's <see cref="IFusedLinear"/> when it has one (the GPU benchmark turns it off to compare).</summary>
     internal bool UseFusedLinear { get; set; } = true;
 
     // x [T, d]: row Position += Delta (or = Delta when Replace) for the interventions at (layer, site)
