@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using Palimpsest.Editing;
 using Palimpsest.Editing.Data;
 using Palimpsest.Evaluation;
+using Palimpsest.Models;
 
 namespace Palimpsest.Cli.Commands;
 
@@ -45,20 +46,29 @@ internal static class LifelongCommand
             var held = all.Skip(n).Where(r => r.TargetTrue is not null).ToList();
             using var lm = LoadedModel.Open(pr.GetValue(model)!);
             int[]? layers = pr.GetValue(layer) is { } lt ? EditingErrors.ParseLayers(lt, lm.Config.Layers, "--layers") : null;
-            IReadOnlyList<LifelongCheckpoint> checkpoints;
             double? limit = pr.GetValue(refuseAbove);
             if (limit is <= 0 || limit is double.NaN) throw new CliUsageException($"--refuse-above: must be a positive number (got {limit})");
             bool watch = pr.GetValue(monitor) || limit is not null;
+            var output = new Report(pr.GetValue(report)!, Path.GetFileName(Path.GetFullPath(lm.Folder)), Path.GetFullPath(lm.Folder),
+                Path.GetFullPath(pr.GetValue(dataset)!), n, held.Count, watch, limit);
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            // a long stream (WilKE's 1,000 edits take hours on a CPU) saves its report at every
+            // checkpoint, marked partial, and says on stderr how far it got
+            void Reached(IReadOnlyList<LifelongCheckpoint> cps, IReadOnlyList<MonitorEntry> log)
+            {
+                var c = cps[^1];
+                io.Err.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"lifelong: {c.Edits} of {n} edits, S {F(c.S)} (ES {F(c.ES)}, ERS {F(c.ERS)}, ORS {F(c.ORS)}), {clock.Elapsed.TotalMinutes:0.0} min"));
+                if (c.Edits < n) output.Write(cps, log, complete: false);
+            }
+            IReadOnlyList<LifelongCheckpoint> checkpoints;
             IReadOnlyList<MonitorEntry> monitorLog = [];
-            string name, hparamsJson;
-            int[] shownLayers;
-            int b;
             if (pr.GetValue(method)!.Equals("lemoe", StringComparison.OrdinalIgnoreCase))
             {
                 // LEMoE trains an adaptor beside one MLP: no key statistics, no weight change
                 if (watch) throw new CliUsageException("--monitor / --refuse-above: LEMoE changes no weight, so there is no ΔW to forecast");
                 var hp = LemoeCli.Hparams(pr.GetValue(hparams), layers, lm.Config.Layers);
-                b = pr.GetValue(batch) ?? Math.Min(100, n);
+                int b = pr.GetValue(batch) ?? Math.Min(100, n);
                 if (b < 1) throw new CliUsageException($"--batch: must be a positive integer (got {b})");
                 var lemoe = new Lemoe(hp, lm.Tok);
                 var adaptor = Lemoe.AdaptorOf(lm.Tf, hp);
@@ -66,34 +76,60 @@ internal static class LifelongCommand
                     ? LemoePlanner.Plan(stream, b, r => adaptor.RoutingInputs([], lm.Tok.Encode(r.FilledPrompt), null)[^1], hp.Seed)
                     : stream.Chunk(b).Select(c => (IReadOnlyList<EditRequest>)c).ToList();
                 stream = batches.SelectMany(x => x).ToList();
-                checkpoints = new LifelongHarness(lm.Tf, lm.Tok).Run(lemoe, batches, held);
-                name = "lemoe"; hparamsJson = hp.ToJson(); shownLayers = [hp.Layer];
+                output.Describe("lemoe", b, hp.ToJson(), [hp.Layer]);
+                checkpoints = new LifelongHarness(lm.Tf, lm.Tok).Run(lemoe, batches, held, checkpointed: cps => Reached(cps, []));
             }
             else
             {
                 var em = EditMethod.Parse(pr.GetValue(method)!, pr.GetValue(hparams), layers);
                 foreach (int l in em.Layers)
                     if (l < 0 || l >= lm.Config.Layers) throw new CliUsageException($"layer {l} is outside the model's layers 0..{lm.Config.Layers - 1}");
-                b = pr.GetValue(batch) ?? (em.Batched ? Math.Min(100, n) : 1);
+                int b = pr.GetValue(batch) ?? (em.Batched ? Math.Min(100, n) : 1);
                 if (b < 1) throw new CliUsageException($"--batch: must be a positive integer (got {b})");
                 if (!em.Batched && b != 1) throw new CliUsageException($"--batch: {em.Name} edits one request at a time");
                 var editor = em.Create(lm, pr.GetValue(corpus), pr.GetValue(limitTokens), pr.GetValue(cache), io);
                 Action<IReadOnlyList<EditRequest>>? after = editor is AlphaEdit ae ? reqs => ae.Remember(lm.Tf, reqs) : null;
                 var guard = watch ? new LifelongMonitor(held, new FactProbes(lm.Tok, em.FactToken), limit) : null;
                 var harness = new LifelongHarness(lm.Tf, lm.Tok);
-                checkpoints = harness.Run(editor, stream, b, held, after, monitor: guard);
+                output.Describe(em.Name, b, em.HparamsJson, em.Layers);
+                checkpoints = harness.Run(editor, stream, b, held, after, monitor: guard, checkpointed: cps => Reached(cps, harness.MonitorLog));
                 monitorLog = harness.MonitorLog;
-                name = em.Name; hparamsJson = em.HparamsJson; shownLayers = em.Layers;
             }
+            var md = output.Write(checkpoints, monitorLog, complete: true);
+            foreach (var line in md.Skip(4)) io.Out.WriteLine(line);
+            io.Out.WriteLine($"wrote {Path.Combine(pr.GetValue(report)!, "lifelong.md")} and lifelong.json");
+            return CliErrors.Ok;
+        }));
+        return cmd;
+    }
 
-            string dir = pr.GetValue(report)!;
+    private static string F(double x) => double.IsNaN(x) ? "-" : x.ToString("0.000", CultureInfo.InvariantCulture);
+    private static JsonNode? Num(double x) => double.IsNaN(x) ? null : JsonValue.Create(x);
+
+    /// <summary>
+    /// The run's report: DIR/lifelong.md and lifelong.json (and monitor.md with the monitor), each
+    /// replaced atomically, so a run stopped part-way leaves its last checkpoint's report, marked
+    /// partial, and never a half-written file.
+    /// </summary>
+    private sealed class Report(string dir, string modelName, string modelPath, string datasetPath, int edits, int heldOut, bool watch, double? limit)
+    {
+        private string _name = "", _hparams = "{}";
+        private int _batch;
+        private int[] _layers = [];
+
+        public void Describe(string name, int batch, string hparamsJson, int[] layers) => (_name, _batch, _hparams, _layers) = (name, batch, hparamsJson, layers);
+
+        /// <returns>the lines of lifelong.md</returns>
+        public List<string> Write(IReadOnlyList<LifelongCheckpoint> checkpoints, IReadOnlyList<MonitorEntry> monitorLog, bool complete)
+        {
             Directory.CreateDirectory(dir);
-            static string F(double x) => double.IsNaN(x) ? "-" : x.ToString("0.000", CultureInfo.InvariantCulture);
+            int reached = checkpoints.Count == 0 ? 0 : checkpoints[^1].Edits;
             var md = new List<string>
             {
-                $"# Lifelong editing: {name} on {Path.GetFileName(Path.GetFullPath(lm.Folder))}",
+                $"# Lifelong editing: {_name} on {modelName}",
                 "",
-                $"{n} edits from {Path.GetFileName(pr.GetValue(dataset))} in batches of {b}, never restored; {held.Count} held-out facts; layers [{string.Join(", ", shownLayers)}]{(name == "lemoe" ? " (the adaptor's; batches planned by K-means when plan_order)" : "")}.",
+                $"{edits} edits from {Path.GetFileName(datasetPath)} in batches of {_batch}, never restored; {heldOut} held-out facts; layers [{string.Join(", ", _layers)}]{(_name == "lemoe" ? " (the adaptor's; batches planned by K-means when plan_order)" : "")}."
+                    + (complete ? "" : $" **Partial: the run had reached {reached} of {edits} edits when this was written.**"),
                 "",
                 "| edits | ES | GS | LS | ERS | ORS | S | ‖ΔW‖ per layer |",
                 "|---:|---:|---:|---:|---:|---:|---:|---|",
@@ -104,22 +140,22 @@ internal static class LifelongCommand
             {
                 int refused = monitorLog.Where(e => e.Refused).Select(e => e.Batch).Distinct().Count();
                 md.Add("");
-                md.Add($"Interference monitor over {held.Count} held-out facts and the edits so far: {monitorLog.Count} forecasts, "
+                md.Add($"Interference monitor over {heldOut} held-out facts and the edits so far: {monitorLog.Count} forecasts, "
                     + (limit is null ? "nothing refused (no --refuse-above)." : $"{refused} batch(es) refused above a max drift of {F(limit.Value)} × the edit's own change (monitor.md)."));
                 var mon = new List<string>
                 {
-                    $"# Interference monitor: {name} on {Path.GetFileName(Path.GetFullPath(lm.Folder))}", "",
+                    $"# Interference monitor: {_name} on {modelName}", "",
                     "| batch | subject | target | layer | own ‖ΔW k_e‖ | max drift | max / own | most at risk | refused |",
                     "|---:|---|---|---:|---:|---:|---:|---|---|",
                 };
                 mon.AddRange(monitorLog.Select(e => $"| {e.Batch} | {e.Subject} | {e.Target} | {e.Layer} | {F(e.OwnChange)} | {F(e.MaxDrift)} | {F(e.MaxRelative)} | {e.MostAtRisk} | {(e.Refused ? "yes" : "")} |"));
-                File.WriteAllLines(Path.Combine(dir, "monitor.md"), mon);
+                AtomicFile.WriteAllText(Path.Combine(dir, "monitor.md"), string.Join('\n', mon) + "\n");
             }
-            File.WriteAllLines(Path.Combine(dir, "lifelong.md"), md);
+            AtomicFile.WriteAllText(Path.Combine(dir, "lifelong.md"), string.Join('\n', md) + "\n");
             var json = new JsonObject
             {
-                ["method"] = name, ["model"] = Path.GetFullPath(lm.Folder), ["dataset"] = Path.GetFullPath(pr.GetValue(dataset)!),
-                ["edits"] = n, ["batch"] = b, ["held_out"] = held.Count, ["hparams"] = JsonNode.Parse(hparamsJson),
+                ["method"] = _name, ["model"] = modelPath, ["dataset"] = datasetPath,
+                ["edits"] = edits, ["complete"] = complete, ["batch"] = _batch, ["held_out"] = heldOut, ["hparams"] = JsonNode.Parse(_hparams),
                 ["checkpoints"] = new JsonArray(checkpoints.Select(c => (JsonNode)new JsonObject
                 {
                     ["edits"] = c.Edits, ["ES"] = Num(c.ES), ["GS"] = Num(c.GS), ["LS"] = Num(c.LS), ["ERS"] = Num(c.ERS), ["ORS"] = Num(c.ORS), ["S"] = Num(c.S),
@@ -132,13 +168,8 @@ internal static class LifelongCommand
                     ["batch"] = e.Batch, ["subject"] = e.Subject, ["target"] = e.Target, ["layer"] = e.Layer, ["own"] = e.OwnChange,
                     ["max_drift"] = e.MaxDrift, ["max_relative"] = e.MaxRelative, ["most_at_risk"] = e.MostAtRisk, ["refused"] = e.Refused,
                 }).ToArray());
-            File.WriteAllText(Path.Combine(dir, "lifelong.json"), json.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
-            foreach (var line in md.Skip(4)) io.Out.WriteLine(line);
-            io.Out.WriteLine($"wrote {Path.Combine(dir, "lifelong.md")} and lifelong.json");
-            return CliErrors.Ok;
-        }));
-        return cmd;
+            AtomicFile.WriteAllText(Path.Combine(dir, "lifelong.json"), json.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }) + "\n");
+            return md;
+        }
     }
-
-    private static JsonNode? Num(double x) => double.IsNaN(x) ? null : JsonValue.Create(x);
 }

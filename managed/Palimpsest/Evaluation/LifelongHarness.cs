@@ -40,9 +40,11 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
     /// <param name="monitor">the interference monitor's guard (null: none): each batch's deltas are
     /// forecast against the bank before they are applied, logged in <see cref="MonitorLog"/>, and
     /// refused (not applied) when the forecast passes the threshold</param>
+    /// <param name="checkpointed">called with the checkpoints so far each time one is reached (a long
+    /// run's caller can save them, so a killed run keeps what it measured)</param>
     public IReadOnlyList<LifelongCheckpoint> Run(IEditor editor, IReadOnlyList<EditRequest> stream, int batch,
         IReadOnlyList<EditRequest> heldOut, Action<IReadOnlyList<EditRequest>>? afterApply = null, IProgress<double>? progress = null,
-        LifelongMonitor? monitor = null)
+        LifelongMonitor? monitor = null, Action<IReadOnlyList<LifelongCheckpoint>>? checkpointed = null)
     {
         if (batch < 1) throw new ArgumentOutOfRangeException(nameof(batch), "batch must be >= 1");
         var batches = stream.Chunk(batch).Select(c => (IReadOnlyList<EditRequest>)c).ToList();
@@ -70,7 +72,7 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
                 tf.Model.ApplyDelta(d);
             }
             afterApply?.Invoke(b);
-        }, baseW, progress);
+        }, baseW, progress, checkpointed);
     }
 
     /// <summary>The monitor's forecasts of the last run with a monitor, one entry per request and edited layer.</summary>
@@ -128,11 +130,12 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
     /// given (planned by the caller), ‖ΔW‖ empty (the weights never change).
     /// </summary>
     public IReadOnlyList<LifelongCheckpoint> Run(IAdaptorEditor editor, IReadOnlyList<IReadOnlyList<EditRequest>> batches,
-        IReadOnlyList<EditRequest> heldOut, IProgress<double>? progress = null)
-        => RunCore(batches, heldOut, b => editor.Edit(tf, b), new Dictionary<int, double[]>(), progress);
+        IReadOnlyList<EditRequest> heldOut, IProgress<double>? progress = null, Action<IReadOnlyList<LifelongCheckpoint>>? checkpointed = null)
+        => RunCore(batches, heldOut, b => editor.Edit(tf, b), new Dictionary<int, double[]>(), progress, checkpointed);
 
     private List<LifelongCheckpoint> RunCore(IReadOnlyList<IReadOnlyList<EditRequest>> batches, IReadOnlyList<EditRequest> heldOut,
-        Action<IReadOnlyList<EditRequest>> apply, Dictionary<int, double[]> baseW, IProgress<double>? progress)
+        Action<IReadOnlyList<EditRequest>> apply, Dictionary<int, double[]> baseW, IProgress<double>? progress,
+        Action<IReadOnlyList<LifelongCheckpoint>>? checkpointed)
     {
         var stream = batches.SelectMany(b => b).ToList();
         // the held-out facts' answers before any edit: ORS measures how many survive
@@ -185,6 +188,7 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
                     return Math.Sqrt(s);
                 });
                 result.Add(new LifelongCheckpoint(done, parts[0], parts[1], parts[2], ers, ors, HarmonicMean(parts), norms));
+                checkpointed?.Invoke(result.AsReadOnly());
             }
         }
         return result;

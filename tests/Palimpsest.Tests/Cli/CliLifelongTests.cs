@@ -20,6 +20,8 @@ public class CliLifelongTests
         var cps = doc.RootElement.GetProperty("checkpoints");
         Assert.Equal(1, cps.GetArrayLength());
         Assert.Equal(1, cps[0].GetProperty("edits").GetInt32());
+        Assert.True(doc.RootElement.GetProperty("complete").GetBoolean(), "a finished run's report is marked complete");
+        Assert.Contains("lifelong: 1 of 1 edits, S ", r.Err);
         Assert.True(cps[0].GetProperty("delta_norms").GetProperty(layers[..1]).GetDouble() > 0, "the edited layer drifted");
         Assert.True(File.Exists(Path.Combine(report, "lifelong.md")));
     }

@@ -59,6 +59,26 @@ public class LifelongHarnessTests
         });
     }
 
+    /// <summary>A long run's caller saves each checkpoint as it comes: a stream that fails part-way has already handed over what it measured.</summary>
+    [Fact]
+    public void Each_checkpoint_is_handed_over_when_reached_so_a_stream_that_fails_later_keeps_them()
+    {
+        var (b, m, tf, tok, stream, heldOut) = Setup();
+        using var _b = b; using var _m = m;
+        var seen = new List<int[]>();
+        int calls = 0;
+        var failsAtFourth = new FixedEditor(() => ++calls == 4 ? throw new ArgumentException("refused") : []);
+        var e = Assert.Throws<ArgumentException>(() => new LifelongHarness(tf, tok).Run(failsAtFourth, stream, 1, heldOut,
+            checkpointed: cps => seen.Add(cps.Select(c => c.Edits).ToArray())));
+        Assert.Contains("edit 4 of the stream", e.Message);
+        Assert.Equal([[1], [1, 2]], seen);
+
+        seen.Clear();
+        var all = new LifelongHarness(tf, tok).Run(new FixedEditor(() => []), stream, 1, heldOut, checkpointed: cps => seen.Add(cps.Select(c => c.Edits).ToArray()));
+        Assert.Equal([[1], [1, 2], [1, 2, 4], [1, 2, 4, 5]], seen);
+        Assert.Equal(all.Select(c => c.Edits), seen[^1]);
+    }
+
     [Fact]
     public void A_damaging_editor_is_seen_in_the_scores_and_the_weight_drift()
     {
