@@ -29,7 +29,10 @@ internal static class LifelongReportCommand
                 if (!File.Exists(f)) throw new FileNotFoundException($"{f}: not found (run palimpsest lifelong --report {dir} first)", f);
                 var j = JsonNode.Parse(File.ReadAllText(f)) as JsonObject ?? throw new CliUsageException($"{f}: expected a JSON object");
                 if (j["checkpoints"] is not JsonArray) throw new CliUsageException($"{f}: field 'checkpoints' missing");
-                string label = $"{j["method"]} (B={j["batch"]})";
+                // a run stopped part-way (lifelong saves its report at every checkpoint) says so in its label
+                var last = j["checkpoints"]!.AsArray().LastOrDefault();
+                bool partial = j["complete"] is JsonValue v && v.TryGetValue(out bool done) && !done;
+                string label = $"{j["method"]} (B={j["batch"]}){(partial ? $", partial: {last?["edits"]?.ToJsonString() ?? "0"} of {j["edits"]} edits" : "")}";
                 loaded.Add((label, j));
             }
             string outPath = pr.GetValue(outDir)!;

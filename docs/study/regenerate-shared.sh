@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Study (b) on the two shared fact models (../shared/models/cf5k-gpt2-d128-l6 and -d256-l6): the
+# same stream of CounterFact edits (records 0-1,023 of counterfact-edit.json, all among the 5,000
+# the models were trained on; records 1,024-1,123 held out for ORS) with ROME (B = 1), MEMIT and
+# AlphaEdit (B = 8) and LEMoE (B = 100), then one side-by-side report per model. Hyper-parameters:
+# docs/study/shared/*.json (the editable model's, layer 0 at the prompt's last token, with the
+# v* loss read at these models' last layer, 5). WilKE is not run here: its scan costs six ROME
+# edits per edit on these six-layer models.
+# Each run saves its report at every checkpoint, so a stopped run leaves a partial one.
+# Usage: [PALIMPSEST=path/to/cli] [JOBS=N] [EDITS=1024] [SHARED=../shared] bash docs/study/regenerate-shared.sh
+# JOBS runs side by side (default 2); on 2 cores the eight runs take several hours.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+shared="${SHARED:-../shared}"
+edits="${EDITS:-1024}"
+data="$shared/datasets/counterfact/counterfact-edit.json"
+hp=docs/study/shared
+out=docs/study/lifelong-shared
+cli="${PALIMPSEST:-./palimpsest}"
+[ -n "${PALIMPSEST:-}" ] || ./palimpsest --help > /dev/null
+runs=()
+for method in "rome 1" "memit 8" "alphaedit 8" "lemoe 100"; do
+  for model in cf5k-gpt2-d128-l6 cf5k-gpt2-d256-l6; do runs+=("$model $method"); done
+done
+one() {
+  set -- $1
+  local model=$1 method=$2 batch=$3 stats=()
+  [ "$method" = lemoe ] || stats=(--stats-corpus "facts:$data")
+  "$cli" lifelong "$shared/models/$model" --method "$method" --batch "$batch" --hparams "$hp/$method.json" \
+    --dataset "$data" --edits "$edits" --held-out 100 "${stats[@]}" --report "$out/$model/$method-b$batch" \
+    > "$out/$model/$method-b$batch.log" 2>&1
+}
+export -f one; export cli shared edits data hp out
+mkdir -p "$out/cf5k-gpt2-d128-l6" "$out/cf5k-gpt2-d256-l6"
+printf '%s\n' "${runs[@]}" | xargs -P "${JOBS:-2}" -I{} bash -c 'one "$@"' _ {}
+for model in cf5k-gpt2-d128-l6 cf5k-gpt2-d256-l6; do
+  "$cli" lifelong-report "$out/$model/rome-b1" "$out/$model/memit-b8" "$out/$model/alphaedit-b8" "$out/$model/lemoe-b100" \
+    --out "$out/$model" --title "Study (b) on $model: $edits edits, never restored"
+done
