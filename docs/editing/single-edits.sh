@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Single edits (each from the unedited model, scored, undone) with ROME and MEMIT on facts the model
-# knows: the editable fact model (200 records) and the shared cf5k-gpt2-d256-l6 (50 records; its
-# answers are looked up at the last token, so edits at the subject do not take there).
+# knows: the editable fact model (200 records) and the shared models (50 records each): at the
+# subject (layer 2, as first tried) and at the prompt's last token at layer 0 (docs/study/shared/rome.json),
+# where their answers are looked up and the edits do take.
 # Writes docs/editing/single-edits-*.txt. Usage: bash docs/editing/single-edits.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,4 +18,8 @@ if [ -d "$shared/models/cf5k-gpt2-d256-l6" ]; then
     --hparams docs/editing/cf5k-d256-rome.json --stats-corpus "facts:$cf" > docs/editing/single-edits-rome-cf5k-d256.txt
   ./palimpsest eval "$d256" --dataset "$cf" --limit 50 --known-only --method memit --layers 1,2,3 \
     --hparams docs/editing/cf5k-d256-memit.json --stats-corpus "facts:$cf" > docs/editing/single-edits-memit-cf5k-d256.txt
+  for m in cf5k-gpt2-d128-l6 cf5k-gpt2-d256-l6; do
+    ./palimpsest eval "$shared/models/$m" --dataset "$cf" --limit 50 --known-only --method rome \
+      --hparams docs/study/shared/rome.json --stats-corpus "facts:$cf" > "docs/editing/single-edits-rome-last-${m#cf5k-gpt2-}.txt"
+  done
 fi
