@@ -9,11 +9,12 @@ using Palimpsest.Models;
 namespace Palimpsest.Cli.Commands;
 
 /// <summary>
-/// `palimpsest lifelong MODEL --method rome|memit|alphaedit --dataset FILE --edits N [--batch B]
-/// [--held-out K] [--layers ...] [--hparams FILE] [--stats-corpus ...] --report DIR`: applies records
-/// 0..N−1 in batches without ever restoring (in memory; the model folder is not changed) and
-/// reports ES / GS / LS / ERS / ORS / S and the per-layer drift at 1, 2, 4, ... edits; the held-out
-/// facts are records N..N+K−1 with their true objects. Writes DIR/lifelong.json and DIR/lifelong.md.
+/// `palimpsest lifelong MODEL --method rome|memit|alphaedit|wilke|lemoe --dataset FILE --edits N [--batch B]
+/// [--held-out K] [--layers ...] [--hparams FILE] [--stats-corpus ...] [--monitor [--refuse-above X]] --report DIR`:
+/// applies records 0..N−1 in batches without ever restoring (in memory; the model folder is not
+/// changed) and reports ES / GS / LS / ERS / ORS / S and the per-layer drift at 1, 2, 4, ... edits;
+/// the held-out facts are records N..N+K−1 with their true objects. Writes DIR/lifelong.json and
+/// DIR/lifelong.md at every checkpoint (marked partial until the last), one stderr line each.
 /// </summary>
 internal static class LifelongCommand
 {
