@@ -26,6 +26,36 @@ public class CliLifelongTests
         Assert.True(File.Exists(Path.Combine(report, "lifelong.md")));
     }
 
+    /// <summary>A run that stops part-way (here: the second record's prompt is longer than the context) leaves the report of its last checkpoint, marked partial.</summary>
+    [Fact]
+    public void A_stream_that_fails_part_way_leaves_its_last_checkpoint_marked_partial()
+    {
+        using var m = new TinyGpt2Folder();
+        string hp = m.PathIn("few-steps.json"), report = m.PathIn("report"), data = m.PathIn("long.json");
+        File.WriteAllText(hp, """{"v_num_grad_steps": 2}""");
+        string longPrompt = string.Join(" ", Enumerable.Repeat("and then", 40)) + " Edwin of Northumbria follows";
+        File.WriteAllText(data, $$"""
+            [
+              {"case_id": 0, "prompt": "The mother tongue of Danielle Darrieux is", "target_new": "English", "subject": "Danielle Darrieux",
+               "ground_truth": "French", "rephrase_prompt": "Danielle Darrieux speaks", "locality_prompt": "Michel Rocard is a native speaker of",
+               "locality_ground_truth": "French"},
+              {"case_id": 1, "prompt": "{{longPrompt}}", "target_new": "Islam", "subject": "Edwin of Northumbria",
+               "ground_truth": "Christianity", "rephrase_prompt": "Edwin of Northumbria follows", "locality_prompt": "The official religion of Paul is",
+               "locality_ground_truth": "Christianity"}
+            ]
+            """);
+        var r = CliRunner.Run("lifelong", m.Model, "--method", "rome", "--layers", "1", "--hparams", hp, "--dataset", data,
+            "--edits", "2", "--held-out", "0", "--stats-corpus", "facts:" + m.Dataset, "--cache", m.PathIn("cache"), "--report", report);
+        Assert.True(r.Code != 0, r.ToString());
+        Assert.Contains("edit 2 of the stream", r.Err);
+        Assert.Contains("longer than the model's context", r.Err);
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(report, "lifelong.json")));
+        Assert.False(doc.RootElement.GetProperty("complete").GetBoolean());
+        Assert.Equal([1], doc.RootElement.GetProperty("checkpoints").EnumerateArray().Select(c => c.GetProperty("edits").GetInt32()));
+        Assert.Contains("Partial: the run had reached 1 of 2 edits", File.ReadAllText(Path.Combine(report, "lifelong.md")));
+        Assert.Empty(Directory.GetFiles(report, "*.tmp-*"));
+    }
+
     [Fact]
     public void Lifelong_with_the_monitor_writes_its_forecasts_and_lemoe_runs_without_weight_changes()
     {
