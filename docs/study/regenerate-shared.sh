@@ -4,11 +4,11 @@
 # the models were trained on; records 1,024-1,123 held out for ORS) with ROME (B = 1), MEMIT and
 # AlphaEdit (B = 8) and LEMoE (B = 100), then one side-by-side report per model. Hyper-parameters:
 # docs/study/shared/*.json (the editable model's, layer 0 at the prompt's last token, with the
-# v* loss read at these models' last layer, 5). WilKE is not run here: its scan costs six ROME
-# edits per edit on these six-layer models.
+# v* loss read at these models' last layer, 5). WilKE runs the first WILKE_EDITS (default 128)
+# edits only: its scan costs six ROME edits per edit on these six-layer models.
 # Each run saves its report at every checkpoint, so a stopped run leaves a partial one.
 # Usage: [PALIMPSEST=path/to/cli] [JOBS=N] [EDITS=1024] [SHARED=../shared] bash docs/study/regenerate-shared.sh
-# JOBS runs side by side (default 2); on 2 cores the eight runs take several hours.
+# JOBS runs side by side (default 2); on 2 cores the ten runs take several hours.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 shared="${SHARED:-../shared}"
@@ -20,20 +20,21 @@ cli="${PALIMPSEST:-./palimpsest}"
 [ -n "${PALIMPSEST:-}" ] || ./palimpsest --help > /dev/null
 runs=()
 for method in "rome 1" "memit 8" "alphaedit 8" "lemoe 100"; do
-  for model in cf5k-gpt2-d128-l6 cf5k-gpt2-d256-l6; do runs+=("$model $method"); done
+  for model in cf5k-gpt2-d128-l6 cf5k-gpt2-d256-l6; do runs+=("$model $method $edits"); done
 done
+for model in cf5k-gpt2-d128-l6 cf5k-gpt2-d256-l6; do runs+=("$model wilke 1 ${WILKE_EDITS:-128}"); done
 one() {
   set -- $1
-  local model=$1 method=$2 batch=$3 stats=()
+  local model=$1 method=$2 batch=$3 n=$4 stats=()
   [ "$method" = lemoe ] || stats=(--stats-corpus "facts:$data")
   "$cli" lifelong "$shared/models/$model" --method "$method" --batch "$batch" --hparams "$hp/$method.json" \
-    --dataset "$data" --edits "$edits" --held-out 100 "${stats[@]}" --report "$out/$model/$method-b$batch" \
+    --dataset "$data" --edits "$n" --held-out 100 "${stats[@]}" --report "$out/$model/$method-b$batch" \
     > "$out/$model/$method-b$batch.log" 2>&1
 }
-export -f one; export cli shared edits data hp out
+export -f one; export cli shared data hp out
 mkdir -p "$out/cf5k-gpt2-d128-l6" "$out/cf5k-gpt2-d256-l6"
 printf '%s\n' "${runs[@]}" | xargs -P "${JOBS:-2}" -I{} bash -c 'one "$@"' _ {}
 for model in cf5k-gpt2-d128-l6 cf5k-gpt2-d256-l6; do
-  "$cli" lifelong-report "$out/$model/rome-b1" "$out/$model/memit-b8" "$out/$model/alphaedit-b8" "$out/$model/lemoe-b100" \
+  "$cli" lifelong-report "$out/$model/rome-b1" "$out/$model/memit-b8" "$out/$model/alphaedit-b8" "$out/$model/lemoe-b100" "$out/$model/wilke-b1" \
     --out "$out/$model" --title "Study (b) on $model: $edits edits, never restored"
 done
