@@ -47,15 +47,38 @@ public sealed class Rome : IEditor
     internal WeightDelta ComputeDeltaAt(Transformer tf, EditRequest req, int layer)
     {
         req.Validate();
+        Prepare(tf, layer);
+        var delta = Compute(tf, req, layer, out var trace);
+        LastTrace = trace;
+        return delta;
+    }
+
+    /// <summary>
+    /// Generates the context templates (once per editor) and factors C at `layer` (once per layer).
+    /// After it, <see cref="Compute"/> at that layer only reads the editor's state, so WilKE can run
+    /// several layers at once, each on its own Transformer.
+    /// </summary>
+    internal void Prepare(Transformer tf, int layer)
+    {
         var c = tf.Model.Config;
         if (layer < 0 || layer >= c.Layers) throw new ArgumentException($"hparams layer {layer} outside the model's {c.Layers} layers");
         _templates ??= ContextTemplates.Generate(tf, _tok, Hparams.ContextTemplateLengthParams, Hparams.ContextTemplateSeed);
+        if (Hparams.Mom2Adjustment) Factor(layer, c.DFf);
+    }
+
+    /// <summary>The delta of one request at a prepared layer, and what it computed; reads the editor's state only.</summary>
+    internal WeightDelta Compute(Transformer tf, EditRequest req, int layer, out RomeTrace trace)
+    {
+        req.Validate();
+        var c = tf.Model.Config;
+        if (_templates is null || (Hparams.Mom2Adjustment && !_chol.ContainsKey(layer)))
+            throw new InvalidOperationException($"ROME: layer {layer} was not prepared");
 
         // k̄ and u = C⁻¹k̄ / ||C⁻¹k̄||  (compute_u)
         var kbar = new double[c.DFf];
         foreach (var key in _probes.KeysAt(tf, _templates.Select(t => t.Replace("{}", req.Prompt)).ToArray(), req.Subject, layer))
             for (int i = 0; i < kbar.Length; i++) kbar[i] += key[i] / _templates.Count;
-        var u = Hparams.Mom2Adjustment ? SolveC(layer, kbar, c.DFf) : (double[])kbar.Clone();
+        var u = Hparams.Mom2Adjustment ? _chol[layer].Solve(Vector<double>.Build.DenseOfArray(kbar)).ToArray() : (double[])kbar.Clone();
         double un = Math.Sqrt(u.Sum(x => x * x));
         for (int i = 0; i < u.Length; i++) u[i] /= un;
 
@@ -67,7 +90,7 @@ public sealed class Rome : IEditor
         for (int i = 0; i < kp.Length; i++) denom += kp[i] * u[i];
         var right = new double[c.DModel];
         for (int j = 0; j < right.Length; j++) right[j] = (vStar[j] - vCur[j]) / denom;
-        LastTrace = new RomeTrace(kbar, u, kp, v0, vStar, steps, initialLoss, loss, _templates);
+        trace = new RomeTrace(kbar, u, kp, v0, vStar, steps, initialLoss, loss, _templates);
         return new WeightDelta(layer, 1, u, right);
     }
 
@@ -79,16 +102,13 @@ public sealed class Rome : IEditor
 
     private (int[] Ids, int SubjectLast) Encode(string template, string subject) => _probes.Encode(template, subject);
 
-    private double[] SolveC(int layer, double[] k, int f)
+    // C_l's Cholesky factor, computed once per layer
+    private void Factor(int layer, int f)
     {
-        if (!_chol.TryGetValue(layer, out var chol))
-        {
-            var flat = _secondMoment(layer);
-            if (flat.Length != (long)f * f) throw new ArgumentException($"second moment of layer {layer} has {flat.Length} values, expected {f}x{f}");
-            var m = Matrix<double>.Build.Dense(f, f, (i, j) => flat[i * f + j]);
-            _chol[layer] = chol = m.Cholesky();
-        }
-        return chol.Solve(Vector<double>.Build.DenseOfArray(k)).ToArray();
+        if (_chol.ContainsKey(layer)) return;
+        var flat = _secondMoment(layer);
+        if (flat.Length != (long)f * f) throw new ArgumentException($"second moment of layer {layer} has {flat.Length} values, expected {f}x{f}");
+        _chol[layer] = Matrix<double>.Build.Dense(f, f, (i, j) => flat[i * f + j]).Cholesky();
     }
 
     private (double[] VStar, double[] V0, int Steps, double InitialLoss, double Loss) OptimiseV(Transformer tf, EditRequest req, int layer)

@@ -1,3 +1,4 @@
+using Palimpsest.Backends;
 using Palimpsest.Runtime;
 using Palimpsest.Tokenization;
 
@@ -13,7 +14,8 @@ public sealed record WilkeScan(int[] Layers, double[] La, int Chosen);
 /// The chosen layer is the delta's Layer, so the journal records it and a revert undoes it there.
 /// The reference re-runs the edit at the chosen layer; ROME here is deterministic, so the scanned
 /// delta is that edit. Each layer's v* optimisation resumes at its own layer (the forward below it
-/// is computed once per layer).
+/// is computed once per layer, not once per step), and the layers are scanned in parallel on CPU
+/// backends (<see cref="MaxParallelLayers"/>).
 /// </summary>
 public sealed class Wilke : IEditor
 {
@@ -35,19 +37,55 @@ public sealed class Wilke : IEditor
     /// <summary>The scan of the last edit.</summary>
     public WilkeScan? LastScan { get; private set; }
 
-    /// <summary>The ROME trace of the last layer scanned (not necessarily the chosen one).</summary>
-    public RomeTrace? LastRomeTrace => _rome.LastTrace;
+    /// <summary>
+    /// How many layers are scanned at once (default: one per core). Each runs on its own Transformer
+    /// and backend sibling over the same weights (<see cref="ISiblingBackend"/>), with the cores
+    /// split between them; backends without siblings (CUDA) scan one layer at a time. Every layer's
+    /// delta is the same bit for bit however many run at once.
+    /// </summary>
+    public int MaxParallelLayers { get; init; } = Environment.ProcessorCount;
+
+    /// <summary>The ROME trace of the chosen layer of the last edit.</summary>
+    public RomeTrace? LastRomeTrace { get; private set; }
 
     public IReadOnlyList<WeightDelta> ComputeDeltas(Transformer tf, IReadOnlyList<EditRequest> requests)
     {
         if (requests.Count != 1) throw new ArgumentException($"WilKE edits one request at a time (got {requests.Count}); apply them in sequence");
+        var req = requests[0];
+        req.Validate();
         int ceiling = Math.Min(ScanningCeiling, tf.Model.Config.Layers);
         var layers = Enumerable.Range(0, ceiling).ToArray();
+        foreach (int l in layers) _rome.Prepare(tf, l);
         var deltas = new WeightDelta[ceiling];
+        var traces = new RomeTrace[ceiling];
+        int parallel = Math.Min(ceiling, Math.Max(1, MaxParallelLayers));
+        // An adaptor (LEMoE) keeps its own scratch on the model's backend, so it scans one layer at a time.
+        if (parallel > 1 && tf.Adaptor is null && tf.Model.Backend is ISiblingBackend siblings)
+        {
+            // The weights are only read until the chosen delta is returned, so every layer's ROME
+            // can run at once; each gets its own backend (scratch, worker threads) and Transformer.
+            int threadsEach = Math.Max(1, Environment.ProcessorCount / parallel);
+            var errors = new Exception?[ceiling];
+            Parallel.For(0, ceiling, new ParallelOptions { MaxDegreeOfParallelism = parallel }, l =>
+            {
+                try
+                {
+                    using var backend = siblings.CreateSibling(threadsEach);
+                    using var view = tf.Model.ViewOn(backend);
+                    using var own = new Transformer(view) { UsePackedAttention = tf.UsePackedAttention };
+                    deltas[l] = _rome.Compute(own, req, l, out traces[l]);
+                }
+                catch (Exception e) { errors[l] = e; }
+            });
+            // the lowest layer's error, as the sequential scan would have met it first
+            if (errors.FirstOrDefault(e => e is not null) is { } first) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(first);
+        }
+        else
+            for (int l = 0; l < ceiling; l++) deltas[l] = _rome.Compute(tf, req, l, out traces[l]);
+
         var la = new double[ceiling];
         for (int l = 0; l < ceiling; l++)
         {
-            deltas[l] = _rome.ComputeDeltaAt(tf, requests[0], l);
             double n = deltas[l].FrobeniusNorm();
             // A zero delta cannot win: it is the layer where δ has no gradient (at the model's last
             // block nothing carries the subject's position to the prediction), not a cheap edit.
@@ -58,6 +96,7 @@ public sealed class Wilke : IEditor
         // keeps the stream going, as ROME's own zero delta does (1,000-edit run, 2026-11-26).
         int chosen = deltas.All(d => d.FrobeniusNorm() == 0) ? 0 : ChooseLayer(la);
         LastScan = new WilkeScan(layers, la, chosen);
+        LastRomeTrace = traces[chosen];
         return [deltas[chosen]];
     }
 

@@ -10,10 +10,19 @@ namespace Palimpsest.Runtime;
 /// </summary>
 public sealed class Model : IDisposable
 {
-    private Model(ModelConfig config, IBackend backend, ParamSet<Tensor> parameters)
+    private Model(ModelConfig config, IBackend backend, ParamSet<Tensor> parameters, bool ownsParams = true)
     {
-        Config = config; Backend = backend; Params = parameters;
+        Config = config; Backend = backend; Params = parameters; _ownsParams = ownsParams;
     }
+
+    private readonly bool _ownsParams;
+
+    /// <summary>
+    /// The same parameters driven by <paramref name="sibling"/> (from <see cref="ISiblingBackend.CreateSibling"/>),
+    /// for a Transformer on another thread. The view does not own the tensors (disposing it frees
+    /// nothing) and must only read them while other threads use this model.
+    /// </summary>
+    internal Model ViewOn(IBackend sibling) => new(Config, sibling, Params, ownsParams: false);
 
     public ModelConfig Config { get; }
     public IBackend Backend { get; }
@@ -59,6 +68,7 @@ public sealed class Model : IDisposable
 
     public void Dispose()
     {
+        if (!_ownsParams) return;
         foreach (var (_, t) in Params.Named()) t.Dispose();
     }
 }

@@ -1,3 +1,4 @@
+using Palimpsest.Backends;
 using Palimpsest.Backends.Cpu;
 using Palimpsest.Editing;
 using Palimpsest.Models;
@@ -77,5 +78,37 @@ public class WilkeTests
         Assert.All(wilke.LastScan!.La, la => Assert.True(double.IsNaN(la), $"LA {la:R}: every delta should be zero"));
         Assert.Equal(0, delta.Layer);
         Assert.Equal(0.0, delta.FrobeniusNorm());
+    }
+
+    [Theory]
+    [InlineData("cpu-f64")]
+    [InlineData("cpu-f32")]
+    public void Scanning_layers_in_parallel_gives_the_sequential_scan_bit_for_bit(string backend)
+    {
+        var c = EditingFixtures.Gpt2Vocab(4, 24, 2, 40);
+        using IBackend b = backend == "cpu-f64" ? new ReferenceBackend() : new SimdBackend(3);
+        using var m = Model.FromHost(c, RandomWeights.Create(c, 23, 0.2), b);
+        using var tf = new Transformer(m);
+        var tok = TokenizerFactory.Gpt2(c);
+        var cms = Enumerable.Range(0, c.Layers).Select(l => EditingFixtures.RandomSpd(c.DFf, 30 + l)).ToArray();
+        var hp = new RomeHparams { VLossLayer = 3, VNumGradSteps = 5, ContextTemplateLengthParams = [[4, 2]], VLr = 0.5 };
+        var req = new EditRequest { Subject = "Danielle Darrieux", Prompt = "The mother tongue of {} is", TargetNew = "English", TargetTrue = "French" };
+
+        var one = new Wilke(hp, 4, tok, l => cms[l]) { MaxParallelLayers = 1 };
+        var all = new Wilke(hp, 4, tok, l => cms[l]) { MaxParallelLayers = 4 };
+        var d1 = one.ComputeDeltas(tf, [req]).Single();
+        var d4 = all.ComputeDeltas(tf, [req]).Single();
+        // more than one layer has a delta, so the choice is a real one
+        Assert.True(one.LastScan!.La.Count(x => !double.IsNaN(x)) >= 2, $"LA {string.Join(", ", one.LastScan.La)}");
+        Assert.Equal(one.LastScan.La, all.LastScan!.La);
+        Assert.Equal(one.LastScan.Chosen, all.LastScan.Chosen);
+        Assert.Equal(d1.Layer, d4.Layer);
+        Assert.Equal(d1.Left, d4.Left);
+        Assert.Equal(d1.Right, d4.Right);
+        Assert.Equal(one.LastRomeTrace!.VStar, all.LastRomeTrace!.VStar);
+        // the chosen layer's trace is that layer's ROME
+        var rome = new Rome(hp with { Layers = [d1.Layer] }, tok, _ => cms[d1.Layer]);
+        rome.ComputeDeltas(tf, [req]);
+        Assert.Equal(rome.LastTrace!.VStar, one.LastRomeTrace.VStar);
     }
 }

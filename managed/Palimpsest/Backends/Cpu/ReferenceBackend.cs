@@ -22,7 +22,7 @@ public sealed class F64Tensor : Tensor
 /// It is the oracle every other backend is compared with, op by op, and it matches transformers'
 /// float64 outputs to ~1e-12. Not fast; not meant to be.
 /// </summary>
-public sealed class ReferenceBackend : IBackend, ISegmentAttention
+public sealed class ReferenceBackend : IBackend, ISegmentAttention, ISiblingBackend
 {
     public string Name => "cpu-f64";
     public DType Compute => DType.F64;
@@ -94,6 +94,9 @@ public sealed class ReferenceBackend : IBackend, ISegmentAttention
     }
 
     public void Dispose() { }
+
+    /// <summary>The reference keeps no state between calls, but a sibling is still its own instance.</summary>
+    public IBackend CreateSibling(int threads) => new ReferenceBackend();
 
     private static long Count(int[] shape) { long n = 1; foreach (var s in shape) n *= s; return n; }
 

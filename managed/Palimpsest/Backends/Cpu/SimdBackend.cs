@@ -13,7 +13,7 @@ namespace Palimpsest.Backends.Cpu;
 /// in the backend once warm. Use one instance per thread that drives a model; the ops themselves
 /// run on the instance's own worker threads (dispose the backend to stop them).
 /// </summary>
-public sealed partial class SimdBackend : IBackend
+public sealed partial class SimdBackend : IBackend, ISiblingBackend
 {
     private readonly SimdWorkers _workers;
     private readonly AttentionJob _attention = new();
@@ -27,6 +27,9 @@ public sealed partial class SimdBackend : IBackend
 
     /// <summary>Threads the ops run on.</summary>
     public int Threads => _workers.Threads;
+
+    /// <summary>A new SimdBackend (own scratch, own workers) for another thread; it can compute on this one's tensors.</summary>
+    public IBackend CreateSibling(int threads) => new SimdBackend(threads);
 
     public string Name => "cpu-f32";
     public DType Compute => DType.F32;
