@@ -111,6 +111,7 @@ internal sealed class EditMethod
                 CheckFactToken(hp.FactToken);
                 CheckSteps(hp.VNumGradSteps);
                 node["scanning_ceiling"] = ceiling;
+                node.Remove("layers"); // ROME's layer is not used: the journal and reports record the layers scanned instead
                 var scanned = Enumerable.Range(0, ceiling).ToArray();
                 return new EditMethod("wilke", scanned, hp.Mom2Adjustment, node.ToJsonString(), hp.FactToken, (lm, c) => new Wilke(hp, ceiling, lm.Tok, c));
             }

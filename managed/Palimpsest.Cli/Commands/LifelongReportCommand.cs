@@ -39,7 +39,7 @@ internal static class LifelongReportCommand
             Directory.CreateDirectory(outPath);
             var md = new List<string> { $"# {pr.GetValue(title) ?? "Lifelong editing"}", "" };
             foreach (var (label, j) in loaded)
-                md.Add($"- **{label}**: {j["edits"]} edits of {Path.GetFileName((string?)j["dataset"])} on {Path.GetFileName((string?)j["model"])}, {j["held_out"]} held-out facts, layers from the hparams: {(j["hparams"]?["layers"] ?? j["hparams"]?["layer"] ?? j["hparams"]?["scanning_ceiling"])?.ToJsonString()}");
+                md.Add($"- **{label}**: {j["edits"]} edits of {Path.GetFileName((string?)j["dataset"])} on {Path.GetFileName((string?)j["model"])}, {j["held_out"]} held-out facts, {Layers(j["hparams"])}");
             md.Add("");
             md.Add("| method | edits | ES | GS | LS | ERS | ORS | S |");
             md.Add("|---|---:|---:|---:|---:|---:|---:|---:|");
@@ -73,6 +73,11 @@ internal static class LifelongReportCommand
         }));
         return cmd;
     }
+
+    // WilKE's hparams carry ROME's unused "layers" (older reports) beside scanning_ceiling, the layers it chooses from
+    private static string Layers(JsonNode? hp) =>
+        hp?["scanning_ceiling"] is JsonNode ceiling ? $"layers scanned per edit: 0 to {(int)ceiling - 1}"
+        : $"layers from the hparams: {(hp?["layers"] ?? hp?["layer"])?.ToJsonString()}";
 
     private static string F(JsonNode? x) => x is null ? "-" : ((double)x).ToString("0.000", CultureInfo.InvariantCulture);
 }

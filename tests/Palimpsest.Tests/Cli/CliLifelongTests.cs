@@ -105,20 +105,24 @@ public class CliLifelongTests
         using var m = new TinyGpt2Folder();
         static string Run(string method, int batch, bool complete, params (int Edits, double S)[] cps) => $$"""
             {"method": "{{method}}", "model": "/m/tiny", "dataset": "/d/facts.json", "edits": 8, "complete": {{(complete ? "true" : "false")}},
-             "batch": {{batch}}, "held_out": 2, "hparams": {"layers": [1]},
+             "batch": {{batch}}, "held_out": 2, "hparams": {{(method == "WilKE" ? """{"layers": [17], "scanning_ceiling": 3}""" : """{"layers": [1]}""")}},
              "checkpoints": [{{string.Join(", ", cps.Select(c => $$"""{"edits": {{c.Edits}}, "ES": 1, "GS": 0.5, "LS": null, "ERS": 1, "ORS": 1, "S": {{c.S.ToString(System.Globalization.CultureInfo.InvariantCulture)}}}"""))}}]}
             """;
-        string a = m.PathIn("a"), b = m.PathIn("b"), outDir = m.PathIn("out");
-        Directory.CreateDirectory(a); Directory.CreateDirectory(b);
+        string a = m.PathIn("a"), b = m.PathIn("b"), w = m.PathIn("w"), outDir = m.PathIn("out");
+        Directory.CreateDirectory(a); Directory.CreateDirectory(b); Directory.CreateDirectory(w);
         File.WriteAllText(Path.Combine(a, "lifelong.json"), Run("ROME", 1, true, (1, 0.9), (2, 0.8), (4, 0.7), (8, 0.6)));
         File.WriteAllText(Path.Combine(b, "lifelong.json"), Run("MEMIT", 2, false, (2, 0.95), (4, 0.85)));
-        var r = CliRunner.Run("lifelong-report", a, b, "--out", outDir, "--title", "two runs");
+        File.WriteAllText(Path.Combine(w, "lifelong.json"), Run("WilKE", 1, true, (8, 0.7)));
+        var r = CliRunner.Run("lifelong-report", a, b, w, "--out", outDir, "--title", "two runs");
         Assert.True(r.Code == 0, r.ToString());
         string md = File.ReadAllText(Path.Combine(outDir, "lifelong-report.md"));
         Assert.StartsWith("# two runs", md);
         Assert.Contains("| ROME (B=1) | 8 | 1.000 | 0.500 | - | 1.000 | 1.000 | 0.600 |", md);
         Assert.Contains("| MEMIT (B=2), partial: 4 of 8 edits | 4 | 1.000 | 0.500 | - | 1.000 | 1.000 | 0.850 |", md);
         Assert.DoesNotContain("ROME (B=1), partial", md);
+        // WilKE's line names the layers it scans, not ROME's unused default layer
+        Assert.Contains("**ROME (B=1)**: 8 edits of facts.json on tiny, 2 held-out facts, layers from the hparams: [1]", md);
+        Assert.Contains("**WilKE (B=1)**: 8 edits of facts.json on tiny, 2 held-out facts, layers scanned per edit: 0 to 2", md);
         foreach (var metric in new[] { "ES", "GS", "LS", "ERS", "ORS", "S" })
             Assert.True(new FileInfo(Path.Combine(outDir, $"lifelong-{metric}.png")).Length > 1000, $"lifelong-{metric}.png missing or empty");
         CliRunner.AssertBadInput(CliRunner.Run("lifelong-report", a, m.PathIn("none"), "--out", outDir), "none");
