@@ -35,6 +35,12 @@ internal static class LifelongReportCommand
                 string label = $"{j["method"]} (B={j["batch"]}){(partial ? $", partial: {last?["edits"]?.ToJsonString() ?? "0"} of {j["edits"]} edits" : "")}";
                 loaded.Add((label, j));
             }
+            // two runs of one method and batch (different hparams) are told apart by their folders
+            var dirs = pr.GetValue(runs)!;
+            var twice = loaded.GroupBy(r => r.Label).Where(g => g.Count() > 1).Select(g => g.Key).ToHashSet();
+            for (int i = 0; i < loaded.Count; i++)
+                if (twice.Contains(loaded[i].Label))
+                    loaded[i] = ($"{loaded[i].Label} [{Path.GetFileName(Path.TrimEndingDirectorySeparator(dirs[i]))}]", loaded[i].J);
             string outPath = pr.GetValue(outDir)!;
             Directory.CreateDirectory(outPath);
             var md = new List<string> { $"# {pr.GetValue(title) ?? "Lifelong editing"}", "" };

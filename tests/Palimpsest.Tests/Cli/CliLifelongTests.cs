@@ -113,15 +113,20 @@ public class CliLifelongTests
         File.WriteAllText(Path.Combine(a, "lifelong.json"), Run("ROME", 1, true, (1, 0.9), (2, 0.8), (4, 0.7), (8, 0.6)));
         File.WriteAllText(Path.Combine(b, "lifelong.json"), Run("MEMIT", 2, false, (2, 0.95), (4, 0.85)));
         File.WriteAllText(Path.Combine(w, "lifelong.json"), Run("WilKE", 1, true, (8, 0.7)));
-        var r = CliRunner.Run("lifelong-report", a, b, w, "--out", outDir, "--title", "two runs");
+        string a2 = m.PathIn("rome-other");
+        Directory.CreateDirectory(a2);
+        File.WriteAllText(Path.Combine(a2, "lifelong.json"), Run("ROME", 1, true, (8, 0.5)));
+        var r = CliRunner.Run("lifelong-report", a, b, w, a2, "--out", outDir, "--title", "two runs");
         Assert.True(r.Code == 0, r.ToString());
         string md = File.ReadAllText(Path.Combine(outDir, "lifelong-report.md"));
         Assert.StartsWith("# two runs", md);
-        Assert.Contains("| ROME (B=1) | 8 | 1.000 | 0.500 | - | 1.000 | 1.000 | 0.600 |", md);
+        // two ROME runs with B = 1: their folders tell them apart
+        Assert.Contains("| ROME (B=1) [a] | 8 | 1.000 | 0.500 | - | 1.000 | 1.000 | 0.600 |", md);
+        Assert.Contains("| ROME (B=1) [rome-other] | 8 | 1.000 | 0.500 | - | 1.000 | 1.000 | 0.500 |", md);
         Assert.Contains("| MEMIT (B=2), partial: 4 of 8 edits | 4 | 1.000 | 0.500 | - | 1.000 | 1.000 | 0.850 |", md);
         Assert.DoesNotContain("ROME (B=1), partial", md);
         // WilKE's line names the layers it scans, not ROME's unused default layer
-        Assert.Contains("**ROME (B=1)**: 8 edits of facts.json on tiny, 2 held-out facts, layers from the hparams: [1]", md);
+        Assert.Contains("**ROME (B=1) [a]**: 8 edits of facts.json on tiny, 2 held-out facts, layers from the hparams: [1]", md);
         Assert.Contains("**WilKE (B=1)**: 8 edits of facts.json on tiny, 2 held-out facts, layers scanned per edit: 0 to 2", md);
         foreach (var metric in new[] { "ES", "GS", "LS", "ERS", "ORS", "S" })
             Assert.True(new FileInfo(Path.Combine(outDir, $"lifelong-{metric}.png")).Length > 1000, $"lifelong-{metric}.png missing or empty");
