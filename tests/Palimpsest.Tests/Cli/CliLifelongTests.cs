@@ -34,16 +34,10 @@ public class CliLifelongTests
         string hp = m.PathIn("few-steps.json"), report = m.PathIn("report"), data = m.PathIn("long.json");
         File.WriteAllText(hp, """{"v_num_grad_steps": 2}""");
         string longPrompt = string.Join(" ", Enumerable.Repeat("and then", 40)) + " Edwin of Northumbria follows";
-        File.WriteAllText(data, $$"""
-            [
-              {"case_id": 0, "prompt": "The mother tongue of Danielle Darrieux is", "target_new": "English", "subject": "Danielle Darrieux",
-               "ground_truth": "French", "rephrase_prompt": "Danielle Darrieux speaks", "locality_prompt": "Michel Rocard is a native speaker of",
-               "locality_ground_truth": "French"},
-              {"case_id": 1, "prompt": "{{longPrompt}}", "target_new": "Islam", "subject": "Edwin of Northumbria",
-               "ground_truth": "Christianity", "rephrase_prompt": "Edwin of Northumbria follows", "locality_prompt": "The official religion of Paul is",
-               "locality_ground_truth": "Christianity"}
-            ]
-            """);
+        // the folder's two records, with the second one's prompt made longer than the context
+        var records = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(m.Dataset))!.AsArray();
+        records[1]!["prompt"] = longPrompt;
+        File.WriteAllText(data, records.ToJsonString());
         var r = CliRunner.Run("lifelong", m.Model, "--method", "rome", "--layers", "1", "--hparams", hp, "--dataset", data,
             "--edits", "2", "--held-out", "0", "--stats-corpus", "facts:" + m.Dataset, "--cache", m.PathIn("cache"), "--report", report);
         Assert.True(r.Code != 0, r.ToString());
