@@ -25,7 +25,7 @@ done
 for model in cf5k-gpt2-d128-l6 cf5k-gpt2-d256-l6; do runs+=("$model wilke 1 ${WILKE_EDITS:-128}"); done
 # LEMoE with 400 AdamW steps per expert instead of 100 (lemoe-400.json): with 100 the first expert
 # holds only 37 % of its 100 edits on d128
-runs+=("cf5k-gpt2-d128-l6 lemoe 100 $edits 400")
+for model in cf5k-gpt2-d128-l6 cf5k-gpt2-d256-l6; do runs+=("$model lemoe 100 $edits 400"); done
 one() {
   set -- $1
   local model=$1 method=$2 batch=$3 n=$4 steps=${5:-} stats=()
