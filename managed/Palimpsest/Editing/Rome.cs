@@ -66,10 +66,12 @@ public sealed class Rome : IEditor
         if (Hparams.Mom2Adjustment) Factor(layer, c.DFf);
     }
 
-    /// <summary>The delta of one request at a prepared layer, and what it computed; reads the editor's state only.</summary>
+    /// <summary>
+    /// The delta of one validated request (its callers validate it once, before <see cref="Prepare"/>)
+    /// at a prepared layer, and what it computed; reads the editor's state only.
+    /// </summary>
     internal WeightDelta Compute(Transformer tf, EditRequest req, int layer, out RomeTrace trace)
     {
-        req.Validate();
         var c = tf.Model.Config;
         if (_templates is null || (Hparams.Mom2Adjustment && !_chol.ContainsKey(layer)))
             throw new InvalidOperationException($"ROME: layer {layer} was not prepared");

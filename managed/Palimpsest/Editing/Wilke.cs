@@ -84,9 +84,11 @@ public sealed class Wilke : IEditor
             for (int l = 0; l < ceiling; l++) deltas[l] = _rome.Compute(tf, req, l, out traces[l]);
 
         var la = new double[ceiling];
+        bool allZero = true;
         for (int l = 0; l < ceiling; l++)
         {
             double n = deltas[l].FrobeniusNorm();
+            allZero &= n == 0;
             // A zero delta cannot win: it is the layer where δ has no gradient (at the model's last
             // block nothing carries the subject's position to the prediction), not a cheap edit.
             la[l] = n == 0 ? double.NaN : n / DownProjectionNorm(tf, l);
@@ -94,7 +96,7 @@ public sealed class Wilke : IEditor
         // Every delta zero: the request already holds (v* stopped before its first step at every
         // layer), so there is no layer to prefer and nothing to change; the first layer's zero delta
         // keeps the stream going, as ROME's own zero delta does (1,000-edit run, 2026-11-26).
-        int chosen = deltas.All(d => d.FrobeniusNorm() == 0) ? 0 : ChooseLayer(la);
+        int chosen = allZero ? 0 : ChooseLayer(la);
         LastScan = new WilkeScan(layers, la, chosen);
         LastRomeTrace = traces[chosen];
         return [deltas[chosen]];
