@@ -15,6 +15,9 @@ namespace Palimpsest.Cli.Commands;
 /// changed) and reports ES / GS / LS / ERS / ORS / S and the per-layer drift at 1, 2, 4, ... edits;
 /// the held-out facts are records N..N+K−1 with their true objects. Writes DIR/lifelong.json and
 /// DIR/lifelong.md at every checkpoint (marked partial until the last), one stderr line each.
+/// A stream of ROME, MEMIT or WilKE edits without the monitor also saves its state in DIR/state (at
+/// checkpoints and every --save-every edits; removed when the run ends): --resume goes on from it
+/// and reaches the uninterrupted run's numbers bit for bit, --stop-after N stops there on purpose.
 /// </summary>
 internal static class LifelongCommand
 {
@@ -34,8 +37,11 @@ internal static class LifelongCommand
         var report = new Option<string>("--report") { Description = "folder for lifelong.json and lifelong.md", Required = true };
         var monitor = new Option<bool>("--monitor") { Description = "forecast each batch's damage before applying it (the interference monitor over the held-out facts and the edits so far); writes monitor.md" };
         var refuseAbove = new Option<double?>("--refuse-above") { Description = "with the monitor: refuse (skip) a batch whose largest forecast drift exceeds this fraction of the edit's own change" };
+        var resume = new Option<bool>("--resume") { Description = "go on from the state a stopped run saved in DIR/state (same model, dataset and options); ROME, MEMIT and WilKE without the monitor" };
+        var saveEvery = new Option<int>("--save-every") { Description = "save the run's state (DIR/state: the edited weights and scores so far) every N edits and at each checkpoint; 0: at checkpoints only", DefaultValueFactory = _ => 16 };
+        var stopAfter = new Option<int?>("--stop-after") { Description = "stop once N edits are done, saving the state (continue with --resume): a long stream in slices" };
         var cmd = new Command("lifelong", "a stream of edits never restored: ES/GS/LS/ERS/ORS/S at 1, 2, 4, ... edits")
-            { model, method, dataset, edits, batch, heldOut, layer, hparams, corpus, limitTokens, cache, report, monitor, refuseAbove };
+            { model, method, dataset, edits, batch, heldOut, layer, hparams, corpus, limitTokens, cache, report, monitor, refuseAbove, resume, saveEvery, stopAfter };
         cmd.SetAction(pr => EditingErrors.Guard(() =>
         {
             int n = CommonOptions.Positive(pr.GetValue(edits), "--edits");
@@ -50,6 +56,11 @@ internal static class LifelongCommand
             double? limit = pr.GetValue(refuseAbove);
             if (limit is <= 0 || limit is double.NaN) throw new CliUsageException($"--refuse-above: must be a positive number (got {limit})");
             bool watch = pr.GetValue(monitor) || limit is not null;
+            int every = pr.GetValue(saveEvery);
+            if (every < 0) throw new CliUsageException($"--save-every: must be >= 0 (got {every})");
+            int? stopAt = pr.GetValue(stopAfter);
+            if (stopAt is < 1) throw new CliUsageException($"--stop-after: must be a positive number of edits (got {stopAt})");
+            string stateDir = Path.Combine(pr.GetValue(report)!, "state");
             var output = new Report(pr.GetValue(report)!, Path.GetFileName(Path.GetFullPath(lm.Folder)), Path.GetFullPath(lm.Folder),
                 Path.GetFullPath(pr.GetValue(dataset)!), n, held.Count, watch, limit);
             var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -68,6 +79,7 @@ internal static class LifelongCommand
             {
                 // LEMoE trains an adaptor beside one MLP: no key statistics, no weight change
                 if (watch) throw new CliUsageException("--monitor / --refuse-above: LEMoE changes no weight, so there is no ΔW to forecast");
+                if (pr.GetValue(resume) || stopAt is not null) throw new CliUsageException("--resume / --stop-after: a LEMoE run's adaptor is not saved as it goes, so it cannot be resumed");
                 var hp = LemoeCli.Hparams(pr.GetValue(hparams), layers, lm.Config.Layers);
                 int b = pr.GetValue(batch) ?? Math.Min(100, n);
                 if (b < 1) throw new CliUsageException($"--batch: must be a positive integer (got {b})");
@@ -93,8 +105,34 @@ internal static class LifelongCommand
                 var guard = watch ? new LifelongMonitor(held, new FactProbes(lm.Tok, em.FactToken), limit) : null;
                 var harness = new LifelongHarness(lm.Tf, lm.Tok);
                 output.Describe(em.Name, b, em.HparamsJson, em.Layers);
-                checkpoints = harness.Run(editor, stream, b, held, after, monitor: guard, checkpointed: cps => Reached(cps, harness.MonitorLog));
+                // The run's state is saved as it goes where it can be resumed: the monitor's bank
+                // and AlphaEdit's memory of earlier keys are not part of it.
+                bool resumable = guard is null && after is null;
+                if ((pr.GetValue(resume) || stopAt is not null) && !resumable)
+                    throw new CliUsageException($"--resume / --stop-after: {(guard is not null ? "a run with the interference monitor" : em.Name)} cannot be resumed (its state beyond the weights is not saved)");
+                string run = RunDescription(em.Name, lm.Folder, pr.GetValue(dataset)!, n, b, held.Count, em.HparamsJson);
+                LifelongState? from = null;
+                if (pr.GetValue(resume))
+                {
+                    from = LifelongStateFile.Load(stateDir);
+                    CheckSameRun(from.Run, run, Path.Combine(stateDir, "state.json"));
+                    io.Err.WriteLine($"lifelong: resuming at {from.Edits} of {n} edits from {stateDir}");
+                }
+                int savedAt = from?.Edits ?? 0;
+                var persist = resumable
+                    ? new LifelongPersistence(run, from, s => { LifelongStateFile.Save(stateDir, s, lm.Config.DFf); savedAt = s.Edits; }, every, stopAt)
+                    : null;
+                checkpoints = harness.Run(editor, stream, b, held, after, monitor: guard, checkpointed: cps => Reached(cps, harness.MonitorLog), persist: persist);
                 monitorLog = harness.MonitorLog;
+                int reached = checkpoints.Count == 0 ? 0 : checkpoints[^1].Edits;
+                if (stopAt is not null && reached < n)
+                {
+                    // stopped on request: the report stays partial, the state waits for --resume
+                    output.Write(checkpoints, monitorLog, complete: false);
+                    io.Out.WriteLine($"stopped after {savedAt} of {n} edits as asked (--stop-after {stopAt}); the state is in {stateDir}: go on with --resume");
+                    return CliErrors.Ok;
+                }
+                LifelongStateFile.Delete(stateDir);
             }
             var md = output.Write(checkpoints, monitorLog, complete: true);
             foreach (var line in md.Skip(4)) io.Out.WriteLine(line);
@@ -102,6 +140,27 @@ internal static class LifelongCommand
             return CliErrors.Ok;
         }));
         return cmd;
+    }
+
+    // what a resumed run must share with the saved one
+    private static string RunDescription(string method, string model, string dataset, int edits, int batch, int heldOut, string hparams) =>
+        new JsonObject
+        {
+            ["method"] = method, ["model"] = Path.GetFullPath(model), ["dataset"] = Path.GetFullPath(dataset), ["edits"] = edits, ["batch"] = batch,
+            ["held_out"] = heldOut, ["hparams"] = JsonNode.Parse(hparams),
+        }.ToJsonString();
+
+    // one line naming the first option where this run and the saved one differ
+    private static void CheckSameRun(string saved, string here, string path)
+    {
+        var a = JsonNode.Parse(saved)!.AsObject(); var h = JsonNode.Parse(here)!.AsObject();
+        foreach (var (key, value) in h)
+        {
+            string mine = value?.ToJsonString() ?? "null", theirs = a[key]?.ToJsonString() ?? "null";
+            if (mine != theirs)
+                throw new CliUsageException($"--resume: the saved run ({path}) has {key} {Short(theirs)}, this one {Short(mine)}; resume with the same model, dataset and options");
+        }
+        static string Short(string s) => s.Length > 120 ? s[..117] + "..." : s;
     }
 
     private static string F(double x) => double.IsNaN(x) ? "-" : x.ToString("0.000", CultureInfo.InvariantCulture);

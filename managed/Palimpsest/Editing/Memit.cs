@@ -14,7 +14,7 @@ namespace Palimpsest.Editing;
 /// The weights are edited while the deltas are computed (later layers see earlier ones) and
 /// restored exactly before returning: the caller applies the deltas.
 /// </summary>
-public sealed class Memit : IEditor
+public sealed class Memit : IPreparedEditor
 {
     private readonly ITextTokenizer _tok;
     private readonly FactProbes _probes;
@@ -38,6 +38,10 @@ public sealed class Memit : IEditor
     /// <summary>Per edited layer of the last call: the keys K [f, n] and residuals R [d, n] the update solved for.</summary>
     public IReadOnlyList<(int Layer, Matrix<double> K, Matrix<double> R)>? LastSolves { get; private set; }
 
+    /// <summary>The context templates (see <see cref="IPreparedEditor"/>).</summary>
+    public void Prepare(Transformer tf) =>
+        _templates ??= ContextTemplates.GenerateMemit(tf, _tok, Hparams.ContextTemplateLength, Hparams.ContextTemplateSeed);
+
     public IReadOnlyList<WeightDelta> ComputeDeltas(Transformer tf, IReadOnlyList<EditRequest> requests)
     {
         if (requests.Count == 0) return [];
@@ -45,7 +49,7 @@ public sealed class Memit : IEditor
         var c = tf.Model.Config;
         var layers = Hparams.Layers;
         CheckLayers(layers, c.Layers);
-        _templates ??= ContextTemplates.GenerateMemit(tf, _tok, Hparams.ContextTemplateLength, Hparams.ContextTemplateSeed);
+        Prepare(tf);
         int zLayer = layers[^1], n = requests.Count, d = c.DModel, f = c.DFf;
 
         // z* for every request (from the unedited weights)
@@ -124,7 +128,7 @@ public sealed class Memit : IEditor
     /// <summary>compute_ks: ½ · key of the bare prompt + ½ · mean key over the generated contexts.</summary>
     internal double[] Keys(Transformer tf, EditRequest req, int layer)
     {
-        _templates ??= ContextTemplates.GenerateMemit(tf, _tok, Hparams.ContextTemplateLength, Hparams.ContextTemplateSeed);
+        Prepare(tf);
         var k = new double[tf.Model.Config.DFf];
         foreach (var type in _templates!)
         {
@@ -139,7 +143,7 @@ public sealed class Memit : IEditor
     /// <summary>compute_z: z* = block output of zLayer at the subject + the optimised δ.</summary>
     internal (double[] Z, DeltaResult Result) ComputeZ(Transformer tf, EditRequest req, int zLayer)
     {
-        _templates ??= ContextTemplates.GenerateMemit(tf, _tok, Hparams.ContextTemplateLength, Hparams.ContextTemplateSeed);
+        Prepare(tf);
         string targetText = req.TargetNew.StartsWith(' ') ? req.TargetNew : " " + req.TargetNew;
         var target = _tok.Encode(targetText);
         if (target.Length == 0) throw new ArgumentException($"target '{req.TargetNew}' has no tokens");

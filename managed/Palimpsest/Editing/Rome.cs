@@ -13,7 +13,7 @@ namespace Palimpsest.Editing;
 ///   ΔW [f, d] = u ⊗ (v* − W k_p) / (u · k_p), k_p the key of the bare prompt.
 /// One request per call: ROME applies edits one at a time, each from the weights left by the last.
 /// </summary>
-public sealed class Rome : IEditor
+public sealed class Rome : IPreparedEditor
 {
     private readonly ITextTokenizer _tok;
     private readonly Func<int, double[]> _secondMoment;
@@ -52,6 +52,9 @@ public sealed class Rome : IEditor
         LastTrace = trace;
         return delta;
     }
+
+    /// <summary>The context templates and C's factor at the hparams' layer (see <see cref="IPreparedEditor"/>).</summary>
+    public void Prepare(Transformer tf) => Prepare(tf, Hparams.Layers[0]);
 
     /// <summary>
     /// Generates the context templates (once per editor) and factors C at `layer` (once per layer).

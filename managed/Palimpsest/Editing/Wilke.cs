@@ -17,7 +17,7 @@ public sealed record WilkeScan(int[] Layers, double[] La, int Chosen);
 /// is computed once per layer, not once per step), and the layers are scanned in parallel on CPU
 /// backends (<see cref="MaxParallelLayers"/>).
 /// </summary>
-public sealed class Wilke : IEditor
+public sealed class Wilke : IPreparedEditor
 {
     private readonly Rome _rome;
 
@@ -48,6 +48,12 @@ public sealed class Wilke : IEditor
     /// <summary>The ROME trace of the chosen layer of the last edit.</summary>
     public RomeTrace? LastRomeTrace { get; private set; }
 
+    /// <summary>The context templates and C's factor at every scanned layer (see <see cref="IPreparedEditor"/>).</summary>
+    public void Prepare(Transformer tf)
+    {
+        for (int l = 0; l < Math.Min(ScanningCeiling, tf.Model.Config.Layers); l++) _rome.Prepare(tf, l);
+    }
+
     public IReadOnlyList<WeightDelta> ComputeDeltas(Transformer tf, IReadOnlyList<EditRequest> requests)
     {
         if (requests.Count != 1) throw new ArgumentException($"WilKE edits one request at a time (got {requests.Count}); apply them in sequence");
@@ -55,7 +61,7 @@ public sealed class Wilke : IEditor
         req.Validate();
         int ceiling = Math.Min(ScanningCeiling, tf.Model.Config.Layers);
         var layers = Enumerable.Range(0, ceiling).ToArray();
-        foreach (int l in layers) _rome.Prepare(tf, l);
+        Prepare(tf);
         var deltas = new WeightDelta[ceiling];
         var traces = new RomeTrace[ceiling];
         int parallel = Math.Min(ceiling, Math.Max(1, MaxParallelLayers));

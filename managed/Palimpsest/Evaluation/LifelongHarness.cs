@@ -27,6 +27,17 @@ public sealed record LifelongMonitor(IReadOnlyList<EditRequest> Facts, FactProbe
 public sealed record MonitorEntry(int Batch, string Subject, string Target, int Layer, double OwnChange, double MaxDrift, double MaxRelative, string MostAtRisk, bool Refused);
 
 /// <summary>
+/// Saving and resuming a lifelong run of weight edits (ROME, MEMIT, WilKE), so that a stream longer
+/// than a working session can span several processes and still reach the uninterrupted run's
+/// checkpoints bit for bit. Run: the caller's description of the run (JSON), recorded in each state.
+/// From: the state to go on from (null: from the start); the model given must be the unedited one.
+/// Save: called with the state at every checkpoint, every Every edits (0: at checkpoints only) and
+/// where the run stops. StopAfter: stop once this many edits of the stream are done (their state
+/// saved), e.g. to run a long stream in slices.
+/// </summary>
+public sealed record LifelongPersistence(string Run, LifelongState? From = null, Action<LifelongState>? Save = null, int Every = 0, int? StopAfter = null);
+
+/// <summary>
 /// Applies a stream of requests in batches and never restores: the model accumulates every edit.
 /// Reports <see cref="LifelongCheckpoint"/>s at 1, 2, 4, ... edits and at the end. Success means the
 /// greedy answer is the target, every token (FactProbe). Edits the model in memory; the caller
@@ -42,11 +53,18 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
     /// refused (not applied) when the forecast passes the threshold</param>
     /// <param name="checkpointed">called with the checkpoints so far each time one is reached (a long
     /// run's caller can save them, so a killed run keeps what it measured)</param>
+    /// <param name="persist">saves the run's state as it goes and resumes it from a saved one (null: neither);
+    /// see <see cref="LifelongPersistence"/></param>
     public IReadOnlyList<LifelongCheckpoint> Run(IEditor editor, IReadOnlyList<EditRequest> stream, int batch,
         IReadOnlyList<EditRequest> heldOut, Action<IReadOnlyList<EditRequest>>? afterApply = null, IProgress<double>? progress = null,
-        LifelongMonitor? monitor = null, Action<IReadOnlyList<LifelongCheckpoint>>? checkpointed = null)
+        LifelongMonitor? monitor = null, Action<IReadOnlyList<LifelongCheckpoint>>? checkpointed = null, LifelongPersistence? persist = null)
     {
         if (batch < 1) throw new ArgumentOutOfRangeException(nameof(batch), "batch must be >= 1");
+        if (persist?.From is not null && (monitor is not null || afterApply is not null))
+            throw new ArgumentException("a lifelong run with the interference monitor or an editor that remembers its edits (AlphaEdit) cannot be resumed: their state is not saved");
+        // the state the first edit derives from the model (context templates, C's factors) is
+        // derived here, from the unedited weights, so that a resumed run derives the same
+        (editor as IPreparedEditor)?.Prepare(tf);
         var batches = stream.Chunk(batch).Select(c => (IReadOnlyList<EditRequest>)c).ToList();
         var baseW = new Dictionary<int, double[]>();
         var log = new List<MonitorEntry>();
@@ -72,7 +90,7 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
                 tf.Model.ApplyDelta(d);
             }
             afterApply?.Invoke(b);
-        }, baseW, progress, checkpointed);
+        }, baseW, progress, checkpointed, persist);
     }
 
     /// <summary>The monitor's forecasts of the last run with a monitor, one entry per request and edited layer.</summary>
@@ -135,22 +153,34 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
 
     private List<LifelongCheckpoint> RunCore(IReadOnlyList<IReadOnlyList<EditRequest>> batches, IReadOnlyList<EditRequest> heldOut,
         Action<IReadOnlyList<EditRequest>> apply, Dictionary<int, double[]> baseW, IProgress<double>? progress,
-        Action<IReadOnlyList<LifelongCheckpoint>>? checkpointed)
+        Action<IReadOnlyList<LifelongCheckpoint>>? checkpointed, LifelongPersistence? persist = null)
     {
         var stream = batches.SelectMany(b => b).ToList();
         // the held-out facts' answers before any edit: ORS measures how many survive
         var originals = heldOut.Select(r => (r.FilledPrompt, Answer: r.TargetTrue ?? throw new ArgumentException($"held-out fact '{r.Subject}' has no true target"))).ToList();
-        var keep = originals.Where(o => _probe.Answers(o.FilledPrompt, o.Answer)).ToList();
+        var kept = Enumerable.Range(0, originals.Count).Where(i => _probe.Answers(originals[i].FilledPrompt, originals[i].Answer)).ToArray();
+        var keep = kept.Select(i => originals[i]).ToList();
         var es = new List<double>(); var gs = new List<double>(); var ls = new List<double>();
         var result = new List<LifelongCheckpoint>();
         int next = 1;
-        int start = 0;
+        int start = 0, done0 = 0;
         // the prompts the stream has asked to change so far: a neighbourhood prompt among them is
         // meant to move, so it is no test of locality (a dataset whose neighbour of record i is
         // record i+1's fact would otherwise charge a batch for its own requested edits: LS = 1/B)
         var edited = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var b in batches)
+        if (persist?.From is { } from)
         {
+            Resume(from, batches, kept, baseW);
+            es.AddRange(from.ES); gs.AddRange(from.GS); ls.AddRange(from.LS);
+            result.AddRange(from.Checkpoints);
+            start = from.Edits; done0 = from.Batches;
+            foreach (var r in stream.Take(start)) edited.Add(r.FilledPrompt);
+            while (next <= start) next *= 2;
+        }
+        int sinceSave = 0;
+        for (int bi = done0; bi < batches.Count; bi++)
+        {
+            var b = batches[bi];
             foreach (var r in b) edited.Add(r.FilledPrompt);
             // locality answers before this batch: the neighbourhood prompts must keep them
             var before = b.Select(r => r.NeighborhoodPrompts.Select(p => Greedy(p, r)).ToList()).ToList();
@@ -165,13 +195,13 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
                 var r = b[i];
                 es.Add(_probe.Answers(r) ? 1 : 0);
                 if (r.ParaphrasePrompts.Count > 0) gs.Add(r.ParaphrasePrompts.Average(p => _probe.Answers(p, r.TargetNew) ? 1.0 : 0.0));
-                var kept = r.NeighborhoodPrompts.Select((p, j) => (p, j)).Where(x => !edited.Contains(x.p)).Select(x => Greedy(x.p, r) == before[i][x.j] ? 1.0 : 0.0).ToList();
-                if (kept.Count > 0) ls.Add(kept.Average());
+                var held = r.NeighborhoodPrompts.Select((p, j) => (p, j)).Where(x => !edited.Contains(x.p)).Select(x => Greedy(x.p, r) == before[i][x.j] ? 1.0 : 0.0).ToList();
+                if (held.Count > 0) ls.Add(held.Average());
             }
             start += b.Count;
             int done = start;
             progress?.Report(done / (double)stream.Count);
-            bool last = done == stream.Count;
+            bool last = done == stream.Count, atCheckpoint = false;
             if (done >= next || last)
             {
                 while (next <= done) next *= 2;
@@ -189,9 +219,47 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
                 });
                 result.Add(new LifelongCheckpoint(done, parts[0], parts[1], parts[2], ers, ors, HarmonicMean(parts), norms));
                 checkpointed?.Invoke(result.AsReadOnly());
+                atCheckpoint = true;
             }
+            sinceSave += b.Count;
+            bool stop = persist?.StopAfter is { } limit && done >= limit && !last;
+            if (persist?.Save is { } save && (stop || atCheckpoint || (persist.Every > 0 && sinceSave >= persist.Every)))
+            {
+                sinceSave = 0;
+                save(new LifelongState(persist.Run, done, bi + 1, es.ToArray(), gs.ToArray(), ls.ToArray(), result.ToList(), kept,
+                    baseW.Keys.ToDictionary(l => l, l =>
+                    {
+                        var w = new double[tf.Model.Params.Blocks[l].WDown.Length];
+                        tf.Model.Backend.ToHost(tf.Model.Params.Blocks[l].WDown, w);
+                        return w;
+                    })));
+            }
+            if (stop) break;
         }
         return result;
+    }
+
+    // Puts the model where the saved run was: the held-out facts it answers unedited must be the
+    // saved run's (else it is another model), the changed layers' unedited WDown become the drift's
+    // base, and the saved WDown replace them.
+    private void Resume(LifelongState from, IReadOnlyList<IReadOnlyList<EditRequest>> batches, int[] kept, Dictionary<int, double[]> baseW)
+    {
+        int edits = batches.Take(from.Batches).Sum(b => b.Count);
+        if (from.Batches < 0 || from.Batches > batches.Count || edits != from.Edits)
+            throw new ArgumentException($"resume: the saved state's {from.Edits} edits in {from.Batches} batches do not fit this stream of {batches.Sum(b => b.Count)} edits in {batches.Count} batches");
+        if (!from.Kept.SequenceEqual(kept))
+            throw new ArgumentException($"resume: the unedited model answers {kept.Length} of the held-out facts, the saved run's answered {from.Kept.Length} (others or other ones): not the same model or held-out facts");
+        if (from.ES.Length != from.Edits) throw new ArgumentException($"resume: the saved state has {from.ES.Length} efficacy scores for {from.Edits} edits");
+        var c = tf.Model.Config;
+        foreach (var (l, w) in from.DownProjections.OrderBy(kv => kv.Key))
+        {
+            if (l < 0 || l >= c.Layers) throw new ArgumentException($"resume: the saved state changes layer {l}, outside the model's 0..{c.Layers - 1}");
+            if (w.LongLength != (long)c.DFf * c.DModel) throw new ArgumentException($"resume: the saved WDown of layer {l} has {w.LongLength} values, the model's has {(long)c.DFf * c.DModel}");
+            var b = new double[w.Length];
+            tf.Model.Backend.ToHost(tf.Model.Params.Blocks[l].WDown, b);
+            baseW[l] = b;
+            tf.Model.SetDownProjection(l, w);
+        }
     }
 
     /// <summary>Harmonic mean of the defined parts (NaN parts — e.g. no paraphrases — are left out); 0 if any is 0.</summary>

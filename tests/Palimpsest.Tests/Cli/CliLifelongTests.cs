@@ -50,6 +50,47 @@ public class CliLifelongTests
         Assert.Empty(Directory.GetFiles(report, "*.tmp-*"));
     }
 
+    /// <summary>
+    /// --stop-after leaves a partial report and the state; --resume goes on from it to the report an
+    /// uninterrupted run writes, byte for byte; a resume with other options is one line naming the
+    /// option, and a finished run leaves no state behind.
+    /// </summary>
+    [Fact]
+    public void A_stopped_run_resumed_writes_the_uninterrupted_runs_report()
+    {
+        using var m = new TinyGpt2Folder();
+        string whole = m.PathIn("whole"), sliced = m.PathIn("sliced");
+        string[] Args(string report, params string[] more) => ArgsWith(report, "wilke.json", m.Dataset, more);
+        string[] ArgsWith(string report, string hparams, string dataset, params string[] more) => ["lifelong", m.Model, "--method", "wilke", "--hparams", m.PathIn(hparams), "--dataset", dataset,
+            "--edits", "2", "--held-out", "0", "--stats-corpus", "facts:" + m.Dataset, "--cache", m.PathIn("cache"), "--report", report, .. more];
+        File.WriteAllText(m.PathIn("wilke.json"), """{"v_num_grad_steps": 3, "scanning_ceiling": 2}""");
+
+        var r = CliRunner.Run(Args(whole));
+        Assert.True(r.Code == 0, r.ToString());
+        Assert.False(Directory.Exists(Path.Combine(whole, "state")), "a finished run leaves no state");
+
+        r = CliRunner.Run(Args(sliced, "--stop-after", "1"));
+        Assert.True(r.Code == 0, r.ToString());
+        Assert.Contains("stopped after 1 of 2 edits", r.Out);
+        Assert.Contains("Partial: the run had reached 1 of 2 edits", File.ReadAllText(Path.Combine(sliced, "lifelong.md")));
+        Assert.True(File.Exists(Path.Combine(sliced, "state", "state.json")));
+
+        File.WriteAllText(m.PathIn("other.json"), """{"v_num_grad_steps": 4, "scanning_ceiling": 2}""");
+        CliRunner.AssertBadInput(CliRunner.Run(ArgsWith(sliced, "other.json", m.Dataset, "--resume")), "--resume: the saved run", "hparams");
+        File.Copy(m.Dataset, m.PathIn("copy.json"));
+        CliRunner.AssertBadInput(CliRunner.Run(ArgsWith(sliced, "wilke.json", m.PathIn("copy.json"), "--resume")), "dataset");
+
+        r = CliRunner.Run(Args(sliced, "--resume"));
+        Assert.True(r.Code == 0, r.ToString());
+        Assert.Contains("resuming at 1 of 2 edits", r.Err);
+        Assert.Equal(File.ReadAllText(Path.Combine(whole, "lifelong.md")), File.ReadAllText(Path.Combine(sliced, "lifelong.md")));
+        Assert.Equal(File.ReadAllText(Path.Combine(whole, "lifelong.json")), File.ReadAllText(Path.Combine(sliced, "lifelong.json")));
+        Assert.False(Directory.Exists(Path.Combine(sliced, "state")), "the resumed run finished: its state is gone");
+
+        CliRunner.AssertBadInput(CliRunner.Run(Args(sliced, "--resume")), "no saved state");
+        CliRunner.AssertBadInput(CliRunner.Run(Args(sliced, "--stop-after", "1", "--monitor")), "cannot be resumed");
+    }
+
     [Fact]
     public void Lifelong_with_the_monitor_writes_its_forecasts_and_lemoe_runs_without_weight_changes()
     {

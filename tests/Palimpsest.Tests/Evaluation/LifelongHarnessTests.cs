@@ -17,7 +17,7 @@ public class LifelongHarnessTests
         public IReadOnlyList<WeightDelta> ComputeDeltas(Transformer model, IReadOnlyList<EditRequest> requests) => make();
     }
 
-    private static (ReferenceBackend, Model, Transformer, ITextTokenizer, List<EditRequest> Stream, List<EditRequest> HeldOut) Setup()
+    internal static (ReferenceBackend, Model, Transformer, ITextTokenizer, List<EditRequest> Stream, List<EditRequest> HeldOut) Setup()
     {
         var c = EditingFixtures.Gpt2Vocab(2, 16, 2, 24);
         var b = new ReferenceBackend();
