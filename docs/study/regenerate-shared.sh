@@ -4,9 +4,11 @@
 # the models were trained on; records 1,024-1,123 held out for ORS) with ROME (B = 1), MEMIT and
 # AlphaEdit (B = 8) and LEMoE (B = 100), then one side-by-side report per model. Hyper-parameters:
 # docs/study/shared/*.json (the editable model's, layer 0 at the prompt's last token, with the
-# v* loss read at these models' last layer, 5). WilKE runs the first WILKE_EDITS (default 128)
-# edits only: its scan costs six ROME edits per edit on these six-layer models.
-# Each run saves its report at every checkpoint, so a stopped run leaves a partial one.
+# v* loss read at these models' last layer, 5). WilKE's scan costs six ROME edits per edit on these
+# six-layer models (about 2 h for d256 on the 2 cores); WILKE_EDITS (default EDITS) shortens it.
+# Each run saves its report at every checkpoint, so a stopped run leaves a partial one; the ROME,
+# MEMIT and WilKE runs also save their state, and a run whose folder holds one (state/state.json)
+# is resumed (--resume) instead of started over: a killed regeneration goes on where it stopped.
 # Usage: [PALIMPSEST=path/to/cli] [JOBS=N] [EDITS=1024] [SHARED=../shared] bash docs/study/regenerate-shared.sh
 # JOBS runs side by side (default 2); on 2 cores the ten runs take several hours.
 set -euo pipefail
@@ -22,7 +24,7 @@ runs=()
 for method in "rome 1" "memit 8" "alphaedit 8" "lemoe 100"; do
   for model in cf5k-gpt2-d128-l6 cf5k-gpt2-d256-l6; do runs+=("$model $method $edits"); done
 done
-for model in cf5k-gpt2-d128-l6 cf5k-gpt2-d256-l6; do runs+=("$model wilke 1 ${WILKE_EDITS:-128}"); done
+for model in cf5k-gpt2-d128-l6 cf5k-gpt2-d256-l6; do runs+=("$model wilke 1 ${WILKE_EDITS:-$edits}"); done
 # LEMoE with 400 AdamW steps per expert instead of 100 (lemoe-400.json): with 100 the first expert
 # holds only 37 % of its 100 edits on d128
 for model in cf5k-gpt2-d128-l6 cf5k-gpt2-d256-l6; do runs+=("$model lemoe 100 $edits 400"); done
@@ -30,10 +32,13 @@ one() {
   set -- $1
   local model=$1 method=$2 batch=$3 n=$4 steps=${5:-} stats=()
   local hpfile="$hp/$method${steps:+-$steps}.json" name="$method-b$batch${steps:+-s$steps}"
+  local resume=()
   [ "$method" = lemoe ] || stats=(--stats-corpus "facts:$data")
+  # a saved state: go on from it (the log goes on too); otherwise start over
+  if [ -f "$out/$model/$name/state/state.json" ]; then resume=(--resume); else : > "$out/$model/$name.log"; fi
   "$cli" lifelong "$shared/models/$model" --method "$method" --batch "$batch" --hparams "$hpfile" \
-    --dataset "$data" --edits "$n" --held-out 100 "${stats[@]}" --report "$out/$model/$name" \
-    > "$out/$model/$name.log" 2>&1
+    --dataset "$data" --edits "$n" --held-out 100 "${stats[@]}" --report "$out/$model/$name" "${resume[@]}" \
+    >> "$out/$model/$name.log" 2>&1
 }
 export -f one; export cli shared data hp out
 mkdir -p "$out/cf5k-gpt2-d128-l6" "$out/cf5k-gpt2-d256-l6"

@@ -15,7 +15,7 @@ namespace Palimpsest.Cli.Commands;
 /// changed) and reports ES / GS / LS / ERS / ORS / S and the per-layer drift at 1, 2, 4, ... edits;
 /// the held-out facts are records N..N+K−1 with their true objects. Writes DIR/lifelong.json and
 /// DIR/lifelong.md at every checkpoint (marked partial until the last), one stderr line each.
-/// A stream of ROME, MEMIT or WilKE edits without the monitor also saves its state in DIR/state (at
+/// A stream of ROME, MEMIT, AlphaEdit or WilKE edits without the monitor also saves its state in DIR/state (at
 /// checkpoints and every --save-every edits; removed when the run ends): --resume goes on from it
 /// and reaches the uninterrupted run's numbers bit for bit, --stop-after N stops there on purpose.
 /// </summary>
@@ -37,7 +37,7 @@ internal static class LifelongCommand
         var report = new Option<string>("--report") { Description = "folder for lifelong.json and lifelong.md", Required = true };
         var monitor = new Option<bool>("--monitor") { Description = "forecast each batch's damage before applying it (the interference monitor over the held-out facts and the edits so far); writes monitor.md" };
         var refuseAbove = new Option<double?>("--refuse-above") { Description = "with the monitor: refuse (skip) a batch whose largest forecast drift exceeds this fraction of the edit's own change" };
-        var resume = new Option<bool>("--resume") { Description = "go on from the state a stopped run saved in DIR/state (same model, dataset and options); ROME, MEMIT and WilKE without the monitor" };
+        var resume = new Option<bool>("--resume") { Description = "go on from the state a stopped run saved in DIR/state (same model, dataset and options); ROME, MEMIT, AlphaEdit and WilKE without the monitor" };
         var saveEvery = new Option<int>("--save-every") { Description = "save the run's state (DIR/state: the edited weights and scores so far) every N edits and at each checkpoint; 0: at checkpoints only", DefaultValueFactory = _ => 16 };
         var stopAfter = new Option<int?>("--stop-after") { Description = "stop once N edits are done, saving the state (continue with --resume): a long stream in slices" };
         var cmd = new Command("lifelong", "a stream of edits never restored: ES/GS/LS/ERS/ORS/S at 1, 2, 4, ... edits")
@@ -106,10 +106,10 @@ internal static class LifelongCommand
                 var harness = new LifelongHarness(lm.Tf, lm.Tok);
                 output.Describe(em.Name, b, em.HparamsJson, em.Layers);
                 // The run's state is saved as it goes where it can be resumed: the monitor's bank
-                // and AlphaEdit's memory of earlier keys are not part of it.
-                bool resumable = guard is null && after is null;
+                // of keys (read from the model as it was when each was added) is not part of it.
+                bool resumable = guard is null;
                 if ((pr.GetValue(resume) || stopAt is not null) && !resumable)
-                    throw new CliUsageException($"--resume / --stop-after: {(guard is not null ? "a run with the interference monitor" : em.Name)} cannot be resumed (its state beyond the weights is not saved)");
+                    throw new CliUsageException("--resume / --stop-after: a run with the interference monitor cannot be resumed (its bank of keys is not saved)");
                 string run = RunDescription(em.Name, lm.Folder, pr.GetValue(dataset)!, n, b, held.Count, em.HparamsJson);
                 LifelongState? from = null;
                 if (pr.GetValue(resume))

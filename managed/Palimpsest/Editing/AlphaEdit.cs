@@ -13,7 +13,7 @@ namespace Palimpsest.Editing;
 /// <see cref="Remember"/> after the deltas were applied). Since ΔW = P(·)/α lies in range(P),
 /// k₀ᵀ ΔW = 0 for every preserved key k₀ with P k₀ = 0.
 /// </summary>
-public sealed class AlphaEdit : IEditor
+public sealed class AlphaEdit : IPreparedEditor, IRememberingEditor
 {
     private readonly Memit _memit;
     private readonly Func<int, double[]> _secondMoment;
@@ -43,6 +43,28 @@ public sealed class AlphaEdit : IEditor
         var cols = Enumerable.Range(0, f).Where(i => evd.EigenValues[i].Real < Hparams.NullspaceThreshold).ToArray();
         var U = Matrix<double>.Build.Dense(f, cols.Length, (r, j) => evd.EigenVectors[r, cols[j]]);
         return _projection[layer] = U * U.Transpose();
+    }
+
+    /// <summary>MEMIT's context templates (see <see cref="IPreparedEditor"/>); P is computed from C alone.</summary>
+    public void Prepare(Transformer tf) => _memit.Prepare(tf);
+
+    /// <summary>C_p of each layer as "cp.{layer}" [f·f] row-major.</summary>
+    public IReadOnlyDictionary<string, double[]> SaveMemory() =>
+        _previousKeys.ToDictionary(kv => $"cp.{kv.Key}", kv => kv.Value.ToRowMajorArray());
+
+    public void RestoreMemory(IReadOnlyDictionary<string, double[]> memory)
+    {
+        var restored = new Dictionary<int, Matrix<double>>();
+        foreach (var (name, values) in memory)
+        {
+            if (!name.StartsWith("cp.", StringComparison.Ordinal) || !int.TryParse(name[3..], out int layer) || !Hparams.Layers.Contains(layer))
+                throw new ArgumentException($"AlphaEdit memory: '{name}' is not the C_p of an edited layer [{string.Join(", ", Hparams.Layers)}]");
+            int f = (int)Math.Round(Math.Sqrt(values.Length));
+            if ((long)f * f != values.Length) throw new ArgumentException($"AlphaEdit memory: '{name}' has {values.Length} values, not a square matrix");
+            restored[layer] = Matrix<double>.Build.DenseOfRowMajor(f, f, values);
+        }
+        _previousKeys.Clear();
+        foreach (var (l, m) in restored) _previousKeys[l] = m;
     }
 
     public IReadOnlyList<WeightDelta> ComputeDeltas(Transformer tf, IReadOnlyList<EditRequest> requests)

@@ -27,7 +27,8 @@ public sealed record LifelongMonitor(IReadOnlyList<EditRequest> Facts, FactProbe
 public sealed record MonitorEntry(int Batch, string Subject, string Target, int Layer, double OwnChange, double MaxDrift, double MaxRelative, string MostAtRisk, bool Refused);
 
 /// <summary>
-/// Saving and resuming a lifelong run of weight edits (ROME, MEMIT, WilKE), so that a stream longer
+/// Saving and resuming a lifelong run of weight edits (ROME, MEMIT, WilKE, AlphaEdit with its
+/// memory: <see cref="IRememberingEditor"/>), so that a stream longer
 /// than a working session can span several processes and still reach the uninterrupted run's
 /// checkpoints bit for bit. Run: the caller's description of the run (JSON), recorded in each state.
 /// From: the state to go on from (null: from the start); the model given must be the unedited one.
@@ -47,7 +48,8 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
 {
     private readonly FactProbe _probe = new(tf, tok);
 
-    /// <param name="afterApply">called with each batch after its deltas were applied (AlphaEdit.Remember)</param>
+    /// <param name="afterApply">called with each batch after its deltas were applied (AlphaEdit.Remember;
+    /// what it changes must be the editor's <see cref="IRememberingEditor"/> memory for a run to resume)</param>
     /// <param name="monitor">the interference monitor's guard (null: none): each batch's deltas are
     /// forecast against the bank before they are applied, logged in <see cref="MonitorLog"/>, and
     /// refused (not applied) when the forecast passes the threshold</param>
@@ -60,8 +62,9 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
         LifelongMonitor? monitor = null, Action<IReadOnlyList<LifelongCheckpoint>>? checkpointed = null, LifelongPersistence? persist = null)
     {
         if (batch < 1) throw new ArgumentOutOfRangeException(nameof(batch), "batch must be >= 1");
-        if (persist?.From is not null && (monitor is not null || afterApply is not null))
-            throw new ArgumentException("a lifelong run with the interference monitor or an editor that remembers its edits (AlphaEdit) cannot be resumed: their state is not saved");
+        // the monitor's bank holds keys read from the model as it was when each edit was added
+        if (persist?.From is not null && monitor is not null)
+            throw new ArgumentException("a lifelong run with the interference monitor cannot be resumed: its bank of keys is not saved");
         // the state the first edit derives from the model (context templates, C's factors) is
         // derived here, from the unedited weights, so that a resumed run derives the same
         (editor as IPreparedEditor)?.Prepare(tf);
@@ -90,7 +93,7 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
                 tf.Model.ApplyDelta(d);
             }
             afterApply?.Invoke(b);
-        }, baseW, progress, checkpointed, persist);
+        }, baseW, progress, checkpointed, persist, editor as IRememberingEditor);
     }
 
     /// <summary>The monitor's forecasts of the last run with a monitor, one entry per request and edited layer.</summary>
@@ -153,7 +156,7 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
 
     private List<LifelongCheckpoint> RunCore(IReadOnlyList<IReadOnlyList<EditRequest>> batches, IReadOnlyList<EditRequest> heldOut,
         Action<IReadOnlyList<EditRequest>> apply, Dictionary<int, double[]> baseW, IProgress<double>? progress,
-        Action<IReadOnlyList<LifelongCheckpoint>>? checkpointed, LifelongPersistence? persist = null)
+        Action<IReadOnlyList<LifelongCheckpoint>>? checkpointed, LifelongPersistence? persist = null, IRememberingEditor? memory = null)
     {
         var stream = batches.SelectMany(b => b).ToList();
         // the held-out facts' answers before any edit: ORS measures how many survive
@@ -171,6 +174,8 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
         if (persist?.From is { } from)
         {
             Resume(from, batches, kept, baseW);
+            if (memory is not null) memory.RestoreMemory(from.EditorMemory);
+            else if (from.EditorMemory.Count > 0) throw new ArgumentException("resume: the saved state holds an editor's memory, but this editor keeps none: not the same method");
             es.AddRange(from.ES); gs.AddRange(from.GS); ls.AddRange(from.LS);
             result.AddRange(from.Checkpoints);
             start = from.Edits; done0 = from.Batches;
@@ -232,7 +237,7 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
                         var w = new double[tf.Model.Params.Blocks[l].WDown.Length];
                         tf.Model.Backend.ToHost(tf.Model.Params.Blocks[l].WDown, w);
                         return w;
-                    })));
+                    }), memory?.SaveMemory() ?? new Dictionary<string, double[]>()));
             }
             if (stop) break;
         }

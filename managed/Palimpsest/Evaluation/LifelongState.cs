@@ -12,16 +12,20 @@ namespace Palimpsest.Evaluation;
 /// Edits / Batches: requests and batches applied; ES, GS, LS: the per-request scores so far (see
 /// <see cref="LifelongCheckpoint"/>); Checkpoints: those reached; Kept: the indices of the held-out
 /// facts the unedited model answered (ORS's denominator; a resumed run checks it against the model it
-/// is given); DownProjections: WDown [f·d] of every layer the stream has changed, as it is now.
+/// is given); DownProjections: WDown [f·d] of every layer the stream has changed, as it is now;
+/// EditorMemory: what an <see cref="Palimpsest.Editing.IRememberingEditor"/> remembers of its edits
+/// (AlphaEdit's C_p), empty for the others.
 /// Run: the caller's description of the run (model, dataset, method, hyper-parameters, ...), which a
 /// resume must match.
 /// </summary>
 public sealed record LifelongState(string Run, int Edits, int Batches, double[] ES, double[] GS, double[] LS,
-    IReadOnlyList<LifelongCheckpoint> Checkpoints, int[] Kept, IReadOnlyDictionary<int, double[]> DownProjections);
+    IReadOnlyList<LifelongCheckpoint> Checkpoints, int[] Kept, IReadOnlyDictionary<int, double[]> DownProjections,
+    IReadOnlyDictionary<string, double[]> EditorMemory);
 
 /// <summary>
 /// A lifelong run's state on disk, in a folder: state.json (the scalars and lists) naming its
-/// weights file, weights-{edits}.safetensors (F64 "down.{layer}" [f, d]). Both are written
+/// weights file, weights-{edits}.safetensors (F64 "down.{layer}" [f, d], and "memory.{name}" [n] for
+/// the editor's memory). Both are written
 /// atomically, the weights first, and state.json last: a process killed at any point leaves the
 /// previous state whole or the new one; older weights files are removed after the switch.
 /// </summary>
@@ -39,7 +43,9 @@ public static class LifelongStateFile
         Directory.CreateDirectory(dir);
         string weights = $"weights-{s.Edits:D6}.safetensors";
         SafetensorsWriter.Write(Path.Combine(dir, weights), s.DownProjections.OrderBy(kv => kv.Key)
-            .Select(kv => ($"down.{kv.Key}", new HostTensor([f, kv.Value.Length / f], kv.Value), "F64")).ToList());
+            .Select(kv => ($"down.{kv.Key}", new HostTensor([f, kv.Value.Length / f], kv.Value), "F64"))
+            .Concat(s.EditorMemory.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => ($"memory.{kv.Key}", new HostTensor([kv.Value.Length], kv.Value), "F64")))
+            .ToList());
         var json = new JsonObject
         {
             ["format"] = Format, ["run"] = JsonNode.Parse(s.Run), ["edits"] = s.Edits, ["batches"] = s.Batches,
@@ -70,12 +76,14 @@ public static class LifelongStateFile
             string weights = (string?)o["weights"] ?? throw new ArgumentException($"{path}: 'weights' is missing");
             if (Path.GetFileName(weights) != weights) throw new ArgumentException($"{path}: 'weights' must name a file in the same folder");
             var down = new Dictionary<int, double[]>();
+            var memory = new Dictionary<string, double[]>();
             using (var st = SafetensorsFile.Open(Path.Combine(dir, weights)))
                 foreach (var name in st.Tensors.Keys)
                 {
-                    if (!name.StartsWith("down.", StringComparison.Ordinal) || !int.TryParse(name[5..], NumberStyles.None, CultureInfo.InvariantCulture, out int l))
-                        throw new ArgumentException($"{Path.Combine(dir, weights)}: unexpected tensor '{name}'");
-                    down[l] = st.ReadF64(name);
+                    if (name.StartsWith("memory.", StringComparison.Ordinal)) memory[name["memory.".Length..]] = st.ReadF64(name);
+                    else if (name.StartsWith("down.", StringComparison.Ordinal) && int.TryParse(name[5..], NumberStyles.None, CultureInfo.InvariantCulture, out int l))
+                        down[l] = st.ReadF64(name);
+                    else throw new ArgumentException($"{Path.Combine(dir, weights)}: unexpected tensor '{name}'");
                 }
             var cps = Array(o, "checkpoints", path).Select(n => n as JsonObject ?? throw new ArgumentException($"{path}: 'checkpoints' holds a non-object")).Select(c =>
                 new LifelongCheckpoint(Int(c, "edits", path), Dbl(c["ES"]), Dbl(c["GS"]), Dbl(c["LS"]), Dbl(c["ERS"]), Dbl(c["ORS"]), Dbl(c["S"]),
@@ -84,7 +92,7 @@ public static class LifelongStateFile
             return new LifelongState(o["run"]?.ToJsonString() ?? throw new ArgumentException($"{path}: 'run' is missing"),
                 Int(o, "edits", path), Int(o, "batches", path),
                 Array(o, "es", path).Select(Dbl).ToArray(), Array(o, "gs", path).Select(Dbl).ToArray(), Array(o, "ls", path).Select(Dbl).ToArray(),
-                cps, Array(o, "kept", path).Select(n => (int)n!).ToArray(), down);
+                cps, Array(o, "kept", path).Select(n => (int)n!).ToArray(), down, memory);
         }
         catch (Exception e) when (e is InvalidOperationException or FormatException or NullReferenceException or ModelFormatException)
         {

@@ -21,9 +21,20 @@ public class LifelongResumeTests
         {
             "rome" => new Rome(rome, tok, l => cms[l]),
             "wilke" => new Wilke(rome, 2, tok, l => cms[l]) { MaxParallelLayers = 2 },
+            "alphaedit" => new AlphaEdit(new AlphaEditHparams { Layers = [0], VLossLayer = 1, VNumGradSteps = 4, ContextTemplateLength = 4, NullspaceThreshold = 0.5, L2 = 1 }, tok, l => cms[l]),
             "memit" => new Memit(new MemitHparams { Layers = [0], VLossLayer = 1, VNumGradSteps = 4, ContextTemplateLength = 4, Mom2UpdateWeight = 10 }, tok, l => cms[l]),
             _ => throw new ArgumentException(method),
         };
+    }
+
+    // AlphaEdit remembers each batch's keys once it is applied, as the CLI has it do
+    private static Action<IReadOnlyList<EditRequest>>? After(IEditor e, Transformer tf) => e is AlphaEdit ae ? reqs => ae.Remember(tf, reqs) : null;
+
+    private static IReadOnlyList<LifelongCheckpoint> Run(Transformer tf, Palimpsest.Tokenization.ITextTokenizer tok, string method, List<EditRequest> stream, int batch,
+        List<EditRequest> heldOut, LifelongPersistence? persist = null)
+    {
+        var e = Make(method, tf.Model, tok);
+        return new LifelongHarness(tf, tok).Run(e, stream, batch, heldOut, After(e, tf), persist: persist);
     }
 
     // the harness's stream with each request asking for the next one's answer, so every edit moves the weights
@@ -45,6 +56,7 @@ public class LifelongResumeTests
     [InlineData("rome", 1)]
     [InlineData("wilke", 1)]
     [InlineData("memit", 2)]
+    [InlineData("alphaedit", 2)]
     public void A_run_resumed_from_its_saved_state_reaches_the_uninterrupted_runs_checkpoints_and_weights_bit_for_bit(string method, int batch)
     {
         using var dir = new TempDir();
@@ -52,7 +64,7 @@ public class LifelongResumeTests
         {
             var (b, m, tf, tok, stream, heldOut) = Setup();
             using var _b = b; using var _m = m;
-            full = new LifelongHarness(tf, tok).Run(Make(method, m, tok), stream, batch, heldOut);
+            full = Run(tf, tok, method, stream, batch, heldOut);
             fullW = Weights(m);
         }
         Assert.True(full[^1].DeltaNorms.Values.Max() > 0, "the stream changed no weight: the test would prove nothing");
@@ -61,7 +73,7 @@ public class LifelongResumeTests
         {
             var (b, m, tf, tok, stream, heldOut) = Setup();
             using var _b = b; using var _m = m;
-            var part = new LifelongHarness(tf, tok).Run(Make(method, m, tok), stream, batch, heldOut,
+            var part = Run(tf, tok, method, stream, batch, heldOut,
                 persist: new LifelongPersistence("""{"run": 1}""", Save: s => { LifelongStateFile.Save(dir.Path, s, m.Config.DFf); saved.Add(s.Edits); }, StopAfter: 3));
             Assert.True(part[^1].Edits < stream.Count, "the run should have stopped part-way");
         }
@@ -74,7 +86,7 @@ public class LifelongResumeTests
         {
             var (b, m, tf, tok, stream, heldOut) = Setup();
             using var _b = b; using var _m = m;
-            resumed = new LifelongHarness(tf, tok).Run(Make(method, m, tok), stream, batch, heldOut, persist: new LifelongPersistence("""{"run": 1}""", From: state));
+            resumed = Run(tf, tok, method, stream, batch, heldOut, persist: new LifelongPersistence("""{"run": 1}""", From: state));
             resumedW = Weights(m);
         }
         Assert.Equal(full.Count, resumed.Count);
