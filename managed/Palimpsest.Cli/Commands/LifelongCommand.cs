@@ -15,7 +15,7 @@ namespace Palimpsest.Cli.Commands;
 /// changed) and reports ES / GS / LS / ERS / ORS / S and the per-layer drift at 1, 2, 4, ... edits;
 /// the held-out facts are records N..N+K−1 with their true objects. Writes DIR/lifelong.json and
 /// DIR/lifelong.md at every checkpoint (marked partial until the last), one stderr line each.
-/// A stream of ROME, MEMIT, AlphaEdit or WilKE edits without the monitor also saves its state in DIR/state (at
+/// A stream without the monitor (any method: the weights, AlphaEdit's C_p, LEMoE's adaptor) also saves its state in DIR/state (at
 /// checkpoints and every --save-every edits; removed when the run ends): --resume goes on from it
 /// and reaches the uninterrupted run's numbers bit for bit, --stop-after N stops there on purpose.
 /// </summary>
@@ -37,7 +37,7 @@ internal static class LifelongCommand
         var report = new Option<string>("--report") { Description = "folder for lifelong.json and lifelong.md", Required = true };
         var monitor = new Option<bool>("--monitor") { Description = "forecast each batch's damage before applying it (the interference monitor over the held-out facts and the edits so far); writes monitor.md" };
         var refuseAbove = new Option<double?>("--refuse-above") { Description = "with the monitor: refuse (skip) a batch whose largest forecast drift exceeds this fraction of the edit's own change" };
-        var resume = new Option<bool>("--resume") { Description = "go on from the state a stopped run saved in DIR/state (same model, dataset and options); ROME, MEMIT, AlphaEdit and WilKE without the monitor" };
+        var resume = new Option<bool>("--resume") { Description = "go on from the state a stopped run saved in DIR/state (same model, dataset and options); not with the monitor" };
         var saveEvery = new Option<int>("--save-every") { Description = "save the run's state (DIR/state: the edited weights and scores so far) every N edits and at each checkpoint; 0: at checkpoints only", DefaultValueFactory = _ => 16 };
         var stopAfter = new Option<int?>("--stop-after") { Description = "stop once N edits are done, saving the state (continue with --resume): a long stream in slices" };
         var cmd = new Command("lifelong", "a stream of edits never restored: ES/GS/LS/ERS/ORS/S at 1, 2, 4, ... edits")
@@ -73,13 +73,36 @@ internal static class LifelongCommand
                     $"lifelong: {c.Edits} of {n} edits, S {F(c.S)} (ES {F(c.ES)}, ERS {F(c.ERS)}, ORS {F(c.ORS)}), {clock.Elapsed.TotalMinutes:0.0} min"));
                 if (c.Edits < n) output.Write(cps, log, complete: false);
             }
+            // the run's state, saved as it goes (and read back with --resume), so that a stream
+            // longer than a session can span several processes
+            int savedAt = 0;
+            LifelongPersistence Persistence(string method, int b, string hparamsJson, int f)
+            {
+                string run = RunDescription(method, lm.Folder, pr.GetValue(dataset)!, n, b, held.Count, hparamsJson);
+                LifelongState? from = null;
+                if (pr.GetValue(resume))
+                {
+                    from = LifelongStateFile.Load(stateDir);
+                    CheckSameRun(from.Run, run, Path.Combine(stateDir, "state.json"));
+                    io.Err.WriteLine($"lifelong: resuming at {from.Edits} of {n} edits from {stateDir}");
+                    savedAt = from.Edits;
+                }
+                return new LifelongPersistence(run, from, s => { LifelongStateFile.Save(stateDir, s, f); savedAt = s.Edits; }, every, stopAt);
+            }
+            // stopped on request (--stop-after): the report stays partial, the state waits for --resume
+            bool Stopped(IReadOnlyList<LifelongCheckpoint> cps, IReadOnlyList<MonitorEntry> log)
+            {
+                if (stopAt is null || (cps.Count > 0 && cps[^1].Edits == n)) return false;
+                output.Write(cps, log, complete: false);
+                io.Out.WriteLine($"stopped after {savedAt} of {n} edits as asked (--stop-after {stopAt}); the state is in {stateDir}: go on with --resume");
+                return true;
+            }
             IReadOnlyList<LifelongCheckpoint> checkpoints;
             IReadOnlyList<MonitorEntry> monitorLog = [];
             if (pr.GetValue(method)!.Equals("lemoe", StringComparison.OrdinalIgnoreCase))
             {
                 // LEMoE trains an adaptor beside one MLP: no key statistics, no weight change
                 if (watch) throw new CliUsageException("--monitor / --refuse-above: LEMoE changes no weight, so there is no ΔW to forecast");
-                if (pr.GetValue(resume) || stopAt is not null) throw new CliUsageException("--resume / --stop-after: a LEMoE run's adaptor is not saved as it goes, so it cannot be resumed");
                 var hp = LemoeCli.Hparams(pr.GetValue(hparams), layers, lm.Config.Layers);
                 int b = pr.GetValue(batch) ?? Math.Min(100, n);
                 if (b < 1) throw new CliUsageException($"--batch: must be a positive integer (got {b})");
@@ -90,7 +113,9 @@ internal static class LifelongCommand
                     : stream.Chunk(b).Select(c => (IReadOnlyList<EditRequest>)c).ToList();
                 stream = batches.SelectMany(x => x).ToList();
                 output.Describe("lemoe", b, hp.ToJson(), [hp.Layer]);
-                checkpoints = new LifelongHarness(lm.Tf, lm.Tok).Run(lemoe, batches, held, checkpointed: cps => Reached(cps, []));
+                var persist = Persistence("lemoe", b, hp.ToJson(), lm.Config.DFf);
+                checkpoints = new LifelongHarness(lm.Tf, lm.Tok).Run(lemoe, batches, held, checkpointed: cps => Reached(cps, []), persist: persist);
+                if (Stopped(checkpoints, [])) return CliErrors.Ok;
             }
             else
             {
@@ -110,30 +135,12 @@ internal static class LifelongCommand
                 bool resumable = guard is null;
                 if ((pr.GetValue(resume) || stopAt is not null) && !resumable)
                     throw new CliUsageException("--resume / --stop-after: a run with the interference monitor cannot be resumed (its bank of keys is not saved)");
-                string run = RunDescription(em.Name, lm.Folder, pr.GetValue(dataset)!, n, b, held.Count, em.HparamsJson);
-                LifelongState? from = null;
-                if (pr.GetValue(resume))
-                {
-                    from = LifelongStateFile.Load(stateDir);
-                    CheckSameRun(from.Run, run, Path.Combine(stateDir, "state.json"));
-                    io.Err.WriteLine($"lifelong: resuming at {from.Edits} of {n} edits from {stateDir}");
-                }
-                int savedAt = from?.Edits ?? 0;
-                var persist = resumable
-                    ? new LifelongPersistence(run, from, s => { LifelongStateFile.Save(stateDir, s, lm.Config.DFf); savedAt = s.Edits; }, every, stopAt)
-                    : null;
+                var persist = resumable ? Persistence(em.Name, b, em.HparamsJson, lm.Config.DFf) : null;
                 checkpoints = harness.Run(editor, stream, b, held, after, monitor: guard, checkpointed: cps => Reached(cps, harness.MonitorLog), persist: persist);
                 monitorLog = harness.MonitorLog;
-                int reached = checkpoints.Count == 0 ? 0 : checkpoints[^1].Edits;
-                if (stopAt is not null && reached < n)
-                {
-                    // stopped on request: the report stays partial, the state waits for --resume
-                    output.Write(checkpoints, monitorLog, complete: false);
-                    io.Out.WriteLine($"stopped after {savedAt} of {n} edits as asked (--stop-after {stopAt}); the state is in {stateDir}: go on with --resume");
-                    return CliErrors.Ok;
-                }
-                LifelongStateFile.Delete(stateDir);
+                if (Stopped(checkpoints, monitorLog)) return CliErrors.Ok;
             }
+            LifelongStateFile.Delete(stateDir);
             var md = output.Write(checkpoints, monitorLog, complete: true);
             foreach (var line in md.Skip(4)) io.Out.WriteLine(line);
             io.Out.WriteLine($"wrote {Path.Combine(pr.GetValue(report)!, "lifelong.md")} and lifelong.json");

@@ -49,10 +49,10 @@ public sealed class AlphaEdit : IPreparedEditor, IRememberingEditor
     public void Prepare(Transformer tf) => _memit.Prepare(tf);
 
     /// <summary>C_p of each layer as "cp.{layer}" [f·f] row-major.</summary>
-    public IReadOnlyDictionary<string, double[]> SaveMemory() =>
+    public IReadOnlyDictionary<string, double[]> SaveMemory(Transformer tf) =>
         _previousKeys.ToDictionary(kv => $"cp.{kv.Key}", kv => kv.Value.ToRowMajorArray());
 
-    public void RestoreMemory(IReadOnlyDictionary<string, double[]> memory)
+    public void RestoreMemory(Transformer tf, IReadOnlyDictionary<string, double[]> memory)
     {
         var restored = new Dictionary<int, Matrix<double>>();
         foreach (var (name, values) in memory)

@@ -27,8 +27,8 @@ public sealed record LifelongMonitor(IReadOnlyList<EditRequest> Facts, FactProbe
 public sealed record MonitorEntry(int Batch, string Subject, string Target, int Layer, double OwnChange, double MaxDrift, double MaxRelative, string MostAtRisk, bool Refused);
 
 /// <summary>
-/// Saving and resuming a lifelong run of weight edits (ROME, MEMIT, WilKE, AlphaEdit with its
-/// memory: <see cref="IRememberingEditor"/>), so that a stream longer
+/// Saving and resuming a lifelong run (ROME, MEMIT, WilKE; AlphaEdit and LEMoE with their memory:
+/// <see cref="IRememberingEditor"/>), so that a stream longer
 /// than a working session can span several processes and still reach the uninterrupted run's
 /// checkpoints bit for bit. Run: the caller's description of the run (JSON), recorded in each state.
 /// From: the state to go on from (null: from the start); the model given must be the unedited one.
@@ -151,8 +151,9 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
     /// given (planned by the caller), ‖ΔW‖ empty (the weights never change).
     /// </summary>
     public IReadOnlyList<LifelongCheckpoint> Run(IAdaptorEditor editor, IReadOnlyList<IReadOnlyList<EditRequest>> batches,
-        IReadOnlyList<EditRequest> heldOut, IProgress<double>? progress = null, Action<IReadOnlyList<LifelongCheckpoint>>? checkpointed = null)
-        => RunCore(batches, heldOut, b => editor.Edit(tf, b), new Dictionary<int, double[]>(), progress, checkpointed);
+        IReadOnlyList<EditRequest> heldOut, IProgress<double>? progress = null, Action<IReadOnlyList<LifelongCheckpoint>>? checkpointed = null,
+        LifelongPersistence? persist = null)
+        => RunCore(batches, heldOut, b => editor.Edit(tf, b), new Dictionary<int, double[]>(), progress, checkpointed, persist, editor as IRememberingEditor);
 
     private List<LifelongCheckpoint> RunCore(IReadOnlyList<IReadOnlyList<EditRequest>> batches, IReadOnlyList<EditRequest> heldOut,
         Action<IReadOnlyList<EditRequest>> apply, Dictionary<int, double[]> baseW, IProgress<double>? progress,
@@ -174,7 +175,7 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
         if (persist?.From is { } from)
         {
             Resume(from, batches, kept, baseW);
-            if (memory is not null) memory.RestoreMemory(from.EditorMemory);
+            if (memory is not null) memory.RestoreMemory(tf, from.EditorMemory);
             else if (from.EditorMemory.Count > 0) throw new ArgumentException("resume: the saved state holds an editor's memory, but this editor keeps none: not the same method");
             es.AddRange(from.ES); gs.AddRange(from.GS); ls.AddRange(from.LS);
             result.AddRange(from.Checkpoints);
@@ -237,7 +238,7 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
                         var w = new double[tf.Model.Params.Blocks[l].WDown.Length];
                         tf.Model.Backend.ToHost(tf.Model.Params.Blocks[l].WDown, w);
                         return w;
-                    }), memory?.SaveMemory() ?? new Dictionary<string, double[]>()));
+                    }), memory?.SaveMemory(tf) ?? new Dictionary<string, double[]>()));
             }
             if (stop) break;
         }

@@ -9,7 +9,7 @@ namespace Palimpsest.Tests.Evaluation;
 /// <summary>
 /// A lifelong run stopped part-way and resumed in a fresh process (here: a fresh model, editor and
 /// harness, the state read back from disk) reaches the uninterrupted run's checkpoints and weights
-/// bit for bit, for each weight editor.
+/// bit for bit, for each editor (the weights, AlphaEdit's C_p and LEMoE's adaptor).
 /// </summary>
 public class LifelongResumeTests
 {
@@ -30,12 +30,21 @@ public class LifelongResumeTests
     // AlphaEdit remembers each batch's keys once it is applied, as the CLI has it do
     private static Action<IReadOnlyList<EditRequest>>? After(IEditor e, Transformer tf) => e is AlphaEdit ae ? reqs => ae.Remember(tf, reqs) : null;
 
+    private static readonly LemoeHparams LemoeHp = new() { Layer = 1, ExpertRank = 4, RouterHidden = 4, KeyDim = 4, Steps = 3, Lr = 0.01 };
+
     private static IReadOnlyList<LifelongCheckpoint> Run(Transformer tf, Palimpsest.Tokenization.ITextTokenizer tok, string method, List<EditRequest> stream, int batch,
         List<EditRequest> heldOut, LifelongPersistence? persist = null)
     {
+        // LEMoE trains an adaptor beside the weights: batches given in stream order here
+        if (method == "lemoe")
+            return new LifelongHarness(tf, tok).Run(new Lemoe(LemoeHp, tok), stream.Chunk(batch).Select(c => (IReadOnlyList<EditRequest>)c).ToList(), heldOut, persist: persist);
         var e = Make(method, tf.Model, tok);
         return new LifelongHarness(tf, tok).Run(e, stream, batch, heldOut, After(e, tf), persist: persist);
     }
+
+    // what the stream changed: every WDown, then the LEMoE adaptor's arrays (none for the weight editors)
+    private static double[][] Fingerprint(Transformer tf, Palimpsest.Tokenization.ITextTokenizer tok) =>
+        [.. Weights(tf.Model), .. new Lemoe(LemoeHp, tok).SaveMemory(tf).OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => kv.Value)];
 
     // the harness's stream with each request asking for the next one's answer, so every edit moves the weights
     private static (Palimpsest.Backends.Cpu.ReferenceBackend B, Model M, Transformer Tf, Palimpsest.Tokenization.ITextTokenizer Tok, List<EditRequest> Stream, List<EditRequest> HeldOut) Setup()
@@ -57,6 +66,7 @@ public class LifelongResumeTests
     [InlineData("wilke", 1)]
     [InlineData("memit", 2)]
     [InlineData("alphaedit", 2)]
+    [InlineData("lemoe", 2)]
     public void A_run_resumed_from_its_saved_state_reaches_the_uninterrupted_runs_checkpoints_and_weights_bit_for_bit(string method, int batch)
     {
         using var dir = new TempDir();
@@ -65,9 +75,10 @@ public class LifelongResumeTests
             var (b, m, tf, tok, stream, heldOut) = Setup();
             using var _b = b; using var _m = m;
             full = Run(tf, tok, method, stream, batch, heldOut);
-            fullW = Weights(m);
+            fullW = Fingerprint(tf, tok);
         }
-        Assert.True(full[^1].DeltaNorms.Values.Max() > 0, "the stream changed no weight: the test would prove nothing");
+        // LEMoE: two layers' WDown, the router's two arrays and five per expert, at least one expert
+        Assert.True(method == "lemoe" ? fullW.Length >= 2 + 2 + 5 : full[^1].DeltaNorms.Values.Max() > 0, "the stream changed nothing: the test would prove nothing");
 
         var saved = new List<int>();
         {
@@ -87,9 +98,10 @@ public class LifelongResumeTests
             var (b, m, tf, tok, stream, heldOut) = Setup();
             using var _b = b; using var _m = m;
             resumed = Run(tf, tok, method, stream, batch, heldOut, persist: new LifelongPersistence("""{"run": 1}""", From: state));
-            resumedW = Weights(m);
+            resumedW = Fingerprint(tf, tok);
         }
         Assert.Equal(full.Count, resumed.Count);
+        Assert.Equal(fullW.Length, resumedW.Length);
         for (int i = 0; i < full.Count; i++)
         {
             var (a, r) = (full[i], resumed[i]);
@@ -100,7 +112,7 @@ public class LifelongResumeTests
         for (int l = 0; l < fullW.Length; l++)
         {
             int diff = fullW[l].Zip(resumedW[l]).Count(p => p.First != p.Second);
-            Assert.True(diff == 0, $"layer {l}: {diff} WDown values differ between the uninterrupted and the resumed run");
+            Assert.True(diff == 0, $"array {l} (WDown per layer, then the adaptor's): {diff} values differ between the uninterrupted and the resumed run");
         }
     }
 
