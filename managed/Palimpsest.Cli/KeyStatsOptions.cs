@@ -46,28 +46,12 @@ internal static class KeyStatsOptions
         return Editing.Data.Corpus.TextFile(spec, lm.Tok);
     }
 
-    /// <summary>Statistics of <paramref name="layers"/>, from the cache or computed (progress on stderr when it is a terminal).</summary>
+    /// <summary>Statistics of <paramref name="layers"/>, from the cache or computed (a progress bar on stderr when it is a terminal).</summary>
     public static IReadOnlyDictionary<int, KeyStatistics> GetOrCompute(LoadedModel lm, Corpus corpus, int[] layers, string cacheDir, long? limitTokens, CliIo io)
     {
         if (limitTokens is <= 0) throw new CliUsageException($"--limit-tokens: must be a positive integer (got {limitTokens})");
-        IProgress<double>? progress = null;
-        if (!Console.IsErrorRedirected)
-        {
-            int last = -1;
-            progress = new SyncProgress(f =>
-            {
-                int pct = (int)(f * 100);
-                if (pct / 10 == last / 10 && pct != 100) return;
-                last = pct;
-                io.Err.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"key statistics: {pct}% of {Math.Min(limitTokens ?? long.MaxValue, corpus.TokenCount):N0} tokens"));
-            });
-        }
-        return KeyStatisticsCache.GetOrCompute(lm.Tf, corpus, layers, cacheDir, limitTokens, progress);
-    }
-
-    /// <summary>IProgress that reports on the calling thread (Progress&lt;T&gt; posts to the thread pool, which would reorder lines).</summary>
-    private sealed class SyncProgress(Action<double> report) : IProgress<double>
-    {
-        public void Report(double value) => report(value);
+        long tokens = Math.Min(limitTokens ?? long.MaxValue, corpus.TokenCount);
+        return CliProgress.Run(io, string.Create(System.Globalization.CultureInfo.InvariantCulture, $"key statistics, {tokens:N0} tokens"),
+            progress => KeyStatisticsCache.GetOrCompute(lm.Tf, corpus, layers, cacheDir, limitTokens, progress));
     }
 }

@@ -42,7 +42,6 @@ internal static class EvalCommand
                 throw new CliUsageException($"{Path.GetFileName(file)}: known-facts records have no counterfactual target to score; use a CounterFact or zsRE file");
             using var lm = LoadedModel.Open(pr.GetValue(model)!);
             var requests = records.Select(r => r.Request).ToArray();
-            bool progress = !Console.IsErrorRedirected;
             if (knownOnly)
             {
                 var probe = new FactProbe(lm.Tf, lm.Tok);
@@ -79,15 +78,21 @@ internal static class EvalCommand
                 onDone = () => io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{edits} edits, {clock.Elapsed.TotalMilliseconds / Math.Max(1, edits):0} ms per edit (computing the delta)"));
             }
             io.Out.WriteLine($"{Path.GetFileName(file)}: {requests.Length} record(s), {format}");
+            // each record scored (inside its edit, undone after, with --method), a bar on a terminal
+            List<T> EvaluateAll<T>(Func<EditRequest, T> evaluate) => CliProgress.Run(io, $"eval, {requests.Length} records", p =>
+            {
+                var done = new List<T>();
+                foreach (var r in requests)
+                {
+                    using (editEach?.Invoke(r)) done.Add(evaluate(r));
+                    p.Report(done.Count / (double)requests.Length);
+                }
+                return done;
+            });
             if (format == DatasetFormat.Zsre)
             {
                 var ev = new ZsreEvaluator(lm.Tf, lm.Tok);
-                var cases = new List<ZsreCase>();
-                foreach (var r in requests)
-                {
-                    using (editEach?.Invoke(r)) cases.Add(ev.Evaluate(r));
-                    if (progress && cases.Count % 50 == 0) io.Err.WriteLine($"eval: {cases.Count}/{requests.Length}");
-                }
+                var cases = EvaluateAll(ev.Evaluate);
                 var s = ZsreEvaluator.Summarize(cases);
                 var t = new TextTable(("metric", false), ("token accuracy", true));
                 t.Add("efficacy", F(s.Efficacy));
@@ -98,12 +103,7 @@ internal static class EvalCommand
             else
             {
                 var ev = new CounterFactEvaluator(lm.Tf, lm.Tok);
-                var cases = new List<CounterFactCase>();
-                foreach (var r in requests)
-                {
-                    using (editEach?.Invoke(r)) cases.Add(ev.Evaluate(r));
-                    if (progress && cases.Count % 50 == 0) io.Err.WriteLine($"eval: {cases.Count}/{requests.Length}");
-                }
+                var cases = EvaluateAll(ev.Evaluate);
                 var s = CounterFactEvaluator.Summarize(cases);
                 var t = new TextTable(("prompts", false), ("success", true), ("magnitude", true), ("top-1", true));
                 t.Add("efficacy (rewrite)", F(s.EfficacySuccess), F(s.EfficacyMagnitude), F(s.EfficacyTop1));

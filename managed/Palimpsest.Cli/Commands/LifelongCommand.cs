@@ -66,10 +66,10 @@ internal static class LifelongCommand
             var clock = System.Diagnostics.Stopwatch.StartNew();
             // a long stream (WilKE's 1,000 edits take hours on a CPU) saves its report at every
             // checkpoint, marked partial, and says on stderr how far it got
-            void Reached(IReadOnlyList<LifelongCheckpoint> cps, IReadOnlyList<MonitorEntry> log)
+            void Reached(IProgressLines lines, IReadOnlyList<LifelongCheckpoint> cps, IReadOnlyList<MonitorEntry> log)
             {
                 var c = cps[^1];
-                io.Err.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                lines.Line(string.Create(CultureInfo.InvariantCulture,
                     $"lifelong: {c.Edits} of {n} edits, S {F(c.S)} (ES {F(c.ES)}, ERS {F(c.ERS)}, ORS {F(c.ORS)}), {clock.Elapsed.TotalMinutes:0.0} min"));
                 if (c.Edits < n) output.Write(cps, log, complete: false);
             }
@@ -114,7 +114,8 @@ internal static class LifelongCommand
                 stream = batches.SelectMany(x => x).ToList();
                 output.Describe("lemoe", b, hp.ToJson(), [hp.Layer]);
                 var persist = Persistence("lemoe", b, hp.ToJson(), lm.Config.DFf);
-                checkpoints = new LifelongHarness(lm.Tf, lm.Tok).Run(lemoe, batches, held, checkpointed: cps => Reached(cps, []), persist: persist);
+                checkpoints = CliProgress.Run(io, $"lifelong lemoe, {n} edits", lines =>
+                    new LifelongHarness(lm.Tf, lm.Tok).Run(lemoe, batches, held, lines, cps => Reached(lines, cps, []), persist));
                 if (Stopped(checkpoints, [])) return CliErrors.Ok;
             }
             else
@@ -136,7 +137,8 @@ internal static class LifelongCommand
                 if ((pr.GetValue(resume) || stopAt is not null) && !resumable)
                     throw new CliUsageException("--resume / --stop-after: a run with the interference monitor cannot be resumed (its bank of keys is not saved)");
                 var persist = resumable ? Persistence(em.Name, b, em.HparamsJson, lm.Config.DFf) : null;
-                checkpoints = harness.Run(editor, stream, b, held, after, monitor: guard, checkpointed: cps => Reached(cps, harness.MonitorLog), persist: persist);
+                checkpoints = CliProgress.Run(io, $"lifelong {em.Name}, {n} edits", lines =>
+                    harness.Run(editor, stream, b, held, after, lines, guard, cps => Reached(lines, cps, harness.MonitorLog), persist));
                 monitorLog = harness.MonitorLog;
                 if (Stopped(checkpoints, monitorLog)) return CliErrors.Ok;
             }

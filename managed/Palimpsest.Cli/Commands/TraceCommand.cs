@@ -174,21 +174,24 @@ internal static class TraceCommand
         double std = noiseStd ?? 3 * CausalTracer.EmbeddingStd(lm.Model, lm.Tok, records.Select(r => r.Subject));
         var tracer = new CausalTracer(lm.Tf, lm.Tok, std, samples, window);
         Directory.CreateDirectory(dir);
-        bool progress = !Console.IsErrorRedirected;
         var traces = kinds.ToDictionary(k => k, _ => new List<TraceResult>());
         var skipped = new List<string>();
-        for (int i = 0; i < records.Count; i++)
+        CliProgress.Run(io, $"trace, {records.Count} records", p =>
         {
-            var req = records[i];
-            if (progress) io.Err.WriteLine($"trace: record {i + 1}/{records.Count} ({req.Subject})");
-            // all kinds of a record or none, so every kind averages over the same records
-            try
+            for (int i = 0; i < records.Count; i++)
             {
-                var done = kinds.Select(k => tracer.Trace(req.FilledPrompt, req.Subject, k, req.TargetTrue)).ToList();
-                for (int j = 0; j < kinds.Length; j++) traces[kinds[j]].Add(done[j]);
+                var req = records[i];
+                // all kinds of a record or none, so every kind averages over the same records
+                try
+                {
+                    var done = kinds.Select(k => tracer.Trace(req.FilledPrompt, req.Subject, k, req.TargetTrue)).ToList();
+                    for (int j = 0; j < kinds.Length; j++) traces[kinds[j]].Add(done[j]);
+                }
+                catch (ArgumentException e) { skipped.Add($"record {i} ({CliErrors.OneLine(e.Message)})"); }
+                p.Report((i + 1) / (double)records.Count);
             }
-            catch (ArgumentException e) { skipped.Add($"record {i} ({CliErrors.OneLine(e.Message)})"); }
-        }
+            return 0;
+        });
         int used = traces[kinds[0]].Count;
         if (used == 0) throw new CliUsageException($"no record of {fileName} could be traced: {skipped[0]}");
         var md = new StringBuilder();
