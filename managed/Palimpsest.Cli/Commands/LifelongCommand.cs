@@ -16,7 +16,7 @@ namespace Palimpsest.Cli.Commands;
 /// the held-out facts are records N..N+K−1 with their true objects. Writes DIR/lifelong.json and
 /// DIR/lifelong.md at every checkpoint (marked partial until the last), one stderr line each.
 /// A stream without the monitor (any method: the weights, AlphaEdit's C_p, LEMoE's adaptor) also saves its state in DIR/state (at
-/// checkpoints and every --save-every edits; removed when the run ends): --resume goes on from it
+/// checkpoints, every --save-minutes and every --save-every edits; removed when the run ends): --resume goes on from it
 /// and reaches the uninterrupted run's numbers bit for bit, --stop-after N stops there on purpose.
 /// </summary>
 internal static class LifelongCommand
@@ -38,10 +38,11 @@ internal static class LifelongCommand
         var monitor = new Option<bool>("--monitor") { Description = "forecast each batch's damage before applying it (the interference monitor over the held-out facts and the edits so far); writes monitor.md" };
         var refuseAbove = new Option<double?>("--refuse-above") { Description = "with the monitor: refuse (skip) a batch whose largest forecast drift exceeds this fraction of the edit's own change" };
         var resume = new Option<bool>("--resume") { Description = "go on from the state a stopped run saved in DIR/state (same model, dataset and options); not with the monitor" };
-        var saveEvery = new Option<int>("--save-every") { Description = "save the run's state (DIR/state: the edited weights and scores so far) every N edits and at each checkpoint; 0: at checkpoints only", DefaultValueFactory = _ => 16 };
+        var saveEvery = new Option<int>("--save-every") { Description = "save the run's state (DIR/state: the edited weights and scores so far) every N edits too (it is saved at each checkpoint and every --save-minutes)", DefaultValueFactory = _ => 0 };
+        var saveMinutes = new Option<double>("--save-minutes") { Description = "save the run's state when this many minutes have passed since the last save (0: not by time)", DefaultValueFactory = _ => 5 };
         var stopAfter = new Option<int?>("--stop-after") { Description = "stop once N edits are done, saving the state (continue with --resume): a long stream in slices" };
         var cmd = new Command("lifelong", "a stream of edits never restored: ES/GS/LS/ERS/ORS/S at 1, 2, 4, ... edits")
-            { model, method, dataset, edits, batch, heldOut, layer, hparams, corpus, limitTokens, cache, report, monitor, refuseAbove, resume, saveEvery, stopAfter };
+            { model, method, dataset, edits, batch, heldOut, layer, hparams, corpus, limitTokens, cache, report, monitor, refuseAbove, resume, saveEvery, saveMinutes, stopAfter };
         cmd.SetAction(pr => EditingErrors.Guard(() =>
         {
             int n = CommonOptions.Positive(pr.GetValue(edits), "--edits");
@@ -58,6 +59,8 @@ internal static class LifelongCommand
             bool watch = pr.GetValue(monitor) || limit is not null;
             int every = pr.GetValue(saveEvery);
             if (every < 0) throw new CliUsageException($"--save-every: must be >= 0 (got {every})");
+            double minutes = pr.GetValue(saveMinutes);
+            if (!(minutes >= 0)) throw new CliUsageException($"--save-minutes: must be >= 0 (got {minutes})");
             int? stopAt = pr.GetValue(stopAfter);
             if (stopAt is < 1) throw new CliUsageException($"--stop-after: must be a positive number of edits (got {stopAt})");
             string stateDir = Path.Combine(pr.GetValue(report)!, "state");
@@ -87,7 +90,8 @@ internal static class LifelongCommand
                     io.Err.WriteLine($"lifelong: resuming at {from.Edits} of {n} edits from {stateDir}");
                     savedAt = from.Edits;
                 }
-                return new LifelongPersistence(run, from, s => { LifelongStateFile.Save(stateDir, s, f); savedAt = s.Edits; }, every, stopAt);
+                return new LifelongPersistence(run, from, s => { LifelongStateFile.Save(stateDir, s, f); savedAt = s.Edits; }, every, stopAt,
+                    minutes > 0 ? TimeSpan.FromMinutes(minutes) : null);
             }
             // stopped on request (--stop-after): the report stays partial, the state waits for --resume
             bool Stopped(IReadOnlyList<LifelongCheckpoint> cps, IReadOnlyList<MonitorEntry> log)

@@ -32,11 +32,14 @@ public sealed record MonitorEntry(int Batch, string Subject, string Target, int 
 /// than a working session can span several processes and still reach the uninterrupted run's
 /// checkpoints bit for bit. Run: the caller's description of the run (JSON), recorded in each state.
 /// From: the state to go on from (null: from the start); the model given must be the unedited one.
-/// Save: called with the state at every checkpoint, every Every edits (0: at checkpoints only) and
-/// where the run stops. StopAfter: stop once this many edits of the stream are done (their state
-/// saved), e.g. to run a long stream in slices.
+/// Save: called with the state at every checkpoint, every Every edits (0: not by count), after a
+/// batch that ends EveryTime or more after the last save (null: not by time; a big model's saves
+/// are large, so a time bound keeps their cost in proportion) and where the run stops. StopAfter:
+/// stop once this many edits of the stream are done (their state saved), e.g. to run a long stream
+/// in slices.
 /// </summary>
-public sealed record LifelongPersistence(string Run, LifelongState? From = null, Action<LifelongState>? Save = null, int Every = 0, int? StopAfter = null);
+public sealed record LifelongPersistence(string Run, LifelongState? From = null, Action<LifelongState>? Save = null, int Every = 0, int? StopAfter = null,
+    TimeSpan? EveryTime = null);
 
 /// <summary>
 /// Applies a stream of requests in batches and never restores: the model accumulates every edit.
@@ -184,6 +187,7 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
             while (next <= start) next *= 2;
         }
         int sinceSave = 0;
+        var lastSave = System.Diagnostics.Stopwatch.StartNew();
         for (int bi = done0; bi < batches.Count; bi++)
         {
             var b = batches[bi];
@@ -229,9 +233,11 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
             }
             sinceSave += b.Count;
             bool stop = persist?.StopAfter is { } limit && done >= limit && !last;
-            if (persist?.Save is { } save && (stop || atCheckpoint || (persist.Every > 0 && sinceSave >= persist.Every)))
+            if (persist?.Save is { } save && (stop || atCheckpoint || (persist.Every > 0 && sinceSave >= persist.Every)
+                || (persist.EveryTime is { } period && lastSave.Elapsed >= period)))
             {
                 sinceSave = 0;
+                lastSave.Restart();
                 save(new LifelongState(persist.Run, done, bi + 1, es.ToArray(), gs.ToArray(), ls.ToArray(), result.ToList(), kept,
                     baseW.Keys.ToDictionary(l => l, l =>
                     {

@@ -116,6 +116,25 @@ public class LifelongResumeTests
         }
     }
 
+    /// <summary>The state is saved at each checkpoint (1, 2, 4, 5 here), and also Every edits after the last save and after a batch that ends EveryTime after it.</summary>
+    [Fact]
+    public void The_state_is_saved_at_checkpoints_by_count_and_by_time()
+    {
+        var (b, m, tf, tok, stream, heldOut) = Setup();
+        using var _b = b; using var _m = m;
+        List<int> Saves(int every, TimeSpan? period)
+        {
+            var at = new List<int>();
+            Run(tf, tok, "rome", stream, 1, heldOut, new LifelongPersistence("{}", Save: s => at.Add(s.Edits), Every: every, EveryTime: period));
+            return at;
+        }
+        Assert.Equal([1, 2, 4, 5], Saves(0, null));
+        Assert.Equal([1, 2, 3, 4, 5], Saves(1, null)); // Every counts edits since the last save, checkpoints included
+        Assert.Equal([1, 2, 4, 5], Saves(2, null));
+        Assert.Equal([1, 2, 3, 4, 5], Saves(0, TimeSpan.Zero));
+        Assert.Equal([1, 2, 4, 5], Saves(0, TimeSpan.FromHours(1)));
+    }
+
     [Fact]
     public void A_state_that_does_not_fit_the_stream_or_the_model_is_refused_with_the_reason()
     {
