@@ -35,11 +35,13 @@ internal sealed class EditMethod
     /// The editor for lm, with the key statistics of its layers loaded or computed (cached) from the
     /// --stats-corpus spec when the method needs them; a missing corpus is a usage error naming the option.
     /// </summary>
-    public IEditor Create(LoadedModel lm, string? corpus, long? limitTokens, string? cache, CliIo io)
+    /// <param name="alsoLayers">further layers the editor may be asked to edit (the monitor's --move-to)</param>
+    public IEditor Create(LoadedModel lm, string? corpus, long? limitTokens, string? cache, CliIo io, IReadOnlyList<int>? alsoLayers = null)
     {
         if (!NeedsStats) return _make(lm, l => throw new InvalidOperationException($"{Name} asked for the statistics of layer {l} without mom2_adjustment"));
         if (corpus is null) throw new CliUsageException($"{Name} needs the key statistics of the edited layers: give --stats-corpus FILE|facts:PATH");
-        var stats = KeyStatsOptions.GetOrCompute(lm, KeyStatsOptions.Load(corpus, lm), Layers, KeyStatsOptions.CacheDir(cache), limitTokens, io);
+        var layers = Layers.Concat(alsoLayers ?? []).Distinct().Order().ToArray();
+        var stats = KeyStatsOptions.GetOrCompute(lm, KeyStatsOptions.Load(corpus, lm), layers, KeyStatsOptions.CacheDir(cache), limitTokens, io);
         return _make(lm, l => stats[l].Matrix);
     }
 

@@ -37,12 +37,13 @@ internal static class LifelongCommand
         var report = new Option<string>("--report") { Description = "folder for lifelong.json and lifelong.md", Required = true };
         var monitor = new Option<bool>("--monitor") { Description = "forecast each batch's damage before applying it (the interference monitor over the held-out facts and the edits so far); writes monitor.md" };
         var refuseAbove = new Option<double?>("--refuse-above") { Description = "with the monitor: refuse (skip) a batch whose largest forecast drift exceeds this fraction of the edit's own change" };
+        var moveTo = new Option<string?>("--move-to") { Description = "with --refuse-above and ROME: a batch over the threshold is moved to the one of these layers where its forecast is smallest (and under it) instead of refused" };
         var resume = new Option<bool>("--resume") { Description = "go on from the state a stopped run saved in DIR/state (same model, dataset and options); not with the monitor" };
         var saveEvery = new Option<int>("--save-every") { Description = "save the run's state (DIR/state: the edited weights and scores so far) every N edits too (it is saved at each checkpoint and every --save-minutes)", DefaultValueFactory = _ => 0 };
         var saveMinutes = new Option<double>("--save-minutes") { Description = "save the run's state when this many minutes have passed since the last save (0: not by time)", DefaultValueFactory = _ => 5 };
         var stopAfter = new Option<int?>("--stop-after") { Description = "stop once N edits are done, saving the state (continue with --resume): a long stream in slices" };
         var cmd = new Command("lifelong", "a stream of edits never restored: ES/GS/LS/ERS/ORS/S at 1, 2, 4, ... edits")
-            { model, method, dataset, edits, batch, heldOut, layer, hparams, corpus, limitTokens, cache, report, monitor, refuseAbove, resume, saveEvery, saveMinutes, stopAfter };
+            { model, method, dataset, edits, batch, heldOut, layer, hparams, corpus, limitTokens, cache, report, monitor, refuseAbove, moveTo, resume, saveEvery, saveMinutes, stopAfter };
         cmd.SetAction(pr => EditingErrors.Guard(() =>
         {
             int n = CommonOptions.Positive(pr.GetValue(edits), "--edits");
@@ -127,12 +128,15 @@ internal static class LifelongCommand
                 var em = EditMethod.Parse(pr.GetValue(method)!, pr.GetValue(hparams), layers);
                 foreach (int l in em.Layers)
                     if (l < 0 || l >= lm.Config.Layers) throw new CliUsageException($"layer {l} is outside the model's layers 0..{lm.Config.Layers - 1}");
+                int[]? moveLayers = pr.GetValue(moveTo) is { } mt ? EditingErrors.ParseLayers(mt, lm.Config.Layers, "--move-to") : null;
+                if (moveLayers is not null && limit is null) throw new CliUsageException("--move-to: give --refuse-above too (the forecast threshold above which a batch is moved)");
+                if (moveLayers is not null && em.Name != "rome") throw new CliUsageException($"--move-to: only ROME edits can be made at another layer ({em.Name} given)");
                 int b = pr.GetValue(batch) ?? (em.Batched ? Math.Min(100, n) : 1);
                 if (b < 1) throw new CliUsageException($"--batch: must be a positive integer (got {b})");
                 if (!em.Batched && b != 1) throw new CliUsageException($"--batch: {em.Name} edits one request at a time");
-                var editor = em.Create(lm, pr.GetValue(corpus), pr.GetValue(limitTokens), pr.GetValue(cache), io);
+                var editor = em.Create(lm, pr.GetValue(corpus), pr.GetValue(limitTokens), pr.GetValue(cache), io, moveLayers);
                 Action<IReadOnlyList<EditRequest>>? after = editor is AlphaEdit ae ? reqs => ae.Remember(lm.Tf, reqs) : null;
-                var guard = watch ? new LifelongMonitor(held, new FactProbes(lm.Tok, em.FactToken), limit) : null;
+                var guard = watch ? new LifelongMonitor(held, new FactProbes(lm.Tok, em.FactToken), limit, moveLayers) : null;
                 var harness = new LifelongHarness(lm.Tf, lm.Tok);
                 output.Describe(em.Name, b, em.HparamsJson, em.Layers);
                 // The run's state is saved as it goes where it can be resumed: the monitor's bank
@@ -212,16 +216,17 @@ internal static class LifelongCommand
             if (watch)
             {
                 int refused = monitorLog.Where(e => e.Refused).Select(e => e.Batch).Distinct().Count();
+                int moved = monitorLog.Where(e => e.MovedTo is not null).Select(e => e.Batch).Distinct().Count();
                 md.Add("");
                 md.Add($"Interference monitor over {heldOut} held-out facts and the edits so far: {monitorLog.Count} forecasts, "
-                    + (limit is null ? "nothing refused (no --refuse-above)." : $"{refused} batch(es) refused above a max drift of {F(limit.Value)} × the edit's own change (monitor.md)."));
+                    + (limit is null ? "nothing refused (no --refuse-above)." : $"{refused} batch(es) refused{(moved > 0 ? $" and {moved} moved to another layer" : "")} above a max drift of {F(limit.Value)} × the edit's own change (monitor.md)."));
                 var mon = new List<string>
                 {
                     $"# Interference monitor: {_name} on {modelName}", "",
-                    "| batch | subject | target | layer | own ‖ΔW k_e‖ | max drift | max / own | most at risk | refused |",
+                    "| batch | subject | target | layer | own ‖ΔW k_e‖ | max drift | max / own | most at risk | action |",
                     "|---:|---|---|---:|---:|---:|---:|---|---|",
                 };
-                mon.AddRange(monitorLog.Select(e => $"| {e.Batch} | {e.Subject} | {e.Target} | {e.Layer} | {F(e.OwnChange)} | {F(e.MaxDrift)} | {F(e.MaxRelative)} | {e.MostAtRisk} | {(e.Refused ? "yes" : "")} |"));
+                mon.AddRange(monitorLog.Select(e => $"| {e.Batch} | {e.Subject} | {e.Target} | {e.Layer} | {F(e.OwnChange)} | {F(e.MaxDrift)} | {F(e.MaxRelative)} | {e.MostAtRisk} | {(e.Refused ? "refused" : e.MovedTo is { } to ? $"moved to layer {to}" : "")} |"));
                 AtomicFile.WriteAllText(Path.Combine(dir, "monitor.md"), string.Join('\n', mon) + "\n");
             }
             AtomicFile.WriteAllText(Path.Combine(dir, "lifelong.md"), string.Join('\n', md) + "\n");
@@ -239,7 +244,7 @@ internal static class LifelongCommand
                 json["monitor"] = new JsonArray(monitorLog.Select(e => (JsonNode)new JsonObject
                 {
                     ["batch"] = e.Batch, ["subject"] = e.Subject, ["target"] = e.Target, ["layer"] = e.Layer, ["own"] = e.OwnChange,
-                    ["max_drift"] = e.MaxDrift, ["max_relative"] = e.MaxRelative, ["most_at_risk"] = e.MostAtRisk, ["refused"] = e.Refused,
+                    ["max_drift"] = e.MaxDrift, ["max_relative"] = e.MaxRelative, ["most_at_risk"] = e.MostAtRisk, ["refused"] = e.Refused, ["moved_to"] = e.MovedTo,
                 }).ToArray());
             AtomicFile.WriteAllText(Path.Combine(dir, "lifelong.json"), json.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }) + "\n");
             return md;

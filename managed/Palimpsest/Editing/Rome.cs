@@ -13,7 +13,7 @@ namespace Palimpsest.Editing;
 ///   ΔW [f, d] = u ⊗ (v* − W k_p) / (u · k_p), k_p the key of the bare prompt.
 /// One request per call: ROME applies edits one at a time, each from the weights left by the last.
 /// </summary>
-public sealed class Rome : IPreparedEditor
+public sealed class Rome : IPreparedEditor, ILayerEditor
 {
     private readonly ITextTokenizer _tok;
     private readonly Func<int, double[]> _secondMoment;
@@ -38,6 +38,13 @@ public sealed class Rome : IPreparedEditor
     {
         if (requests.Count != 1) throw new ArgumentException($"ROME edits one request at a time (got {requests.Count}); apply them in sequence");
         return [ComputeDeltaAt(tf, requests[0], Hparams.Layers[0])];
+    }
+
+    /// <summary>The edit of one request at <paramref name="layer"/> instead of the hparams' (<see cref="ILayerEditor"/>).</summary>
+    public IReadOnlyList<WeightDelta> ComputeDeltasAt(Transformer tf, IReadOnlyList<EditRequest> requests, int layer)
+    {
+        if (requests.Count != 1) throw new ArgumentException($"ROME edits one request at a time (got {requests.Count}); apply them in sequence");
+        return [ComputeDeltaAt(tf, requests[0], layer)];
     }
 
     /// <summary>

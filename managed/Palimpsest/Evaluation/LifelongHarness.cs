@@ -20,11 +20,19 @@ public sealed record LifelongCheckpoint(int Edits, double ES, double GS, double 
 /// The interference monitor in a lifelong run: the facts to protect (with every request applied so
 /// far added as the stream goes), the editor's fact token, and an optional refusal threshold on
 /// the largest forecast drift relative to the edit's own change (max ||ΔW k_j|| / ||ΔW k_e||).
+/// MoveTo: layers a batch over the threshold may be moved to instead of being refused (an editor
+/// that can edit at a given layer, <see cref="ILayerEditor"/>): its edit is computed at each, and
+/// the one with the smallest forecast under the threshold is applied; over it everywhere, refused.
 /// </summary>
-public sealed record LifelongMonitor(IReadOnlyList<EditRequest> Facts, FactProbes Probes, double? RefuseAbove = null);
+public sealed record LifelongMonitor(IReadOnlyList<EditRequest> Facts, FactProbes Probes, double? RefuseAbove = null, IReadOnlyList<int>? MoveTo = null);
 
-/// <summary>One request's forecast at one edited layer: own change ||ΔW k_e||, the largest drift over the bank, their ratio, the fact moved most, and whether its batch was refused.</summary>
-public sealed record MonitorEntry(int Batch, string Subject, string Target, int Layer, double OwnChange, double MaxDrift, double MaxRelative, string MostAtRisk, bool Refused);
+/// <summary>
+/// One request's forecast at one edited layer: own change ||ΔW k_e||, the largest drift over the
+/// bank, their ratio, the fact moved most; whether its batch was refused, or the layer it was moved
+/// to instead (its forecast there is the entry that follows, with MovedTo null).
+/// </summary>
+public sealed record MonitorEntry(int Batch, string Subject, string Target, int Layer, double OwnChange, double MaxDrift, double MaxRelative, string MostAtRisk, bool Refused,
+    int? MovedTo = null);
 
 /// <summary>
 /// Saving and resuming a lifelong run (ROME, MEMIT, WilKE; AlphaEdit and LEMoE with their memory:
@@ -82,7 +90,13 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
         {
             var deltas = editor.ComputeDeltas(tf, b);
             batchNo++;
-            if (monitor is not null && !Guard(monitor, bank!, deltas, b, applied, batchNo, log)) return;
+            if (monitor is not null)
+            {
+                // refused: nothing applied; or moved to another layer
+                var guarded = Guard(editor, monitor, bank!, deltas, b, applied, batchNo, log);
+                if (guarded is null) return;
+                deltas = guarded;
+            }
             applied.AddRange(b);
             foreach (var d in deltas)
             {
@@ -102,10 +116,41 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
     /// <summary>The monitor's forecasts of the last run with a monitor, one entry per request and edited layer.</summary>
     public IReadOnlyList<MonitorEntry> MonitorLog { get; private set; } = [];
 
+    // The batch's deltas forecast over the bank and logged: those to apply (the editor's, or its
+    // edit at a MoveTo layer when those are over the threshold and that one is not), null: refused.
+    private IReadOnlyList<WeightDelta>? Guard(IEditor editor, LifelongMonitor monitor, MonitorBank banks, IReadOnlyList<WeightDelta> deltas,
+        IReadOnlyList<EditRequest> batch, IReadOnlyList<EditRequest> applied, int batchNo, List<MonitorEntry> log)
+    {
+        var entries = Forecast(monitor, banks, deltas, batch, applied, batchNo);
+        if (monitor.RefuseAbove is not { } limit || entries.All(e => e.MaxRelative <= limit))
+        {
+            log.AddRange(entries);
+            return deltas;
+        }
+        // over the threshold: the least damaging edit at another layer, if one is under it
+        (int Layer, IReadOnlyList<WeightDelta> Deltas, List<MonitorEntry> Entries)? best = null;
+        if (monitor.MoveTo is { Count: > 0 } layers && editor is ILayerEditor mover)
+            foreach (int l in layers.Where(l => deltas.All(d => d.Layer != l)))
+            {
+                var alt = mover.ComputeDeltasAt(tf, batch, l);
+                var altEntries = Forecast(monitor, banks, alt, batch, applied, batchNo);
+                double worst = altEntries.Max(e => e.MaxRelative);
+                if (worst <= limit && (best is null || worst < best.Value.Entries.Max(e => e.MaxRelative))) best = (l, alt, altEntries);
+            }
+        if (best is { } moved)
+        {
+            log.AddRange(entries.Select(e => e with { MovedTo = moved.Layer }));
+            log.AddRange(moved.Entries);
+            return moved.Deltas;
+        }
+        log.AddRange(entries.Select(e => e with { Refused = true }));
+        return null;
+    }
+
     // The forecast of one batch's deltas over the bank (the monitor's facts and the requests applied
-    // so far, the batch's own left out); false when it is refused.
-    private bool Guard(LifelongMonitor monitor, MonitorBank banks, IReadOnlyList<WeightDelta> deltas, IReadOnlyList<EditRequest> batch,
-        IReadOnlyList<EditRequest> applied, int batchNo, List<MonitorEntry> log)
+    // so far, the batch's own left out), one entry per request and delta.
+    private List<MonitorEntry> Forecast(LifelongMonitor monitor, MonitorBank banks, IReadOnlyList<WeightDelta> deltas, IReadOnlyList<EditRequest> batch,
+        IReadOnlyList<EditRequest> applied, int batchNo)
     {
         var entries = new List<MonitorEntry>();
         foreach (var d in deltas)
@@ -120,9 +165,7 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
                     f.MostAtRisk.FirstOrDefault()?.Name ?? "", false));
             }
         }
-        bool refuse = monitor.RefuseAbove is { } limit && entries.Any(e => e.MaxRelative > limit);
-        log.AddRange(refuse ? entries.Select(e => e with { Refused = true }) : entries);
-        return !refuse;
+        return entries;
     }
 
     /// <summary>

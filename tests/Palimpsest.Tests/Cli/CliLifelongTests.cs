@@ -102,7 +102,17 @@ public class CliLifelongTests
         Assert.True(r.Code == 0, r.ToString());
         string md = File.ReadAllText(Path.Combine(report, "lifelong.md"));
         Assert.True(md.Contains("Interference monitor over 0 held-out facts and the edits so far: 2 forecasts, nothing refused"), md);
-        Assert.Contains("| max / own |", File.ReadAllText(Path.Combine(report, "monitor.md")));
+        Assert.Contains("| max / own | most at risk | action |", File.ReadAllText(Path.Combine(report, "monitor.md")));
+
+        // --move-to: a batch over the threshold is tried at layer 0 too; under a threshold nothing meets, refused
+        var mv = CliRunner.Run("lifelong", m.Model, "--method", "rome", "--layers", "1", "--hparams", hp, "--dataset", m.Dataset, "--edits", "1", "--held-out", "1",
+            "--stats-corpus", "facts:" + m.Dataset, "--cache", m.PathIn("cache"), "--report", m.PathIn("moved"), "--refuse-above", "1e-300", "--move-to", "0");
+        Assert.True(mv.Code == 0, mv.ToString());
+        Assert.Contains("| refused |", File.ReadAllText(Path.Combine(m.PathIn("moved"), "monitor.md")));
+        CliRunner.AssertBadInput(CliRunner.Run("lifelong", m.Model, "--method", "rome", "--layers", "1", "--hparams", hp, "--dataset", m.Dataset, "--edits", "1",
+            "--stats-corpus", "facts:" + m.Dataset, "--report", m.PathIn("moved"), "--move-to", "0"), "--move-to", "--refuse-above");
+        CliRunner.AssertBadInput(CliRunner.Run("lifelong", m.Model, "--method", "memit", "--layers", "0", "--hparams", hp, "--dataset", m.Dataset, "--edits", "1",
+            "--stats-corpus", "facts:" + m.Dataset, "--report", m.PathIn("moved"), "--refuse-above", "0.5", "--move-to", "1"), "--move-to", "memit");
         using (var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(report, "lifelong.json"))))
             Assert.Equal(2, doc.RootElement.GetProperty("monitor").GetArrayLength());
 

@@ -133,6 +133,71 @@ public class LifelongHarnessTests
         Assert.Empty(cps2[^1].DeltaNorms);
     }
 
+    /// <summary>Fixed rank-one deltas at whichever layer it is asked for (layer 1 on its own).</summary>
+    private sealed class LayeredEditor(Func<int, WeightDelta> at) : ILayerEditor
+    {
+        public string Method => "layered";
+        public IReadOnlyList<WeightDelta> ComputeDeltas(Transformer model, IReadOnlyList<EditRequest> requests) => [at(1)];
+        public IReadOnlyList<WeightDelta> ComputeDeltasAt(Transformer model, IReadOnlyList<EditRequest> requests, int layer) => [at(layer)];
+    }
+
+    /// <summary>
+    /// With MoveTo, a batch over the threshold is applied at the layer where its forecast is under it
+    /// instead of being refused: logged as moved, the weights changed there and not at its own layer.
+    /// </summary>
+    [Fact]
+    public void The_monitor_moves_a_batch_over_its_threshold_to_a_layer_where_the_forecast_is_under_it()
+    {
+        var (b0, m0, _, _, stream, heldOut) = Setup();
+        b0.Dispose(); m0.Dispose();
+        var one = stream.Take(1).ToList();
+        int f = EditingFixtures.Gpt2Vocab(2, 16, 2, 24).DFf, d = EditingFixtures.Gpt2Vocab(2, 16, 2, 24).DModel;
+        WeightDelta At(int layer)
+        {
+            var rng = new Random(100 + layer);
+            return new WeightDelta(layer, 1, Enumerable.Range(0, f).Select(_ => rng.NextDouble() - 0.5).ToArray(), Enumerable.Range(0, d).Select(_ => rng.NextDouble() - 0.5).ToArray());
+        }
+        // each layer's forecast alone, on a fresh model: the threshold goes between them
+        double Relative(int layer)
+        {
+            var (b, m, tf, tok, _, _) = Setup();
+            using var _b = b; using var _m = m;
+            var h = new LifelongHarness(tf, tok);
+            h.Run(new LayeredEditor(_ => At(layer)), one, 1, heldOut, monitor: new LifelongMonitor(heldOut, new FactProbes(tok, "last")));
+            return h.MonitorLog.Single().MaxRelative;
+        }
+        double r0 = Relative(0), r1 = Relative(1);
+        Assert.True(r0 != r1, "both layers forecast the same: no threshold separates them");
+        // the editor's own layer (1) must be the worse one: flip the deltas' roles if it is not
+        Func<int, WeightDelta> make = r1 > r0 ? At : l => At(1 - l) with { Layer = l };
+        double worse = Math.Max(r0, r1), better = Math.Min(r0, r1);
+        {
+            var (b, m, tf, tok, _, _) = Setup();
+            using var _b = b; using var _m = m;
+            var before = Enumerable.Range(0, 2).Select(l => { var w = new double[m.Params.Blocks[l].WDown.Length]; m.Backend.ToHost(m.Params.Blocks[l].WDown, w); return w; }).ToArray();
+            var h = new LifelongHarness(tf, tok);
+            var cps = h.Run(new LayeredEditor(make), one, 1, heldOut,
+                monitor: new LifelongMonitor(heldOut, new FactProbes(tok, "last"), RefuseAbove: (worse + better) / 2, MoveTo: [0]));
+            Assert.Equal(2, h.MonitorLog.Count);
+            Assert.Equal((1, (int?)0, false), (h.MonitorLog[0].Layer, h.MonitorLog[0].MovedTo, h.MonitorLog[0].Refused));
+            Assert.Equal((0, (int?)null, false), (h.MonitorLog[1].Layer, h.MonitorLog[1].MovedTo, h.MonitorLog[1].Refused));
+            Assert.True(h.MonitorLog[1].MaxRelative <= (worse + better) / 2);
+            Assert.Equal([0], cps[^1].DeltaNorms.Keys);
+            var after1 = new double[before[1].Length]; m.Backend.ToHost(m.Params.Blocks[1].WDown, after1);
+            Assert.Equal(before[1], after1);
+        }
+        {
+            // under both layers' forecasts: refused, with the moves tried
+            var (b, m, tf, tok, _, _) = Setup();
+            using var _b = b; using var _m = m;
+            var h = new LifelongHarness(tf, tok);
+            var cps = h.Run(new LayeredEditor(make), one, 1, heldOut,
+                monitor: new LifelongMonitor(heldOut, new FactProbes(tok, "last"), RefuseAbove: better / 2, MoveTo: [0]));
+            Assert.True(h.MonitorLog.Single().Refused);
+            Assert.Empty(cps[^1].DeltaNorms);
+        }
+    }
+
     /// <summary>
     /// A neighbourhood prompt that is another request's own prompt is meant to change once that
     /// request is edited: LS leaves it out from then on (in a batch holding both, it never counts),
