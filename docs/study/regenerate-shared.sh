@@ -9,7 +9,7 @@
 # Each run saves its report at every checkpoint, so a stopped run leaves a partial one; every run
 # also saves its state, and a run whose folder holds one (state/state.json)
 # is resumed (--resume) instead of started over: a killed regeneration goes on where it stopped.
-# Usage: [PALIMPSEST=path/to/cli] [JOBS=N] [EDITS=1024] [SHARED=../shared] bash docs/study/regenerate-shared.sh
+# Usage: [PALIMPSEST=path/to/cli] [JOBS=N] [EDITS=1024] [SHARED=../shared] [ONLY=regex] bash docs/study/regenerate-shared.sh
 # JOBS runs side by side (default 2); on 2 cores the ten runs take several hours.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -28,6 +28,13 @@ for model in cf5k-gpt2-d128-l6 cf5k-gpt2-d256-l6; do runs+=("$model wilke 1 ${WI
 # LEMoE with 400 AdamW steps per expert instead of 100 (lemoe-400.json): with 100 the first expert
 # holds only 37 % of its 100 edits on d128
 for model in cf5k-gpt2-d128-l6 cf5k-gpt2-d256-l6; do runs+=("$model lemoe 100 $edits 400"); done
+# ONLY (an extended regex over "model method batch ...") keeps the matching runs, e.g.
+# ONLY='d128-l6 wilke' to finish (resume) that run alone; the reports are then regenerated
+if [ -n "${ONLY:-}" ]; then
+  kept=(); for r in "${runs[@]}"; do [[ "$r" =~ $ONLY ]] && kept+=("$r"); done
+  [ ${#kept[@]} -gt 0 ] || { echo "ONLY='$ONLY' matches none of the runs" >&2; exit 2; }
+  runs=("${kept[@]}")
+fi
 one() {
   set -- $1
   local model=$1 method=$2 batch=$3 n=$4 steps=${5:-} stats=()
