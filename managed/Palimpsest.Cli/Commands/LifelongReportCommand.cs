@@ -46,6 +46,14 @@ internal static class LifelongReportCommand
             var md = new List<string> { $"# {pr.GetValue(title) ?? "Lifelong editing"}", "" };
             foreach (var (label, j) in loaded)
                 md.Add($"- **{label}**: {j["edits"]} edits of {Path.GetFileName((string?)j["dataset"])} on {Path.GetFileName((string?)j["model"])}, {j["held_out"]} held-out facts, {Layers(j["hparams"])}");
+            // a run equal to an earlier one at every checkpoint (WilKE that always picks ROME's layer)
+            // would hide it in the plots: it is drawn dashed over it and said here
+            var sameAs = new Dictionary<int, int>();
+            for (int i = 0; i < loaded.Count; i++)
+                for (int k = 0; k < i && !sameAs.ContainsKey(i); k++)
+                    if (Checkpoints(loaded[i].J) == Checkpoints(loaded[k].J)) sameAs[i] = k;
+            foreach (var (i, k) in sameAs)
+                md.Add($"- **{loaded[i].Label}** has the values of **{loaded[k].Label}** at every checkpoint: its curves lie on them (drawn dashed).");
             md.Add("");
             md.Add("| method | edits | ES | GS | LS | ERS | ORS | S |");
             md.Add("|---|---:|---:|---:|---:|---:|---:|---:|");
@@ -56,13 +64,15 @@ internal static class LifelongReportCommand
             foreach (var m in Metrics)
             {
                 var plot = new Plot();
-                foreach (var (label, j) in loaded)
+                for (int i = 0; i < loaded.Count; i++)
                 {
+                    var (label, j) = loaded[i];
                     var pts = j["checkpoints"]!.AsArray().Where(c => c![m] is not null)
                         .Select(c => (X: Math.Log2((double)c!["edits"]!), Y: (double)c[m]!)).ToArray();
                     if (pts.Length == 0) continue;
                     var sc = plot.Add.Scatter(pts.Select(p => p.X).ToArray(), pts.Select(p => p.Y).ToArray());
-                    sc.LegendText = label;
+                    sc.LegendText = sameAs.TryGetValue(i, out int k) ? $"{label} (= {loaded[k].Label})" : label;
+                    if (sameAs.ContainsKey(i)) { sc.LinePattern = LinePattern.Dashed; sc.MarkerSize = 9; }
                 }
                 plot.Axes.SetLimitsY(-0.02, 1.02);
                 plot.Axes.Bottom.Label.Text = "edits (log2)";
@@ -84,7 +94,12 @@ internal static class LifelongReportCommand
     // WilKE's hparams carry ROME's unused "layers" (older reports) beside scanning_ceiling, the layers it chooses from
     private static string Layers(JsonNode? hp) =>
         hp?["scanning_ceiling"] is JsonNode ceiling ? $"layers scanned per edit: 0 to {(int)ceiling - 1}"
-        : $"layers from the hparams: {(hp?["layers"] ?? hp?["layer"])?.ToJsonString()}";
+        : hp?["layers"] is JsonNode layers ? $"layers from the hparams: {layers.ToJsonString()}"
+        : $"the adaptor's layer from the hparams: {hp?["layer"]?.ToJsonString()}"; // LEMoE
+
+    // the checkpoints' edits and metrics, for comparing two runs
+    private static string Checkpoints(JsonObject j) =>
+        string.Join(";", j["checkpoints"]!.AsArray().Select(c => c!["edits"]!.ToJsonString() + ":" + string.Join(",", Metrics.Select(m => c[m]?.ToJsonString() ?? "null"))));
 
     private static string F(JsonNode? x) => x is null ? "-" : ((double)x).ToString("0.000", CultureInfo.InvariantCulture);
 }

@@ -161,7 +161,11 @@ public class CliLifelongTests
         string a2 = m.PathIn("rome-other");
         Directory.CreateDirectory(a2);
         File.WriteAllText(Path.Combine(a2, "lifelong.json"), Run("ROME", 1, true, (8, 0.5)));
-        var r = CliRunner.Run("lifelong-report", a, b, w, a2, "--out", outDir, "--title", "two runs");
+        // a run with the first one's values at every checkpoint (as WilKE has ROME's when it always picks ROME's layer)
+        string same = m.PathIn("same");
+        Directory.CreateDirectory(same);
+        File.WriteAllText(Path.Combine(same, "lifelong.json"), Run("MEMIT", 1, true, (1, 0.9), (2, 0.8), (4, 0.7), (8, 0.6)));
+        var r = CliRunner.Run("lifelong-report", a, b, w, a2, same, "--out", outDir, "--title", "two runs");
         Assert.True(r.Code == 0, r.ToString());
         string md = File.ReadAllText(Path.Combine(outDir, "lifelong-report.md"));
         Assert.StartsWith("# two runs", md);
@@ -170,6 +174,8 @@ public class CliLifelongTests
         Assert.Contains("| ROME (B=1) [rome-other] | 8 | 1.000 | 0.500 | - | 1.000 | 1.000 | 0.500 |", md);
         Assert.Contains("| MEMIT (B=2), partial: 4 of 8 edits | 4 | 1.000 | 0.500 | - | 1.000 | 1.000 | 0.850 |", md);
         Assert.DoesNotContain("ROME (B=1), partial", md);
+        Assert.Contains("- **MEMIT (B=1)** has the values of **ROME (B=1) [a]** at every checkpoint", md);
+        Assert.Single(md.Split('\n'), l => l.Contains("has the values of"));
         // WilKE's line names the layers it scans, not ROME's unused default layer
         Assert.Contains("**ROME (B=1) [a]**: 8 edits of facts.json on tiny, 2 held-out facts, layers from the hparams: [1]", md);
         Assert.Contains("**WilKE (B=1)**: 8 edits of facts.json on tiny, 2 held-out facts, layers scanned per edit: 0 to 2", md);
