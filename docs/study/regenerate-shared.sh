@@ -5,12 +5,12 @@
 # AlphaEdit (B = 8) and LEMoE (B = 100), then one side-by-side report per model. Hyper-parameters:
 # docs/study/shared/*.json (the editable model's, layer 0 at the prompt's last token, with the
 # v* loss read at these models' last layer, 5). WilKE's scan costs six ROME edits per edit on these
-# six-layer models (about 2 h for d256 on the 2 cores); WILKE_EDITS (default EDITS) shortens it.
+# six-layer models (98 and 120 minutes on the 2 cores, 2026-11-27); WILKE_EDITS (default EDITS) shortens it.
 # Each run saves its report at every checkpoint, so a stopped run leaves a partial one; every run
 # also saves its state, and a run whose folder holds one (state/state.json)
 # is resumed (--resume) instead of started over: a killed regeneration goes on where it stopped.
 # Usage: [PALIMPSEST=path/to/cli] [JOBS=N] [EDITS=1024] [SHARED=../shared] [ONLY=regex] bash docs/study/regenerate-shared.sh
-# JOBS runs side by side (default 2); on 2 cores the ten runs take several hours.
+# JOBS runs side by side (default 2); on 2 cores the twelve runs take most of a day.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 shared="${SHARED:-../shared}"
