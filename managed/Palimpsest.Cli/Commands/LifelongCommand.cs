@@ -80,9 +80,11 @@ internal static class LifelongCommand
             // the run's state, saved as it goes (and read back with --resume), so that a stream
             // longer than a session can span several processes
             int savedAt = 0;
-            LifelongPersistence Persistence(string method, int b, string hparamsJson, int f)
+            LifelongPersistence Persistence(string method, int b, string hparamsJson, int f, bool stats)
             {
-                string run = RunDescription(method, lm.Folder, pr.GetValue(dataset)!, n, b, held.Count, hparamsJson);
+                // the key statistics (corpus and token limit) shape C, so a resume must use the same
+                string? statsSpec = stats ? $"{pr.GetValue(corpus)} (tokens: {pr.GetValue(limitTokens)?.ToString(CultureInfo.InvariantCulture) ?? "all"})" : null;
+                string run = RunDescription(method, lm.Folder, pr.GetValue(dataset)!, n, b, held.Count, hparamsJson, statsSpec);
                 LifelongState? from = null;
                 if (pr.GetValue(resume))
                 {
@@ -118,7 +120,7 @@ internal static class LifelongCommand
                     : stream.Chunk(b).Select(c => (IReadOnlyList<EditRequest>)c).ToList();
                 stream = batches.SelectMany(x => x).ToList();
                 output.Describe("lemoe", b, hp.ToJson(), [hp.Layer]);
-                var persist = Persistence("lemoe", b, hp.ToJson(), lm.Config.DFf);
+                var persist = Persistence("lemoe", b, hp.ToJson(), lm.Config.DFf, stats: false);
                 checkpoints = CliProgress.Run(io, $"lifelong lemoe, {n} edits", lines =>
                     new LifelongHarness(lm.Tf, lm.Tok).Run(lemoe, batches, held, lines, cps => Reached(lines, cps, []), persist));
                 if (Stopped(checkpoints, [])) return CliErrors.Ok;
@@ -144,7 +146,7 @@ internal static class LifelongCommand
                 bool resumable = guard is null;
                 if ((pr.GetValue(resume) || stopAt is not null) && !resumable)
                     throw new CliUsageException("--resume / --stop-after: a run with the interference monitor cannot be resumed (its bank of keys is not saved)");
-                var persist = resumable ? Persistence(em.Name, b, em.HparamsJson, lm.Config.DFf) : null;
+                var persist = resumable ? Persistence(em.Name, b, em.HparamsJson, lm.Config.DFf, em.NeedsStats) : null;
                 checkpoints = CliProgress.Run(io, $"lifelong {em.Name}, {n} edits", lines =>
                     harness.Run(editor, stream, b, held, after, lines, guard, cps => Reached(lines, cps, harness.MonitorLog), persist));
                 monitorLog = harness.MonitorLog;
@@ -160,11 +162,11 @@ internal static class LifelongCommand
     }
 
     // what a resumed run must share with the saved one
-    private static string RunDescription(string method, string model, string dataset, int edits, int batch, int heldOut, string hparams) =>
+    private static string RunDescription(string method, string model, string dataset, int edits, int batch, int heldOut, string hparams, string? stats) =>
         new JsonObject
         {
             ["method"] = method, ["model"] = Path.GetFullPath(model), ["dataset"] = Path.GetFullPath(dataset), ["edits"] = edits, ["batch"] = batch,
-            ["held_out"] = heldOut, ["hparams"] = JsonNode.Parse(hparams),
+            ["held_out"] = heldOut, ["hparams"] = JsonNode.Parse(hparams), ["stats_corpus"] = stats,
         }.ToJsonString();
 
     // one line naming the first option where this run and the saved one differ

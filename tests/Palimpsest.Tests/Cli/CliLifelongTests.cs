@@ -77,7 +77,10 @@ public class CliLifelongTests
 
         File.WriteAllText(m.PathIn("other.json"), """{"v_num_grad_steps": 4, "scanning_ceiling": 2}""");
         CliRunner.AssertBadInput(CliRunner.Run(ArgsWith(sliced, "other.json", m.Dataset, "--resume")), "--resume: the saved run", "hparams");
+        var other = Args(sliced, "--resume");
+        other[Array.IndexOf(other, "--stats-corpus") + 1] = "facts:" + m.PathIn("copy.json");
         File.Copy(m.Dataset, m.PathIn("copy.json"));
+        CliRunner.AssertBadInput(CliRunner.Run(other), "stats_corpus");
         CliRunner.AssertBadInput(CliRunner.Run(ArgsWith(sliced, "wilke.json", m.PathIn("copy.json"), "--resume")), "dataset");
 
         r = CliRunner.Run(Args(sliced, "--resume"));
