@@ -25,11 +25,15 @@ internal static class CliProgress
             ? Run(AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) }), description, work)
             : work(new PlainLines(io.Err));
 
-    /// <summary>Runs work with a bar drawn on <paramref name="console"/> (tests give one that writes to a string).</summary>
-    internal static T Run<T>(IAnsiConsole console, string description, Func<IProgressLines, T> work)
+    /// <summary>
+    /// Runs work with a bar drawn on <paramref name="console"/>. autoRefresh: redraw from a timer
+    /// thread (a terminal); tests turn it off, as a string writer is not safe across threads.
+    /// </summary>
+    internal static T Run<T>(IAnsiConsole console, string description, Func<IProgressLines, T> work, bool autoRefresh = true)
     {
         T result = default!;
         console.Progress()
+            .AutoRefresh(autoRefresh)
             .AutoClear(false)
             .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
             .Start(ctx =>

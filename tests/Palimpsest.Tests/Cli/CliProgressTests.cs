@@ -20,7 +20,7 @@ public class CliProgressTests
             p.Line("lifelong: 2 of 4 edits");
             p.Report(1.0);
             return 42;
-        });
+        }, autoRefresh: false); // no timer thread writing into the StringWriter beside this one
         Assert.Equal(42, r);
         string s = text.ToString();
         Assert.Contains("lifelong: 2 of 4 edits", s);
