@@ -118,11 +118,5 @@ public sealed class Wilke : IPreparedEditor
     }
 
     // ||W_l||_F of the down-projection as it is now (it changes with every applied edit)
-    private static double DownProjectionNorm(Transformer tf, int layer)
-    {
-        var w = tf.Model.Params.Blocks[layer].WDown;
-        var h = new double[w.Length];
-        tf.Model.Backend.ToHost(w, h);
-        return Math.Sqrt(h.Sum(x => x * x));
-    }
+    private static double DownProjectionNorm(Transformer tf, int layer) => Math.Sqrt(tf.Model.DownProjection(layer).Sum(x => x * x));
 }

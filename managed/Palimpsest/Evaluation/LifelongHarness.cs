@@ -101,13 +101,8 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
             foreach (var d in deltas)
             {
                 bank?.Changed(d.Layer);
-                if (!baseW.ContainsKey(d.Layer))
-                {
-                    var w = new double[tf.Model.Params.Blocks[d.Layer].WDown.Length];
-                    tf.Model.Backend.ToHost(tf.Model.Params.Blocks[d.Layer].WDown, w);
-                    baseW[d.Layer] = w;
-                }
-                tf.Model.ApplyDelta(d);
+                // the WDown before the layer's first delta is the base its drift is measured from
+                baseW.TryAdd(d.Layer, tf.Model.ApplyDelta(d));
             }
             afterApply?.Invoke(b);
         }, baseW, progress, checkpointed, persist, editor as IRememberingEditor);
@@ -264,8 +259,7 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
                 var parts = new[] { Mean(es), Mean(gs), Mean(ls), ers, ors };
                 var norms = baseW.ToDictionary(kv => kv.Key, kv =>
                 {
-                    var w = new double[kv.Value.Length];
-                    tf.Model.Backend.ToHost(tf.Model.Params.Blocks[kv.Key].WDown, w);
+                    var w = tf.Model.DownProjection(kv.Key);
                     double s = 0;
                     for (int k = 0; k < w.Length; k++) s += (w[k] - kv.Value[k]) * (w[k] - kv.Value[k]);
                     return Math.Sqrt(s);
@@ -282,12 +276,7 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
                 sinceSave = 0;
                 lastSave.Restart();
                 save(new LifelongState(persist.Run, done, bi + 1, es.ToArray(), gs.ToArray(), ls.ToArray(), result.ToList(), kept,
-                    baseW.Keys.ToDictionary(l => l, l =>
-                    {
-                        var w = new double[tf.Model.Params.Blocks[l].WDown.Length];
-                        tf.Model.Backend.ToHost(tf.Model.Params.Blocks[l].WDown, w);
-                        return w;
-                    }), memory?.SaveMemory(tf) ?? new Dictionary<string, double[]>()));
+                    baseW.Keys.ToDictionary(l => l, tf.Model.DownProjection), memory?.SaveMemory(tf) ?? new Dictionary<string, double[]>()));
             }
             if (stop) break;
         }
@@ -310,9 +299,7 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
         {
             if (l < 0 || l >= c.Layers) throw new ArgumentException($"resume: the saved state changes layer {l}, outside the model's 0..{c.Layers - 1}");
             if (w.LongLength != (long)c.DFf * c.DModel) throw new ArgumentException($"resume: the saved WDown of layer {l} has {w.LongLength} values, the model's has {(long)c.DFf * c.DModel}");
-            var b = new double[w.Length];
-            tf.Model.Backend.ToHost(tf.Model.Params.Blocks[l].WDown, b);
-            baseW[l] = b;
+            baseW[l] = tf.Model.DownProjection(l);
             tf.Model.SetDownProjection(l, w);
         }
     }

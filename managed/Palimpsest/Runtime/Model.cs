@@ -51,16 +51,23 @@ public sealed class Model : IDisposable
     /// </summary>
     public double[] ApplyDelta(Palimpsest.Editing.WeightDelta delta, double sign = 1.0)
     {
-        var w = Params.Blocks[delta.Layer].WDown;
         if (delta.KeyDim != Config.DFf || delta.ValueDim != Config.DModel)
             throw new ArgumentException($"delta is [{delta.KeyDim}, {delta.ValueDim}], layer {delta.Layer}'s WDown is [{Config.DFf}, {Config.DModel}]");
-        var old = new double[w.Length];
-        Backend.ToHost(w, old);
+        var old = DownProjection(delta.Layer);
         var dense = delta.ToDense();
         var updated = new double[old.Length];
         for (long i = 0; i < updated.Length; i++) updated[i] = old[i] + sign * dense[i];
-        Backend.Upload(w, updated);
+        Backend.Upload(Params.Blocks[delta.Layer].WDown, updated);
         return old;
+    }
+
+    /// <summary>Layer's WDown [f, d] as it is now, copied to the host in float64 (exact for every backend dtype).</summary>
+    public double[] DownProjection(int layer)
+    {
+        var w = Params.Blocks[layer].WDown;
+        var h = new double[w.Length];
+        Backend.ToHost(w, h);
+        return h;
     }
 
     /// <summary>Overwrites layer's WDown [f, d] with host values (e.g. the copy ApplyDelta returned).</summary>

@@ -174,7 +174,7 @@ public class LifelongHarnessTests
         {
             var (b, m, tf, tok, _, _) = Setup();
             using var _b = b; using var _m = m;
-            var before = Enumerable.Range(0, 2).Select(l => { var w = new double[m.Params.Blocks[l].WDown.Length]; m.Backend.ToHost(m.Params.Blocks[l].WDown, w); return w; }).ToArray();
+            var before = Enumerable.Range(0, 2).Select(m.DownProjection).ToArray();
             var h = new LifelongHarness(tf, tok);
             var cps = h.Run(new LayeredEditor(make), one, 1, heldOut,
                 monitor: new LifelongMonitor(heldOut, new FactProbes(tok, "last"), RefuseAbove: (worse + better) / 2, MoveTo: [0]));
@@ -183,8 +183,7 @@ public class LifelongHarnessTests
             Assert.Equal((0, (int?)null, false), (h.MonitorLog[1].Layer, h.MonitorLog[1].MovedTo, h.MonitorLog[1].Refused));
             Assert.True(h.MonitorLog[1].MaxRelative <= (worse + better) / 2);
             Assert.Equal([0], cps[^1].DeltaNorms.Keys);
-            var after1 = new double[before[1].Length]; m.Backend.ToHost(m.Params.Blocks[1].WDown, after1);
-            Assert.Equal(before[1], after1);
+            Assert.Equal(before[1], m.DownProjection(1));
         }
         {
             // under both layers' forecasts: refused, with the moves tried

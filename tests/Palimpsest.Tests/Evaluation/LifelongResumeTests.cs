@@ -54,12 +54,7 @@ public class LifelongResumeTests
         return (b, m, tf, tok, moved, heldOut);
     }
 
-    private static double[][] Weights(Model m) => Enumerable.Range(0, m.Config.Layers).Select(l =>
-    {
-        var w = new double[m.Params.Blocks[l].WDown.Length];
-        m.Backend.ToHost(m.Params.Blocks[l].WDown, w);
-        return w;
-    }).ToArray();
+    private static double[][] Weights(Model m) => Enumerable.Range(0, m.Config.Layers).Select(m.DownProjection).ToArray();
 
     [Theory]
     [InlineData("rome", 1)]
