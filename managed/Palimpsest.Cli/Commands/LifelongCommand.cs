@@ -183,7 +183,6 @@ internal static class LifelongCommand
     }
 
     private static string F(double x) => double.IsNaN(x) ? "-" : x.ToString("0.000", CultureInfo.InvariantCulture);
-    private static JsonNode? Num(double x) => double.IsNaN(x) ? null : JsonValue.Create(x);
 
     /// <summary>
     /// The run's report: DIR/lifelong.md and lifelong.json (and monitor.md with the monitor), each
@@ -236,11 +235,7 @@ internal static class LifelongCommand
             {
                 ["method"] = _name, ["model"] = modelPath, ["dataset"] = datasetPath,
                 ["edits"] = edits, ["complete"] = complete, ["batch"] = _batch, ["held_out"] = heldOut, ["hparams"] = JsonNode.Parse(_hparams),
-                ["checkpoints"] = new JsonArray(checkpoints.Select(c => (JsonNode)new JsonObject
-                {
-                    ["edits"] = c.Edits, ["ES"] = Num(c.ES), ["GS"] = Num(c.GS), ["LS"] = Num(c.LS), ["ERS"] = Num(c.ERS), ["ORS"] = Num(c.ORS), ["S"] = Num(c.S),
-                    ["delta_norms"] = new JsonObject(c.DeltaNorms.OrderBy(kv => kv.Key).Select(kv => KeyValuePair.Create(kv.Key.ToString(CultureInfo.InvariantCulture), (JsonNode?)kv.Value))),
-                }).ToArray()),
+                ["checkpoints"] = new JsonArray(checkpoints.Select(c => (JsonNode)c.ToJson()).ToArray()),
             };
             if (watch)
                 json["monitor"] = new JsonArray(monitorLog.Select(e => (JsonNode)new JsonObject

@@ -1,3 +1,5 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
 using Palimpsest.Analysis;
 using Palimpsest.Editing;
 using Palimpsest.Runtime;
@@ -14,7 +16,26 @@ namespace Palimpsest.Evaluation;
 /// mean of the five. DeltaNorms[l] = ||W_n − W_0||_F of each layer's down-projection.
 /// </summary>
 public sealed record LifelongCheckpoint(int Edits, double ES, double GS, double LS, double ERS, double ORS, double S,
-    IReadOnlyDictionary<int, double> DeltaNorms);
+    IReadOnlyDictionary<int, double> DeltaNorms)
+{
+    /// <summary>{"edits", "ES" … "S" (null where NaN: JSON has no NaN), "delta_norms": {"layer": norm}}, as lifelong.json and the saved state hold it.</summary>
+    public JsonObject ToJson() => new()
+    {
+        ["edits"] = Edits, ["ES"] = Num(ES), ["GS"] = Num(GS), ["LS"] = Num(LS), ["ERS"] = Num(ERS), ["ORS"] = Num(ORS), ["S"] = Num(S),
+        ["delta_norms"] = new JsonObject(DeltaNorms.OrderBy(kv => kv.Key).Select(kv => KeyValuePair.Create(kv.Key.ToString(CultureInfo.InvariantCulture), (JsonNode?)kv.Value))),
+    };
+
+    /// <summary>The checkpoint <see cref="ToJson"/> wrote; where: the file, named in the error a malformed one gives.</summary>
+    public static LifelongCheckpoint FromJson(JsonObject c, string where) =>
+        new(c["edits"] is JsonValue e && e.TryGetValue<int>(out int edits) ? edits : throw new ArgumentException($"{where}: a checkpoint's 'edits' is missing or not an integer"),
+            Dbl(c["ES"]), Dbl(c["GS"]), Dbl(c["LS"]), Dbl(c["ERS"]), Dbl(c["ORS"]), Dbl(c["S"]),
+            (c["delta_norms"] as JsonObject ?? throw new ArgumentException($"{where}: a checkpoint's 'delta_norms' is missing"))
+                .ToDictionary(kv => int.Parse(kv.Key, CultureInfo.InvariantCulture), kv => (double)kv.Value!));
+
+    // NaN (a score with nothing to average) is stored as null
+    internal static JsonNode? Num(double x) => double.IsNaN(x) ? null : JsonValue.Create(x);
+    internal static double Dbl(JsonNode? n) => n is null ? double.NaN : (double)n;
+}
 
 /// <summary>
 /// The interference monitor in a lifelong run: the facts to protect (with every request applied so

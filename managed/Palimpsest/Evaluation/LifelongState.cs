@@ -51,11 +51,7 @@ public static class LifelongStateFile
             ["format"] = Format, ["run"] = JsonNode.Parse(s.Run), ["edits"] = s.Edits, ["batches"] = s.Batches,
             ["es"] = Numbers(s.ES), ["gs"] = Numbers(s.GS), ["ls"] = Numbers(s.LS), ["kept"] = new JsonArray(s.Kept.Select(k => (JsonNode)k).ToArray()),
             ["weights"] = weights,
-            ["checkpoints"] = new JsonArray(s.Checkpoints.Select(c => (JsonNode)new JsonObject
-            {
-                ["edits"] = c.Edits, ["ES"] = Num(c.ES), ["GS"] = Num(c.GS), ["LS"] = Num(c.LS), ["ERS"] = Num(c.ERS), ["ORS"] = Num(c.ORS), ["S"] = Num(c.S),
-                ["delta_norms"] = new JsonObject(c.DeltaNorms.OrderBy(kv => kv.Key).Select(kv => KeyValuePair.Create(kv.Key.ToString(CultureInfo.InvariantCulture), (JsonNode?)kv.Value))),
-            }).ToArray()),
+            ["checkpoints"] = new JsonArray(s.Checkpoints.Select(c => (JsonNode)c.ToJson()).ToArray()),
         };
         AtomicFile.WriteAllText(Path.Combine(dir, StateName), json.ToJsonString() + "\n");
         foreach (var old in Directory.GetFiles(dir, "weights-*.safetensors").Where(p => Path.GetFileName(p) != weights))
@@ -85,10 +81,7 @@ public static class LifelongStateFile
                         down[l] = st.ReadF64(name);
                     else throw new ArgumentException($"{Path.Combine(dir, weights)}: unexpected tensor '{name}'");
                 }
-            var cps = Array(o, "checkpoints", path).Select(n => n as JsonObject ?? throw new ArgumentException($"{path}: 'checkpoints' holds a non-object")).Select(c =>
-                new LifelongCheckpoint(Int(c, "edits", path), Dbl(c["ES"]), Dbl(c["GS"]), Dbl(c["LS"]), Dbl(c["ERS"]), Dbl(c["ORS"]), Dbl(c["S"]),
-                    (c["delta_norms"] as JsonObject ?? throw new ArgumentException($"{path}: a checkpoint's 'delta_norms' is missing"))
-                        .ToDictionary(kv => int.Parse(kv.Key, CultureInfo.InvariantCulture), kv => (double)kv.Value!))).ToList();
+            var cps = Array(o, "checkpoints", path).Select(n => LifelongCheckpoint.FromJson(n as JsonObject ?? throw new ArgumentException($"{path}: 'checkpoints' holds a non-object"), path)).ToList();
             return new LifelongState(o["run"]?.ToJsonString() ?? throw new ArgumentException($"{path}: 'run' is missing"),
                 Int(o, "edits", path), Int(o, "batches", path),
                 Array(o, "es", path).Select(Dbl).ToArray(), Array(o, "gs", path).Select(Dbl).ToArray(), Array(o, "ls", path).Select(Dbl).ToArray(),
@@ -109,10 +102,8 @@ public static class LifelongStateFile
         if (!Directory.EnumerateFileSystemEntries(dir).Any()) Directory.Delete(dir);
     }
 
-    // NaN (a score with nothing to average) is stored as null: JSON has no NaN
-    private static JsonNode? Num(double x) => double.IsNaN(x) ? null : JsonValue.Create(x);
-    private static double Dbl(JsonNode? n) => n is null ? double.NaN : (double)n;
-    private static JsonArray Numbers(double[] xs) => new(xs.Select(Num).ToArray());
+    private static double Dbl(JsonNode? n) => LifelongCheckpoint.Dbl(n);
+    private static JsonArray Numbers(double[] xs) => new(xs.Select(LifelongCheckpoint.Num).ToArray());
     private static JsonArray Array(JsonObject o, string key, string path) => o[key] as JsonArray ?? throw new ArgumentException($"{path}: '{key}' is missing or not an array");
     private static int Int(JsonObject o, string key, string path) => o[key] is JsonValue v && v.TryGetValue<int>(out int i) ? i : throw new ArgumentException($"{path}: '{key}' is missing or not an integer");
 }
