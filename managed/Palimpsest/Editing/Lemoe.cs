@@ -53,17 +53,8 @@ public sealed class Lemoe(LemoeHparams hparams, ITextTokenizer tokenizer) : IAda
     /// <summary>The adaptor on tf (none: empty) as the tensors of its file (<see cref="LemoeAdaptor.Save"/>'s names).</summary>
     public IReadOnlyDictionary<string, double[]> SaveMemory(Transformer tf)
     {
-        var m = new Dictionary<string, double[]>(StringComparer.Ordinal);
-        if (tf.Adaptor is not LemoeAdaptor a) return m;
-        m["router.down"] = (double[])a.RouterDown.Clone();
-        m["router.up"] = (double[])a.RouterUp.Clone();
-        for (int i = 0; i < a.Experts.Count; i++)
-        {
-            var ex = a.Experts[i];
-            m[$"experts.{i}.a"] = (double[])ex.A.Clone(); m[$"experts.{i}.b"] = (double[])ex.B.Clone(); m[$"experts.{i}.key"] = (double[])ex.Key.Clone();
-            m[$"experts.{i}.router_down_before"] = (double[])ex.RouterDownBefore.Clone(); m[$"experts.{i}.router_up_before"] = (double[])ex.RouterUpBefore.Clone();
-        }
-        return m;
+        if (tf.Adaptor is not LemoeAdaptor a) return new Dictionary<string, double[]>(StringComparer.Ordinal);
+        return a.Parts().ToDictionary(p => p.Name, p => (double[])p.Values.Clone(), StringComparer.Ordinal);
     }
 
     /// <summary>Puts the saved router and experts into tf's adaptor (created if missing).</summary>
@@ -75,16 +66,9 @@ public sealed class Lemoe(LemoeHparams hparams, ITextTokenizer tokenizer) : IAda
             !memory.TryGetValue(name, out var v) ? throw new ArgumentException($"LEMoE memory: '{name}' is missing")
             : v.LongLength != length ? throw new ArgumentException($"LEMoE memory: '{name}' has {v.LongLength} values, expected {length} (other hparams)") : (double[])v.Clone();
         int n = memory.Keys.Count(k => k.EndsWith(".key", StringComparison.Ordinal) && k.StartsWith("experts.", StringComparison.Ordinal));
-        var experts = Enumerable.Range(0, n).Select(i => new LemoeExpert
-        {
-            A = Get($"experts.{i}.a", (long)a.Rank * a.DFf), B = Get($"experts.{i}.b", (long)a.DModel * a.Rank), Key = Get($"experts.{i}.key", a.KeyDim),
-            RouterDownBefore = Get($"experts.{i}.router_down_before", (long)a.RouterHidden * a.DModel),
-            RouterUpBefore = Get($"experts.{i}.router_up_before", (long)a.KeyDim * a.RouterHidden),
-        }).ToList();
+        var parts = a.ReadParts(n, Get);
         if (memory.Count != 2 + 5 * n) throw new ArgumentException($"LEMoE memory: {memory.Count} arrays for {n} experts (expected {2 + 5 * n})");
-        a.SetRouter(Get("router.down", (long)a.RouterHidden * a.DModel), Get("router.up", (long)a.KeyDim * a.RouterHidden));
-        a.Experts.Clear();
-        a.Experts.AddRange(experts);
+        a.SetParts(parts);
     }
 
     public void Edit(Transformer tf, IReadOnlyList<EditRequest> requests)

@@ -309,26 +309,66 @@ public sealed class LemoeAdaptor : IMlpAdaptor
     public static void WriteFile(string path, int layer, int rank, int dFf, int dModel, int routerHidden, int keyDim,
         double[] routerDown, double[] routerUp, IReadOnlyList<LemoeExpert> experts, IReadOnlyDictionary<string, string>? metadata = null)
     {
-        var t = new List<(string, HostTensor, string)>
-        {
-            ("router.down", new HostTensor([routerHidden, dModel], routerDown), "F64"),
-            ("router.up", new HostTensor([keyDim, routerHidden], routerUp), "F64"),
-        };
-        for (int i = 0; i < experts.Count; i++)
-        {
-            var ex = experts[i];
-            t.Add(($"experts.{i}.a", new HostTensor([rank, dFf], ex.A), "F64"));
-            t.Add(($"experts.{i}.b", new HostTensor([dModel, rank], ex.B), "F64"));
-            t.Add(($"experts.{i}.key", new HostTensor([keyDim], ex.Key), "F64"));
-            t.Add(($"experts.{i}.router_down_before", new HostTensor([routerHidden, dModel], ex.RouterDownBefore), "F64"));
-            t.Add(($"experts.{i}.router_up_before", new HostTensor([keyDim, routerHidden], ex.RouterUpBefore), "F64"));
-        }
+        var t = Parts(rank, dFf, dModel, routerHidden, keyDim, routerDown, routerUp, experts)
+            .Select(p => (p.Name, new HostTensor(p.Shape, p.Values), "F64")).ToList();
         var meta = new Dictionary<string, string>(metadata ?? new Dictionary<string, string>(), StringComparer.Ordinal)
         {
             ["format"] = "palimpsest-lemoe", ["layer"] = layer.ToString(CultureInfo.InvariantCulture),
             ["experts"] = experts.Count.ToString(CultureInfo.InvariantCulture),
         };
         SafetensorsWriter.Write(path, t, meta);
+    }
+
+    /// <summary>
+    /// The adaptor's arrays by name, with their shapes: router.down [hidden, d_model], router.up
+    /// [key_dim, hidden], then per expert i experts.{i}.a [rank, f], .b [d_model, rank], .key
+    /// [key_dim], .router_down_before and .router_up_before. The adaptor file and a lifelong run's
+    /// saved state both hold exactly these (not copies: the adaptor's own arrays).
+    /// </summary>
+    internal static IEnumerable<(string Name, int[] Shape, double[] Values)> Parts(int rank, int dFf, int dModel, int routerHidden, int keyDim,
+        double[] routerDown, double[] routerUp, IReadOnlyList<LemoeExpert> experts)
+    {
+        yield return ("router.down", [routerHidden, dModel], routerDown);
+        yield return ("router.up", [keyDim, routerHidden], routerUp);
+        for (int i = 0; i < experts.Count; i++)
+        {
+            var ex = experts[i];
+            yield return ($"experts.{i}.a", [rank, dFf], ex.A);
+            yield return ($"experts.{i}.b", [dModel, rank], ex.B);
+            yield return ($"experts.{i}.key", [keyDim], ex.Key);
+            yield return ($"experts.{i}.router_down_before", [routerHidden, dModel], ex.RouterDownBefore);
+            yield return ($"experts.{i}.router_up_before", [keyDim, routerHidden], ex.RouterUpBefore);
+        }
+    }
+
+    /// <summary>This adaptor's <see cref="Parts(int, int, int, int, int, double[], double[], IReadOnlyList{LemoeExpert})"/>.</summary>
+    internal IEnumerable<(string Name, int[] Shape, double[] Values)> Parts() => Parts(Rank, DFf, DModel, RouterHidden, KeyDim, RouterDown, RouterUp, Experts);
+
+    /// <summary>
+    /// The router and n experts read by the names and lengths of <see cref="Parts()"/> for this
+    /// adaptor's shapes (read(name, length) fails on a missing or misshapen array); nothing is
+    /// changed until <see cref="SetParts"/>.
+    /// </summary>
+    internal (double[] Down, double[] Up, List<LemoeExpert> Experts) ReadParts(int n, Func<string, long, double[]> read)
+    {
+        var down = read("router.down", (long)RouterHidden * DModel);
+        var up = read("router.up", (long)KeyDim * RouterHidden);
+        var experts = Enumerable.Range(0, n).Select(i => new LemoeExpert
+        {
+            A = read($"experts.{i}.a", (long)Rank * DFf), B = read($"experts.{i}.b", (long)DModel * Rank),
+            Key = read($"experts.{i}.key", KeyDim),
+            RouterDownBefore = read($"experts.{i}.router_down_before", (long)RouterHidden * DModel),
+            RouterUpBefore = read($"experts.{i}.router_up_before", (long)KeyDim * RouterHidden),
+        }).ToList();
+        return (down, up, experts);
+    }
+
+    /// <summary>Replaces the router and every expert (what <see cref="ReadParts"/> read).</summary>
+    internal void SetParts((double[] Down, double[] Up, List<LemoeExpert> Experts) parts)
+    {
+        RouterDown = parts.Down; RouterUp = parts.Up;
+        Experts.Clear();
+        Experts.AddRange(parts.Experts);
     }
 
     /// <summary>
@@ -365,16 +405,7 @@ public sealed class LemoeAdaptor : IMlpAdaptor
             if (v.LongLength != length) throw new ModelFormatException($"{path}: tensor '{name}' has {v.LongLength} values, expected {length} (hparams shapes differ)");
             return v;
         }
-        a.RouterDown = Read("router.down", (long)a.RouterHidden * a.DModel);
-        a.RouterUp = Read("router.up", (long)a.KeyDim * a.RouterHidden);
-        for (int i = 0; i < n; i++)
-            a.Experts.Add(new LemoeExpert
-            {
-                A = Read($"experts.{i}.a", (long)a.Rank * a.DFf), B = Read($"experts.{i}.b", (long)a.DModel * a.Rank),
-                Key = Read($"experts.{i}.key", a.KeyDim),
-                RouterDownBefore = Read($"experts.{i}.router_down_before", (long)a.RouterHidden * a.DModel),
-                RouterUpBefore = Read($"experts.{i}.router_up_before", (long)a.KeyDim * a.RouterHidden),
-            });
+        a.SetParts(a.ReadParts(n, Read));
         return a;
     }
 
