@@ -408,7 +408,4 @@ public sealed class LemoeAdaptor : IMlpAdaptor
         a.SetParts(a.ReadParts(n, Read));
         return a;
     }
-
-    /// <summary>Replaces the router's weights (the trainer's AdamW step).</summary>
-    internal void SetRouter(double[] down, double[] up) { RouterDown = down; RouterUp = up; }
 }

@@ -144,14 +144,14 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
             return deltas;
         }
         // over the threshold: the least damaging edit at another layer, if one is under it
-        (int Layer, IReadOnlyList<WeightDelta> Deltas, List<MonitorEntry> Entries)? best = null;
+        (int Layer, IReadOnlyList<WeightDelta> Deltas, List<MonitorEntry> Entries, double Worst)? best = null;
         if (monitor.MoveTo is { Count: > 0 } layers && editor is ILayerEditor mover)
             foreach (int l in layers.Where(l => deltas.All(d => d.Layer != l)))
             {
                 var alt = mover.ComputeDeltasAt(tf, batch, l);
                 var altEntries = Forecast(monitor, banks, alt, batch, applied, batchNo);
                 double worst = altEntries.Max(e => e.MaxRelative);
-                if (worst <= limit && (best is null || worst < best.Value.Entries.Max(e => e.MaxRelative))) best = (l, alt, altEntries);
+                if (worst <= limit && (best is null || worst < best.Value.Worst)) best = (l, alt, altEntries, worst);
             }
         if (best is { } moved)
         {
