@@ -101,6 +101,12 @@ internal sealed class EditMethod
                 CheckSteps(hp.VNumGradSteps);
                 return new EditMethod("alphaedit", hp.Layers, true, JsonSerializer.Serialize(hp, options), hp.FactToken, (lm, c) => new AlphaEdit(hp, lm.Tok, c));
             }
+            case "ultraedit":
+            {
+                var hp = UltraEditHparams.FromJson(Merge(new UltraEditHparams().ToJson(), file), Where(file));
+                if (layers is not null) hp = hp with { Layers = layers };
+                return new EditMethod("ultraedit", hp.Layers, false, hp.ToJson(), "last", (lm, c) => new UltraEdit(hp, lm.Tok));
+            }
             case "wilke":
             {
                 // ROME's hparams plus scanning_ceiling (layers 0..ceiling-1 are scanned per edit)

@@ -26,7 +26,9 @@ internal static class LifelongCommand
         var model = CommonOptions.Model();
         var method = new Option<string>("--method") { Description = "editing method: rome, memit, alphaedit, wilke or lemoe", DefaultValueFactory = _ => "rome" };
         var dataset = new Option<string>("--dataset") { Description = "CounterFact / zsRE file: the stream is its first --edits records", Required = true };
-        var edits = new Option<int>("--edits") { Description = "number of edits in the stream", Required = true };
+        var edits = new Option<string>("--edits") { Description = "number of edits in the stream, or all: every record read (see --records, --known-only) but the last --held-out", Required = true };
+        var records = new Option<int?>("--records") { Description = "read only the dataset's first N records (e.g. 5000: the facts the shared models were trained on)" };
+        var knownOnly = new Option<bool>("--known-only") { Description = "keep only the records whose true object the unedited model answers (greedy, every token), for the stream and the held-out facts alike" };
         var batch = new Option<int?>("--batch") { Description = "requests per edit (ROME, WilKE: 1)" };
         var heldOut = new Option<int>("--held-out") { Description = "held-out facts (the records after the stream) for ORS", DefaultValueFactory = _ => 50 };
         var layer = new Option<string?>("--layers", "--layer") { Description = "MLP layer(s) to edit; overrides the hparams file's" };
@@ -43,17 +45,35 @@ internal static class LifelongCommand
         var saveMinutes = new Option<double>("--save-minutes") { Description = "save the run's state when this many minutes have passed since the last save (0: not by time)", DefaultValueFactory = _ => 5 };
         var stopAfter = new Option<int?>("--stop-after") { Description = "stop once N edits are done, saving the state (continue with --resume): a long stream in slices" };
         var cmd = new Command("lifelong", "a stream of edits never restored: ES/GS/LS/ERS/ORS/S at 1, 2, 4, ... edits")
-            { model, method, dataset, edits, batch, heldOut, layer, hparams, corpus, limitTokens, cache, report, monitor, refuseAbove, moveTo, resume, saveEvery, saveMinutes, stopAfter };
+            { model, method, dataset, edits, records, knownOnly, batch, heldOut, layer, hparams, corpus, limitTokens, cache, report, monitor, refuseAbove, moveTo, resume, saveEvery, saveMinutes, stopAfter };
         cmd.SetAction(pr => EditingErrors.Guard(() =>
         {
-            int n = CommonOptions.Positive(pr.GetValue(edits), "--edits");
+            string editsText = pr.GetValue(edits)!;
+            bool everyRecord = editsText.Equals("all", StringComparison.OrdinalIgnoreCase);
+            int n = everyRecord ? 0 : int.TryParse(editsText, NumberStyles.None, CultureInfo.InvariantCulture, out int parsed) && parsed > 0 ? parsed
+                : throw new CliUsageException($"--edits: '{editsText}' is neither a positive number of edits nor all");
             int k = pr.GetValue(heldOut);
             if (k < 0) throw new CliUsageException($"--held-out: must be >= 0 (got {k})");
-            var all = DatasetReader.Load(pr.GetValue(dataset)!, n + k);
-            if (all.Count < n) throw new CliUsageException($"--edits {n}: the dataset has only {all.Count} records");
-            var stream = all.Take(n).ToList();
-            var held = all.Skip(n).Where(r => r.TargetTrue is not null).ToList();
+            int? first = pr.GetValue(records);
+            if (first is < 1) throw new CliUsageException($"--records: must be a positive integer (got {first})");
+            bool known = pr.GetValue(knownOnly);
+            // with --known-only or --edits all the whole range is read (the known ones are found after loading the model)
+            var all = DatasetReader.Load(pr.GetValue(dataset)!, known || everyRecord ? first : Math.Min(n + k, first ?? int.MaxValue)).ToList();
             using var lm = LoadedModel.Open(pr.GetValue(model)!);
+            if (known)
+            {
+                var probe = new FactProbe(lm.Tf, lm.Tok);
+                int read = all.Count;
+                var candidates = all;
+                all = CliProgress.Run(io, $"which of {read} facts the model knows", lines =>
+                    candidates.Where((r, i) => { lines.Report(i / (double)read); return r.TargetTrue is not null && probe.Answers(r, r.TargetTrue); }).ToList());
+                io.Err.WriteLine($"lifelong: --known-only: the model answers {all.Count} of {read} records' true objects");
+            }
+            if (everyRecord) n = all.Count - k;
+            if (n < 1 || all.Count < n)
+                throw new CliUsageException($"--edits {editsText}: the dataset has only {all.Count} {(known ? "known " : "")}records{(first is null ? "" : $" among its first {first}")}{(everyRecord ? $", and --held-out takes {k}" : "")}");
+            var stream = all.Take(n).ToList();
+            var held = all.Skip(n).Take(k).Where(r => r.TargetTrue is not null).ToList();
             int[]? layers = pr.GetValue(layer) is { } lt ? EditingErrors.ParseLayers(lt, lm.Config.Layers, "--layers") : null;
             double? limit = pr.GetValue(refuseAbove);
             if (limit is <= 0 || limit is double.NaN) throw new CliUsageException($"--refuse-above: must be a positive number (got {limit})");
@@ -84,7 +104,7 @@ internal static class LifelongCommand
             {
                 // the key statistics (corpus and token limit) shape C, so a resume must use the same
                 string? statsSpec = stats ? $"{pr.GetValue(corpus)} (tokens: {pr.GetValue(limitTokens)?.ToString(CultureInfo.InvariantCulture) ?? "all"})" : null;
-                string run = RunDescription(method, lm.Folder, pr.GetValue(dataset)!, n, b, held.Count, hparamsJson, statsSpec);
+                string run = RunDescription(method, lm.Folder, pr.GetValue(dataset)!, n, b, held.Count, hparamsJson, statsSpec, first, known);
                 LifelongState? from = null;
                 if (pr.GetValue(resume))
                 {
@@ -162,12 +182,19 @@ internal static class LifelongCommand
     }
 
     // what a resumed run must share with the saved one
-    private static string RunDescription(string method, string model, string dataset, int edits, int batch, int heldOut, string hparams, string? stats) =>
-        new JsonObject
+    private static string RunDescription(string method, string model, string dataset, int edits, int batch, int heldOut, string hparams, string? stats,
+        int? records, bool knownOnly)
+    {
+        var run = new JsonObject
         {
             ["method"] = method, ["model"] = Path.GetFullPath(model), ["dataset"] = Path.GetFullPath(dataset), ["edits"] = edits, ["batch"] = batch,
             ["held_out"] = heldOut, ["hparams"] = JsonNode.Parse(hparams), ["stats_corpus"] = stats,
-        }.ToJsonString();
+        };
+        // written only when given, so that states saved before these options existed still resume
+        if (records is not null) run["records"] = records;
+        if (knownOnly) run["known_only"] = true;
+        return run.ToJsonString();
+    }
 
     // one line naming the first option where this run and the saved one differ
     private static void CheckSameRun(string saved, string here, string path)

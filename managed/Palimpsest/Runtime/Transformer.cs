@@ -380,8 +380,12 @@ public sealed class Transformer : IDisposable
     /// Without weight gradients the pass stops at the lowest intervention (it is not needed further),
     /// so a forward run from StartAtLayer > 0 has every activation it needs, but no weight gradients.
     /// Returns nothing else; embeddings' gradient goes into weightGrads.Wte / Wpe.
+    /// mlpOutputGrads (optional): layer → [T, d], accumulates d loss / d (that block's MLP output) at
+    /// every row (UltraEdit's value gradients: every token's, without T interventions per layer);
+    /// the pass then runs down to the lowest such layer.
     /// </summary>
-    public void Backward(ForwardResult fr, Tensor dlogits, IReadOnlyList<Tensor>? interventionGrads, ParamSet<Tensor>? weightGrads = null)
+    public void Backward(ForwardResult fr, Tensor dlogits, IReadOnlyList<Tensor>? interventionGrads, ParamSet<Tensor>? weightGrads = null,
+        IReadOnlyDictionary<int, Tensor>? mlpOutputGrads = null)
     {
         var tape = fr.Tape ?? throw new InvalidOperationException("Backward needs a forward run with KeepForBackward = true");
         int T = fr.Ids.Length, d = C.DModel, f = C.DFf;
@@ -394,6 +398,15 @@ public sealed class Transformer : IDisposable
         var temps = new List<Tensor>();
         Tensor New(params int[] shape) { var t = B.Zeros(shape); temps.Add(t); return t; }
         int lowest = weightGrads is not null ? 0 : (ivs.Count == 0 ? C.Layers : ivs.Min(i => i.Layer));
+        if (mlpOutputGrads is { Count: > 0 })
+        {
+            foreach (var (l, g) in mlpOutputGrads)
+            {
+                if (l < Math.Max(0, tape.StartAtLayer) || l >= C.Layers) throw new ArgumentException($"mlpOutputGrads: layer {l} is outside the blocks this forward ran ({tape.StartAtLayer}..{C.Layers - 1})");
+                if (g.Rows != T || g.Cols != d) throw new ArgumentException($"mlpOutputGrads[{l}] {g} is not [{T}, {d}]");
+            }
+            lowest = Math.Min(lowest, mlpOutputGrads.Keys.Min());
+        }
         var segs = fr.Segments is null ? null : CheckSegments(fr.Segments, T, null);
         // with segments: dO_s, dq_s [max n_s, H·hd], dk_s, dv_s [max n_s, Hkv·hd], reused by every block
         var segGrads = segs is null || PackedAttention is not null ? null : new[] { New(segs.Max, C.QDim), New(segs.Max, C.QDim), New(segs.Max, C.KvDim), New(segs.Max, C.KvDim) };
@@ -428,6 +441,7 @@ public sealed class Transformer : IDisposable
                 for (int i = 0; i < ivs.Count; i++)
                     if (ivs[i].Layer == l && ivs[i].Site is InterventionSite.MlpOutput or InterventionSite.BlockOutput && interventionGrads is not null)
                         B.GetRow(dx, ivs[i].Position, interventionGrads[i], accumulate: true);
+                if (mlpOutputGrads is not null && mlpOutputGrads.TryGetValue(l, out var mlpGrad)) B.Add(mlpGrad, dx, mlpGrad);
                 // Below this point the lowest block's backward feeds only weight gradients and
                 // the interventions on its attention output or input: without them, stop here.
                 if (l == lowest && G is null && !ivs.Any(iv => iv.Layer == l && iv.Site is InterventionSite.AttnOutput or InterventionSite.ResidualIn))
