@@ -36,13 +36,21 @@ internal sealed class EditMethod
     /// --stats-corpus spec when the method needs them; a missing corpus is a usage error naming the option.
     /// </summary>
     /// <param name="alsoLayers">further layers the editor may be asked to edit (the monitor's --move-to)</param>
-    public IEditor Create(LoadedModel lm, string? corpus, long? limitTokens, string? cache, CliIo io, IReadOnlyList<int>? alsoLayers = null)
+    /// <param name="anchorPool">requests a norm-anchored editor measures its anchor norm on (the command's dataset)</param>
+    public IEditor Create(LoadedModel lm, string? corpus, long? limitTokens, string? cache, CliIo io, IReadOnlyList<int>? alsoLayers = null,
+        IReadOnlyList<EditRequest>? anchorPool = null)
     {
-        if (!NeedsStats) return _make(lm, l => throw new InvalidOperationException($"{Name} asked for the statistics of layer {l} without mom2_adjustment"));
-        if (corpus is null) throw new CliUsageException($"{Name} needs the key statistics of the edited layers: give --stats-corpus FILE|facts:PATH");
-        var layers = Layers.Concat(alsoLayers ?? []).Distinct().Order().ToArray();
-        var stats = KeyStatsOptions.GetOrCompute(lm, KeyStatsOptions.Load(corpus, lm), layers, KeyStatsOptions.CacheDir(cache), limitTokens, io);
-        return _make(lm, l => stats[l].Matrix);
+        IEditor editor;
+        if (!NeedsStats) editor = _make(lm, l => throw new InvalidOperationException($"{Name} asked for the statistics of layer {l} without mom2_adjustment"));
+        else
+        {
+            if (corpus is null) throw new CliUsageException($"{Name} needs the key statistics of the edited layers: give --stats-corpus FILE|facts:PATH");
+            var layers = Layers.Concat(alsoLayers ?? []).Distinct().Order().ToArray();
+            var stats = KeyStatsOptions.GetOrCompute(lm, KeyStatsOptions.Load(corpus, lm), layers, KeyStatsOptions.CacheDir(cache), limitTokens, io);
+            editor = _make(lm, l => stats[l].Matrix);
+        }
+        if (editor is IAnchoredEditor { NormAnchored: true } anchored) anchored.AnchorPool = anchorPool;
+        return editor;
     }
 
     /// <summary>"initial -> final" loss of the last δ (v* / z*) optimisation(s), or "-" where the editor does not expose it.</summary>

@@ -74,7 +74,7 @@ internal static class EditCommand
             io.Out.WriteLine(existed ? $"editing {em.Dir} (generation {em.Generation})" : $"created {em.Dir} from {source}");
             using var lm = LoadedModel.Open(em.Dir);
 
-            var editor = em0.Create(lm, pr.GetValue(corpus), pr.GetValue(limitTokens), pr.GetValue(cache), io);
+            var editor = em0.Create(lm, pr.GetValue(corpus), pr.GetValue(limitTokens), pr.GetValue(cache), io, anchorPool: reqs);
             int remembered = EditMethod.RememberJournal(editor, em, lm);
             if (remembered > 0) io.Out.WriteLine($"alphaedit: protecting the keys of {remembered} earlier request(s) from the journal");
             string layersText = string.Join(",", em0.Layers);

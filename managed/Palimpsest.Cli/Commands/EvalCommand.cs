@@ -63,7 +63,7 @@ internal static class EvalCommand
             {
                 int[]? layers = pr.GetValue(layer) is { } lt ? EditingErrors.ParseLayers(lt, lm.Config.Layers, "--layers") : null;
                 var em = EditMethod.Parse(m, pr.GetValue(hparams), layers);
-                var editor = em.Create(lm, pr.GetValue(corpus), null, pr.GetValue(cache), io);
+                var editor = em.Create(lm, pr.GetValue(corpus), null, pr.GetValue(cache), io, anchorPool: requests);
                 var clock = new System.Diagnostics.Stopwatch();
                 int edits = 0;
                 editEach = r =>

@@ -156,7 +156,7 @@ internal static class LifelongCommand
                 int b = pr.GetValue(batch) ?? (em.Batched ? Math.Min(100, n) : 1);
                 if (b < 1) throw new CliUsageException($"--batch: must be a positive integer (got {b})");
                 if (!em.Batched && b != 1) throw new CliUsageException($"--batch: {em.Name} edits one request at a time");
-                var editor = em.Create(lm, pr.GetValue(corpus), pr.GetValue(limitTokens), pr.GetValue(cache), io, moveLayers);
+                var editor = em.Create(lm, pr.GetValue(corpus), pr.GetValue(limitTokens), pr.GetValue(cache), io, moveLayers, anchorPool: all);
                 Action<IReadOnlyList<EditRequest>>? after = editor is AlphaEdit ae ? reqs => ae.Remember(lm.Tf, reqs) : null;
                 var guard = watch ? new LifelongMonitor(held, new FactProbes(lm.Tok, em.FactToken), limit, moveLayers) : null;
                 var harness = new LifelongHarness(lm.Tf, lm.Tok);

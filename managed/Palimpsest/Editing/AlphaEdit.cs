@@ -13,7 +13,7 @@ namespace Palimpsest.Editing;
 /// <see cref="Remember"/> after the deltas were applied). Since ΔW = P(·)/α lies in range(P),
 /// k₀ᵀ ΔW = 0 for every preserved key k₀ with P k₀ = 0.
 /// </summary>
-public sealed class AlphaEdit : IPreparedEditor, IRememberingEditor
+public sealed class AlphaEdit : IPreparedEditor, IRememberingEditor, IAnchoredEditor
 {
     private readonly Memit _memit;
     private readonly Func<int, double[]> _secondMoment;
@@ -27,6 +27,13 @@ public sealed class AlphaEdit : IPreparedEditor, IRememberingEditor
     }
 
     public AlphaEditHparams Hparams { get; }
+    public bool NormAnchored => Hparams.NormAnchor;
+
+    /// <summary>Norm-Anchor Scaling: the requests the anchor norm is measured on (MEMIT's z*; see <see cref="NormAnchor"/>).</summary>
+    public IReadOnlyList<EditRequest>? AnchorPool { get => _memit.AnchorPool; set => _memit.AnchorPool = value; }
+
+    /// <summary>Norm-Anchor Scaling: the anchor norm, once measured.</summary>
+    public double? AnchorNorm => _memit.AnchorNorm;
 
     /// <summary>Per edited layer of the last call: keys K [f, n], residuals R [d, n] and the earlier batches' C_p [f, f].</summary>
     public IReadOnlyList<(int Layer, Matrix<double> K, Matrix<double> R, Matrix<double> Cp)>? LastSolves { get; private set; }

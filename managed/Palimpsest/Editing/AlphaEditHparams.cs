@@ -20,6 +20,13 @@ public sealed record AlphaEditHparams
     /// <summary>Tokens of each generated context prefix (as MEMIT's; 10 in the reference).</summary>
     [JsonPropertyName("context_template_length")] public int ContextTemplateLength { get; init; } = 10;
 
+    /// <summary>Norm-Anchor Scaling (NAS): each solved value v* gets the anchor norm measured on the unedited model (<see cref="NormAnchor"/>). Off by default; written only when on.</summary>
+    [JsonPropertyName("norm_anchor"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public bool NormAnchor { get; init; }
+    /// <summary>NAS: requests sampled to measure the anchor (the reference's nas_restart; null: its default, 1,000).</summary>
+    [JsonPropertyName("nas_restart"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? NasRestart { get; init; }
+    /// <summary>NAS: the anchor norm itself (ours; 0: measure it on the model before the first edit).</summary>
+    [JsonPropertyName("nas_norm"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public double NasNorm { get; init; }
+
     /// <summary>Published values for GPT2-XL (hparams/AlphaEdit/gpt2-xl.json).</summary>
     public static AlphaEditHparams Gpt2Xl { get; } = new();
 
@@ -28,7 +35,7 @@ public sealed record AlphaEditHparams
     /// <summary>The defaults with the fields of json laid over them; unknown fields are refused.</summary>
     public static AlphaEditHparams FromJson(string json, string where = "hparams")
     {
-        var merged = HparamsOverlay.Merge(new AlphaEditHparams().ToJson(), json, where);
+        var merged = HparamsOverlay.Merge(new AlphaEditHparams().ToJson(), json, where, null, HparamsOverlay.NasFields);
         try { return JsonSerializer.Deserialize(merged, AlphaEditHparamsJson.Default.AlphaEditHparams)!; }
         catch (JsonException e) { throw new ArgumentException($"{where}: {e.Message.Split('\n')[0]}"); }
     }
@@ -37,6 +44,7 @@ public sealed record AlphaEditHparams
     {
         Layers = Layers, VNumGradSteps = VNumGradSteps, VLr = VLr, VLossLayer = VLossLayer, VWeightDecay = VWeightDecay,
         ClampNormFactor = ClampNormFactor, KlFactor = KlFactor, ContextTemplateSeed = ContextTemplateSeed, ContextTemplateLength = ContextTemplateLength, FactToken = FactToken,
+        NormAnchor = NormAnchor, NasRestart = NasRestart, NasNorm = NasNorm,
     };
 }
 

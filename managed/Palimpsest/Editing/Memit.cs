@@ -14,7 +14,7 @@ namespace Palimpsest.Editing;
 /// The weights are edited while the deltas are computed (later layers see earlier ones) and
 /// restored exactly before returning: the caller applies the deltas.
 /// </summary>
-public sealed class Memit : IPreparedEditor
+public sealed class Memit : IPreparedEditor, IAnchoredEditor
 {
     private readonly ITextTokenizer _tok;
     private readonly FactProbes _probes;
@@ -30,6 +30,7 @@ public sealed class Memit : IPreparedEditor
     }
 
     public MemitHparams Hparams { get; }
+    public bool NormAnchored => Hparams.NormAnchor;
     public string Method => "MEMIT";
 
     /// <summary>z* of every request of the last call, and the optimisation outcomes.</summary>
@@ -39,8 +40,27 @@ public sealed class Memit : IPreparedEditor
     public IReadOnlyList<(int Layer, Matrix<double> K, Matrix<double> R)>? LastSolves { get; private set; }
 
     /// <summary>The context templates (see <see cref="IPreparedEditor"/>).</summary>
-    public void Prepare(Transformer tf) =>
+    public void Prepare(Transformer tf)
+    {
         _templates ??= ContextTemplates.GenerateMemit(tf, _tok, Hparams.ContextTemplateLength, Hparams.ContextTemplateSeed);
+        if (Hparams.NormAnchor && _anchor is null)
+            _anchor = Hparams.NasNorm > 0 ? Hparams.NasNorm
+                : NormAnchor.Measure(tf, _tok, _probes, AnchorPool ?? throw new ArgumentException("norm_anchor: MEMIT needs requests to measure the anchor norm on (AnchorPool, or set nas_norm)"),
+                    Hparams.NasRestart ?? 1000, Hparams.Layers[^1], InterventionSite.BlockOutput, Objective);
+    }
+
+    /// <summary>Norm-Anchor Scaling: the requests the anchor norm is measured on (sampled; see <see cref="NormAnchor"/>).</summary>
+    public IReadOnlyList<EditRequest>? AnchorPool { get; set; }
+
+    /// <summary>Norm-Anchor Scaling: the anchor norm (at the last edited layer), once measured.</summary>
+    public double? AnchorNorm => _anchor;
+
+    /// <summary>Norm-Anchor Scaling: requests left unchanged because their ‖v*‖ passed twice the anchor.</summary>
+    public int AnchorSkipped { get; private set; }
+
+    private double? _anchor;
+
+    private DeltaObjective Objective => new(Hparams.VNumGradSteps, Hparams.VLr, Hparams.VWeightDecay, Hparams.ClampNormFactor, Hparams.KlFactor, Hparams.VEarlyStopLoss);
 
     public IReadOnlyList<WeightDelta> ComputeDeltas(Transformer tf, IReadOnlyList<EditRequest> requests)
     {
@@ -160,8 +180,13 @@ public sealed class Memit : IPreparedEditor
         var kl = _probes.Encode("{} is a", req.Subject);
         var z0 = _probes.BlockOutputAt(tf, req.Prompt, req.Subject, zLayer);
         double z0Norm = Math.Sqrt(z0.Sum(x => x * x));
-        var r = DeltaOptimizer.Optimise(tf, zLayer, InterventionSite.BlockOutput, prompts, kl, z0Norm,
-            new DeltaObjective(Hparams.VNumGradSteps, Hparams.VLr, Hparams.VWeightDecay, Hparams.ClampNormFactor, Hparams.KlFactor, Hparams.VEarlyStopLoss));
-        return (z0.Zip(r.Delta, (a, b) => a + b).ToArray(), r);
+        var r = DeltaOptimizer.Optimise(tf, zLayer, InterventionSite.BlockOutput, prompts, kl, z0Norm, Objective);
+        if (!Hparams.NormAnchor) return (z0.Zip(r.Delta, (a, b) => a + b).ToArray(), r);
+        // NAS: δ acts on the MLP output v₀ at the lookup token; v* = v₀ + δ gets the anchor's norm
+        // and the block output's target is the residual before the MLP plus it: (z₀ − v₀) + v*
+        var v0 = FactProbes.MlpOutput(tf, zLayer, _probes.KeyAt(tf, req.Prompt, req.Subject, zLayer));
+        var vStar = NormAnchor.Rescale(v0.Zip(r.Delta, (a, b) => a + b).ToArray(), v0, _anchor!.Value, out bool skipped);
+        if (skipped) AnchorSkipped++;
+        return (Enumerable.Range(0, z0.Length).Select(j => z0[j] - v0[j] + vStar[j]).ToArray(), r);
     }
 }

@@ -25,6 +25,13 @@ public sealed record MemitHparams
     [JsonPropertyName("context_template_length")] public int ContextTemplateLength { get; init; } = 10;
     [JsonPropertyName("v_early_stop_loss")] public double VEarlyStopLoss { get; init; } = 5e-2;
 
+    /// <summary>Norm-Anchor Scaling (NAS): each solved value v* gets the anchor norm measured on the unedited model (<see cref="NormAnchor"/>). Off by default; written only when on.</summary>
+    [JsonPropertyName("norm_anchor"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public bool NormAnchor { get; init; }
+    /// <summary>NAS: requests sampled to measure the anchor (the reference's nas_restart; null: its default, 1,000).</summary>
+    [JsonPropertyName("nas_restart"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? NasRestart { get; init; }
+    /// <summary>NAS: the anchor norm itself (ours; 0: measure it on the model before the first edit).</summary>
+    [JsonPropertyName("nas_norm"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public double NasNorm { get; init; }
+
     /// <summary>Published values for GPT2-XL (hparams/MEMIT/gpt2-xl.json).</summary>
     public static MemitHparams Gpt2Xl { get; } = new();
 
@@ -36,7 +43,7 @@ public sealed record MemitHparams
     /// <summary>The defaults with the fields of json laid over them; unknown fields are refused.</summary>
     public static MemitHparams FromJson(string json, string where = "hparams")
     {
-        var merged = HparamsOverlay.Merge(new MemitHparams().ToJson(), json, where);
+        var merged = HparamsOverlay.Merge(new MemitHparams().ToJson(), json, where, null, HparamsOverlay.NasFields);
         try { return JsonSerializer.Deserialize(merged, MemitHparamsJson.Default.MemitHparams)!; }
         catch (JsonException e) { throw new ArgumentException($"{where}: {e.Message.Split('\n')[0]}"); }
     }

@@ -13,7 +13,7 @@ namespace Palimpsest.Editing;
 ///   ΔW [f, d] = u ⊗ (v* − W k_p) / (u · k_p), k_p the key of the bare prompt.
 /// One request per call: ROME applies edits one at a time, each from the weights left by the last.
 /// </summary>
-public sealed class Rome : IPreparedEditor, ILayerEditor
+public sealed class Rome : IPreparedEditor, ILayerEditor, IAnchoredEditor
 {
     private readonly ITextTokenizer _tok;
     private readonly Func<int, double[]> _secondMoment;
@@ -29,6 +29,7 @@ public sealed class Rome : IPreparedEditor, ILayerEditor
     }
 
     public RomeHparams Hparams { get; }
+    public bool NormAnchored => Hparams.NormAnchor;
     public string Method => "ROME";
 
     /// <summary>What the last edit computed, for tests and reports.</summary>
@@ -74,7 +75,25 @@ public sealed class Rome : IPreparedEditor, ILayerEditor
         if (layer < 0 || layer >= c.Layers) throw new ArgumentException($"hparams layer {layer} outside the model's {c.Layers} layers");
         _templates ??= ContextTemplates.Generate(tf, _tok, Hparams.ContextTemplateLengthParams, Hparams.ContextTemplateSeed);
         if (Hparams.Mom2Adjustment) Factor(layer, c.DFf);
+        if (Hparams.NormAnchor && !_anchor.ContainsKey(layer))
+            _anchor[layer] = Hparams.NasNorm > 0 ? Hparams.NasNorm
+                : Editing.NormAnchor.Measure(tf, _tok, _probes, AnchorPool ?? throw new ArgumentException("norm_anchor: ROME needs requests to measure the anchor norm on (AnchorPool, or set nas_norm)"),
+                    Hparams.NasRestart ?? 1000, layer, InterventionSite.MlpOutput, Objective);
     }
+
+    /// <summary>Norm-Anchor Scaling: the requests the anchor norm is measured on (sampled; see <see cref="Editing.NormAnchor"/>).</summary>
+    public IReadOnlyList<EditRequest>? AnchorPool { get; set; }
+
+    /// <summary>Norm-Anchor Scaling: the anchor norm of a prepared layer, or null.</summary>
+    public double? AnchorNorm(int layer) => _anchor.TryGetValue(layer, out var a) ? a : null;
+
+    /// <summary>Norm-Anchor Scaling: requests left unchanged because their ‖v*‖ passed twice the anchor.</summary>
+    public int AnchorSkipped => _anchorSkipped;
+
+    private readonly Dictionary<int, double> _anchor = new();
+    private int _anchorSkipped;
+
+    private DeltaObjective Objective => new(Hparams.VNumGradSteps, Hparams.VLr, Hparams.VWeightDecay, Hparams.ClampNormFactor, Hparams.KlFactor, Hparams.VEarlyStopLoss);
 
     /// <summary>
     /// The delta of one validated request (its callers validate it once, before <see cref="Prepare"/>)
@@ -83,7 +102,7 @@ public sealed class Rome : IPreparedEditor, ILayerEditor
     internal WeightDelta Compute(Transformer tf, EditRequest req, int layer, out RomeTrace trace)
     {
         var c = tf.Model.Config;
-        if (_templates is null || (Hparams.Mom2Adjustment && !_chol.ContainsKey(layer)))
+        if (_templates is null || (Hparams.Mom2Adjustment && !_chol.ContainsKey(layer)) || (Hparams.NormAnchor && !_anchor.ContainsKey(layer)))
             throw new InvalidOperationException($"ROME: layer {layer} was not prepared");
 
         // k̄ and u = C⁻¹k̄ / ||C⁻¹k̄||  (compute_u)
@@ -96,6 +115,11 @@ public sealed class Rome : IPreparedEditor, ILayerEditor
 
         // v* (compute_v), then the right vector (v* − W k_p) / (u · k_p)
         var (vStar, v0, steps, initialLoss, loss) = OptimiseV(tf, req, layer);
+        if (Hparams.NormAnchor)
+        {
+            vStar = Editing.NormAnchor.Rescale(vStar, v0, _anchor[layer], out bool skipped);
+            if (skipped) Interlocked.Increment(ref _anchorSkipped);
+        }
         var kp = KeyAt(tf, req.Prompt, req.Subject, layer);
         var vCur = MlpOutput(tf, layer, kp);
         double denom = 0;
@@ -144,8 +168,7 @@ public sealed class Rome : IPreparedEditor, ILayerEditor
         // v₀: MLP output at the lookup token of the bare prompt (the first rewriting prompt), δ = 0
         var v0 = MlpOutput(tf, layer, KeyAt(tf, req.Prompt, req.Subject, layer));
         double v0Norm = Math.Sqrt(v0.Sum(x => x * x));
-        var r = DeltaOptimizer.Optimise(tf, layer, InterventionSite.MlpOutput, rewrites, kl, v0Norm,
-            new DeltaObjective(Hparams.VNumGradSteps, Hparams.VLr, Hparams.VWeightDecay, Hparams.ClampNormFactor, Hparams.KlFactor, Hparams.VEarlyStopLoss));
+        var r = DeltaOptimizer.Optimise(tf, layer, InterventionSite.MlpOutput, rewrites, kl, v0Norm, Objective);
         var vStar = v0.Zip(r.Delta, (a, b) => a + b).ToArray();
         return (vStar, v0, r.Steps, r.InitialLoss, r.FinalLoss);
     }
