@@ -37,7 +37,7 @@ internal static class DemoCommand
             var rec = want is null ? records[0] : records.FirstOrDefault(r => string.Equals(r.Subject, want, StringComparison.OrdinalIgnoreCase))
                 ?? throw new CliUsageException($"--subject '{want}': no record of {reqPath} has this subject");
             if (pr.GetValue(target) is { } t) rec = rec with { TargetNew = t };
-            var em0 = EditMethod.Parse("rome", hp, null);
+            var em0 = EditMethod.Parse(Editors.Rome.Name, hp, null); // the demo is ROME's own example
 
             string dir = Path.Combine(Path.GetTempPath(), $"palimpsest-demo-{Environment.ProcessId}");
             if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
@@ -68,7 +68,7 @@ internal static class DemoCommand
                 double statsSecs = sw.Elapsed.TotalSeconds; sw.Restart();
                 var editor = em0.Create(lm, l => stats[l].Matrix);
                 var deltas = editor.ComputeDeltas(lm.Tf, [rec]);
-                long id = em.Apply(deltas, new EditRecord { Method = "rome", Requests = [rec], HyperParametersJson = em0.HparamsJson });
+                long id = em.Apply(deltas, new EditRecord { Method = editor.Method, Requests = [rec], HyperParametersJson = em0.HparamsJson });
                 foreach (int l in deltas.Select(d => d.Layer).Distinct()) lm.Model.SetDownProjection(l, em.ReadDownProjection(l).ToDouble());
                 double editSecs = sw.Elapsed.TotalSeconds;
                 io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,

@@ -18,7 +18,7 @@ internal static class EditCommand
     public static Command Create(CliIo io)
     {
         var model = CommonOptions.Model();
-        var method = new Option<string>("--method") { Description = "editing method: rome, memit, alphaedit, wilke or lemoe (an adaptor beside one MLP, kept in DIR/lemoe.safetensors)", DefaultValueFactory = _ => "rome" };
+        var method = new Option<string>("--method") { Description = $"editing method: {Editors.Names} (lemoe: an adaptor beside one MLP, kept in DIR/lemoe.safetensors)", DefaultValueFactory = _ => Editors.Rome.Name };
         var subject = new Option<string?>("--subject") { Description = "the subject whose fact is rewritten, e.g. \"Danielle Darrieux\"" };
         var prompt = new Option<string?>("--prompt") { Description = "rewriting prompt with {} for the subject, e.g. \"The mother tongue of {} is\" (or with the subject written in)" };
         var target = new Option<string?>("--target") { Description = "the new object, e.g. English" };
@@ -44,23 +44,23 @@ internal static class EditCommand
             if (dry && pr.GetValue(outDir) is not null) throw new CliUsageException("--dry-run applies nothing: leave out --out");
             if (!dry && (pr.GetValue(bank) is not null || pr.GetValue(bankLimit) is not null)) throw new CliUsageException("--bank and --bank-limit go with --dry-run");
             string dir = dry ? "" : pr.GetValue(outDir) ?? throw new CliUsageException("--out DIR is required (the edited-model folder), or --dry-run");
-            if (pr.GetValue(method)!.Equals("lemoe", StringComparison.OrdinalIgnoreCase))
-            {
-                if (dry) throw new CliUsageException("--dry-run: LEMoE changes no weight, so there is no ΔW to forecast");
-                return LemoeEdit(io, source, dir, reqs, pr.GetValue(hparams), pr.GetValue(layer), pr.GetValue(batch));
-            }
             // one-line errors for a bad MODEL, method, layer or corpus before anything is created
             EditMethod em0;
             using (var ms = ModelSession.Open(source))
             {
                 int[]? layers = pr.GetValue(layer) is { } lt ? EditingErrors.ParseLayers(lt, ms.Config.Layers, "--layers") : null;
-                em0 = EditMethod.Parse(pr.GetValue(method)!, pr.GetValue(hparams), layers);
+                em0 = EditMethod.Parse(pr.GetValue(method)!, pr.GetValue(hparams), layers, io.Err);
                 foreach (int l in em0.Layers)
                     if (l < 0 || l >= ms.Config.Layers) throw new CliUsageException($"layer {l} is outside the model's layers 0..{ms.Config.Layers - 1}");
             }
+            if (em0.Kind.Has(EditorCapabilities.Adaptor))
+            {
+                if (dry) throw new CliUsageException($"--dry-run: {em0.Name} changes no weight, so there is no ΔW to forecast");
+                return AdaptorEdit(io, source, dir, reqs, em0, pr.GetValue(batch));
+            }
             int batchSize = pr.GetValue(batch) ?? (em0.Batched ? reqs.Count : 1);
             if (batchSize < 1) throw new CliUsageException($"--batch: must be a positive integer (got {batchSize})");
-            if (!em0.Batched && batchSize != 1) throw new CliUsageException($"--batch: {em0.Name} edits one request at a time (use --method memit or alphaedit for batches)");
+            if (!em0.Batched && batchSize != 1) throw new CliUsageException($"--batch: {em0.Name} edits one request at a time (batched methods: {string.Join(", ", Editors.All.Where(k => k.Has(EditorCapabilities.Batched)).Select(k => k.Name))})");
             if (em0.NeedsStats && pr.GetValue(corpus) is null)
                 throw new CliUsageException($"{em0.Name} needs the key statistics of the edited layers: give --stats-corpus FILE|facts:PATH");
             if (pr.GetValue(corpus) is { } spec && KeyStatsOptions.PathOf(spec) is var cpath && !File.Exists(cpath))
@@ -76,7 +76,8 @@ internal static class EditCommand
 
             var editor = em0.Create(lm, pr.GetValue(corpus), pr.GetValue(limitTokens), pr.GetValue(cache), io, anchorPool: reqs);
             int remembered = EditMethod.RememberJournal(editor, em, lm);
-            if (remembered > 0) io.Out.WriteLine($"alphaedit: protecting the keys of {remembered} earlier request(s) from the journal");
+            if (remembered > 0 && em0.Kind.Has(EditorCapabilities.RemembersState))
+                io.Out.WriteLine($"{em0.Name}: continuing from the journal's {remembered} earlier edit(s) ({em.ActiveEdits(em0.Name).Sum(e => e.Requests.Count)} request(s))");
             string layersText = string.Join(",", em0.Layers);
             var table = new TextTable(("edit", true), ("subject", false), ("target", false), ("layers", false), ("||dW||", true),
                 ("loss", false), ("answer before", false), ("answer after", false));
@@ -85,11 +86,11 @@ internal static class EditCommand
                 var chunk = reqs.Skip(start).Take(batchSize).ToArray();
                 var before = chunk.Select(r => lm.GreedyAnswer(r.FilledPrompt)).ToArray();
                 var deltas = editor.ComputeDeltas(lm.Tf, chunk);
-                long id = em.Apply(deltas, new EditRecord { Method = em0.Name, Requests = chunk, HyperParametersJson = em0.HparamsJson });
+                long id = em.Apply(deltas, new EditRecord { Method = em0.Name, Requests = chunk, HyperParametersJson = em0.HparamsJson, EditorMemory = editor.LastMemoryContribution });
                 // the in-memory weights follow the checkpoint (rounded to its dtype), so the next
                 // batch is computed on exactly what a reload would give
                 foreach (int l in deltas.Select(d => d.Layer).Distinct()) lm.Model.SetDownProjection(l, em.ReadDownProjection(l).ToDouble());
-                if (editor is AlphaEdit ae) ae.Remember(lm.Tf, chunk);
+                editor.AfterApply(lm.Tf, chunk);
                 string norm = em.List().Single(e => e.Id == id).DeltaNorm.ToString("0.0000", CultureInfo.InvariantCulture);
                 string loss = EditMethod.Loss(editor);
                 for (int i = 0; i < chunk.Length; i++)
@@ -109,14 +110,9 @@ internal static class EditCommand
     /// LEMoE edit, loaded from DIR/lemoe.safetensors after that) and is journaled with it; the weights
     /// are untouched. Reverting the newest LEMoE edit removes its expert and restores the router.
     /// </summary>
-    private static int LemoeEdit(CliIo io, string source, string dir, IReadOnlyList<EditRequest> reqs, string? hparamsFile, string? layersText, int? batch)
+    private static int AdaptorEdit(CliIo io, string source, string dir, IReadOnlyList<EditRequest> reqs, EditMethod method, int? batch)
     {
-        LemoeHparams hp;
-        using (var ms = ModelSession.Open(source))
-        {
-            int[]? layers = layersText is { } lt ? EditingErrors.ParseLayers(lt, ms.Config.Layers, "--layers") : null;
-            hp = LemoeCli.Hparams(hparamsFile, layers, ms.Config.Layers);
-        }
+        var hp = (LemoeHparams)method.Settings.Hparams;
         int batchSize = batch ?? reqs.Count;
         if (batchSize < 1) throw new CliUsageException($"--batch: must be a positive integer (got {batchSize})");
         bool existed = EditedModel.IsEditedModel(dir);
@@ -127,18 +123,18 @@ internal static class EditCommand
         if (lm.Tf.Adaptor is LemoeAdaptor a && (a.Layer != hp.Layer || a.Rank != hp.ExpertRank || a.RouterHidden != hp.RouterHidden || a.KeyDim != hp.KeyDim))
             throw new CliUsageException($"{em.AdaptorPath}: the folder's LEMoE adaptor has layer {a.Layer}, expert_rank {a.Rank}, router_hidden {a.RouterHidden}, key_dim {a.KeyDim}; "
                 + $"these hparams say {hp.Layer}, {hp.ExpertRank}, {hp.RouterHidden}, {hp.KeyDim} (give the same shapes)");
-        var lemoe = new Lemoe(hp, lm.Tok);
+        var editor = method.Create(lm, _ => throw new InvalidOperationException($"{method.Name} reads no key statistics"));
         var table = new TextTable(("edit", true), ("subject", false), ("target", false), ("layer", false), ("expert", true),
             ("nll", false), ("answer before", false), ("answer after", false));
         for (int start = 0; start < reqs.Count; start += batchSize)
         {
             var chunk = reqs.Skip(start).Take(batchSize).ToArray();
             var before = chunk.Select(r => lm.GreedyAnswer(r.FilledPrompt)).ToArray();
-            lemoe.Edit(lm.Tf, chunk);
+            editor.ComputeDeltas(lm.Tf, chunk);
+            editor.AfterApply(lm.Tf, chunk);
             var adaptor = Lemoe.AdaptorOf(lm.Tf, hp);
-            long id = em.ApplyAdaptor(adaptor, hp, new EditRecord { Method = "lemoe", Requests = chunk, HyperParametersJson = hp.ToJson() });
-            var tr = lemoe.LastTrace;
-            string nll = tr is null ? "" : $"{tr.InitialNll.ToString("0.000", CultureInfo.InvariantCulture)} -> {tr.FinalNll.ToString("0.000", CultureInfo.InvariantCulture)}";
+            long id = em.ApplyAdaptor(adaptor, hp, new EditRecord { Method = method.Name, Requests = chunk, HyperParametersJson = method.HparamsJson });
+            string nll = editor.LastOutcome;
             for (int i = 0; i < chunk.Length; i++)
                 table.Add(id.ToString(CultureInfo.InvariantCulture), chunk[i].Subject, chunk[i].TargetNew, hp.Layer.ToString(CultureInfo.InvariantCulture),
                     adaptor.Experts.Count.ToString(CultureInfo.InvariantCulture), nll, TokenText.Quote(before[i]), TokenText.Quote(lm.GreedyAnswer(chunk[i].FilledPrompt)));

@@ -20,7 +20,7 @@ internal static class InterferenceCommand
     public static Command Create(CliIo io)
     {
         var model = CommonOptions.Model();
-        var method = new Option<string>("--method") { Description = "editing method: rome, memit, alphaedit or wilke", DefaultValueFactory = _ => "rome" };
+        var method = new Option<string>("--method") { Description = $"editing method: {string.Join(", ", Editors.All.Where(k => !k.Has(EditorCapabilities.Adaptor)).Select(k => k.Name))}", DefaultValueFactory = _ => Editors.Rome.Name };
         var dataset = new Option<string>("--dataset") { Description = "CounterFact / zsRE file: the edits are its first --edits records, the bank the next --bank-limit", Required = true };
         var edits = new Option<int>("--edits") { Description = "number of single edits", DefaultValueFactory = _ => 50 };
         var bankLimit = new Option<int>("--bank-limit") { Description = "facts in the bank", DefaultValueFactory = _ => 200 };

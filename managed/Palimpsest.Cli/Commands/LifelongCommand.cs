@@ -24,7 +24,7 @@ internal static class LifelongCommand
     public static Command Create(CliIo io)
     {
         var model = CommonOptions.Model();
-        var method = new Option<string>("--method") { Description = "editing method: rome, memit, alphaedit, wilke or lemoe", DefaultValueFactory = _ => "rome" };
+        var method = new Option<string>("--method") { Description = $"editing method: {Editors.Names}", DefaultValueFactory = _ => Editors.Rome.Name };
         var dataset = new Option<string>("--dataset") { Description = "CounterFact / zsRE file: the stream is its first --edits records", Required = true };
         var edits = new Option<string>("--edits") { Description = "number of edits in the stream, or all: every record read (see --records, --known-only) but the last --held-out", Required = true };
         var records = new Option<int?>("--records") { Description = "read only the dataset's first N records (e.g. 5000: the facts the shared models were trained on)" };
@@ -126,38 +126,36 @@ internal static class LifelongCommand
             }
             IReadOnlyList<LifelongCheckpoint> checkpoints;
             IReadOnlyList<MonitorEntry> monitorLog = [];
-            if (pr.GetValue(method)!.Equals("lemoe", StringComparison.OrdinalIgnoreCase))
+            var em = EditMethod.Parse(pr.GetValue(method)!, pr.GetValue(hparams), layers, io.Err);
+            foreach (int l in em.Layers)
+                if (l < 0 || l >= lm.Config.Layers) throw new CliUsageException($"layer {l} is outside the model's layers 0..{lm.Config.Layers - 1}");
+            int b = pr.GetValue(batch) ?? (em.Batched ? Math.Min(100, n) : 1);
+            if (b < 1) throw new CliUsageException($"--batch: must be a positive integer (got {b})");
+            if (!em.Batched && b != 1) throw new CliUsageException($"--batch: {em.Name} edits one request at a time");
+            if (em.Kind.Has(EditorCapabilities.Adaptor))
             {
-                // LEMoE trains an adaptor beside one MLP: no key statistics, no weight change
-                if (watch) throw new CliUsageException("--monitor / --refuse-above: LEMoE changes no weight, so there is no ΔW to forecast");
-                var hp = LemoeCli.Hparams(pr.GetValue(hparams), layers, lm.Config.Layers);
-                int b = pr.GetValue(batch) ?? Math.Min(100, n);
-                if (b < 1) throw new CliUsageException($"--batch: must be a positive integer (got {b})");
-                var lemoe = new Lemoe(hp, lm.Tok);
+                // an adaptor beside one MLP: no key statistics, no weight change, batches planned by the method
+                if (watch) throw new CliUsageException($"--monitor / --refuse-above: {em.Name} changes no weight, so there is no ΔW to forecast");
+                var editor = em.Create(lm, pr.GetValue(corpus), pr.GetValue(limitTokens), pr.GetValue(cache), io);
+                var hp = (LemoeHparams)em.Settings.Hparams;
                 var adaptor = Lemoe.AdaptorOf(lm.Tf, hp);
                 var batches = hp.PlanOrder
                     ? LemoePlanner.Plan(stream, b, r => adaptor.RoutingInputs([], lm.Tok.Encode(r.FilledPrompt), null)[^1], hp.Seed)
                     : stream.Chunk(b).Select(c => (IReadOnlyList<EditRequest>)c).ToList();
                 stream = batches.SelectMany(x => x).ToList();
-                output.Describe("lemoe", b, hp.ToJson(), [hp.Layer]);
-                var persist = Persistence("lemoe", b, hp.ToJson(), lm.Config.DFf, stats: false);
-                checkpoints = CliProgress.Run(io, $"lifelong lemoe, {n} edits", lines =>
-                    new LifelongHarness(lm.Tf, lm.Tok).Run(lemoe, batches, held, lines, cps => Reached(lines, cps, []), persist));
+                output.Describe(em.Name, b, em.HparamsJson, em.Layers, adaptor: true);
+                var persist = Persistence(em.Name, b, em.HparamsJson, lm.Config.DFf, stats: false);
+                checkpoints = CliProgress.Run(io, $"lifelong {em.Name}, {n} edits", lines =>
+                    new LifelongHarness(lm.Tf, lm.Tok).RunPlanned(editor, batches, held, lines, cps => Reached(lines, cps, []), persist));
                 if (Stopped(checkpoints, [])) return CliErrors.Ok;
             }
             else
             {
-                var em = EditMethod.Parse(pr.GetValue(method)!, pr.GetValue(hparams), layers);
-                foreach (int l in em.Layers)
-                    if (l < 0 || l >= lm.Config.Layers) throw new CliUsageException($"layer {l} is outside the model's layers 0..{lm.Config.Layers - 1}");
                 int[]? moveLayers = pr.GetValue(moveTo) is { } mt ? EditingErrors.ParseLayers(mt, lm.Config.Layers, "--move-to") : null;
                 if (moveLayers is not null && limit is null) throw new CliUsageException("--move-to: give --refuse-above too (the forecast threshold above which a batch is moved)");
-                if (moveLayers is not null && em.Name != "rome") throw new CliUsageException($"--move-to: only ROME edits can be made at another layer ({em.Name} given)");
-                int b = pr.GetValue(batch) ?? (em.Batched ? Math.Min(100, n) : 1);
-                if (b < 1) throw new CliUsageException($"--batch: must be a positive integer (got {b})");
-                if (!em.Batched && b != 1) throw new CliUsageException($"--batch: {em.Name} edits one request at a time");
+                if (moveLayers is not null && !em.Kind.Has(EditorCapabilities.EditsAtGivenLayer))
+                    throw new CliUsageException($"--move-to: {em.Name} cannot make its edit at another layer (methods that can: {string.Join(", ", Editors.All.Where(k => k.Has(EditorCapabilities.EditsAtGivenLayer)).Select(k => k.Name))})");
                 var editor = em.Create(lm, pr.GetValue(corpus), pr.GetValue(limitTokens), pr.GetValue(cache), io, moveLayers, anchorPool: all);
-                Action<IReadOnlyList<EditRequest>>? after = editor is AlphaEdit ae ? reqs => ae.Remember(lm.Tf, reqs) : null;
                 var guard = watch ? new LifelongMonitor(held, new FactProbes(lm.Tok, em.FactToken), limit, moveLayers) : null;
                 var harness = new LifelongHarness(lm.Tf, lm.Tok);
                 output.Describe(em.Name, b, em.HparamsJson, em.Layers);
@@ -168,7 +166,7 @@ internal static class LifelongCommand
                     throw new CliUsageException("--resume / --stop-after: a run with the interference monitor cannot be resumed (its bank of keys is not saved)");
                 var persist = resumable ? Persistence(em.Name, b, em.HparamsJson, lm.Config.DFf, em.NeedsStats) : null;
                 checkpoints = CliProgress.Run(io, $"lifelong {em.Name}, {n} edits", lines =>
-                    harness.Run(editor, stream, b, held, after, lines, guard, cps => Reached(lines, cps, harness.MonitorLog), persist));
+                    harness.Run(editor, stream, b, held, lines, guard, cps => Reached(lines, cps, harness.MonitorLog), persist));
                 monitorLog = harness.MonitorLog;
                 if (Stopped(checkpoints, monitorLog)) return CliErrors.Ok;
             }
@@ -221,8 +219,10 @@ internal static class LifelongCommand
         private string _name = "", _hparams = "{}";
         private int _batch;
         private int[] _layers = [];
+        private bool _adaptor;
 
-        public void Describe(string name, int batch, string hparamsJson, int[] layers) => (_name, _batch, _hparams, _layers) = (name, batch, hparamsJson, layers);
+        public void Describe(string name, int batch, string hparamsJson, int[] layers, bool adaptor = false) =>
+            (_name, _batch, _hparams, _layers, _adaptor) = (name, batch, hparamsJson, layers, adaptor);
 
         /// <returns>the lines of lifelong.md</returns>
         public List<string> Write(IReadOnlyList<LifelongCheckpoint> checkpoints, IReadOnlyList<MonitorEntry> monitorLog, bool complete)
@@ -233,7 +233,7 @@ internal static class LifelongCommand
             {
                 $"# Lifelong editing: {_name} on {modelName}",
                 "",
-                $"{edits} edits from {Path.GetFileName(datasetPath)} in batches of {_batch}, never restored; {heldOut} held-out facts; layers [{string.Join(", ", _layers)}]{(_name == "lemoe" ? " (the adaptor's; batches planned by K-means when plan_order)" : "")}."
+                $"{edits} edits from {Path.GetFileName(datasetPath)} in batches of {_batch}, never restored; {heldOut} held-out facts; layers [{string.Join(", ", _layers)}]{(_adaptor ? " (the adaptor's; batches planned by K-means when plan_order)" : "")}."
                     + (complete ? "" : $" **Partial: the run had reached {reached} of {edits} edits when this was written.**"),
                 "",
                 "| edits | ES | GS | LS | ERS | ORS | S | ‖ΔW‖ per layer |",

@@ -37,7 +37,19 @@ public sealed class AlphaEdit : IPreparedEditor, IRememberingEditor, IAnchoredEd
 
     /// <summary>Per edited layer of the last call: keys K [f, n], residuals R [d, n] and the earlier batches' C_p [f, f].</summary>
     public IReadOnlyList<(int Layer, Matrix<double> K, Matrix<double> R, Matrix<double> Cp)>? LastSolves { get; private set; }
-    public string Method => "AlphaEdit";
+    public string Method => "alphaedit";
+
+    public string LastOutcome => ((IEditor)_memit).LastOutcome;
+
+    public void AfterApply(Transformer tf, IReadOnlyList<EditRequest> requests) => Remember(tf, requests);
+
+    /// <summary>The active earlier AlphaEdit edits' keys, recomputed with the current weights (as the reference recomputes them with the edited model), go into C_p.</summary>
+    public void Reopen(Transformer tf, IReadOnlyList<Journal.JournaledEdit> earlier)
+    {
+        _previousKeys.Clear();
+        var requests = earlier.SelectMany(e => e.Requests).ToList();
+        if (requests.Count > 0) Remember(tf, requests);
+    }
 
     /// <summary>The null-space projector P [f, f] of a layer (computed once from C).</summary>
     public Matrix<double> Projection(int layer, int f)

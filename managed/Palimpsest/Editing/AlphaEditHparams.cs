@@ -35,7 +35,7 @@ public sealed record AlphaEditHparams
     /// <summary>The defaults with the fields of json laid over them; unknown fields are refused.</summary>
     public static AlphaEditHparams FromJson(string json, string where = "hparams")
     {
-        var merged = HparamsOverlay.Merge(new AlphaEditHparams().ToJson(), json, where, null, HparamsOverlay.NasFields);
+        var merged = HparamsOverlay.Merge(new AlphaEditHparams().ToJson(), json, where, Editors.AlphaEditReferenceFields, HparamsOverlay.NasFields);
         try { return JsonSerializer.Deserialize(merged, AlphaEditHparamsJson.Default.AlphaEditHparams)!; }
         catch (JsonException e) { throw new ArgumentException($"{where}: {e.Message.Split('\n')[0]}"); }
     }

@@ -8,12 +8,6 @@ namespace Palimpsest.Editing;
 /// An editor that does not change the model's weights but trains something beside them (LEMoE's
 /// adaptor). Edit installs or extends it on the Transformer; the caller records and reverts it.
 /// </summary>
-public interface IAdaptorEditor
-{
-    string Method { get; }
-    void Edit(Transformer tf, IReadOnlyList<EditRequest> requests);
-}
-
 /// <summary>What one LEMoE edit did: AdamW steps, the batch's target NLL before and after, and
 /// the share of the target rows the router sends to the new expert afterwards.</summary>
 public sealed record LemoeTrace(int Expert, int Steps, double InitialNll, double FinalNll, double RoutedToNew);
@@ -28,10 +22,19 @@ public sealed record LemoeTrace(int Expert, int Steps, double InitialNll, double
 /// MLP output: their gradients are dL/d(adaptor output); the adaptor's own gradients are host
 /// float64. Training routes with the same top-1 rule as inference.
 /// </summary>
-public sealed class Lemoe(LemoeHparams hparams, ITextTokenizer tokenizer) : IAdaptorEditor, IRememberingEditor
+public sealed class Lemoe(LemoeHparams hparams, ITextTokenizer tokenizer) : IEditor, IRememberingEditor
 {
     public LemoeHparams Hparams { get; } = hparams;
-    public string Method => "LEMoE";
+    public string Method => "lemoe";
+
+    /// <summary>LEMoE changes no weight: the batch trains a new expert of the adaptor it installs on the Transformer (<see cref="Edit"/>); no delta.</summary>
+    public IReadOnlyList<WeightDelta> ComputeDeltas(Transformer tf, IReadOnlyList<EditRequest> requests)
+    {
+        Edit(tf, requests);
+        return [];
+    }
+
+    public string LastOutcome => LastTrace is { } t ? $"{Editors.Loss(t.InitialNll)} -> {Editors.Loss(t.FinalNll)}" : "";
     public LemoeTrace? LastTrace { get; private set; }
     /// <summary>The route of every row of the last training forward, per request (the packed sequence split back).</summary>
     public IReadOnlyList<int[]>? LastTrainingRoutes { get; private set; }

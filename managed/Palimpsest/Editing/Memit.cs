@@ -10,7 +10,7 @@ namespace Palimpsest.Editing;
 ///   for the edited layers l_1 < ... < l_L, in order, with the earlier ones already edited:
 ///     K [f, n] = keys at l_i (½ bare prompt + ½ mean over generated contexts; compute_ks)
 ///     R [d, n] = (z* − current block output of the last layer) / (L − i)
-///     ΔW_i [f, d] = (λ C + K Kᵀ)⁻¹ K Rᵀ        (float64, λ = mom2_update_weight)
+///     ΔW_i [f, d] = (λ C + K Kᵀ)⁻¹ K Rᵀ        (float64, λ = mom2_update_weight; C = I without mom2_adjustment)
 /// The weights are edited while the deltas are computed (later layers see earlier ones) and
 /// restored exactly before returning: the caller applies the deltas.
 /// </summary>
@@ -31,7 +31,9 @@ public sealed class Memit : IPreparedEditor, IAnchoredEditor
 
     public MemitHparams Hparams { get; }
     public bool NormAnchored => Hparams.NormAnchor;
-    public string Method => "MEMIT";
+    public string Method => "memit";
+
+    public string LastOutcome => LastZ is { Count: > 0 } z ? $"{Editors.Loss(z.Average(r => r.InitialLoss))} -> {Editors.Loss(z.Average(r => r.FinalLoss))}" : "-";
 
     /// <summary>z* of every request of the last call, and the optimisation outcomes.</summary>
     public IReadOnlyList<DeltaResult>? LastZ { get; private set; }
@@ -42,6 +44,7 @@ public sealed class Memit : IPreparedEditor, IAnchoredEditor
     /// <summary>The context templates (see <see cref="IPreparedEditor"/>).</summary>
     public void Prepare(Transformer tf)
     {
+        Editors.CheckLossLayer(Hparams.VLossLayer, tf.Model.Config.Layers);
         _templates ??= ContextTemplates.GenerateMemit(tf, _tok, Hparams.ContextTemplateLength, Hparams.ContextTemplateSeed);
         if (Hparams.NormAnchor && _anchor is null)
             _anchor = Hparams.NasNorm > 0 ? Hparams.NasNorm
@@ -86,9 +89,15 @@ public sealed class Memit : IPreparedEditor, IAnchoredEditor
         LastSolves = solves;
         return Spread(tf, requests, layers, z, (layer, K, R) =>
         {
-            var flat = _secondMoment(layer);
-            if (flat.Length != (long)f * f) throw new ArgumentException($"second moment of layer {layer} has {flat.Length} values, expected {f}x{f}");
-            var C = Matrix<double>.Build.Dense(f, f, (a, b) => flat[a * f + b]);
+            // mom2_adjustment false: C = I, the plain ridge (λI + KKᵀ)⁻¹ K Rᵀ (no key statistics needed)
+            Matrix<double> C;
+            if (!Hparams.Mom2Adjustment) C = Matrix<double>.Build.DenseIdentity(f);
+            else
+            {
+                var flat = _secondMoment(layer);
+                if (flat.Length != (long)f * f) throw new ArgumentException($"second moment of layer {layer} has {flat.Length} values, expected {f}x{f}");
+                C = Matrix<double>.Build.Dense(f, f, (a, b) => flat[a * f + b]);
+            }
             var adj = (C * Hparams.Mom2UpdateWeight + K * K.Transpose()).Solve(K); // [f, n] = (λC + KKᵀ)⁻¹ K
             solves.Add((layer, K, R));
             // ΔW [f, d] = adj · Rᵀ: rank n with Left = adjᵀ rows, Right = Rᵀ rows

@@ -43,7 +43,7 @@ public sealed record MemitHparams
     /// <summary>The defaults with the fields of json laid over them; unknown fields are refused.</summary>
     public static MemitHparams FromJson(string json, string where = "hparams")
     {
-        var merged = HparamsOverlay.Merge(new MemitHparams().ToJson(), json, where, null, HparamsOverlay.NasFields);
+        var merged = HparamsOverlay.Merge(new MemitHparams().ToJson(), json, where, Editors.LocateAndEditReferenceFields, HparamsOverlay.NasFields);
         try { return JsonSerializer.Deserialize(merged, MemitHparamsJson.Default.MemitHparams)!; }
         catch (JsonException e) { throw new ArgumentException($"{where}: {e.Message.Split('\n')[0]}"); }
     }

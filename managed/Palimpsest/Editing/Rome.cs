@@ -30,7 +30,9 @@ public sealed class Rome : IPreparedEditor, ILayerEditor, IAnchoredEditor
 
     public RomeHparams Hparams { get; }
     public bool NormAnchored => Hparams.NormAnchor;
-    public string Method => "ROME";
+    public string Method => "rome";
+
+    public string LastOutcome => LastTrace is { } t ? $"{Editors.Loss(t.InitialLoss)} -> {Editors.Loss(t.FinalLoss)}" : "-";
 
     /// <summary>What the last edit computed, for tests and reports.</summary>
     public RomeTrace? LastTrace { get; private set; }
@@ -73,6 +75,7 @@ public sealed class Rome : IPreparedEditor, ILayerEditor, IAnchoredEditor
     {
         var c = tf.Model.Config;
         if (layer < 0 || layer >= c.Layers) throw new ArgumentException($"hparams layer {layer} outside the model's {c.Layers} layers");
+        Editors.CheckLossLayer(Hparams.VLossLayer, c.Layers);
         _templates ??= ContextTemplates.Generate(tf, _tok, Hparams.ContextTemplateLengthParams, Hparams.ContextTemplateSeed);
         if (Hparams.Mom2Adjustment) Factor(layer, c.DFf);
         if (Hparams.NormAnchor && !_anchor.ContainsKey(layer))

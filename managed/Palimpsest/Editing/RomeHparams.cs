@@ -42,7 +42,7 @@ public sealed record RomeHparams
     /// <summary>The defaults with the fields of json laid over them; unknown fields are refused.</summary>
     public static RomeHparams FromJson(string json, string where = "hparams")
     {
-        var merged = HparamsOverlay.Merge(new RomeHparams().ToJson(), json, where, null, HparamsOverlay.NasFields);
+        var merged = HparamsOverlay.Merge(new RomeHparams().ToJson(), json, where, Editors.LocateAndEditReferenceFields, HparamsOverlay.NasFields);
         try { return JsonSerializer.Deserialize(merged, HparamsJson.Default.RomeHparams)!; }
         catch (JsonException e) { throw new ArgumentException($"{where}: {e.Message.Split('\n')[0]}"); }
     }

@@ -39,6 +39,19 @@ public sealed class UltraEdit : IEditor, IRememberingEditor
     /// <summary>The last call's rows' moments per shape, in <see cref="LifelongNormalizer.Save"/>'s form: what that edit added to the normaliser.</summary>
     public IReadOnlyDictionary<string, double[]>? LastContribution { get; private set; }
 
+    public IReadOnlyDictionary<string, double[]>? LastMemoryContribution => LastContribution;
+
+    public string LastOutcome => LastSolves is { Count: > 0 } s ? $"{s[0].K.RowCount} rows" : "-";
+
+    /// <summary>The normaliser continues from the active earlier edits' journaled moments, merged oldest first (as they were made).</summary>
+    public void Reopen(Transformer tf, IReadOnlyList<Journal.JournaledEdit> earlier)
+    {
+        Normalizer.Clear();
+        foreach (var e in earlier)
+            foreach (var ((k, v), m) in LifelongNormalizer.Read(e.Memory, $"edit {e.Id}'s UltraEdit memory"))
+                Normalizer.Add(k, v, m);
+    }
+
     /// <summary>Per edited layer of the last call: the raw keys K [N, f] and the value rows V [N, d] the ridge solve used.</summary>
     public IReadOnlyList<(int Layer, Matrix<double> K, Matrix<double> V)>? LastSolves { get; private set; }
 

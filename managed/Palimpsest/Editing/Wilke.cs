@@ -31,7 +31,9 @@ public sealed class Wilke : IPreparedEditor
         _rome = new Rome(hparams with { Layers = [0] }, tokenizer, secondMoment);
     }
 
-    public string Method => "WilKE";
+    public string Method => "wilke";
+
+    public string LastOutcome => LastScan is { } s ? $"layer {s.Chosen} (LA {Editors.Loss(s.La[s.Chosen])})" : "-";
     public int ScanningCeiling { get; }
 
     /// <summary>The scan of the last edit.</summary>

@@ -80,8 +80,8 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
 {
     private readonly FactProbe _probe = new(tf, tok);
 
-    /// <param name="afterApply">called with each batch after its deltas were applied (AlphaEdit.Remember;
-    /// what it changes must be the editor's <see cref="IRememberingEditor"/> memory for a run to resume)</param>
+    /// <remarks>Each batch's deltas are applied, then the editor's <see cref="IEditor.AfterApply"/> runs (AlphaEdit's C_p;
+    /// what it changes must be the editor's <see cref="IRememberingEditor"/> memory for a run to resume).</remarks>
     /// <param name="monitor">the interference monitor's guard (null: none): each batch's deltas are
     /// forecast against the bank before they are applied, logged in <see cref="MonitorLog"/>, and
     /// refused (not applied) when the forecast passes the threshold</param>
@@ -90,8 +90,7 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
     /// <param name="persist">saves the run's state as it goes and resumes it from a saved one (null: neither);
     /// see <see cref="LifelongPersistence"/></param>
     public IReadOnlyList<LifelongCheckpoint> Run(IEditor editor, IReadOnlyList<EditRequest> stream, int batch,
-        IReadOnlyList<EditRequest> heldOut, Action<IReadOnlyList<EditRequest>>? afterApply = null, IProgress<double>? progress = null,
-        LifelongMonitor? monitor = null, Action<IReadOnlyList<LifelongCheckpoint>>? checkpointed = null, LifelongPersistence? persist = null)
+        IReadOnlyList<EditRequest> heldOut, IProgress<double>? progress = null, LifelongMonitor? monitor = null, Action<IReadOnlyList<LifelongCheckpoint>>? checkpointed = null, LifelongPersistence? persist = null)
     {
         if (batch < 1) throw new ArgumentOutOfRangeException(nameof(batch), "batch must be >= 1");
         // the monitor's bank holds keys read from the model as it was when each edit was added
@@ -125,7 +124,7 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
                 // the WDown before the layer's first delta is the base its drift is measured from
                 baseW.TryAdd(d.Layer, tf.Model.ApplyDelta(d));
             }
-            afterApply?.Invoke(b);
+            editor.AfterApply(tf, b);
         }, baseW, progress, checkpointed, persist, editor as IRememberingEditor);
     }
 
@@ -212,10 +211,14 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
     /// The same stream for an editor that trains an adaptor beside the weights (LEMoE): batches
     /// given (planned by the caller), ‖ΔW‖ empty (the weights never change).
     /// </summary>
-    public IReadOnlyList<LifelongCheckpoint> Run(IAdaptorEditor editor, IReadOnlyList<IReadOnlyList<EditRequest>> batches,
+    public IReadOnlyList<LifelongCheckpoint> RunPlanned(IEditor editor, IReadOnlyList<IReadOnlyList<EditRequest>> batches,
         IReadOnlyList<EditRequest> heldOut, IProgress<double>? progress = null, Action<IReadOnlyList<LifelongCheckpoint>>? checkpointed = null,
         LifelongPersistence? persist = null)
-        => RunCore(batches, heldOut, b => editor.Edit(tf, b), new Dictionary<int, double[]>(), progress, checkpointed, persist, editor as IRememberingEditor);
+        => RunCore(batches, heldOut, b =>
+        {
+            if (editor.ComputeDeltas(tf, b).Count > 0) throw new ArgumentException($"{editor.Method} returned weight deltas: a planned stream is for an adaptor editor");
+            editor.AfterApply(tf, b);
+        }, new Dictionary<int, double[]>(), progress, checkpointed, persist, editor as IRememberingEditor);
 
     private List<LifelongCheckpoint> RunCore(IReadOnlyList<IReadOnlyList<EditRequest>> batches, IReadOnlyList<EditRequest> heldOut,
         Action<IReadOnlyList<EditRequest>> apply, Dictionary<int, double[]> baseW, IProgress<double>? progress,

@@ -16,6 +16,8 @@ public sealed record EditRecord
     public IReadOnlyList<EditRequest> Requests { get; init; } = [];
     /// <summary>A JSON object (validated on apply).</summary>
     public string HyperParametersJson { get; init; } = "{}";
+    /// <summary>What the edit adds to its editor's memory beyond the weights (<see cref="IEditor.LastMemoryContribution"/>), journaled with it; null: nothing.</summary>
+    public IReadOnlyDictionary<string, double[]>? EditorMemory { get; init; }
     /// <summary>When the edit was made; null = now.</summary>
     public DateTimeOffset? Time { get; init; }
 
@@ -75,7 +77,25 @@ public sealed record JournalEntry(
     string RequestsJson, string HyperParametersJson)
 {
     public bool Reverted => RevertedTime is not null;
+
+    /// <summary>The edit's requests, read back from <see cref="RequestsJson"/>.</summary>
+    public IReadOnlyList<EditRequest> ParseRequests()
+    {
+        using var doc = JsonDocument.Parse(RequestsJson);
+        static string? Str(JsonElement e, string name) => e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
+        static IReadOnlyList<string> List(JsonElement e, string name) =>
+            e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Array ? v.EnumerateArray().Select(x => x.GetString() ?? "").ToList() : [];
+        return doc.RootElement.EnumerateArray().Select(r => new EditRequest
+        {
+            CaseId = Str(r, "case_id"), Subject = Str(r, "subject") ?? "", Prompt = Str(r, "prompt") ?? "", TargetNew = Str(r, "target_new") ?? "",
+            TargetTrue = Str(r, "target_true"), ParaphrasePrompts = List(r, "paraphrase_prompts"), NeighborhoodPrompts = List(r, "neighborhood_prompts"),
+            NeighborhoodAnswer = Str(r, "neighborhood_answer"),
+        }).ToList();
+    }
 }
+
+/// <summary>An active journaled edit as an editor continues from it: its id, its requests, and what it journaled for its editor's memory.</summary>
+public sealed record JournaledEdit(long Id, IReadOnlyList<EditRequest> Requests, IReadOnlyDictionary<string, double[]> Memory);
 
 /// <summary>A journal or edited-model folder that cannot be used; the message is one line naming the file.</summary>
 public sealed class JournalException(string message) : Exception(message);

@@ -423,7 +423,7 @@ public sealed class EditedModel : IDisposable
         var row = new EditRow(meta.Time ?? DateTimeOffset.UtcNow, meta.Method, meta.SubjectSummary(), meta.TargetSummary(),
             deltas.Select(d => d.Layer).Distinct().Order().ToArray(), EditNorm(deltas),
             ContentHash(meta.Method, requestsJson, meta.HyperParametersJson, deltas), requestsJson, meta.HyperParametersJson);
-        long id = CommitOrDiscard(PendingPath(generation), () => _db.InsertEdit(row, named, generation));
+        long id = CommitOrDiscard(PendingPath(generation), () => _db.InsertEdit(row, named, generation, meta.EditorMemory));
         Step("committed");
 
         DurableFs.Replace(PendingPath(generation), CheckpointPath);
@@ -453,6 +453,27 @@ public sealed class EditedModel : IDisposable
         Step("committed");
         DurableFs.Replace(PendingPath(generation), CheckpointPath);
         Step("renamed");
+    }
+
+    /// <summary>
+    /// The active (not reverted) edits of one method, oldest first — their requests and the memory each
+    /// journaled for its editor — for an editor that continues from them (<see cref="Reopen"/>).
+    /// The method matches case-insensitively (journals written before the editor table say "ROME", "AlphaEdit").
+    /// </summary>
+    public IReadOnlyList<JournaledEdit> ActiveEdits(string method) =>
+        _db.Entries().Where(e => !e.Reverted && string.Equals(e.Method, method, StringComparison.OrdinalIgnoreCase))
+            .Select(e => new JournaledEdit(e.Id, e.ParseRequests(), _db.EditorMemory(e.Id))).ToList();
+
+    /// <summary>
+    /// Puts an editor where this folder's edits left it: its <see cref="IEditor.Reopen"/> gets the
+    /// active edits of its method (AlphaEdit protects their keys, UltraEdit continues their moments).
+    /// Call it after opening the folder and after reverting. Returns how many earlier edits it was given.
+    /// </summary>
+    public int Reopen(IEditor editor, Palimpsest.Runtime.Transformer model)
+    {
+        var earlier = ActiveEdits(editor.Method);
+        editor.Reopen(model, earlier);
+        return earlier.Count;
     }
 
     /// <summary>Every edit, oldest first, reverted ones included.</summary>

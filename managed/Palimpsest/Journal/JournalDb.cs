@@ -17,6 +17,10 @@ internal sealed record StoredDelta(long EditId, int Index, string Tensor, Weight
 ///   adaptor_edits(edit_id, layer, rank, d_ff, d_model, router_hidden, key_dim, a, b, key,
 ///                 down_before, up_before, down_after, up_after)
 ///                       a LEMoE edit: its expert, its key, and the router before and after training
+///   editor_memory(edit_id, name, value)
+///                       what an edit added to its editor's memory beyond the weights (UltraEdit's normaliser
+///                       moments), float64 BLOBs by name; a reopened folder's editor rebuilds its memory from
+///                       the active edits' (schema 3; a schema-2 journal gains the empty table when opened)
 ///                       (float64 BLOBs); the adaptor file is rebuilt from the active ones (schema 2;
 ///                       a schema-1 journal gains the empty table when opened)
 /// synchronous=FULL: a commit is on disk when Commit() returns, which the protocol in
@@ -24,7 +28,7 @@ internal sealed record StoredDelta(long EditId, int Index, string Tensor, Weight
 /// </summary>
 internal sealed class JournalDb : IDisposable
 {
-    public const int SchemaVersion = 2;
+    public const int SchemaVersion = 3;
 
     private const string Schema = """
         CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -53,7 +57,15 @@ internal sealed class JournalDb : IDisposable
             left BLOB NOT NULL,
             right BLOB NOT NULL,
             PRIMARY KEY(edit_id, idx));
-        """ + AdaptorSchema;
+        """ + AdaptorSchema + MemorySchema;
+
+    private const string MemorySchema = """
+        CREATE TABLE editor_memory(
+            edit_id INTEGER NOT NULL REFERENCES edits(id),
+            name TEXT NOT NULL,
+            value BLOB NOT NULL,
+            PRIMARY KEY(edit_id, name));
+        """;
 
     private const string AdaptorSchema = """
         CREATE TABLE adaptor_edits(
@@ -107,13 +119,15 @@ internal sealed class JournalDb : IDisposable
         try
         {
             string? v = db.Guard(() => db.Meta("schema_version"));
-            if (v == "1")
+            if (v is "1" or "2")
             {
-                // schema 1 had no adaptor edits: adding the empty table is all the migration there is
+                // schema 1 had no adaptor edits, schema 2 no editor memory: adding the empty tables is
+                // all the migration there is
                 db.Guard(() =>
                 {
                     using var tx = db._c.BeginTransaction();
-                    db.Exec(AdaptorSchema, tx);
+                    if (v == "1") db.Exec(AdaptorSchema, tx);
+                    db.Exec(MemorySchema, tx);
                     db.SetMeta("schema_version", SchemaVersion.ToString(CultureInfo.InvariantCulture), tx);
                     tx.Commit();
                     return 0;
@@ -187,10 +201,21 @@ internal sealed class JournalDb : IDisposable
     }
 
     /// <summary>The edit row plus its deltas plus the new generation, in ONE transaction. Returns the edit id.</summary>
-    public long InsertEdit(EditRow row, IReadOnlyList<(string Tensor, WeightDelta Delta)> deltas, long generation) => Guard(() =>
+    public long InsertEdit(EditRow row, IReadOnlyList<(string Tensor, WeightDelta Delta)> deltas, long generation,
+        IReadOnlyDictionary<string, double[]>? memory = null) => Guard(() =>
     {
         using var tx = _c.BeginTransaction();
         long id = InsertEditRow(row, generation, tx);
+        foreach (var (name, value) in memory ?? new Dictionary<string, double[]>())
+        {
+            using var cmd = _c.CreateCommand();
+            cmd.Transaction = tx;
+            cmd.CommandText = "INSERT INTO editor_memory(edit_id, name, value) VALUES($e, $n, $v)";
+            cmd.Parameters.AddWithValue("$e", id);
+            cmd.Parameters.AddWithValue("$n", name);
+            cmd.Parameters.AddWithValue("$v", MemoryMarshal.AsBytes(value.AsSpan()).ToArray());
+            cmd.ExecuteNonQuery();
+        }
         for (int i = 0; i < deltas.Count; i++)
         {
             var (tensor, d) = deltas[i];
@@ -406,6 +431,23 @@ internal sealed class JournalDb : IDisposable
         var set = new HashSet<string>(StringComparer.Ordinal);
         while (r.Read()) set.Add(r.GetString(0));
         return set;
+    });
+
+    /// <summary>The memory an edit journaled for its editor (empty when none), by name.</summary>
+    public Dictionary<string, double[]> EditorMemory(long editId) => Guard(() =>
+    {
+        using var cmd = _c.CreateCommand();
+        cmd.CommandText = "SELECT name, value FROM editor_memory WHERE edit_id = $e ORDER BY name";
+        cmd.Parameters.AddWithValue("$e", editId);
+        using var r = cmd.ExecuteReader();
+        var d = new Dictionary<string, double[]>();
+        while (r.Read())
+        {
+            var bytes = (byte[])r.GetValue(1);
+            if (bytes.Length % 8 != 0) throw new JournalException($"{Path}: edit {editId}'s editor memory '{r.GetString(0)}' is {bytes.Length} bytes, not float64 values");
+            d[r.GetString(0)] = MemoryMarshal.Cast<byte, double>(bytes).ToArray();
+        }
+        return d;
     });
 
     public void Dispose() => _c.Dispose();

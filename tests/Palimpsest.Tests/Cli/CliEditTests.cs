@@ -146,7 +146,7 @@ public class CliEditTests
         Assert.Contains("2  Danielle Darrieux  Dutch", a.Out);
         var b = CliRunner.Run(["edit", m.Model, "--method", "alphaedit", "--subject", "Edwin of Northumbria", "--prompt", "{} follows", "--target", "Islam", .. common]);
         Assert.True(b.Code == 0, b.ToString());
-        Assert.Contains("protecting the keys of 1 earlier request(s)", b.Out);
+        Assert.Contains("alphaedit: continuing from the journal's 1 earlier edit(s) (1 request(s))", b.Out);
         var j = CliRunner.Run("journal", outDir);
         Assert.Contains("3 edit(s), 3 active", j.Out);
         Assert.Contains("memit      Danielle Darrieux (+1 more)", j.Out);

@@ -35,6 +35,6 @@ public class CliLemoeEditTests
         File.WriteAllText(hp2, """{ "layer": 1, "expert_rank": 3, "router_hidden": 6, "key_dim": 5, "steps": 2 }""");
         CliRunner.AssertBadInput(CliRunner.Run("edit", dir, "--method", "lemoe", "--requests", m.Dataset, "--limit", "1", "--hparams", hp2, "--out", dir),
             "lemoe.safetensors", "expert_rank 4");
-        CliRunner.AssertBadInput(CliRunner.Run("edit", m.Model, "--method", "lemoe", "--requests", m.Dataset, "--dry-run"), "--dry-run", "LEMoE");
+        CliRunner.AssertBadInput(CliRunner.Run("edit", m.Model, "--method", "lemoe", "--requests", m.Dataset, "--dry-run"), "--dry-run", "lemoe");
     }
 }

@@ -130,7 +130,7 @@ public class CliLifelongTests
             Assert.Equal(2, doc.RootElement.GetProperty("checkpoints").EnumerateArray().Last().GetProperty("edits").GetInt32());
         }
         CliRunner.AssertBadInput(CliRunner.Run("lifelong", m.Model, "--method", "lemoe", "--hparams", lhp, "--dataset", m.Dataset, "--edits", "1",
-            "--report", lreport, "--refuse-above", "0.5"), "LEMoE");
+            "--report", lreport, "--refuse-above", "0.5"), "lemoe");
         File.WriteAllText(lhp, """{"layer": 1, "expert_rnak": 4}""");
         CliRunner.AssertBadInput(CliRunner.Run("lifelong", m.Model, "--method", "lemoe", "--hparams", lhp, "--dataset", m.Dataset, "--edits", "1",
             "--report", lreport), "expert_rnak");

@@ -9,11 +9,7 @@ namespace Palimpsest.Tests.Editing;
 /// <summary>Norm-Anchor Scaling: the rescaling, the trimmed mean, and ROME / MEMIT / AlphaEdit values at the anchor's norm.</summary>
 public class NormAnchorTests
 {
-    private static readonly EditRequest[] Requests =
-    [
-        new() { Subject = "Danielle Darrieux", Prompt = "The mother tongue of {} is", TargetNew = "English" },
-        new() { Subject = "Lyon", Prompt = "{} is a twin city of", TargetNew = "Manila" },
-    ];
+    private static readonly EditRequest[] Requests = EditingFixtures.Requests[..2];
 
     private static double Norm(IEnumerable<double> v) => Math.Sqrt(v.Sum(x => x * x));
 
@@ -34,19 +30,11 @@ public class NormAnchorTests
         Assert.Equal(2.5, NormAnchor.UpperTrimmedMean([1, 2, 3, 4]), 12);  // ⌊0.2⌋ = 0: nothing dropped
     }
 
-    private static (ReferenceBackend, Model, Transformer, ITextTokenizer) Setup()
-    {
-        var c = EditingFixtures.Gpt2Vocab(4, 20, 2, 36);
-        var b = new ReferenceBackend();
-        var m = Model.FromHost(c, RandomWeights.Create(c, 23, 0.2), b);
-        return (b, m, new Transformer(m), TokenizerFactory.Gpt2(c));
-    }
-
     [Fact]
     public void Memit_aims_the_block_output_at_the_residual_before_the_mlp_plus_an_anchored_value()
     {
-        var (b, m, tf, tok) = Setup();
-        using var _b = b; using var _m = m; using var _t = tf;
+        using var s = new EditingFixtures.Small();
+        var (m, tf, tok) = (s.Model, s.Tf, s.Tok);
         var cm = EditingFixtures.RandomSpd(m.Config.DFf, 7);
         var hp = new MemitHparams { Layers = [1], VLossLayer = 3, VNumGradSteps = 5, Mom2UpdateWeight = 4, NormAnchor = true, NasRestart = 2 };
         var memit = new Memit(hp, tok, _ => cm);
@@ -77,8 +65,8 @@ public class NormAnchorTests
     [Fact]
     public void Rome_rescales_its_v_star_to_the_anchor()
     {
-        var (b, m, tf, tok) = Setup();
-        using var _b = b; using var _m = m; using var _t = tf;
+        using var s = new EditingFixtures.Small();
+        var (m, tf, tok) = (s.Model, s.Tf, s.Tok);
         var cm = EditingFixtures.RandomSpd(m.Config.DFf, 3);
         var hp = new RomeHparams { Layers = [1], VLossLayer = 3, VNumGradSteps = 5, ContextTemplateLengthParams = [[3, 2]], NormAnchor = true, NasNorm = 2.25 };
         var rome = new Rome(hp, tok, _ => cm);

@@ -13,12 +13,7 @@ namespace Palimpsest.Tests.Editing;
 /// <summary>UltraEdit: the lifelong normaliser, the value gradients, the ridge solve, and an edit that takes.</summary>
 public class UltraEditTests
 {
-    private static readonly EditRequest[] Requests =
-    [
-        new() { Subject = "Danielle Darrieux", Prompt = "The mother tongue of {} is", TargetNew = "English" },
-        new() { Subject = "Lyon", Prompt = "{} is a twin city of", TargetNew = "Manila" },
-        new() { Subject = "Toko Yasuda", Prompt = "{} plays the", TargetNew = "piano keyboard" },
-    ];
+    private static readonly EditRequest[] Requests = EditingFixtures.Requests;
 
     [Fact]
     public void Running_moments_over_uneven_batches_equal_a_two_pass_computation()
@@ -122,11 +117,8 @@ public class UltraEditTests
     [Fact]
     public void The_editor_solves_with_its_keys_and_normalised_gradients_and_remembers_the_moments()
     {
-        var c = EditingFixtures.Gpt2Vocab(3, 20, 2, 36);
-        using var b = new ReferenceBackend();
-        using var m = Model.FromHost(c, RandomWeights.Create(c, 23, 0.2), b);
-        using var tf = new Transformer(m);
-        var tok = TokenizerFactory.Gpt2(c);
+        using var s = new EditingFixtures.Small(layers: 3);
+        var (c, m, tf, tok) = (s.Config, s.Model, s.Tf, s.Tok);
         var hp = new UltraEditHparams { Layers = [2, 0], Lr = 0.01, BatchSize = 2 };
         var ue = new UltraEdit(hp, tok);
         var before = m.DownProjection(0);

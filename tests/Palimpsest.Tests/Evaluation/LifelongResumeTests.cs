@@ -28,8 +28,6 @@ public class LifelongResumeTests
     }
 
     // AlphaEdit remembers each batch's keys once it is applied, as the CLI has it do
-    private static Action<IReadOnlyList<EditRequest>>? After(IEditor e, Transformer tf) => e is AlphaEdit ae ? reqs => ae.Remember(tf, reqs) : null;
-
     private static readonly LemoeHparams LemoeHp = new() { Layer = 1, ExpertRank = 4, RouterHidden = 4, KeyDim = 4, Steps = 3, Lr = 0.01 };
 
     private static IReadOnlyList<LifelongCheckpoint> Run(Transformer tf, Palimpsest.Tokenization.ITextTokenizer tok, string method, List<EditRequest> stream, int batch,
@@ -37,9 +35,9 @@ public class LifelongResumeTests
     {
         // LEMoE trains an adaptor beside the weights: batches given in stream order here
         if (method == "lemoe")
-            return new LifelongHarness(tf, tok).Run(new Lemoe(LemoeHp, tok), stream.Chunk(batch).Select(c => (IReadOnlyList<EditRequest>)c).ToList(), heldOut, persist: persist);
+            return new LifelongHarness(tf, tok).RunPlanned(new Lemoe(LemoeHp, tok), stream.Chunk(batch).Select(c => (IReadOnlyList<EditRequest>)c).ToList(), heldOut, persist: persist);
         var e = Make(method, tf.Model, tok);
-        return new LifelongHarness(tf, tok).Run(e, stream, batch, heldOut, After(e, tf), persist: persist);
+        return new LifelongHarness(tf, tok).Run(e, stream, batch, heldOut, persist: persist);
     }
 
     // what the stream changed: every WDown, then the LEMoE adaptor's arrays (none for the weight editors)

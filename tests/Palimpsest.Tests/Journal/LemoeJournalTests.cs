@@ -185,7 +185,7 @@ public class LemoeJournalTests
     }
 
     [Fact]
-    public void A_schema_1_journal_opens_as_schema_2_with_its_edits()
+    public void A_schema_1_journal_opens_as_schema_3_with_its_edits()
     {
         using var m = new TinyGpt2Folder();
         string dir = m.PathIn("edited");
@@ -194,7 +194,7 @@ public class LemoeJournalTests
         {
             c.Open();
             using var cmd = c.CreateCommand();
-            cmd.CommandText = "DROP TABLE adaptor_edits; UPDATE meta SET value = '1' WHERE key = 'schema_version';";
+            cmd.CommandText = "DROP TABLE adaptor_edits; DROP TABLE editor_memory; UPDATE meta SET value = '1' WHERE key = 'schema_version';";
             cmd.ExecuteNonQuery();
         }
         using var reopened = EditedModel.Open(dir);
