@@ -55,6 +55,7 @@ public static class CliApp
         root.Subcommands.Add(EvalCommand.Create(io));
         root.Subcommands.Add(ValidateCommand.Create(io));
         root.Subcommands.Add(LifelongCommand.Create(io));
+        root.Subcommands.Add(BenchEditsCommand.Create(io));
         root.Subcommands.Add(InterferenceCommand.Create(io));
         root.Subcommands.Add(TrainCommand.Create(io));
         root.Subcommands.Add(DemoCommand.Create(io));

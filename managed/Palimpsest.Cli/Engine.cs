@@ -37,16 +37,7 @@ internal sealed class Engine : IDisposable
         catch { model?.Dispose(); backend.Dispose(); throw; }
     }
 
-    /// <summary>
-    /// --device cuda: float32 on the GPU. Otherwise --f64: the float64 reference (exact, slow), or by
-    /// default the float32 SIMD CPU backend. A missing GPU is the user's to fix, so it is bad input.
-    /// </summary>
-    private static IBackend CreateBackend(bool f64, bool cuda)
-    {
-        if (!cuda) return f64 ? new ReferenceBackend() : new SimdBackend();
-        try { return new CudaBackend(); }
-        catch (CudaUnavailableException e) { throw new CliUsageException($"--device cuda: {e.Message}"); }
-    }
+    private static IBackend CreateBackend(bool f64, bool cuda) => new DeviceChoice(cuda ? "cuda" : "cpu", F64: f64).CreateBackend();
 
     public string BackendName => _backend.Name;
     private ModelConfig C => _model.Config;

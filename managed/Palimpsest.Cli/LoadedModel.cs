@@ -1,4 +1,4 @@
-using Palimpsest.Backends.Cpu;
+using Palimpsest.Backends;
 using Palimpsest.Editing.Data;
 using Palimpsest.Journal;
 using Palimpsest.Models;
@@ -8,29 +8,30 @@ using Palimpsest.Tokenization;
 namespace Palimpsest.Cli;
 
 /// <summary>
-/// A model loaded for the analysis and editing commands (trace, stats, edit, eval): the float32
-/// SIMD backend, the weights, a Transformer over them and the tokenizer. Owns all of them.
+/// A model loaded for the analysis and editing commands (trace, stats, edit, eval, lifelong,
+/// bench-edits): the backend of the chosen device (<see cref="DeviceChoice"/>; the float32 SIMD CPU
+/// backend by default), the weights, a Transformer over them and the tokenizer. Owns all of them.
 /// </summary>
 internal sealed class LoadedModel : IDisposable
 {
-    private LoadedModel(string folder, SimdBackend backend, Model model, ITextTokenizer tok)
+    private LoadedModel(string folder, IBackend backend, Model model, ITextTokenizer tok)
     {
         Folder = folder; Backend = backend; Model = model; Tok = tok; Tf = new Transformer(model);
     }
 
     public string Folder { get; }
-    public SimdBackend Backend { get; }
+    public IBackend Backend { get; }
     public Model Model { get; }
     public Transformer Tf { get; }
     public ITextTokenizer Tok { get; }
     public ModelConfig Config => Model.Config;
 
     /// <summary>Validates the folder and tokenizer first (cheap, one-line errors), then loads the weights.</summary>
-    public static LoadedModel Open(string folder)
+    public static LoadedModel Open(string folder, DeviceChoice? device = null)
     {
         ITextTokenizer tok;
         using (var s = ModelSession.Open(folder)) tok = s.Tokenizer;
-        var backend = new SimdBackend();
+        var backend = (device ?? DeviceChoice.Cpu).CreateBackend();
         Model? model = null;
         try
         {

@@ -34,10 +34,14 @@ internal static class EditCommand
         var dryRun = new Option<bool>("--dry-run") { Description = "compute each edit on MODEL and forecast how far it moves the facts of --bank (||dW k|| at the edited layer), then apply nothing" };
         var bank = new Option<string?>("--bank") { Description = "--dry-run: the facts to protect (CounterFact or zsRE JSON); default MODEL/requests.json" };
         var bankLimit = new Option<int?>("--bank-limit") { Description = "--dry-run: the first N facts of the bank (default 500)" };
+        var device = CommonOptions.Device();
+        var dtype = DeviceChoice.DtypeOption();
         var cmd = new Command("edit", "rewrite facts in a model's weights (journaled and revertible), or forecast an edit's damage (--dry-run)")
-            { model, method, subject, prompt, target, requests, limit, layer, hparams, batch, corpus, limitTokens, cache, outDir, dryRun, bank, bankLimit };
+            { model, method, subject, prompt, target, requests, limit, layer, hparams, batch, corpus, limitTokens, cache, outDir, dryRun, bank, bankLimit, device, dtype };
         cmd.SetAction(pr => EditingErrors.Guard(() =>
         {
+            var dev = DeviceChoice.Read(pr, device, dtype);
+            dev.Check();
             var reqs = Requests(pr.GetValue(subject), pr.GetValue(prompt), pr.GetValue(target), pr.GetValue(requests), pr.GetValue(limit));
             string source = pr.GetValue(model)!;
             bool dry = pr.GetValue(dryRun);
@@ -56,7 +60,7 @@ internal static class EditCommand
             if (em0.Kind.Has(EditorCapabilities.Adaptor))
             {
                 if (dry) throw new CliUsageException($"--dry-run: {em0.Name} changes no weight, so there is no ΔW to forecast");
-                return AdaptorEdit(io, source, dir, reqs, em0, pr.GetValue(batch));
+                return AdaptorEdit(io, source, dir, reqs, em0, pr.GetValue(batch), dev);
             }
             int batchSize = pr.GetValue(batch) ?? (em0.Batched ? reqs.Count : 1);
             if (batchSize < 1) throw new CliUsageException($"--batch: must be a positive integer (got {batchSize})");
@@ -66,13 +70,13 @@ internal static class EditCommand
             if (pr.GetValue(corpus) is { } spec && KeyStatsOptions.PathOf(spec) is var cpath && !File.Exists(cpath))
                 throw new FileNotFoundException($"--stats-corpus: file '{cpath}' not found", cpath);
             if (dry)
-                return DryRun(io, source, em0, reqs, batchSize, pr.GetValue(bank), pr.GetValue(bankLimit), pr.GetValue(corpus), pr.GetValue(limitTokens), pr.GetValue(cache));
+                return DryRun(io, source, em0, reqs, batchSize, pr.GetValue(bank), pr.GetValue(bankLimit), pr.GetValue(corpus), pr.GetValue(limitTokens), pr.GetValue(cache), dev);
 
             bool existed = EditedModel.IsEditedModel(dir);
             using var em = existed ? EditedModel.Open(dir) : EditedModel.Create(source, dir);
             if (em.Recovery is not null) io.Out.WriteLine($"recovered {dir}: {em.Recovery}");
             io.Out.WriteLine(existed ? $"editing {em.Dir} (generation {em.Generation})" : $"created {em.Dir} from {source}");
-            using var lm = LoadedModel.Open(em.Dir);
+            using var lm = LoadedModel.Open(em.Dir, dev);
 
             var editor = em0.Create(lm, pr.GetValue(corpus), pr.GetValue(limitTokens), pr.GetValue(cache), io, anchorPool: reqs);
             int remembered = EditMethod.RememberJournal(editor, em, lm);
@@ -110,7 +114,7 @@ internal static class EditCommand
     /// LEMoE edit, loaded from DIR/lemoe.safetensors after that) and is journaled with it; the weights
     /// are untouched. Reverting the newest LEMoE edit removes its expert and restores the router.
     /// </summary>
-    private static int AdaptorEdit(CliIo io, string source, string dir, IReadOnlyList<EditRequest> reqs, EditMethod method, int? batch)
+    private static int AdaptorEdit(CliIo io, string source, string dir, IReadOnlyList<EditRequest> reqs, EditMethod method, int? batch, DeviceChoice dev)
     {
         var hp = (LemoeHparams)method.Settings.Hparams;
         int batchSize = batch ?? reqs.Count;
@@ -119,7 +123,7 @@ internal static class EditCommand
         using var em = existed ? EditedModel.Open(dir) : EditedModel.Create(source, dir);
         if (em.Recovery is not null) io.Out.WriteLine($"recovered {dir}: {em.Recovery}");
         io.Out.WriteLine(existed ? $"editing {em.Dir} (generation {em.Generation}, adaptor generation {em.AdaptorGeneration})" : $"created {em.Dir} from {source}");
-        using var lm = LoadedModel.Open(em.Dir);
+        using var lm = LoadedModel.Open(em.Dir, dev);
         if (lm.Tf.Adaptor is LemoeAdaptor a && (a.Layer != hp.Layer || a.Rank != hp.ExpertRank || a.RouterHidden != hp.RouterHidden || a.KeyDim != hp.KeyDim))
             throw new CliUsageException($"{em.AdaptorPath}: the folder's LEMoE adaptor has layer {a.Layer}, expert_rank {a.Rank}, router_hidden {a.RouterHidden}, key_dim {a.KeyDim}; "
                 + $"these hparams say {hp.Layer}, {hp.ExpertRank}, {hp.RouterHidden}, {hp.KeyDim} (give the same shapes)");
@@ -151,12 +155,12 @@ internal static class EditCommand
     /// forecast over the bank (the bank's entries with the request's own subject and prompt left out).
     /// </summary>
     private static int DryRun(CliIo io, string source, EditMethod em0, IReadOnlyList<EditRequest> reqs, int batchSize,
-        string? bankFile, int? bankLimit, string? corpus, long? limitTokens, string? cache)
+        string? bankFile, int? bankLimit, string? corpus, long? limitTokens, string? cache, DeviceChoice dev)
     {
         if (bankLimit is <= 0) throw new CliUsageException($"--bank-limit: must be a positive integer (got {bankLimit})");
         string bankPath = bankFile ?? Path.Combine(source, "requests.json");
         if (!File.Exists(bankPath)) throw new FileNotFoundException($"--bank: file '{bankPath}' not found (give --bank FILE.json)", bankPath);
-        using var lm = LoadedModel.Open(source);
+        using var lm = LoadedModel.Open(source, dev);
         var editor = em0.Create(lm, corpus, limitTokens, cache, io);
         var probes = new FactProbes(lm.Tok, em0.FactToken);
         var bankFacts = DatasetReader.Load(bankPath, bankLimit ?? 500);

@@ -27,9 +27,13 @@ internal static class EvalCommand
         var known = new Option<bool>("--known-only") { Description = "score only records whose true object the unedited model answers (greedy, every token)" };
         var corpus = KeyStatsOptions.Corpus("--stats-corpus");
         var cache = KeyStatsOptions.Cache();
-        var cmd = new Command("eval", "CounterFact / zsRE scores of a model, or of single edits of it") { model, dataset, limit, method, layer, hparams, known, corpus, cache };
+        var device = CommonOptions.Device();
+        var dtype = DeviceChoice.DtypeOption();
+        var cmd = new Command("eval", "CounterFact / zsRE scores of a model, or of single edits of it") { model, dataset, limit, method, layer, hparams, known, corpus, cache, device, dtype };
         cmd.SetAction(pr => EditingErrors.Guard(() =>
         {
+            var dev = DeviceChoice.Read(pr, device, dtype);
+            dev.Check();
             int? n = pr.GetValue(limit);
             if (n is <= 0) throw new CliUsageException($"--limit: must be a positive integer (got {n})");
             string file = pr.GetValue(dataset)!;
@@ -40,7 +44,7 @@ internal static class EvalCommand
             var format = records[0].Format;
             if (format == DatasetFormat.KnownFacts)
                 throw new CliUsageException($"{Path.GetFileName(file)}: known-facts records have no counterfactual target to score; use a CounterFact or zsRE file");
-            using var lm = LoadedModel.Open(pr.GetValue(model)!);
+            using var lm = LoadedModel.Open(pr.GetValue(model)!, dev);
             var requests = records.Select(r => r.Request).ToArray();
             if (knownOnly)
             {

@@ -30,10 +30,14 @@ internal static class InterferenceCommand
         var limitTokens = KeyStatsOptions.LimitTokens();
         var cache = KeyStatsOptions.Cache();
         var report = new Option<string>("--report") { Description = "folder for interference.csv, .md and .png", Required = true };
+        var device = CommonOptions.Device();
+        var dtype = DeviceChoice.DtypeOption();
         var cmd = new Command("interference", "the interference monitor's forecast (||dW k||) against the measured damage of single edits")
-            { model, method, dataset, edits, bankLimit, layer, hparams, corpus, limitTokens, cache, report };
+            { model, method, dataset, edits, bankLimit, layer, hparams, corpus, limitTokens, cache, report, device, dtype };
         cmd.SetAction(pr => EditingErrors.Guard(() =>
         {
+            var dev = DeviceChoice.Read(pr, device, dtype);
+            dev.Check();
             int n = CommonOptions.Positive(pr.GetValue(edits), "--edits");
             int m = CommonOptions.Positive(pr.GetValue(bankLimit), "--bank-limit");
             var all = DatasetReader.Load(pr.GetValue(dataset)!, n + m);
@@ -41,7 +45,7 @@ internal static class InterferenceCommand
             var stream = all.Take(n).ToList();
             var bank = all.Skip(n).Where(r => r.TargetTrue is not null).ToList();
             if (bank.Count == 0) throw new CliUsageException("the bank (the records after --edits) has no record with a true target");
-            using var lm = LoadedModel.Open(pr.GetValue(model)!);
+            using var lm = LoadedModel.Open(pr.GetValue(model)!, dev);
             int[]? layers = pr.GetValue(layer) is { } lt ? EditingErrors.ParseLayers(lt, lm.Config.Layers, "--layers") : null;
             var em = EditMethod.Parse(pr.GetValue(method)!, pr.GetValue(hparams), layers);
             var editor = em.Create(lm, pr.GetValue(corpus), pr.GetValue(limitTokens), pr.GetValue(cache), io);

@@ -44,10 +44,14 @@ internal static class LifelongCommand
         var saveEvery = new Option<int>("--save-every") { Description = "save the run's state (DIR/state: the edited weights and scores so far) every N edits too (it is saved at each checkpoint and every --save-minutes)", DefaultValueFactory = _ => 0 };
         var saveMinutes = new Option<double>("--save-minutes") { Description = "save the run's state when this many minutes have passed since the last save (0: not by time)", DefaultValueFactory = _ => 5 };
         var stopAfter = new Option<int?>("--stop-after") { Description = "stop once N edits are done, saving the state (continue with --resume): a long stream in slices" };
+        var device = CommonOptions.Device();
+        var dtype = DeviceChoice.DtypeOption();
         var cmd = new Command("lifelong", "a stream of edits never restored: ES/GS/LS/ERS/ORS/S at 1, 2, 4, ... edits")
-            { model, method, dataset, edits, records, knownOnly, batch, heldOut, layer, hparams, corpus, limitTokens, cache, report, monitor, refuseAbove, moveTo, resume, saveEvery, saveMinutes, stopAfter };
+            { model, method, dataset, edits, records, knownOnly, batch, heldOut, layer, hparams, corpus, limitTokens, cache, report, monitor, refuseAbove, moveTo, resume, saveEvery, saveMinutes, stopAfter, device, dtype };
         cmd.SetAction(pr => EditingErrors.Guard(() =>
         {
+            var dev = DeviceChoice.Read(pr, device, dtype);
+            dev.Check();
             string editsText = pr.GetValue(edits)!;
             bool everyRecord = editsText.Equals("all", StringComparison.OrdinalIgnoreCase);
             int n = everyRecord ? 0 : int.TryParse(editsText, NumberStyles.None, CultureInfo.InvariantCulture, out int parsed) && parsed > 0 ? parsed
@@ -59,7 +63,7 @@ internal static class LifelongCommand
             bool known = pr.GetValue(knownOnly);
             // with --known-only or --edits all the whole range is read (the known ones are found after loading the model)
             var all = DatasetReader.Load(pr.GetValue(dataset)!, known || everyRecord ? first : Math.Min(n + k, first ?? int.MaxValue)).ToList();
-            using var lm = LoadedModel.Open(pr.GetValue(model)!);
+            using var lm = LoadedModel.Open(pr.GetValue(model)!, dev);
             if (known)
             {
                 var probe = new FactProbe(lm.Tf, lm.Tok);

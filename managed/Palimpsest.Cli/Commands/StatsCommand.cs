@@ -22,10 +22,14 @@ internal static class StatsCommand
         {
             Description = "also print C's eigenvalues per layer: the count below each comma-separated threshold and the share of the corpus keys' energy (trace) there — AlphaEdit's null space, e.g. --spectrum 0.02,0.1",
         };
-        var cmd = new Command("stats", "key statistics E[k kᵀ] of MLP layers over a corpus (cached on disk)") { model, layers, corpus, limit, cache, spectrum };
+        var device = CommonOptions.Device();
+        var dtype = DeviceChoice.DtypeOption();
+        var cmd = new Command("stats", "key statistics E[k kᵀ] of MLP layers over a corpus (cached on disk)") { model, layers, corpus, limit, cache, spectrum, device, dtype };
         cmd.SetAction(pr => EditingErrors.Guard(() =>
         {
-            using var lm = LoadedModel.Open(pr.GetValue(model)!);
+            var dev = DeviceChoice.Read(pr, device, dtype);
+            dev.Check();
+            using var lm = LoadedModel.Open(pr.GetValue(model)!, dev);
             int[] ls = EditingErrors.ParseLayers(pr.GetValue(layers)!, lm.Config.Layers, "--layers");
             var c = KeyStatsOptions.Load(pr.GetValue(corpus)!, lm);
             string dir = KeyStatsOptions.CacheDir(pr.GetValue(cache));

@@ -29,10 +29,14 @@ internal static class TraceCommand
         var dataset = new Option<string?>("--dataset") { Description = "CounterFact/known-facts file: average the traces of its first --limit records (answer = the true object)" };
         var limit = new Option<int>("--limit") { Description = "records traced with --dataset", DefaultValueFactory = _ => 10 };
         var outDir = new Option<string?>("--out") { Description = "folder for the PNG heatmaps and JSON (and the Markdown table with --dataset)" };
+        var device = CommonOptions.Device();
+        var dtype = DeviceChoice.DtypeOption();
         var cmd = new Command("trace", "causal tracing: which hidden states / MLP / attention outputs carry a fact")
-            { model, prompt, subject, answer, kind, samples, window, noise, dataset, limit, outDir };
+            { model, prompt, subject, answer, kind, samples, window, noise, dataset, limit, outDir, device, dtype };
         cmd.SetAction(pr => EditingErrors.Guard(() =>
         {
+            var dev = DeviceChoice.Read(pr, device, dtype);
+            dev.Check();
             int nSamples = CommonOptions.Positive(pr.GetValue(samples), "--samples");
             int win = CommonOptions.Positive(pr.GetValue(window), "--window");
             if (pr.GetValue(noise) is <= 0 or double.NaN) throw new CliUsageException("--noise-std: must be a positive number");
@@ -45,14 +49,14 @@ internal static class TraceCommand
                 if (dir is null) throw new CliUsageException("--dataset needs --out DIR for the averaged heatmaps and tables");
                 int n = CommonOptions.Positive(pr.GetValue(limit), "--limit");
                 var records = DatasetReader.Load(file, n);
-                using var lm = LoadedModel.Open(pr.GetValue(model)!);
+                using var lm = LoadedModel.Open(pr.GetValue(model)!, dev);
                 return TraceDataset(io, lm, records, kinds, nSamples, win, pr.GetValue(noise), dir, Path.GetFileName(file));
             }
             string p = pr.GetValue(prompt) ?? throw new CliUsageException("give --prompt and --subject (or --dataset FILE)");
             string s = pr.GetValue(subject) ?? throw new CliUsageException("give --subject (the subject as written in the prompt)");
             if (s.Length == 0 || !p.Contains(s, StringComparison.Ordinal))
                 throw new CliUsageException($"--subject \"{s}\" does not occur in the prompt \"{p}\"");
-            using (var lm = LoadedModel.Open(pr.GetValue(model)!))
+            using (var lm = LoadedModel.Open(pr.GetValue(model)!, dev))
                 return TraceOne(io, lm, p, s, pr.GetValue(answer), kinds, nSamples, win, pr.GetValue(noise), dir);
         }));
         return cmd;

@@ -29,6 +29,8 @@ public sealed class AlphaEdit : IPreparedEditor, IRememberingEditor, IAnchoredEd
     public AlphaEditHparams Hparams { get; }
     public bool NormAnchored => Hparams.NormAnchor;
 
+    public PhaseTimes? Phases { get => _memit.Phases; set => _memit.Phases = value; }
+
     /// <summary>Norm-Anchor Scaling: the requests the anchor norm is measured on (MEMIT's z*; see <see cref="NormAnchor"/>).</summary>
     public IReadOnlyList<EditRequest>? AnchorPool { get => _memit.AnchorPool; set => _memit.AnchorPool = value; }
 
@@ -94,7 +96,7 @@ public sealed class AlphaEdit : IPreparedEditor, IRememberingEditor, IAnchoredEd
         var layers = Hparams.Layers;
         Memit.CheckLayers(layers, c.Layers);
         int zLayer = layers[^1], n = requests.Count, f = c.DFf;
-        var z = requests.Select(r => _memit.ComputeZ(tf, r, zLayer).Z).ToArray();
+        var z = requests.Select(r => PhaseTimes.Time(Phases, "values", () => _memit.ComputeZ(tf, r, zLayer).Z)).ToArray();
         var solves = new List<(int, Matrix<double>, Matrix<double>, Matrix<double>)>();
         LastSolves = solves;
         return _memit.Spread(tf, requests, layers, z, (layer, K, R) =>

@@ -31,6 +31,9 @@ public interface IEditor
     /// </summary>
     void Reopen(Transformer model, IReadOnlyList<JournaledEdit> earlier) { }
 
+    /// <summary>Where the editor adds the time of its phases (keys, values, solve) when someone measures them; default: not measured.</summary>
+    PhaseTimes? Phases { get => null; set { } }
+
     /// <summary>One line about the last batch for a results table (ROME: "v* loss 4.1 -> 0.05"); "-" when there is nothing to say.</summary>
     string LastOutcome => "-";
 }

@@ -31,6 +31,8 @@ public sealed class Memit : IPreparedEditor, IAnchoredEditor
 
     public MemitHparams Hparams { get; }
     public bool NormAnchored => Hparams.NormAnchor;
+
+    public PhaseTimes? Phases { get; set; }
     public string Method => "memit";
 
     public string LastOutcome => LastZ is { Count: > 0 } z ? $"{Editors.Loss(z.Average(r => r.InitialLoss))} -> {Editors.Loss(z.Average(r => r.FinalLoss))}" : "-";
@@ -80,7 +82,7 @@ public sealed class Memit : IPreparedEditor, IAnchoredEditor
         var zr = new List<DeltaResult>();
         for (int i = 0; i < n; i++)
         {
-            var (zi, res) = ComputeZ(tf, requests[i], zLayer);
+            var (zi, res) = PhaseTimes.Time(Phases, "values", () => ComputeZ(tf, requests[i], zLayer));
             z[i] = zi; zr.Add(res);
         }
         LastZ = zr;
@@ -135,13 +137,17 @@ public sealed class Memit : IPreparedEditor, IAnchoredEditor
                 int layer = layers[li];
                 var K = Matrix<double>.Build.Dense(f, n);
                 var R = Matrix<double>.Build.Dense(d, n);
-                for (int i = 0; i < n; i++)
+                PhaseTimes.Time(Phases, "keys", () =>
                 {
-                    K.SetColumn(i, Keys(tf, requests[i], layer));
-                    var cur = _probes.BlockOutputAt(tf, requests[i].Prompt, requests[i].Subject, zLayer);
-                    for (int j = 0; j < d; j++) R[j, i] = (z[i][j] - cur[j]) / (layers.Length - li);
-                }
-                var delta = solve(layer, K, R);
+                    for (int i = 0; i < n; i++)
+                    {
+                        K.SetColumn(i, Keys(tf, requests[i], layer));
+                        var cur = _probes.BlockOutputAt(tf, requests[i].Prompt, requests[i].Subject, zLayer);
+                        for (int j = 0; j < d; j++) R[j, i] = (z[i][j] - cur[j]) / (layers.Length - li);
+                    }
+                    return 0;
+                });
+                var delta = PhaseTimes.Time(Phases, "solve", () => solve(layer, K, R));
                 deltas.Add(delta);
                 restore.Add((layer, tf.Model.ApplyDelta(delta)));
             }

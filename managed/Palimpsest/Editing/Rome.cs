@@ -30,6 +30,8 @@ public sealed class Rome : IPreparedEditor, ILayerEditor, IAnchoredEditor
 
     public RomeHparams Hparams { get; }
     public bool NormAnchored => Hparams.NormAnchor;
+
+    public PhaseTimes? Phases { get; set; }
     public string Method => "rome";
 
     public string LastOutcome => LastTrace is { } t ? $"{Editors.Loss(t.InitialLoss)} -> {Editors.Loss(t.FinalLoss)}" : "-";
@@ -109,26 +111,34 @@ public sealed class Rome : IPreparedEditor, ILayerEditor, IAnchoredEditor
             throw new InvalidOperationException($"ROME: layer {layer} was not prepared");
 
         // k̄ and u = C⁻¹k̄ / ||C⁻¹k̄||  (compute_u)
-        var kbar = new double[c.DFf];
-        foreach (var key in _probes.KeysAt(tf, _templates.Select(t => t.Replace("{}", req.Prompt)).ToArray(), req.Subject, layer))
-            for (int i = 0; i < kbar.Length; i++) kbar[i] += key[i] / _templates.Count;
-        var u = Hparams.Mom2Adjustment ? _chol[layer].Solve(Vector<double>.Build.DenseOfArray(kbar)).ToArray() : (double[])kbar.Clone();
-        double un = Math.Sqrt(u.Sum(x => x * x));
-        for (int i = 0; i < u.Length; i++) u[i] /= un;
+        var (kbar, u) = PhaseTimes.Time(Phases, "keys", () =>
+        {
+            var kbar = new double[c.DFf];
+            foreach (var key in _probes.KeysAt(tf, _templates.Select(t => t.Replace("{}", req.Prompt)).ToArray(), req.Subject, layer))
+                for (int i = 0; i < kbar.Length; i++) kbar[i] += key[i] / _templates.Count;
+            var u = Hparams.Mom2Adjustment ? _chol[layer].Solve(Vector<double>.Build.DenseOfArray(kbar)).ToArray() : (double[])kbar.Clone();
+            double un = Math.Sqrt(u.Sum(x => x * x));
+            for (int i = 0; i < u.Length; i++) u[i] /= un;
+            return (kbar, u);
+        });
 
         // v* (compute_v), then the right vector (v* − W k_p) / (u · k_p)
-        var (vStar, v0, steps, initialLoss, loss) = OptimiseV(tf, req, layer);
+        var (vStar, v0, steps, initialLoss, loss) = PhaseTimes.Time(Phases, "values", () => OptimiseV(tf, req, layer));
         if (Hparams.NormAnchor)
         {
             vStar = Editing.NormAnchor.Rescale(vStar, v0, _anchor[layer], out bool skipped);
             if (skipped) Interlocked.Increment(ref _anchorSkipped);
         }
-        var kp = KeyAt(tf, req.Prompt, req.Subject, layer);
-        var vCur = MlpOutput(tf, layer, kp);
-        double denom = 0;
-        for (int i = 0; i < kp.Length; i++) denom += kp[i] * u[i];
-        var right = new double[c.DModel];
-        for (int j = 0; j < right.Length; j++) right[j] = (vStar[j] - vCur[j]) / denom;
+        var (kp, right) = PhaseTimes.Time(Phases, "solve", () =>
+        {
+            var kp = KeyAt(tf, req.Prompt, req.Subject, layer);
+            var vCur = MlpOutput(tf, layer, kp);
+            double denom = 0;
+            for (int i = 0; i < kp.Length; i++) denom += kp[i] * u[i];
+            var right = new double[c.DModel];
+            for (int j = 0; j < right.Length; j++) right[j] = (vStar[j] - vCur[j]) / denom;
+            return (kp, right);
+        });
         trace = new RomeTrace(kbar, u, kp, v0, vStar, steps, initialLoss, loss, _templates);
         return new WeightDelta(layer, 1, u, right);
     }

@@ -31,6 +31,8 @@ public sealed class UltraEdit : IEditor, IRememberingEditor
     }
 
     public UltraEditHparams Hparams { get; }
+
+    public PhaseTimes? Phases { get; set; }
     public string Method => "ultraedit";
 
     /// <summary>The running moments of [k ‖ ∇v] over every edit this editor made (or was given: <see cref="RestoreMemory"/>).</summary>
@@ -68,7 +70,11 @@ public sealed class UltraEdit : IEditor, IRememberingEditor
         // keys and value gradients of every batch, per layer (rows in the same order for each layer)
         var keys = layers.ToDictionary(l => l, _ => new List<double[]>());
         var grads = layers.ToDictionary(l => l, _ => new List<double[]>());
-        foreach (var batch in requests.Chunk(Hparams.BatchSize)) Collect(tf, batch, layers, keys, grads);
+        PhaseTimes.Time(Phases, "values", () =>
+        {
+            foreach (var batch in requests.Chunk(Hparams.BatchSize)) Collect(tf, batch, layers, keys, grads);
+            return 0;
+        });
 
         // the lifelong normaliser takes this edit's rows first (the reference updates it before solving)
         var rows = layers.SelectMany(l => keys[l].Zip(grads[l], (k, g) => (double[])[.. k, .. g])).ToList();
@@ -79,6 +85,15 @@ public sealed class UltraEdit : IEditor, IRememberingEditor
             [$"normalizer.{f}x{d}.n"] = [contribution.Count], [$"normalizer.{f}x{d}.mean"] = contribution.Mean, [$"normalizer.{f}x{d}.m2"] = contribution.M2,
         };
 
+        var (deltas, solves) = PhaseTimes.Time(Phases, "solve", () => SolveAll(layers, keys, grads, f, d));
+        LastSolves = solves;
+        return deltas;
+    }
+
+    // per layer: V's rows from the normalised features, then the ridge solve
+    private (List<WeightDelta>, List<(int, Matrix<double>, Matrix<double>)>) SolveAll(int[] layers, Dictionary<int, List<double[]>> keys,
+        Dictionary<int, List<double[]>> grads, int f, int d)
+    {
         var deltas = new List<WeightDelta>();
         var solves = new List<(int, Matrix<double>, Matrix<double>)>();
         foreach (int layer in layers)
@@ -100,8 +115,7 @@ public sealed class UltraEdit : IEditor, IRememberingEditor
             solves.Add((layer, K, V));
             deltas.Add(Solve(layer, K, V));
         }
-        LastSolves = solves;
-        return deltas;
+        return (deltas, solves);
     }
 
     /// <summary>ΔW = (KᵀK + I)⁻¹ KᵀV [f, d] as a WeightDelta: rank-N factors Kᵀ (KKᵀ + I)⁻¹ V when N &lt; f, else dense (rank f, identity left).</summary>

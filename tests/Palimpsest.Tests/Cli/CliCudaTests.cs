@@ -23,6 +23,30 @@ public sealed class CliCudaTests : IDisposable
     }
 
     [Fact]
+    public void EveryModelLoadingCommand_TakesDeviceCuda_AndWithoutAGpuSaysSoInOneLineBeforeCreatingAnything()
+    {
+        var probe = global::Palimpsest.Cuda.Interop.Cuda.Probe();
+        if (probe.Available) Assert.Skip($"a CUDA device is present ({probe.DeviceName}): the no-device error cannot occur here");
+        using var m = new TinyGpt2Folder();
+        string outDir = m.PathIn("edited");
+        string[][] commands =
+        [
+            ["edit", m.Model, "--layers", "1", "--subject", "Lyon", "--prompt", "{} is in", "--target", "Manila", "--stats-corpus", "facts:" + m.Dataset, "--out", outDir],
+            ["eval", m.Model, "--dataset", m.Dataset],
+            ["lifelong", m.Model, "--dataset", m.Dataset, "--edits", "1", "--held-out", "1", "--layers", "1", "--stats-corpus", "facts:" + m.Dataset, "--report", m.PathIn("report")],
+            ["trace", m.Model, "--prompt", "The mother tongue of Danielle Darrieux is", "--subject", "Danielle Darrieux"],
+            ["stats", m.Model, "--layers", "1", "--corpus", "facts:" + m.Dataset],
+            ["bench-edits", m.Model, "--methods", "ultraedit", "--layers", "1", "--edits", "1", "--dataset", m.Dataset, "--out", m.PathIn("bench")],
+        ];
+        foreach (var args in commands)
+            CliRunner.AssertBadInput(CliRunner.Run([.. args, "--device", "cuda"]), "--device cuda", "no CUDA device");
+        Assert.False(Directory.Exists(outDir), "edit created its folder before finding there is no GPU");
+        Assert.False(Directory.Exists(m.PathIn("report")));
+        // --dtype is the GPU's weight storage: without cuda it is a usage error
+        CliRunner.AssertBadInput(CliRunner.Run("eval", m.Model, "--dataset", m.Dataset, "--dtype", "fp16"), "--dtype fp16", "--device cuda");
+    }
+
+    [Fact]
     [Trait(Gpu.Gpu.Trait, Gpu.Gpu.TraitValue)]
     public void DeviceCuda_PredictsLikeTheCpuAndDumpsWithinFloat32Tolerance()
     {
