@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Single edits (each from the unedited model, scored, undone) with ROME and MEMIT on facts the model
+# Single edits (each from the unedited model, scored, undone) with ROME, MEMIT and UltraEdit on facts the model
 # knows: the editable fact model (200 records) and the shared models (50 records each): at the
 # subject (layer 2, as first tried) and at the prompt's last token at layer 0 (docs/study/shared/rome.json),
 # where their answers are looked up and the edits do take.
@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 model=data/models/facts-d128-l5
 shared="${PALIMPSEST_SHARED:-$(cd .. && pwd)/shared}"
-for m in rome memit; do
+for m in rome memit ultraedit; do
   ./palimpsest eval "$model" --dataset "$model/requests.json" --limit 200 --known-only --method "$m" \
     --hparams "$model/$m.json" --stats-corpus "$model/corpus.txt" > "docs/editing/single-edits-$m-facts-d128-l5.txt"
 done
