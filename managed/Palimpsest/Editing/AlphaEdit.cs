@@ -66,8 +66,12 @@ public sealed class AlphaEdit : IPreparedEditor, IRememberingEditor, IAnchoredEd
         return _projection[layer] = U * U.Transpose();
     }
 
-    /// <summary>MEMIT's context templates (see <see cref="IPreparedEditor"/>); P is computed from C alone.</summary>
-    public void Prepare(Transformer tf) => _memit.Prepare(tf);
+    /// <summary>MEMIT's context templates (see <see cref="IPreparedEditor"/>) and each layer's projector P (from C alone).</summary>
+    public void Prepare(Transformer tf)
+    {
+        _memit.Prepare(tf);
+        foreach (int l in Hparams.Layers) Projection(l, tf.Model.Config.DFf);
+    }
 
     /// <summary>C_p of each layer as "cp.{layer}" [f·f] row-major.</summary>
     public IReadOnlyDictionary<string, double[]> SaveMemory(Transformer tf) =>
