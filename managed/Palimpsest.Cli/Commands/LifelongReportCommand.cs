@@ -8,7 +8,9 @@ namespace Palimpsest.Cli.Commands;
 /// <summary>
 /// `palimpsest lifelong-report RUN_DIR... --out DIR [--title T]`: sets several `palimpsest lifelong`
 /// runs side by side: one Markdown table (every checkpoint of every run) and one PNG per metric
-/// (ES, GS, LS, ERS, ORS, S against the number of edits, log₂ axis, one line per run).
+/// (ES, GS, LS, ERS, ORS, S against the number of edits, log₂ axis, one line per run), and one of
+/// the edited weights' drift ‖W_n − W_0‖_F over all layers (log₁₀): the growth Norm-Anchor Scaling
+/// is about, where a stream collapses.
 /// </summary>
 internal static class LifelongReportCommand
 {
@@ -55,11 +57,11 @@ internal static class LifelongReportCommand
             foreach (var (i, k) in sameAs)
                 md.Add($"- **{loaded[i].Label}** has the values of **{loaded[k].Label}** at every checkpoint: its curves lie on them (drawn dashed).");
             md.Add("");
-            md.Add("| method | edits | ES | GS | LS | ERS | ORS | S |");
-            md.Add("|---|---:|---:|---:|---:|---:|---:|---:|");
+            md.Add("| method | edits | ES | GS | LS | ERS | ORS | S | ‖ΔW‖ (all layers) |");
+            md.Add("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
             foreach (var (label, j) in loaded)
                 foreach (var c in j["checkpoints"]!.AsArray())
-                    md.Add($"| {label} | {c!["edits"]} | " + string.Join(" | ", Metrics.Select(m => F(c[m]))) + " |");
+                    md.Add($"| {label} | {c!["edits"]} | " + string.Join(" | ", Metrics.Select(m => F(c[m]))) + $" | {(Drift(c) is double dw ? dw.ToString("0.0", CultureInfo.InvariantCulture) : "-")} |");
             md.Add("");
             foreach (var m in Metrics)
             {
@@ -84,8 +86,27 @@ internal static class LifelongReportCommand
                 plot.SavePng(Path.Combine(outPath, png), 860, 420);
                 md.Add($"![{m}]({png})");
             }
+            int plots = Metrics.Length;
+            if (loaded.Any(r => r.J["checkpoints"]!.AsArray().Any(c => Drift(c) is > 0)))
+            {
+                var plot = new Plot();
+                foreach (var (label, j) in loaded)
+                {
+                    var pts = j["checkpoints"]!.AsArray().Select(c => (E: (double)c!["edits"]!, D: Drift(c))).Where(p => p.D is > 0)
+                        .Select(p => (X: Math.Log2(p.E), Y: Math.Log10(p.D!.Value))).ToArray();
+                    if (pts.Length == 0) continue;
+                    plot.Add.Scatter(pts.Select(p => p.X).ToArray(), pts.Select(p => p.Y).ToArray()).LegendText = label;
+                }
+                plot.Axes.Bottom.Label.Text = "edits (log2)";
+                plot.Axes.Left.Label.Text = "log10 ‖W_n − W_0‖ (all edited layers)";
+                plot.Title("drift of the edited weights against the number of edits");
+                plot.ShowLegend(Edge.Right);
+                plot.SavePng(Path.Combine(outPath, "lifelong-drift.png"), 860, 420);
+                md.Add("![drift](lifelong-drift.png)");
+                plots++;
+            }
             File.WriteAllLines(Path.Combine(outPath, "lifelong-report.md"), md);
-            io.Out.WriteLine($"wrote {Path.Combine(outPath, "lifelong-report.md")} and {Metrics.Length} PNG plots");
+            io.Out.WriteLine($"wrote {Path.Combine(outPath, "lifelong-report.md")} and {plots} PNG plots");
             return CliErrors.Ok;
         }));
         return cmd;
@@ -100,6 +121,10 @@ internal static class LifelongReportCommand
     // the checkpoints' edits and metrics, for comparing two runs
     private static string Checkpoints(JsonObject j) =>
         string.Join(";", j["checkpoints"]!.AsArray().Select(c => c!["edits"]!.ToJsonString() + ":" + string.Join(",", Metrics.Select(m => c[m]?.ToJsonString() ?? "null"))));
+
+    // ‖W_n − W_0‖_F over every changed layer, from the per-layer drifts; null where the checkpoint has none (an adaptor, an older report)
+    private static double? Drift(JsonNode? checkpoint) =>
+        checkpoint?["delta_norms"] is JsonObject d && d.Count > 0 ? Math.Sqrt(d.Sum(kv => (double)kv.Value! * (double)kv.Value!)) : null;
 
     private static string F(JsonNode? x) => x is null ? "-" : ((double)x).ToString("0.000", CultureInfo.InvariantCulture);
 }

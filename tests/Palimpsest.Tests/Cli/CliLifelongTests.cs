@@ -154,7 +154,7 @@ public class CliLifelongTests
         static string Run(string method, int batch, bool complete, params (int Edits, double S)[] cps) => $$"""
             {"method": "{{method}}", "model": "/m/tiny", "dataset": "/d/facts.json", "edits": 8, "complete": {{(complete ? "true" : "false")}},
              "batch": {{batch}}, "held_out": 2, "hparams": {{(method == "WilKE" ? """{"layers": [17], "scanning_ceiling": 3}""" : """{"layers": [1]}""")}},
-             "checkpoints": [{{string.Join(", ", cps.Select(c => $$"""{"edits": {{c.Edits}}, "ES": 1, "GS": 0.5, "LS": null, "ERS": 1, "ORS": 1, "S": {{c.S.ToString(System.Globalization.CultureInfo.InvariantCulture)}}}"""))}}]}
+             "checkpoints": [{{string.Join(", ", cps.Select(c => $$"""{"edits": {{c.Edits}}, "ES": 1, "GS": 0.5, "LS": null, "ERS": 1, "ORS": 1, "S": {{c.S.ToString(System.Globalization.CultureInfo.InvariantCulture)}}, "delta_norms": {"0": 3, "1": {{c.Edits}} } }"""))}}]}
             """;
         string a = m.PathIn("a"), b = m.PathIn("b"), w = m.PathIn("w"), outDir = m.PathIn("out");
         Directory.CreateDirectory(a); Directory.CreateDirectory(b); Directory.CreateDirectory(w);
@@ -182,7 +182,9 @@ public class CliLifelongTests
         // WilKE's line names the layers it scans, not ROME's unused default layer
         Assert.Contains("**ROME (B=1) [a]**: 8 edits of facts.json on tiny, 2 held-out facts, layers from the hparams: [1]", md);
         Assert.Contains("**WilKE (B=1)**: 8 edits of facts.json on tiny, 2 held-out facts, layers scanned per edit: 0 to 2", md);
-        foreach (var metric in new[] { "ES", "GS", "LS", "ERS", "ORS", "S" })
+        // the drift over all layers: √(3² + 4²) at 4 edits
+        Assert.Contains("| ROME (B=1) [a] | 4 | 1.000 | 0.500 | - | 1.000 | 1.000 | 0.700 | 5.0 |", md);
+        foreach (var metric in new[] { "ES", "GS", "LS", "ERS", "ORS", "S", "drift" })
             Assert.True(new FileInfo(Path.Combine(outDir, $"lifelong-{metric}.png")).Length > 1000, $"lifelong-{metric}.png missing or empty");
         CliRunner.AssertBadInput(CliRunner.Run("lifelong-report", a, m.PathIn("none"), "--out", outDir), "none");
     }
