@@ -77,6 +77,66 @@ internal sealed class EditMethod
         catch (ArgumentException e) { throw new CliUsageException(e.Message); }
     }
 
+    /// <summary>
+    /// The method's hyper-parameters from --hparams FILE, or else (no --layers either) from the model
+    /// folder's METHOD.json, as data/models/facts-d128-l5 carries them (said in one line on
+    /// <paramref name="say"/>); when neither is there, what is missing is added to
+    /// <paramref name="missing"/> and the result is null, so that a command can name everything it
+    /// lacks in one message.
+    /// </summary>
+    public static EditMethod? ParseOrDefault(string name, string? file, int[]? layers, string modelFolder, TextWriter say, List<string> missing)
+    {
+        EditorKind kind;
+        try { kind = Editors.Get(name); }
+        catch (ArgumentException e) { throw new CliUsageException(e.Message); }
+        if (file is null && layers is null)
+        {
+            string candidate = Path.Combine(modelFolder, kind.Name + ".json");
+            if (File.Exists(candidate))
+            {
+                file = candidate;
+                say.WriteLine($"{kind.Name}: hyper-parameters from the model folder's {candidate} (give --hparams or --layers for others)");
+            }
+            else if (!kind.Has(EditorCapabilities.Adaptor)) // an adaptor's defaults name its layer (0)
+            {
+                missing.Add(kind.Has(EditorCapabilities.ChoosesLayer)
+                    ? $"--hparams FILE.json with scanning_ceiling ({modelFolder} has no {kind.Name}.json)"
+                    : $"--layers (pick them with palimpsest trace) or --hparams FILE.json ({modelFolder} has no {kind.Name}.json)");
+                return null;
+            }
+        }
+        return Parse(kind.Name, file, layers, say);
+    }
+
+    /// <summary>
+    /// The key-statistics corpus: --stats-corpus, or else the model folder's corpus.txt (said in one
+    /// line); when the method needs one and neither is there, a missing entry and null.
+    /// </summary>
+    public static string? CorpusOrDefault(string? given, bool needed, string modelFolder, TextWriter say, List<string> missing)
+    {
+        if (given is not null)
+        {
+            if (!File.Exists(KeyStatsOptions.PathOf(given))) throw new FileNotFoundException($"--stats-corpus: file '{KeyStatsOptions.PathOf(given)}' not found", KeyStatsOptions.PathOf(given));
+            return given;
+        }
+        if (!needed) return null;
+        string candidate = Path.Combine(modelFolder, "corpus.txt");
+        if (File.Exists(candidate))
+        {
+            say.WriteLine($"key statistics from the model folder's {candidate} (give --stats-corpus for another corpus)");
+            return candidate;
+        }
+        missing.Add($"--stats-corpus FILE|facts:PATH for the key statistics of the edited layers ({modelFolder} has no corpus.txt)");
+        return null;
+    }
+
+    /// <summary>One usage error naming everything a command lacks.</summary>
+    public static void ThrowIfMissing(List<string> missing)
+    {
+        if (missing.Count == 1) throw new CliUsageException($"missing {missing[0]}");
+        if (missing.Count > 1) throw new CliUsageException($"missing {missing.Count} things: {string.Join("; ", missing.Select((m, i) => $"({i + 1}) {m}"))}");
+    }
+
     internal static string Where(string? file) => file is null ? "default hparams" : $"hparams file '{file}'";
 
     /// <summary>

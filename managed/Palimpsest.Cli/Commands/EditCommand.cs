@@ -47,16 +47,23 @@ internal static class EditCommand
             bool dry = pr.GetValue(dryRun);
             if (dry && pr.GetValue(outDir) is not null) throw new CliUsageException("--dry-run applies nothing: leave out --out");
             if (!dry && (pr.GetValue(bank) is not null || pr.GetValue(bankLimit) is not null)) throw new CliUsageException("--bank and --bank-limit go with --dry-run");
-            string dir = dry ? "" : pr.GetValue(outDir) ?? throw new CliUsageException("--out DIR is required (the edited-model folder), or --dry-run");
-            // one-line errors for a bad MODEL, method, layer or corpus before anything is created
-            EditMethod em0;
+            // one-line errors for a bad MODEL, method, layer or corpus before anything is created;
+            // what is missing is named all at once
+            var missing = new List<string>();
+            if (!dry && pr.GetValue(outDir) is null) missing.Add("--out DIR (the edited-model folder), or --dry-run");
+            string dir = dry ? "" : pr.GetValue(outDir) ?? "";
+            EditMethod? found;
+            string? corpusSpec;
             using (var ms = ModelSession.Open(source))
             {
                 int[]? layers = pr.GetValue(layer) is { } lt ? EditingErrors.ParseLayers(lt, ms.Config.Layers, "--layers") : null;
-                em0 = EditMethod.Parse(pr.GetValue(method)!, pr.GetValue(hparams), layers, io.Err);
-                foreach (int l in em0.Layers)
+                found = EditMethod.ParseOrDefault(pr.GetValue(method)!, pr.GetValue(hparams), layers, source, io.Err, missing);
+                foreach (int l in found?.Layers ?? [])
                     if (l < 0 || l >= ms.Config.Layers) throw new CliUsageException($"layer {l} is outside the model's layers 0..{ms.Config.Layers - 1}");
+                corpusSpec = EditMethod.CorpusOrDefault(pr.GetValue(corpus), found?.NeedsStats ?? true, source, io.Err, missing);
             }
+            EditMethod.ThrowIfMissing(missing);
+            var em0 = found!;
             if (em0.Kind.Has(EditorCapabilities.Adaptor))
             {
                 if (dry) throw new CliUsageException($"--dry-run: {em0.Name} changes no weight, so there is no ΔW to forecast");
@@ -65,12 +72,8 @@ internal static class EditCommand
             int batchSize = pr.GetValue(batch) ?? (em0.Batched ? reqs.Count : 1);
             if (batchSize < 1) throw new CliUsageException($"--batch: must be a positive integer (got {batchSize})");
             if (!em0.Batched && batchSize != 1) throw new CliUsageException($"--batch: {em0.Name} edits one request at a time (batched methods: {string.Join(", ", Editors.All.Where(k => k.Has(EditorCapabilities.Batched)).Select(k => k.Name))})");
-            if (em0.NeedsStats && pr.GetValue(corpus) is null)
-                throw new CliUsageException($"{em0.Name} needs the key statistics of the edited layers: give --stats-corpus FILE|facts:PATH");
-            if (pr.GetValue(corpus) is { } spec && KeyStatsOptions.PathOf(spec) is var cpath && !File.Exists(cpath))
-                throw new FileNotFoundException($"--stats-corpus: file '{cpath}' not found", cpath);
             if (dry)
-                return DryRun(io, source, em0, reqs, batchSize, pr.GetValue(bank), pr.GetValue(bankLimit), pr.GetValue(corpus), pr.GetValue(limitTokens), pr.GetValue(cache), dev);
+                return DryRun(io, source, em0, reqs, batchSize, pr.GetValue(bank), pr.GetValue(bankLimit), corpusSpec, pr.GetValue(limitTokens), pr.GetValue(cache), dev);
 
             bool existed = EditedModel.IsEditedModel(dir);
             using var em = existed ? EditedModel.Open(dir) : EditedModel.Create(source, dir);
@@ -78,7 +81,7 @@ internal static class EditCommand
             io.Out.WriteLine(existed ? $"editing {em.Dir} (generation {em.Generation})" : $"created {em.Dir} from {source}");
             using var lm = LoadedModel.Open(em.Dir, dev);
 
-            var editor = em0.Create(lm, pr.GetValue(corpus), pr.GetValue(limitTokens), pr.GetValue(cache), io, anchorPool: reqs);
+            var editor = em0.Create(lm, corpusSpec, pr.GetValue(limitTokens), pr.GetValue(cache), io, anchorPool: reqs);
             int remembered = EditMethod.RememberJournal(editor, em, lm);
             if (remembered > 0 && em0.Kind.Has(EditorCapabilities.RemembersState))
                 io.Out.WriteLine($"{em0.Name}: continuing from the journal's {remembered} earlier edit(s) ({em.ActiveEdits(em0.Name).Sum(e => e.Requests.Count)} request(s))");

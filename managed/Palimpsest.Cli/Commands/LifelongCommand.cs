@@ -25,7 +25,7 @@ internal static class LifelongCommand
     {
         var model = CommonOptions.Model();
         var method = new Option<string>("--method") { Description = $"editing method: {Editors.Names}", DefaultValueFactory = _ => Editors.Rome.Name };
-        var dataset = new Option<string>("--dataset") { Description = "CounterFact / zsRE file: the stream is its first --edits records", Required = true };
+        var dataset = new Option<string?>("--dataset") { Description = "CounterFact / zsRE file: the stream is its first --edits records (default MODEL/requests.json)" };
         var edits = new Option<string>("--edits") { Description = "number of edits in the stream, or all: every record read (see --records, --known-only) but the last --held-out", Required = true };
         var records = new Option<int?>("--records") { Description = "read only the dataset's first N records (e.g. 5000: the facts the shared models were trained on)" };
         var knownOnly = new Option<bool>("--known-only") { Description = "keep only the records whose true object the unedited model answers (greedy, every token), for the stream and the held-out facts alike" };
@@ -36,7 +36,7 @@ internal static class LifelongCommand
         var corpus = KeyStatsOptions.Corpus("--stats-corpus");
         var limitTokens = KeyStatsOptions.LimitTokens();
         var cache = KeyStatsOptions.Cache();
-        var report = new Option<string>("--report") { Description = "folder for lifelong.json and lifelong.md", Required = true };
+        var report = new Option<string?>("--report") { Description = "folder for lifelong.json and lifelong.md" };
         var monitor = new Option<bool>("--monitor") { Description = "forecast each batch's damage before applying it (the interference monitor over the held-out facts and the edits so far); writes monitor.md" };
         var refuseAbove = new Option<double?>("--refuse-above") { Description = "with the monitor: refuse (skip) a batch whose largest forecast drift exceeds this fraction of the edit's own change" };
         var moveTo = new Option<string?>("--move-to") { Description = "with --refuse-above and ROME: a batch over the threshold is moved to the one of these layers where its forecast is smallest (and under it) instead of refused" };
@@ -61,9 +61,34 @@ internal static class LifelongCommand
             int? first = pr.GetValue(records);
             if (first is < 1) throw new CliUsageException($"--records: must be a positive integer (got {first})");
             bool known = pr.GetValue(knownOnly);
+            // what is missing is named all at once, before the dataset or the weights are read
+            string folder = pr.GetValue(model)!;
+            var missing = new List<string>();
+            string reportDir = pr.GetValue(report) ?? "";
+            if (pr.GetValue(report) is null) missing.Add("--report DIR (the folder for lifelong.json and lifelong.md)");
+            string datasetPath = pr.GetValue(dataset) ?? Path.Combine(folder, "requests.json");
+            if (pr.GetValue(dataset) is { } given && !File.Exists(given)) throw new FileNotFoundException($"--dataset: file '{given}' not found", given);
+            if (pr.GetValue(dataset) is null)
+            {
+                if (File.Exists(datasetPath)) io.Err.WriteLine($"lifelong: the stream is the model folder's {datasetPath} (give --dataset for another)");
+                else missing.Add($"--dataset FILE (CounterFact or zsRE requests; {folder} has no requests.json)");
+            }
+            EditMethod? found;
+            string? corpusSpec;
+            int[]? layers;
+            using (var ms = ModelSession.Open(folder))
+            {
+                layers = pr.GetValue(layer) is { } lt ? EditingErrors.ParseLayers(lt, ms.Config.Layers, "--layers") : null;
+                found = EditMethod.ParseOrDefault(pr.GetValue(method)!, pr.GetValue(hparams), layers, folder, io.Err, missing);
+                foreach (int l in found?.Layers ?? [])
+                    if (l < 0 || l >= ms.Config.Layers) throw new CliUsageException($"layer {l} is outside the model's layers 0..{ms.Config.Layers - 1}");
+                corpusSpec = EditMethod.CorpusOrDefault(pr.GetValue(corpus), found?.NeedsStats ?? true, folder, io.Err, missing);
+            }
+            EditMethod.ThrowIfMissing(missing);
+            var em = found!;
             // with --known-only or --edits all the whole range is read (the known ones are found after loading the model)
-            var all = DatasetReader.Load(pr.GetValue(dataset)!, known || everyRecord ? first : Math.Min(n + k, first ?? int.MaxValue)).ToList();
-            using var lm = LoadedModel.Open(pr.GetValue(model)!, dev);
+            var all = DatasetReader.Load(datasetPath, known || everyRecord ? first : Math.Min(n + k, first ?? int.MaxValue)).ToList();
+            using var lm = LoadedModel.Open(folder, dev);
             if (known)
             {
                 var probe = new FactProbe(lm.Tf, lm.Tok);
@@ -78,7 +103,6 @@ internal static class LifelongCommand
                 throw new CliUsageException($"--edits {editsText}: the dataset has only {all.Count} {(known ? "known " : "")}records{(first is null ? "" : $" among its first {first}")}{(everyRecord ? $", and --held-out takes {k}" : "")}");
             var stream = all.Take(n).ToList();
             var held = all.Skip(n).Take(k).Where(r => r.TargetTrue is not null).ToList();
-            int[]? layers = pr.GetValue(layer) is { } lt ? EditingErrors.ParseLayers(lt, lm.Config.Layers, "--layers") : null;
             double? limit = pr.GetValue(refuseAbove);
             if (limit is <= 0 || limit is double.NaN) throw new CliUsageException($"--refuse-above: must be a positive number (got {limit})");
             bool watch = pr.GetValue(monitor) || limit is not null;
@@ -88,9 +112,9 @@ internal static class LifelongCommand
             if (!(minutes >= 0)) throw new CliUsageException($"--save-minutes: must be >= 0 (got {minutes})");
             int? stopAt = pr.GetValue(stopAfter);
             if (stopAt is < 1) throw new CliUsageException($"--stop-after: must be a positive number of edits (got {stopAt})");
-            string stateDir = Path.Combine(pr.GetValue(report)!, "state");
-            var output = new Report(pr.GetValue(report)!, Path.GetFileName(Path.GetFullPath(lm.Folder)), Path.GetFullPath(lm.Folder),
-                Path.GetFullPath(pr.GetValue(dataset)!), n, held.Count, watch, limit);
+            string stateDir = Path.Combine(reportDir, "state");
+            var output = new Report(reportDir, Path.GetFileName(Path.GetFullPath(lm.Folder)), Path.GetFullPath(lm.Folder),
+                Path.GetFullPath(datasetPath), n, held.Count, watch, limit);
             var clock = System.Diagnostics.Stopwatch.StartNew();
             // a long stream (WilKE's 1,000 edits take hours on a CPU) saves its report at every
             // checkpoint, marked partial, and says on stderr how far it got
@@ -107,8 +131,8 @@ internal static class LifelongCommand
             LifelongPersistence Persistence(string method, int b, string hparamsJson, int f, bool stats)
             {
                 // the key statistics (corpus and token limit) shape C, so a resume must use the same
-                string? statsSpec = stats ? $"{pr.GetValue(corpus)} (tokens: {pr.GetValue(limitTokens)?.ToString(CultureInfo.InvariantCulture) ?? "all"})" : null;
-                string run = RunDescription(method, lm.Folder, pr.GetValue(dataset)!, n, b, held.Count, hparamsJson, statsSpec, first, known);
+                string? statsSpec = stats ? $"{corpusSpec} (tokens: {pr.GetValue(limitTokens)?.ToString(CultureInfo.InvariantCulture) ?? "all"})" : null;
+                string run = RunDescription(method, lm.Folder, datasetPath, n, b, held.Count, hparamsJson, statsSpec, first, known);
                 LifelongState? from = null;
                 if (pr.GetValue(resume))
                 {
@@ -130,9 +154,6 @@ internal static class LifelongCommand
             }
             IReadOnlyList<LifelongCheckpoint> checkpoints;
             IReadOnlyList<MonitorEntry> monitorLog = [];
-            var em = EditMethod.Parse(pr.GetValue(method)!, pr.GetValue(hparams), layers, io.Err);
-            foreach (int l in em.Layers)
-                if (l < 0 || l >= lm.Config.Layers) throw new CliUsageException($"layer {l} is outside the model's layers 0..{lm.Config.Layers - 1}");
             int b = pr.GetValue(batch) ?? (em.Batched ? Math.Min(100, n) : 1);
             if (b < 1) throw new CliUsageException($"--batch: must be a positive integer (got {b})");
             if (!em.Batched && b != 1) throw new CliUsageException($"--batch: {em.Name} edits one request at a time");
@@ -140,7 +161,7 @@ internal static class LifelongCommand
             {
                 // an adaptor beside one MLP: no key statistics, no weight change, batches planned by the method
                 if (watch) throw new CliUsageException($"--monitor / --refuse-above: {em.Name} changes no weight, so there is no ΔW to forecast");
-                var editor = em.Create(lm, pr.GetValue(corpus), pr.GetValue(limitTokens), pr.GetValue(cache), io);
+                var editor = em.Create(lm, corpusSpec, pr.GetValue(limitTokens), pr.GetValue(cache), io);
                 var hp = (LemoeHparams)em.Settings.Hparams;
                 var adaptor = Lemoe.AdaptorOf(lm.Tf, hp);
                 var batches = hp.PlanOrder
@@ -159,7 +180,7 @@ internal static class LifelongCommand
                 if (moveLayers is not null && limit is null) throw new CliUsageException("--move-to: give --refuse-above too (the forecast threshold above which a batch is moved)");
                 if (moveLayers is not null && !em.Kind.Has(EditorCapabilities.EditsAtGivenLayer))
                     throw new CliUsageException($"--move-to: {em.Name} cannot make its edit at another layer (methods that can: {string.Join(", ", Editors.All.Where(k => k.Has(EditorCapabilities.EditsAtGivenLayer)).Select(k => k.Name))})");
-                var editor = em.Create(lm, pr.GetValue(corpus), pr.GetValue(limitTokens), pr.GetValue(cache), io, moveLayers, anchorPool: all);
+                var editor = em.Create(lm, corpusSpec, pr.GetValue(limitTokens), pr.GetValue(cache), io, moveLayers, anchorPool: all);
                 var guard = watch ? new LifelongMonitor(held, new FactProbes(lm.Tok, em.FactToken), limit, moveLayers) : null;
                 var harness = new LifelongHarness(lm.Tf, lm.Tok);
                 output.Describe(em.Name, b, em.HparamsJson, em.Layers);
@@ -177,7 +198,7 @@ internal static class LifelongCommand
             LifelongStateFile.Delete(stateDir);
             var md = output.Write(checkpoints, monitorLog, complete: true);
             foreach (var line in md.Skip(4)) io.Out.WriteLine(line);
-            io.Out.WriteLine($"wrote {Path.Combine(pr.GetValue(report)!, "lifelong.md")} and lifelong.json");
+            io.Out.WriteLine($"wrote {Path.Combine(reportDir, "lifelong.md")} and lifelong.json");
             return CliErrors.Ok;
         }));
         return cmd;

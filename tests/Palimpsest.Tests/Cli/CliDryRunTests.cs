@@ -40,6 +40,6 @@ public class CliDryRunTests
         CliRunner.AssertBadInput(CliRunner.Run(Args("--dry-run", "--out", "/tmp/never")), "--dry-run applies nothing");
         CliRunner.AssertBadInput(CliRunner.Run(Args("--dry-run", "--bank", "/nonexistent/bank.json")), "--bank: file '/nonexistent/bank.json' not found");
         CliRunner.AssertBadInput(CliRunner.Run(Args("--bank-limit", "5", "--out", "/tmp/never")), "--bank and --bank-limit go with --dry-run");
-        CliRunner.AssertBadInput(CliRunner.Run(Args()), "--out DIR is required");
+        CliRunner.AssertBadInput(CliRunner.Run(Args()), "missing --out DIR");
     }
 }

@@ -153,6 +153,24 @@ public class CliEditTests
     }
 
     [Fact]
+    public void Edit_takes_the_model_folders_hparams_and_corpus_or_names_everything_missing_at_once()
+    {
+        using var m = new TinyGpt2Folder();
+        string[] fact = ["--subject", "Danielle Darrieux", "--prompt", "The mother tongue of {} is", "--target", "English"];
+        // nothing in the folder, no options: one message with all three
+        CliRunner.AssertBadInput(CliRunner.Run(["edit", m.Model, .. fact]), "missing 3 things", "--out DIR", "--layers", "rome.json", "--stats-corpus", "corpus.txt");
+        // a folder that carries rome.json and corpus.txt (as data/models/facts-d128-l5 does) needs neither option
+        var (hp, corpus) = Inputs(m);
+        File.Copy(hp, Path.Combine(m.Model, "rome.json"));
+        File.Copy(corpus, Path.Combine(m.Model, "corpus.txt"));
+        var r = CliRunner.Run(["edit", m.Model, .. fact, "--cache", m.PathIn("cache"), "--out", m.PathIn("edited")]);
+        Assert.True(r.Code == 0, r.ToString());
+        Assert.Contains($"rome: hyper-parameters from the model folder's {Path.Combine(m.Model, "rome.json")}", r.Err);
+        Assert.Contains($"key statistics from the model folder's {Path.Combine(m.Model, "corpus.txt")}", r.Err);
+        Assert.Contains("1  Danielle Darrieux  English  1", r.Out);
+    }
+
+    [Fact]
     public void Eval_prints_counterfact_and_zsre_tables()
     {
         using var m = new TinyGpt2Folder();

@@ -140,7 +140,10 @@ public class CliLifelongTests
     public void Lifelong_bad_inputs_are_one_error_line()
     {
         using var m = new TinyGpt2Folder();
-        CliRunner.AssertBadInput(CliRunner.Run("lifelong", m.Model, "--dataset", m.Dataset, "--edits", "5", "--report", m.PathIn("r")), "--edits");
+        CliRunner.AssertBadInput(CliRunner.Run("lifelong", m.Model, "--dataset", m.Dataset, "--edits", "5", "--layers", "1", "--stats-corpus", "facts:" + m.Dataset,
+            "--report", m.PathIn("r")), "--edits");
+        // everything missing named at once, not one try at a time
+        CliRunner.AssertBadInput(CliRunner.Run("lifelong", m.Model, "--edits", "1"), "missing 4 things", "--report DIR", "--dataset FILE", "--layers", "--stats-corpus");
         CliRunner.AssertBadInput(CliRunner.Run("lifelong", m.Model, "--dataset", m.PathIn("none.json"), "--edits", "1", "--report", m.PathIn("r")), "none.json");
         CliRunner.AssertBadInput(CliRunner.Run("lifelong", m.Model, "--dataset", m.Dataset, "--edits", "1", "--layers", "1", "--report", m.PathIn("r")), "--stats-corpus");
         CliRunner.AssertBadInput(CliRunner.Run("lifelong", m.Model, "--dataset", m.Dataset, "--edits", "1", "--batch", "2", "--layers", "1",
