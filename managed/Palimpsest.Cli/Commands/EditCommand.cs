@@ -15,6 +15,9 @@ namespace Palimpsest.Cli.Commands;
 /// </summary>
 internal static class EditCommand
 {
+    /// <summary>Exit code with --require-success when an edit did not take.</summary>
+    public const int NotTaken = 3;
+
     public static Command Create(CliIo io)
     {
         var model = CommonOptions.Model();
@@ -31,13 +34,14 @@ internal static class EditCommand
         var limitTokens = KeyStatsOptions.LimitTokens();
         var cache = KeyStatsOptions.Cache();
         var outDir = new Option<string?>("--out") { Description = "edited-model folder: created from MODEL, or reopened if it already holds a journal (not with --dry-run)" };
+        var requireSuccess = new Option<bool>("--require-success") { Description = "exit 3 when an edit's rewriting prompt does not answer its target afterwards (the edit stays applied and journaled)" };
         var dryRun = new Option<bool>("--dry-run") { Description = "compute each edit on MODEL and forecast how far it moves the facts of --bank (||dW k|| at the edited layer), then apply nothing" };
         var bank = new Option<string?>("--bank") { Description = "--dry-run: the facts to protect (CounterFact or zsRE JSON); default MODEL/requests.json" };
         var bankLimit = new Option<int?>("--bank-limit") { Description = "--dry-run: the first N facts of the bank (default 500)" };
         var device = CommonOptions.Device();
         var dtype = DeviceChoice.DtypeOption();
         var cmd = new Command("edit", "rewrite facts in a model's weights (journaled and revertible), or forecast an edit's damage (--dry-run)")
-            { model, method, subject, prompt, target, requests, limit, layer, hparams, batch, corpus, limitTokens, cache, outDir, dryRun, bank, bankLimit, device, dtype };
+            { model, method, subject, prompt, target, requests, limit, layer, hparams, batch, corpus, limitTokens, cache, outDir, requireSuccess, dryRun, bank, bankLimit, device, dtype };
         cmd.SetAction(pr => EditingErrors.Guard(() =>
         {
             var dev = DeviceChoice.Read(pr, device, dtype);
@@ -88,6 +92,8 @@ internal static class EditCommand
             string layersText = string.Join(",", em0.Layers);
             var table = new TextTable(("edit", true), ("subject", false), ("target", false), ("layers", false), ("||dW||", true),
                 ("loss", false), ("answer before", false), ("answer after", false));
+            var probe = new Palimpsest.Evaluation.FactProbe(lm.Tf, lm.Tok);
+            int notTaken = 0;
             for (int start = 0; start < reqs.Count; start += batchSize)
             {
                 var chunk = reqs.Skip(start).Take(batchSize).ToArray();
@@ -100,13 +106,29 @@ internal static class EditCommand
                 editor.AfterApply(lm.Tf, chunk);
                 string norm = em.List().Single(e => e.Id == id).DeltaNorm.ToString("0.0000", CultureInfo.InvariantCulture);
                 string loss = EditMethod.Loss(editor);
+                var after = chunk.Select(r => lm.GreedyAnswer(r.FilledPrompt)).ToArray();
                 for (int i = 0; i < chunk.Length; i++)
                     table.Add(id.ToString(CultureInfo.InvariantCulture), chunk[i].Subject, chunk[i].TargetNew, layersText, norm, loss,
-                        TokenText.Quote(before[i]), TokenText.Quote(lm.GreedyAnswer(chunk[i].FilledPrompt)));
+                        TokenText.Quote(before[i]), TokenText.Quote(after[i]));
+                // an edit that did not take says so (and the journal keeps it), rather than an exit 0 with the old answer
+                var missed = chunk.Where(r => !probe.Answers(r)).ToList();
+                if (missed.Count > 0)
+                {
+                    string what = string.Join("; ", missed.Select(r => $"\"{r.FilledPrompt}\" answers {TokenText.Quote(lm.GreedyAnswer(r.FilledPrompt))}, not {TokenText.Quote(" " + r.TargetNew.TrimStart())}"));
+                    string outcome = $"did not take for {missed.Count} of {chunk.Length} request(s): {what}";
+                    em.SetOutcome(id, outcome);
+                    io.Err.WriteLine($"warning: edit {id} {outcome}. Try palimpsest trace to see where the model reads the fact, fact_token \"last\", or other --layers.");
+                    notTaken += missed.Count;
+                }
                 if (!Console.IsErrorRedirected && reqs.Count > chunk.Length) io.Err.WriteLine($"edit: {id} applied ({start + chunk.Length}/{reqs.Count} requests)");
             }
             table.WriteTo(io.Out);
             io.Out.WriteLine($"journal: {em.JournalPath} (generation {em.Generation}); undo with: palimpsest revert {dir} EDIT_ID");
+            if (notTaken > 0 && pr.GetValue(requireSuccess))
+            {
+                io.Err.WriteLine($"palimpsest: {notTaken} of {reqs.Count} request(s) did not take (--require-success)");
+                return NotTaken;
+            }
             return CliErrors.Ok;
         }));
         return cmd;

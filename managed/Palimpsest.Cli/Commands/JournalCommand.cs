@@ -26,6 +26,8 @@ internal static class JournalCommand
                     string.Join(",", e.Layers), e.DeltaNorm.ToString("0.0000", CultureInfo.InvariantCulture),
                     e.RevertedTime is { } t ? "reverted " + Time(t) : "active", e.ContentHash[..12]);
             table.WriteTo(io.Out);
+            foreach (var e in list.Where(e => e.Outcome is not null))
+                io.Out.WriteLine($"edit {e.Id}: {e.Outcome}");
             return CliErrors.Ok;
         }));
         return cmd;

@@ -68,13 +68,13 @@ public sealed record EditRecord
         };
 }
 
-/// <summary>One row of the journal, as `palimpsest journal DIR` lists it.</summary>
+/// <summary>One row of the journal, as `palimpsest journal DIR` lists it. Outcome: what was seen after the edit when it did not take (null: it took, or was not checked).</summary>
 /// <param name="DeltaNorm">||ΔW||_F of the whole edit (over all its layers).</param>
 /// <param name="Generation">The checkpoint generation this edit produced.</param>
 public sealed record JournalEntry(
     long Id, DateTimeOffset Time, string Method, string Subject, string Target, IReadOnlyList<int> Layers,
     double DeltaNorm, DateTimeOffset? RevertedTime, string ContentHash, long Generation,
-    string RequestsJson, string HyperParametersJson)
+    string RequestsJson, string HyperParametersJson, string? Outcome = null)
 {
     public bool Reverted => RevertedTime is not null;
 

@@ -476,6 +476,9 @@ public sealed class EditedModel : IDisposable
         return earlier.Count;
     }
 
+    /// <summary>Records what was seen after an edit in its journal entry (e.g. that its rewriting prompt does not answer the target).</summary>
+    public void SetOutcome(long editId, string? outcome) => _db.SetOutcome(editId, outcome);
+
     /// <summary>Every edit, oldest first, reverted ones included.</summary>
     public IReadOnlyList<JournalEntry> List() => _db.Entries();
 

@@ -17,6 +17,7 @@ internal sealed record StoredDelta(long EditId, int Index, string Tensor, Weight
 ///   adaptor_edits(edit_id, layer, rank, d_ff, d_model, router_hidden, key_dim, a, b, key,
 ///                 down_before, up_before, down_after, up_after)
 ///                       a LEMoE edit: its expert, its key, and the router before and after training
+///   edits.outcome       what the editor saw after the edit when it did not take (schema 3), else null
 ///   editor_memory(edit_id, name, value)
 ///                       what an edit added to its editor's memory beyond the weights (UltraEdit's normaliser
 ///                       moments), float64 BLOBs by name; a reopened folder's editor rebuilds its memory from
@@ -45,7 +46,8 @@ internal sealed class JournalDb : IDisposable
             requests_json TEXT NOT NULL,
             hparams_json TEXT NOT NULL,
             reverted_utc TEXT,
-            reverted_generation INTEGER);
+            reverted_generation INTEGER,
+            outcome TEXT);
         CREATE TABLE deltas(
             edit_id INTEGER NOT NULL REFERENCES edits(id),
             idx INTEGER NOT NULL,
@@ -128,6 +130,7 @@ internal sealed class JournalDb : IDisposable
                     using var tx = db._c.BeginTransaction();
                     if (v == "1") db.Exec(AdaptorSchema, tx);
                     db.Exec(MemorySchema, tx);
+                    db.Exec("ALTER TABLE edits ADD COLUMN outcome TEXT;", tx);
                     db.SetMeta("schema_version", SchemaVersion.ToString(CultureInfo.InvariantCulture), tx);
                     tx.Commit();
                     return 0;
@@ -368,7 +371,7 @@ internal sealed class JournalDb : IDisposable
     {
         using var cmd = _c.CreateCommand();
         cmd.CommandText = """
-            SELECT id, created_utc, method, subject, target, layers, delta_norm, reverted_utc, content_hash, generation, requests_json, hparams_json
+            SELECT id, created_utc, method, subject, target, layers, delta_norm, reverted_utc, content_hash, generation, requests_json, hparams_json, outcome
             FROM edits WHERE $id IS NULL OR id = $id ORDER BY id
             """;
         cmd.Parameters.AddWithValue("$id", (object?)onlyId ?? DBNull.Value);
@@ -381,7 +384,7 @@ internal sealed class JournalDb : IDisposable
                 r.GetInt64(0), ParseTime(r.GetString(1)), r.GetString(2), r.GetString(3), r.GetString(4),
                 layers.Length == 0 ? [] : layers.Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray(),
                 r.GetDouble(6), r.IsDBNull(7) ? null : ParseTime(r.GetString(7)), r.GetString(8), r.GetInt64(9),
-                r.GetString(10), r.GetString(11)));
+                r.GetString(10), r.GetString(11), r.IsDBNull(12) ? null : r.GetString(12)));
         }
         return list;
     });
@@ -431,6 +434,16 @@ internal sealed class JournalDb : IDisposable
         var set = new HashSet<string>(StringComparer.Ordinal);
         while (r.Read()) set.Add(r.GetString(0));
         return set;
+    });
+
+    /// <summary>Records what was seen after an edit (a warning that it did not take); null clears it.</summary>
+    public void SetOutcome(long id, string? outcome) => Guard(() =>
+    {
+        using var cmd = _c.CreateCommand();
+        cmd.CommandText = "UPDATE edits SET outcome = $o WHERE id = $id";
+        cmd.Parameters.AddWithValue("$o", (object?)outcome ?? DBNull.Value);
+        cmd.Parameters.AddWithValue("$id", id);
+        return cmd.ExecuteNonQuery() == 1 ? 0 : throw new ArgumentException($"{Path}: edit {id} not found");
     });
 
     /// <summary>The memory an edit journaled for its editor (empty when none), by name.</summary>

@@ -171,6 +171,27 @@ public class CliEditTests
     }
 
     [Fact]
+    public void An_edit_that_does_not_take_says_so_journals_it_and_fails_with_require_success()
+    {
+        using var m = new TinyGpt2Folder();
+        string outDir = m.PathIn("edited");
+        // three v* steps on a random model: the prompt keeps its old answer
+        var r = CliRunner.Run(Edit(m, outDir, "--subject", "Danielle Darrieux", "--prompt", "The mother tongue of {} is", "--target", "English", "--require-success"));
+        Assert.True(r.Code == 3, r.ToString());
+        Assert.Contains("warning: edit 1 did not take for 1 of 1 request(s): \"The mother tongue of Danielle Darrieux is\" answers", r.Err);
+        Assert.Contains("not \" English\"", r.Err);
+        Assert.Contains("palimpsest trace", r.Err);
+        Assert.Contains("1  Danielle Darrieux  English", r.Out); // applied and journaled all the same
+        var j = CliRunner.Run("journal", outDir);
+        Assert.Contains("1 edit(s), 1 active", j.Out);
+        Assert.Contains("edit 1: did not take for 1 of 1 request(s)", j.Out);
+        // without the flag: the same warning, exit 0
+        var again = CliRunner.Run(Edit(m, outDir, "--subject", "Edwin of Northumbria", "--prompt", "The official religion of {} is", "--target", "Islam"));
+        Assert.True(again.Code == 0, again.ToString());
+        Assert.Contains("warning: edit 2 did not take", again.Err);
+    }
+
+    [Fact]
     public void Eval_prints_counterfact_and_zsre_tables()
     {
         using var m = new TinyGpt2Folder();

@@ -194,7 +194,7 @@ public class LemoeJournalTests
         {
             c.Open();
             using var cmd = c.CreateCommand();
-            cmd.CommandText = "DROP TABLE adaptor_edits; DROP TABLE editor_memory; UPDATE meta SET value = '1' WHERE key = 'schema_version';";
+            cmd.CommandText = "DROP TABLE adaptor_edits; DROP TABLE editor_memory; ALTER TABLE edits DROP COLUMN outcome; UPDATE meta SET value = '1' WHERE key = 'schema_version';";
             cmd.ExecuteNonQuery();
         }
         using var reopened = EditedModel.Open(dir);
