@@ -28,7 +28,7 @@ public class ReadmeExampleTests
             Assert.Equal(" French", tok.Decode(next));
 
             var corpus = Corpus.FactSentences(facts, tok, 0..200);
-            var stats = KeyStatisticsCache.GetOrCompute(tf, corpus, [2], Path.Combine(work, "keystats"));
+            var stats = KeyStatisticsCache.GetOrCompute(tf, corpus, [2], Path.Combine(work, "keystats"), cancel: TestContext.Current.CancellationToken);
             var rome = new Rome(new RomeHparams { Layers = [2], VLossLayer = model.Config.Layers - 1, VNumGradSteps = 3, ContextTemplateLengthParams = [[5, 2]] },
                 tok, l => stats[l].Matrix);
             var request = new EditRequest { Subject = "Danielle Darrieux", Prompt = "The mother tongue of {} is", TargetNew = "English" };

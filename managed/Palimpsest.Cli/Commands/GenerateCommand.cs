@@ -38,6 +38,8 @@ internal static class GenerateCommand
             }
             var all = new List<int>(input);
             string printed = tok.Decode(input);
+            // the weights load before the prompt is echoed, so that a loading error is its own line
+            _ = s.Engine;
             io.Out.Write(printed);
             foreach (int next in s.Engine.Generate(input, settings))
             {

@@ -61,7 +61,7 @@ public sealed class KeyStatisticsTests : IDisposable
         var tf = new Transformer(model);
         var corpus = RandomCorpus(model.Config.Vocab);
         var layers = Enumerable.Range(0, model.Config.Layers).ToArray();
-        var stats = KeyStatistics.Compute(tf, corpus, layers);
+        var stats = KeyStatistics.Compute(tf, corpus, layers, cancel: TestContext.Current.CancellationToken);
         foreach (int l in layers)
         {
             Assert.Equal(corpus.TokenCount, stats[l].TokenCount);
@@ -76,7 +76,7 @@ public sealed class KeyStatisticsTests : IDisposable
         using var model = Tiny("gpt2");
         var tf = new Transformer(model);
         var corpus = RandomCorpus(model.Config.Vocab);
-        var s = KeyStatistics.Compute(tf, corpus, [1], maxTokens: 20)[1];
+        var s = KeyStatistics.Compute(tf, corpus, [1], maxTokens: 20, cancel: TestContext.Current.CancellationToken)[1];
         Assert.Equal(20, s.TokenCount);
         // The first 20 tokens: sentences of 5 and 1, then 14 of the 30-token one.
         var first20 = new Corpus("cut", [corpus.Sentences[0], corpus.Sentences[1], corpus.Sentences[2][..14]]);
@@ -116,11 +116,11 @@ public sealed class KeyStatisticsTests : IDisposable
         using var model = Tiny("gpt2");
         var tf = new Transformer(model);
         var corpus = RandomCorpus(model.Config.Vocab);
-        var first = KeyStatisticsCache.GetOrCompute(tf, corpus, [0, 1], _tmp)[1];
+        var first = KeyStatisticsCache.GetOrCompute(tf, corpus, [0, 1], _tmp, cancel: TestContext.Current.CancellationToken)[1];
         Assert.Equal(2, Directory.GetFiles(_tmp, "keystats-*.safetensors").Length);
 
         var reports = new List<double>();
-        var again = KeyStatisticsCache.GetOrCompute(tf, corpus, [1], _tmp, progress: new SyncProgress(reports.Add))[1];
+        var again = KeyStatisticsCache.GetOrCompute(tf, corpus, [1], _tmp, progress: new SyncProgress(reports.Add), cancel: TestContext.Current.CancellationToken)[1];
         Assert.Equal([1.0], reports); // no pass over the corpus
         Assert.NotSame(first.Matrix, again.Matrix);
         Assert.Equal(first.Matrix, again.Matrix);
@@ -134,7 +134,7 @@ public sealed class KeyStatisticsTests : IDisposable
         Assert.NotEqual(key, KeyStatisticsCache.Key(new Transformer(editedBelow), corpus, 1, corpus.TokenCount));
 
         reports.Clear();
-        var recomputed = KeyStatisticsCache.GetOrCompute(new Transformer(editedBelow), corpus, [1], _tmp, progress: new SyncProgress(reports.Add))[1];
+        var recomputed = KeyStatisticsCache.GetOrCompute(new Transformer(editedBelow), corpus, [1], _tmp, progress: new SyncProgress(reports.Add), cancel: TestContext.Current.CancellationToken)[1];
         Assert.True(reports.Count > 1, "an edited model must recompute");
         Assert.NotEqual(first.Matrix, recomputed.Matrix);
         Num.AssertClose(recomputed.Matrix, BruteForce(new Transformer(editedBelow), corpus, 1), 1e-12, "recomputed after edit");
@@ -150,10 +150,10 @@ public sealed class KeyStatisticsTests : IDisposable
         using var model = Tiny("gpt2");
         var tf = new Transformer(model);
         var corpus = RandomCorpus(model.Config.Vocab);
-        var first = KeyStatisticsCache.GetOrCompute(tf, corpus, [1], _tmp)[1];
+        var first = KeyStatisticsCache.GetOrCompute(tf, corpus, [1], _tmp, cancel: TestContext.Current.CancellationToken)[1];
         string file = Directory.GetFiles(_tmp, "keystats-l1-*.safetensors").Single();
         File.WriteAllBytes(file, [1, 2, 3]);
-        var again = KeyStatisticsCache.GetOrCompute(tf, corpus, [1], _tmp)[1];
+        var again = KeyStatisticsCache.GetOrCompute(tf, corpus, [1], _tmp, cancel: TestContext.Current.CancellationToken)[1];
         Assert.Equal(first.Matrix, again.Matrix);
         Assert.True(new FileInfo(file).Length > 100);
     }

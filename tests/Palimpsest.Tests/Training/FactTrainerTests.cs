@@ -44,7 +44,7 @@ public class FactTrainerTests
         var tf = new Transformer(model);
         var rng = new Random(5);
         var ex = Enumerable.Range(0, 12).Select(i => new FactExample(i, [1 + i, 20 + i % 3, 30], [40 + rng.Next(15)])).ToList();
-        var log = new FactTrainer(tf, eosId: 0).Train(ex, new TrainOptions { MaxEpochs = 150, Lr = 1e-2, WarmupSteps = 5, BatchSequences = 2, PackLength = 5, TargetAccuracy = 1.0, WeightDecay = 0 });
+        var log = new FactTrainer(tf, eosId: 0).Train(ex, new TrainOptions { MaxEpochs = 150, Lr = 1e-2, WarmupSteps = 5, BatchSequences = 2, PackLength = 5, TargetAccuracy = 1.0, WeightDecay = 0 }, cancel: TestContext.Current.CancellationToken);
         Assert.True(log[^1].Accuracy == 1.0, $"accuracy after {log.Count} epochs: {log[^1].Accuracy:0.00} (loss {log[^1].Loss:0.000})");
         Assert.True(log[^1].Loss < log[0].Loss / 5, $"loss {log[0].Loss:0.000} -> {log[^1].Loss:0.000}");
         // the trained model answers greedily from the prompt alone (PackLength 5: one example per sequence, as here)

@@ -34,7 +34,7 @@ public static class DatasetReader
             throw new DatasetFormatException(name, -1, null, "expected a JSON array of records");
         try
         {
-            foreach (var e in JsonSerializer.DeserializeAsyncEnumerable<JsonElement>(stream).ToBlockingEnumerable())
+            foreach (var e in JsonSerializer.DeserializeAsyncEnumerable(stream, DatasetJson.Default.JsonElement).ToBlockingEnumerable())
             {
                 var r = new RecordFields(name, index, e);
                 format ??= Detect(r);
@@ -102,3 +102,7 @@ public static class DatasetReader
         return message.StartsWith(where, StringComparison.Ordinal) ? message[where.Length..] : message;
     }
 }
+
+/// <summary>Source-generated (trim-safe) JSON for streaming a dataset's records.</summary>
+[System.Text.Json.Serialization.JsonSerializable(typeof(JsonElement))]
+internal sealed partial class DatasetJson : System.Text.Json.Serialization.JsonSerializerContext;
