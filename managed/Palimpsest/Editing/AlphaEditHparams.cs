@@ -36,8 +36,7 @@ public sealed record AlphaEditHparams
     public static AlphaEditHparams FromJson(string json, string where = "hparams")
     {
         var merged = HparamsOverlay.Merge(new AlphaEditHparams().ToJson(), json, where, Editors.AlphaEditReferenceFields, HparamsOverlay.NasFields);
-        try { return JsonSerializer.Deserialize(merged, AlphaEditHparamsJson.Default.AlphaEditHparams)!; }
-        catch (JsonException e) { throw new ArgumentException($"{where}: {e.Message.Split('\n')[0]}"); }
+        return HparamsOverlay.Deserialize(merged, AlphaEditHparamsJson.Default.AlphaEditHparams, where);
     }
 
     internal MemitHparams ToMemit() => new()

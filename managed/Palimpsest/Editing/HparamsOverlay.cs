@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Json.Serialization.Metadata;
 
 namespace Palimpsest.Editing;
 
@@ -44,4 +45,39 @@ internal static class HparamsOverlay
     /// <summary>The fields of userJson that are in <paramref name="ignored"/> (the reference's harness settings), in file order.</summary>
     public static IReadOnlyList<string> Ignored(string userJson, IReadOnlyList<string> ignored) =>
         JsonNode.Parse(userJson) is JsonObject u ? u.Select(p => p.Key).Where(ignored.Contains).ToList() : [];
+
+    /// <summary>
+    /// The merged JSON as the hparams record; a value of the wrong type is an ArgumentException that
+    /// names the field, the kind of value it takes and the one given (not the serializer's type names).
+    /// </summary>
+    public static T Deserialize<T>(string mergedJson, JsonTypeInfo<T> info, string where)
+    {
+        try { return JsonSerializer.Deserialize(mergedJson, info)!; }
+        catch (JsonException e)
+        {
+            string field = e.Path is { Length: > 2 } p && p.StartsWith("$.", StringComparison.Ordinal) ? p[2..].Split('[')[0] : "";
+            var prop = info.Properties.FirstOrDefault(x => x.Name == field);
+            if (prop is null) throw new ArgumentException($"{where}: not a valid hyper-parameter file");
+            string given = JsonNode.Parse(mergedJson)?[field]?.ToJsonString() ?? "null";
+            if (given.Length > 60) given = given[..57] + "...";
+            throw new ArgumentException($"{where}: field '{field}' must be {Kind(prop.PropertyType)} (got {given})");
+        }
+    }
+
+    /// <summary>What a hyper-parameter of this type takes, in words.</summary>
+    internal static string Kind(Type t) =>
+        Nullable.GetUnderlyingType(t) is { } inner ? Kind(inner) + " or null"
+        : t == typeof(int) || t == typeof(long) ? "a whole number"
+        : t == typeof(double) || t == typeof(float) ? "a number"
+        : t == typeof(bool) ? "true or false"
+        : t == typeof(string) ? "a string"
+        : t.IsArray ? $"a list of {Plural(t.GetElementType()!)}"
+        : "a value of another kind";
+
+    private static string Plural(Type t) =>
+        t.IsArray ? $"lists of {Plural(t.GetElementType()!)}"
+        : t == typeof(int) || t == typeof(long) ? "whole numbers"
+        : t == typeof(double) || t == typeof(float) ? "numbers"
+        : t == typeof(string) ? "strings"
+        : "values";
 }

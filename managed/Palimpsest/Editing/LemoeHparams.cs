@@ -40,8 +40,7 @@ public sealed record LemoeHparams
     {
         var merged = HparamsOverlay.Merge(new LemoeHparams().ToJson(), json, where);
         LemoeHparams h;
-        try { h = JsonSerializer.Deserialize(merged, LemoeHparamsJson.Default.LemoeHparams)!; }
-        catch (JsonException e) { throw new ArgumentException($"{where}: {e.Message.Split('\n')[0]}"); }
+        h = HparamsOverlay.Deserialize(merged, LemoeHparamsJson.Default.LemoeHparams, where);
         h.Validate(where);
         return h;
     }

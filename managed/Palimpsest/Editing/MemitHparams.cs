@@ -44,8 +44,7 @@ public sealed record MemitHparams
     public static MemitHparams FromJson(string json, string where = "hparams")
     {
         var merged = HparamsOverlay.Merge(new MemitHparams().ToJson(), json, where, Editors.LocateAndEditReferenceFields, HparamsOverlay.NasFields);
-        try { return JsonSerializer.Deserialize(merged, MemitHparamsJson.Default.MemitHparams)!; }
-        catch (JsonException e) { throw new ArgumentException($"{where}: {e.Message.Split('\n')[0]}"); }
+        return HparamsOverlay.Deserialize(merged, MemitHparamsJson.Default.MemitHparams, where);
     }
 }
 

@@ -43,8 +43,7 @@ public sealed record RomeHparams
     public static RomeHparams FromJson(string json, string where = "hparams")
     {
         var merged = HparamsOverlay.Merge(new RomeHparams().ToJson(), json, where, Editors.LocateAndEditReferenceFields, HparamsOverlay.NasFields);
-        try { return JsonSerializer.Deserialize(merged, HparamsJson.Default.RomeHparams)!; }
-        catch (JsonException e) { throw new ArgumentException($"{where}: {e.Message.Split('\n')[0]}"); }
+        return HparamsOverlay.Deserialize(merged, HparamsJson.Default.RomeHparams, where);
     }
 }
 

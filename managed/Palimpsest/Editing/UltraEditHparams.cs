@@ -37,8 +37,7 @@ public sealed record UltraEditHparams
     {
         var merged = HparamsOverlay.Merge(new UltraEditHparams().ToJson(), json, where, ReferenceOnlyFields);
         UltraEditHparams h;
-        try { h = JsonSerializer.Deserialize(merged, UltraEditHparamsJson.Default.UltraEditHparams)!; }
-        catch (JsonException e) { throw new ArgumentException($"{where}: {e.Message.Split('\n')[0]}"); }
+        h = HparamsOverlay.Deserialize(merged, UltraEditHparamsJson.Default.UltraEditHparams, where);
         h.Validate(where);
         return h;
     }
