@@ -48,6 +48,7 @@ internal sealed class Engine : IDisposable
         using var r = _transformer.Forward(ids, new ForwardOptions { LogitsFrom = -1 });
         var logits = new double[C.Vocab];
         _backend.ToHost(r.Logits, logits);
+        NonFinite.Check(_transformer, logits, () => ids);
         return logits;
     }
 
@@ -91,13 +92,16 @@ internal sealed class Engine : IDisposable
         using var cache = new KvCache(_model, prompt.Length + count);
         var logits = new double[C.Vocab];
         int[] step = prompt;
+        var done = new List<int>(count);
         for (int i = 0; i < count; i++)
         {
             // logits [1, V] of the last position; the cache keeps every earlier position's keys and values.
             using (var r = _transformer.Forward(step, new ForwardOptions { LogitsFrom = -1 }, cache))
                 _backend.ToHost(r.Logits, logits);
+            NonFinite.Check(_transformer, logits, () => [.. prompt, .. done]);
             int next = Generator.Pick(logits, sampling, rng);
             if (next == s.Eos) yield break;
+            done.Add(next);
             yield return next;
             step = [next];
         }

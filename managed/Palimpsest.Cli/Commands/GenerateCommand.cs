@@ -38,11 +38,14 @@ internal static class GenerateCommand
             }
             var all = new List<int>(input);
             string printed = tok.Decode(input);
-            // the weights load before the prompt is echoed, so that a loading error is its own line
-            _ = s.Engine;
+            // the weights load and the first token is computed before the prompt is echoed, so that
+            // an error there (a file, a NaN weight) is a line of its own
+            using var tokens = s.Engine.Generate(input, settings).GetEnumerator();
+            bool any = tokens.MoveNext();
             io.Out.Write(printed);
-            foreach (int next in s.Engine.Generate(input, settings))
+            for (; any; any = tokens.MoveNext())
             {
+                int next = tokens.Current;
                 all.Add(next);
                 // Decode everything and print what is new: a token can be half of a UTF-8 character
                 // (held back while the text ends in U+FFFD), and pieces can merge across tokens.

@@ -10,14 +10,44 @@ internal static class InfoCommand
     public static Command Create(CliIo io)
     {
         var model = CommonOptions.Model();
-        var cmd = new Command("info", "show a model's architecture, sizes, weights and tokenizer") { model };
+        var check = new Option<bool>("--check") { Description = "read every weight and name the tensors holding NaN or ±∞ (exit 3 when there are any)" };
+        var cmd = new Command("info", "show a model's architecture, sizes, weights and tokenizer") { model, check };
         cmd.SetAction(pr =>
         {
             using var s = ModelSession.Open(pr.GetValue(model)!);
             Print(s, io);
-            return CliErrors.Ok;
+            return pr.GetValue(check) ? Check(s.Folder, io) : CliErrors.Ok;
         });
         return cmd;
+    }
+
+    /// <summary>Exit code of --check when a tensor holds NaN or ±∞.</summary>
+    public const int NonFiniteWeights = 3;
+
+    // every floating-point tensor read in float64 (fp16/bf16 ±∞ and NaN survive the widening)
+    private static int Check(string folder, CliIo io)
+    {
+        using var set = SafetensorsSet.OpenFolder(folder);
+        int tensors = 0;
+        var bad = new List<string>();
+        foreach (var name in set.Names.Order(StringComparer.Ordinal))
+        {
+            var info = set.Info(name);
+            if (info.DType is not ("F64" or "F32" or "F16" or "BF16")) continue;
+            tensors++;
+            var v = set.ReadF64(name);
+            int nan = 0, inf = 0;
+            foreach (double x in v) { if (double.IsNaN(x)) nan++; else if (double.IsInfinity(x)) inf++; }
+            if (nan + inf > 0) bad.Add($"{name}: {nan:N0} NaN, {inf:N0} ±∞ of {v.Length:N0} values");
+        }
+        if (bad.Count == 0)
+        {
+            io.Out.WriteLine($"check         every value of the {tensors} floating-point tensors is finite");
+            return CliErrors.Ok;
+        }
+        io.Out.WriteLine($"check         {bad.Count} of {tensors} tensors hold values that are not finite:");
+        foreach (var b in bad) io.Out.WriteLine($"  {b}");
+        return NonFiniteWeights;
     }
 
     private static void Print(ModelSession s, CliIo io)

@@ -38,10 +38,12 @@ public sealed class Generator
         using var cache = new KvCache(_tf.Model, prompt.Length + maxTokens);
         var logits = new double[c.Vocab];
         int[] step = prompt.ToArray();
+        var promptIds = prompt.ToArray();
         for (int i = 0; i < maxTokens; i++)
         {
             using (var r = _tf.Forward(step, new ForwardOptions { LogitsFrom = -1 }, cache))
                 _tf.Model.Backend.ToHost(r.Logits, logits);
+            NonFinite.Check(_tf, logits, () => [.. promptIds, .. output]);
             int next = Pick(logits, s, rng);
             output.Add(next);
             if (next == stopId) break;

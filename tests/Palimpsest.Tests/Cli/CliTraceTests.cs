@@ -14,7 +14,8 @@ internal sealed class TinyGpt2Folder : IDisposable
 {
     public const int Layers = 3, DModel = 16, DFf = 24;
 
-    public TinyGpt2Folder(int seed = 5)
+    /// <param name="tweak">changes the tensors before they are written (name, values, dtype), e.g. a NaN in one weight</param>
+    public TinyGpt2Folder(int seed = 5, Action<List<(string Name, HostTensor Values, string DType)>>? tweak = null)
     {
         Root = Path.Combine(Path.GetTempPath(), "palimpsest-cli-" + Guid.NewGuid().ToString("N")[..12]);
         Model = Path.Combine(Root, "model");
@@ -43,6 +44,7 @@ internal sealed class TinyGpt2Folder : IDisposable
             t.Add((n + "mlp.c_fc.weight", b.WUp, "F32")); t.Add((n + "mlp.c_fc.bias", b.BUp!, "F32"));
             t.Add((n + "mlp.c_proj.weight", b.WDown, "F32")); t.Add((n + "mlp.c_proj.bias", b.BDown!, "F32"));
         }
+        tweak?.Invoke(t);
         SafetensorsWriter.Write(Path.Combine(Model, "model.safetensors"), t);
         File.WriteAllText(Path.Combine(Model, "config.json"), $$"""
             {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_layer": {{Layers}}, "n_embd": {{DModel}}, "n_head": 2,
