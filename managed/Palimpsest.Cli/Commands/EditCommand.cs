@@ -68,6 +68,16 @@ internal static class EditCommand
             }
             EditMethod.ThrowIfMissing(missing);
             var em0 = found!;
+            // every request must fit the context before anything is created (else the folder is made and the Nth edit fails)
+            using (var ms = ModelSession.Open(source))
+                for (int i = 0; i < reqs.Count; i++)
+                {
+                    var r = reqs[i];
+                    int tokens = ms.Tokenizer.Encode(r.FilledPrompt + (r.TargetNew.StartsWith(' ') ? r.TargetNew : " " + r.TargetNew)).Length;
+                    if (tokens > ms.Config.MaxPositions)
+                        throw new CliUsageException($"{(pr.GetValue(requests) is { } f ? $"--requests {f}: request {i} ({r.Subject})" : "the request")}: prompt and target are {tokens} tokens, "
+                            + $"longer than the model's context of {ms.Config.MaxPositions} ({ms.ContextField} in {ms.ConfigPath})");
+                }
             if (em0.Kind.Has(EditorCapabilities.Adaptor))
             {
                 if (dry) throw new CliUsageException($"--dry-run: {em0.Name} changes no weight, so there is no ΔW to forecast");

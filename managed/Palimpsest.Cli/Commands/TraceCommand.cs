@@ -56,6 +56,8 @@ internal static class TraceCommand
             string s = pr.GetValue(subject) ?? throw new CliUsageException("give --subject (the subject as written in the prompt)");
             if (s.Length == 0 || !p.Contains(s, StringComparison.Ordinal))
                 throw new CliUsageException($"--subject \"{s}\" does not occur in the prompt \"{p}\"");
+            if (pr.GetValue(answer) is { } a && a.Trim().Length == 0)
+                throw new CliUsageException("--answer is empty: give the answer whose probability is traced (e.g. --answer French), or leave it out for the model's own prediction");
             using (var lm = LoadedModel.Open(pr.GetValue(model)!, dev))
                 return TraceOne(io, lm, p, s, pr.GetValue(answer), kinds, nSamples, win, pr.GetValue(noise), dir);
         }));

@@ -192,6 +192,23 @@ public class CliEditTests
     }
 
     [Fact]
+    public void Bad_requests_are_refused_naming_the_record_before_anything_is_created()
+    {
+        using var m = new TinyGpt2Folder();
+        var (hp, corpus) = Inputs(m);
+        string outDir = m.PathIn("edited"), many = m.PathIn("many.json"), longer = m.PathIn("long.json");
+        File.WriteAllText(many, """[{"prompt": "The mother tongue of Danielle Darrieux is", "subject": "Danielle Darrieux", "target_new": ["English", "Dutch"]}]""");
+        CliRunner.AssertBadInput(CliRunner.Run("edit", m.Model, "--hparams", hp, "--stats-corpus", corpus, "--requests", many, "--out", outDir), "record 0", "target_new", "list of 2");
+        string words = string.Join(" ", Enumerable.Repeat("very", 70));
+        File.WriteAllText(longer, "[" + """{"prompt": "The mother tongue of Lyon is", "subject": "Lyon", "target_new": "English"}""" + ", "
+            + $$"""{"prompt": "The {{words}} mother tongue of Danielle Darrieux is", "subject": "Danielle Darrieux", "target_new": "English"}""" + "]");
+        CliRunner.AssertBadInput(CliRunner.Run("edit", m.Model, "--hparams", hp, "--stats-corpus", corpus, "--requests", longer, "--out", outDir),
+            "request 1 (Danielle Darrieux)", "longer than the model's context of 64", "n_positions");
+        Assert.False(Directory.Exists(outDir), "the folder was created for requests that cannot be edited");
+        CliRunner.AssertBadInput(CliRunner.Run("trace", m.Model, "--prompt", "The mother tongue of Lyon is", "--subject", "Lyon", "--answer", ""), "--answer is empty");
+    }
+
+    [Fact]
     public void Eval_prints_counterfact_and_zsre_tables()
     {
         using var m = new TinyGpt2Folder();

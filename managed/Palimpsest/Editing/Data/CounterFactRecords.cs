@@ -17,7 +17,7 @@ internal static class CounterFactRecords
                 CaseId = r.Id("case_id"),
                 Subject = subject,
                 Prompt = template,
-                TargetNew = r.StringOrFirst("target_new"),
+                TargetNew = r.StringOrOnly("target_new"),
                 TargetTrue = r.Has("ground_truth") ? r.StringOrFirst("ground_truth") : null,
                 ParaphrasePrompts = r.StringList("rephrase_prompt"),
                 NeighborhoodPrompts = locality,

@@ -37,6 +37,21 @@ internal readonly struct RecordFields
     public string? OptionalString(string name) => Has(name) ? String(name) : null;
 
     /// <summary>A string, or the first element of a list of strings (zsRE's "answers", "loc_ans" in some dumps).</summary>
+    /// <summary>
+    /// A string, or a list holding exactly one (an edit has one new target: a list of several would
+    /// silently edit towards its first, so it is refused naming the record and field).
+    /// </summary>
+    public string StringOrOnly(string name)
+    {
+        if (_e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Array)
+        {
+            var list = StringList(name);
+            if (list.Count != 1) throw Error(name, $"is a list of {list.Count} strings; an edit has one target (give a string)");
+            return list[0];
+        }
+        return String(name);
+    }
+
     public string StringOrFirst(string name)
     {
         if (_e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Array)

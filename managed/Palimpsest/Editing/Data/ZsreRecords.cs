@@ -19,7 +19,7 @@ internal static class ZsreRecords
                 CaseId = r.Id("case_id") ?? index.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 Subject = subject,
                 Prompt = r.TemplateFrom("src", question, subject),
-                TargetNew = r.StringOrFirst("alt"),
+                TargetNew = r.StringOrOnly("alt"),
                 TargetTrue = r.Has("answers") ? r.StringOrFirst("answers") : null,
                 ParaphrasePrompts = r.StringList("rephrase"),
                 NeighborhoodPrompts = loc.Select(q => q + "?").ToArray(),
