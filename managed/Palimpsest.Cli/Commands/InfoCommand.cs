@@ -72,6 +72,8 @@ internal static class InfoCommand
         };
         rows.AddRange(EngineInfo.Weights(s));
         rows.Add(("tokenizer", TokenizerLine(s)));
+        if (c.UnrecognisedFields.Count > 0)
+            rows.Add(("unrecognised", $"config.json fields this engine does not read: {string.Join(", ", c.UnrecognisedFields)} (tell us if one changes the computation)"));
 
         // Plain "key  value" lines: greppable, and long values (paths, tokenizer notes) never wrap.
         int w = rows.Max(r => r.Item1.Length) + 2;

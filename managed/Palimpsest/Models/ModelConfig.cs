@@ -49,6 +49,8 @@ public sealed record ModelConfig
     public bool HeadBias { get; init; }
     public int? EosTokenId { get; init; }
     public string ModelType { get; init; } = "";
+    /// <summary>config.json fields neither read nor known to be harmless (<see cref="ConfigFields"/>): `info` names them.</summary>
+    public IReadOnlyList<string> UnrecognisedFields { get; init; } = [];
 
     public int QDim => Heads * HeadDim;
     public int KvDim => KvHeads * HeadDim;
@@ -68,6 +70,12 @@ public sealed record ModelConfig
         if (j.ValueKind != JsonValueKind.Object) throw new ModelFormatException($"{file}: top level is not a JSON object");
         var r = new ConfigReader(j, file);
         string type = r.Str("model_type");
+        ConfigFields.RefuseUnimplemented(j, type, file);
+        return ParseKnown(j, r, type, file) with { UnrecognisedFields = ConfigFields.Unrecognised(j, type) };
+    }
+
+    private static ModelConfig ParseKnown(JsonElement j, ConfigReader r, string type, string file)
+    {
         switch (type)
         {
             case "gpt2":
