@@ -110,10 +110,13 @@ public sealed class EditedModel : IDisposable
             throw new IOException($"{outDir}: folder exists and is not empty");
         string parent = Path.GetDirectoryName(outDir) ?? throw new IOException($"{outDir}: has no parent folder");
         Directory.CreateDirectory(parent);
+        var removed = RemoveStaleCreations(outDir);
         string tmp = $"{outDir}.creating-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}";
         Directory.CreateDirectory(tmp);
         try
         {
+            // who is building this folder: a later Create removes it only once that process is gone
+            File.WriteAllText(Path.Combine(tmp, CreatorFile), Creator(Environment.ProcessId));
             foreach (var file in Directory.EnumerateFiles(sourceModelDir))
                 if (!IsWeightsOrJournal(Path.GetFileName(file))) File.Copy(file, Path.Combine(tmp, Path.GetFileName(file)));
             var (tensors, meta) = RawCheckpoint.ReadFolder(sourceModelDir);
@@ -125,6 +128,7 @@ public sealed class EditedModel : IDisposable
                 ["source"] = Path.GetFullPath(sourceModelDir),
                 ["created_utc"] = DateTime.UtcNow.ToString("O", CultureInfo.InvariantCulture),
             })) { }
+            File.Delete(Path.Combine(tmp, CreatorFile));
             DurableFs.FsyncDirectory(tmp);
             if (Directory.Exists(outDir)) Directory.Delete(outDir); // empty, checked above
             Directory.Move(tmp, outDir);
@@ -135,7 +139,51 @@ public sealed class EditedModel : IDisposable
             try { Directory.Delete(tmp, recursive: true); } catch (IOException) { /* the original error matters more */ }
             throw;
         }
-        return Open(outDir);
+        var created = Open(outDir);
+        if (removed.Count > 0)
+            created.Recovery = $"removed {removed.Count} partial folder(s) that a killed creation of {Path.GetFileName(outDir)} had left: {string.Join(", ", removed.Select(Path.GetFileName))}";
+        return created;
+    }
+
+    private const string CreatorFile = ".creator";
+
+    // "pid start-ticks": a pid alone could have been reused by another process since
+    private static string Creator(int pid)
+    {
+        try { using var p = System.Diagnostics.Process.GetProcessById(pid); return $"{pid} {p.StartTime.ToUniversalTime().Ticks}"; }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception) { return $"{pid} 0"; }
+    }
+
+    /// <summary>
+    /// Folders OUT.creating-* that a Create killed part-way left beside outDir (up to the model's
+    /// size each): only ours (they carry the creator file) and only those whose creating process is
+    /// gone (another Create may be running). Returns the ones removed.
+    /// </summary>
+    private static List<string> RemoveStaleCreations(string outDir)
+    {
+        var removed = new List<string>();
+        string parent = Path.GetDirectoryName(outDir)!, prefix = Path.GetFileName(outDir) + ".creating-";
+        foreach (var dir in Directory.EnumerateDirectories(parent, prefix + "*"))
+        {
+            string marker = Path.Combine(dir, CreatorFile);
+            if (!File.Exists(marker)) continue;
+            string[] who;
+            try { who = File.ReadAllText(marker).Split(' ', StringSplitOptions.RemoveEmptyEntries); }
+            catch (IOException) { continue; }
+            if (who.Length != 2 || !int.TryParse(who[0], out int pid)) continue;
+            if (Creator(pid) == string.Join(' ', who) && ProcessAlive(pid)) continue; // still at work
+            try { Directory.Delete(dir, recursive: true); removed.Add(dir); }
+            catch (IOException) { /* another Create removed it first */ }
+            catch (UnauthorizedAccessException) { }
+        }
+        return removed;
+    }
+
+    private static bool ProcessAlive(int pid)
+    {
+        try { using var p = System.Diagnostics.Process.GetProcessById(pid); return !p.HasExited; }
+        catch (ArgumentException) { return false; }
+        catch (InvalidOperationException) { return false; }
     }
 
     private static bool IsWeightsOrJournal(string name) =>

@@ -226,3 +226,29 @@ public class EditedModelTests
         Assert.DoesNotContain(Directory.GetDirectories(tmp.Path), p => p.Contains(".creating-"));
     }
 }
+
+/// <summary>Partial folders of a killed Create: removed by the next Create when their process is gone, left alone otherwise.</summary>
+public class StaleCreationTests
+{
+    [Fact]
+    public void A_killed_creations_folder_is_removed_by_the_next_create_and_a_live_or_foreign_one_is_kept()
+    {
+        using var m = new Palimpsest.Tests.Cli.TinyGpt2Folder();
+        string outDir = m.PathIn("edited");
+        // a process that has exited: its pid names no live process with its start time
+        var child = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("true") { UseShellExecute = false })!;
+        child.WaitForExit();
+        string dead = outDir + ".creating-0000dead0000", live = outDir + ".creating-00001ive0000", foreign = outDir + ".creating-not-ours";
+        foreach (var d in new[] { dead, live, foreign }) Directory.CreateDirectory(d);
+        File.WriteAllText(Path.Combine(dead, ".creator"), $"{child.Id} 1");
+        File.WriteAllBytes(Path.Combine(dead, "model.safetensors"), new byte[4096]);
+        using (var me = System.Diagnostics.Process.GetCurrentProcess())
+            File.WriteAllText(Path.Combine(live, ".creator"), $"{me.Id} {me.StartTime.ToUniversalTime().Ticks}");
+        using var em = EditedModel.Create(m.Model, outDir);
+        Assert.False(Directory.Exists(dead), "the killed creation's folder is still there");
+        Assert.True(Directory.Exists(live), "a folder another running Create is building was removed");
+        Assert.True(Directory.Exists(foreign), "a folder without our creator file was removed");
+        Assert.Contains("removed 1 partial folder(s)", em.Recovery);
+        Assert.False(File.Exists(Path.Combine(outDir, ".creator")));
+    }
+}
