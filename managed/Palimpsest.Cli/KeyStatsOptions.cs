@@ -52,6 +52,6 @@ internal static class KeyStatsOptions
         if (limitTokens is <= 0) throw new CliUsageException($"--limit-tokens: must be a positive integer (got {limitTokens})");
         long tokens = Math.Min(limitTokens ?? long.MaxValue, corpus.TokenCount);
         return CliProgress.Run(io, string.Create(System.Globalization.CultureInfo.InvariantCulture, $"key statistics, {tokens:N0} tokens"),
-            progress => KeyStatisticsCache.GetOrCompute(lm.Tf, corpus, layers, cacheDir, limitTokens, progress));
+            progress => KeyStatisticsCache.GetOrCompute(lm.Tf, corpus, layers, cacheDir, limitTokens, progress, warn: m => io.Err.WriteLine($"warning: {m}")));
     }
 }

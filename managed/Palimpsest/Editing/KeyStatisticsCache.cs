@@ -23,10 +23,12 @@ public static class KeyStatisticsCache
 
     /// <summary>
     /// The statistics of each layer: read from <paramref name="cacheDir"/> where present, the rest
-    /// computed in one pass over the corpus and written there.
+    /// computed in one pass over the corpus and written there. A cache that cannot be written (a
+    /// full disk, no permission) does not lose the computed statistics: they are returned uncached
+    /// and <paramref name="warn"/> is told why, in one line.
     /// </summary>
     public static IReadOnlyDictionary<int, KeyStatistics> GetOrCompute(Transformer model, Corpus corpus, IReadOnlyList<int> layers,
-        string cacheDir, long? maxTokens = null, IProgress<double>? progress = null, CancellationToken cancel = default)
+        string cacheDir, long? maxTokens = null, IProgress<double>? progress = null, CancellationToken cancel = default, Action<string>? warn = null)
     {
         long tokens = Math.Min(maxTokens ?? long.MaxValue, corpus.TokenCount);
         var result = new Dictionary<int, KeyStatistics>();
@@ -44,12 +46,23 @@ public static class KeyStatisticsCache
         if (missing.Count == 0) { progress?.Report(1.0); return result; }
 
         var computed = KeyStatistics.Compute(model, corpus, missing, maxTokens, progress, cancel);
-        Directory.CreateDirectory(cacheDir);
+        string? failed = null;
         foreach (var (l, s) in computed)
         {
-            Write(paths[l].Path, paths[l].Key, s, corpus.Name);
             result[l] = s;
+            if (failed is not null) continue;
+            try
+            {
+                Directory.CreateDirectory(cacheDir);
+                Write(paths[l].Path, paths[l].Key, s, corpus.Name);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                failed = e is UnauthorizedAccessException ? "no permission to write there" : e.Message.Split('\n')[0];
+            }
         }
+        if (failed is not null)
+            warn?.Invoke($"the key statistics were computed but not cached in {cacheDir} ({failed}); they will be computed again next time (give another --cache)");
         return result;
     }
 

@@ -159,6 +159,21 @@ public sealed class KeyStatisticsTests : IDisposable
     }
 
     [Fact]
+    public void Cache_ThatCannotBeWritten_GivesTheStatisticsAndOneWarning()
+    {
+        using var model = Tiny("gpt2");
+        var tf = new Transformer(model);
+        var corpus = RandomCorpus(model.Config.Vocab);
+        string notAFolder = Path.Combine(_tmp, "a-file");
+        File.WriteAllText(notAFolder, "the cache folder's name is taken by a file");
+        var warnings = new List<string>();
+        var stats = KeyStatisticsCache.GetOrCompute(tf, corpus, [0, 1], notAFolder, cancel: TestContext.Current.CancellationToken, warn: warnings.Add);
+        Assert.Equal(KeyStatistics.Compute(tf, corpus, [1], cancel: TestContext.Current.CancellationToken)[1].Matrix, stats[1].Matrix);
+        var w = Assert.Single(warnings);
+        Assert.Contains("computed but not cached in " + notAFolder, w);
+    }
+
+    [Fact]
     public void Corpus_TextFileSkipsBlankLines()
     {
         string p = Path.Combine(_tmp, "wiki.txt");
