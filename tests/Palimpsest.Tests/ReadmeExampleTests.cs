@@ -51,3 +51,37 @@ public class ReadmeExampleTests
         finally { Directory.Delete(work, recursive: true); }
     }
 }
+
+/// <summary>README's command lines between the try-it markers, run as written (the CLI in-process; /tmp paths made unique).</summary>
+public class ReadmeCommandLineTests
+{
+    [Fact]
+    public void The_readme_command_lines_run_as_written()
+    {
+        string readme = File.ReadAllText(Path.Combine(Paths.RepoRoot, "README.md"));
+        int from = readme.IndexOf("<!-- try-it -->", StringComparison.Ordinal), to = readme.IndexOf("<!-- /try-it -->", StringComparison.Ordinal);
+        Assert.True(from >= 0 && to > from, "README has no try-it block");
+        var lines = readme[from..to].Split('\n').Select(l => l.Trim()).Where(l => l.StartsWith("./palimpsest ", StringComparison.Ordinal)).ToList();
+        Assert.True(lines.Count >= 5, $"only {lines.Count} command lines in README's try-it block");
+        string tmp = Directory.CreateTempSubdirectory("palimpsest-readme-cli-").FullName;
+        try
+        {
+            foreach (var line in lines)
+            {
+                // paths relative to the repository root made absolute (tests run in parallel: the working directory is not ours to change)
+                var args = Split(line)[1..].Select(a => a.Replace("/tmp/", tmp + "/", StringComparison.Ordinal))
+                    .Select(a => a.StartsWith("data/", StringComparison.Ordinal) ? Path.Combine(Paths.RepoRoot, a) : a).ToArray();
+                var r = Cli.CliRunner.Run(args);
+                Assert.True(r.Code == 0, $"{line}\n{r}");
+            }
+        }
+        finally
+        {
+            Directory.Delete(tmp, recursive: true);
+        }
+    }
+
+    // shell words: spaces separate, double quotes group
+    private static string[] Split(string line) =>
+        System.Text.RegularExpressions.Regex.Matches(line, "\"([^\"]*)\"|(\\S+)").Select(m => m.Groups[1].Success ? m.Groups[1].Value : m.Groups[2].Value).ToArray();
+}

@@ -66,8 +66,12 @@ internal static class EvalCommand
             if (pr.GetValue(method) is { } m)
             {
                 int[]? layers = pr.GetValue(layer) is { } lt ? EditingErrors.ParseLayers(lt, lm.Config.Layers, "--layers") : null;
-                var em = EditMethod.Parse(m, pr.GetValue(hparams), layers);
-                var editor = em.Create(lm, pr.GetValue(corpus), null, pr.GetValue(cache), io, anchorPool: requests);
+                var missing = new List<string>();
+                var found = EditMethod.ParseOrDefault(m, pr.GetValue(hparams), layers, lm.Folder, io.Err, missing);
+                string? corpusSpec = EditMethod.CorpusOrDefault(pr.GetValue(corpus), found?.NeedsStats ?? true, lm.Folder, io.Err, missing);
+                EditMethod.ThrowIfMissing(missing);
+                var em = found!;
+                var editor = em.Create(lm, corpusSpec, null, pr.GetValue(cache), io, anchorPool: requests);
                 var clock = new System.Diagnostics.Stopwatch();
                 int edits = 0;
                 editEach = r =>
