@@ -189,3 +189,37 @@ public class DeltaOptimizerTests
         Assert.Contains("outside", e.Message);
     }
 }
+
+/// <summary>ROME's rewriting prompts: one per template with the target on its rows (linear) is the loss of one prompt per target prefix (quadratic).</summary>
+public class RewritePromptFormTests
+{
+    [Fact]
+    public void A_multi_token_target_on_its_rows_optimises_as_one_prompt_per_prefix()
+    {
+        using var s = new EditingFixtures.Small();
+        var probes = new FactProbes(s.Tok, "subject_last");
+        var target = s.Tok.Encode(" piano keyboard player");
+        Assert.True(target.Length >= 3);
+        string[] templates = ["{}", "Once upon a time. {}"];
+        const string prompt = "{} plays the", subject = "Toko Yasuda";
+        var perPrefix = new List<RewritePrompt>();
+        var onRows = new List<RewritePrompt>();
+        foreach (var t in templates)
+        {
+            for (int i = 0; i < target.Length; i++)
+            {
+                var (ids, idx) = probes.EncodeRewrite(t.Replace("{}", prompt), subject, s.Tok.Decode(target.AsSpan(0, i)));
+                perPrefix.Add(new RewritePrompt(ids, idx, [(ids.Length - 1, target[i])]));
+            }
+            var (all, at) = probes.EncodeRewrite(t.Replace("{}", prompt), subject, s.Tok.Decode(target.AsSpan(0, target.Length - 1)));
+            onRows.Add(new RewritePrompt(all, at, Enumerable.Range(0, target.Length).Select(j => (all.Length - target.Length + j, target[j])).ToArray()));
+        }
+        var kl = probes.Encode("{} is a", subject);
+        var o = new DeltaObjective(Steps: 4, Lr: 0.5, WeightDecay: 0.5, ClampNormFactor: 4, KlFactor: 0.0625, EarlyStopLoss: 0);
+        var a = DeltaOptimizer.Optimise(s.Tf, 2, Palimpsest.Runtime.InterventionSite.MlpOutput, perPrefix, kl, 3.0, o);
+        var b = DeltaOptimizer.Optimise(s.Tf, 2, Palimpsest.Runtime.InterventionSite.MlpOutput, onRows, kl, 3.0, o);
+        Assert.Equal(a.InitialLoss, b.InitialLoss, 12);
+        Assert.Equal(a.FinalLoss, b.FinalLoss, 10);
+        Num.AssertClose(b.Delta, a.Delta, 1e-9, "δ after 3 Adam steps");
+    }
+}
