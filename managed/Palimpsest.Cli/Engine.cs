@@ -25,6 +25,7 @@ internal sealed class Engine : IDisposable
 
     public static Engine Load(string folder, bool f64, bool cuda)
     {
+        Palimpsest.Journal.EditedModel.Settle(folder); // an edited folder holds what its journal says before it is read
         var backend = CreateBackend(f64, cuda);
         Model? model = null;
         try

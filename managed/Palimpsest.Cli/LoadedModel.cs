@@ -31,6 +31,7 @@ internal sealed class LoadedModel : IDisposable
     {
         ITextTokenizer tok;
         using (var s = ModelSession.Open(folder)) tok = s.Tokenizer;
+        EditedModel.Settle(folder); // an edited folder holds what its journal says before it is read
         var backend = (device ?? DeviceChoice.Cpu).CreateBackend();
         Model? model = null;
         try

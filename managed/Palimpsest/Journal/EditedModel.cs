@@ -562,6 +562,27 @@ public sealed class EditedModel : IDisposable
         return File.Exists(path) ? LemoeAdaptor.LoadFile(path, model) : null;
     }
 
+    /// <summary>
+    /// Before a reader loads a folder's weights (predict, generate, eval, any command that opens it
+    /// read-only): an edited-model folder is first made to hold what its journal says. An apply or
+    /// revert killed between its journal commit and the checkpoint's rename left the previous
+    /// generation in model.safetensors; this recovers it (Open does) when no other process holds the
+    /// folder. When one does (an edit is being applied right now), a checkpoint whose generation is
+    /// not the journal's is refused with one line rather than read stale; nothing waits. A folder
+    /// without a journal is left alone.
+    /// </summary>
+    public static void Settle(string dir)
+    {
+        if (!IsEditedModel(dir)) return;
+        try { Open(dir).Dispose(); return; }
+        catch (JournalException e) when (e.Message.Contains("open in another process", StringComparison.Ordinal)) { }
+        long journal = JournalDb.ReadGeneration(Path.Combine(dir, JournalFile));
+        long? checkpoint = GenerationOf(Path.Combine(dir, CheckpointFile));
+        if (checkpoint != journal)
+            throw new JournalException($"{Path.GetFullPath(dir)}: an edit or revert is being applied by another process (journal generation {journal}, "
+                + $"checkpoint {checkpoint?.ToString(CultureInfo.InvariantCulture) ?? "unknown"}); read it again once that is done");
+    }
+
     /// <summary>Whether <paramref name="dir"/> looks like an edited-model folder (has a journal).</summary>
     public static bool IsEditedModel(string dir) => File.Exists(Path.Combine(dir, JournalFile));
 

@@ -145,6 +145,20 @@ internal sealed class JournalDb : IDisposable
         catch { db.Dispose(); throw; }
     }
 
+    /// <summary>The committed checkpoint generation, read without writing anything (a reader beside a running editor).</summary>
+    public static long ReadGeneration(string path)
+    {
+        using var c = Connect(path, SqliteOpenMode.ReadOnly);
+        using var cmd = c.CreateCommand();
+        cmd.CommandText = "SELECT value FROM meta WHERE key = 'generation'";
+        try
+        {
+            return cmd.ExecuteScalar() is string v && long.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out long g) ? g
+                : throw new JournalException($"{path}: meta 'generation' is missing or not a number");
+        }
+        catch (SqliteException e) { throw Malformed(path, e); }
+    }
+
     private static SqliteConnection Connect(string path, SqliteOpenMode mode)
     {
         // Pooling off: a pooled connection would keep the file open after Dispose (tests delete folders;

@@ -65,6 +65,27 @@ public class JournalKillTests
     }
 
     [Fact]
+    public void A_reader_after_a_kill_between_commit_and_rename_sees_the_journals_weights()
+    {
+        // killed after the journal's commit, before the checkpoint's rename: the journal lists the
+        // edit, model.safetensors still holds generation 0; a reading command must not use it
+        using var tmp = NewTemp();
+        string victim = tmp.Sub("victim");
+        EditedModel.Create(MakeF16(tmp.Sub("src")), victim).Dispose();
+        var newRaw = ApplyInProcess(victim, tmp.Sub("reference"));
+        KillAt($"apply:committed:{Seed}", victim, "AT committed");
+        var r = Palimpsest.Tests.Cli.CliRunner.Run("predict", victim, "--ids", "1,2,3");
+        Assert.True(r.Code == 0, r.ToString());
+        Assert.Empty(Differences(newRaw, RawTensors(Path.Combine(victim, EditedModel.CheckpointFile))));
+        // with another process holding the folder, a checkpoint behind the journal is refused, not read
+        string held = CopyFolder(victim, tmp.Sub("held"));
+        using (var m = EditedModel.Open(held)) { }
+        KillAt($"apply:committed:{Seed + 1}", held, "AT committed");
+        using (var lockHolder = new FileStream(Path.Combine(held, EditedModel.LockFile), FileMode.Open, FileAccess.ReadWrite, FileShare.None))
+            Palimpsest.Tests.Cli.CliRunner.AssertBadInput(Palimpsest.Tests.Cli.CliRunner.Run("predict", held, "--ids", "1,2,3"), "being applied by another process");
+    }
+
+    [Fact]
     public void Killed_after_commit_with_the_pending_file_lost_is_rebuilt_from_the_journal()
     {
         using var tmp = NewTemp();
