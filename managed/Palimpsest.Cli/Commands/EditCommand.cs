@@ -18,6 +18,9 @@ internal static class EditCommand
     /// <summary>Exit code with --require-success when an edit did not take.</summary>
     public const int NotTaken = 3;
 
+    /// <summary>How long a write waits for a folder another process holds for a moment (a reader recovering, another apply).</summary>
+    internal static readonly TimeSpan WaitForFolder = TimeSpan.FromSeconds(10);
+
     public static Command Create(CliIo io)
     {
         var model = CommonOptions.Model();
@@ -89,32 +92,57 @@ internal static class EditCommand
             if (dry)
                 return DryRun(io, source, em0, reqs, batchSize, pr.GetValue(bank), pr.GetValue(bankLimit), corpusSpec, pr.GetValue(limitTokens), pr.GetValue(cache), dev);
 
+            // The folder is held (its lock) only while a batch is applied: the deltas are computed
+            // without it, on the weights of a known generation, so journal and revert are not refused
+            // for the whole computation; a batch whose folder changed meanwhile is not applied.
             bool existed = EditedModel.IsEditedModel(dir);
-            using var em = existed ? EditedModel.Open(dir) : EditedModel.Create(source, dir);
-            if (em.Recovery is not null) io.Out.WriteLine($"recovered {dir}: {em.Recovery}");
-            io.Out.WriteLine(existed ? $"editing {em.Dir} (generation {em.Generation})" : $"created {em.Dir} from {source}");
-            using var lm = LoadedModel.Open(em.Dir, dev);
+            string emDir;
+            using (var em = existed ? EditedModel.Open(dir) : EditedModel.Create(source, dir))
+            {
+                if (em.Recovery is not null) io.Out.WriteLine($"recovered {dir}: {em.Recovery}");
+                io.Out.WriteLine(existed ? $"editing {em.Dir} (generation {em.Generation})" : $"created {em.Dir} from {source}");
+                emDir = em.Dir;
+            }
+            using var lm = LoadedModel.Open(emDir, dev);
 
             var editor = em0.Create(lm, corpusSpec, pr.GetValue(limitTokens), pr.GetValue(cache), io, anchorPool: reqs);
-            int remembered = EditMethod.RememberJournal(editor, em, lm);
-            if (remembered > 0 && em0.Kind.Has(EditorCapabilities.RemembersState))
-                io.Out.WriteLine($"{em0.Name}: continuing from the journal's {remembered} earlier edit(s) ({em.ActiveEdits(em0.Name).Sum(e => e.Requests.Count)} request(s))");
+            long generation;
+            using (var em = EditedModel.Open(emDir, WaitForFolder))
+            {
+                int remembered = EditMethod.RememberJournal(editor, em, lm);
+                if (remembered > 0 && em0.Kind.Has(EditorCapabilities.RemembersState))
+                    io.Out.WriteLine($"{em0.Name}: continuing from the journal's {remembered} earlier edit(s) ({em.ActiveEdits(em0.Name).Sum(e => e.Requests.Count)} request(s))");
+                generation = em.Generation;
+            }
             string layersText = string.Join(",", em0.Layers);
             var table = new TextTable(("edit", true), ("subject", false), ("target", false), ("layers", false), ("||dW||", true),
                 ("loss", false), ("answer before", false), ("answer after", false));
             var probe = new Palimpsest.Evaluation.FactProbe(lm.Tf, lm.Tok);
             int notTaken = 0;
+            string journalPath = Path.Combine(emDir, EditedModel.JournalFile);
             for (int start = 0; start < reqs.Count; start += batchSize)
             {
                 var chunk = reqs.Skip(start).Take(batchSize).ToArray();
                 var before = chunk.Select(r => lm.GreedyAnswer(r.FilledPrompt)).ToArray();
                 var deltas = editor.ComputeDeltas(lm.Tf, chunk);
-                long id = em.Apply(deltas, new EditRecord { Method = em0.Name, Requests = chunk, HyperParametersJson = em0.HparamsJson, EditorMemory = editor.LastMemoryContribution });
-                // the in-memory weights follow the checkpoint (rounded to its dtype), so the next
-                // batch is computed on exactly what a reload would give
-                foreach (int l in deltas.Select(d => d.Layer).Distinct()) lm.Model.SetDownProjection(l, em.ReadDownProjection(l).ToDouble());
+                long id;
+                string norm;
+                using (var em = EditedModel.Open(emDir, WaitForFolder))
+                {
+                    if (em.Generation != generation)
+                    {
+                        table.WriteTo(io.Out); // what was applied before it
+                        throw new CliUsageException($"{emDir} changed while edit {start + 1} was computed (another process applied or reverted an edit: generation {generation} -> {em.Generation}); "
+                            + "this batch was not applied (the ones before it were): run the command again for the rest");
+                    }
+                    id = em.Apply(deltas, new EditRecord { Method = em0.Name, Requests = chunk, HyperParametersJson = em0.HparamsJson, EditorMemory = editor.LastMemoryContribution });
+                    // the in-memory weights follow the checkpoint (rounded to its dtype), so the next
+                    // batch is computed on exactly what a reload would give
+                    foreach (int l in deltas.Select(d => d.Layer).Distinct()) lm.Model.SetDownProjection(l, em.ReadDownProjection(l).ToDouble());
+                    norm = em.List().Single(e => e.Id == id).DeltaNorm.ToString("0.0000", CultureInfo.InvariantCulture);
+                    generation = em.Generation;
+                }
                 editor.AfterApply(lm.Tf, chunk);
-                string norm = em.List().Single(e => e.Id == id).DeltaNorm.ToString("0.0000", CultureInfo.InvariantCulture);
                 string loss = EditMethod.Loss(editor);
                 var after = chunk.Select(r => lm.GreedyAnswer(r.FilledPrompt)).ToArray();
                 for (int i = 0; i < chunk.Length; i++)
@@ -126,14 +154,14 @@ internal static class EditCommand
                 {
                     string what = string.Join("; ", missed.Select(r => $"\"{r.FilledPrompt}\" answers {TokenText.Quote(lm.GreedyAnswer(r.FilledPrompt))}, not {TokenText.Quote(" " + r.TargetNew.TrimStart())}"));
                     string outcome = $"did not take for {missed.Count} of {chunk.Length} request(s): {what}";
-                    em.SetOutcome(id, outcome);
+                    using (var em = EditedModel.Open(emDir, WaitForFolder)) em.SetOutcome(id, outcome);
                     io.Err.WriteLine($"warning: edit {id} {outcome}. Try palimpsest trace to see where the model reads the fact, fact_token \"last\", or other --layers.");
                     notTaken += missed.Count;
                 }
                 if (!Console.IsErrorRedirected && reqs.Count > chunk.Length) io.Err.WriteLine($"edit: {id} applied ({start + chunk.Length}/{reqs.Count} requests)");
             }
             table.WriteTo(io.Out);
-            io.Out.WriteLine($"journal: {em.JournalPath} (generation {em.Generation}); undo with: palimpsest revert {dir} EDIT_ID");
+            io.Out.WriteLine($"journal: {journalPath} (generation {generation}); undo with: palimpsest revert {dir} EDIT_ID");
             if (notTaken > 0 && pr.GetValue(requireSuccess))
             {
                 io.Err.WriteLine($"palimpsest: {notTaken} of {reqs.Count} request(s) did not take (--require-success)");

@@ -13,11 +13,24 @@ internal static class JournalCommand
         var cmd = new Command("journal", "list the edits of an edited-model folder") { dir };
         cmd.SetAction(pr => EditingErrors.Guard(() =>
         {
-            using var em = EditedModel.Open(pr.GetValue(dir)!);
-            if (em.Recovery is not null) io.Out.WriteLine($"recovered: {em.Recovery}");
-            var list = em.List();
+            // a reading command never waits: with the folder held by an edit being applied, the
+            // journal is read as committed (SQLite's own read isolation) instead of refused
+            string folder = Path.GetFullPath(pr.GetValue(dir)!);
+            IReadOnlyList<JournalEntry> list;
+            long generation;
+            try
+            {
+                using var em = EditedModel.Open(folder);
+                if (em.Recovery is not null) io.Out.WriteLine($"recovered: {em.Recovery}");
+                (list, generation) = (em.List(), em.Generation);
+            }
+            catch (JournalException e) when (e.Message.Contains("open in another process", StringComparison.Ordinal))
+            {
+                (list, generation) = EditedModel.ReadJournal(folder);
+                io.Out.WriteLine("(another process is applying an edit to this folder: the journal as committed so far)");
+            }
             int active = list.Count(e => !e.Reverted);
-            io.Out.WriteLine($"{em.Dir}: {list.Count} edit(s), {active} active, generation {em.Generation}");
+            io.Out.WriteLine($"{folder}: {list.Count} edit(s), {active} active, generation {generation}");
             if (list.Count == 0) return CliErrors.Ok;
             var table = new TextTable(("id", true), ("time (UTC)", false), ("method", false), ("subject", false), ("target", false),
                 ("layers", false), ("||dW||", true), ("status", false), ("hash", false));

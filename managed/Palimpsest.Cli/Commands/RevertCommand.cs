@@ -17,7 +17,7 @@ internal static class RevertCommand
             string text = pr.GetValue(id)!;
             if (!long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out long editId) || editId <= 0)
                 throw new CliUsageException($"edit id '{text}' is not a positive integer (see palimpsest journal DIR)");
-            using var em = EditedModel.Open(pr.GetValue(dir)!);
+            using var em = EditedModel.Open(pr.GetValue(dir)!, EditCommand.WaitForFolder);
             var entry = em.List().FirstOrDefault(e => e.Id == editId)
                 ?? throw new CliUsageException($"{em.JournalPath}: edit {editId} not found (see palimpsest journal {pr.GetValue(dir)})");
             em.Revert(editId);

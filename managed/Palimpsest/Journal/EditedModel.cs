@@ -212,6 +212,24 @@ public sealed class EditedModel : IDisposable
         return m;
     }
 
+    /// <summary>
+    /// <see cref="Open(string)"/>, waiting up to <paramref name="wait"/> while another process holds
+    /// the folder (readers hold it for a moment to recover; an apply for the time it takes), then
+    /// failing as Open does.
+    /// </summary>
+    public static EditedModel Open(string dir, TimeSpan wait)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
+        {
+            try { return Open(dir); }
+            catch (JournalException e) when (e.Message.Contains("open in another process", StringComparison.Ordinal) && clock.Elapsed < wait)
+            {
+                Thread.Sleep(25);
+            }
+        }
+    }
+
     /// <summary>Opens an edited model folder, recovering from an interrupted apply or revert (see the class comment).</summary>
     public static EditedModel Open(string dir)
     {
@@ -581,6 +599,14 @@ public sealed class EditedModel : IDisposable
         if (checkpoint != journal)
             throw new JournalException($"{Path.GetFullPath(dir)}: an edit or revert is being applied by another process (journal generation {journal}, "
                 + $"checkpoint {checkpoint?.ToString(CultureInfo.InvariantCulture) ?? "unknown"}); read it again once that is done");
+    }
+
+    /// <summary>A folder's journal (every edit, its generation) read without its lock and without recovering anything: what `journal` shows while an edit is being applied.</summary>
+    public static (IReadOnlyList<JournalEntry> Entries, long Generation) ReadJournal(string dir)
+    {
+        string path = Path.Combine(dir, JournalFile);
+        if (!File.Exists(path)) throw new JournalException($"{path}: journal not found (not an edited-model folder?)");
+        return JournalDb.ReadOnly(path);
     }
 
     /// <summary>Whether <paramref name="dir"/> looks like an edited-model folder (has a journal).</summary>

@@ -145,6 +145,19 @@ internal sealed class JournalDb : IDisposable
         catch { db.Dispose(); throw; }
     }
 
+    /// <summary>Every edit, read without writing anything and without the folder's lock (a reader beside a running editor).</summary>
+    public static (List<JournalEntry> Entries, long Generation) ReadOnly(string path)
+    {
+        var db = new JournalDb(path, Connect(path, SqliteOpenMode.ReadOnly));
+        using (db)
+        {
+            string? v = db.Meta("schema_version");
+            if (v != SchemaVersion.ToString(CultureInfo.InvariantCulture))
+                throw new JournalException($"{path}: journal schema_version is {v ?? "missing"}; it is brought to {SchemaVersion} the next time the folder is opened for writing");
+            return (db.Entries(), db.Generation);
+        }
+    }
+
     /// <summary>The committed checkpoint generation, read without writing anything (a reader beside a running editor).</summary>
     public static long ReadGeneration(string path)
     {

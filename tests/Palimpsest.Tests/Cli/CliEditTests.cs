@@ -209,6 +209,38 @@ public class CliEditTests
     }
 
     [Fact]
+    public void The_folder_is_held_only_while_a_batch_is_applied()
+    {
+        using var m = new TinyGpt2Folder();
+        string outDir = m.PathIn("edited"), hp = m.PathIn("slow.json");
+        // every v* step runs (no early stop): the second batch computes long enough to act in between
+        File.WriteAllText(hp, """{"layers": [1], "v_num_grad_steps": 600, "v_early_stop_loss": 0, "context_template_length_params": [[3, 1]]}""");
+        var edit = Task.Run(() => CliRunner.Run("edit", m.Model, "--hparams", hp, "--stats-corpus", "facts:" + m.Dataset, "--requests", m.Dataset,
+            "--batch", "1", "--cache", m.PathIn("cache"), "--out", outDir));
+        // once the first batch is in, journal and revert work while the second computes
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        CliRunner.Result j;
+        do
+        {
+            Thread.Sleep(20);
+            j = CliRunner.Run("journal", outDir);
+        } while (!j.Out.Contains("1 edit(s)") && clock.Elapsed < TimeSpan.FromSeconds(60) && !edit.IsCompleted);
+        Assert.True(j.Code == 0 && j.Out.Contains("1 edit(s), 1 active"), $"journal while the edit computes:\n{j}\nedit:\n{(edit.IsCompleted ? edit.Result.ToString() : "running")}");
+        Assert.False(edit.IsCompleted, "the second batch finished before the test could act: make it slower");
+        var revert = CliRunner.Run("revert", outDir, "1");
+        Assert.True(revert.Code == 0, revert.ToString());
+        // the second batch was computed on weights that changed under it: refused, not applied
+        var r = edit.Result;
+        Assert.True(r.Code == 2, r.ToString());
+        var error = Assert.Single(r.ErrLines, l => l.StartsWith("palimpsest: error: ", StringComparison.Ordinal));
+        Assert.Contains("changed while edit 2 was computed", error);
+        Assert.Contains("generation 1 -> 2", error);
+        Assert.Contains("1  Danielle Darrieux  English", r.Out); // the batch applied before it is reported
+        var after = CliRunner.Run("journal", outDir);
+        Assert.Contains("1 edit(s), 0 active", after.Out);
+    }
+
+    [Fact]
     public void Eval_prints_counterfact_and_zsre_tables()
     {
         using var m = new TinyGpt2Folder();

@@ -82,7 +82,14 @@ public class JournalKillTests
         using (var m = EditedModel.Open(held)) { }
         KillAt($"apply:committed:{Seed + 1}", held, "AT committed");
         using (var lockHolder = new FileStream(Path.Combine(held, EditedModel.LockFile), FileMode.Open, FileAccess.ReadWrite, FileShare.None))
+        {
             Palimpsest.Tests.Cli.CliRunner.AssertBadInput(Palimpsest.Tests.Cli.CliRunner.Run("predict", held, "--ids", "1,2,3"), "being applied by another process");
+            // journal, a reader too, does not wait or fail: it shows the journal as committed
+            var j = Palimpsest.Tests.Cli.CliRunner.Run("journal", held);
+            Assert.True(j.Code == 0, j.ToString());
+            Assert.Contains("another process is applying an edit", j.Out);
+            Assert.Contains("2 edit(s), 2 active, generation 2", j.Out);
+        }
     }
 
     [Fact]
