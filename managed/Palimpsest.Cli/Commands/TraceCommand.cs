@@ -46,7 +46,12 @@ internal static class TraceCommand
             {
                 if (pr.GetValue(prompt) is not null || pr.GetValue(subject) is not null || pr.GetValue(answer) is not null)
                     throw new CliUsageException("--dataset traces the records' own prompts; do not combine it with --prompt, --subject or --answer");
-                if (dir is null) throw new CliUsageException("--dataset needs --out DIR for the averaged heatmaps and tables");
+                if (dir is null)
+                {
+                    // the averaged heatmaps and tables need a folder: one named for the model and dataset, said in one line
+                    dir = Path.Combine(Environment.CurrentDirectory, $"trace-{Path.GetFileName(Path.GetFullPath(pr.GetValue(model)!))}-{Path.GetFileNameWithoutExtension(file)}");
+                    io.Err.WriteLine($"trace: writing the averaged traces to {dir} (give --out DIR for another folder)");
+                }
                 int n = CommonOptions.Positive(pr.GetValue(limit), "--limit");
                 var records = DatasetReader.Load(file, n);
                 using var lm = LoadedModel.Open(pr.GetValue(model)!, dev);

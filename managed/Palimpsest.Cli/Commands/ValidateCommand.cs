@@ -22,7 +22,7 @@ internal static class ValidateCommand
     public static Command Create(CliIo io)
     {
         var model = CommonOptions.Model();
-        var backend = new Option<string>("--backend") { Description = "the backend to check against the float64 reference", DefaultValueFactory = _ => "cuda" };
+        var backend = new Option<string>("--backend") { Description = "the backend to check against the float64 reference (default: cuda where there is a GPU, else cpu-f32)" };
         backend.AcceptOnlyFromAmong("cuda", "cpu-f32");
         var dtype = new Option<string>("--dtype") { Description = "weight storage on CUDA: fp32, fp16 or bf16", DefaultValueFactory = _ => "fp32" };
         dtype.AcceptOnlyFromAmong("fp32", "fp16", "bf16");
@@ -31,7 +31,9 @@ internal static class ValidateCommand
         var cmd = new Command("validate", "compare a fast backend with the float64 reference, layer by layer") { model, backend, dtype, tokens, seed };
         cmd.SetAction(pr =>
         {
-            string folder = pr.GetValue(model)!, which = pr.GetValue(backend)!, dt = pr.GetValue(dtype)!;
+            // what the machine has, unless asked: a GPU-less machine validates its CPU backend
+            string folder = pr.GetValue(model)!, dt = pr.GetValue(dtype)!;
+            string which = pr.GetValue(backend) ?? (global::Palimpsest.Cuda.Interop.Cuda.Probe().Available ? "cuda" : "cpu-f32");
             int n = CommonOptions.Positive(pr.GetValue(tokens), "--tokens");
             if (which == "cpu-f32" && dt != "fp32") throw new CliUsageException("--dtype fp16/bf16 applies to --backend cuda only");
             var (config, host) = ModelLoader.LoadHost(folder);
@@ -83,6 +85,6 @@ internal static class ValidateCommand
     {
         var storage = dtype switch { "fp16" => DType.F16, "bf16" => DType.BF16, _ => DType.F32 };
         try { return new CudaBackend(storage); }
-        catch (CudaUnavailableException e) { throw new CliUsageException($"--backend cuda: {e.Message}"); }
+        catch (CudaUnavailableException e) { throw new CliUsageException($"--backend cuda: {e.Message} (validate the CPU backend with --backend cpu-f32)"); }
     }
 }

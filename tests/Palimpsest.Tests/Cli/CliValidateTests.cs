@@ -22,8 +22,12 @@ public class CliValidateTests
     public void Validate_on_cuda_without_a_device_is_one_error_line()
     {
         if (Palimpsest.Cuda.Interop.Cuda.Probe().Available) Assert.Skip("a CUDA device is present; the no-device path cannot be exercised here");
-        var r = CliRunner.Run("validate", CliRunner.Fixture("gpt2"));
-        CliRunner.AssertBadInput(r, "no CUDA device");
+        var r = CliRunner.Run("validate", CliRunner.Fixture("gpt2"), "--backend", "cuda");
+        CliRunner.AssertBadInput(r, "no CUDA device", "--backend cpu-f32");
+        // without --backend a machine without a GPU validates what it has: the CPU backend
+        var d = CliRunner.Run("validate", CliRunner.Fixture("gpt2"), "--tokens", "5");
+        Assert.True(d.Code == 0, d.ToString());
+        Assert.Contains("cpu-f32 vs cpu-f64", d.Out);
     }
 
     [Fact]
