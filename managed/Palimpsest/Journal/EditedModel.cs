@@ -112,7 +112,8 @@ public sealed class EditedModel : IDisposable
         Directory.CreateDirectory(parent);
         var removed = RemoveStaleCreations(outDir);
         string tmp = $"{outDir}.creating-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}";
-        Directory.CreateDirectory(tmp);
+        try { Directory.CreateDirectory(tmp); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw CannotCreate(outDir, e); }
         try
         {
             // who is building this folder: a later Create removes it only once that process is gone
@@ -134,9 +135,11 @@ public sealed class EditedModel : IDisposable
             Directory.Move(tmp, outDir);
             DurableFs.FsyncDirectory(parent);
         }
-        catch
+        catch (Exception e)
         {
             try { Directory.Delete(tmp, recursive: true); } catch (IOException) { /* the original error matters more */ }
+            if (e is IOException or UnauthorizedAccessException && e is not FileNotFoundException { FileName: not null } || e is DirectoryNotFoundException)
+                throw CannotCreate(outDir, e);
             throw;
         }
         var created = Open(outDir);
@@ -146,6 +149,21 @@ public sealed class EditedModel : IDisposable
     }
 
     private const string CreatorFile = ".creator";
+
+    // a file-system failure while creating outDir, said about the folder the user named
+    private static JournalException CannotCreate(string outDir, Exception e)
+    {
+        string parent = Path.GetDirectoryName(outDir)!;
+        string why = e switch
+        {
+            UnauthorizedAccessException => $"no permission to write in {parent}",
+            _ when Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any() => "another process created it at the same time",
+            IOException io when (io.HResult & 0xFFFF) == 28 || io.Message.Contains("No space left", StringComparison.Ordinal) => $"no space left on the device of {parent}",
+            DirectoryNotFoundException or FileNotFoundException => $"{parent} does not take new folders",
+            _ => e.Message.Split('\n')[0].Split(" : '")[0].TrimEnd('.'),
+        };
+        return new JournalException($"{outDir}: cannot create the edited-model folder there: {why}");
+    }
 
     // "pid start-ticks": a pid alone could have been reused by another process since
     private static string Creator(int pid)

@@ -252,3 +252,18 @@ public class StaleCreationTests
         Assert.False(File.Exists(Path.Combine(outDir, ".creator")));
     }
 }
+
+/// <summary>File-system failures while creating a folder are said about the folder the user named, not .NET's temporary paths.</summary>
+public class CreateFailureTests
+{
+    [Fact]
+    public void A_folder_that_cannot_be_created_is_named_with_the_reason()
+    {
+        if (!OperatingSystem.IsLinux()) Assert.Skip("uses /proc, which takes no new folders on Linux");
+        using var m = new Palimpsest.Tests.Cli.TinyGpt2Folder();
+        var e = Assert.Throws<JournalException>(() => EditedModel.Create(m.Model, "/proc/palimpsest-test-out"));
+        Assert.Equal("/proc/palimpsest-test-out: cannot create the edited-model folder there: /proc does not take new folders", e.Message);
+        Assert.DoesNotContain(".creating-", e.Message);
+    }
+}
+
