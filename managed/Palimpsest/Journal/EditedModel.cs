@@ -148,6 +148,21 @@ public sealed class EditedModel : IDisposable
         return created;
     }
 
+    // The new checkpoint, written beside the committed one before anything is committed: a full disk
+    // or a permission problem here leaves the folder as it was, and says so about the folder.
+    private void WritePendingOrSay(long generation, Func<Dictionary<string, double[]>> tensors, string what)
+    {
+        try { WritePending(generation, tensors()); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException && e is not FileNotFoundException)
+        {
+            try { File.Delete(PendingPath(generation)); } catch (IOException) { /* Open removes it */ }
+            string why = e is UnauthorizedAccessException ? $"no permission to write in {Dir}"
+                : (e.HResult & 0xFFFF) == 28 || e.Message.Contains("No space left", StringComparison.Ordinal) ? $"no space left on the device of {Dir}"
+                : e.Message.Split('\n')[0].Split(" : '")[0].TrimEnd('.');
+            throw new JournalException($"{Dir}: {what} could not be written ({why}); the folder is unchanged");
+        }
+    }
+
     private const string CreatorFile = ".creator";
 
     // a file-system failure while creating outDir, said about the folder the user named
@@ -500,7 +515,7 @@ public sealed class EditedModel : IDisposable
         // the active ones is exactly the (edit id, index) order a later rebuild uses.
         var active = _db.Deltas(activeOnly: true);
         active.AddRange(named.Select((n, i) => new StoredDelta(long.MaxValue, i, n.Tensor, n.Delta)));
-        WritePending(generation, Recompose(tensors, active));
+        WritePendingOrSay(generation, () => Recompose(tensors, active), "the edit");
         Step("pending-written");
 
         var requestsJson = meta.RequestsJson();
@@ -531,7 +546,7 @@ public sealed class EditedModel : IDisposable
         long generation = _db.Generation + 1;
         var tensors = _db.Deltas(activeOnly: false, editId).Select(d => d.Tensor).Distinct().ToList();
         var remaining = _db.Deltas(activeOnly: true).Where(d => d.EditId != editId).ToList();
-        WritePending(generation, Recompose(tensors, remaining));
+        WritePendingOrSay(generation, () => Recompose(tensors, remaining), $"the revert of edit {editId}");
         Step("pending-written");
         CommitOrDiscard(PendingPath(generation), () => { _db.MarkReverted(editId, DateTimeOffset.UtcNow, generation); return 0L; });
         Step("committed");
