@@ -130,6 +130,22 @@ internal sealed class EditMethod
         return null;
     }
 
+    /// <summary>
+    /// The method (hparams, --layers checked against the model) and the key-statistics corpus of a
+    /// command on the model folder, each from its option or the folder's defaults; what neither
+    /// gives goes into <paramref name="missing"/> (the results are then null).
+    /// </summary>
+    public static (EditMethod? Method, string? Corpus) Resolve(string folder, string method, string? hparams, string? layersText, string? corpus,
+        TextWriter say, List<string> missing)
+    {
+        using var ms = ModelSession.Open(folder);
+        int[]? layers = layersText is { } lt ? EditingErrors.ParseLayers(lt, ms.Config.Layers, "--layers") : null;
+        var found = ParseOrDefault(method, hparams, layers, folder, say, missing);
+        foreach (int l in found?.Layers ?? [])
+            if (l < 0 || l >= ms.Config.Layers) throw new CliUsageException($"layer {l} is outside the model's layers 0..{ms.Config.Layers - 1}");
+        return (found, CorpusOrDefault(corpus, found?.NeedsStats ?? true, folder, say, missing));
+    }
+
     /// <summary>One usage error naming everything a command lacks.</summary>
     public static void ThrowIfMissing(List<string> missing)
     {

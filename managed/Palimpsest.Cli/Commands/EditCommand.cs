@@ -59,16 +59,7 @@ internal static class EditCommand
             var missing = new List<string>();
             if (!dry && pr.GetValue(outDir) is null) missing.Add("--out DIR (the edited-model folder), or --dry-run");
             string dir = dry ? "" : pr.GetValue(outDir) ?? "";
-            EditMethod? found;
-            string? corpusSpec;
-            using (var ms = ModelSession.Open(source))
-            {
-                int[]? layers = pr.GetValue(layer) is { } lt ? EditingErrors.ParseLayers(lt, ms.Config.Layers, "--layers") : null;
-                found = EditMethod.ParseOrDefault(pr.GetValue(method)!, pr.GetValue(hparams), layers, source, io.Err, missing);
-                foreach (int l in found?.Layers ?? [])
-                    if (l < 0 || l >= ms.Config.Layers) throw new CliUsageException($"layer {l} is outside the model's layers 0..{ms.Config.Layers - 1}");
-                corpusSpec = EditMethod.CorpusOrDefault(pr.GetValue(corpus), found?.NeedsStats ?? true, source, io.Err, missing);
-            }
+            var (found, corpusSpec) = EditMethod.Resolve(source, pr.GetValue(method)!, pr.GetValue(hparams), pr.GetValue(layer), pr.GetValue(corpus), io.Err, missing);
             EditMethod.ThrowIfMissing(missing);
             var em0 = found!;
             // every request must fit the context before anything is created (else the folder is made and the Nth edit fails)

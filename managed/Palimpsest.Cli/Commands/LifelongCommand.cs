@@ -73,17 +73,7 @@ internal static class LifelongCommand
                 if (File.Exists(datasetPath)) io.Err.WriteLine($"lifelong: the stream is the model folder's {datasetPath} (give --dataset for another)");
                 else missing.Add($"--dataset FILE (CounterFact or zsRE requests; {folder} has no requests.json)");
             }
-            EditMethod? found;
-            string? corpusSpec;
-            int[]? layers;
-            using (var ms = ModelSession.Open(folder))
-            {
-                layers = pr.GetValue(layer) is { } lt ? EditingErrors.ParseLayers(lt, ms.Config.Layers, "--layers") : null;
-                found = EditMethod.ParseOrDefault(pr.GetValue(method)!, pr.GetValue(hparams), layers, folder, io.Err, missing);
-                foreach (int l in found?.Layers ?? [])
-                    if (l < 0 || l >= ms.Config.Layers) throw new CliUsageException($"layer {l} is outside the model's layers 0..{ms.Config.Layers - 1}");
-                corpusSpec = EditMethod.CorpusOrDefault(pr.GetValue(corpus), found?.NeedsStats ?? true, folder, io.Err, missing);
-            }
+            var (found, corpusSpec) = EditMethod.Resolve(folder, pr.GetValue(method)!, pr.GetValue(hparams), pr.GetValue(layer), pr.GetValue(corpus), io.Err, missing);
             EditMethod.ThrowIfMissing(missing);
             var em = found!;
             // with --known-only or --edits all the whole range is read (the known ones are found after loading the model)
