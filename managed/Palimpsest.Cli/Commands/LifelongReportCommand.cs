@@ -34,7 +34,8 @@ internal static class LifelongReportCommand
                 // a run stopped part-way (lifelong saves its report at every checkpoint) says so in its label
                 var last = j["checkpoints"]!.AsArray().LastOrDefault();
                 bool partial = j["complete"] is JsonValue v && v.TryGetValue(out bool done) && !done;
-                string label = $"{j["method"]} (B={j["batch"]}){(partial ? $", partial: {last?["edits"]?.ToJsonString() ?? "0"} of {j["edits"]} edits" : "")}";
+                bool anchored = j["hparams"]?["norm_anchor"] is JsonValue na && na.TryGetValue(out bool on) && on;
+                string label = $"{j["method"]}{(anchored ? " + norm anchors" : "")} (B={j["batch"]}){(partial ? $", partial: {last?["edits"]?.ToJsonString() ?? "0"} of {j["edits"]} edits" : "")}";
                 loaded.Add((label, j));
             }
             // two runs of one method and batch (different hparams) are told apart by their folders

@@ -187,6 +187,13 @@ public class CliLifelongTests
         Assert.Contains("**WilKE (B=1)**: 8 edits of facts.json on tiny, 2 held-out facts, layers scanned per edit: 0 to 2", md);
         // the drift over all layers: √(3² + 4²) at 4 edits
         Assert.Contains("| ROME (B=1) [a] | 4 | 1.000 | 0.500 | - | 1.000 | 1.000 | 0.700 | 5.0 |", md);
+        // a run with norm anchors says so
+        string nas = m.PathIn("nas");
+        Directory.CreateDirectory(nas);
+        File.WriteAllText(Path.Combine(nas, "lifelong.json"), Run("MEMIT", 8, true, (8, 0.6)).Replace("""{"layers": [1]}""", """{"layers": [1], "norm_anchor": true}"""));
+        var withNas = CliRunner.Run("lifelong-report", a, nas, "--out", m.PathIn("out-nas"));
+        Assert.True(withNas.Code == 0, withNas.ToString());
+        Assert.Contains("| MEMIT + norm anchors (B=8) | 8 |", File.ReadAllText(Path.Combine(m.PathIn("out-nas"), "lifelong-report.md")));
         foreach (var metric in new[] { "ES", "GS", "LS", "ERS", "ORS", "S", "drift" })
             Assert.True(new FileInfo(Path.Combine(outDir, $"lifelong-{metric}.png")).Length > 1000, $"lifelong-{metric}.png missing or empty");
         CliRunner.AssertBadInput(CliRunner.Run("lifelong-report", a, m.PathIn("none"), "--out", outDir), "none");
