@@ -20,11 +20,11 @@ cli="${PALIMPSEST:-./palimpsest}"
 [ -n "${PALIMPSEST:-}" ] || ./palimpsest --help > /dev/null
 runs=()
 for model in cf5k-gpt2-d128-l6 cf5k-gpt2-d256-l6; do
-  runs+=("$model ultraedit 8 $hp/ultraedit-$model.json ultraedit-b8 1024")
+  runs+=("$model ultraedit 8 $hp/$model/ultraedit.json ultraedit-b8 1024")
   runs+=("$model memit 8 $hp/memit-nas.json memit-nas-b8 1024")
   runs+=("$model alphaedit 8 $hp/alphaedit-nas.json alphaedit-nas-b8 1024")
   runs+=("$model rome 1 $hp/rome-nas.json rome-nas-b1 1024")
-  runs+=("$model ultraedit 8 $hp/ultraedit-$model.json ultraedit-b8-full all")
+  runs+=("$model ultraedit 8 $hp/$model/ultraedit.json ultraedit-b8-full all")
   runs+=("$model memit 8 docs/study/shared/memit.json memit-b8-full all")
 done
 if [ -n "${ONLY:-}" ]; then
