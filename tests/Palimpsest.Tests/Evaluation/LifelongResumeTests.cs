@@ -23,6 +23,7 @@ public class LifelongResumeTests
             "wilke" => new Wilke(rome, 2, tok, l => cms[l]) { MaxParallelLayers = 2 },
             "alphaedit" => new AlphaEdit(new AlphaEditHparams { Layers = [0], VLossLayer = 1, VNumGradSteps = 4, ContextTemplateLength = 4, NullspaceThreshold = 0.5, L2 = 1 }, tok, l => cms[l]),
             "memit" => new Memit(new MemitHparams { Layers = [0], VLossLayer = 1, VNumGradSteps = 4, ContextTemplateLength = 4, Mom2UpdateWeight = 10 }, tok, l => cms[l]),
+            "ultraedit" => new UltraEdit(new UltraEditHparams { Layers = [0, 1], Lr = 0.05 }, tok),
             _ => throw new ArgumentException(method),
         };
     }
@@ -60,6 +61,7 @@ public class LifelongResumeTests
     [InlineData("memit", 2)]
     [InlineData("alphaedit", 2)]
     [InlineData("lemoe", 2)]
+    [InlineData("ultraedit", 2)]
     public void A_run_resumed_from_its_saved_state_reaches_the_uninterrupted_runs_checkpoints_and_weights_bit_for_bit(string method, int batch)
     {
         using var dir = new TempDir();
