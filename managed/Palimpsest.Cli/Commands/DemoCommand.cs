@@ -23,9 +23,13 @@ internal static class DemoCommand
         var target = new Option<string?>("--target") { Description = "the new answer (default: the record's target_new)" };
         var hparams = new Option<string?>("--hparams") { Description = "ROME hyper-parameters (default MODEL/rome.json)" };
         var cache = KeyStatsOptions.Cache();
-        var cmd = new Command("demo", "show a fact, rewrite it with ROME, check a paraphrase and an unrelated fact, revert") { model, subject, target, hparams, cache };
+        var device = CommonOptions.Device();
+        var dtype = DeviceChoice.DtypeOption();
+        var cmd = new Command("demo", "show a fact, rewrite it with ROME, check a paraphrase and an unrelated fact, revert") { model, subject, target, hparams, cache, device, dtype };
         cmd.SetAction(pr => EditingErrors.Guard(() =>
         {
+            var dev = DeviceChoice.Read(pr, device, dtype);
+            dev.Check();
             var total = Stopwatch.StartNew();
             string src = pr.GetValue(model)!;
             string reqPath = Path.Combine(src, "requests.json"), corpusPath = Path.Combine(src, "corpus.txt");
@@ -44,7 +48,7 @@ internal static class DemoCommand
             try
             {
                 using var em = EditedModel.Create(src, dir);
-                using var lm = LoadedModel.Open(em.Dir);
+                using var lm = LoadedModel.Open(em.Dir, dev);
                 string paraphrase = rec.ParaphrasePrompts.FirstOrDefault() ?? throw new CliUsageException($"{reqPath}: record of '{rec.Subject}' has no rephrase_prompt");
                 string unrelated = rec.NeighborhoodPrompts.FirstOrDefault() ?? throw new CliUsageException($"{reqPath}: record of '{rec.Subject}' has no locality_prompt");
                 var prompts = new[] { ("edited prompt", rec.FilledPrompt), ("paraphrase (never trained for this fact)", paraphrase), ("unrelated fact", unrelated) };

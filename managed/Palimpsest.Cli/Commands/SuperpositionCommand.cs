@@ -39,10 +39,14 @@ internal static class SuperpositionCommand
         var limitTokens = KeyStatsOptions.LimitTokens();
         var cache = KeyStatsOptions.Cache();
         var report = new Option<string>("--report") { Description = "folder for the Markdown, JSON, safetensors and PNG outputs", Required = true };
+        var device = CommonOptions.Device();
+        var dtype = DeviceChoice.DtypeOption();
         var cmd = new Command("superposition", "are the facts' keys orthogonal after whitening? P matrices and their distributions per layer (Hu et al. 2024)")
-            { models, facts, limit, known, corpus, limitTokens, cache, report };
+            { models, facts, limit, known, corpus, limitTokens, cache, report, device, dtype };
         cmd.SetAction(pr => EditingErrors.Guard(() =>
         {
+            var dev = DeviceChoice.Read(pr, device, dtype);
+            dev.Check();
             int n = CommonOptions.Positive(pr.GetValue(limit), "--limit");
             if (n < 2) throw new CliUsageException("--limit: the statistics are over pairs of facts; give at least 2");
             string file = pr.GetValue(facts)!;
@@ -55,7 +59,7 @@ internal static class SuperpositionCommand
             var names = new HashSet<string>();
             foreach (var folder in pr.GetValue(models)!)
             {
-                using var lm = LoadedModel.Open(folder);
+                using var lm = LoadedModel.Open(folder, dev);
                 string name = Path.GetFileName(Path.GetFullPath(folder).TrimEnd(Path.DirectorySeparatorChar));
                 for (int k = 2; !names.Add(name); k++) name = $"{Path.GetFileName(Path.GetFullPath(folder).TrimEnd(Path.DirectorySeparatorChar))}-{k}";
                 var chosen = ChooseFacts(io, lm, records, n, pr.GetValue(known), Path.GetFileName(file));

@@ -37,6 +37,9 @@ public sealed class CliCudaTests : IDisposable
             ["trace", m.Model, "--prompt", "The mother tongue of Danielle Darrieux is", "--subject", "Danielle Darrieux"],
             ["stats", m.Model, "--layers", "1", "--corpus", "facts:" + m.Dataset],
             ["bench-edits", m.Model, "--methods", "ultraedit", "--layers", "1", "--edits", "1", "--dataset", m.Dataset, "--out", m.PathIn("bench")],
+            ["interference", m.Model, "--dataset", m.Dataset, "--edits", "1", "--layers", "1", "--stats-corpus", "facts:" + m.Dataset, "--report", m.PathIn("int")],
+            ["demo", m.Model, "--subject", "Danielle Darrieux"],
+            ["superposition", m.Model, "--facts", m.Dataset, "--stats-corpus", "facts:" + m.Dataset, "--report", m.PathIn("sup")],
         ];
         foreach (var args in commands)
             CliRunner.AssertBadInput(CliRunner.Run([.. args, "--device", "cuda"]), "--device cuda", "no CUDA device");
