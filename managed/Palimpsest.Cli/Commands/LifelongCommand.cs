@@ -108,9 +108,12 @@ internal static class LifelongCommand
             var clock = System.Diagnostics.Stopwatch.StartNew();
             // a long stream (WilKE's 1,000 edits take hours on a CPU) saves its report at every
             // checkpoint, marked partial, and says on stderr how far it got
+            IAnchoredEditor? anchored = null;
             void Reached(IProgressLines lines, IReadOnlyList<LifelongCheckpoint> cps, IReadOnlyList<MonitorEntry> log)
             {
                 var c = cps[^1];
+                // Norm-Anchor Scaling: the anchor the run uses, and how many requests it skipped so far
+                if (anchored is { NormAnchored: true, AnchorDescription: { } anchor }) lines.Line($"lifelong: norm anchor {anchor}");
                 lines.Line(string.Create(CultureInfo.InvariantCulture,
                     $"lifelong: {c.Edits} of {n} edits, S {F(c.S)} (ES {F(c.ES)}, ERS {F(c.ERS)}, ORS {F(c.ORS)}), {clock.Elapsed.TotalMinutes:0.0} min"));
                 if (c.Edits < n) output.Write(cps, log, complete: false);
@@ -171,6 +174,7 @@ internal static class LifelongCommand
                 if (moveLayers is not null && !em.Kind.Has(EditorCapabilities.EditsAtGivenLayer))
                     throw new CliUsageException($"--move-to: {em.Name} cannot make its edit at another layer (methods that can: {string.Join(", ", Editors.All.Where(k => k.Has(EditorCapabilities.EditsAtGivenLayer)).Select(k => k.Name))})");
                 var editor = em.Create(lm, corpusSpec, pr.GetValue(limitTokens), pr.GetValue(cache), io, moveLayers, anchorPool: all);
+                anchored = editor as IAnchoredEditor;
                 var guard = watch ? new LifelongMonitor(held, new FactProbes(lm.Tok, em.FactToken), limit, moveLayers) : null;
                 var harness = new LifelongHarness(lm.Tf, lm.Tok);
                 output.Describe(em.Name, b, em.HparamsJson, em.Layers);

@@ -37,6 +37,8 @@ public sealed class AlphaEdit : IPreparedEditor, IRememberingEditor, IAnchoredEd
     /// <summary>Norm-Anchor Scaling: the anchor norm, once measured.</summary>
     public double? AnchorNorm => _memit.AnchorNorm;
 
+    public string? AnchorDescription => _memit.AnchorDescription;
+
     /// <summary>Per edited layer of the last call: keys K [f, n], residuals R [d, n] and the earlier batches' C_p [f, f].</summary>
     public IReadOnlyList<(int Layer, Matrix<double> K, Matrix<double> R, Matrix<double> Cp)>? LastSolves { get; private set; }
     public string Method => "alphaedit";

@@ -65,6 +65,9 @@ public sealed class Memit : IPreparedEditor, IAnchoredEditor
 
     private double? _anchor;
 
+    public string? AnchorDescription => _anchor is { } a
+        ? $"{a.ToString("0.000", System.Globalization.CultureInfo.InvariantCulture)} at layer {Hparams.Layers[^1]}; {AnchorSkipped} request(s) skipped" : null;
+
     private DeltaObjective Objective => new(Hparams.VNumGradSteps, Hparams.VLr, Hparams.VWeightDecay, Hparams.ClampNormFactor, Hparams.KlFactor, Hparams.VEarlyStopLoss);
 
     public IReadOnlyList<WeightDelta> ComputeDeltas(Transformer tf, IReadOnlyList<EditRequest> requests)

@@ -78,4 +78,7 @@ public interface IAnchoredEditor
 
     /// <summary>The requests the anchor norm is measured on, before the first edit (unless the hparams give nas_norm).</summary>
     IReadOnlyList<EditRequest>? AnchorPool { get; set; }
+
+    /// <summary>The anchor norms in use ("12.345 at layer 0"), once measured; null before.</summary>
+    string? AnchorDescription { get; }
 }

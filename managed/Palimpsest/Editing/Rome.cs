@@ -95,6 +95,9 @@ public sealed class Rome : IPreparedEditor, ILayerEditor, IAnchoredEditor
     /// <summary>Norm-Anchor Scaling: requests left unchanged because their ‖v*‖ passed twice the anchor.</summary>
     public int AnchorSkipped => _anchorSkipped;
 
+    public string? AnchorDescription => _anchor.Count == 0 ? null
+        : string.Join(", ", _anchor.OrderBy(kv => kv.Key).Select(kv => $"{kv.Value.ToString("0.000", System.Globalization.CultureInfo.InvariantCulture)} at layer {kv.Key}")) + $"; {_anchorSkipped} edit(s) skipped";
+
     private readonly Dictionary<int, double> _anchor = new();
     private int _anchorSkipped;
 

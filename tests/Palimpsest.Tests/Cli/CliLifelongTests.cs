@@ -137,6 +137,19 @@ public class CliLifelongTests
     }
 
     [Fact]
+    public void A_norm_anchored_stream_says_its_anchor_measured_from_the_dataset()
+    {
+        using var m = new TinyGpt2Folder();
+        string hp = m.PathIn("memit-nas.json"), report = m.PathIn("nas");
+        File.WriteAllText(hp, """{"layers": [1], "v_num_grad_steps": 2, "context_template_length": 3, "norm_anchor": true, "nas_restart": 2}""");
+        var r = CliRunner.Run("lifelong", m.Model, "--method", "memit", "--hparams", hp, "--dataset", m.Dataset, "--edits", "1", "--held-out", "1",
+            "--batch", "1", "--stats-corpus", "facts:" + m.Dataset, "--report", report);
+        Assert.True(r.Code == 0, r.ToString());
+        Assert.Matches(@"lifelong: norm anchor \d+\.\d{3} at layer 1; \d request\(s\) skipped", r.Err);
+        Assert.Contains("\"norm_anchor\": true", File.ReadAllText(Path.Combine(report, "lifelong.json")));
+    }
+
+    [Fact]
     public void Lifelong_bad_inputs_are_one_error_line()
     {
         using var m = new TinyGpt2Folder();
