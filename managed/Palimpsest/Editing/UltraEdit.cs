@@ -18,7 +18,7 @@ namespace Palimpsest.Editing;
 ///   ΔW [f, d] = (KᵀK + I)⁻¹ Kᵀ V,  K [N, f] the raw keys                    (one ridge solve per layer)
 /// All layers' deltas come from the same forward and backward and are applied together. ΔW is kept
 /// as rank-N factors Kᵀ · U with U = (KKᵀ + I)⁻¹ V [N, d] (the same matrix by the push-through identity)
-/// when N &lt; f, so the solve is N×N; otherwise as the dense f×f solve.
+/// when N &lt; f, so the solve is N×N; otherwise as the dense f×f solve, stored in min(f, d) factors.
 /// </summary>
 public sealed class UltraEdit : IEditor, IRememberingEditor
 {
@@ -130,7 +130,11 @@ public sealed class UltraEdit : IEditor, IRememberingEditor
         }
         var normal = K.Transpose() * K + Matrix<double>.Build.DenseIdentity(f);      // [f, f]
         var dw = normal.Cholesky().Solve(K.Transpose() * V);                         // [f, d]
-        return new WeightDelta(layer, f, Matrix<double>.Build.DenseIdentity(f).ToRowMajorArray(), dw.ToRowMajorArray());
+        int d = V.ColumnCount;
+        // a dense ΔW in the fewer factors: Σ_j ΔW[:, j] ⊗ e_j (rank d) when d < f, else e_i ⊗ ΔW[i, :] (rank f)
+        return d < f
+            ? new WeightDelta(layer, d, dw.Transpose().ToRowMajorArray(), Matrix<double>.Build.DenseIdentity(d).ToRowMajorArray())
+            : new WeightDelta(layer, f, Matrix<double>.Build.DenseIdentity(f).ToRowMajorArray(), dw.ToRowMajorArray());
     }
 
     // One batch's forward and backward (packed; a pack never passes the context): the loss is the

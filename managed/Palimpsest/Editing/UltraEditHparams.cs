@@ -20,7 +20,8 @@ public sealed record UltraEditHparams
     [JsonPropertyName("token")] public string Token { get; init; } = "mask";
     /// <summary>Requests per forward + backward; the loss is the mean over that batch's target tokens (the reference's batch_size).</summary>
     [JsonPropertyName("batch_size")] public int BatchSize { get; init; } = 10;
-    /// <summary>Rows normalised at once (the reference's editor_batch_size; memory only, the result does not depend on it).</summary>
+    /// <summary>The reference's editor_batch_size: how many rows it normalises at once, to bound GPU memory. The result does not
+    /// depend on it and our normalisation goes row by row, so it is accepted (reference files carry it), recorded, and changes nothing.</summary>
     [JsonPropertyName("editor_batch_size")] public int EditorBatchSize { get; init; } = 1024;
 
     /// <summary>The reference's fields that configure its harness, not the edit (model, device, precision, output); accepted and ignored.</summary>

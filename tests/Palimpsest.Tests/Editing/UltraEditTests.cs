@@ -54,7 +54,8 @@ public class UltraEditTests
 
     [Theory]
     [InlineData(5, 9, 4)]   // N < f: the N×N push-through solve
-    [InlineData(11, 6, 3)]  // N ≥ f: the f×f solve
+    [InlineData(11, 6, 3)]  // N ≥ f: the f×f solve, kept as d < f factors
+    [InlineData(9, 4, 7)]   // N ≥ f, f < d: kept as f factors
     public void The_delta_solves_its_ridge_normal_equations(int n, int f, int d)
     {
         var rng = new Random(n * 31 + f);
@@ -65,7 +66,7 @@ public class UltraEditTests
         // (KᵀK + I) ΔW = Kᵀ V
         var lhs = (K.Transpose() * K + Matrix<double>.Build.DenseIdentity(f)) * dW;
         Num.AssertClose(lhs.ToRowMajorArray(), (K.Transpose() * V).ToRowMajorArray(), 1e-12, "normal equations");
-        Assert.Equal(Math.Min(n, f), delta.Rank);
+        Assert.Equal(n < f ? n : Math.Min(f, d), delta.Rank);
     }
 
     [Theory]
