@@ -160,7 +160,13 @@ public sealed class Rome : IPreparedEditor, ILayerEditor, IAnchoredEditor
         if (_chol.ContainsKey(layer)) return;
         var flat = _secondMoment(layer);
         if (flat.Length != (long)f * f) throw new ArgumentException($"second moment of layer {layer} has {flat.Length} values, expected {f}x{f}");
-        _chol[layer] = Matrix<double>.Build.Dense(f, f, (i, j) => flat[i * f + j]).Cholesky();
+        try { _chol[layer] = Matrix<double>.Build.Dense(f, f, (i, j) => flat[i * f + j]).Cholesky(); }
+        catch (ArgumentException)
+        {
+            // MathNet says only "Matrix must be positive definite": say which statistics and what to do
+            throw new ArgumentException($"the key statistics C of layer {layer} ({f} x {f}) are not positive definite, so ROME cannot solve with them: "
+                + "the corpus is too small or too repetitive for this layer's width (give a larger --stats-corpus), or set \"mom2_adjustment\": false");
+        }
     }
 
     private (double[] VStar, double[] V0, int Steps, double InitialLoss, double Loss) OptimiseV(Transformer tf, EditRequest req, int layer)

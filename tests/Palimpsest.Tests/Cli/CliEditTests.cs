@@ -241,6 +241,18 @@ public class CliEditTests
     }
 
     [Fact]
+    public void Statistics_too_small_for_the_layer_are_named_not_a_matrix_error()
+    {
+        using var m = new TinyGpt2Folder();
+        var (hp, _) = Inputs(m);
+        string tiny = m.PathIn("tiny-corpus.txt");
+        File.WriteAllText(tiny, "The mother tongue of Danielle Darrieux is French.\nParis is the capital of France.\n");
+        var r = CliRunner.Run("edit", m.Model, "--hparams", hp, "--stats-corpus", tiny, "--cache", m.PathIn("cache"), "--subject", "Lyon", "--prompt", "{} is in",
+            "--target", "Manila", "--out", m.PathIn("edited"));
+        CliRunner.AssertBadInput(r, "key statistics C of layer 1", "not positive definite", "--stats-corpus");
+    }
+
+    [Fact]
     public void Eval_prints_counterfact_and_zsre_tables()
     {
         using var m = new TinyGpt2Folder();
