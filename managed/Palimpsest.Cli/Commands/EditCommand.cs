@@ -96,7 +96,20 @@ internal static class EditCommand
             }
             using var lm = LoadedModel.Open(emDir, dev);
 
-            var editor = em0.Create(lm, corpusSpec, pr.GetValue(limitTokens), pr.GetValue(cache), io, anchorPool: reqs);
+            IEditor editor;
+            try
+            {
+                editor = em0.Create(lm, corpusSpec, pr.GetValue(limitTokens), pr.GetValue(cache), io, anchorPool: reqs);
+                (editor as IPreparedEditor)?.Prepare(lm.Tf); // its templates and C's factors now, before anything is applied
+            }
+            catch when (!existed)
+            {
+                // the editor could not be made (its statistics, its hparams on this model): a folder this
+                // command created holds no edit yet, so it goes, as if the command had not run
+                lm.Dispose();
+                try { Directory.Delete(emDir, recursive: true); } catch (IOException) { /* the error matters more */ }
+                throw;
+            }
             long generation;
             using (var em = EditedModel.Open(emDir, WaitForFolder))
             {

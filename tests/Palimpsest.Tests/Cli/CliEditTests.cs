@@ -250,6 +250,7 @@ public class CliEditTests
         var r = CliRunner.Run("edit", m.Model, "--hparams", hp, "--stats-corpus", tiny, "--cache", m.PathIn("cache"), "--subject", "Lyon", "--prompt", "{} is in",
             "--target", "Manila", "--out", m.PathIn("edited"));
         CliRunner.AssertBadInput(r, "key statistics C of layer 1", "not positive definite", "--stats-corpus");
+        Assert.False(Directory.Exists(m.PathIn("edited")), "the folder this failed command created was left behind");
     }
 
     [Fact]
