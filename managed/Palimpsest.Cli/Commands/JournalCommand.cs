@@ -24,7 +24,7 @@ internal static class JournalCommand
                 if (em.Recovery is not null) io.Out.WriteLine($"recovered: {em.Recovery}");
                 (list, generation) = (em.List(), em.Generation);
             }
-            catch (JournalException e) when (e.Message.Contains("open in another process", StringComparison.Ordinal))
+            catch (JournalException e) when (e.Busy)
             {
                 (list, generation) = EditedModel.ReadJournal(folder);
                 io.Out.WriteLine("(another process is applying an edit to this folder: the journal as committed so far)");

@@ -98,4 +98,9 @@ public sealed record JournalEntry(
 public sealed record JournaledEdit(long Id, IReadOnlyList<EditRequest> Requests, IReadOnlyDictionary<string, double[]> Memory);
 
 /// <summary>A journal or edited-model folder that cannot be used; the message is one line naming the file.</summary>
-public sealed class JournalException(string message) : Exception(message);
+/// <param name="busy">the folder is held by another process (its lock): a reader can read around it, a writer can wait</param>
+public sealed class JournalException(string message, bool busy = false) : Exception(message)
+{
+    /// <summary>The folder is held by another process; the message says so.</summary>
+    public bool Busy { get; } = busy;
+}

@@ -256,7 +256,7 @@ public sealed class EditedModel : IDisposable
         while (true)
         {
             try { return Open(dir); }
-            catch (JournalException e) when (e.Message.Contains("open in another process", StringComparison.Ordinal) && clock.Elapsed < wait)
+            catch (JournalException e) when (e.Busy && clock.Elapsed < wait)
             {
                 Thread.Sleep(25);
             }
@@ -273,7 +273,7 @@ public sealed class EditedModel : IDisposable
         var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
         FileStream lockFile;
         try { lockFile = new FileStream(Path.Combine(dir, LockFile), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None); }
-        catch (IOException) { throw new JournalException($"{Path.Combine(dir, LockFile)}: the edited model is open in another process"); }
+        catch (IOException) { throw new JournalException($"{Path.Combine(dir, LockFile)}: the edited model is open in another process", busy: true); }
         JournalDb? db = null;
         try
         {
@@ -626,7 +626,7 @@ public sealed class EditedModel : IDisposable
     {
         if (!IsEditedModel(dir)) return;
         try { Open(dir).Dispose(); return; }
-        catch (JournalException e) when (e.Message.Contains("open in another process", StringComparison.Ordinal)) { }
+        catch (JournalException e) when (e.Busy) { }
         long journal = JournalDb.ReadGeneration(Path.Combine(dir, JournalFile));
         long? checkpoint = GenerationOf(Path.Combine(dir, CheckpointFile));
         if (checkpoint != journal)
