@@ -156,10 +156,7 @@ public sealed class EditedModel : IDisposable
         catch (Exception e) when (e is IOException or UnauthorizedAccessException && e is not FileNotFoundException)
         {
             try { File.Delete(PendingPath(generation)); } catch (IOException) { /* Open removes it */ }
-            string why = e is UnauthorizedAccessException ? $"no permission to write in {Dir}"
-                : (e.HResult & 0xFFFF) == 28 || e.Message.Contains("No space left", StringComparison.Ordinal) ? $"no space left on the device of {Dir}"
-                : e.Message.Split('\n')[0].Split(" : '")[0].TrimEnd('.');
-            throw new JournalException($"{Dir}: {what} could not be written ({why}); the folder is unchanged");
+            throw new JournalException($"{Dir}: {what} could not be written ({WhyNotWritten(e, Dir)}); the folder is unchanged");
         }
     }
 
@@ -171,13 +168,19 @@ public sealed class EditedModel : IDisposable
         string parent = Path.GetDirectoryName(outDir)!;
         string why = e switch
         {
-            UnauthorizedAccessException => $"no permission to write in {parent}",
-            _ when Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any() => "another process created it at the same time",
-            IOException io when (io.HResult & 0xFFFF) == 28 || io.Message.Contains("No space left", StringComparison.Ordinal) => $"no space left on the device of {parent}",
+            _ when e is not UnauthorizedAccessException && Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any() => "another process created it at the same time",
             DirectoryNotFoundException or FileNotFoundException => $"{parent} does not take new folders",
-            _ => e.Message.Split('\n')[0].Split(" : '")[0].TrimEnd('.'),
+            _ => WhyNotWritten(e, parent),
         };
         return new JournalException($"{outDir}: cannot create the edited-model folder there: {why}");
+    }
+
+    // A write's file-system failure in words about the folder (not .NET's message about a temporary path)
+    private static string WhyNotWritten(Exception e, string dir)
+    {
+        if (e is UnauthorizedAccessException) return $"no permission to write in {dir}";
+        if ((e.HResult & 0xFFFF) == 28 || e.Message.Contains("No space left", StringComparison.Ordinal)) return $"no space left on the device of {dir}";
+        return e.Message.Split('\n')[0].Split(" : '")[0].TrimEnd('.');
     }
 
     // "pid start-ticks": a pid alone could have been reused by another process since
