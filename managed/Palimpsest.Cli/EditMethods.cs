@@ -51,18 +51,13 @@ internal sealed class EditMethod
         return editor;
     }
 
-    /// <summary>"initial -> final" loss of the last δ (v* / z*) optimisation(s), or what the editor says of its last batch.</summary>
-    public static string Loss(IEditor e) => e.LastOutcome;
-
     /// <param name="name">a method of the editor table.</param>
     /// <param name="file">hyper-parameters JSON, or null for the method's defaults.</param>
     /// <param name="layers">--layers, overriding the file's.</param>
     /// <param name="warn">where a line naming the reference-only fields the file had (ignored) goes.</param>
     public static EditMethod Parse(string name, string? file, int[]? layers, TextWriter? warn = null)
     {
-        EditorKind kind;
-        try { kind = Editors.Get(name); }
-        catch (ArgumentException e) { throw new CliUsageException(e.Message); }
+        var kind = KindOf(name);
         if (file is null && layers is null && !kind.Has(EditorCapabilities.ChoosesLayer) && !kind.Has(EditorCapabilities.Adaptor))
             throw new CliUsageException("give --layers (pick them with palimpsest trace) or --hparams FILE.json");
         if (file is not null && !File.Exists(file)) throw new FileNotFoundException($"hparams file '{file}' not found", file);
@@ -86,9 +81,7 @@ internal sealed class EditMethod
     /// </summary>
     public static EditMethod? ParseOrDefault(string name, string? file, int[]? layers, string modelFolder, TextWriter say, List<string> missing)
     {
-        EditorKind kind;
-        try { kind = Editors.Get(name); }
-        catch (ArgumentException e) { throw new CliUsageException(e.Message); }
+        var kind = KindOf(name);
         if (file is null && layers is null)
         {
             string candidate = Path.Combine(modelFolder, kind.Name + ".json");
@@ -155,9 +148,10 @@ internal sealed class EditMethod
 
     internal static string Where(string? file) => file is null ? "default hparams" : $"hparams file '{file}'";
 
-    /// <summary>
-    /// An editor that continues from earlier edits (AlphaEdit's C_p, UltraEdit's moments) gets the
-    /// folder's active edits of its method from the journal. Returns how many.
-    /// </summary>
-    public static int RememberJournal(IEditor editor, EditedModel em, LoadedModel lm) => em.Reopen(editor, lm.Tf);
+    // the table's row of --method, an unknown name being a usage error that lists the methods
+    private static EditorKind KindOf(string name)
+    {
+        try { return Editors.Get(name); }
+        catch (ArgumentException e) { throw new CliUsageException(e.Message); }
+    }
 }

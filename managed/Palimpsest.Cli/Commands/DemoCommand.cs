@@ -76,7 +76,7 @@ internal static class DemoCommand
                 foreach (int l in deltas.Select(d => d.Layer).Distinct()) lm.Model.SetDownProjection(l, em.ReadDownProjection(l).ToDouble());
                 double editSecs = sw.Elapsed.TotalSeconds;
                 io.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"ROME edit {id}: v* loss {EditMethod.Loss(editor)}, {editSecs:0.00} s (key statistics {statsSecs:0.00} s); journaled in {em.JournalPath}"));
+                    $"ROME edit {id}: v* loss {editor.LastOutcome}, {editSecs:0.00} s (key statistics {statsSecs:0.00} s); journaled in {em.JournalPath}"));
                 var after = Answers();
                 Show("after the edit:", after);
 

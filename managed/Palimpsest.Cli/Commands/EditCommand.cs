@@ -113,7 +113,7 @@ internal static class EditCommand
             long generation;
             using (var em = EditedModel.Open(emDir, WaitForFolder))
             {
-                int remembered = EditMethod.RememberJournal(editor, em, lm);
+                int remembered = em.Reopen(editor, lm.Tf); // AlphaEdit's C_p, UltraEdit's moments, from the journal
                 if (remembered > 0 && em0.Kind.Has(EditorCapabilities.RemembersState))
                     io.Out.WriteLine($"{em0.Name}: continuing from the journal's {remembered} earlier edit(s) ({em.ActiveEdits(em0.Name).Sum(e => e.Requests.Count)} request(s))");
                 generation = em.Generation;
@@ -147,7 +147,7 @@ internal static class EditCommand
                     generation = em.Generation;
                 }
                 editor.AfterApply(lm.Tf, chunk);
-                string loss = EditMethod.Loss(editor);
+                string loss = editor.LastOutcome;
                 var after = chunk.Select(r => lm.GreedyAnswer(r.FilledPrompt)).ToArray();
                 for (int i = 0; i < chunk.Length; i++)
                     table.Add(id.ToString(CultureInfo.InvariantCulture), chunk[i].Subject, chunk[i].TargetNew, layersText, norm, loss,

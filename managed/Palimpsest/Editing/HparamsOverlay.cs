@@ -17,28 +17,23 @@ internal static class HparamsOverlay
     /// <summary>Norm-Anchor Scaling's fields of ROME, MEMIT and AlphaEdit, which their JSON leaves out while NAS is off (so that records made before NAS read the same).</summary>
     public static readonly IReadOnlyList<string> NasFields = ["norm_anchor", "nas_restart", "nas_norm"];
 
-    public static string Merge(string defaultsJson, string userJson, string where, IReadOnlyList<string>? ignored = null, IReadOnlyList<string>? optional = null) =>
-        Merge(defaultsJson, userJson, where, ignored, optional, out _);
-
     /// <param name="optional">fields the defaults' JSON leaves out (written only when set) that are nevertheless known</param>
-    public static string Merge(string defaultsJson, string userJson, string where, IReadOnlyList<string>? ignored, IReadOnlyList<string>? optional, out IReadOnlyList<string> skipped)
+    public static string Merge(string defaultsJson, string userJson, string where, IReadOnlyList<string>? ignored = null, IReadOnlyList<string>? optional = null)
     {
         JsonNode? user;
         try { user = JsonNode.Parse(userJson); }
         catch (JsonException e) { throw new ArgumentException($"{where}: not valid JSON ({e.Message.Split('\n')[0]})"); }
         if (user is not JsonObject u) throw new ArgumentException($"{where}: top level must be a JSON object");
         var merged = JsonNode.Parse(defaultsJson)!.AsObject();
-        var skip = new List<string>();
         foreach (var (key, value) in u.ToList())
         {
             if (!merged.ContainsKey(key) && !(optional?.Contains(key) ?? false))
             {
-                if (ignored is not null && ignored.Contains(key)) { skip.Add(key); continue; }
+                if (ignored is not null && ignored.Contains(key)) continue;
                 throw new ArgumentException($"{where}: unknown field '{key}' (known: {string.Join(", ", merged.Select(p => p.Key).Concat(optional ?? []))})");
             }
             merged[key] = value?.DeepClone();
         }
-        skipped = skip;
         return merged.ToJsonString();
     }
 

@@ -215,9 +215,8 @@ public sealed record ModelConfig
             {
                 if (j.TryGetProperty(block, out var rp) && rp.ValueKind == JsonValueKind.Object && rp.TryGetProperty(nested, out var v))
                 {
+                    // a rope_type other than default was refused before parsing (ConfigFields.RefuseUnimplemented)
                     if (v.ValueKind != JsonValueKind.Number) throw Bad($"{block}.{nested}", "must be a number");
-                    if (rp.TryGetProperty("rope_type", out var t) && t.ValueKind == JsonValueKind.String && t.GetString() is { } s && s != "default")
-                        throw Bad($"{block}.rope_type", $"'{s}' is not supported (only default)");
                     return v.GetDouble();
                 }
             }

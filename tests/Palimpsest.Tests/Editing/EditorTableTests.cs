@@ -111,7 +111,7 @@ public class EditorTableTests
     [Fact]
     public void Alphaedit_finds_its_journaled_edits_whatever_the_method_column_says()
     {
-        // RememberJournal matched only "alphaedit", while the library journaled "AlphaEdit"
+        // the CLI used to remember only entries saying "alphaedit", while the library journaled "AlphaEdit"
         using var m = new TinyGpt2Folder();
         string dir = m.PathIn("edited");
         using var em = EditedModel.Create(m.Model, dir);
