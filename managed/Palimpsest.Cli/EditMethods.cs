@@ -27,7 +27,13 @@ internal sealed class EditMethod
     /// <summary>Takes several requests per edit (the others edit one at a time).</summary>
     public bool Batched => Kind.Has(EditorCapabilities.Batched);
 
-    public IEditor Create(LoadedModel lm, Func<int, double[]> secondMoment) => Settings.Create(lm.Tok, secondMoment);
+    /// <param name="anchorPool">requests a norm-anchored editor measures its anchor norm on (the command's dataset)</param>
+    public IEditor Create(LoadedModel lm, Func<int, double[]> secondMoment, IReadOnlyList<EditRequest>? anchorPool = null)
+    {
+        var editor = Settings.Create(lm.Tok, secondMoment);
+        if (editor is IAnchoredEditor { NormAnchored: true } anchored) anchored.AnchorPool = anchorPool;
+        return editor;
+    }
 
     /// <summary>
     /// The editor for lm, with the key statistics of its layers loaded or computed (cached) from the
@@ -38,17 +44,11 @@ internal sealed class EditMethod
     public IEditor Create(LoadedModel lm, string? corpus, long? limitTokens, string? cache, CliIo io, IReadOnlyList<int>? alsoLayers = null,
         IReadOnlyList<EditRequest>? anchorPool = null)
     {
-        IEditor editor;
-        if (!NeedsStats) editor = Create(lm, l => throw new InvalidOperationException($"{Name} asked for the statistics of layer {l} without mom2_adjustment"));
-        else
-        {
-            if (corpus is null) throw new CliUsageException($"{Name} needs the key statistics of the edited layers: give --stats-corpus FILE|facts:PATH");
-            var layers = Layers.Concat(alsoLayers ?? []).Distinct().Order().ToArray();
-            var stats = KeyStatsOptions.GetOrCompute(lm, KeyStatsOptions.Load(corpus, lm), layers, KeyStatsOptions.CacheDir(cache), limitTokens, io);
-            editor = Create(lm, l => stats[l].Matrix);
-        }
-        if (editor is IAnchoredEditor { NormAnchored: true } anchored) anchored.AnchorPool = anchorPool;
-        return editor;
+        if (!NeedsStats) return Create(lm, l => throw new InvalidOperationException($"{Name} asked for the statistics of layer {l} without mom2_adjustment"), anchorPool);
+        if (corpus is null) throw new CliUsageException($"{Name} needs the key statistics of the edited layers: give --stats-corpus FILE|facts:PATH");
+        var layers = Layers.Concat(alsoLayers ?? []).Distinct().Order().ToArray();
+        var stats = KeyStatsOptions.GetOrCompute(lm, KeyStatsOptions.Load(corpus, lm), layers, KeyStatsOptions.CacheDir(cache), limitTokens, io);
+        return Create(lm, l => stats[l].Matrix, anchorPool);
     }
 
     /// <param name="name">a method of the editor table.</param>

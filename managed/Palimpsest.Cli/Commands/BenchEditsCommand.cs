@@ -111,12 +111,7 @@ internal static class BenchEditsCommand
                 {
                     if (!em.Batched && b != 1) continue;
                     int batchesTimed = Math.Max(1, n / b), edited = batchesTimed * b;
-                    IEditor Make()
-                    {
-                        var e = em.Create(lm, l => stats[l].Matrix);
-                        if (e is IAnchoredEditor { NormAnchored: true } a) a.AnchorPool = requests;
-                        return e;
-                    }
+                    IEditor Make() => em.Create(lm, l => stats[l].Matrix, anchorPool: requests);
                     // one-time preparation (templates, C's factors, anchors), then an untimed warm-up batch
                     var sw = Stopwatch.StartNew();
                     var warm = Make();
