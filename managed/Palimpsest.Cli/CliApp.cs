@@ -61,6 +61,7 @@ public static class CliApp
         root.Subcommands.Add(DemoCommand.Create(io));
         root.Subcommands.Add(LifelongReportCommand.Create(io));
         root.Subcommands.Add(SuperpositionCommand.Create(io));
+        root.Subcommands.Add(ParityCommand.Create(io));
         return root;
     }
 }

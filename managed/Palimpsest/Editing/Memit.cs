@@ -40,8 +40,14 @@ public sealed class Memit : IPreparedEditor, IAnchoredEditor
     /// <summary>z* of every request of the last call, and the optimisation outcomes.</summary>
     public IReadOnlyList<DeltaResult>? LastZ { get; private set; }
 
+    /// <summary>z* [d] of every request of the last call (the block output of the last edited layer it aims for).</summary>
+    public IReadOnlyList<double[]>? LastTargets { get; private set; }
+
     /// <summary>Per edited layer of the last call: the keys K [f, n] and residuals R [d, n] the update solved for.</summary>
     public IReadOnlyList<(int Layer, Matrix<double> K, Matrix<double> R)>? LastSolves { get; private set; }
+
+    /// <summary>The context templates once prepared: [["{}"], [the generated ones]] (compute_ks averages per group).</summary>
+    public IReadOnlyList<IReadOnlyList<string>>? Templates => _templates;
 
     /// <summary>The context templates (see <see cref="IPreparedEditor"/>).</summary>
     public void Prepare(Transformer tf)
@@ -89,6 +95,7 @@ public sealed class Memit : IPreparedEditor, IAnchoredEditor
             z[i] = zi; zr.Add(res);
         }
         LastZ = zr;
+        LastTargets = z;
 
         var solves = new List<(int, Matrix<double>, Matrix<double>)>();
         LastSolves = solves;

@@ -176,10 +176,10 @@ public sealed class Rome : IPreparedEditor, ILayerEditor, IAnchoredEditor
         if (target.Length == 0) throw new ArgumentException($"target '{req.TargetNew}' has no tokens");
 
         // rewriting prompts: context(prompt) + target[:-1], one per template as the reference builds
-        // them, row p − 1 + j predicting target[j]. The reference gathers every target from row 0's
-        // distribution (torch.gather with a [1, N] index); that scores multi-token targets against
-        // the wrong positions, so each target token is scored at its own row, as MEMIT's compute_z
-        // does. Under causal attention row p − 1 + j sees exactly context(prompt) + target[:j], so
+        // them, row p − 1 + j predicting target[j], each target token scored at its own row as the
+        // official code does (kmeng01/memit's rome/compute_v.py; `palimpsest parity` runs it). The
+        // older kmeng01/rome gathered every target from row 0's distribution (torch.gather with a
+        // [1, N] index), scoring multi-token targets at the wrong positions. Under causal attention row p − 1 + j sees exactly context(prompt) + target[:j], so
         // this is the loss of one prompt per target prefix (each predicting its next token at its
         // last row), averaged the same way, in n rows instead of n prompts: linear in the target's
         // length, where the prompt per prefix was quadratic (60 tokens: 114 s against 9 s for 10).

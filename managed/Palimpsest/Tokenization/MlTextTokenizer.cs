@@ -23,6 +23,9 @@ internal sealed class MlTextTokenizer : ITextTokenizer
 
     public int VocabSize { get; }
     public int? EosId { get; }
+
+    /// <summary>The wrapped tokenizer (for <see cref="TokenizerFactory.ByteRanks"/>).</summary>
+    internal Tokenizer Inner => _inner;
     public string Source { get; }
 
     public int[] Encode(string text)

