@@ -36,6 +36,10 @@ def main(d32, d64):
             name = f"{g}.{q}"
             a, b, e = (delta_w(t, g) if q == "dW" else t[name] for t in (o32, f32, exact))
             rows.setdefault(q, []).append((rel(a, b), rel(a, e), rel(b, e)))
+    if "z" in exact:  # MEMIT's z* [n, d], one row per request
+        for i in range(exact["z"].shape[0]):
+            a, b, e = (t["z"][i] for t in (o32, f32, exact))
+            rows.setdefault("z*", []).append((rel(a, b), rel(a, e), rel(b, e)))
     print(f"{'quantity':10} {'ours32 vs official32':>24} {'ours32 vs f64':>24} {'official32 vs f64':>24}   (median / max)")
     for q, vals in rows.items():
         cols = []

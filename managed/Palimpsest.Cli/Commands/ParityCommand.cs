@@ -23,8 +23,8 @@ internal static class ParityCommand
     public static Command Create(CliIo io)
     {
         var model = CommonOptions.Model();
-        var method = new Option<string>("--method") { Description = "rome or memit (the methods the official code holds)", DefaultValueFactory = _ => "rome" };
-        method.AcceptOnlyFromAmong("rome", "memit");
+        var method = new Option<string>("--method") { Description = $"{string.Join(" or ", OurSide.Methods)} (the methods the official code holds)", DefaultValueFactory = _ => OurSide.Methods[0] };
+        method.AcceptOnlyFromAmong(OurSide.Methods);
         var requests = new Option<string>("--requests") { Description = "edit requests (CounterFact, ROME CounterFact or zsRE JSON)", Required = true };
         var limit = new Option<int>("--limit") { Description = "the first N requests (ROME: each edited alone from the unedited weights; MEMIT: one batch of N)", DefaultValueFactory = _ => 20 };
         var hparams = new Option<string?>("--hparams") { Description = "hyper-parameters JSON (default: MODEL/METHOD.json); fields the official code lacks must keep its values" };
@@ -47,7 +47,7 @@ internal static class ParityCommand
             var missing = new List<string>();
             var (em, corpusSpec) = EditMethod.Resolve(folder, name, pr.GetValue(hparams), pr.GetValue(layer), pr.GetValue(corpus), io.Err, missing);
             EditMethod.ThrowIfMissing(missing);
-            CheckComparable(em!);
+            OurSide.CheckComparable(em!);
             var peer = OfficialPeer.Locate(pr.GetValue(python), pr.GetValue(official)!);
             var reqs = DatasetReader.Load(pr.GetValue(requests)!, n);
 
@@ -67,14 +67,8 @@ internal static class ParityCommand
             try
             {
                 io.Err.WriteLine($"parity: {name} on {folder}, {reqs.Count} request(s), layers {string.Join(",", layers)}, {(wide ? "float64" : "float32")}: ours ...");
-                var ours = editor switch
-                {
-                    Rome rome => OurSide.Rome(lm, rome, reqs),
-                    Memit memit => OurSide.Memit(lm, memit, reqs),
-                    _ => throw new CliUsageException($"parity: {name} has no official code here"),
-                };
+                var (ours, templates) = OurSide.Run(lm, editor, reqs);
                 ours.Save(Path.Combine(work, "ours.safetensors"));
-                object templates = editor is Rome r ? r.LastTrace!.ContextTemplates : ((Memit)editor).Templates!;
                 ParityExport.Write(work, lm, folder, name, em.HparamsJson, reqs, templates, stats, wide);
                 io.Err.WriteLine($"parity: the official code ({peer.OfficialDir}) ...");
                 double seconds = peer.RunOn(work, CommonOptions.Positive(pr.GetValue(threads), "--threads"));
@@ -93,17 +87,6 @@ internal static class ParityCommand
             return CliErrors.Ok;
         }));
         return cmd;
-    }
-
-    // what our hparams may set that the official code has written in or lacks
-    private static void CheckComparable(EditMethod em)
-    {
-        var j = JsonNode.Parse(em.HparamsJson)!.AsObject();
-        if (j["v_early_stop_loss"]?.GetValue<double>() is { } stop && stop != ParityExport.OfficialEarlyStop)
-            throw new CliUsageException($"hparams v_early_stop_loss {stop.ToString(CultureInfo.InvariantCulture)}: the official code stops at {ParityExport.OfficialEarlyStop.ToString(CultureInfo.InvariantCulture)} (written in); set it to that");
-        if (j["norm_anchor"]?.GetValue<bool>() == true) throw new CliUsageException("hparams norm_anchor: the official code has no norm anchors; leave it out");
-        if (em.FactToken == "last" && em.Name == "memit")
-            throw new CliUsageException("hparams fact_token \"last\": the official MEMIT refuses it (compute_z.py: \"This is definitely bugged, fix it.\"); use subject_last");
     }
 
     private static ParityTensors ReadOfficial(string work, LoadedModel lm)

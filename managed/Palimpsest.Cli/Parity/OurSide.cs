@@ -11,7 +11,31 @@ namespace Palimpsest.Cli.Parity;
 /// </summary>
 internal static class OurSide
 {
-    public static ParityTensors Rome(LoadedModel lm, Rome rome, IReadOnlyList<EditRequest> reqs)
+    /// <summary>The methods the official code holds (this folder is the one place in the CLI that knows editors by name: it compares exactly these two).</summary>
+    public static readonly string[] Methods = [Editors.Rome.Name, Editors.Memit.Name];
+
+    /// <summary>Our results and the context templates the editor used (ROME: a list; MEMIT: [["{}"], [generated]]).</summary>
+    public static (ParityTensors Ours, object Templates) Run(LoadedModel lm, IEditor editor, IReadOnlyList<EditRequest> reqs) => editor switch
+    {
+        Rome rome => (RomeEdits(lm, rome, reqs), rome.LastTrace!.ContextTemplates),
+        Memit memit => (MemitBatch(lm, memit, reqs), memit.Templates!),
+        _ => throw new CliUsageException($"parity: {editor.Method} has no official code here ({string.Join(", ", Methods)})"),
+    };
+
+    /// <summary>What our hparams may set that the official code has written in or lacks: each a one-line usage error.</summary>
+    public static void CheckComparable(EditMethod em)
+    {
+        var j = System.Text.Json.Nodes.JsonNode.Parse(em.HparamsJson)!.AsObject();
+        if (j["v_early_stop_loss"]?.GetValue<double>() is { } stop && stop != ParityExport.OfficialEarlyStop)
+            throw new CliUsageException($"hparams v_early_stop_loss {Invariant(stop)}: the official code stops at {Invariant(ParityExport.OfficialEarlyStop)} (written in); set it to that");
+        if (j["norm_anchor"]?.GetValue<bool>() == true) throw new CliUsageException("hparams norm_anchor: the official code has no norm anchors; leave it out");
+        if (em.FactToken == "last" && em.Kind == Editors.Memit)
+            throw new CliUsageException("hparams fact_token \"last\": the official MEMIT refuses it (compute_z.py: \"This is definitely bugged, fix it.\"); use subject_last");
+    }
+
+    private static string Invariant(double x) => x.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    public static ParityTensors RomeEdits(LoadedModel lm, Rome rome, IReadOnlyList<EditRequest> reqs)
     {
         var t = new ParityTensors();
         var scorer = new TargetScorer(lm.Tf, lm.Tok);
@@ -34,7 +58,7 @@ internal static class OurSide
         return t;
     }
 
-    public static ParityTensors Memit(LoadedModel lm, Memit memit, IReadOnlyList<EditRequest> reqs)
+    public static ParityTensors MemitBatch(LoadedModel lm, Memit memit, IReadOnlyList<EditRequest> reqs)
     {
         var t = new ParityTensors();
         var scorer = new TargetScorer(lm.Tf, lm.Tok);

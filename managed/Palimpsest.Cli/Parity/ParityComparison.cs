@@ -1,5 +1,7 @@
 using System.Globalization;
 
+using Palimpsest.Editing;
+
 namespace Palimpsest.Cli.Parity;
 
 /// <summary>One compared quantity: relative difference ‖ours − official‖ / ‖official‖.</summary>
@@ -17,7 +19,7 @@ internal static class ParityComparison
     public static List<ParityRow> Compare(string method, ParityTensors ours, ParityTensors official, int[] layers, int n, int f, int d)
     {
         var rows = new List<ParityRow>();
-        if (method == "rome")
+        if (method == Editors.Rome.Name)
         {
             int layer = layers[0];
             for (int i = 0; i < n; i++)

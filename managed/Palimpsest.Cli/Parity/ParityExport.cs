@@ -29,8 +29,8 @@ internal static class ParityExport
     {
         var ours = JsonNode.Parse(ourHparamsJson)!.AsObject();
         var hp = new JsonObject();
-        foreach (var k in method == "rome" ? RomeFields : MemitFields) hp[k] = ours[k]?.DeepClone();
-        if (method == "memit") hp["layer_selection"] = "all";
+        foreach (var k in method == Editors.Rome.Name ? RomeFields : MemitFields) hp[k] = ours[k]?.DeepClone();
+        if (method == Editors.Memit.Name) hp["layer_selection"] = "all";
         hp["rewrite_module_tmp"] = "transformer.h.{}.mlp.c_proj";
         hp["layer_module_tmp"] = "transformer.h.{}";
         hp["mlp_module_tmp"] = "transformer.h.{}.mlp";
