@@ -209,7 +209,7 @@ public class CliEditTests
     }
 
     [Fact]
-    public void The_folder_is_held_only_while_a_batch_is_applied()
+    public async Task The_folder_is_held_only_while_a_batch_is_applied()
     {
         using var m = new TinyGpt2Folder();
         string outDir = m.PathIn("edited"), hp = m.PathIn("slow.json");
@@ -225,12 +225,12 @@ public class CliEditTests
             Thread.Sleep(20);
             j = CliRunner.Run("journal", outDir);
         } while (!j.Out.Contains("1 edit(s)") && clock.Elapsed < TimeSpan.FromSeconds(60) && !edit.IsCompleted);
-        Assert.True(j.Code == 0 && j.Out.Contains("1 edit(s), 1 active"), $"journal while the edit computes:\n{j}\nedit:\n{(edit.IsCompleted ? edit.Result.ToString() : "running")}");
+        Assert.True(j.Code == 0 && j.Out.Contains("1 edit(s), 1 active"), $"journal while the edit computes:\n{j}\nedit:\n{(edit.IsCompleted ? (await edit).ToString() : "running")}");
         Assert.False(edit.IsCompleted, "the second batch finished before the test could act: make it slower");
         var revert = CliRunner.Run("revert", outDir, "1");
         Assert.True(revert.Code == 0, revert.ToString());
         // the second batch was computed on weights that changed under it: refused, not applied
-        var r = edit.Result;
+        var r = await edit;
         Assert.True(r.Code == 2, r.ToString());
         var error = Assert.Single(r.ErrLines, l => l.StartsWith("palimpsest: error: ", StringComparison.Ordinal));
         Assert.Contains("changed while edit 2 was computed", error);
