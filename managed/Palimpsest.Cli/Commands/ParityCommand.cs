@@ -34,7 +34,7 @@ internal static class ParityCommand
         var cache = KeyStatsOptions.Cache();
         var official = new Option<string>("--official") { Description = "folder of the official ROME/MEMIT code (kmeng01/memit)", DefaultValueFactory = _ => OfficialPeer.DefaultOfficialDir };
         var python = new Option<string?>("--python") { Description = $"the Python with torch (default /usr/bin/python3, else python3; {OfficialPeer.AptLine})" };
-        var outDir = new Option<string?>("--out") { Description = "keep the exchanged files and report.md / report.json in this folder (default: a temporary folder, removed)" };
+        var outDir = new Option<string?>("--out") { Description = "keep the exchanged files and report.md / report.json in this folder (default: a temporary folder, removed unless the run fails)" };
         var bound = new Option<double>("--bound") { Description = "the largest ΔW relative difference the summary calls a match", DefaultValueFactory = _ => 1e-4 };
         var f64 = new Option<bool>("--f64") { Description = "both sides in float64 (ours on the reference backend, the PyTorch model and the injected statistics in float64) to tell rounding from a difference in the method" };
         var threads = new Option<int>("--threads") { Description = "PyTorch threads on the official side", DefaultValueFactory = _ => 1 };
@@ -64,6 +64,7 @@ internal static class ParityCommand
             ((IPreparedEditor)editor).Prepare(lm.Tf);
 
             string work = pr.GetValue(outDir) is { } o ? Directory.CreateDirectory(o).FullName : Directory.CreateTempSubdirectory("palimpsest-parity-").FullName;
+            bool done = false; // a failed run keeps its temporary folder: the error names the log in it
             try
             {
                 io.Err.WriteLine($"parity: {name} on {folder}, {reqs.Count} request(s), layers {string.Join(",", layers)}, {(wide ? "float64" : "float32")}: ours ...");
@@ -79,10 +80,11 @@ internal static class ParityCommand
                 foreach (var line in summary) io.Out.WriteLine(line);
                 WriteReport(work, name, folder, reqs, layers, rows, ours, officialResult, summary, seconds);
                 if (pr.GetValue(outDir) is not null) io.Err.WriteLine($"parity: files and report.md in {work}");
+                done = true;
             }
             finally
             {
-                if (pr.GetValue(outDir) is null) try { Directory.Delete(work, recursive: true); } catch (IOException) { }
+                if (pr.GetValue(outDir) is null && done) try { Directory.Delete(work, recursive: true); } catch (IOException) { }
             }
             return CliErrors.Ok;
         }));
