@@ -20,14 +20,18 @@ def load(path):
     return json.load(open(f)) if os.path.exists(f) else None
 
 
-def cells(c):
+def row(lead, path, bold):
+    """A table row: the lead cells, then the run's last checkpoint (or "not started")."""
+    d = load(path)
+    if d is None or not d["checkpoints"]:
+        return f"| {' | '.join(lead)} | not started |" + " |" * 7
+    c = d["checkpoints"][-1]
     drift = math.sqrt(sum(v * v for v in c["delta_norms"].values()))
-    return [f"{c[k]:.3f}" for k in ("ES", "GS", "LS", "ERS", "ORS")], c["S"], f"{drift:.0f}"
-
-
-def reached(d):
     last = d["checkpoints"][-1]["edits"]
-    return f"{last:,} of {d['edits']:,}" + ("" if d.get("complete") else " (partial)")
+    reached = f"{last:,} of {d['edits']:,}" + ("" if d.get("complete") else " (partial)")
+    five = " | ".join(f"{c[k]:.3f}" for k in ("ES", "GS", "LS", "ERS", "ORS"))
+    s = f"**{c['S']:.3f}**" if bold else f"{c['S']:.3f}"
+    return f"| {' | '.join(lead)} | {reached} | {five} | {s} | {drift:.0f} |"
 
 
 def main():
@@ -35,22 +39,12 @@ def main():
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for m in MODELS:
         for name, b, root, run in RUNS_1024:
-            d = load(os.path.join(root, m, run))
-            if d is None or not d["checkpoints"]:
-                print(f"| {m} | {name} | {b} | not started | | | | | | | |")
-                continue
-            five, s, drift = cells(d["checkpoints"][-1])
-            print(f"| {m} | {name} | {b} | {reached(d)} | {' | '.join(five)} | **{s:.3f}** | {drift} |")
+            print(row([m, name, str(b)], os.path.join(root, m, run), bold=True))
     print()
     print("| model | method | reached | ES | GS | LS | ERS | ORS | S | ‖ΔW‖ |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for m, name, run in RUNS_FULL:
-        d = load(os.path.join(OUT, m, run))
-        if d is None or not d["checkpoints"]:
-            print(f"| {m} | {name} | not started | | | | | | | |")
-            continue
-        five, s, drift = cells(d["checkpoints"][-1])
-        print(f"| {m} | {name} | {reached(d)} | {' | '.join(five)} | {s:.3f} | {drift} |")
+        print(row([m, name], os.path.join(OUT, m, run), bold=False))
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ internal static class ParityCommand
         {
             string folder = pr.GetValue(model)!, name = pr.GetValue(method)!;
             int n = CommonOptions.Positive(pr.GetValue(limit), "--limit");
+            int pyThreads = CommonOptions.Positive(pr.GetValue(threads), "--threads");
             var missing = new List<string>();
             var (em, corpusSpec) = EditMethod.Resolve(folder, name, pr.GetValue(hparams), pr.GetValue(layer), pr.GetValue(corpus), io.Err, missing);
             EditMethod.ThrowIfMissing(missing);
@@ -72,7 +73,7 @@ internal static class ParityCommand
                 ours.Save(Path.Combine(work, "ours.safetensors"));
                 ParityExport.Write(work, lm, folder, name, em.HparamsJson, reqs, templates, stats, wide);
                 io.Err.WriteLine($"parity: the official code ({peer.OfficialDir}) ...");
-                double seconds = peer.RunOn(work, CommonOptions.Positive(pr.GetValue(threads), "--threads"));
+                double seconds = peer.RunOn(work, pyThreads);
                 var officialResult = ReadOfficial(work, lm);
                 var rows = ParityComparison.Compare(name, ours, officialResult, layers, reqs.Count, lm.Config.DFf, lm.Config.DModel);
                 foreach (var line in ParityComparison.Lines(rows, ours, officialResult)) io.Out.WriteLine(line);

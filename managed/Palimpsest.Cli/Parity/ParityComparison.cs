@@ -25,7 +25,7 @@ internal static class ParityComparison
             for (int i = 0; i < n; i++)
             {
                 string p = $"r{i}.";
-                rows.Add(new(i, layer, "dW", Rel(Outer(ours[p + "u"], ours[p + "right"]), Outer(official[p + "u"], official[p + "right"]))));
+                rows.Add(new(i, layer, "dW", Rel(Dense(ours[p + "u"], ours[p + "right"]), Dense(official[p + "u"], official[p + "right"]))));
                 foreach (var (q, key) in new[] { ("u", "u"), ("k̄", "kbar"), ("v*", "vstar"), ("right", "right"), ("k_prompt", "kp") })
                     rows.Add(new(i, layer, q, Rel(ours[p + key], official[p + key])));
             }
@@ -38,11 +38,11 @@ internal static class ParityComparison
             double[] oa = ours[p + "adj"], or = ours[p + "resid"], fa = official[p + "adj"], fr = official[p + "resid"];
             for (int i = 0; i < n; i++)
             {
-                rows.Add(new(i, layer, "dW", Rel(Outer(Col(oa, i, f, n), Col(or, i, d, n)), Outer(Col(fa, i, f, n), Col(fr, i, d, n)))));
+                rows.Add(new(i, layer, "dW", Rel(Dense(Col(oa, i, f, n), Col(or, i, d, n)), Dense(Col(fa, i, f, n), Col(fr, i, d, n)))));
                 rows.Add(new(i, layer, "key", Rel(Row(ours[p + "keys"], i, f), Row(official[p + "keys"], i, f))));
                 rows.Add(new(i, layer, "resid", Rel(Col(or, i, d, n), Col(fr, i, d, n))));
             }
-            rows.Add(new(null, layer, "dW", Rel(Product(oa, or, f, d, n), Product(fa, fr, f, d, n))));
+            rows.Add(new(null, layer, "dW", Rel(Dense(oa, or, f, d, n), Dense(fa, fr, f, d, n))));
         }
         return rows;
     }
@@ -78,27 +78,12 @@ internal static class ParityComparison
         return den > 0 ? Math.Sqrt(num / den) : num == 0 ? 0 : double.PositiveInfinity;
     }
 
-    private static double[] Outer(double[] a, double[] b)
-    {
-        var m = new double[a.Length * b.Length];
-        for (int i = 0; i < a.Length; i++)
-            for (int j = 0; j < b.Length; j++) m[i * b.Length + j] = a[i] * b[j];
-        return m;
-    }
+    // ΔW [f, d] from its factors, as the journal's WeightDelta forms it: ROME's u ⊗ right (rank 1), a
+    // MEMIT request's term adj[:, i] ⊗ resid[:, i], or MEMIT's adj [f, n] · resid [d, n]ᵀ (rank n)
+    private static double[] Dense(double[] left, double[] right) => new WeightDelta(0, 1, left, right).ToDense();
 
-    // adj [f, n] · resid [d, n]ᵀ = [f, d]
-    private static double[] Product(double[] adj, double[] resid, int f, int d, int n)
-    {
-        var m = new double[f * d];
-        for (int a = 0; a < f; a++)
-            for (int b = 0; b < d; b++)
-            {
-                double s = 0;
-                for (int k = 0; k < n; k++) s += adj[a * n + k] * resid[b * n + k];
-                m[a * d + b] = s;
-            }
-        return m;
-    }
+    private static double[] Dense(double[] adj, double[] resid, int f, int d, int n) =>
+        new WeightDelta(0, n, ParityTensors.Transpose(adj, f, n), ParityTensors.Transpose(resid, d, n)).ToDense();
 
     private static double[] Row(double[] m, int i, int cols) => m.AsSpan(i * cols, cols).ToArray();
 
