@@ -32,22 +32,15 @@ public sealed class Generator
         if (maxTokens < 0) throw new ArgumentOutOfRangeException(nameof(maxTokens), "max tokens must be >= 0");
         if (prompt.Length + maxTokens > c.MaxPositions)
             throw new ArgumentException($"prompt ({prompt.Length} tokens) + {maxTokens} new tokens is longer than the model's context ({c.MaxPositions})");
-        var rng = new Random(s.Seed);
-        var output = new List<int>(maxTokens);
         if (maxTokens == 0) return [];
-        using var cache = new KvCache(_tf.Model, prompt.Length + maxTokens);
-        var logits = new double[c.Vocab];
-        int[] step = prompt.ToArray();
-        var promptIds = prompt.ToArray();
-        for (int i = 0; i < maxTokens; i++)
+        var output = new List<int>(maxTokens);
+        using var session = new DecodeSession(_tf, prompt.Length + maxTokens, s);
+        int next = session.Prefill(prompt);
+        while (true)
         {
-            using (var r = _tf.Forward(step, new ForwardOptions { LogitsFrom = -1 }, cache))
-                _tf.Model.Backend.ToHost(r.Logits, logits);
-            NonFinite.Check(_tf, logits, () => [.. promptIds, .. output]);
-            int next = Pick(logits, s, rng);
             output.Add(next);
-            if (next == stopId) break;
-            step = [next];
+            if (next == stopId || output.Count == maxTokens) break;
+            next = session.Step(next);
         }
         return output.ToArray();
     }

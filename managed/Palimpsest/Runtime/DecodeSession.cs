@@ -1,0 +1,64 @@
+namespace Palimpsest.Runtime;
+
+/// <summary>
+/// One sequence decoded token by token with its own KV cache: <see cref="Prefill"/> runs the prompt
+/// once and picks the first new token, then each <see cref="Step"/> feeds the token just picked and
+/// picks the next. A host streams tokens from it one at a time; <see cref="Generator"/> loops over it.
+/// Buffers (the cache, the host logits [V], the one-token input) are allocated once here, so a step
+/// reuses them.
+/// </summary>
+public sealed class DecodeSession : IDisposable
+{
+    private readonly Transformer _tf;
+    private readonly KvCache _cache;
+    private readonly double[] _logits;
+    private readonly int[] _one = new int[1];
+    private readonly Sampling _sampling;
+    private readonly Random _rng;
+    private static readonly ForwardOptions LastRow = new() { LogitsFrom = -1 };
+
+    /// <param name="capacity">prompt + new tokens, at most the model's context.</param>
+    public DecodeSession(Transformer transformer, int capacity, Sampling? sampling = null)
+    {
+        _tf = transformer;
+        _cache = new KvCache(transformer.Model, capacity);
+        _logits = new double[transformer.Model.Config.Vocab];
+        _sampling = sampling ?? Sampling.Greedy;
+        _rng = new Random(_sampling.Seed);
+    }
+
+    /// <summary>Tokens in the cache (prompt and every token fed since).</summary>
+    public int Length => _cache.Length;
+    public int Capacity => _cache.Capacity;
+
+    /// <summary>Runs the prompt [T] and returns the first new token. Only on an empty session.</summary>
+    public int Prefill(ReadOnlySpan<int> prompt)
+    {
+        if (prompt.Length == 0) throw new ArgumentException("empty prompt");
+        if (_cache.Length != 0) throw new InvalidOperationException("this session already holds a prompt");
+        if (prompt.Length >= _cache.Capacity)
+            throw new ArgumentException($"prompt ({prompt.Length} tokens) leaves no room for a new token in a session of {_cache.Capacity}");
+        return Run(prompt);
+    }
+
+    /// <summary>Feeds <paramref name="token"/> (the one just picked) and returns the next. Throws when the session is full.</summary>
+    public int Step(int token)
+    {
+        if (_cache.Length == 0) throw new InvalidOperationException("prefill a prompt first");
+        if (_cache.Length >= _cache.Capacity) throw new InvalidOperationException($"the session is full ({_cache.Capacity} tokens)");
+        _one[0] = token;
+        return Run(_one);
+    }
+
+    private int Run(ReadOnlySpan<int> ids)
+    {
+        using (var r = _tf.Forward(ids, LastRow, _cache))
+            _tf.Model.Backend.ToHost(r.Logits, _logits);
+        NonFinite.Check(_tf, _logits, Sequence);
+        return Generator.Pick(_logits, _sampling, _rng);
+    }
+
+    private int[] Sequence() => _cache.Tokens.AsSpan(0, _cache.Length).ToArray();
+
+    public void Dispose() => _cache.Dispose();
+}
