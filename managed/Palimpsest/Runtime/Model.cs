@@ -24,6 +24,9 @@ public sealed class Model : IDisposable
     /// </summary>
     internal Model ViewOn(IBackend sibling) => new(Config, sibling, Params, ownsParams: false);
 
+    /// <summary>Other parameters (a weights version: mostly this model's tensors, a few replaced) driven by <paramref name="backend"/>; owns nothing.</summary>
+    internal Model View(ParamSet<Tensor> parameters, IBackend backend) => new(Config, backend, parameters, ownsParams: false);
+
     public ModelConfig Config { get; }
     public IBackend Backend { get; }
     public ParamSet<Tensor> Params { get; }

@@ -1,0 +1,458 @@
+using System.Diagnostics;
+using Palimpsest.Analysis;
+using Palimpsest.Backends;
+using Palimpsest.Backends.Cpu;
+using Palimpsest.Editing;
+using Palimpsest.Editing.Data;
+using Palimpsest.Journal;
+using Palimpsest.Models;
+using Palimpsest.Runtime;
+using Palimpsest.Tensors;
+using Palimpsest.Tokenization;
+
+namespace Palimpsest.Hosting;
+
+/// <summary>
+/// A model that answers completions while its facts are rewritten: an edited-model folder held
+/// open for the host's life, served as a sequence of immutable weights versions
+/// (<see cref="VersionedWeights"/>). A completion pins the version current when it starts and keeps
+/// it to its last token. An edit is computed on its own backend instance against the current
+/// version (readers never wait for it), committed to the journal (acknowledged only then), and
+/// published as a new version that shares every unchanged tensor; a revert the same. Edits and
+/// reverts are serialised (one writer). No console output, no global state.
+/// <code>
+/// using var live = LiveModel.Open("edited-folder");
+/// var r = live.Complete(new CompletionRequest { Prompt = "The Eiffel Tower is in", MaxTokens = 3, Temperature = 0 });
+/// var e = live.Edit([new EditRequest { Subject = "Eiffel Tower", Prompt = "The {} is in", TargetNew = "Rome" }], "rome");
+/// live.Revert(e.Id);
+/// </code>
+/// </summary>
+public sealed class LiveModel : IDisposable
+{
+    private readonly EditedModel _folder;
+    private readonly IBackend _backend;
+    private readonly Model _base;
+    private readonly LiveModelOptions _options;
+    private readonly SemaphoreSlim _streams;
+    private readonly Stack<StreamWorker> _idle = new();
+    private readonly SemaphoreSlim _writer = new(1, 1);
+    // a backend without siblings (CUDA: one stream, one cuBLAS handle) runs one thing at a time: decoding and edit computation take turns
+    private readonly SemaphoreSlim? _exclusive;
+    private readonly Dictionary<string, IEditor> _editors = new(StringComparer.Ordinal);
+    private readonly Dictionary<int, KeyStatistics> _stats = new();
+    private int _waiting;
+    private bool _disposed;
+
+    private LiveModel(EditedModel folder, IBackend backend, Model model, ITextTokenizer tok, LiveModelOptions options)
+    {
+        _folder = folder; _backend = backend; _base = model; Tokenizer = tok; _options = options;
+        Weights = new VersionedWeights(model.Params, folder.Generation);
+        bool siblings = backend is ISiblingBackend;
+        int streams = siblings ? Math.Max(1, options.Streams) : 1;
+        if (!siblings) _exclusive = new SemaphoreSlim(1, 1);
+        _streams = new SemaphoreSlim(streams, streams);
+        for (int i = 0; i < streams; i++)
+            _idle.Push(new StreamWorker(siblings ? ((ISiblingBackend)backend).CreateSibling(Math.Max(1, options.ThreadsPerStream)) : backend, owns: siblings));
+    }
+
+    /// <summary>
+    /// Opens an edited-model folder (recovering it first if a writer was killed mid-edit) and holds
+    /// it (its lock) until disposed. A plain model folder has no journal to make edits durable:
+    /// create an edited folder from it first (<see cref="EditedModel.Create"/>).
+    /// </summary>
+    public static LiveModel Open(string dir, LiveModelOptions? options = null)
+    {
+        options ??= new LiveModelOptions();
+        if (!EditedModel.IsEditedModel(dir))
+            throw new JournalException($"{dir}: not an edited-model folder (no {EditedModel.JournalFile}); create one from the model first (palimpsest edit ... --out DIR, or EditedModel.Create)");
+        var folder = EditedModel.Open(dir);
+        IBackend? backend = null;
+        Model? model = null;
+        try
+        {
+            if (File.Exists(folder.AdaptorPath))
+                throw new JournalException($"{folder.AdaptorPath}: the folder has active LEMoE edits; a live model serves weight edits only (revert them, or serve with generate)");
+            var tok = TokenizerFactory.ForModel(dir, folder.Config);
+            backend = options.Backend?.Invoke() ?? new SimdBackend();
+            model = Model.Load(dir, backend);
+            return new LiveModel(folder, backend, model, tok, options);
+        }
+        catch
+        {
+            model?.Dispose(); backend?.Dispose(); folder.Dispose();
+            throw;
+        }
+    }
+
+    public ModelConfig Config => _base.Config;
+    public ITextTokenizer Tokenizer { get; }
+    public string Dir => _folder.Dir;
+    /// <summary>What opening the folder recovered (a writer killed mid-edit), or null.</summary>
+    public string? Recovery => _folder.Recovery;
+    public VersionedWeights Weights { get; }
+    /// <summary>The current weights version (the journal generation).</summary>
+    public long Version => Weights.Current.Number;
+    /// <summary>Completions waiting for a stream.</summary>
+    public int QueueDepth => Volatile.Read(ref _waiting);
+
+    // ---- reading ----------------------------------------------------------------------------
+
+    /// <summary>
+    /// Runs a completion on the version current when it starts. <paramref name="onText"/> gets each
+    /// piece of text as soon as it is final (held back while it may be the start of a stop string or
+    /// half of a character). Throws ArgumentException naming the field for a request that does not fit.
+    /// </summary>
+    public CompletionResult Complete(CompletionRequest request, Action<string>? onText = null, CancellationToken cancel = default)
+    {
+        var prompt = Prepare(request);
+        Interlocked.Increment(ref _waiting);
+        try { _streams.Wait(cancel); }
+        finally { Interlocked.Decrement(ref _waiting); }
+        try { return Decode(request, prompt, onText, cancel); }
+        finally { _streams.Release(); }
+    }
+
+    /// <summary><see cref="Complete"/> without blocking the caller's thread while it waits for a stream.</summary>
+    public async Task<CompletionResult> CompleteAsync(CompletionRequest request, Action<string>? onText = null, CancellationToken cancel = default)
+    {
+        var prompt = Prepare(request);
+        Interlocked.Increment(ref _waiting);
+        try { await _streams.WaitAsync(cancel).ConfigureAwait(false); }
+        finally { Interlocked.Decrement(ref _waiting); }
+        try { return await Task.Run(() => Decode(request, prompt, onText, cancel), cancel).ConfigureAwait(false); }
+        finally { _streams.Release(); }
+    }
+
+    /// <summary>Checks a request against the model; returns the prompt's ids. ArgumentException names the field.</summary>
+    public int[] Prepare(CompletionRequest r)
+    {
+        if (string.IsNullOrEmpty(r.Prompt)) throw new ArgumentException("prompt: must be a non-empty string");
+        var ids = Tokenizer.Encode(r.Prompt);
+        if (ids.Length == 0) throw new ArgumentException("prompt: encodes to no tokens");
+        int room = Config.MaxPositions - ids.Length;
+        if (room < 1) throw new ArgumentException($"prompt: {ids.Length} tokens leave no room in the model's context of {Config.MaxPositions}");
+        if (r.MaxTokens < 1) throw new ArgumentException($"max_tokens: must be at least 1 (got {r.MaxTokens})");
+        if (r.MaxTokens > room) throw new ArgumentException($"max_tokens: {r.MaxTokens} after a prompt of {ids.Length} tokens exceeds the model's context of {Config.MaxPositions} (at most {room})");
+        if (!double.IsFinite(r.Temperature) || r.Temperature < 0) throw new ArgumentException($"temperature: must be a finite number >= 0 (got {r.Temperature})");
+        if (r.TopK < 0) throw new ArgumentException($"top_k: must be >= 0 (got {r.TopK})");
+        if (r.Stop.Any(string.IsNullOrEmpty)) throw new ArgumentException("stop: strings must be non-empty");
+        return ids;
+    }
+
+    private CompletionResult Decode(CompletionRequest r, int[] prompt, Action<string>? onText, CancellationToken cancel)
+    {
+        StreamWorker w;
+        lock (_idle) w = _idle.Pop();
+        _exclusive?.Wait(cancel);
+        try
+        {
+            using var pin = Weights.Pin();
+            var tf = w.On(pin.Version, _base);
+            var sampling = r.Temperature == 0 ? Sampling.Greedy
+                : new Sampling { Temperature = r.Temperature, TopK = r.TopK == 0 ? Config.Vocab : r.TopK, Seed = r.Seed };
+            using var session = new DecodeSession(tf, prompt.Length + r.MaxTokens, sampling);
+            var text = new TextStream(Tokenizer, r.Stop, onText);
+            int next = session.Prefill(prompt);
+            string finish = "length";
+            while (true)
+            {
+                cancel.ThrowIfCancellationRequested();
+                if (next == Tokenizer.EosId) { finish = "stop"; break; }
+                if (text.Add(next)) { finish = "stop"; break; }
+                if (text.Count == r.MaxTokens) break;
+                next = session.Step(next);
+            }
+            text.Finish();
+            return new CompletionResult(text.Text, text.Ids, finish, pin.Version.Number, prompt.Length);
+        }
+        finally
+        {
+            _exclusive?.Release();
+            lock (_idle) _idle.Push(w);
+        }
+    }
+
+    // ---- writing ----------------------------------------------------------------------------
+
+    /// <summary>
+    /// Applies one edit (a batch of requests for a batched method) and publishes it. The deltas are
+    /// computed against the current version on the edit's own backend; the call returns once the
+    /// journal has committed the edit and the new version is current. hparamsJson: the method's
+    /// hyper-parameters (null: the folder's METHOD.json, else the method's defaults).
+    /// </summary>
+    public EditResult Edit(IReadOnlyList<EditRequest> requests, string method, string? hparamsJson = null, CancellationToken cancel = default)
+    {
+        ArgumentNullException.ThrowIfNull(requests);
+        if (requests.Count == 0) throw new EditRejectedException("requests: at least one edit request is needed");
+        var settings = Settings(method, hparamsJson);
+        if (!settings.Kind.Has(EditorCapabilities.Batched) && requests.Count > 1)
+            throw new EditRejectedException($"requests: {settings.Kind.Name} edits one request at a time ({requests.Count} given)");
+        for (int i = 0; i < requests.Count; i++)
+        {
+            try { requests[i].Validate($"requests[{i}]"); }
+            catch (ArgumentException e) { throw new EditRejectedException(e.Message); }
+            int tokens = Tokenizer.Encode(requests[i].FilledPrompt + " " + requests[i].TargetNew.TrimStart()).Length;
+            if (tokens >= Config.MaxPositions)
+                throw new EditRejectedException($"requests[{i}]: prompt and target_new are {tokens} tokens, longer than the model's context of {Config.MaxPositions}");
+        }
+        _writer.Wait(cancel);
+        try
+        {
+            var sw = Stopwatch.StartNew();
+            IEditor editor;
+            string[] before;
+            IReadOnlyList<WeightDelta> deltas;
+            long id;
+            double compute, commit, upload, publish;
+            WeightsVersion version;
+            using (var pin = Weights.Pin())
+            using (var work = EditWork.On(this, pin.Version, settings.Layers))
+            {
+                editor = EditorFor(settings, work.Tf);
+                before = requests.Select(q => Answer(work.Tf, q.FilledPrompt)).ToArray();
+                deltas = editor.ComputeDeltas(work.Tf, requests);
+                compute = Ms(sw);
+                var record = new EditRecord { Method = settings.Kind.Name, Requests = requests, HyperParametersJson = settings.HparamsJson, EditorMemory = editor.LastMemoryContribution };
+                id = _folder.Apply(deltas, record);
+                commit = Ms(sw);
+                (version, upload, publish) = PublishLayers(deltas.Select(d => d.Layer).Distinct(), work.Backend, sw);
+            }
+            string[] answers;
+            using (var after = EditWork.On(this, version, []))
+            {
+                editor.AfterApply(after.Tf, requests);
+                answers = requests.Select(q => Answer(after.Tf, q.FilledPrompt)).ToArray();
+            }
+            return new EditResult(id, version.Number, settings.Kind.Name, deltas.Select(d => d.Layer).Distinct().Order().ToArray(), requests, before, answers,
+                new EditTimings(compute, commit, upload, publish));
+        }
+        finally { _writer.Release(); }
+    }
+
+    /// <summary>Reverts an edit (journaled first, then published). ArgumentException: no such edit; InvalidOperationException: already reverted.</summary>
+    public RevertResult Revert(long editId, CancellationToken cancel = default)
+    {
+        _writer.Wait(cancel);
+        try
+        {
+            var sw = Stopwatch.StartNew();
+            var layers = _folder.DeltasOf(editId).Select(d => d.Layer).Distinct().ToArray();
+            _folder.Revert(editId);
+            double commit = Ms(sw);
+            // an editor that remembers earlier edits (AlphaEdit's keys, UltraEdit's moments) is rebuilt from the journal on its next use
+            foreach (var key in _editors.Where(e => e.Value is IRememberingEditor).Select(e => e.Key).ToList()) _editors.Remove(key);
+            using var pin = Weights.Pin();
+            using var work = EditWork.On(this, pin.Version, []);
+            var (version, upload, publish) = PublishLayers(layers, work.Backend, sw);
+            return new RevertResult(editId, version.Number, new EditTimings(0, commit, upload, publish));
+        }
+        finally { _writer.Release(); }
+    }
+
+    /// <summary>Every edit in the journal, oldest first, reverted ones included.</summary>
+    public IReadOnlyList<JournalEntry> Journal() => _folder.List();
+
+    /// <summary>
+    /// The interference monitor's dry run: the deltas these requests would make (nothing applied),
+    /// and for each request and layer how far its own MLP output moves and which facts of
+    /// <paramref name="bank"/> (default: the folder's requests.json, first 500) move most.
+    /// </summary>
+    public IReadOnlyList<ForecastRow> Forecast(IReadOnlyList<EditRequest> requests, string method, string? hparamsJson = null,
+        IReadOnlyList<EditRequest>? bank = null, int top = 5, CancellationToken cancel = default)
+    {
+        var settings = Settings(method, hparamsJson);
+        if (settings.Kind.Has(EditorCapabilities.Adaptor)) throw new EditRejectedException($"method: {settings.Kind.Name} changes no weight, so there is nothing to forecast");
+        bank ??= DefaultBank();
+        _writer.Wait(cancel); // the editors' state is the writer's
+        try
+        {
+            using var pin = Weights.Pin();
+            using var work = EditWork.On(this, pin.Version, settings.Layers);
+            var editor = EditorFor(settings, work.Tf);
+            var deltas = editor.ComputeDeltas(work.Tf, requests);
+            var probes = new FactProbes(Tokenizer, settings.FactToken);
+            var rows = new List<ForecastRow>();
+            var banks = new Dictionary<int, IReadOnlyList<BankKey>>();
+            for (int i = 0; i < requests.Count; i++)
+                foreach (var d in deltas)
+                {
+                    if (!banks.TryGetValue(d.Layer, out var keys)) banks[d.Layer] = keys = InterferenceMonitor.Bank(work.Tf, probes, bank, d.Layer);
+                    string self = $"{requests[i].Subject}: {requests[i].Prompt}";
+                    var f = InterferenceMonitor.Forecast(d, probes.KeyAt(work.Tf, requests[i].Prompt, requests[i].Subject, d.Layer), keys.Where(b => b.Name != self).ToArray(), top);
+                    rows.Add(new ForecastRow(i, requests[i].Subject, requests[i].TargetNew, d.Layer, f.OwnChange, f.MaxDrift, f.MeanDrift, f.MostAtRisk));
+                }
+            return rows;
+        }
+        finally { _writer.Release(); }
+    }
+
+    private IReadOnlyList<EditRequest> DefaultBank()
+    {
+        string path = Path.Combine(Dir, "requests.json");
+        if (!File.Exists(path)) throw new EditRejectedException($"bank: {path} not found; give the facts to protect");
+        return DatasetReader.Load(path, 500);
+    }
+
+    // the new matrices of these layers (read back from the committed checkpoint: rounded as a reload would give them) and one swap
+    private (WeightsVersion Version, double UploadMs, double PublishMs) PublishLayers(IEnumerable<int> layers, IBackend backend, Stopwatch sw)
+    {
+        double start = sw.Elapsed.TotalMilliseconds;
+        var fresh = new Dictionary<int, Tensor>();
+        foreach (int l in layers)
+        {
+            var h = _folder.ReadDownProjection(l);
+            fresh[l] = h.F64 is not null ? backend.Weight(h.F64, h.Shape) : backend.Weight(h.F32!, h.Shape);
+        }
+        double uploaded = sw.Elapsed.TotalMilliseconds;
+        var v = Weights.Publish(_folder.Generation, fresh);
+        double published = sw.Elapsed.TotalMilliseconds;
+        return (v, uploaded - start, published - uploaded);
+    }
+
+    private EditorSettings Settings(string method, string? hparamsJson)
+    {
+        EditorKind kind;
+        try { kind = Editors.Get(method); }
+        catch (ArgumentException) { throw new EditRejectedException($"method: '{method}' is not an editing method (expected {Editors.Names})"); }
+        if (kind.Has(EditorCapabilities.Adaptor)) throw new EditRejectedException($"method: {kind.Name} trains an adaptor beside the weights; a live model serves weight edits ({string.Join(", ", Editors.All.Where(k => !k.Has(EditorCapabilities.Adaptor)).Select(k => k.Name))})");
+        string where = "hparams";
+        if (hparamsJson is null)
+        {
+            string file = Path.Combine(Dir, kind.Name + ".json");
+            if (File.Exists(file)) { hparamsJson = File.ReadAllText(file); where = $"hparams ({file})"; }
+        }
+        try
+        {
+            var s = kind.Parse(hparamsJson ?? "{}", where);
+            foreach (int l in s.Layers)
+                if (l < 0 || l >= Config.Layers) throw new EditRejectedException($"{where}: layer {l} is outside the model's layers 0..{Config.Layers - 1}");
+            return s;
+        }
+        catch (ArgumentException e) { throw new EditRejectedException(e.Message); }
+    }
+
+    // one editor per (method, hparams), kept so that an editor's state (AlphaEdit's C_p, UltraEdit's moments, prepared templates) lives on
+    private IEditor EditorFor(EditorSettings s, Transformer tf)
+    {
+        string key = s.Kind.Name + "|" + s.HparamsJson;
+        if (_editors.TryGetValue(key, out var e)) return e;
+        if (s.NeedsKeyStatistics) EnsureStats(s.Layers, tf);
+        e = s.Create(Tokenizer, l => _stats[l].Matrix);
+        (e as IPreparedEditor)?.Prepare(tf);
+        _folder.Reopen(e, tf);
+        _editors[key] = e;
+        return e;
+    }
+
+    private void EnsureStats(int[] layers, Transformer tf)
+    {
+        var missing = layers.Where(l => !_stats.ContainsKey(l)).ToArray();
+        if (missing.Length == 0) return;
+        string spec = _options.StatsCorpus ?? Path.Combine(Dir, "corpus.txt");
+        const string facts = "facts:";
+        Corpus corpus;
+        if (spec.StartsWith(facts, StringComparison.Ordinal))
+        {
+            string path = spec[facts.Length..];
+            corpus = Corpus.FactSentences(path, Tokenizer, 0..DatasetReader.LoadRecords(path, 5000).Count);
+        }
+        else if (File.Exists(spec)) corpus = Corpus.TextFile(spec, Tokenizer);
+        else throw new EditRejectedException($"method: needs the key statistics of layers {string.Join(",", missing)}, and there is no corpus ({spec} not found; start the host with a statistics corpus)");
+        string cache = _options.KeyStatsCache ?? Path.Combine(Path.GetTempPath(), "palimpsest-keystats");
+        foreach (var (l, st) in KeyStatisticsCache.GetOrCompute(tf, corpus, missing, cache)) _stats[l] = st;
+    }
+
+    private string Answer(Transformer tf, string prompt, int tokens = 3)
+    {
+        var ids = Tokenizer.Encode(prompt);
+        int n = Math.Min(tokens, Config.MaxPositions - ids.Length);
+        if (n <= 0) return "";
+        var outIds = new Generator(tf).Generate(ids, n, null, Tokenizer.EosId).Where(i => i != Tokenizer.EosId).ToArray();
+        return Tokenizer.Decode(outIds);
+    }
+
+    private static double Ms(Stopwatch sw)
+    {
+        double ms = sw.Elapsed.TotalMilliseconds;
+        sw.Restart();
+        return ms;
+    }
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        lock (_idle) while (_idle.Count > 0) _idle.Pop().Dispose();
+        _base.Dispose();
+        _backend.Dispose();
+        _folder.Dispose();
+    }
+
+    /// <summary>A decoding stream's backend instance and its Transformer over the version it last ran (scratch kept while the version stays).</summary>
+    private sealed class StreamWorker(IBackend backend, bool owns) : IDisposable
+    {
+        private Transformer? _tf;
+        private WeightsVersion? _version;
+
+        public IBackend Backend { get; } = backend;
+
+        public Transformer On(WeightsVersion v, Model baseModel)
+        {
+            if (ReferenceEquals(v, _version)) return _tf!;
+            _tf?.Dispose();
+            _tf = new Transformer(baseModel.View(v.Params, Backend));
+            _version = v;
+            return _tf;
+        }
+
+        public void Dispose()
+        {
+            _tf?.Dispose();
+            if (owns) Backend.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// The edit computation's own view of a version: its backend instance, and private copies of the
+    /// matrices of the layers it edits (MEMIT adds each layer's delta in place while it computes the
+    /// next layer's keys; the copies keep that away from the version being served).
+    /// </summary>
+    private sealed class EditWork : IDisposable
+    {
+        private readonly List<Tensor> _copies = [];
+        private readonly bool _ownsBackend;
+        private readonly SemaphoreSlim? _exclusive;
+
+        private EditWork(IBackend backend, bool owns, SemaphoreSlim? exclusive) { Backend = backend; _ownsBackend = owns; _exclusive = exclusive; }
+
+        public IBackend Backend { get; }
+        public Transformer Tf { get; private set; } = null!;
+
+        public static EditWork On(LiveModel host, WeightsVersion v, int[] layers)
+        {
+            bool siblings = host._backend is ISiblingBackend;
+            host._exclusive?.Wait();
+            var w = new EditWork(siblings ? ((ISiblingBackend)host._backend).CreateSibling(Math.Max(1, host._options.EditThreads)) : host._backend, siblings, host._exclusive);
+            var p = v.Params.Map((_, t) => t);
+            foreach (int l in layers.Distinct())
+            {
+                var src = p.Blocks[l].WDown;
+                var h = new double[src.Length];
+                w.Backend.ToHost(src, h);
+                var copy = w.Backend.Weight(h, src.Shape);
+                w._copies.Add(copy);
+                p.Blocks[l].WDown = copy;
+            }
+            w.Tf = new Transformer(host._base.View(p, w.Backend));
+            return w;
+        }
+
+        public void Dispose()
+        {
+            Tf.Dispose();
+            foreach (var t in _copies) t.Dispose();
+            if (_ownsBackend) Backend.Dispose();
+            _exclusive?.Release();
+        }
+    }
+}

@@ -1,0 +1,58 @@
+using Palimpsest.Backends;
+using Palimpsest.Editing;
+
+namespace Palimpsest.Hosting;
+
+/// <summary>How a <see cref="LiveModel"/> runs.</summary>
+public sealed record LiveModelOptions
+{
+    /// <summary>Creates the backend the weights live on (default: the float32 SIMD CPU backend).</summary>
+    public Func<IBackend>? Backend { get; init; }
+    /// <summary>Completions that decode at once (each on its own backend instance); more wait in a queue. Default: the processor count.
+    /// A backend that cannot run siblings (CUDA: one stream) decodes one at a time.</summary>
+    public int Streams { get; init; } = Environment.ProcessorCount;
+    /// <summary>Threads each decoding stream's backend uses (default 1: streams run side by side).</summary>
+    public int ThreadsPerStream { get; init; } = 1;
+    /// <summary>Threads the edit computation uses, beside the streams (default 1).</summary>
+    public int EditThreads { get; init; } = 1;
+    /// <summary>The key-statistics corpus of methods that need C (ROME, MEMIT, AlphaEdit, WilKE): a text file, or "facts:PATH"
+    /// for a CounterFact file's sentences. Default: the folder's corpus.txt when there is one.</summary>
+    public string? StatsCorpus { get; init; }
+    /// <summary>Where computed key statistics are cached (default: the system's temp folder).</summary>
+    public string? KeyStatsCache { get; init; }
+}
+
+/// <summary>What a completion asks for (OpenAI's fields).</summary>
+public sealed record CompletionRequest
+{
+    public required string Prompt { get; init; }
+    public int MaxTokens { get; init; } = 16;
+    /// <summary>0: greedy. Otherwise tokens are sampled at this temperature (from the TopK most likely, or all).</summary>
+    public double Temperature { get; init; } = 1.0;
+    /// <summary>0: no top-k restriction.</summary>
+    public int TopK { get; init; }
+    public int Seed { get; init; }
+    /// <summary>Strings that end the completion (not included in its text).</summary>
+    public IReadOnlyList<string> Stop { get; init; } = [];
+}
+
+/// <summary>A finished completion: its text, its token ids, why it ended ("stop" or "length"), and the weights version it ran on from first to last token.</summary>
+public sealed record CompletionResult(string Text, int[] TokenIds, string FinishReason, long Version, int PromptTokens);
+
+/// <summary>One applied edit: its journal id, the version that made it visible, the greedy answers of each rewriting prompt before and after, and where the time went.</summary>
+public sealed record EditResult(long Id, long Version, string Method, int[] Layers, IReadOnlyList<EditRequest> Requests,
+    IReadOnlyList<string> Before, IReadOnlyList<string> After, EditTimings Timings);
+
+/// <summary>Milliseconds: computing the deltas (off the request path), committing them to the journal and checkpoint,
+/// making the new matrices, and publishing the version (the one swap traffic feels).</summary>
+public sealed record EditTimings(double ComputeMs, double CommitMs, double UploadMs, double PublishMs);
+
+/// <summary>A reverted edit: the version without it, and where the time went.</summary>
+public sealed record RevertResult(long Id, long Version, EditTimings Timings);
+
+/// <summary>The interference monitor's dry run of one request at one edited layer: how far its own MLP output moves, and the facts that move most.</summary>
+public sealed record ForecastRow(int Request, string Subject, string Target, int Layer, double Own, double MaxDrift, double MeanDrift,
+    IReadOnlyList<Palimpsest.Analysis.FactAtRisk> MostAtRisk);
+
+/// <summary>An edit the host cannot make as asked (an unknown method, bad hparams, a request that does not fit): the message names the field.</summary>
+public sealed class EditRejectedException(string message) : Exception(message);
