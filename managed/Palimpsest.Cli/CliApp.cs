@@ -62,6 +62,7 @@ public static class CliApp
         root.Subcommands.Add(LifelongReportCommand.Create(io));
         root.Subcommands.Add(SuperpositionCommand.Create(io));
         root.Subcommands.Add(ParityCommand.Create(io));
+        root.Subcommands.Add(ServeCommand.Create(io));
         return root;
     }
 }

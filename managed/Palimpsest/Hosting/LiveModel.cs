@@ -152,10 +152,18 @@ public sealed class LiveModel : IDisposable
                 : new Sampling { Temperature = r.Temperature, TopK = r.TopK == 0 ? Config.Vocab : r.TopK, Seed = r.Seed };
             using var session = new DecodeSession(tf, prompt.Length + r.MaxTokens, sampling);
             var text = new TextStream(Tokenizer, r.Stop, onText);
+            var tick = _options.TokenInterval;
+            long last = Stopwatch.GetTimestamp();
             int next = session.Prefill(prompt);
             string finish = "length";
             while (true)
             {
+                if (tick is not null)
+                {
+                    long now = Stopwatch.GetTimestamp();
+                    tick(Stopwatch.GetElapsedTime(last, now).TotalSeconds);
+                    last = now;
+                }
                 cancel.ThrowIfCancellationRequested();
                 if (next == Tokenizer.EosId) { finish = "stop"; break; }
                 if (text.Add(next)) { finish = "stop"; break; }

@@ -20,6 +20,9 @@ public sealed record LiveModelOptions
     public string? StatsCorpus { get; init; }
     /// <summary>Where computed key statistics are cached (default: the system's temp folder).</summary>
     public string? KeyStatsCache { get; init; }
+    /// <summary>Called on the decoding thread after each token with the seconds since the completion's previous token
+    /// (for the first: since its prefill began) — a host's inter-token latency metric. Must be quick.</summary>
+    public Action<double>? TokenInterval { get; init; }
 }
 
 /// <summary>What a completion asks for (OpenAI's fields).</summary>
