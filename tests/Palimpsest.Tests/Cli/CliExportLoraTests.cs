@@ -125,4 +125,29 @@ public class CliExportLoraTests(EditedTinyFolder folder) : IClassFixture<EditedT
         CliRunner.AssertBadInput(CliRunner.Run("export-lora", empty, "--out", folder.M.PathIn("adapter-none")), "no active weight edits");
         Assert.False(Directory.Exists(folder.M.PathIn("adapter-none")));
     }
+
+    /// <summary>LEMoE edits change no weight: alone they leave nothing to export (said with one line);
+    /// beside a weight edit, the adapter holds the weight edit and the output names the LEMoE edit left out.</summary>
+    [Fact]
+    public void Lemoe_edits_are_named_as_left_out()
+    {
+        using var m = new TinyGpt2Folder();
+        string hp = m.PathIn("lemoe.json"), rome = m.PathIn("rome.json"), corpus = m.PathIn("corpus.txt"), dir = m.PathIn("edited");
+        File.WriteAllText(hp, """{ "layer": 1, "expert_rank": 4, "router_hidden": 6, "key_dim": 5, "lr": 0.02, "steps": 6, "early_stop_loss": 0 }""");
+        File.WriteAllText(rome, """{"layers": [1], "v_num_grad_steps": 3, "context_template_length_params": [[3, 1]]}""");
+        File.WriteAllText(corpus, "The mother tongue of Danielle Darrieux is French.\nParis is the capital of France.\nEdwin of Northumbria was a king.\n");
+        var l = CliRunner.Run("edit", m.Model, "--method", "lemoe", "--requests", m.Dataset, "--limit", "1", "--hparams", hp, "--out", dir);
+        Assert.True(l.Code == 0, l.ToString());
+        CliRunner.AssertBadInput(CliRunner.Run("export-lora", dir, "--out", m.PathIn("adapter")), "no active weight edits", "LEMoE");
+        Assert.False(Directory.Exists(m.PathIn("adapter")));
+
+        var r = CliRunner.Run("edit", dir, "--subject", "Danielle Darrieux", "--prompt", "The mother tongue of {} is", "--target", "English",
+            "--hparams", rome, "--stats-corpus", corpus, "--cache", m.PathIn("cache"), "--out", dir);
+        Assert.True(r.Code == 0, r.ToString());
+        var x = CliRunner.Run("export-lora", dir, "--out", m.PathIn("adapter"));
+        Assert.True(x.Code == 0, x.ToString());
+        Assert.True(Rows(x.Out).SequenceEqual([(1, 1, 1, 0.0)]), x.Out);
+        Assert.Contains("not included: LEMoE edit(s) 1 ", x.Out);
+        LoraAdapter.AssertReproduces(m.Model, m.PathIn("adapter"), dir, "gpt2", TinyGpt2Folder.Layers, F, D);
+    }
 }
