@@ -52,6 +52,7 @@ public static class CliApp
         root.Subcommands.Add(EditCommand.Create(io));
         root.Subcommands.Add(JournalCommand.Create(io));
         root.Subcommands.Add(RevertCommand.Create(io));
+        root.Subcommands.Add(ExportLoraCommand.Create(io));
         root.Subcommands.Add(EvalCommand.Create(io));
         root.Subcommands.Add(ValidateCommand.Create(io));
         root.Subcommands.Add(LifelongCommand.Create(io));

@@ -81,6 +81,9 @@ public sealed class EditedModel : IDisposable
     /// <summary>The committed generation of lemoe.safetensors (0: no LEMoE edit was ever made).</summary>
     public long AdaptorGeneration => _db.AdaptorGeneration;
 
+    /// <summary>The model folder this one was created from (full path, as recorded at creation), or null when unknown.</summary>
+    public string? Source => _db.Meta("source");
+
     /// <summary>The committed generation (0 = as created; +1 per apply or revert).</summary>
     public long Generation => _db.Generation;
 
