@@ -209,7 +209,7 @@ public class JournalKillTests
     }
 
     /// <summary>The dotnet host running this test (or the one beside the runtime).</summary>
-    private static string Muxer()
+    internal static string Muxer()
     {
         string? self = Environment.ProcessPath;
         if (self is not null && Path.GetFileNameWithoutExtension(self) == "dotnet") return self;
