@@ -151,6 +151,13 @@ public interface IBackend : IDisposable
     /// </summary>
     void Rope(Tensor x, int heads, int headDim, int rotaryDim, bool interleaved, double theta, int posOffset, bool inverse);
 
+    /// <summary>
+    /// <see cref="Rope"/> will be asked for positions [0, <paramref name="positions"/>) (a KV cache's
+    /// capacity): a backend that keeps a table of angles builds it for all of them now, so that no
+    /// decode step grows it. The default does nothing.
+    /// </summary>
+    void ReserveRope(int positions, int rotaryDim, double theta) { }
+
     // ---------------- attention ----------------
 
     /// <summary>
@@ -160,6 +167,15 @@ public interface IBackend : IDisposable
     /// probs [H, T, S] (optional) receives the softmax for the backward (0 where masked).
     /// </summary>
     void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs);
+
+    /// <summary>
+    /// <see cref="Attention"/> over the first <paramref name="kvRows"/> rows of k and v (the filled
+    /// prefix of a KV cache): q [T, H·hd], k, v [≥ kvRows, Hkv·hd] -> o [T, H·hd]. The same as
+    /// Attention(q, RowPrefix(k, kvRows), RowPrefix(v, kvRows), ...); a backend whose decode step
+    /// should allocate nothing reads the prefix in place instead of making the two views.
+    /// </summary>
+    void AttentionPrefix(Tensor q, Tensor k, Tensor v, int kvRows, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs)
+        => Attention(q, RowPrefix(k, kvRows), RowPrefix(v, kvRows), heads, kvHeads, headDim, o, probs);
 
     /// <summary>
     /// Backward of <see cref="Attention"/> given the saved probs: dq [T, H·hd], dk, dv [S, Hkv·hd]

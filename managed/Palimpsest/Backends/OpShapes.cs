@@ -21,15 +21,17 @@ public static class OpShapes
         return (m, n, k);
     }
 
-    /// <summary>q, o [T, H·hd]; k, v [S, Hkv·hd] with S ≥ T and H a multiple of Hkv.</summary>
-    public static void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o)
+    /// <summary>q, o [T, H·hd]; k, v [S, Hkv·hd] with S ≥ T and H a multiple of Hkv; kvRows ≥ 0: only k, v [0, kvRows) are read (S = kvRows).</summary>
+    public static void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o, int kvRows = -1)
     {
+        if (kvRows > k.Rows || kvRows > v.Rows) throw new ArgumentException($"Attention: {kvRows} rows of k {k} / v {v}");
+        int S = kvRows < 0 ? k.Rows : kvRows;
         if (kvHeads <= 0 || heads % kvHeads != 0) throw new ArgumentException($"Attention: heads {heads} is not a multiple of kv heads {kvHeads}");
         if (q.Cols != heads * headDim || o.Cols != heads * headDim || o.Rows != q.Rows)
             throw new ArgumentException($"Attention: q {q} / o {o} are not [T, {heads}·{headDim}]");
-        if (k.Cols != kvHeads * headDim || v.Cols != kvHeads * headDim || v.Rows != k.Rows)
+        if (k.Cols != kvHeads * headDim || v.Cols != kvHeads * headDim || (kvRows < 0 && v.Rows != k.Rows))
             throw new ArgumentException($"Attention: k {k} / v {v} are not [S, {kvHeads}·{headDim}]");
-        if (k.Rows < q.Rows) throw new ArgumentException($"Attention: {k.Rows} keys for {q.Rows} queries");
+        if (S < q.Rows) throw new ArgumentException($"Attention: {S} keys for {q.Rows} queries");
     }
 
     /// <summary>

@@ -4,27 +4,40 @@ namespace Palimpsest.Runtime;
 /// One sequence decoded token by token with its own KV cache: <see cref="Prefill"/> runs the prompt
 /// once and picks the first new token, then each <see cref="Step"/> feeds the token just picked and
 /// picks the next. A host streams tokens from it one at a time; <see cref="Generator"/> loops over it.
-/// Buffers (the cache, the host logits [V], the one-token input) are allocated once here, so a step
-/// reuses them.
+/// Buffers (the cache, the logits [1, V] on the backend and [V] on the host, the one-token input,
+/// the sampler's scratch) are allocated once here, so a step reuses them: on the SimdBackend a warm
+/// step (after the prefill and a step) allocates nothing on the managed heap. The ReferenceBackend
+/// does not promise that (its attention reads the cache through RowPrefix views).
+/// Not thread-safe; sessions on different transformers (each on its own backend instance, see
+/// <see cref="Backends.ISiblingBackend"/>) can run on different threads at once.
 /// </summary>
 public sealed class DecodeSession : IDisposable
 {
     private readonly Transformer _tf;
     private readonly KvCache _cache;
-    private readonly double[] _logits;
+    private readonly Tensors.Tensor _deviceLogits; // [1, V]
+    private readonly double[] _logits;              // [V]
     private readonly int[] _one = new int[1];
     private readonly Sampling _sampling;
     private readonly Random _rng;
-    private static readonly ForwardOptions LastRow = new() { LogitsFrom = -1 };
+    private readonly int[] _top;          // [k] top-k sampling's ids
+    private readonly double[] _weights;   // [k] and their weights
+    private readonly Func<int[]> _sequence; // Sequence, made once: a method group allocates a delegate per use
 
     /// <param name="capacity">prompt + new tokens, at most the model's context.</param>
     public DecodeSession(Transformer transformer, int capacity, Sampling? sampling = null)
     {
         _tf = transformer;
         _cache = new KvCache(transformer.Model, capacity);
-        _logits = new double[transformer.Model.Config.Vocab];
+        int V = transformer.Model.Config.Vocab;
+        _deviceLogits = transformer.Model.Backend.Zeros(1, V);
+        _logits = new double[V];
         _sampling = sampling ?? Sampling.Greedy;
         _rng = new Random(_sampling.Seed);
+        int k = _sampling.TopK <= 0 ? 0 : Math.Min(_sampling.TopK, V);
+        _top = new int[k];
+        _weights = new double[k];
+        _sequence = Sequence;
     }
 
     /// <summary>Tokens in the cache (prompt and every token fed since).</summary>
@@ -52,13 +65,17 @@ public sealed class DecodeSession : IDisposable
 
     private int Run(ReadOnlySpan<int> ids)
     {
-        using (var r = _tf.Forward(ids, LastRow, _cache))
-            _tf.Model.Backend.ToHost(r.Logits, _logits);
-        NonFinite.Check(_tf, _logits, Sequence);
-        return Generator.Pick(_logits, _sampling, _rng);
+        _tf.ForwardLast(ids, _cache, _deviceLogits);
+        _tf.Model.Backend.ToHost(_deviceLogits, _logits);
+        NonFinite.Check(_tf, _logits, _sequence);
+        return Generator.Pick(_logits, _sampling, _rng, _top, _weights);
     }
 
     private int[] Sequence() => _cache.Tokens.AsSpan(0, _cache.Length).ToArray();
 
-    public void Dispose() => _cache.Dispose();
+    public void Dispose()
+    {
+        _cache.Dispose();
+        _deviceLogits.Dispose();
+    }
 }

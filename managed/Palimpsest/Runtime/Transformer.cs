@@ -9,31 +9,49 @@ namespace Palimpsest.Runtime;
 /// <see cref="IBackend"/>. One sequence at a time (no padding), or several packed end to end
 /// (<see cref="ForwardOptions.Segments"/>). Not thread-safe.
 /// Inference forwards reuse one set of scratch activations (llm.c's single arena, per slot), so a
-/// decode step allocates nothing but its outputs; forwards kept for the backward allocate their
-/// own (the tape owns them). Dispose frees the scratch.
+/// decode step allocates nothing but its outputs, and through <see cref="DecodeSession"/> (which
+/// owns its logits) nothing at all on the SimdBackend; forwards kept for the backward allocate
+/// their own (the tape owns them). Dispose frees the scratch.
 /// </summary>
 public sealed class Transformer : IDisposable
 {
     public Transformer(Model model) { Model = model; }
 
-    private readonly Dictionary<string, Tensor> _scratch = new();
+    // Slots of forwards of several tokens, and of one-token forwards (decode steps) apart: a step
+    // between two prefills (several sessions on one transformer, a benchmark) then finds its slots
+    // of shape [1, ·] still there instead of reallocating them.
+    private readonly Dictionary<string, Tensor> _scratch = new(), _scratch1 = new();
 
     public void Dispose()
     {
         foreach (var t in _scratch.Values) t.Dispose();
+        foreach (var t in _scratch1.Values) t.Dispose();
         _scratch.Clear();
+        _scratch1.Clear();
     }
 
     /// <summary>Scratch tensor for slot (contents undefined: every forward op overwrites its output).</summary>
-    private Tensor Scratch(string slot, int[] shape)
+    private Tensor Scratch(string slot, int[] shape) => Scratch(slot, shape.Length, shape[0], shape.Length > 1 ? shape[1] : 0, shape.Length > 2 ? shape[2] : 0);
+
+    /// <summary>Scratch tensor [d0] (rank 1), [d0, d1] (rank 2) or [d0, d1, d2] (rank 3); the shape is compared without an array, so a hit allocates nothing.</summary>
+    private Tensor Scratch(string slot, int rank, int d0, int d1 = 0, int d2 = 0)
     {
-        if (_scratch.TryGetValue(slot, out var t))
+        var slots = d0 == 1 ? _scratch1 : _scratch;
+        if (slots.TryGetValue(slot, out var t))
         {
-            if (t.Shape.AsSpan().SequenceEqual(shape)) return t;
+            var s = t.Shape;
+            if (s.Length == rank && s[0] == d0 && (rank < 2 || s[1] == d1) && (rank < 3 || s[2] == d2)) return t;
             t.Dispose();
         }
-        return _scratch[slot] = B.Zeros(shape);
+        int[] shape = rank switch { 1 => [d0], 2 => [d0, d1], _ => [d0, d1, d2] };
+        return slots[slot] = B.Zeros(shape);
     }
+
+    // One block's activations in an inference forward: reused (the tape keeps fresh ones).
+    private readonly BlockTape _block = new();
+
+    private static readonly ForwardOptions NoOptions = new();
+    private static readonly ForwardOptions LastRowOnly = new() { LogitsFrom = -1 };
 
     public Model Model { get; }
 
@@ -54,8 +72,23 @@ public sealed class Transformer : IDisposable
     /// segments: all of them together), or options that cannot go together.
     /// </summary>
     public ForwardResult Forward(ReadOnlySpan<int> ids, ForwardOptions? options = null, KvCache? cache = null)
+        => Run(ids, options ?? NoOptions, cache, logitsInto: null)!;
+
+    /// <summary>
+    /// A decode step: runs ids [T] after the cache's tokens (appending their keys and values) and
+    /// writes the last row's logits into <paramref name="logits"/> [1, V] (the caller's, reused).
+    /// It returns no <see cref="ForwardResult"/>, so on the SimdBackend a warm step allocates
+    /// nothing on the managed heap (<see cref="DecodeSession"/>).
+    /// </summary>
+    internal void ForwardLast(ReadOnlySpan<int> ids, KvCache cache, Tensor logits)
     {
-        var o = options ?? new ForwardOptions();
+        if (logits.Rows != 1 || logits.Cols != C.Vocab) throw new ArgumentException($"logits {logits} is not [1, {C.Vocab}]");
+        Run(ids, LastRowOnly, cache, logits);
+    }
+
+    // Forward's body. logitsInto (ForwardLast, plain options only): the logits go there and no result is returned.
+    private ForwardResult? Run(ReadOnlySpan<int> ids, ForwardOptions o, KvCache? cache, Tensor? logitsInto)
+    {
         int T = ids.Length, d = C.DModel, f = C.DFf;
         int pos0 = cache?.Length ?? 0;
         if (T == 0) throw new ArgumentException("empty token sequence");
@@ -74,12 +107,15 @@ public sealed class Transformer : IDisposable
         if (o.KeepForBackward && cache is not null && pos0 > 0)
             throw new ArgumentException("backward through a forward that continues a KV cache is not supported");
         var segs = o.Segments is null ? null : CheckSegments(o.Segments, T, cache);
+        // the backend's rotary table covers the whole cache now rather than growing during the steps
+        if (cache is not null && C.RotaryDim > 0) B.ReserveRope(cache.Capacity, C.RotaryDim, C.RopeTheta);
         for (int t = 0; t < T; t++)
             if ((uint)ids[t] >= (uint)C.Vocab)
                 throw new ArgumentException($"token id {ids[t]} at position {t} is outside the vocabulary [0, {C.Vocab})");
         var interventions = o.Interventions ?? [];
-        foreach (var iv in interventions)
+        for (int i = 0; i < interventions.Count; i++)
         {
+            var iv = interventions[i];
             if (iv.Layer < 0 || iv.Layer >= C.Layers) throw new ArgumentException($"intervention layer {iv.Layer} outside [0, {C.Layers})");
             if (iv.Layer < start) throw new ArgumentException($"intervention at layer {iv.Layer} is below StartAtLayer {start}: that block does not run");
             if (iv.Position < 0 || iv.Position >= T) throw new ArgumentException($"intervention position {iv.Position} outside [0, {T})");
@@ -87,18 +123,16 @@ public sealed class Transformer : IDisposable
         }
         bool keep = o.KeepForBackward;
         var fused = UseFusedLinear ? B as IFusedLinear : null;
-        var keysAt = new HashSet<int>(o.CaptureKeysAt ?? []);
-        var temps = new List<Tensor>();
-        // keep: fresh tensors owned by the tape; inference: the reusable scratch slot
-        Tensor New(string slot, params int[] shape)
-        {
-            if (!keep) return Scratch(slot, shape);
-            var t = B.Zeros(shape); temps.Add(t); return t;
-        }
+        var keysAt = o.CaptureKeysAt is { } ka ? new HashSet<int>(ka) : null;
+        var temps = keep ? new List<Tensor>() : null;
+        // keep: fresh tensors owned by the tape; inference: the reusable scratch slot. One overload
+        // per rank rather than params int[]: a decode step would allocate an array per activation.
+        Tensor New1(string slot, int n) => keep ? Fresh(temps!, n) : Scratch(slot, 1, n);
+        Tensor New(string slot, int rows, int cols) => keep ? Fresh(temps!, rows, cols) : Scratch(slot, 2, rows, cols);
 
         var hidden = o.CaptureHidden ? new Tensor[C.Layers + 1] : null;
-        var keys = new Dictionary<int, Tensor>();
-        var tape = keep ? new Tape { Blocks = new BlockTape[C.Layers], StartAtLayer = start, Interventions = interventions, Owned = temps } : null;
+        var keys = keysAt is null ? null : new Dictionary<int, Tensor>();
+        var tape = keep ? new Tape { Blocks = new BlockTape[C.Layers], StartAtLayer = start, Interventions = interventions, Owned = temps! } : null;
 
         Tensor x;
         if (start == 0)
@@ -121,10 +155,11 @@ public sealed class Transformer : IDisposable
             var bp = P.Blocks[l];
             Apply(interventions, l, InterventionSite.ResidualIn, x);
             if (hidden is not null) hidden[l] = Copy(x);
-            var bt = new BlockTape { X = x };
+            var bt = keep ? new BlockTape() : _block;
+            bt.X = x;
 
             // attention branch: aIn = norm1(x); q, k, v = aIn·W + b; rotary; attention; · Wo + bo
-            bt.AIn = New("aIn", T, d); bt.Mean1 = New("mean1", T); bt.Rstd1 = New("rstd1", T);
+            bt.AIn = New("aIn", T, d); bt.Mean1 = New1("mean1", T); bt.Rstd1 = New1("rstd1", T);
             Norm(x, bp.Ln1G, bp.Ln1B, bt.AIn, bt.Mean1, bt.Rstd1);
             bt.Q = New("q", T, C.QDim); bt.K = New("k", T, C.KvDim); bt.V = New("v", T, C.KvDim);
             if (fused is not null) fused.Linear3(bt.AIn, bp.Wq, bp.Bq, bt.Q, bp.Wk, bp.Bk, bt.K, bp.Wv, bp.Bv, bt.V);
@@ -139,16 +174,16 @@ public sealed class Transformer : IDisposable
             else
             {
                 Rotate(bt.Q, bt.K, pos0, inverse: false);
-                Tensor kAll = bt.K, vAll = bt.V;
-                if (cache is not null)
+                bt.Probs = keep ? Fresh(temps!, C.Heads, T, T) : null!;
+                if (cache is null) B.Attention(bt.Q, bt.K, bt.V, C.Heads, C.KvHeads, C.HeadDim, bt.Att, keep ? bt.Probs : null);
+                else
                 {
+                    // append k, v; att [T, H·hd] over the cache's rows [0, pos0 + T), read in place
+                    // (a RowPrefix view per layer would allocate at every step)
                     B.CopyRows(bt.K, 0, cache.K[l], pos0, T);
                     B.CopyRows(bt.V, 0, cache.V[l], pos0, T);
-                    kAll = B.RowPrefix(cache.K[l], pos0 + T);
-                    vAll = B.RowPrefix(cache.V[l], pos0 + T);
+                    B.AttentionPrefix(bt.Q, cache.K[l], cache.V[l], pos0 + T, C.Heads, C.KvHeads, C.HeadDim, bt.Att, keep ? bt.Probs : null);
                 }
-                bt.Probs = keep ? New("probs", C.Heads, T, T) : null!;
-                B.Attention(bt.Q, kAll, vAll, C.Heads, C.KvHeads, C.HeadDim, bt.Att, keep ? bt.Probs : null);
             }
             // sequential blocks with nothing to do on attn_out fuse it into h = x + attn_out
             bool fuseO = fused is not null && !C.ParallelResidual && !At(interventions, l, InterventionSite.AttnOutput);
@@ -165,7 +200,7 @@ public sealed class Transformer : IDisposable
             {
                 residual = x;
                 if (C.SharedNorm) bt.MIn = bt.AIn;
-                else { bt.MIn = New("mIn", T, d); bt.Mean2 = New("mean2", T); bt.Rstd2 = New("rstd2", T); Norm(x, bp.Ln2G!, bp.Ln2B, bt.MIn, bt.Mean2, bt.Rstd2); }
+                else { bt.MIn = New("mIn", T, d); bt.Mean2 = New1("mean2", T); bt.Rstd2 = New1("rstd2", T); Norm(x, bp.Ln2G!, bp.Ln2B, bt.MIn, bt.Mean2, bt.Rstd2); }
             }
             else
             {
@@ -173,13 +208,13 @@ public sealed class Transformer : IDisposable
                 if (fuseO) fused!.Linear(bt.Att, bp.Wo, bp.Bo, bt.H, residual: x);
                 else B.Add(x, attnOut!, bt.H);
                 residual = bt.H;
-                bt.MIn = New("mIn", T, d); bt.Mean2 = New("mean2", T); bt.Rstd2 = New("rstd2", T);
+                bt.MIn = New("mIn", T, d); bt.Mean2 = New1("mean2", T); bt.Rstd2 = New1("rstd2", T);
                 Norm(bt.H, bp.Ln2G!, bp.Ln2B, bt.MIn, bt.Mean2, bt.Rstd2);
             }
 
             // MLP: key = act(mIn·WUp + b) or silu(mIn·WGate)·(mIn·WUp); out = key·WDown + b
             bt.Up = New("up", T, f);
-            bt.Key = keysAt.Contains(l) ? B.Zeros(T, f) : New("key", T, f);
+            bt.Key = keysAt?.Contains(l) == true ? B.Zeros(T, f) : New("key", T, f);
             if (C.GatedMlp)
             {
                 Linear(bt.MIn, bp.WUp, bp.BUp, bt.Up);
@@ -192,7 +227,7 @@ public sealed class Transformer : IDisposable
                 Linear(bt.MIn, bp.WUp, bp.BUp, bt.Up);
                 B.Activate(C.Act, bt.Up, bt.Key);
             }
-            if (keysAt.Contains(l)) keys[l] = bt.Key;
+            if (keysAt?.Contains(l) == true) keys![l] = bt.Key;
             // x_{l+1} = residual + mlp_out (+ attn_out when parallel); fused when nothing acts on mlp_out
             var next = New((l + 1) % 2 == 0 ? "x0" : "x1", T, d);
             bool adaptorHere = Adaptor is { } ad && ad.Layer == l;
@@ -211,11 +246,11 @@ public sealed class Transformer : IDisposable
             if (tape is not null) tape.Blocks[l] = bt;
             x = next;
             if (l == o.StopAfterLayer)
-                return new ForwardResult { MlpKeys = keys, Residual = o.ReturnResidual ? Copy(x) : null, Ids = ids.ToArray(), PositionOffset = pos0, Segments = segs?.Lengths };
+                return new ForwardResult { MlpKeys = keys ?? new Dictionary<int, Tensor>(), Residual = o.ReturnResidual ? Copy(x) : null, Ids = ids.ToArray(), PositionOffset = pos0, Segments = segs?.Lengths };
         }
 
         // final norm and head: logits [T, V] = norm_f(x) · Headᵀ (+ b)
-        var xf = New("xf", T, d); var meanF = New("meanF", T); var rstdF = New("rstdF", T);
+        var xf = New("xf", T, d); var meanF = New1("meanF", T); var rstdF = New1("rstdF", T);
         Norm(x, P.LnFG, P.LnFB, xf, meanF, rstdF);
         Tensor? finalResidual = null;
         if (hidden is not null) { hidden[C.Layers] = Copy(xf); finalResidual = Copy(x); }
@@ -230,7 +265,7 @@ public sealed class Transformer : IDisposable
             for (int i = 0; i < rows.Length; i++) B.CopyRows(xf, rows[i], xHead, i, 1);
         }
         else if (from > 0) { xHead = New("xHead", T - from, d); B.CopyRows(xf, from, xHead, 0, T - from); }
-        var logits = B.Zeros(rows?.Length ?? T - from, C.Vocab);
+        var logits = logitsInto ?? B.Zeros(rows?.Length ?? T - from, C.Vocab);
         B.MatMul(xHead, false, P.Head, true, logits);
         if (P.HeadB is not null) B.AddBias(logits, P.HeadB);
         if (cache is not null)
@@ -244,7 +279,8 @@ public sealed class Transformer : IDisposable
             tape.XL = x; tape.XF = xf; tape.XHead = xHead; tape.MeanF = meanF; tape.RstdF = rstdF;
         }
 
-        return new ForwardResult { Logits = logits, Hidden = hidden, FinalResidual = finalResidual, MlpKeys = keys, Tape = tape, Ids = ids.ToArray(), PositionOffset = pos0, LogitsFrom = from, LogitRows = rows, Segments = segs?.Lengths };
+        if (logitsInto is not null) return null; // ForwardLast: the caller owns the logits, nothing else was asked
+        return new ForwardResult { Logits = logits, Hidden = hidden, FinalResidual = finalResidual, MlpKeys = keys ?? new Dictionary<int, Tensor>(), Tape = tape, Ids = ids.ToArray(), PositionOffset = pos0, LogitsFrom = from, LogitRows = rows, Segments = segs?.Lengths };
     }
 
     // StartAtLayer in [0, L); above 0 it needs StartResidual [T, d], and nothing may need a block
@@ -264,11 +300,18 @@ public sealed class Transformer : IDisposable
             throw new ArgumentException($"StartResidual {sr} is not [{T}, {C.DModel}] (the tokens by d_model)");
         if (cache is not null) throw new ArgumentException($"StartAtLayer {start} cannot be combined with a KV cache: the skipped blocks would leave no keys and values in it");
         if (o.CaptureHidden) throw new ArgumentException($"StartAtLayer {start} cannot be combined with CaptureHidden: the hidden states below it are not computed");
-        if (o.CaptureKeysAt is { } ks && ks.Any(k => k < start))
+        // a loop, not ks.Any(k => k < start): that lambda's closure over start would be allocated on every call
+        if (o.CaptureKeysAt is { } ks && AnyBelow(ks, start))
             throw new ArgumentException($"CaptureKeysAt [{string.Join(", ", ks)}] asks for a layer below StartAtLayer {start}: that block does not run");
         if (o.StopAfterLayer >= 0 && o.StopAfterLayer < start)
             throw new ArgumentException($"StopAfterLayer {o.StopAfterLayer} is below StartAtLayer {start}: no block would run");
         return start;
+    }
+
+    private static bool AnyBelow(IReadOnlyList<int> layers, int start)
+    {
+        for (int i = 0; i < layers.Count; i++) if (layers[i] < start) return true;
+        return false;
     }
 
     /// <summary>Packed segments: segment s is rows [Starts[s], Starts[s] + Lengths[s]) of every [T, ·]; Max = the longest.</summary>
@@ -560,7 +603,8 @@ public sealed class Transformer : IDisposable
 
     private static bool At(IReadOnlyList<Intervention> interventions, int layer, InterventionSite site)
     {
-        foreach (var iv in interventions) if (iv.Layer == layer && iv.Site == site) return true;
+        for (int i = 0; i < interventions.Count; i++) // indexed: foreach over the interface boxes an enumerator
+            if (interventions[i].Layer == layer && interventions[i].Site == site) return true;
         return false;
     }
 
@@ -570,8 +614,9 @@ public sealed class Transformer : IDisposable
     // x [T, d]: row Position += Delta (or = Delta when Replace) for the interventions at (layer, site)
     private void Apply(IReadOnlyList<Intervention> interventions, int layer, InterventionSite site, Tensor x)
     {
-        foreach (var iv in interventions)
+        for (int i = 0; i < interventions.Count; i++)
         {
+            var iv = interventions[i];
             if (iv.Layer != layer || iv.Site != site) continue;
             if (!iv.Replace) { B.AddToRow(x, iv.Position, iv.Delta); continue; }
             B.CopyRows(iv.Delta, 0, x, iv.Position, 1); // Delta [d] is one row of d columns
@@ -605,6 +650,14 @@ public sealed class Transformer : IDisposable
     {
         if (C.Norm == NormKind.RmsNorm) B.RmsNormBackward(dy, x, g, rstd, dx, dg);
         else B.LayerNormBackward(dy, x, g, mean, rstd, dx, dg, db);
+    }
+
+    // a new tensor of shape, owned by the tape (its temps)
+    private Tensor Fresh(List<Tensor> owned, params int[] shape)
+    {
+        var t = B.Zeros(shape);
+        owned.Add(t);
+        return t;
     }
 
     private Tensor Copy(Tensor x)

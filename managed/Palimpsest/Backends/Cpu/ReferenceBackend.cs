@@ -20,7 +20,9 @@ public sealed class F64Tensor : Tensor
 /// <summary>
 /// The float64 reference: plain loops that are obviously right, no blocking, no threads, no SIMD.
 /// It is the oracle every other backend is compared with, op by op, and it matches transformers'
-/// float64 outputs to ~1e-12. Not fast; not meant to be.
+/// float64 outputs to ~1e-12. Not fast; not meant to be. Nor allocation-free: a decode step
+/// allocates here (attention over a KV cache goes through RowPrefix views, ops allocate scratch),
+/// unlike on <see cref="SimdBackend"/>.
 /// </summary>
 public sealed class ReferenceBackend : IBackend, ISegmentAttention, ISiblingBackend
 {

@@ -11,6 +11,15 @@ public sealed partial class SimdBackend
     private int _ropeDim = -1, _ropePositions;
     private double _ropeTheta = double.NaN;
 
+    /// <summary>Builds the table for positions [0, positions) now (it only grows; each position's angles do not depend on the table's size).</summary>
+    public void ReserveRope(int positions, int rotaryDim, double theta)
+    {
+        if (_ropeDim == rotaryDim && _ropeTheta == theta && _ropePositions >= positions) return;
+        int size = Math.Max(positions, _ropeDim == rotaryDim && _ropeTheta == theta ? _ropePositions * 2 : positions);
+        (_ropeCos, _ropeSin) = RopeTable.Build(size, rotaryDim, theta);
+        _ropeDim = rotaryDim; _ropeTheta = theta; _ropePositions = size;
+    }
+
     // x [T, heads·headDim] in place
     public void Rope(Tensor x, int heads, int headDim, int rotaryDim, bool interleaved, double theta, int posOffset, bool inverse)
     {
@@ -18,13 +27,8 @@ public sealed partial class SimdBackend
         if (rotaryDim % 2 != 0 || rotaryDim > headDim || rotaryDim < 0) throw new ArgumentException($"Rope: rotaryDim {rotaryDim} must be even and <= {headDim}");
         if (posOffset < 0) throw new ArgumentOutOfRangeException(nameof(posOffset), $"Rope: negative position offset {posOffset}");
         if (rotaryDim == 0 || x.Rows == 0) return;
-        int need = posOffset + x.Rows, half = rotaryDim / 2;
-        if (_ropeDim != rotaryDim || _ropeTheta != theta || _ropePositions < need)
-        {
-            int positions = Math.Max(need, _ropeDim == rotaryDim && _ropeTheta == theta ? _ropePositions * 2 : need);
-            (_ropeCos, _ropeSin) = RopeTable.Build(positions, rotaryDim, theta);
-            _ropeDim = rotaryDim; _ropeTheta = theta; _ropePositions = positions;
-        }
+        int half = rotaryDim / 2;
+        ReserveRope(posOffset + x.Rows, rotaryDim, theta);
         var X = F(x);
         int cols = x.Cols;
         for (int t = 0; t < x.Rows; t++)
@@ -53,9 +57,17 @@ public sealed partial class SimdBackend
     /// views, so a decode step (T = 1) becomes two GEMVs per head.
     /// </summary>
     public void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs)
+        => AttentionPrefix(q, k, v, k.Rows, heads, kvHeads, headDim, o, probs);
+
+    /// <summary>
+    /// <see cref="Attention"/> over k, v [0, kvRows) read in place: the storage is row-major, so the
+    /// prefix is the start of the array and no RowPrefix view (an allocation per layer and step) is needed.
+    /// </summary>
+    public void AttentionPrefix(Tensor q, Tensor k, Tensor v, int kvRows, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs)
     {
-        OpShapes.Attention(q, k, v, heads, kvHeads, headDim, o);
-        int T = q.Rows, S = k.Rows;
+        if (kvRows < 0) throw new ArgumentOutOfRangeException(nameof(kvRows), $"Attention: {kvRows} rows");
+        OpShapes.Attention(q, k, v, heads, kvHeads, headDim, o, kvRows);
+        int T = q.Rows, S = kvRows;
         long ts = (long)T * S;
         if (probs is not null && probs.Length != heads * ts) throw new ArgumentException($"Attention: probs {probs} is not [{heads}, {T}, {S}]");
         if (T == 0) return;
