@@ -1,6 +1,6 @@
 #!/usr/bin/env pwsh
 # Palimpsest build driver for PowerShell (Windows, Linux, macOS): the verbs of build.sh.
-# Usage: pwsh build.ps1 [build|test|demo|bench|ptx] [extra arguments]
+# Usage: pwsh build.ps1 [build|test|demo|sample|bench|ptx] [extra arguments]
 $ErrorActionPreference = 'Stop'
 Set-Location $PSScriptRoot
 $cmd = if ($args.Count -gt 0) { $args[0] } else { 'build' }
@@ -54,6 +54,28 @@ switch ($cmd) {
         elseif ($env:DEMO_TARGET) { Invoke-Cli (@('demo', $model, '--subject', $env:DEMO_SUBJECT, '--target', $env:DEMO_TARGET) + $rest) }
         else { Invoke-Cli (@('demo', $model, '--subject', $env:DEMO_SUBJECT) + $rest) }
     }
+    'sample' {
+        # As build.sh sample: pack both packages into artifacts/packages under a version of this run's own (the
+        # NuGet cache keys by version), build samples/host against them, run it on the demo model, drop the version from the cache.
+        $prefix = ([xml](Get-Content Directory.Build.props -Raw)).Project.PropertyGroup.VersionPrefix | Where-Object { $_ } | Select-Object -First 1
+        $suffix = 'local.' + [DateTime]::UtcNow.ToString('yyyyMMddHHmmss') + '.' + $PID; $version = "$prefix-$suffix"
+        $cache = (dotnet nuget locals global-packages --list) -replace '^global-packages: ', ''
+        try {
+            Remove-Item artifacts/packages/Palimpsest.*nupkg -ErrorAction SilentlyContinue
+            foreach ($p in 'managed/Palimpsest.Cuda.Interop', 'managed/Palimpsest') {
+                dotnet pack $p -c Release -v quiet -nologo -o artifacts/packages --version-suffix $suffix
+                if ($LASTEXITCODE -ne 0) { exit $LASTEXITCODE }
+            }
+            Get-ChildItem artifacts/packages -Name
+            dotnet build samples/host -c Release -v quiet -nologo "-p:PalimpsestVersion=$version"
+            if ($LASTEXITCODE -ne 0) { exit $LASTEXITCODE }
+            dotnet samples/host/bin/Release/net10.0/Host.dll (Join-Path $PSScriptRoot 'data/models/facts-d128-l5')
+            exit $LASTEXITCODE
+        }
+        finally {
+            foreach ($id in 'palimpsest', 'palimpsest.cuda.interop') { Remove-Item -Recurse -Force (Join-Path $cache "$id/$version") -ErrorAction SilentlyContinue }
+        }
+    }
     'bench' {
         dotnet run -c Release --project bench/Palimpsest.Bench -- @rest
         exit $LASTEXITCODE
@@ -65,7 +87,7 @@ switch ($cmd) {
         exit $LASTEXITCODE
     }
     default {
-        [Console]::Error.WriteLine('usage: pwsh build.ps1 [build|test|demo|bench|ptx]')
+        [Console]::Error.WriteLine('usage: pwsh build.ps1 [build|test|demo|sample|bench|ptx]')
         exit 2
     }
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Palimpsest build driver. Usage: ./build.sh [build|test|demo|bench|ptx]
+# Palimpsest build driver. Usage: ./build.sh [build|test|demo|sample|bench|ptx]
 set -euo pipefail
 cd "$(dirname "$0")"
 cmd="${1:-build}"; shift || true
@@ -42,10 +42,27 @@ case "$cmd" in
     else
       ./palimpsest demo "$model" --subject "$DEMO_SUBJECT" ${DEMO_TARGET:+--target "$DEMO_TARGET"} "$@"
     fi ;;
+  sample)
+    # Packs the library and its CUDA bindings into artifacts/packages, then builds samples/host against those
+    # packages (not the projects) and runs it on the committed demo model: serve, edit, revert, IChatClient.
+    # Each run packs a version of its own (0.1.0-local.<time>) and removes it from the NuGet cache afterwards:
+    # the cache keys by version, so a package packed earlier is never restored in its place.
+    prefix=$(sed -n 's:.*<VersionPrefix>\(.*\)</VersionPrefix>.*:\1:p' Directory.Build.props)
+    suffix="local.$(date -u +%Y%m%d%H%M%S).$$"; version="$prefix-$suffix"
+    cache=$(dotnet nuget locals global-packages --list | sed 's/^global-packages: //')
+    trap 'rm -rf "$cache/palimpsest/$version" "$cache/palimpsest.cuda.interop/$version"
+          rmdir "$cache/palimpsest" "$cache/palimpsest.cuda.interop" 2>/dev/null || true' EXIT
+    rm -f artifacts/packages/Palimpsest.*nupkg
+    for p in managed/Palimpsest.Cuda.Interop managed/Palimpsest; do
+      dotnet pack "$p" -c Release -v quiet -nologo -o artifacts/packages --version-suffix "$suffix"
+    done
+    ls artifacts/packages
+    dotnet build samples/host -c Release -v quiet -nologo -p:PalimpsestVersion="$version"
+    dotnet samples/host/bin/Release/net10.0/Host.dll "$PWD/data/models/facts-d128-l5" ;;
   bench)
     dotnet run -c Release --project bench/Palimpsest.Bench -- "$@" ;;
   ptx)
     # Compile every kernels/*.cu to PTX with clang-14 (no CUDA toolkit needed).
     bash kernels/compile-ptx.sh ;;
-  *) echo "usage: ./build.sh [build|test|demo|bench|ptx]" >&2; exit 2 ;;
+  *) echo "usage: ./build.sh [build|test|demo|sample|bench|ptx]" >&2; exit 2 ;;
 esac

@@ -85,3 +85,24 @@ public class ReadmeCommandLineTests
     private static string[] Split(string line) =>
         System.Text.RegularExpressions.Regex.Matches(line, "\"([^\"]*)\"|(\\S+)").Select(m => m.Groups[1].Success ? m.Groups[1].Value : m.Groups[2].Value).ToArray();
 }
+
+/// <summary>README's "Embed it" lines are samples/host's lines (that sample runs in CI through ./build.sh sample).</summary>
+public class ReadmeEmbedTests
+{
+    [Fact]
+    public void Every_line_of_the_embed_example_is_a_line_of_the_host_sample()
+    {
+        string readme = File.ReadAllText(Path.Combine(Paths.RepoRoot, "README.md"));
+        int section = readme.IndexOf("## Embed it", StringComparison.Ordinal);
+        Assert.True(section >= 0, "README has no Embed it section");
+        int from = readme.IndexOf("```csharp\n", section, StringComparison.Ordinal) + "```csharp\n".Length;
+        string[] example = [.. Code(readme[from..readme.IndexOf("```", from, StringComparison.Ordinal)])];
+        var sample = Code(File.ReadAllText(Path.Combine(Paths.RepoRoot, "samples", "host", "Program.cs"))).ToHashSet();
+        Assert.True(example.Length >= 8, $"only {example.Length} lines in README's Embed it example");
+        Assert.All(example, line => Assert.Contains(line, sample));
+    }
+
+    /// <summary>The non-empty lines, trimmed, without their // comments.</summary>
+    private static IEnumerable<string> Code(string text) =>
+        text.Split('\n').Select(l => (l.Contains("//", StringComparison.Ordinal) ? l[..l.IndexOf("//", StringComparison.Ordinal)] : l).Trim()).Where(l => l.Length > 0);
+}

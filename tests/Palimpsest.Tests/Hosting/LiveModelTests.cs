@@ -23,7 +23,7 @@ public class LiveModelTests
     /// holding only that version's active edits — and every retired version must be freed.
     /// </summary>
     [Fact]
-    public void Completions_see_one_version_each_while_edits_and_reverts_land()
+    public async Task Completions_see_one_version_each_while_edits_and_reverts_land()
     {
         using var tmp = JournalFixtures.NewTemp();
         string dir = tmp.Sub("served");
@@ -50,18 +50,18 @@ public class LiveModelTests
             var ids = new List<long>();
             foreach (var f in facts)
             {
-                var e = live.Edit([f], "rome");
+                var e = live.Edit([f], "rome", cancel: TestContext.Current.CancellationToken);
                 ids.Add(e.Id);
                 active[e.Version] = [.. ids];
             }
             foreach (long id in new[] { ids[1], ids[0] })
             {
-                var r = live.Revert(id);
+                var r = live.Revert(id, TestContext.Current.CancellationToken);
                 ids.Remove(id);
                 active[r.Version] = [.. ids];
             }
             stop.Cancel();
-            Task.WaitAll(clients, TestContext.Current.CancellationToken);
+            await Task.WhenAll(clients);
             Assert.Equal(1, live.Weights.LiveVersions);
             Assert.Equal(active.Count - 1, live.Weights.FreedVersions);
         }
