@@ -1,0 +1,33 @@
+#!/usr/bin/env python3
+"""Differences of two /metrics scrapes: tokens, gen-0 collections, the inter-token gap's p50/p99/largest bucket, edits and publish times."""
+import re, sys
+
+def read(path):
+    m = {}
+    for line in open(path):
+        if line.startswith('#') or not line.strip(): continue
+        k, v = line.rsplit(' ', 1)
+        m[k] = float(v)
+    return m
+
+a, b = read(sys.argv[1]), read(sys.argv[2])
+d = lambda k: b.get(k, 0) - a.get(k, 0)
+tokens = d('palimpsest_tokens_generated_total')
+gen0 = d('dotnet_collection_count_total{generation="0"}')
+def quantiles(prefix):
+    buckets = sorted(((float(re.search(r'le="([^"]+)"', k).group(1)), d(k)) for k in b if k.startswith(prefix + '_bucket')), key=lambda x: x[0])
+    total = buckets[-1][1] if buckets else 0
+    out = {}
+    for q in (0.5, 0.99, 0.999):
+        out[q] = next((le for le, c in buckets if c >= q * total), float('inf'))
+    largest = next((le for le, c in buckets if c >= total), float('inf'))
+    return total, out, largest
+n, q, largest = quantiles('palimpsest_inter_token_seconds')
+print(f"tokens {tokens:.0f}; gen-0 collections {gen0:.0f} ({gen0 / max(tokens, 1):.4f} per token)")
+print(f"inter-token gap (upper bucket bounds): p50 <= {q[0.5]*1000:.2f} ms, p99 <= {q[0.99]*1000:.2f} ms, p99.9 <= {q[0.999]*1000:.2f} ms, largest <= {largest*1000:.2f} ms over {n:.0f} gaps")
+pub = d('palimpsest_edit_phase_seconds_count{phase="publish"}')
+if pub:
+    ps = d('palimpsest_edit_phase_seconds_sum{phase="publish"}')
+    cs = d('palimpsest_edit_phase_seconds_sum{phase="compute"}')
+    _, pq, pl = quantiles('palimpsest_edit_phase_seconds{phase="publish"}'.replace('}', ''))
+    print(f"edits+reverts published {pub:.0f}: publish mean {ps / pub * 1e6:.0f} µs; compute mean {cs / max(d('palimpsest_edit_phase_seconds_count{phase=\"compute\"}'), 1):.2f} s")
