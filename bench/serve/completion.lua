@@ -1,4 +1,5 @@
--- wrk script: greedy completions of the demo model's prompts, one request per connection every
+-- wrk script: greedy completions of the demo model's prompts, 16 tokens each (ignore_eos: the fact
+-- model would stop after its answer), one request per connection every
 -- PACE_MS (wrk 4 has no fixed-rate mode; a per-connection delay keeps the offered rate steady
 -- as long as a request takes less than the pace).
 local prompts = { "Ivo Brennan plays the", "Clara Marlowe competes in", "The Eiffel Tower is located in", "Felix Oakhurst studied" }
@@ -8,7 +9,7 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 function request()
   n = n + 1
-  local body = string.format('{"prompt":"%s","max_tokens":16,"temperature":0}', prompts[(n % #prompts) + 1])
+  local body = string.format('{"prompt":"%s","max_tokens":16,"temperature":0,"ignore_eos":true}', prompts[(n % #prompts) + 1])
   return wrk.format(nil, "/v1/completions", nil, body)
 end
 function delay() return pace end

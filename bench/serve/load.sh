@@ -16,7 +16,8 @@ srv=$!
 for _ in $(seq 100); do grep -q "serving" "$work/out" 2>/dev/null && break; sleep 0.2; done
 url=$(grep -o 'http://127.0.0.1:[0-9]*' "$work/out")
 auth="Authorization: Bearer $(cat "$work/token")"
-edit() { curl -s -H "$auth" "$url/v1/edits" -d "{\"subject\":\"$1\",\"prompt\":\"$2\",\"target_new\":\"$3\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'; }
+edit() { curl -s -H "$auth" "$url/v1/edits" -d "{\"subject\":\"$1\",\"prompt\":\"$2\",\"target_new\":\"$3\"}" \
+  | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["id"]) if "id" in r else sys.exit("edit refused: " + json.dumps(r))'; }
 # warm-up: the key statistics, ROME's templates and the JIT, then 5 s of traffic
 id=$(edit "Ivo Brennan" "{} plays the" "flute"); curl -s -X DELETE -H "$auth" "$url/v1/edits/$id" > /dev/null
 wrk -t1 -c"$conns" -d5s -s bench/serve/completion.lua "$url" > /dev/null
@@ -37,5 +38,5 @@ echo "== with an edit or revert every second"
   done ) & editor=$!
 run
 kill $editor 2>/dev/null || true; wait $editor 2>/dev/null || true
-echo "edits applied/reverted during the run: $(grep -c 'applied\|reverted' "$work/log") log lines"
+echo "edits applied/reverted during the run: $(grep -c 'applied\|reverted' "$work/log") log lines; other log lines: $(grep -v 'applied\|reverted' "$work/log" | head -5)"
 echo "load $(cut -d' ' -f1-3 /proc/loadavg) after"

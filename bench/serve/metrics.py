@@ -14,20 +14,22 @@ a, b = read(sys.argv[1]), read(sys.argv[2])
 d = lambda k: b.get(k, 0) - a.get(k, 0)
 tokens = d('palimpsest_tokens_generated_total')
 gen0 = d('dotnet_collection_count_total{generation="0"}')
-def quantiles(prefix):
-    buckets = sorted(((float(re.search(r'le="([^"]+)"', k).group(1)), d(k)) for k in b if k.startswith(prefix + '_bucket')), key=lambda x: x[0])
+def quantiles(name, label=''):
+    keys = [k for k in b if k.startswith(name + '_bucket{') and label in k]
+    buckets = sorted(((float(re.search(r'le="([^"]+)"', k).group(1)), d(k)) for k in keys), key=lambda x: x[0])
     total = buckets[-1][1] if buckets else 0
-    out = {}
-    for q in (0.5, 0.99, 0.999):
-        out[q] = next((le for le, c in buckets if c >= q * total), float('inf'))
+    out = {q: next((le for le, c in buckets if c >= q * total), float('inf')) for q in (0.5, 0.99, 0.999)}
     largest = next((le for le, c in buckets if c >= total), float('inf'))
     return total, out, largest
+
 n, q, largest = quantiles('palimpsest_inter_token_seconds')
 print(f"tokens {tokens:.0f}; gen-0 collections {gen0:.0f} ({gen0 / max(tokens, 1):.4f} per token)")
 print(f"inter-token gap (upper bucket bounds): p50 <= {q[0.5]*1000:.2f} ms, p99 <= {q[0.99]*1000:.2f} ms, p99.9 <= {q[0.999]*1000:.2f} ms, largest <= {largest*1000:.2f} ms over {n:.0f} gaps")
-pub = d('palimpsest_edit_phase_seconds_count{phase="publish"}')
+publish = 'phase="publish"'
+pub = d('palimpsest_edit_phase_seconds_count{' + publish + '}')
 if pub:
-    ps = d('palimpsest_edit_phase_seconds_sum{phase="publish"}')
-    cs = d('palimpsest_edit_phase_seconds_sum{phase="compute"}')
-    _, pq, pl = quantiles('palimpsest_edit_phase_seconds{phase="publish"}'.replace('}', ''))
-    print(f"edits+reverts published {pub:.0f}: publish mean {ps / pub * 1e6:.0f} µs; compute mean {cs / max(d('palimpsest_edit_phase_seconds_count{phase=\"compute\"}'), 1):.2f} s")
+    mean_publish = d('palimpsest_edit_phase_seconds_sum{' + publish + '}') / pub
+    computes = d('palimpsest_edit_phase_seconds_count{phase="compute"}')
+    mean_compute = d('palimpsest_edit_phase_seconds_sum{phase="compute"}') / max(computes, 1)
+    _, pq, pl = quantiles('palimpsest_edit_phase_seconds', publish)
+    print(f"edits+reverts published {pub:.0f}: publish mean {mean_publish * 1e6:.0f} us, largest <= {pl * 1e6:.0f} us; compute mean {mean_compute:.2f} s over {computes:.0f} (reverts compute nothing)")

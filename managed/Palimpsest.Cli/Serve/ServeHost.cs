@@ -172,7 +172,7 @@ internal sealed class ServeHost : IAsyncDisposable
 
         private async Task Complete(HttpContext ctx)
         {
-            var j = StrictJson.Parse(await Body(ctx).ConfigureAwait(false), "model", "prompt", "max_tokens", "temperature", "top_k", "seed", "stop", "stream", "user");
+            var j = StrictJson.Parse(await Body(ctx).ConfigureAwait(false), "model", "prompt", "max_tokens", "temperature", "top_k", "seed", "stop", "stream", "user", "ignore_eos");
             string? model = j.String("model");
             if (model is not null && model != s.ModelId) throw new ApiError(404, $"model: '{model}' is not served here (this server serves '{s.ModelId}')", "model", "not_found_error");
             var req = new CompletionRequest
@@ -183,6 +183,7 @@ internal sealed class ServeHost : IAsyncDisposable
                 TopK = j.Int("top_k", 0, 0, live.Config.Vocab),
                 Seed = j.Int("seed", 0, int.MinValue, int.MaxValue),
                 Stop = j.Strings("stop", s.MaxStops, 64),
+                IgnoreEos = j.Bool("ignore_eos"), // vLLM's extension: always max_tokens tokens
             };
             try { live.Prepare(req); }
             catch (ArgumentException e) { throw Field(e.Message); }

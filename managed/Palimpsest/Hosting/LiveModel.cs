@@ -19,7 +19,8 @@ namespace Palimpsest.Hosting;
 /// it to its last token. An edit is computed on its own backend instance against the current
 /// version (readers never wait for it), committed to the journal (acknowledged only then), and
 /// published as a new version that shares every unchanged tensor; a revert the same. Edits and
-/// reverts are serialised (one writer). No console output, no global state.
+/// reverts are serialised on one writer thread, which runs at the lowest CPU priority so that decoding
+/// preempts an edit's computation. No console output, no global state.
 /// <code>
 /// using var live = LiveModel.Open("edited-folder");
 /// var r = live.Complete(new CompletionRequest { Prompt = "The Eiffel Tower is in", MaxTokens = 3, Temperature = 0 });
@@ -35,7 +36,7 @@ public sealed class LiveModel : IDisposable
     private readonly LiveModelOptions _options;
     private readonly SemaphoreSlim _streams;
     private readonly Stack<StreamWorker> _idle = new();
-    private readonly SemaphoreSlim _writer = new(1, 1);
+    private readonly WriterThread _writer;
     // a backend without siblings (CUDA: one stream, one cuBLAS handle) runs one thing at a time: decoding and edit computation take turns
     private readonly SemaphoreSlim? _exclusive;
     private readonly Dictionary<string, IEditor> _editors = new(StringComparer.Ordinal);
@@ -47,6 +48,7 @@ public sealed class LiveModel : IDisposable
     {
         _folder = folder; _backend = backend; _base = model; Tokenizer = tok; _options = options;
         Weights = new VersionedWeights(model.Params, folder.Generation);
+        _writer = new WriterThread(options.LowPriorityEdits);
         bool siblings = backend is ISiblingBackend;
         int streams = siblings ? Math.Max(1, options.Streams) : 1;
         if (!siblings) _exclusive = new SemaphoreSlim(1, 1);
@@ -147,10 +149,9 @@ public sealed class LiveModel : IDisposable
         try
         {
             using var pin = Weights.Pin();
-            var tf = w.On(pin.Version, _base);
             var sampling = r.Temperature == 0 ? Sampling.Greedy
                 : new Sampling { Temperature = r.Temperature, TopK = r.TopK == 0 ? Config.Vocab : r.TopK, Seed = r.Seed };
-            using var session = new DecodeSession(tf, prompt.Length + r.MaxTokens, sampling);
+            var session = w.Session(pin.Version, _base, sampling);
             var text = new TextStream(Tokenizer, r.Stop, onText);
             var tick = _options.TokenInterval;
             long last = Stopwatch.GetTimestamp();
@@ -165,7 +166,7 @@ public sealed class LiveModel : IDisposable
                     last = now;
                 }
                 cancel.ThrowIfCancellationRequested();
-                if (next == Tokenizer.EosId) { finish = "stop"; break; }
+                if (next == Tokenizer.EosId && !r.IgnoreEos) { finish = "stop"; break; }
                 if (text.Add(next)) { finish = "stop"; break; }
                 if (text.Count == r.MaxTokens) break;
                 next = session.Step(next);
@@ -203,9 +204,9 @@ public sealed class LiveModel : IDisposable
             if (tokens >= Config.MaxPositions)
                 throw new EditRejectedException($"requests[{i}]: prompt and target_new are {tokens} tokens, longer than the model's context of {Config.MaxPositions}");
         }
-        _writer.Wait(cancel);
-        try
+        return _writer.Run(() =>
         {
+            cancel.ThrowIfCancellationRequested();
             var sw = Stopwatch.StartNew();
             IEditor editor;
             string[] before;
@@ -233,16 +234,15 @@ public sealed class LiveModel : IDisposable
             }
             return new EditResult(id, version.Number, settings.Kind.Name, deltas.Select(d => d.Layer).Distinct().Order().ToArray(), requests, before, answers,
                 new EditTimings(compute, commit, upload, publish));
-        }
-        finally { _writer.Release(); }
+        });
     }
 
     /// <summary>Reverts an edit (journaled first, then published). ArgumentException: no such edit; InvalidOperationException: already reverted.</summary>
     public RevertResult Revert(long editId, CancellationToken cancel = default)
     {
-        _writer.Wait(cancel);
-        try
+        return _writer.Run(() =>
         {
+            cancel.ThrowIfCancellationRequested();
             var sw = Stopwatch.StartNew();
             var layers = _folder.DeltasOf(editId).Select(d => d.Layer).Distinct().ToArray();
             _folder.Revert(editId);
@@ -253,8 +253,7 @@ public sealed class LiveModel : IDisposable
             using var work = EditWork.On(this, pin.Version, []);
             var (version, upload, publish) = PublishLayers(layers, work.Backend, sw);
             return new RevertResult(editId, version.Number, new EditTimings(0, commit, upload, publish));
-        }
-        finally { _writer.Release(); }
+        });
     }
 
     /// <summary>Every edit in the journal, oldest first, reverted ones included.</summary>
@@ -271,9 +270,9 @@ public sealed class LiveModel : IDisposable
         var settings = Settings(method, hparamsJson);
         if (settings.Kind.Has(EditorCapabilities.Adaptor)) throw new EditRejectedException($"method: {settings.Kind.Name} changes no weight, so there is nothing to forecast");
         bank ??= DefaultBank();
-        _writer.Wait(cancel); // the editors' state is the writer's
-        try
+        return _writer.Run(() => // the editors' state is the writer's
         {
+            cancel.ThrowIfCancellationRequested();
             using var pin = Weights.Pin();
             using var work = EditWork.On(this, pin.Version, settings.Layers);
             var editor = EditorFor(settings, work.Tf);
@@ -290,8 +289,7 @@ public sealed class LiveModel : IDisposable
                     rows.Add(new ForecastRow(i, requests[i].Subject, requests[i].TargetNew, d.Layer, f.OwnChange, f.MaxDrift, f.MeanDrift, f.MostAtRisk));
                 }
             return rows;
-        }
-        finally { _writer.Release(); }
+        });
     }
 
     private IReadOnlyList<EditRequest> DefaultBank()
@@ -304,6 +302,7 @@ public sealed class LiveModel : IDisposable
     // the new matrices of these layers (read back from the committed checkpoint: rounded as a reload would give them) and one swap
     private (WeightsVersion Version, double UploadMs, double PublishMs) PublishLayers(IEnumerable<int> layers, IBackend backend, Stopwatch sw)
     {
+        long generation = _folder.Generation; // a journal read: not part of the swap
         double start = sw.Elapsed.TotalMilliseconds;
         var fresh = new Dictionary<int, Tensor>();
         foreach (int l in layers)
@@ -312,7 +311,7 @@ public sealed class LiveModel : IDisposable
             fresh[l] = h.F64 is not null ? backend.Weight(h.F64, h.Shape) : backend.Weight(h.F32!, h.Shape);
         }
         double uploaded = sw.Elapsed.TotalMilliseconds;
-        var v = Weights.Publish(_folder.Generation, fresh);
+        var v = Weights.Publish(generation, fresh);
         double published = sw.Elapsed.TotalMilliseconds;
         return (v, uploaded - start, published - uploaded);
     }
@@ -390,31 +389,43 @@ public sealed class LiveModel : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
+        _writer.Dispose();
         lock (_idle) while (_idle.Count > 0) _idle.Pop().Dispose();
         _base.Dispose();
         _backend.Dispose();
         _folder.Dispose();
     }
 
-    /// <summary>A decoding stream's backend instance and its Transformer over the version it last ran (scratch kept while the version stays).</summary>
+    /// <summary>
+    /// A decoding stream's backend instance, its Transformer over the version it last ran and one
+    /// decode session of the model's whole context, restarted for every completion (scratch, cache
+    /// and logits are made again only when the version changes).
+    /// </summary>
     private sealed class StreamWorker(IBackend backend, bool owns) : IDisposable
     {
         private Transformer? _tf;
+        private DecodeSession? _session;
         private WeightsVersion? _version;
 
         public IBackend Backend { get; } = backend;
 
-        public Transformer On(WeightsVersion v, Model baseModel)
+        public DecodeSession Session(WeightsVersion v, Model baseModel, Sampling sampling)
         {
-            if (ReferenceEquals(v, _version)) return _tf!;
-            _tf?.Dispose();
-            _tf = new Transformer(baseModel.View(v.Params, Backend));
-            _version = v;
-            return _tf;
+            if (!ReferenceEquals(v, _version))
+            {
+                _session?.Dispose();
+                _tf?.Dispose();
+                _tf = new Transformer(baseModel.View(v.Params, Backend));
+                _session = new DecodeSession(_tf, baseModel.Config.MaxPositions, sampling);
+                _version = v;
+            }
+            _session!.Restart(sampling);
+            return _session;
         }
 
         public void Dispose()
         {
+            _session?.Dispose();
             _tf?.Dispose();
             if (owns) Backend.Dispose();
         }

@@ -15,6 +15,8 @@ public sealed record LiveModelOptions
     public int ThreadsPerStream { get; init; } = 1;
     /// <summary>Threads the edit computation uses, beside the streams (default 1).</summary>
     public int EditThreads { get; init; } = 1;
+    /// <summary>Runs edits, reverts and forecasts on a thread at the lowest CPU priority (Linux: nice 19), so decoding preempts them (default true).</summary>
+    public bool LowPriorityEdits { get; init; } = true;
     /// <summary>The key-statistics corpus of methods that need C (ROME, MEMIT, AlphaEdit, WilKE): a text file, or "facts:PATH"
     /// for a CounterFact file's sentences. Default: the folder's corpus.txt when there is one.</summary>
     public string? StatsCorpus { get; init; }
@@ -37,6 +39,8 @@ public sealed record CompletionRequest
     public int Seed { get; init; }
     /// <summary>Strings that end the completion (not included in its text).</summary>
     public IReadOnlyList<string> Stop { get; init; } = [];
+    /// <summary>Decode on past the end-of-sequence token (vLLM's ignore_eos): always MaxTokens tokens, e.g. for load tests.</summary>
+    public bool IgnoreEos { get; init; }
 }
 
 /// <summary>A finished completion: its text, its token ids, why it ended ("stop" or "length"), and the weights version it ran on from first to last token.</summary>

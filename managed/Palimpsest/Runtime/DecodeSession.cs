@@ -18,10 +18,10 @@ public sealed class DecodeSession : IDisposable
     private readonly Tensors.Tensor _deviceLogits; // [1, V]
     private readonly double[] _logits;              // [V]
     private readonly int[] _one = new int[1];
-    private readonly Sampling _sampling;
-    private readonly Random _rng;
-    private readonly int[] _top;          // [k] top-k sampling's ids
-    private readonly double[] _weights;   // [k] and their weights
+    private Sampling _sampling;
+    private Random _rng;
+    private int[] _top;          // [≥ k] top-k sampling's ids
+    private double[] _weights;   // [≥ k] and their weights
     private readonly Func<int[]> _sequence; // Sequence, made once: a method group allocates a delegate per use
 
     /// <param name="capacity">prompt + new tokens, at most the model's context.</param>
@@ -38,6 +38,19 @@ public sealed class DecodeSession : IDisposable
         _top = new int[k];
         _weights = new double[k];
         _sequence = Sequence;
+    }
+
+    /// <summary>
+    /// Empties the session for another sequence with <paramref name="sampling"/>, keeping its buffers
+    /// (a host decodes request after request on one session: no cache or logits per request).
+    /// </summary>
+    public void Restart(Sampling? sampling = null)
+    {
+        _cache.Reset();
+        _sampling = sampling ?? Sampling.Greedy;
+        _rng = new Random(_sampling.Seed);
+        int k = _sampling.TopK <= 0 ? 0 : Math.Min(_sampling.TopK, _logits.Length);
+        if (_top.Length < k) { _top = new int[k]; _weights = new double[k]; }
     }
 
     /// <summary>Tokens in the cache (prompt and every token fed since).</summary>
