@@ -29,13 +29,14 @@ run() {
   python3 bench/serve/metrics.py "$work/m0" "$work/m1"
 }
 echo "== without edits"; run
-echo "== with an edit or revert every second"
+echo "== with an edit or revert every second (after 20 s of the same, unmeasured: the JIT's tiering of the edit path runs at normal priority)"
 ( subjects=("Ivo Brennan|{} plays the|flute" "Clara Marlowe|{} competes in|basketball"); i=0; last=""
   while true; do
     if [ -n "$last" ]; then curl -s -X DELETE -H "$auth" "$url/v1/edits/$last" > /dev/null; last=""
     else IFS='|' read -r s p t <<< "${subjects[$((i % 2))]}"; last=$(edit "$s" "$p" "$t"); i=$((i + 1)); fi
     sleep 1
   done ) & editor=$!
+wrk -t1 -c"$conns" -d20s -s bench/serve/completion.lua "$url" > /dev/null
 run
 kill $editor 2>/dev/null || true; wait $editor 2>/dev/null || true
 echo "edits applied/reverted during the run: $(grep -c 'applied\|reverted' "$work/log") log lines; other log lines: $(grep -v 'applied\|reverted' "$work/log" | head -5)"

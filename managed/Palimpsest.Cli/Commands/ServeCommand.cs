@@ -26,11 +26,13 @@ internal static class ServeCommand
         var streams = new Option<int?>("--streams") { Description = "completions decoded at once (default: one per core); more wait in a queue" };
         var corpus = KeyStatsOptions.Corpus("--stats-corpus");
         var cache = KeyStatsOptions.Cache();
+        var editPriority = new Option<string>("--edit-priority") { Description = "low: edits compute on a nice-19 thread, so decoding preempts them (default); normal: at the streams' priority", DefaultValueFactory = _ => "low" };
+        editPriority.AcceptOnlyFromAmong("low", "normal");
         var maxTokens = new Option<int>("--max-tokens") { Description = "the largest max_tokens a completion may ask for", DefaultValueFactory = _ => 512 };
         var device = CommonOptions.Device();
         var dtype = DeviceChoice.DtypeOption();
         var cmd = new Command("serve", "serve completions over HTTP while facts are edited and reverted (OpenAI-shaped API, Prometheus metrics, a page at /)")
-            { model, outDir, host, port, tokenFile, streams, corpus, cache, maxTokens, device, dtype };
+            { model, outDir, host, port, tokenFile, streams, corpus, cache, maxTokens, editPriority, device, dtype };
         cmd.SetAction(pr => EditingErrors.Guard(() =>
         {
             var dev = DeviceChoice.Read(pr, device, dtype);
@@ -59,6 +61,7 @@ internal static class ServeCommand
                 StatsCorpus = corpusSpec,
                 KeyStatsCache = KeyStatsOptions.CacheDir(pr.GetValue(cache)),
                 TokenInterval = seconds => metrics?.TokenGap.Observe(seconds),
+                LowPriorityEdits = pr.GetValue(editPriority) == "low",
             };
             using var live = LiveModel.Open(dir, options);
             if (live.Recovery is not null) io.Out.WriteLine($"recovered {dir}: {live.Recovery}");

@@ -286,7 +286,7 @@ internal sealed class ServeHost : IAsyncDisposable
             Authorize(ctx);
             var (reqs, method, hparams) = EditBody(await Body(ctx).ConfigureAwait(false));
             EditResult r;
-            try { r = await Task.Run(() => live.Edit(reqs, method, hparams, ctx.RequestAborted), ctx.RequestAborted).ConfigureAwait(false); }
+            try { r = await live.EditAsync(reqs, method, hparams, ctx.RequestAborted).ConfigureAwait(false); }
             catch (EditRejectedException e) { throw Field(e.Message); }
             metrics.Edits.Inc();
             metrics.Record(r.Timings);
@@ -308,7 +308,7 @@ internal sealed class ServeHost : IAsyncDisposable
             var entry = live.Journal().FirstOrDefault(e => e.Id == editId) ?? throw new ApiError(404, $"id: no edit {editId} in the journal", "id", "not_found_error");
             if (entry.Reverted) throw new ApiError(409, $"id: edit {editId} was already reverted at {entry.RevertedTime:u}", "id");
             RevertResult r;
-            try { r = await Task.Run(() => live.Revert(editId, ctx.RequestAborted), ctx.RequestAborted).ConfigureAwait(false); }
+            try { r = await live.RevertAsync(editId, ctx.RequestAborted).ConfigureAwait(false); }
             catch (InvalidOperationException e) when (e.GetType() == typeof(InvalidOperationException)) { throw new ApiError(409, $"id: {e.Message}", "id"); }
             metrics.Reverts.Inc();
             metrics.Record(r.Timings);
@@ -327,7 +327,7 @@ internal sealed class ServeHost : IAsyncDisposable
             var (reqs, method, hparams) = EditBody(body, "top");
             int top = StrictJson.Parse(body, ["requests", "method", "hparams", .. RequestFields, "top"]).Int("top", 5, 1, 50);
             IReadOnlyList<ForecastRow> rows;
-            try { rows = await Task.Run(() => live.Forecast(reqs, method, hparams, null, top, ctx.RequestAborted), ctx.RequestAborted).ConfigureAwait(false); }
+            try { rows = await live.ForecastAsync(reqs, method, hparams, null, top, ctx.RequestAborted).ConfigureAwait(false); }
             catch (EditRejectedException e) { throw Field(e.Message); }
             await Write(ctx, 200, new
             {

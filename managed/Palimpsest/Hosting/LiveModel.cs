@@ -36,7 +36,7 @@ public sealed class LiveModel : IDisposable
     private readonly LiveModelOptions _options;
     private readonly SemaphoreSlim _streams;
     private readonly Stack<StreamWorker> _idle = new();
-    private readonly WriterThread _writer;
+    private readonly WorkThread _writer;
     // a backend without siblings (CUDA: one stream, one cuBLAS handle) runs one thing at a time: decoding and edit computation take turns
     private readonly SemaphoreSlim? _exclusive;
     private readonly Dictionary<string, IEditor> _editors = new(StringComparer.Ordinal);
@@ -44,11 +44,14 @@ public sealed class LiveModel : IDisposable
     private int _waiting;
     private bool _disposed;
 
-    private LiveModel(EditedModel folder, IBackend backend, Model model, ITextTokenizer tok, LiveModelOptions options)
+    // the writer's own tokenizer: a tokenizer may lock its cache, and the low-priority writer must never hold a lock a request needs
+    private readonly ITextTokenizer _writerTok;
+
+    private LiveModel(EditedModel folder, IBackend backend, Model model, ITextTokenizer tok, ITextTokenizer writerTok, LiveModelOptions options)
     {
-        _folder = folder; _backend = backend; _base = model; Tokenizer = tok; _options = options;
+        _folder = folder; _backend = backend; _base = model; Tokenizer = tok; _writerTok = writerTok; _options = options;
         Weights = new VersionedWeights(model.Params, folder.Generation);
-        _writer = new WriterThread(options.LowPriorityEdits);
+        _writer = new WorkThread("palimpsest-writer", options.LowPriorityEdits);
         bool siblings = backend is ISiblingBackend;
         int streams = siblings ? Math.Max(1, options.Streams) : 1;
         if (!siblings) _exclusive = new SemaphoreSlim(1, 1);
@@ -77,7 +80,7 @@ public sealed class LiveModel : IDisposable
             var tok = TokenizerFactory.ForModel(dir, folder.Config);
             backend = options.Backend?.Invoke() ?? new SimdBackend();
             model = Model.Load(dir, backend);
-            return new LiveModel(folder, backend, model, tok, options);
+            return new LiveModel(folder, backend, model, tok, TokenizerFactory.ForModel(dir, folder.Config), options);
         }
         catch
         {
@@ -110,8 +113,14 @@ public sealed class LiveModel : IDisposable
         Interlocked.Increment(ref _waiting);
         try { _streams.Wait(cancel); }
         finally { Interlocked.Decrement(ref _waiting); }
-        try { return Decode(request, prompt, onText, cancel); }
-        finally { _streams.Release(); }
+        StreamWorker w;
+        lock (_idle) w = _idle.Pop();
+        try { return Decode(w, request, prompt, onText, cancel); }
+        finally
+        {
+            lock (_idle) _idle.Push(w);
+            _streams.Release();
+        }
     }
 
     /// <summary><see cref="Complete"/> without blocking the caller's thread while it waits for a stream.</summary>
@@ -121,8 +130,14 @@ public sealed class LiveModel : IDisposable
         Interlocked.Increment(ref _waiting);
         try { await _streams.WaitAsync(cancel).ConfigureAwait(false); }
         finally { Interlocked.Decrement(ref _waiting); }
-        try { return await Task.Run(() => Decode(request, prompt, onText, cancel), cancel).ConfigureAwait(false); }
-        finally { _streams.Release(); }
+        StreamWorker w;
+        lock (_idle) w = _idle.Pop();
+        try { return await w.Thread.RunAsync(() => Decode(w, request, prompt, onText, cancel)).ConfigureAwait(false); }
+        finally
+        {
+            lock (_idle) _idle.Push(w);
+            _streams.Release();
+        }
     }
 
     /// <summary>Checks a request against the model; returns the prompt's ids. ArgumentException names the field.</summary>
@@ -141,10 +156,8 @@ public sealed class LiveModel : IDisposable
         return ids;
     }
 
-    private CompletionResult Decode(CompletionRequest r, int[] prompt, Action<string>? onText, CancellationToken cancel)
+    private CompletionResult Decode(StreamWorker w, CompletionRequest r, int[] prompt, Action<string>? onText, CancellationToken cancel)
     {
-        StreamWorker w;
-        lock (_idle) w = _idle.Pop();
         _exclusive?.Wait(cancel);
         try
         {
@@ -174,22 +187,18 @@ public sealed class LiveModel : IDisposable
             text.Finish();
             return new CompletionResult(text.Text, text.Ids, finish, pin.Version.Number, prompt.Length);
         }
-        finally
-        {
-            _exclusive?.Release();
-            lock (_idle) _idle.Push(w);
-        }
+        finally { _exclusive?.Release(); }
     }
 
     // ---- writing ----------------------------------------------------------------------------
 
     /// <summary>
-    /// Applies one edit (a batch of requests for a batched method) and publishes it. The deltas are
+    /// Applies one edit (a batch of requests for a batched method) and publishes it, on the writer thread. The deltas are
     /// computed against the current version on the edit's own backend; the call returns once the
     /// journal has committed the edit and the new version is current. hparamsJson: the method's
     /// hyper-parameters (null: the folder's METHOD.json, else the method's defaults).
     /// </summary>
-    public EditResult Edit(IReadOnlyList<EditRequest> requests, string method, string? hparamsJson = null, CancellationToken cancel = default)
+    public Task<EditResult> EditAsync(IReadOnlyList<EditRequest> requests, string method, string? hparamsJson = null, CancellationToken cancel = default)
     {
         ArgumentNullException.ThrowIfNull(requests);
         if (requests.Count == 0) throw new EditRejectedException("requests: at least one edit request is needed");
@@ -204,7 +213,7 @@ public sealed class LiveModel : IDisposable
             if (tokens >= Config.MaxPositions)
                 throw new EditRejectedException($"requests[{i}]: prompt and target_new are {tokens} tokens, longer than the model's context of {Config.MaxPositions}");
         }
-        return _writer.Run(() =>
+        return _writer.RunAsync(() =>
         {
             cancel.ThrowIfCancellationRequested();
             var sw = Stopwatch.StartNew();
@@ -238,9 +247,9 @@ public sealed class LiveModel : IDisposable
     }
 
     /// <summary>Reverts an edit (journaled first, then published). ArgumentException: no such edit; InvalidOperationException: already reverted.</summary>
-    public RevertResult Revert(long editId, CancellationToken cancel = default)
+    public Task<RevertResult> RevertAsync(long editId, CancellationToken cancel = default)
     {
-        return _writer.Run(() =>
+        return _writer.RunAsync(() =>
         {
             cancel.ThrowIfCancellationRequested();
             var sw = Stopwatch.StartNew();
@@ -256,6 +265,18 @@ public sealed class LiveModel : IDisposable
         });
     }
 
+    /// <summary><see cref="EditAsync"/>, waiting for it.</summary>
+    public EditResult Edit(IReadOnlyList<EditRequest> requests, string method, string? hparamsJson = null, CancellationToken cancel = default) =>
+        EditAsync(requests, method, hparamsJson, cancel).GetAwaiter().GetResult();
+
+    /// <summary><see cref="RevertAsync"/>, waiting for it.</summary>
+    public RevertResult Revert(long editId, CancellationToken cancel = default) => RevertAsync(editId, cancel).GetAwaiter().GetResult();
+
+    /// <summary><see cref="ForecastAsync"/>, waiting for it.</summary>
+    public IReadOnlyList<ForecastRow> Forecast(IReadOnlyList<EditRequest> requests, string method, string? hparamsJson = null,
+        IReadOnlyList<EditRequest>? bank = null, int top = 5, CancellationToken cancel = default) =>
+        ForecastAsync(requests, method, hparamsJson, bank, top, cancel).GetAwaiter().GetResult();
+
     /// <summary>Every edit in the journal, oldest first, reverted ones included.</summary>
     public IReadOnlyList<JournalEntry> Journal() => _folder.List();
 
@@ -264,20 +285,20 @@ public sealed class LiveModel : IDisposable
     /// and for each request and layer how far its own MLP output moves and which facts of
     /// <paramref name="bank"/> (default: the folder's requests.json, first 500) move most.
     /// </summary>
-    public IReadOnlyList<ForecastRow> Forecast(IReadOnlyList<EditRequest> requests, string method, string? hparamsJson = null,
+    public Task<IReadOnlyList<ForecastRow>> ForecastAsync(IReadOnlyList<EditRequest> requests, string method, string? hparamsJson = null,
         IReadOnlyList<EditRequest>? bank = null, int top = 5, CancellationToken cancel = default)
     {
         var settings = Settings(method, hparamsJson);
         if (settings.Kind.Has(EditorCapabilities.Adaptor)) throw new EditRejectedException($"method: {settings.Kind.Name} changes no weight, so there is nothing to forecast");
         bank ??= DefaultBank();
-        return _writer.Run(() => // the editors' state is the writer's
+        return _writer.RunAsync<IReadOnlyList<ForecastRow>>(() => // the editors' state is the writer's
         {
             cancel.ThrowIfCancellationRequested();
             using var pin = Weights.Pin();
             using var work = EditWork.On(this, pin.Version, settings.Layers);
             var editor = EditorFor(settings, work.Tf);
             var deltas = editor.ComputeDeltas(work.Tf, requests);
-            var probes = new FactProbes(Tokenizer, settings.FactToken);
+            var probes = new FactProbes(_writerTok, settings.FactToken);
             var rows = new List<ForecastRow>();
             var banks = new Dictionary<int, IReadOnlyList<BankKey>>();
             for (int i = 0; i < requests.Count; i++)
@@ -344,7 +365,7 @@ public sealed class LiveModel : IDisposable
         string key = s.Kind.Name + "|" + s.HparamsJson;
         if (_editors.TryGetValue(key, out var e)) return e;
         if (s.NeedsKeyStatistics) EnsureStats(s.Layers, tf);
-        e = s.Create(Tokenizer, l => _stats[l].Matrix);
+        e = s.Create(_writerTok, l => _stats[l].Matrix);
         (e as IPreparedEditor)?.Prepare(tf);
         _folder.Reopen(e, tf);
         _editors[key] = e;
@@ -361,9 +382,9 @@ public sealed class LiveModel : IDisposable
         if (spec.StartsWith(facts, StringComparison.Ordinal))
         {
             string path = spec[facts.Length..];
-            corpus = Corpus.FactSentences(path, Tokenizer, 0..DatasetReader.LoadRecords(path, 5000).Count);
+            corpus = Corpus.FactSentences(path, _writerTok, 0..DatasetReader.LoadRecords(path, 5000).Count);
         }
-        else if (File.Exists(spec)) corpus = Corpus.TextFile(spec, Tokenizer);
+        else if (File.Exists(spec)) corpus = Corpus.TextFile(spec, _writerTok);
         else throw new EditRejectedException($"method: needs the key statistics of layers {string.Join(",", missing)}, and there is no corpus ({spec} not found; start the host with a statistics corpus)");
         string cache = _options.KeyStatsCache ?? Path.Combine(Path.GetTempPath(), "palimpsest-keystats");
         foreach (var (l, st) in KeyStatisticsCache.GetOrCompute(tf, corpus, missing, cache)) _stats[l] = st;
@@ -371,11 +392,11 @@ public sealed class LiveModel : IDisposable
 
     private string Answer(Transformer tf, string prompt, int tokens = 3)
     {
-        var ids = Tokenizer.Encode(prompt);
+        var ids = _writerTok.Encode(prompt);
         int n = Math.Min(tokens, Config.MaxPositions - ids.Length);
         if (n <= 0) return "";
-        var outIds = new Generator(tf).Generate(ids, n, null, Tokenizer.EosId).Where(i => i != Tokenizer.EosId).ToArray();
-        return Tokenizer.Decode(outIds);
+        var outIds = new Generator(tf).Generate(ids, n, null, _writerTok.EosId).Where(i => i != _writerTok.EosId).ToArray();
+        return _writerTok.Decode(outIds);
     }
 
     private static double Ms(Stopwatch sw)
@@ -408,6 +429,8 @@ public sealed class LiveModel : IDisposable
         private WeightsVersion? _version;
 
         public IBackend Backend { get; } = backend;
+        /// <summary>The stream's own thread (async completions run here, not on the pool).</summary>
+        public WorkThread Thread { get; } = new("palimpsest-stream", lowPriority: false);
 
         public DecodeSession Session(WeightsVersion v, Model baseModel, Sampling sampling)
         {
@@ -425,6 +448,7 @@ public sealed class LiveModel : IDisposable
 
         public void Dispose()
         {
+            Thread.Dispose();
             _session?.Dispose();
             _tf?.Dispose();
             if (owns) Backend.Dispose();

@@ -61,7 +61,7 @@ public class VersionedWeightsTests
     }
 
     [Fact]
-    public void Pins_and_publishes_racing_free_every_version_once()
+    public async Task Pins_and_publishes_racing_free_every_version_once()
     {
         var p = Base(2);
         var w = new VersionedWeights(p, 0);
@@ -80,7 +80,7 @@ public class VersionedWeightsTests
             w.Publish(i, new Dictionary<int, Tensor> { [i % 2] = t });
         }
         stop.Cancel();
-        Task.WaitAll(readers, TestContext.Current.CancellationToken);
+        await Task.WhenAll(readers);
         Assert.Equal(1, w.LiveVersions);
         Assert.Equal(2000, w.FreedVersions);
         // every tensor but the two the current version holds was disposed exactly once

@@ -34,7 +34,7 @@ internal sealed class ServeFixture : IAsyncDisposable
         var tmp = JournalFixtures.NewTemp();
         string dir = tmp.Sub("served");
         EditedModel.Create(Model, dir).Dispose();
-        var live = LiveModel.Open(dir, new LiveModelOptions { Streams = 2, KeyStatsCache = tmp.Sub("keystats") });
+        var live = LiveModel.Open(dir, new LiveModelOptions { LowPriorityEdits = false /* the suite fills both cores: a nice-19 edit would crawl */, Streams = 2, KeyStatsCache = tmp.Sub("keystats") });
         var log = new StringWriter();
         var host = await ServeHost.StartAsync(new ServeSettings { Port = 0, Token = token, ModelId = "served" }, live, new ServeMetrics(live), log);
         return new ServeFixture(tmp, live, host, log);

@@ -117,7 +117,7 @@ public partial class ServeKillTests
     private static Process Start(string dir, string tokenFile, string cache, out string url)
     {
         var psi = new ProcessStartInfo(JournalKillTests.Muxer()) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { "exec", Path.Combine(AppContext.BaseDirectory, "Palimpsest.Cli.dll"), "serve", dir, "--port", "0", "--token-file", tokenFile, "--cache", cache })
+        foreach (var a in new[] { "exec", Path.Combine(AppContext.BaseDirectory, "Palimpsest.Cli.dll"), "serve", dir, "--port", "0", "--token-file", tokenFile, "--cache", cache, "--edit-priority", "normal" })
             psi.ArgumentList.Add(a);
         var p = Process.Start(psi)!;
         var err = new StringBuilder();
