@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-30}; conns=${CONNS:-2}; export PACE_MS=${PACE_MS:-100}
-work=$(mktemp -d); trap 'kill $srv 2>/dev/null || true; rm -rf "$work"' EXIT
+work=$(mktemp -d); trap 'kill $srv 2>/dev/null && wait $srv 2>/dev/null; rm -rf "$work"' EXIT
 openssl rand -hex 16 > "$work/token"
 dotnet build managed/Palimpsest.Cli -c Release -v quiet -nologo > /dev/null
 cli=managed/Palimpsest.Cli/bin/Release/net10.0/Palimpsest.Cli.dll
