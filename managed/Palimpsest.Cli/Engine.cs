@@ -89,22 +89,15 @@ internal sealed class Engine : IDisposable
         int count = Math.Min(s.MaxNew, C.MaxPositions - prompt.Length);
         if (count <= 0) yield break;
         var sampling = new Sampling { TopK = s.TopK, Temperature = s.Temperature, Seed = s.Seed };
-        var rng = new Random(s.Seed);
-        using var cache = new KvCache(_model, prompt.Length + count);
-        var logits = new double[C.Vocab];
-        int[] step = prompt;
-        var done = new List<int>(count);
-        for (int i = 0; i < count; i++)
+        // the runtime's session: its cache and buffers are made once, so a token allocates nothing
+        using var session = new DecodeSession(_transformer, prompt.Length + count, sampling);
+        int next = session.Prefill(prompt);
+        for (int i = 0; ; i++)
         {
-            // logits [1, V] of the last position; the cache keeps every earlier position's keys and values.
-            using (var r = _transformer.Forward(step, new ForwardOptions { LogitsFrom = -1 }, cache))
-                _backend.ToHost(r.Logits, logits);
-            NonFinite.Check(_transformer, logits, () => [.. prompt, .. done]);
-            int next = Generator.Pick(logits, sampling, rng);
             if (next == s.Eos) yield break;
-            done.Add(next);
             yield return next;
-            step = [next];
+            if (i + 1 == count) yield break;
+            next = session.Step(next);
         }
     }
 
