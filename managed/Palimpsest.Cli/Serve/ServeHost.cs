@@ -234,7 +234,7 @@ internal sealed class ServeHost : IAsyncDisposable
         private (IReadOnlyList<EditRequest> Requests, string Method, string? Hparams) EditBody(byte[] body, params string[] extra)
         {
             var j = StrictJson.Parse(body, ["requests", "method", "hparams", .. RequestFields, .. extra]);
-            string method = j.String("method") ?? "rome";
+            string method = j.String("method") ?? Editors.Rome.Name; // the default, as the CLI's --method
             string? hparams = null;
             if (j.Raw("hparams") is { } hp)
             {
