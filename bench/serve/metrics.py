@@ -25,6 +25,12 @@ def quantiles(name, label=''):
 n, q, largest = quantiles('palimpsest_inter_token_seconds')
 print(f"tokens {tokens:.0f}; gen-0 collections {gen0:.0f} ({gen0 / max(tokens, 1):.4f} per token)")
 print(f"inter-token gap (upper bucket bounds): p50 <= {q[0.5]*1000:.2f} ms, p99 <= {q[0.99]*1000:.2f} ms, p99.9 <= {q[0.999]*1000:.2f} ms, largest <= {largest*1000:.2f} ms over {n:.0f} gaps")
+gaps = d('palimpsest_inter_token_seconds_count')
+print(f"inter-token gap mean {d('palimpsest_inter_token_seconds_sum') / max(gaps, 1) * 1000:.3f} ms")
+for phase in ('queue', 'handoff', 'decode', 'resume'):
+    n_, pq_, pl_ = quantiles('palimpsest_completion_phase_seconds', f'phase="{phase}"')
+    mean_ = d(f'palimpsest_completion_phase_seconds_sum{{phase="{phase}"}}') / max(n_, 1)
+    if n_: print(f"completion {phase}: mean {mean_*1000:.2f} ms, p50 <= {pq_[0.5]*1000:.2f} ms, p99 <= {pq_[0.99]*1000:.2f} ms, largest <= {pl_*1000:.2f} ms")
 publish = 'phase="publish"'
 pub = d('palimpsest_edit_phase_seconds_count{' + publish + '}')
 if pub:

@@ -193,6 +193,7 @@ internal sealed class ServeHost : IAsyncDisposable
             {
                 var r = await live.CompleteAsync(req, null, ctx.RequestAborted).ConfigureAwait(false);
                 metrics.Tokens.Inc(r.TokenIds.Length);
+                metrics.Record(r.Timings);
                 await Write(ctx, 200, new
                 {
                     id, @object = "text_completion", created, model = s.ModelId, system_fingerprint = $"version-{r.Version}", version = r.Version,
@@ -211,6 +212,7 @@ internal sealed class ServeHost : IAsyncDisposable
                 await Event(ctx, Chunk(id, created, piece, null, null)).ConfigureAwait(false);
             var done = await run.ConfigureAwait(false);
             metrics.Tokens.Inc(done.TokenIds.Length);
+            metrics.Record(done.Timings);
             await Event(ctx, Chunk(id, created, "", done.FinishReason, done.Version)).ConfigureAwait(false);
             await ctx.Response.WriteAsync("data: [DONE]\n\n", ctx.RequestAborted).ConfigureAwait(false);
         }

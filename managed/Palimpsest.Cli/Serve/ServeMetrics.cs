@@ -20,6 +20,8 @@ internal sealed class ServeMetrics
         Tokens = f.CreateCounter("palimpsest_tokens_generated_total", "completion tokens generated (rate: tokens/s)");
         TokenGap = f.CreateHistogram("palimpsest_inter_token_seconds", "time between two tokens of one completion (first: since its prefill began)",
             new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.00025, 1.5, 24) });
+        CompletionPhase = f.CreateHistogram("palimpsest_completion_phase_seconds", "where a completion's time goes: queue (tokenize, wait for a stream), handoff (onto the stream's thread), decode, resume (back to the request)",
+            new HistogramConfiguration { LabelNames = ["phase"], Buckets = Histogram.ExponentialBuckets(0.000016, 2, 20) });
         Edits = f.CreateCounter("palimpsest_edits_applied_total", "edits applied and acknowledged");
         Reverts = f.CreateCounter("palimpsest_edits_reverted_total", "edits reverted");
         EditPhase = f.CreateHistogram("palimpsest_edit_phase_seconds", "time of an edit's or revert's phases: compute (off the request path), commit (journal + checkpoint), upload (new matrices), publish (the swap)",
@@ -39,9 +41,19 @@ internal sealed class ServeMetrics
     public Histogram Requests { get; }
     public Counter Tokens { get; }
     public Histogram TokenGap { get; }
+    public Histogram CompletionPhase { get; }
     public Counter Edits { get; }
     public Counter Reverts { get; }
     public Histogram EditPhase { get; }
+
+    public void Record(CompletionTimings? t)
+    {
+        if (t is null) return;
+        CompletionPhase.WithLabels("queue").Observe(t.QueueMs / 1000);
+        CompletionPhase.WithLabels("handoff").Observe(t.HandoffMs / 1000);
+        CompletionPhase.WithLabels("decode").Observe(t.DecodeMs / 1000);
+        CompletionPhase.WithLabels("resume").Observe(t.ResumeMs / 1000);
+    }
 
     public void Record(EditTimings t)
     {

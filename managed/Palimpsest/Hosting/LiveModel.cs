@@ -126,13 +126,27 @@ public sealed class LiveModel : IDisposable
     /// <summary><see cref="Complete"/> without blocking the caller's thread while it waits for a stream.</summary>
     public async Task<CompletionResult> CompleteAsync(CompletionRequest request, Action<string>? onText = null, CancellationToken cancel = default)
     {
+        long t0 = Stopwatch.GetTimestamp();
         var prompt = Prepare(request);
         Interlocked.Increment(ref _waiting);
         try { await _streams.WaitAsync(cancel).ConfigureAwait(false); }
         finally { Interlocked.Decrement(ref _waiting); }
         StreamWorker w;
         lock (_idle) w = _idle.Pop();
-        try { return await w.Thread.RunAsync(() => Decode(w, request, prompt, onText, cancel)).ConfigureAwait(false); }
+        long t1 = Stopwatch.GetTimestamp(), t2 = 0, t3 = 0;
+        try
+        {
+            var r = await w.Thread.RunAsync(() =>
+            {
+                t2 = Stopwatch.GetTimestamp();
+                var done = Decode(w, request, prompt, onText, cancel);
+                t3 = Stopwatch.GetTimestamp();
+                return done;
+            }).ConfigureAwait(false);
+            long t4 = Stopwatch.GetTimestamp();
+            static double Ms(long a, long b) => Stopwatch.GetElapsedTime(a, b).TotalMilliseconds;
+            return r with { Timings = new CompletionTimings(Ms(t0, t1), Ms(t1, t2), Ms(t2, t3), Ms(t3, t4)) };
+        }
         finally
         {
             lock (_idle) _idle.Push(w);

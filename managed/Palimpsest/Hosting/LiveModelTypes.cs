@@ -44,7 +44,15 @@ public sealed record CompletionRequest
 }
 
 /// <summary>A finished completion: its text, its token ids, why it ended ("stop" or "length"), and the weights version it ran on from first to last token.</summary>
-public sealed record CompletionResult(string Text, int[] TokenIds, string FinishReason, long Version, int PromptTokens);
+public sealed record CompletionResult(string Text, int[] TokenIds, string FinishReason, long Version, int PromptTokens)
+{
+    /// <summary>Where an async completion's time went (null for a synchronous one).</summary>
+    public CompletionTimings? Timings { get; init; }
+}
+
+/// <summary>Milliseconds of an async completion: tokenizing and waiting for a free stream, the hop onto the stream's
+/// thread, decoding (prefill to last token), and the hop back to the caller's continuation.</summary>
+public sealed record CompletionTimings(double QueueMs, double HandoffMs, double DecodeMs, double ResumeMs);
 
 /// <summary>One applied edit: its journal id, the version that made it visible, the greedy answers of each rewriting prompt before and after, and where the time went.</summary>
 public sealed record EditResult(long Id, long Version, string Method, int[] Layers, IReadOnlyList<EditRequest> Requests,
