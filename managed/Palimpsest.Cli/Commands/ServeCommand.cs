@@ -28,11 +28,12 @@ internal static class ServeCommand
         var cache = KeyStatsOptions.Cache();
         var editPriority = new Option<string>("--edit-priority") { Description = "low: edits compute on a nice-19 thread, so decoding preempts them (default); normal: at the streams' priority", DefaultValueFactory = _ => "low" };
         editPriority.AcceptOnlyFromAmong("low", "normal");
+        var warm = new Option<string?>("--warm") { Description = "make this method's editor before serving (its key statistics and templates), so the first edit costs what later ones do, e.g. --warm rome" };
         var maxTokens = new Option<int>("--max-tokens") { Description = "the largest max_tokens a completion may ask for", DefaultValueFactory = _ => 512 };
         var device = CommonOptions.Device();
         var dtype = DeviceChoice.DtypeOption();
         var cmd = new Command("serve", "serve completions over HTTP while facts are edited and reverted (OpenAI-shaped API, Prometheus metrics, a page at /)")
-            { model, outDir, host, port, tokenFile, streams, corpus, cache, maxTokens, editPriority, device, dtype };
+            { model, outDir, host, port, tokenFile, streams, corpus, cache, warm, maxTokens, editPriority, device, dtype };
         cmd.SetAction(pr => EditingErrors.Guard(() =>
         {
             var dev = DeviceChoice.Read(pr, device, dtype);
@@ -66,6 +67,11 @@ internal static class ServeCommand
             using var live = LiveModel.Open(dir, options);
             if (live.Recovery is not null) io.Out.WriteLine($"recovered {dir}: {live.Recovery}");
             metrics = new ServeMetrics(live);
+            if (pr.GetValue(warm) is { } method)
+            {
+                try { io.Out.WriteLine($"{method}: editor ready in {live.WarmAsync(method).GetAwaiter().GetResult():0.0} s (key statistics, templates, {live.Journal().Count(e => !e.Reverted)} active edit(s))"); }
+                catch (EditRejectedException e) { throw new CliUsageException($"--warm {method}: {e.Message}"); }
+            }
             settings = settings with { ModelId = Path.GetFileName(Path.GetFullPath(dir).TrimEnd(Path.DirectorySeparatorChar)) };
             ServeHost server;
             try { server = ServeHost.StartAsync(settings, live, metrics, io.Err).GetAwaiter().GetResult(); }

@@ -279,6 +279,24 @@ public sealed class LiveModel : IDisposable
         });
     }
 
+    /// <summary>
+    /// Makes the method's editor now, on the writer thread — its key statistics (computed or read from
+    /// the cache), its prepared templates and the journal's earlier edits — so that the first edit a
+    /// client sends costs what every later one does. Returns the seconds it took.
+    /// </summary>
+    public Task<double> WarmAsync(string method, string? hparamsJson = null)
+    {
+        var settings = Settings(method, hparamsJson);
+        return _writer.RunAsync(() =>
+        {
+            var sw = Stopwatch.StartNew();
+            using var pin = Weights.Pin();
+            using var work = EditWork.On(this, pin.Version, settings.Layers);
+            EditorFor(settings, work.Tf);
+            return sw.Elapsed.TotalSeconds;
+        });
+    }
+
     /// <summary><see cref="EditAsync"/>, waiting for it.</summary>
     public EditResult Edit(IReadOnlyList<EditRequest> requests, string method, string? hparamsJson = null, CancellationToken cancel = default) =>
         EditAsync(requests, method, hparamsJson, cancel).GetAwaiter().GetResult();

@@ -89,4 +89,22 @@ public class LiveModelTests
             Assert.True(expected[(v, p)].SequenceEqual(got),
                 $"\"{p}\" on version {v}: served [{string.Join(",", got)}], version {v} alone gives [{string.Join(",", expected[(v, p)])}]");
     }
+
+    [Fact]
+    public async Task Warming_makes_the_editor_before_any_edit_and_names_a_bad_method()
+    {
+        using var tmp = JournalFixtures.NewTemp();
+        string dir = tmp.Sub("served");
+        EditedModel.Create(Model, dir).Dispose();
+        using var live = LiveModel.Open(dir, Options(tmp));
+        Assert.False(Directory.Exists(tmp.Sub("keystats")) && Directory.EnumerateFiles(tmp.Sub("keystats")).Any());
+        double seconds = await live.WarmAsync("rome");
+        Assert.True(seconds > 0);
+        // the key statistics of ROME's layer are computed (and cached) before any edit; nothing is applied
+        Assert.Single(Directory.EnumerateFiles(tmp.Sub("keystats"), "keystats-l0-*"));
+        Assert.Empty(live.Journal());
+        Assert.Equal(0, live.Version);
+        var e = await Assert.ThrowsAsync<EditRejectedException>(() => live.WarmAsync("romee"));
+        Assert.StartsWith("method: 'romee'", e.Message);
+    }
 }

@@ -46,6 +46,15 @@ public class ServeSecurityTests
         CliRunner.AssertBadInput(r, "--host 0.0.0.0", "write token");
     }
 
+    [Fact]
+    public void A_bad_warm_method_is_one_line_before_the_server_starts()
+    {
+        using var tmp = Palimpsest.Tests.Journal.JournalFixtures.NewTemp();
+        var r = CliRunner.Run("serve", ServeFixture.Model, "--out", tmp.Sub("served"), "--port", "0", "--warm", "romee");
+        CliRunner.AssertBadInput(r, "--warm romee", "not an editing method");
+        Assert.DoesNotContain("serving", r.Out);
+    }
+
     public static TheoryData<string, string, string?, bool, int, string> BadInputs() => new()
     {
         { "POST", "/v1/completions", """{"prompt": """, false, 400, "body" },
