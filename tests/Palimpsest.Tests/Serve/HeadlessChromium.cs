@@ -26,8 +26,10 @@ internal sealed partial class HeadlessChromium : IAsyncDisposable
     public static async Task<HeadlessChromium> StartAsync(CancellationToken cancel)
     {
         string profile = Path.Combine(Path.GetTempPath(), "palimpsest-chromium-" + Guid.NewGuid().ToString("N")[..8]);
-        var psi = new ProcessStartInfo(Binary) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (var a in new[] { "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--remote-debugging-port=0", "--window-size=1000,900", $"--user-data-dir={profile}", "about:blank" })
+        // in a session of its own (setsid execs chromium in place: same pid): whatever chromium and its
+        // helpers signal as a process group on the way out, the test process is not in it
+        var psi = new ProcessStartInfo("setsid") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (var a in new[] { Binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--remote-debugging-port=0", "--window-size=1000,900", $"--user-data-dir={profile}", "about:blank" })
             psi.ArgumentList.Add(a);
         var p = Process.Start(psi)!;
         var c = new HeadlessChromium(p, profile);
