@@ -29,21 +29,13 @@ internal static class KeyStatsOptions
     }
 
     /// <summary>The file a corpus spec reads ("facts:PATH" -> PATH).</summary>
-    public static string PathOf(string spec) => spec.StartsWith("facts:", StringComparison.Ordinal) ? spec["facts:".Length..] : spec;
+    public static string PathOf(string spec) => Editing.Data.Corpus.SpecPath(spec);
 
-    /// <summary>"facts:PATH" -> CounterFact fact sentences of records 0..4999; otherwise a text file.</summary>
+    /// <summary>"facts:PATH" -> CounterFact fact sentences of records 0..4999; otherwise a text file (<see cref="Editing.Data.Corpus.FromSpec"/>).</summary>
     public static Corpus Load(string spec, LoadedModel lm)
     {
-        const string facts = "facts:";
-        if (spec.StartsWith(facts, StringComparison.Ordinal))
-        {
-            string path = spec[facts.Length..];
-            if (path.Length == 0) throw new CliUsageException("corpus 'facts:' needs a CounterFact file path, e.g. facts:counterfact-edit.json");
-            // Corpus.FactSentences rejects a range past the file's end, and a small file is fine here.
-            int n = DatasetReader.LoadRecords(path, 5000).Count;
-            return Editing.Data.Corpus.FactSentences(path, lm.Tok, 0..n);
-        }
-        return Editing.Data.Corpus.TextFile(spec, lm.Tok);
+        try { return Editing.Data.Corpus.FromSpec(spec, lm.Tok); }
+        catch (ArgumentException e) when (e.GetType() == typeof(ArgumentException)) { throw new CliUsageException(e.Message); }
     }
 
     /// <summary>Statistics of <paramref name="layers"/>, from the cache or computed (a progress bar on stderr when it is a terminal).</summary>

@@ -409,15 +409,9 @@ public sealed class LiveModel : IDisposable
         var missing = layers.Where(l => !_stats.ContainsKey(l)).ToArray();
         if (missing.Length == 0) return;
         string spec = _options.StatsCorpus ?? Path.Combine(Dir, "corpus.txt");
-        const string facts = "facts:";
-        Corpus corpus;
-        if (spec.StartsWith(facts, StringComparison.Ordinal))
-        {
-            string path = spec[facts.Length..];
-            corpus = Corpus.FactSentences(path, _writerTok, 0..DatasetReader.LoadRecords(path, 5000).Count);
-        }
-        else if (File.Exists(spec)) corpus = Corpus.TextFile(spec, _writerTok);
-        else throw new EditRejectedException($"method: needs the key statistics of layers {string.Join(",", missing)}, and there is no corpus ({spec} not found; start the host with a statistics corpus)");
+        if (!File.Exists(Corpus.SpecPath(spec)))
+            throw new EditRejectedException($"method: needs the key statistics of layers {string.Join(",", missing)}, and there is no corpus ({Corpus.SpecPath(spec)} not found; start the host with a statistics corpus)");
+        var corpus = Corpus.FromSpec(spec, _writerTok);
         string cache = _options.KeyStatsCache ?? Path.Combine(Path.GetTempPath(), "palimpsest-keystats");
         foreach (var (l, st) in KeyStatisticsCache.GetOrCompute(tf, corpus, missing, cache)) _stats[l] = st;
     }

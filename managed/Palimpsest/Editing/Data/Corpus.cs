@@ -69,6 +69,24 @@ public sealed class Corpus
         return new Corpus($"{Path.GetFileName(counterfactPath)} facts {offset}..{offset + length}", list);
     }
 
+    private const string FactsPrefix = "facts:";
+
+    /// <summary>The file a corpus spec reads ("facts:PATH" -> PATH).</summary>
+    public static string SpecPath(string spec) => spec.StartsWith(FactsPrefix, StringComparison.Ordinal) ? spec[FactsPrefix.Length..] : spec;
+
+    /// <summary>
+    /// A corpus from its spec, as --stats-corpus and a live model's statistics corpus give it:
+    /// "facts:PATH" is the fact sentences of CounterFact records 0..4999 of PATH (fewer when the file
+    /// has fewer), anything else a text file. ArgumentException for "facts:" without a path.
+    /// </summary>
+    public static Corpus FromSpec(string spec, ITextTokenizer tok)
+    {
+        if (!spec.StartsWith(FactsPrefix, StringComparison.Ordinal)) return TextFile(spec, tok);
+        string path = SpecPath(spec);
+        if (path.Length == 0) throw new ArgumentException("corpus 'facts:' needs a CounterFact file path, e.g. facts:counterfact-edit.json");
+        return FactSentences(path, tok, 0..5000);
+    }
+
     /// <summary>Each non-blank line of a text file (WikiText) as one sentence, tokenised as is.</summary>
     public static Corpus TextFile(string path, ITextTokenizer tok, int? maxLines = null)
     {
