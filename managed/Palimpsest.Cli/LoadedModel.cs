@@ -46,14 +46,7 @@ internal sealed class LoadedModel : IDisposable
     }
 
     /// <summary>The greedy continuation of <paramref name="prompt"/> (up to <paramref name="maxTokens"/>, stopping at EOS), as text.</summary>
-    public string GreedyAnswer(string prompt, int maxTokens = 3)
-    {
-        var ids = Tok.Encode(prompt);
-        int n = Math.Min(maxTokens, Config.MaxPositions - ids.Length);
-        if (n <= 0) return "";
-        var outIds = new Generator(Tf).Generate(ids, n, null, Tok.EosId).Where(i => i != Tok.EosId).ToArray();
-        return Tok.Decode(outIds);
-    }
+    public string GreedyAnswer(string prompt, int maxTokens = 3) => new Generator(Tf).GreedyText(Tok, prompt, maxTokens);
 
     public void Dispose()
     {

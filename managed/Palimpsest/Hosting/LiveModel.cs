@@ -113,14 +113,9 @@ public sealed class LiveModel : IDisposable
         Interlocked.Increment(ref _waiting);
         try { _streams.Wait(cancel); }
         finally { Interlocked.Decrement(ref _waiting); }
-        StreamWorker w;
-        lock (_idle) w = _idle.Pop();
+        var w = Take();
         try { return Decode(w, request, prompt, onText, cancel); }
-        finally
-        {
-            lock (_idle) _idle.Push(w);
-            _streams.Release();
-        }
+        finally { Return(w); }
     }
 
     /// <summary><see cref="Complete"/> without blocking the caller's thread while it waits for a stream.</summary>
@@ -131,8 +126,7 @@ public sealed class LiveModel : IDisposable
         Interlocked.Increment(ref _waiting);
         try { await _streams.WaitAsync(cancel).ConfigureAwait(false); }
         finally { Interlocked.Decrement(ref _waiting); }
-        StreamWorker w;
-        lock (_idle) w = _idle.Pop();
+        var w = Take();
         long t1 = Stopwatch.GetTimestamp(), t2 = 0, t3 = 0;
         try
         {
@@ -147,11 +141,19 @@ public sealed class LiveModel : IDisposable
             static double Ms(long a, long b) => Stopwatch.GetElapsedTime(a, b).TotalMilliseconds;
             return r with { Timings = new CompletionTimings(Ms(t0, t1), Ms(t1, t2), Ms(t2, t3), Ms(t3, t4)) };
         }
-        finally
-        {
-            lock (_idle) _idle.Push(w);
-            _streams.Release();
-        }
+        finally { Return(w); }
+    }
+
+    // a free stream (the caller holds one of _streams' slots) and giving it back with the slot
+    private StreamWorker Take()
+    {
+        lock (_idle) return _idle.Pop();
+    }
+
+    private void Return(StreamWorker w)
+    {
+        lock (_idle) _idle.Push(w);
+        _streams.Release();
     }
 
     /// <summary>Checks a request against the model; returns the prompt's ids. ArgumentException names the field.</summary>
@@ -416,14 +418,7 @@ public sealed class LiveModel : IDisposable
         foreach (var (l, st) in KeyStatisticsCache.GetOrCompute(tf, corpus, missing, cache)) _stats[l] = st;
     }
 
-    private string Answer(Transformer tf, string prompt, int tokens = 3)
-    {
-        var ids = _writerTok.Encode(prompt);
-        int n = Math.Min(tokens, Config.MaxPositions - ids.Length);
-        if (n <= 0) return "";
-        var outIds = new Generator(tf).Generate(ids, n, null, _writerTok.EosId).Where(i => i != _writerTok.EosId).ToArray();
-        return _writerTok.Decode(outIds);
-    }
+    private string Answer(Transformer tf, string prompt) => new Generator(tf).GreedyText(_writerTok, prompt, 3);
 
     private static double Ms(Stopwatch sw)
     {

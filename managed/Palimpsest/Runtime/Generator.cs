@@ -45,6 +45,19 @@ public sealed class Generator
         return output.ToArray();
     }
 
+    /// <summary>
+    /// The greedy continuation of <paramref name="prompt"/> as text: up to <paramref name="maxTokens"/>
+    /// tokens (fewer where the context ends), stopping at EOS, which is not included. "" when the
+    /// prompt fills the context.
+    /// </summary>
+    public string GreedyText(Tokenization.ITextTokenizer tok, string prompt, int maxTokens)
+    {
+        var ids = tok.Encode(prompt);
+        int n = Math.Min(maxTokens, _tf.Model.Config.MaxPositions - ids.Length);
+        if (n <= 0) return "";
+        return tok.Decode(Generate(ids, n, null, tok.EosId).Where(i => i != tok.EosId).ToArray());
+    }
+
     /// <summary>The chosen id from logits [V]: argmax (ties: lowest id) or seeded top-k sampling.</summary>
     public static int Pick(ReadOnlySpan<double> logits, Sampling s, Random rng)
     {
