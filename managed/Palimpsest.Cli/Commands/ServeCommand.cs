@@ -46,9 +46,8 @@ internal static class ServeCommand
             if (pr.GetValue(streams) is int n && n < 1) throw new CliUsageException($"--streams: must be a positive integer (got {n})");
             if (pr.GetValue(maxTokens) < 1) throw new CliUsageException($"--max-tokens: must be a positive integer (got {pr.GetValue(maxTokens)})");
             var settings = new ServeSettings { Host = pr.GetValue(host)!, Port = p, Token = token, MaxTokens = pr.GetValue(maxTokens) };
-            if (!System.Net.IPAddress.TryParse(settings.Host, out var address)) throw new CliUsageException($"--host '{settings.Host}': expected an IP address (127.0.0.1, ::1, 0.0.0.0)");
-            if (!System.Net.IPAddress.IsLoopback(address) && token is null)
-                throw new CliUsageException($"--host {settings.Host}: a server reachable beyond this machine needs a write token (--token-file FILE or {TokenVariable})");
+            try { settings.BindAddress(); } // before anything is created or loaded
+            catch (ArgumentException e) { throw new CliUsageException(e.Message); }
 
             string dir = Folder(source, pr.GetValue(outDir), io);
             string? corpusSpec = pr.GetValue(corpus);

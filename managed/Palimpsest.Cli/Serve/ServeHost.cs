@@ -32,6 +32,16 @@ internal sealed record ServeSettings
     public int MaxTokens { get; init; } = 512;
     public int MaxBatch { get; init; } = 64;
     public int MaxStops { get; init; } = 4;
+
+    /// <summary>The address to listen on; ArgumentException for one that is not an IP address, or beyond loopback without a token.</summary>
+    public IPAddress BindAddress()
+    {
+        if (!IPAddress.TryParse(Host, out var address))
+            throw new ArgumentException($"--host '{Host}': expected an IP address (127.0.0.1, ::1, 0.0.0.0)");
+        if (!IPAddress.IsLoopback(address) && Token is null)
+            throw new ArgumentException($"--host {Host}: a server reachable beyond this machine needs a write token (--token-file FILE or PALIMPSEST_TOKEN)");
+        return address;
+    }
 }
 
 /// <summary>
@@ -53,10 +63,7 @@ internal sealed class ServeHost : IAsyncDisposable
     /// <summary>Starts listening. A non-loopback address without a token is refused (ArgumentException).</summary>
     public static async Task<ServeHost> StartAsync(ServeSettings s, LiveModel live, ServeMetrics metrics, TextWriter log)
     {
-        if (!IPAddress.TryParse(s.Host, out var address))
-            throw new ArgumentException($"--host '{s.Host}': expected an IP address (127.0.0.1, ::1, 0.0.0.0)");
-        if (!IPAddress.IsLoopback(address) && s.Token is null)
-            throw new ArgumentException($"--host {s.Host}: a server reachable beyond this machine needs a write token (--token-file FILE or PALIMPSEST_TOKEN)");
+        var address = s.BindAddress();
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders(); // the server's own one-line log only
         builder.WebHost.ConfigureKestrel(k =>
@@ -233,7 +240,7 @@ internal sealed class ServeHost : IAsyncDisposable
 
         private static readonly string[] RequestFields = ["subject", "prompt", "target_new", "target_true", "case_id"];
 
-        private (IReadOnlyList<EditRequest> Requests, string Method, string? Hparams) EditBody(byte[] body, params string[] extra)
+        private (IReadOnlyList<EditRequest> Requests, string Method, string? Hparams, StrictJson Body) EditBody(byte[] body, params string[] extra)
         {
             var j = StrictJson.Parse(body, ["requests", "method", "hparams", .. RequestFields, .. extra]);
             string method = j.String("method") ?? Editors.Rome.Name; // the default, as the CLI's --method
@@ -258,7 +265,7 @@ internal sealed class ServeHost : IAsyncDisposable
                 }
             }
             else list.Add(Request(j, ""));
-            return (list, method, hparams);
+            return (list, method, hparams, j);
         }
 
         private EditRequest Request(StrictJson j, string prefix)
@@ -286,7 +293,7 @@ internal sealed class ServeHost : IAsyncDisposable
         private async Task Edit(HttpContext ctx)
         {
             Authorize(ctx);
-            var (reqs, method, hparams) = EditBody(await Body(ctx).ConfigureAwait(false));
+            var (reqs, method, hparams, _) = EditBody(await Body(ctx).ConfigureAwait(false));
             EditResult r;
             try { r = await live.EditAsync(reqs, method, hparams, ctx.RequestAborted).ConfigureAwait(false); }
             catch (EditRejectedException e) { throw Field(e.Message); }
@@ -325,9 +332,8 @@ internal sealed class ServeHost : IAsyncDisposable
         private async Task Forecast(HttpContext ctx)
         {
             Authorize(ctx); // it takes the writer's turn and computes a whole edit
-            var body = await Body(ctx).ConfigureAwait(false);
-            var (reqs, method, hparams) = EditBody(body, "top");
-            int top = StrictJson.Parse(body, ["requests", "method", "hparams", .. RequestFields, "top"]).Int("top", 5, 1, 50);
+            var (reqs, method, hparams, json) = EditBody(await Body(ctx).ConfigureAwait(false), "top");
+            int top = json.Int("top", 5, 1, 50);
             IReadOnlyList<ForecastRow> rows;
             try { rows = await live.ForecastAsync(reqs, method, hparams, null, top, ctx.RequestAborted).ConfigureAwait(false); }
             catch (EditRejectedException e) { throw Field(e.Message); }
