@@ -3,7 +3,6 @@ using System.Net;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
-using System.Threading.Channels;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -212,10 +211,8 @@ internal sealed class ServeHost : IAsyncDisposable
             // server-sent events: each final piece of text as it is decoded, then the finish reason and [DONE]
             ctx.Response.ContentType = "text/event-stream";
             ctx.Response.Headers.CacheControl = "no-cache";
-            var pieces = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-            var run = live.CompleteAsync(req, p => pieces.Writer.TryWrite(p), ctx.RequestAborted);
-            _ = run.ContinueWith(_ => pieces.Writer.TryComplete(), TaskScheduler.Default);
-            await foreach (var piece in pieces.Reader.ReadAllAsync(ctx.RequestAborted).ConfigureAwait(false))
+            var (pieces, run) = live.CompleteStreaming(req, ctx.RequestAborted);
+            await foreach (var piece in pieces.ReadAllAsync(ctx.RequestAborted).ConfigureAwait(false))
                 await Event(ctx, Chunk(id, created, piece, null, null)).ConfigureAwait(false);
             var done = await run.ConfigureAwait(false);
             metrics.Tokens.Inc(done.TokenIds.Length);

@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Threading.Channels;
 using Microsoft.Extensions.AI;
 
 namespace Palimpsest.Hosting;
@@ -81,12 +80,11 @@ public sealed class LiveChatClient : IChatClient
         var request = ToRequest(messages, options);
         string responseId = NewId(), messageId = NewId();
         var created = DateTimeOffset.UtcNow;
-        var pieces = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var completion = CompleteInto(request, pieces.Writer, stop.Token);
+        var (pieces, completion) = _model.CompleteStreaming(request, stop.Token);
         try
         {
-            await foreach (string piece in pieces.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            await foreach (string piece in pieces.ReadAllAsync(cancellationToken).ConfigureAwait(false))
                 yield return Update(new ChatResponseUpdate(ChatRole.Assistant, piece));
             var r = await completion.ConfigureAwait(false);
             yield return Update(new ChatResponseUpdate(ChatRole.Assistant, [new UsageContent(Usage(r))]) { FinishReason = Finish(r), RawRepresentation = r });
@@ -105,21 +103,6 @@ public sealed class LiveChatClient : IChatClient
             u.ModelId = ModelId;
             u.CreatedAt = created;
             return u;
-        }
-    }
-
-    private async Task<CompletionResult> CompleteInto(CompletionRequest request, ChannelWriter<string> writer, CancellationToken cancel)
-    {
-        try
-        {
-            var r = await _model.CompleteAsync(request, piece => writer.TryWrite(piece), cancel).ConfigureAwait(false);
-            writer.TryComplete();
-            return r;
-        }
-        catch (Exception e)
-        {
-            writer.TryComplete(e);
-            throw;
         }
     }
 

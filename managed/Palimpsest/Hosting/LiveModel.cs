@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Threading.Channels;
 using Palimpsest.Analysis;
 using Palimpsest.Backends;
 using Palimpsest.Backends.Cpu;
@@ -154,6 +155,32 @@ public sealed class LiveModel : IDisposable
     {
         lock (_idle) _idle.Push(w);
         _streams.Release();
+    }
+
+    /// <summary>
+    /// <see cref="CompleteAsync"/> as a stream: the pieces of text as they become final, and the
+    /// result. Read the pieces to their end (they end with the completion's exception if it fails),
+    /// then await the result.
+    /// </summary>
+    public (ChannelReader<string> Pieces, Task<CompletionResult> Result) CompleteStreaming(CompletionRequest request, CancellationToken cancel = default)
+    {
+        var pieces = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        return (pieces.Reader, Run());
+
+        async Task<CompletionResult> Run()
+        {
+            try
+            {
+                var r = await CompleteAsync(request, p => pieces.Writer.TryWrite(p), cancel).ConfigureAwait(false);
+                pieces.Writer.TryComplete();
+                return r;
+            }
+            catch (Exception e)
+            {
+                pieces.Writer.TryComplete(e);
+                throw;
+            }
+        }
     }
 
     /// <summary>Checks a request against the model; returns the prompt's ids. ArgumentException names the field.</summary>
