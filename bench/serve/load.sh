@@ -3,15 +3,16 @@
 # (CONNS connections, one request each every PACE_MS), for SECONDS, without and then with a
 # concurrent ROME edit (or revert) every second. Prints wrk's latency percentiles and, from the
 # server's own /metrics, tokens, gen-0 collections per token and the gap between two tokens of a
-# stream. Usage: bash bench/serve/load.sh [SECONDS]   (run on an idle machine)
+# stream. Usage: [EDIT_PRIORITY=idle|low|normal] [CONNS=2] [PACE_MS=100] bash bench/serve/load.sh [SECONDS]
+# (run on an idle machine)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-secs=${1:-30}; conns=${CONNS:-2}; export PACE_MS=${PACE_MS:-100}
+secs=${1:-30}; conns=${CONNS:-2}; export PACE_MS=${PACE_MS:-100}; priority=${EDIT_PRIORITY:-idle}
 work=$(mktemp -d); trap 'kill $srv 2>/dev/null && wait $srv 2>/dev/null; rm -rf "$work"' EXIT
 openssl rand -hex 16 > "$work/token"
 dotnet build managed/Palimpsest.Cli -c Release -v quiet -nologo > /dev/null
 cli=managed/Palimpsest.Cli/bin/Release/net10.0/Palimpsest.Cli.dll
-dotnet "$cli" serve data/models/facts-d128-l5 --out "$work/served" --port 0 --token-file "$work/token" --cache "$work/keystats" > "$work/out" 2> "$work/log" &
+dotnet "$cli" serve data/models/facts-d128-l5 --out "$work/served" --port 0 --token-file "$work/token" --cache "$work/keystats" --edit-priority "$priority" > "$work/out" 2> "$work/log" &
 srv=$!
 for _ in $(seq 100); do grep -q "serving" "$work/out" 2>/dev/null && break; sleep 0.2; done
 url=$(grep -o 'http://127.0.0.1:[0-9]*' "$work/out")
@@ -25,7 +26,7 @@ edit() {
 # warm-up: the key statistics, ROME's templates and the JIT, then 5 s of traffic
 id=$(edit "Ivo Brennan" "{} plays the" "flute"); curl -s -X DELETE -H "$auth" "$url/v1/edits/$id" > /dev/null
 wrk -t1 -c"$conns" -d5s -s bench/serve/completion.lua "$url" > /dev/null
-echo "load $(cut -d' ' -f1-3 /proc/loadavg) before; $conns connections, one request each per ${PACE_MS} ms, ${secs} s, 16 greedy tokens per request"
+echo "load $(cut -d' ' -f1-3 /proc/loadavg) before; --edit-priority $priority; $conns connections, one request each per ${PACE_MS} ms, ${secs} s, 16 greedy tokens per request"
 run() {
   curl -s "$url/metrics" > "$work/m0"
   wrk -t1 -c"$conns" -d"${secs}s" -s bench/serve/completion.lua "$url" | grep -E '^LAT|Requests/sec'

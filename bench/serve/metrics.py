@@ -23,7 +23,7 @@ def quantiles(name, label=''):
     return total, out, largest
 
 n, q, largest = quantiles('palimpsest_inter_token_seconds')
-print(f"tokens {tokens:.0f}; gen-0 collections {gen0:.0f} ({gen0 / max(tokens, 1):.4f} per token)")
+print(f"tokens {tokens:.0f}; gen-0 collections {gen0:.0f} ({gen0 / max(tokens, 1):.4f} per token); GC pauses {d('palimpsest_gc_pause_seconds_total') * 1000:.1f} ms in all")
 print(f"inter-token gap (upper bucket bounds): p50 <= {q[0.5]*1000:.2f} ms, p99 <= {q[0.99]*1000:.2f} ms, p99.9 <= {q[0.999]*1000:.2f} ms, largest <= {largest*1000:.2f} ms over {n:.0f} gaps")
 gaps = d('palimpsest_inter_token_seconds_count')
 print(f"inter-token gap mean {d('palimpsest_inter_token_seconds_sum') / max(gaps, 1) * 1000:.3f} ms")
@@ -39,3 +39,7 @@ if pub:
     mean_compute = d('palimpsest_edit_phase_seconds_sum{phase="compute"}') / max(computes, 1)
     _, pq, pl = quantiles('palimpsest_edit_phase_seconds', publish)
     print(f"edits+reverts published {pub:.0f}: publish mean {mean_publish * 1e6:.0f} us, largest <= {pl * 1e6:.0f} us; compute mean {mean_compute:.2f} s over {computes:.0f} (reverts compute nothing)")
+    edits, reverts = d('palimpsest_edits_applied_total'), d('palimpsest_edits_reverted_total')
+    held = d('palimpsest_edit_phase_seconds_sum{phase="held"}')
+    compute = d('palimpsest_edit_phase_seconds_sum{phase="compute"}')
+    if edits: print(f"edits {edits:.0f}, reverts {reverts:.0f}; per edit: compute {compute / edits:.2f} s, of it held while completions decoded {held / edits:.2f} s")

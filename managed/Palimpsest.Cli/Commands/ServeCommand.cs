@@ -26,14 +26,15 @@ internal static class ServeCommand
         var streams = new Option<int?>("--streams") { Description = "completions decoded at once (default: one per core); more wait in a queue" };
         var corpus = KeyStatsOptions.Corpus("--stats-corpus");
         var cache = KeyStatsOptions.Cache();
-        var editPriority = new Option<string>("--edit-priority") { Description = "low: edits compute on a nice-19 thread, so decoding preempts them (default); normal: at the streams' priority", DefaultValueFactory = _ => "low" };
-        editPriority.AcceptOnlyFromAmong("low", "normal");
+        var editPriority = new Option<string>("--edit-priority") { Description = "idle: edits compute on a nice-19 thread and are held at their next matrix product while any completion decodes (for at most --edit-hold per edit), so they run between completions instead of sharing the caches with them (default); low: nice 19 only; normal: at the streams' priority, never held", DefaultValueFactory = _ => "idle" };
+        editPriority.AcceptOnlyFromAmong("low", "idle", "normal");
+        var editHold = new Option<double>("--edit-hold") { Description = "with --edit-priority idle: the most seconds an edit is held in all, so a steady load cannot starve it", DefaultValueFactory = _ => 2.0 };
         var warm = new Option<string?>("--warm") { Description = "make this method's editor before serving (its key statistics and templates), so the first edit costs what later ones do, e.g. --warm rome" };
         var maxTokens = new Option<int>("--max-tokens") { Description = "the largest max_tokens a completion may ask for", DefaultValueFactory = _ => 512 };
         var device = CommonOptions.Device();
         var dtype = DeviceChoice.DtypeOption();
         var cmd = new Command("serve", "serve completions over HTTP while facts are edited and reverted (OpenAI-shaped API, Prometheus metrics, a page at /)")
-            { model, outDir, host, port, tokenFile, streams, corpus, cache, warm, maxTokens, editPriority, device, dtype };
+            { model, outDir, host, port, tokenFile, streams, corpus, cache, warm, maxTokens, editPriority, editHold, device, dtype };
         cmd.SetAction(pr => EditingErrors.Guard(() =>
         {
             var dev = DeviceChoice.Read(pr, device, dtype);
@@ -44,6 +45,7 @@ internal static class ServeCommand
             int p = pr.GetValue(port);
             if (p is < 0 or > 65535) throw new CliUsageException($"--port: {p} is not a TCP port (0..65535)");
             if (pr.GetValue(streams) is int n && n < 1) throw new CliUsageException($"--streams: must be a positive integer (got {n})");
+            if (pr.GetValue(editHold) is var hold && !(hold >= 0 && hold <= 3600)) throw new CliUsageException($"--edit-hold: must be seconds between 0 and 3600 (got {hold})");
             if (pr.GetValue(maxTokens) < 1) throw new CliUsageException($"--max-tokens: must be a positive integer (got {pr.GetValue(maxTokens)})");
             var settings = new ServeSettings { Host = pr.GetValue(host)!, Port = p, Token = token, MaxTokens = pr.GetValue(maxTokens) };
             try { settings.BindAddress(); } // before anything is created or loaded
@@ -61,7 +63,9 @@ internal static class ServeCommand
                 StatsCorpus = corpusSpec,
                 KeyStatsCache = KeyStatsOptions.CacheDir(pr.GetValue(cache)),
                 TokenInterval = seconds => metrics?.TokenGap.Observe(seconds),
-                LowPriorityEdits = pr.GetValue(editPriority) == "low",
+                LowPriorityEdits = pr.GetValue(editPriority) != "normal",
+                EditsYieldToDecoding = pr.GetValue(editPriority) == "idle",
+                MaxEditHold = TimeSpan.FromSeconds(pr.GetValue(editHold)),
             };
             using var live = LiveModel.Open(dir, options);
             if (live.Recovery is not null) io.Out.WriteLine($"recovered {dir}: {live.Recovery}");

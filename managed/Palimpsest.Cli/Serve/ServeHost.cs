@@ -296,13 +296,13 @@ internal sealed class ServeHost : IAsyncDisposable
             catch (EditRejectedException e) { throw Field(e.Message); }
             metrics.Edits.Inc();
             metrics.Record(r.Timings);
-            Log($"edit {r.Id} applied ({r.Method}, {r.Requests.Count} request(s), layers {string.Join(",", r.Layers)}): version {r.Version}, compute {r.Timings.ComputeMs:0} ms, publish {r.Timings.PublishMs * 1000:0} µs");
+            Log($"edit {r.Id} applied ({r.Method}, {r.Requests.Count} request(s), layers {string.Join(",", r.Layers)}): version {r.Version}, compute {r.Timings.ComputeMs:0} ms (held {r.Timings.HeldMs:0} ms), publish {r.Timings.PublishMs * 1000:0} µs");
             await Write(ctx, 200, new
             {
                 id = r.Id, @object = "edit", version = r.Version, method = r.Method, layers = r.Layers,
                 requests = r.Requests.Select(q => new { subject = q.Subject, prompt = q.Prompt, target_new = q.TargetNew }),
                 before = r.Before, after = r.After,
-                timings_ms = new { compute = r.Timings.ComputeMs, commit = r.Timings.CommitMs, upload = r.Timings.UploadMs, publish = r.Timings.PublishMs },
+                timings_ms = new { compute = r.Timings.ComputeMs, commit = r.Timings.CommitMs, upload = r.Timings.UploadMs, publish = r.Timings.PublishMs, held = r.Timings.HeldMs },
             }).ConfigureAwait(false);
         }
 

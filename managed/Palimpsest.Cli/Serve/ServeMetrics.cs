@@ -24,13 +24,16 @@ internal sealed class ServeMetrics
             new HistogramConfiguration { LabelNames = ["phase"], Buckets = Histogram.ExponentialBuckets(0.000016, 2, 20) });
         Edits = f.CreateCounter("palimpsest_edits_applied_total", "edits applied and acknowledged");
         Reverts = f.CreateCounter("palimpsest_edits_reverted_total", "edits reverted");
-        EditPhase = f.CreateHistogram("palimpsest_edit_phase_seconds", "time of an edit's or revert's phases: compute (off the request path), commit (journal + checkpoint), upload (new matrices), publish (the swap)",
+        EditPhase = f.CreateHistogram("palimpsest_edit_phase_seconds", "time of an edit's or revert's phases: compute (off the request path), commit (journal + checkpoint), upload (new matrices), publish (the swap), held (waiting for completions to finish decoding, --edit-priority idle)",
             new HistogramConfiguration { LabelNames = ["phase"], Buckets = Histogram.ExponentialBuckets(0.000001, 4, 16) });
         var queue = f.CreateGauge("palimpsest_queue_depth", "completions waiting for a decoding stream");
         var version = f.CreateGauge("palimpsest_weights_version", "the current weights version (journal generation)");
         var live_ = f.CreateGauge("palimpsest_live_versions", "weights versions not yet freed (current + retired ones still pinned)");
+        // the time the runtime stopped every thread for collections: what the GC costs the streams, which counts do not say
+        var gcPause = f.CreateCounter("palimpsest_gc_pause_seconds_total", "time the garbage collector paused the process (all threads)");
         Registry.AddBeforeCollectCallback(() =>
         {
+            gcPause.IncTo(GC.GetTotalPauseDuration().TotalSeconds);
             queue.Set(live.QueueDepth);
             version.Set(live.Version);
             live_.Set(live.Weights.LiveVersions);
@@ -61,5 +64,6 @@ internal sealed class ServeMetrics
         EditPhase.WithLabels("commit").Observe(t.CommitMs / 1000);
         EditPhase.WithLabels("upload").Observe(t.UploadMs / 1000);
         EditPhase.WithLabels("publish").Observe(t.PublishMs / 1000);
+        EditPhase.WithLabels("held").Observe(t.HeldMs / 1000);
     }
 }

@@ -40,6 +40,8 @@ public sealed class LiveModel : IDisposable
     private readonly WorkThread _writer;
     // a backend without siblings (CUDA: one stream, one cuBLAS handle) runs one thing at a time: decoding and edit computation take turns
     private readonly SemaphoreSlim? _exclusive;
+    // holds the edit computation while completions decode (EditsYieldToDecoding; CPU siblings only)
+    private readonly DecodingGate? _gate;
     private readonly Dictionary<string, IEditor> _editors = new(StringComparer.Ordinal);
     private readonly Dictionary<int, KeyStatistics> _stats = new();
     private int _waiting;
@@ -56,6 +58,11 @@ public sealed class LiveModel : IDisposable
         bool siblings = backend is ISiblingBackend;
         int streams = siblings ? Math.Max(1, options.Streams) : 1;
         if (!siblings) _exclusive = new SemaphoreSlim(1, 1);
+        else if (options.EditsYieldToDecoding)
+        {
+            _gate = new DecodingGate(options.MaxEditHold);
+            folder.BetweenWrites = _gate.Pass; // the commit's checkpoint rewrite, a chunk at a time
+        }
         _streams = new SemaphoreSlim(streams, streams);
         for (int i = 0; i < streams; i++)
             _idle.Push(new StreamWorker(siblings ? ((ISiblingBackend)backend).CreateSibling(Math.Max(1, options.ThreadsPerStream)) : backend, owns: siblings));
@@ -202,6 +209,7 @@ public sealed class LiveModel : IDisposable
     private CompletionResult Decode(StreamWorker w, CompletionRequest r, int[] prompt, Action<string>? onText, CancellationToken cancel)
     {
         _exclusive?.Wait(cancel);
+        _gate?.Enter();
         try
         {
             using var pin = Weights.Pin();
@@ -230,7 +238,11 @@ public sealed class LiveModel : IDisposable
             text.Finish();
             return new CompletionResult(text.Text, text.Ids, finish, pin.Version.Number, prompt.Length);
         }
-        finally { _exclusive?.Release(); }
+        finally
+        {
+            _gate?.Exit();
+            _exclusive?.Release();
+        }
     }
 
     // ---- writing ----------------------------------------------------------------------------
@@ -256,7 +268,7 @@ public sealed class LiveModel : IDisposable
             if (tokens >= Config.MaxPositions)
                 throw new EditRejectedException($"requests[{i}]: prompt and target_new are {tokens} tokens, longer than the model's context of {Config.MaxPositions}");
         }
-        return _writer.RunAsync(() =>
+        return Write(() =>
         {
             cancel.ThrowIfCancellationRequested();
             var sw = Stopwatch.StartNew();
@@ -285,14 +297,14 @@ public sealed class LiveModel : IDisposable
                 answers = requests.Select(q => Answer(after.Tf, q.FilledPrompt)).ToArray();
             }
             return new EditResult(id, version.Number, settings.Kind.Name, deltas.Select(d => d.Layer).Distinct().Order().ToArray(), requests, before, answers,
-                new EditTimings(compute, commit, upload, publish));
+                new EditTimings(compute, commit, upload, publish) { HeldMs = _gate?.Held.TotalMilliseconds ?? 0 });
         });
     }
 
     /// <summary>Reverts an edit (journaled first, then published). ArgumentException: no such edit; InvalidOperationException: already reverted.</summary>
     public Task<RevertResult> RevertAsync(long editId, CancellationToken cancel = default)
     {
-        return _writer.RunAsync(() =>
+        return Write(() =>
         {
             cancel.ThrowIfCancellationRequested();
             var sw = Stopwatch.StartNew();
@@ -304,7 +316,7 @@ public sealed class LiveModel : IDisposable
             using var pin = Weights.Pin();
             using var work = EditWork.On(this, pin.Version, []);
             var (version, upload, publish) = PublishLayers(layers, work.Backend, sw);
-            return new RevertResult(editId, version.Number, new EditTimings(0, commit, upload, publish));
+            return new RevertResult(editId, version.Number, new EditTimings(0, commit, upload, publish) { HeldMs = _gate?.Held.TotalMilliseconds ?? 0 });
         });
     }
 
@@ -316,7 +328,7 @@ public sealed class LiveModel : IDisposable
     public Task<double> WarmAsync(string method, string? hparamsJson = null)
     {
         var settings = Settings(method, hparamsJson);
-        return _writer.RunAsync(() =>
+        return Write(() =>
         {
             var sw = Stopwatch.StartNew();
             using var pin = Weights.Pin();
@@ -352,7 +364,7 @@ public sealed class LiveModel : IDisposable
         var settings = Settings(method, hparamsJson);
         if (settings.Kind.Has(EditorCapabilities.Adaptor)) throw new EditRejectedException($"method: {settings.Kind.Name} changes no weight, so there is nothing to forecast");
         bank ??= DefaultBank();
-        return _writer.RunAsync<IReadOnlyList<ForecastRow>>(() => // the editors' state is the writer's
+        return Write<IReadOnlyList<ForecastRow>>(() => // the editors' state is the writer's
         {
             cancel.ThrowIfCancellationRequested();
             using var pin = Weights.Pin();
@@ -445,6 +457,13 @@ public sealed class LiveModel : IDisposable
         foreach (var (l, st) in KeyStatisticsCache.GetOrCompute(tf, corpus, missing, cache)) _stats[l] = st;
     }
 
+    // a writer job: edits, reverts, forecasts and warm-ups run one at a time on the writer thread, each held by the gate for at most its budget
+    private Task<T> Write<T>(Func<T> job) => _writer.RunAsync(() =>
+    {
+        _gate?.Arm();
+        return job();
+    });
+
     private string Answer(Transformer tf, string prompt) => new Generator(tf).GreedyText(_writerTok, prompt, 3);
 
     private static double Ms(Stopwatch sw)
@@ -459,6 +478,7 @@ public sealed class LiveModel : IDisposable
         if (_disposed) return;
         _disposed = true;
         _writer.Dispose();
+        _gate?.Dispose();
         lock (_idle) while (_idle.Count > 0) _idle.Pop().Dispose();
         _base.Dispose();
         _backend.Dispose();
@@ -524,6 +544,7 @@ public sealed class LiveModel : IDisposable
             bool siblings = host._backend is ISiblingBackend;
             host._exclusive?.Wait();
             var w = new EditWork(siblings ? ((ISiblingBackend)host._backend).CreateSibling(Math.Max(1, host._options.EditThreads)) : host._backend, siblings, host._exclusive);
+            if (host._gate is not null && w.Backend is IGatedBackend gated) gated.Gate = host._gate;
             var p = v.Params.Map((_, t) => t);
             foreach (int l in layers.Distinct())
             {

@@ -87,6 +87,13 @@ public sealed class EditedModel : IDisposable
     /// <summary>The committed generation (0 = as created; +1 per apply or revert).</summary>
     public long Generation => _db.Generation;
 
+    /// <summary>
+    /// Called on the writing thread between two chunks (1 MiB) of an edit's or revert's checkpoint rewrite
+    /// (null: never). A host that serves from the folder's weights holds the rewrite there while its
+    /// latency-critical work runs (<see cref="Palimpsest.Hosting.LiveModel"/> passes its decoding gate).
+    /// </summary>
+    public Action? BetweenWrites { get; set; }
+
     /// <summary>What Open had to do to make the folder consistent, or null when it was already.</summary>
     public string? Recovery { get; private set; }
 
@@ -756,11 +763,8 @@ public sealed class EditedModel : IDisposable
     // Step 2 of the protocol: the current checkpoint with the given matrices replaced, as pending-{generation}.
     private void WritePending(long generation, Dictionary<string, double[]> replaced)
     {
-        var (tensors, meta) = RawCheckpoint.ReadFile(CheckpointPath);
-        for (int i = 0; i < tensors.Count; i++)
-            if (replaced.TryGetValue(tensors[i].Name, out var w))
-                tensors[i] = tensors[i] with { Data = RawCheckpoint.Encode(w, tensors[i].DType) };
-        RawCheckpoint.Write(PendingPath(generation), tensors, WithGeneration(meta, generation));
+        var meta = RawCheckpoint.ReadMetadata(CheckpointPath);
+        RawCheckpoint.Rewrite(CheckpointPath, PendingPath(generation), replaced, WithGeneration(meta, generation), BetweenWrites);
         DurableFs.FsyncDirectory(Dir);
     }
 

@@ -9,8 +9,7 @@ internal sealed record RawTensor(string Name, string DType, int[] Shape, byte[] 
 
 /// <summary>
 /// Whole-checkpoint byte-level reads and the float64 -> stored-dtype encoding of edited matrices.
-/// Every tensor is held in memory while a checkpoint is rewritten (fine for the models edited here;
-/// a streaming rewrite would be needed for multi-GB checkpoints).
+/// ReadFile holds every tensor in memory (a new folder's copy); an edit's rewrite streams (<see cref="Rewrite"/>).
 /// </summary>
 internal static class RawCheckpoint
 {
@@ -82,6 +81,56 @@ internal static class RawCheckpoint
             }
             default: throw new ModelFormatException($"dtype {dtype} cannot hold edited weights (F64, F32, F16 or BF16 expected)");
         }
+    }
+
+    /// <summary>
+    /// source's tensors, in its order, with the named ones replaced by values [n] (encoded in each tensor's own
+    /// dtype), written atomically to target with the given metadata. Unreplaced tensors are copied from source
+    /// in chunks of <see cref="CopyChunk"/> bytes through one pooled buffer, so a rewrite holds no tensor in
+    /// memory (an edit's commit used to read and allocate the whole checkpoint); between two chunks it calls
+    /// between (a host holds the rewrite there while latency-critical work runs).
+    /// </summary>
+    public static void Rewrite(string source, string target, IReadOnlyDictionary<string, double[]> replaced,
+        IReadOnlyDictionary<string, string> metadata, Action? between = null)
+    {
+        if (!File.Exists(source)) throw new ModelFormatException($"{source}: file not found");
+        using var fs = new FileStream(source, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, bufferSize: 1);
+        var h = SafetensorsHeader.Read(fs, source);
+        var entries = new List<(string, string, int[], Action<Stream>)>(h.Tensors.Count);
+        foreach (var info in h.Tensors.Values.OrderBy(i => i.Begin))
+        {
+            if (replaced.TryGetValue(info.Name, out var w))
+                entries.Add((info.Name, info.DType, info.Shape, s =>
+                {
+                    between?.Invoke();
+                    s.Write(Encode(w, info.DType));
+                }));
+            else
+                entries.Add((info.Name, info.DType, info.Shape, s => Copy(fs, h.DataStart + info.Begin, info.ByteLength, s, between)));
+        }
+        SafetensorsWriter.Write(target, entries, metadata);
+    }
+
+    /// <summary>Bytes copied between two calls of Rewrite's between callback.</summary>
+    public const int CopyChunk = 1 << 20;
+
+    // length bytes of src from offset -> dst, a chunk at a time
+    private static void Copy(FileStream src, long offset, long length, Stream dst, Action? between)
+    {
+        byte[] buf = System.Buffers.ArrayPool<byte>.Shared.Rent((int)Math.Min(CopyChunk, Math.Max(length, 1)));
+        try
+        {
+            src.Position = offset;
+            for (long done = 0; done < length;)
+            {
+                between?.Invoke();
+                int n = (int)Math.Min(buf.Length, length - done);
+                src.ReadExactly(buf, 0, n);
+                dst.Write(buf, 0, n);
+                done += n;
+            }
+        }
+        finally { System.Buffers.ArrayPool<byte>.Shared.Return(buf); }
     }
 
     /// <summary>Writes tensors atomically (temp file, flush to disk, rename) through <see cref="SafetensorsWriter"/>.</summary>

@@ -47,6 +47,17 @@ public static class SafetensorsWriter
         WriteAtomic(path, entries, metadata);
     }
 
+    /// <summary>Any supported dtype, each tensor's bytes written by its own callback (e.g. copied from another file in
+    /// chunks, so a rewrite never holds the whole checkpoint); a callback must write exactly the shape's byte length.</summary>
+    internal static void Write(string path, IReadOnlyList<(string Name, string DType, int[] Shape, Action<Stream> WriteData)> tensors,
+        IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var entries = new List<Entry>(tensors.Count);
+        foreach (var (name, dtype, shape, write) in tensors)
+            entries.Add(new Entry(name, ParseDType(name, dtype), shape, (s, _) => write(s)));
+        WriteAtomic(path, entries, metadata);
+    }
+
     /// <summary>A tensor to write; WriteData(stream, byteLength) writes exactly byteLength bytes.</summary>
     private sealed record Entry(string Name, StDType Kind, int[] Shape, Action<Stream, long> WriteData)
     {

@@ -66,6 +66,7 @@ public sealed partial class SimdBackend
     public void AttentionPrefix(Tensor q, Tensor k, Tensor v, int kvRows, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs)
     {
         if (kvRows < 0) throw new ArgumentOutOfRangeException(nameof(kvRows), $"Attention: {kvRows} rows");
+        Gate?.Pass();
         OpShapes.Attention(q, k, v, heads, kvHeads, headDim, o, kvRows);
         int T = q.Rows, S = kvRows;
         long ts = (long)T * S;
@@ -133,6 +134,7 @@ public sealed partial class SimdBackend
     public void AttentionBackward(Tensor dO, Tensor q, Tensor k, Tensor v, Tensor probs, int heads, int kvHeads, int headDim,
         Tensor dq, Tensor dk, Tensor dv)
     {
+        Gate?.Pass();
         OpShapes.Attention(q, k, v, heads, kvHeads, headDim, dO);
         SameLength(q, dq, "AttentionBackward"); SameLength(k, dk, "AttentionBackward"); SameLength(v, dv, "AttentionBackward");
         int T = q.Rows, S = k.Rows;

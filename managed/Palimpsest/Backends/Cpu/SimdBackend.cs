@@ -13,7 +13,7 @@ namespace Palimpsest.Backends.Cpu;
 /// in the backend once warm. Use one instance per thread that drives a model; the ops themselves
 /// run on the instance's own worker threads (dispose the backend to stop them).
 /// </summary>
-public sealed partial class SimdBackend : IBackend, ISiblingBackend
+public sealed partial class SimdBackend : IBackend, ISiblingBackend, IGatedBackend
 {
     private readonly SimdWorkers _workers;
     private readonly AttentionJob _attention = new();
@@ -30,6 +30,9 @@ public sealed partial class SimdBackend : IBackend, ISiblingBackend
 
     /// <summary>A new SimdBackend (own scratch, own workers) for another thread; it can compute on this one's tensors.</summary>
     public IBackend CreateSibling(int threads) => new SimdBackend(threads);
+
+    /// <summary>Passed before every MatMul and attention (forward and backward); null: never waits. A sibling does not inherit it.</summary>
+    public IOpGate? Gate { get; set; }
 
     public string Name => "cpu-f32";
     public DType Compute => DType.F32;
@@ -138,6 +141,7 @@ public sealed partial class SimdBackend : IBackend, ISiblingBackend
     // c [M, N] (+)= op(a) [M, K] · op(b) [K, N]
     public void MatMul(Tensor a, bool transA, Tensor b, bool transB, Tensor c, bool accumulate = false)
     {
+        Gate?.Pass();
         var (m, n, k) = OpShapes.MatMul(a, transA, b, transB, c);
         Gemm.Sgemm(transA, transB, m, n, k, F(a), a.Cols, F(b), b.Cols, F(c), n, accumulate, Gemm.DefaultKernel, _workers.Threads, _workers);
     }
