@@ -40,6 +40,12 @@ public static class ConfigFields
         ["llama"] = ["hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim", "num_hidden_layers", "intermediate_size",
             "vocab_size", "max_position_embeddings", "rms_norm_eps", "hidden_act", "rope_theta", "attention_bias", "mlp_bias",
             "tie_word_embeddings", "rope_scaling", "rope_parameters"],
+        ["mistral"] = ["hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim", "num_hidden_layers", "intermediate_size",
+            "vocab_size", "max_position_embeddings", "rms_norm_eps", "hidden_act", "rope_theta", "sliding_window",
+            "tie_word_embeddings", "rope_scaling", "rope_parameters"],
+        ["qwen2"] = ["hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim", "num_hidden_layers", "intermediate_size",
+            "vocab_size", "max_position_embeddings", "rms_norm_eps", "hidden_act", "rope_theta", "use_sliding_window", "sliding_window",
+            "max_window_layers", "layer_types", "use_mrope", "tie_word_embeddings", "rope_scaling", "rope_parameters"],
     };
 
     /// <summary>Refuses, with one line naming the field and value, config fields that change the arithmetic and are not implemented.</summary>
@@ -56,6 +62,8 @@ public static class ConfigFields
                     throw Refuse($"{block}.{key}", $"'{kind}'", "this rotary scaling is not implemented yet (it changes the rotations at every position, "
                         + "so running without it would give wrong logits); only the default rotary embedding runs");
         }
+        if (modelType == "qwen2" && j.TryGetProperty("use_mrope", out var mrope) && mrope.ValueKind == JsonValueKind.True)
+            throw Refuse("use_mrope", "true", "multimodal rotary positions (Qwen2-VL) are not implemented");
         if (modelType == "gpt2")
         {
             if (j.TryGetProperty("scale_attn_by_inverse_layer_idx", out var inv) && inv.ValueKind == JsonValueKind.True)

@@ -3,6 +3,7 @@ using Palimpsest.Backends;
 
 namespace Palimpsest.Models;
 
+/// <summary>How a block is wired and where its tensors are named; Mistral and Qwen2 are Llama's wiring (their differences are flags).</summary>
 public enum Architecture { Gpt2, GptJ, GptNeoX, Llama }
 
 public enum NormKind { LayerNorm, RmsNorm }
@@ -22,7 +23,7 @@ public sealed record ModelConfig
     public required int HeadDim { get; init; }
     public required int DFf { get; init; }
     public required int Vocab { get; init; }
-    /// <summary>Context length (n_positions / max_position_embeddings).</summary>
+    /// <summary>Context length (n_positions / max_position_embeddings; at most <see cref="SlidingWindow"/>).</summary>
     public required int MaxPositions { get; init; }
     public required double NormEps { get; init; }
     public required NormKind Norm { get; init; }
@@ -34,6 +35,12 @@ public sealed record ModelConfig
     /// <summary>GPT-J rotates pairs (2i, 2i+1); NeoX/Llama rotate (i, i + rotaryDim/2).</summary>
     public bool RotaryInterleaved { get; init; }
     public double RopeTheta { get; init; } = 10000.0;
+    /// <summary>
+    /// The attention window of the layers that have one (Mistral's sliding_window, Qwen2's with use_sliding_window), or
+    /// null. Within the window, windowed attention is full attention, so the context (<see cref="MaxPositions"/>) is
+    /// capped at it: a longer sequence is refused with the context's error instead of attending past the window.
+    /// </summary>
+    public int? SlidingWindow { get; init; }
     /// <summary>x + attn(ln1 x) + mlp(ln2 x) (NeoX parallel) or + mlp(ln1 x) (GPT-J, <see cref="SharedNorm"/>).</summary>
     public bool ParallelResidual { get; init; }
     /// <summary>GPT-J: one LayerNorm feeds both attention and MLP.</summary>
@@ -135,30 +142,49 @@ public sealed record ModelConfig
                     TiedHead = r.Bool("tie_word_embeddings", false), EosTokenId = r.OptInt("eos_token_id"),
                 };
             }
-            case "llama":
+            case "llama" or "mistral" or "qwen2":
             {
                 int d = r.Int("hidden_size"), h = r.Int("num_attention_heads");
                 int kv = r.OptInt("num_key_value_heads") ?? h;
                 int hd = r.OptInt("head_dim") ?? d / h;
                 r.Require(h % kv == 0, "num_key_value_heads", $"num_attention_heads {h} is not a multiple of num_key_value_heads {kv}");
                 r.Require(hd % 2 == 0, "head_dim", $"head_dim {hd} must be even for rotary");
-                bool ab = r.Bool("attention_bias", false);
+                // Qwen2 always has biases on q, k and v and none on o; Llama's attention_bias sets all four; Mistral has none
+                bool qkvBias = type == "qwen2" || (type == "llama" && r.Bool("attention_bias", false));
+                bool oBias = type == "llama" && r.Bool("attention_bias", false);
+                int maxPos = r.Int("max_position_embeddings");
+                int? window = AttentionWindow(r, type, r.Int("num_hidden_layers"));
                 string act = r.OptStr("hidden_act") ?? "silu";
-                r.Require(act == "silu", "hidden_act", $"hidden_act '{act}' is not supported for llama (only silu)");
+                r.Require(act == "silu", "hidden_act", $"hidden_act '{act}' is not supported for {type} (only silu)");
                 return new ModelConfig
                 {
                     Arch = Architecture.Llama, ModelType = type,
                     Layers = r.Int("num_hidden_layers"), DModel = d, Heads = h, KvHeads = kv, HeadDim = hd,
-                    DFf = r.Int("intermediate_size"), Vocab = r.Int("vocab_size"), MaxPositions = r.Int("max_position_embeddings"),
+                    DFf = r.Int("intermediate_size"), Vocab = r.Int("vocab_size"),
+                    MaxPositions = window is int w && w < maxPos ? w : maxPos, SlidingWindow = window,
                     NormEps = r.Dbl("rms_norm_eps", 1e-6), Norm = NormKind.RmsNorm, Act = Activation.Silu, GatedMlp = true,
                     RotaryDim = hd, RotaryInterleaved = false, RopeTheta = r.RopeParam("rope_theta", "rope_theta", 10000.0),
-                    QkvBias = ab, AttnOutBias = ab, MlpBias = r.Bool("mlp_bias", false),
+                    QkvBias = qkvBias, AttnOutBias = oBias, MlpBias = type == "llama" && r.Bool("mlp_bias", false),
                     TiedHead = r.Bool("tie_word_embeddings", false), EosTokenId = r.OptInt("eos_token_id"),
                 };
             }
             default:
-                throw new ModelFormatException($"{file}: model_type '{type}' is not supported (supported: gpt2, gptj, gpt_neox, llama)");
+                throw new ModelFormatException($"{file}: model_type '{type}' is not supported (supported: gpt2, gptj, gpt_neox, llama, mistral, qwen2)");
         }
+    }
+
+    // The attention window some layers use (null: none). Mistral: sliding_window on every layer (null in v0.3);
+    // Qwen2: only with use_sliding_window, on layers from max_window_layers up (transformers' layer_types).
+    private static int? AttentionWindow(ConfigReader r, string type, int layers)
+    {
+        int? window = type switch
+        {
+            "mistral" => r.OptInt("sliding_window"),
+            "qwen2" when r.Bool("use_sliding_window", false) && r.SlidingLayers(layers) => r.OptInt("sliding_window"),
+            _ => null,
+        };
+        if (window is int w) r.Require(w > 0, "sliding_window", $"sliding_window {w} must be positive");
+        return window;
     }
 
     /// <summary>Typed field access that names the file and field in every error.</summary>
@@ -206,6 +232,14 @@ public sealed record ModelConfig
                 JsonValueKind.False => false,
                 _ => throw Bad(f, "must be true or false"),
             };
+        }
+
+        /// <summary>Qwen2: whether any layer slides — layer_types when given (newer transformers), else layers from max_window_layers up.</summary>
+        public bool SlidingLayers(int layers)
+        {
+            if (j.TryGetProperty("layer_types", out var lt) && lt.ValueKind == JsonValueKind.Array)
+                return lt.EnumerateArray().Any(t => t.ValueKind == JsonValueKind.String && t.GetString() == "sliding_attention");
+            return (OptInt("max_window_layers") ?? 0) < layers;
         }
 
         /// <summary>Newer transformers put rotary settings under rope_parameters / rope_scaling; older at top level.</summary>

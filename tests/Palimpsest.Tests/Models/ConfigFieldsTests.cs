@@ -46,4 +46,65 @@ public class ConfigFieldsTests
         // the default rotary is the default
         Assert.Equal(10000, Parse("{" + Llama + """, "rope_scaling": {"rope_type": "default", "rope_theta": 10000}}""").RopeTheta);
     }
+
+    // Qwen2.5-7B's config.json as published
+    private const string Qwen25_7B = """
+        {"architectures": ["Qwen2ForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 151643, "eos_token_id": 151643, "hidden_act": "silu",
+         "hidden_size": 3584, "initializer_range": 0.02, "intermediate_size": 18944, "max_position_embeddings": 131072, "max_window_layers": 28,
+         "model_type": "qwen2", "num_attention_heads": 28, "num_hidden_layers": 28, "num_key_value_heads": 4, "rms_norm_eps": 1e-06,
+         "rope_theta": 1000000.0, "sliding_window": 131072, "tie_word_embeddings": false, "torch_dtype": "bfloat16",
+         "transformers_version": "4.43.1", "use_cache": true, "use_mrope": false, "use_sliding_window": false, "vocab_size": 152064}
+        """;
+
+    // Mistral-7B-v0.3's config.json as published (v0.1: rope_theta 10000, sliding_window 4096, vocab 32000)
+    private const string Mistral7B = """
+        {"architectures": ["MistralForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 1, "eos_token_id": 2, "hidden_act": "silu",
+         "hidden_size": 4096, "initializer_range": 0.02, "intermediate_size": 14336, "max_position_embeddings": 32768, "model_type": "mistral",
+         "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8, "rms_norm_eps": 1e-05, "rope_theta": 1000000.0,
+         "sliding_window": null, "tie_word_embeddings": false, "torch_dtype": "bfloat16", "transformers_version": "4.42.0.dev0",
+         "use_cache": true, "vocab_size": 32768}
+        """;
+
+    [Fact]
+    public void Qwen2_is_llamas_wiring_with_biases_on_q_k_v_and_its_window_only_when_used()
+    {
+        var c = Parse(Qwen25_7B);
+        Assert.Empty(c.UnrecognisedFields);
+        Assert.Equal(Architecture.Llama, c.Arch);
+        Assert.Equal("qwen2", c.ModelType);
+        Assert.True(c.QkvBias);
+        Assert.False(c.AttnOutBias);
+        Assert.False(c.MlpBias);
+        Assert.True(c.GatedMlp);
+        Assert.Equal((28, 4, 128, 1e6, 131072, 151643), (c.Heads, c.KvHeads, c.HeadDim, c.RopeTheta, c.MaxPositions, c.EosTokenId!.Value));
+        Assert.Null(c.SlidingWindow); // use_sliding_window false
+        // with the window on from layer 20 of 28, the context is capped at the window
+        var w = Parse(Qwen25_7B.Replace("\"use_sliding_window\": false", "\"use_sliding_window\": true").Replace("\"max_window_layers\": 28", "\"max_window_layers\": 20")
+            .Replace("\"sliding_window\": 131072", "\"sliding_window\": 4096"));
+        Assert.Equal((4096, 4096), (w.SlidingWindow!.Value, w.MaxPositions));
+        // on, but from layer 28 of 28: no layer slides
+        Assert.Null(Parse(Qwen25_7B.Replace("\"use_sliding_window\": false", "\"use_sliding_window\": true")).SlidingWindow);
+        // layer_types (newer transformers) decides when given
+        Assert.Equal(4096, Parse(Qwen25_7B.Replace("\"use_sliding_window\": false", "\"use_sliding_window\": true, \"layer_types\": [\"full_attention\", \"sliding_attention\"]")
+            .Replace("\"sliding_window\": 131072", "\"sliding_window\": 4096")).SlidingWindow);
+        var e = Assert.Throws<ModelFormatException>(() => Parse(Qwen25_7B.Replace("\"use_mrope\": false", "\"use_mrope\": true")));
+        Assert.StartsWith("config.json: field 'use_mrope' true: ", e.Message);
+    }
+
+    [Fact]
+    public void Mistral_is_llamas_wiring_without_biases_and_a_sliding_window_caps_its_context()
+    {
+        var c = Parse(Mistral7B);
+        Assert.Empty(c.UnrecognisedFields);
+        Assert.Equal(Architecture.Llama, c.Arch);
+        Assert.False(c.QkvBias || c.AttnOutBias || c.MlpBias);
+        Assert.Equal((32, 8, 128, 32768), (c.Heads, c.KvHeads, c.HeadDim, c.MaxPositions));
+        Assert.Null(c.SlidingWindow);
+        var v01 = Parse(Mistral7B.Replace("\"sliding_window\": null", "\"sliding_window\": 4096"));
+        Assert.Equal((4096, 4096), (v01.SlidingWindow!.Value, v01.MaxPositions));
+        var e = Assert.Throws<ModelFormatException>(() => Parse(Mistral7B.Replace("\"sliding_window\": null", "\"sliding_window\": 0")));
+        Assert.Contains("'sliding_window'", e.Message);
+        // attention_bias is Llama's field, not Mistral's: reported, not read
+        Assert.Equal(["attention_bias"], Parse(Mistral7B.Replace("\"use_cache\": true", "\"use_cache\": true, \"attention_bias\": true")).UnrecognisedFields);
+    }
 }

@@ -6,7 +6,7 @@ namespace Palimpsest.Tests.Runtime;
 /// <summary>Tiny configs of odd sizes covering every wiring the engine supports.</summary>
 public static class SmallConfigs
 {
-    public static readonly string[] Names = ["gpt2", "gptj", "neox-parallel", "neox-sequential", "llama-gqa", "llama-mqa-tied"];
+    public static readonly string[] Names = ["gpt2", "gptj", "neox-parallel", "neox-sequential", "llama-gqa", "llama-mqa-tied", "qwen2-bias"];
 
     public static ModelConfig Get(string name) => name switch
     {
@@ -38,6 +38,13 @@ public static class SmallConfigs
             Arch = Architecture.Llama, Layers = 3, DModel = 14, Heads = 3, KvHeads = 1, HeadDim = 4, DFf = 17, Vocab = 31,
             MaxPositions = 19, NormEps = 1e-6, Norm = NormKind.RmsNorm, Act = Activation.Silu, GatedMlp = true, RotaryDim = 4,
             TiedHead = true, RopeTheta = 1000,
+        },
+        // Qwen2's wiring: Llama's, with biases on q, k and v but not on o
+        "qwen2-bias" => new ModelConfig
+        {
+            Arch = Architecture.Llama, Layers = 2, DModel = 16, Heads = 4, KvHeads = 2, HeadDim = 4, DFf = 21, Vocab = 35,
+            MaxPositions = 19, NormEps = 1e-6, Norm = NormKind.RmsNorm, Act = Activation.Silu, GatedMlp = true, RotaryDim = 4,
+            QkvBias = true, RopeTheta = 1e6, ModelType = "qwen2",
         },
         _ => throw new ArgumentException(name),
     };
