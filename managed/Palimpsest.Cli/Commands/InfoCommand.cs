@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using Palimpsest.Backends;
 using Palimpsest.Models;
 
 namespace Palimpsest.Cli.Commands;
@@ -66,7 +67,7 @@ internal static class InfoCommand
             ("attention biases", c.QkvBias ? (c.AttnOutBias ? "q, k, v, o" : "q, k, v") : c.AttnOutBias ? "o" : "none"),
             ("norm", $"{c.Norm} (eps {c.NormEps.ToString("g", CultureInfo.InvariantCulture)})"),
             ("activation", c.GatedMlp ? "SiLU (SwiGLU)" : c.Act.ToString()),
-            ("positions", c.LearnedPositions ? "learned" : $"rotary on {c.RotaryDim} of {c.HeadDim} dims ({(c.RotaryInterleaved ? "interleaved pairs" : "half split")}, theta {c.RopeTheta.ToString("g", CultureInfo.InvariantCulture)})"),
+            ("positions", c.LearnedPositions ? "learned" : $"rotary on {c.RotaryDim} of {c.HeadDim} dims ({(c.RotaryInterleaved ? "interleaved pairs" : "half split")}, theta {c.RopeTheta.ToString("g", CultureInfo.InvariantCulture)}{Scaling(c.RopeScaling)})"),
             ("residual", c.ParallelResidual ? (c.SharedNorm ? "parallel attention + MLP, one shared norm" : "parallel attention + MLP") : "sequential"),
             ("lm_head", c.TiedHead ? "tied to the token embedding" : "separate" + (c.HeadBias ? ", with bias" : "")),
             ("eos_token_id", c.EosTokenId?.ToString(CultureInfo.InvariantCulture) ?? "none"),
@@ -89,4 +90,11 @@ internal static class InfoCommand
     }
 
     private static string I(int x) => x.ToString("N0", CultureInfo.InvariantCulture);
+
+    private static string Scaling(RopeScaling? s) => s switch
+    {
+        null => "",
+        { Type: RopeScaling.Llama3Type } => FormattableString.Invariant($", llama3 scaling: factor {s.Factor}, low/high frequency factors {s.LowFreqFactor}/{s.HighFreqFactor}, original context {s.OriginalMaxPositions}"),
+        _ => FormattableString.Invariant($", {s.Type} scaling: factor {s.Factor}"),
+    };
 }

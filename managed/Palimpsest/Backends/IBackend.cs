@@ -145,18 +145,18 @@ public interface IBackend : IDisposable
 
     /// <summary>
     /// In place on x [T, heads·headDim]: rotates the first rotaryDim dims of each head by the
-    /// angle (posOffset + t) · theta^(-2i/rotaryDim). interleaved: pairs (2i, 2i+1) (GPT-J);
+    /// angle (posOffset + t) · inv_freq_i (theta^(-2i/rotaryDim), scaled as <see cref="RopeFrequencies"/> says). interleaved: pairs (2i, 2i+1) (GPT-J);
     /// else half-split pairs (i, i + rotaryDim/2) (GPT-NeoX, Llama). inverse rotates by the
     /// negative angle (this is the backward).
     /// </summary>
-    void Rope(Tensor x, int heads, int headDim, int rotaryDim, bool interleaved, double theta, int posOffset, bool inverse);
+    void Rope(Tensor x, int heads, int headDim, int rotaryDim, bool interleaved, RopeFrequencies rope, int posOffset, bool inverse);
 
     /// <summary>
     /// <see cref="Rope"/> will be asked for positions [0, <paramref name="positions"/>) (a KV cache's
     /// capacity): a backend that keeps a table of angles builds it for all of them now, so that no
     /// decode step grows it. The default does nothing.
     /// </summary>
-    void ReserveRope(int positions, int rotaryDim, double theta) { }
+    void ReserveRope(int positions, int rotaryDim, RopeFrequencies rope) { }
 
     // ---------------- attention ----------------
 

@@ -58,9 +58,10 @@ public static class ConfigFields
             if (rp.ValueKind != JsonValueKind.Object) throw Refuse(block, rp.GetRawText(), "expected an object or null");
             // "rope_type" (transformers ≥ 4.43) or the older "type" spelling
             foreach (var key in new[] { "rope_type", "type" })
-                if (rp.TryGetProperty(key, out var t) && t.ValueKind == JsonValueKind.String && t.GetString() is { } kind && kind != "default")
+                if (rp.TryGetProperty(key, out var t) && t.ValueKind == JsonValueKind.String && t.GetString() is { } kind && kind != "default"
+                    && !(modelType != "gptj" && kind is "linear" or "llama3" or "dynamic"))
                     throw Refuse($"{block}.{key}", $"'{kind}'", "this rotary scaling is not implemented yet (it changes the rotations at every position, "
-                        + "so running without it would give wrong logits); only the default rotary embedding runs");
+                        + "so running without it would give wrong logits); default, linear, dynamic and llama3 run");
         }
         if (modelType == "qwen2" && j.TryGetProperty("use_mrope", out var mrope) && mrope.ValueKind == JsonValueKind.True)
             throw Refuse("use_mrope", "true", "multimodal rotary positions (Qwen2-VL) are not implemented");

@@ -35,6 +35,10 @@ public sealed record ModelConfig
     /// <summary>GPT-J rotates pairs (2i, 2i+1); NeoX/Llama rotate (i, i + rotaryDim/2).</summary>
     public bool RotaryInterleaved { get; init; }
     public double RopeTheta { get; init; } = 10000.0;
+    /// <summary>rope_scaling that changes the rotations (linear, llama3), or null.</summary>
+    public RopeScaling? RopeScaling { get; init; }
+    /// <summary>The rotary frequencies the backends rotate by (a new object each call: keep it, a decode step must not allocate).</summary>
+    public RopeFrequencies Rope => new(RopeTheta, RopeScaling);
     /// <summary>
     /// The attention window of the layers that have one (Mistral's sliding_window, Qwen2's with use_sliding_window), or
     /// null. Within the window, windowed attention is full attention, so the context (<see cref="MaxPositions"/>) is
@@ -136,7 +140,7 @@ public sealed record ModelConfig
                     DFf = r.Int("intermediate_size"), Vocab = r.Int("vocab_size"), MaxPositions = r.Int("max_position_embeddings"),
                     NormEps = r.Dbl("layer_norm_eps", 1e-5), Norm = NormKind.LayerNorm,
                     Act = r.Act("hidden_act", "gelu"), RotaryDim = rot, RotaryInterleaved = false,
-                    RopeTheta = r.RopeParam("rope_theta", "rotary_emb_base", 10000.0),
+                    RopeTheta = r.RopeParam("rope_theta", "rotary_emb_base", 10000.0), RopeScaling = r.RopeScalingOf(),
                     ParallelResidual = r.Bool("use_parallel_residual", true),
                     QkvBias = bias, AttnOutBias = bias, MlpBias = true,
                     TiedHead = r.Bool("tie_word_embeddings", false), EosTokenId = r.OptInt("eos_token_id"),
@@ -164,7 +168,7 @@ public sealed record ModelConfig
                     MaxPositions = window is int w && w < maxPos ? w : maxPos, SlidingWindow = window,
                     NormEps = r.Dbl("rms_norm_eps", 1e-6), Norm = NormKind.RmsNorm, Act = Activation.Silu, GatedMlp = true,
                     RotaryDim = hd, RotaryInterleaved = false, RopeTheta = r.RopeParam("rope_theta", "rope_theta", 10000.0),
-                    QkvBias = qkvBias, AttnOutBias = oBias, MlpBias = type == "llama" && r.Bool("mlp_bias", false),
+                    RopeScaling = r.RopeScalingOf(), QkvBias = qkvBias, AttnOutBias = oBias, MlpBias = type == "llama" && r.Bool("mlp_bias", false),
                     TiedHead = r.Bool("tie_word_embeddings", false), EosTokenId = r.OptInt("eos_token_id"),
                 };
             }
@@ -242,6 +246,43 @@ public sealed record ModelConfig
             return (OptInt("max_window_layers") ?? 0) < layers;
         }
 
+        /// <summary>
+        /// The rotary scaling of rope_scaling / rope_parameters: null for none, "default", or "dynamic" (dynamic NTK
+        /// changes nothing up to max_position_embeddings, and no longer sequence runs); "linear" and "llama3" with their
+        /// fields. Other types were refused before parsing (<see cref="ConfigFields.RefuseUnimplemented"/>).
+        /// </summary>
+        public RopeScaling? RopeScalingOf()
+        {
+            foreach (var block in new[] { "rope_parameters", "rope_scaling" })
+            {
+                if (!j.TryGetProperty(block, out var rp) || rp.ValueKind != JsonValueKind.Object) continue;
+                string? type = null;
+                foreach (var key in new[] { "rope_type", "type" })
+                    if (rp.TryGetProperty(key, out var t) && t.ValueKind == JsonValueKind.String) { type = t.GetString(); break; }
+                var self = this; // a struct's local function cannot use this
+                double Field(string f)
+                {
+                    if (!rp.TryGetProperty(f, out var v)) throw self.Bad($"{block}.{f}", $"is missing (rope_type '{type}' needs it)");
+                    if (v.ValueKind != JsonValueKind.Number || !(v.GetDouble() > 0)) throw self.Bad($"{block}.{f}", "must be a positive number");
+                    return v.GetDouble();
+                }
+                switch (type)
+                {
+                    case RopeScaling.LinearType:
+                        return new RopeScaling(type, Field("factor"));
+                    case RopeScaling.Llama3Type:
+                    {
+                        double low = Field("low_freq_factor"), high = Field("high_freq_factor");
+                        if (!(high > low)) throw Bad($"{block}.high_freq_factor", $"{high} must exceed low_freq_factor {low}");
+                        double original = Field("original_max_position_embeddings");
+                        if (original != Math.Floor(original) || original > int.MaxValue) throw Bad($"{block}.original_max_position_embeddings", "must be an integer");
+                        return new RopeScaling(type, Field("factor"), low, high, (int)original);
+                    }
+                }
+            }
+            return null;
+        }
+
         /// <summary>Newer transformers put rotary settings under rope_parameters / rope_scaling; older at top level.</summary>
         public double RopeParam(string nested, string topLevel, double dflt)
         {
@@ -249,7 +290,7 @@ public sealed record ModelConfig
             {
                 if (j.TryGetProperty(block, out var rp) && rp.ValueKind == JsonValueKind.Object && rp.TryGetProperty(nested, out var v))
                 {
-                    // a rope_type other than default was refused before parsing (ConfigFields.RefuseUnimplemented)
+                    // a rope_type not implemented was refused before parsing (ConfigFields.RefuseUnimplemented)
                     if (v.ValueKind != JsonValueKind.Number) throw Bad($"{block}.{nested}", "must be a number");
                     return v.GetDouble();
                 }

@@ -15,7 +15,10 @@ namespace Palimpsest.Runtime;
 /// </summary>
 public sealed class Transformer : IDisposable
 {
-    public Transformer(Model model) { Model = model; }
+    public Transformer(Model model) { Model = model; _rope = model.Config.Rope; }
+
+    // the rotary frequencies, made once (Rope is passed every layer of every step)
+    private readonly RopeFrequencies _rope;
 
     // Slots of forwards of several tokens, and of one-token forwards (decode steps) apart: a step
     // between two prefills (several sessions on one transformer, a benchmark) then finds its slots
@@ -108,7 +111,7 @@ public sealed class Transformer : IDisposable
             throw new ArgumentException("backward through a forward that continues a KV cache is not supported");
         var segs = o.Segments is null ? null : CheckSegments(o.Segments, T, cache);
         // the backend's rotary table covers the whole cache now rather than growing during the steps
-        if (cache is not null && C.RotaryDim > 0) B.ReserveRope(cache.Capacity, C.RotaryDim, C.RopeTheta);
+        if (cache is not null && C.RotaryDim > 0) B.ReserveRope(cache.Capacity, C.RotaryDim, _rope);
         for (int t = 0; t < T; t++)
             if ((uint)ids[t] >= (uint)C.Vocab)
                 throw new ArgumentException($"token id {ids[t]} at position {t} is outside the vocabulary [0, {C.Vocab})");
@@ -597,8 +600,8 @@ public sealed class Transformer : IDisposable
     private void Rotate(Tensor q, Tensor k, int pos0, bool inverse)
     {
         if (C.RotaryDim == 0) return;
-        B.Rope(q, C.Heads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, pos0, inverse);
-        B.Rope(k, C.KvHeads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, C.RopeTheta, pos0, inverse);
+        B.Rope(q, C.Heads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, _rope, pos0, inverse);
+        B.Rope(k, C.KvHeads, C.HeadDim, C.RotaryDim, C.RotaryInterleaved, _rope, pos0, inverse);
     }
 
     private static bool At(IReadOnlyList<Intervention> interventions, int layer, InterventionSite site)

@@ -22,13 +22,14 @@ public class SimdBackendAllocationTests
         var xs = b.Zeros(8, d); var ys = b.Zeros(8, f);
         var k = b.RowPrefix(kc, 17); var v = b.RowPrefix(vc, 17);
         int[] id = [5];
+        RopeFrequencies rope = 10000.0; // made once, as a Transformer does
 
         void Step()
         {
             b.Embed(id, wte, null, 0, x);
             b.LayerNorm(x, g, bias, 1e-5, y, mean, rstd);
             b.MatMul(y, false, wqkv, false, qkv);
-            b.Rope(q, heads, hd, 8, false, 10000.0, 16, false);
+            b.Rope(q, heads, hd, 8, false, rope, 16, false);
             b.CopyRows(q, 0, kc, 16, 1);
             b.Attention(q, k, v, heads, heads, hd, att, null);
             b.MatMul(y, false, wup, false, up);

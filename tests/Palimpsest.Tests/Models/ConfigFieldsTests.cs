@@ -17,23 +17,42 @@ public class ConfigFieldsTests
         "intermediate_size": 128, "vocab_size": 1000, "max_position_embeddings": 256, "rms_norm_eps": 1e-5
         """;
 
+    private const string Gpt2J = """
+        "model_type": "gptj", "n_embd": 32, "n_head": 4, "n_layer": 2, "vocab_size": 1000, "n_positions": 64
+        """;
+
     private const string Gpt2 = """
         "model_type": "gpt2", "n_embd": 32, "n_head": 4, "n_layer": 2, "vocab_size": 1000, "n_positions": 64
         """;
 
     [Theory]
-    // Llama 3.1: top-level rope_theta beside rope_scaling with rope_type llama3 (ran without its scaling before)
-    [InlineData("{" + Llama + """, "rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}""",
-        "rope_scaling.rope_type", "'llama3'")]
-    // the older spelling of long-context Llama 2 variants
-    [InlineData("{" + Llama + """, "rope_scaling": {"type": "linear", "factor": 2.0}}""", "rope_scaling.type", "'linear'")]
-    [InlineData("{" + Llama + """, "rope_scaling": {"type": "dynamic", "factor": 2.0}}""", "rope_scaling.type", "'dynamic'")]
+    // Qwen2.5's long-context option and Phi-3's: not implemented
+    [InlineData("{" + Llama + """, "rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}}""", "rope_scaling.rope_type", "'yarn'")]
+    [InlineData("{" + Llama + """, "rope_scaling": {"type": "longrope", "factor": 2.0}}""", "rope_scaling.type", "'longrope'")]
+    // GPT-J in transformers has no rope scaling at all
+    [InlineData("{" + Gpt2J + """, "rope_scaling": {"type": "linear", "factor": 2.0}}""", "rope_scaling.type", "'linear'")]
+    // llama3 without the fields it needs
+    [InlineData("{" + Llama + """, "rope_scaling": {"rope_type": "llama3", "factor": 8.0}}""", "rope_scaling.low_freq_factor", "is missing")]
     [InlineData("{" + Gpt2 + """, "scale_attn_by_inverse_layer_idx": true}""", "scale_attn_by_inverse_layer_idx", "true")]
     [InlineData("{" + Gpt2 + """, "scale_attn_weights": false}""", "scale_attn_weights", "false")]
     public void A_field_that_changes_the_arithmetic_and_is_not_implemented_is_refused(string json, string field, string value)
     {
         var e = Assert.Throws<ModelFormatException>(() => Parse(json));
-        Assert.StartsWith($"config.json: field '{field}' {value}: ", e.Message);
+        Assert.StartsWith($"config.json: field '{field}' {value}", e.Message);
+    }
+
+    [Fact]
+    public void Llama3_linear_and_dynamic_rope_scaling_are_read()
+    {
+        // Llama 3.1: top-level rope_theta beside rope_scaling with rope_type llama3 (ran without its scaling before, then was refused)
+        var c = Parse("{" + Llama + """, "rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}""");
+        Assert.Equal(new Palimpsest.Backends.RopeScaling("llama3", 8, 1, 4, 8192), c.RopeScaling);
+        Assert.Equal(500000, c.RopeTheta);
+        Assert.Empty(c.UnrecognisedFields);
+        // the older spelling of long-context Llama 2 variants
+        Assert.Equal(new Palimpsest.Backends.RopeScaling("linear", 2), Parse("{" + Llama + """, "rope_scaling": {"type": "linear", "factor": 2.0}}""").RopeScaling);
+        // dynamic NTK changes nothing within max_position_embeddings, the longest sequence that runs
+        Assert.Null(Parse("{" + Llama + """, "rope_scaling": {"type": "dynamic", "factor": 2.0}}""").RopeScaling);
     }
 
     [Fact]

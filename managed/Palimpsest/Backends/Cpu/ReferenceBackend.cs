@@ -352,7 +352,7 @@ public sealed class ReferenceBackend : IBackend, ISegmentAttention, ISiblingBack
     // ---------------- rotary ----------------
 
     // x [T, heads·headDim] in place
-    public void Rope(Tensor x, int heads, int headDim, int rotaryDim, bool interleaved, double theta, int posOffset, bool inverse)
+    public void Rope(Tensor x, int heads, int headDim, int rotaryDim, bool interleaved, RopeFrequencies rope, int posOffset, bool inverse)
     {
         if (x.Cols != heads * headDim) throw new ArgumentException($"Rope: {x} is not [T, {heads}·{headDim}]");
         if (rotaryDim % 2 != 0 || rotaryDim > headDim) throw new ArgumentException($"Rope: rotaryDim {rotaryDim} must be even and <= {headDim}");
@@ -360,7 +360,7 @@ public sealed class ReferenceBackend : IBackend, ISegmentAttention, ISiblingBack
         for (int t = 0; t < x.Rows; t++)
             for (int i = 0; i < half; i++)
             {
-                var (c, s) = RopeTable.At(posOffset + t, i, rotaryDim, theta);
+                var (c, s) = RopeTable.At(posOffset + t, i, rotaryDim, rope);
                 if (inverse) s = -s;
                 for (int h = 0; h < heads; h++)
                 {

@@ -5,30 +5,30 @@ namespace Palimpsest.Backends.Cpu;
 
 public sealed partial class SimdBackend
 {
-    // Rotary cos/sin [positions, rotaryDim/2] for the last (rotaryDim, theta) used; rebuilt when a
+    // Rotary cos/sin [positions, rotaryDim/2] for the last (rotaryDim, frequencies) used; rebuilt when a
     // longer context or another geometry asks for it (one model per backend in practice).
     private float[] _ropeCos = [], _ropeSin = [];
     private int _ropeDim = -1, _ropePositions;
-    private double _ropeTheta = double.NaN;
+    private RopeFrequencies? _rope;
 
     /// <summary>Builds the table for positions [0, positions) now (it only grows; each position's angles do not depend on the table's size).</summary>
-    public void ReserveRope(int positions, int rotaryDim, double theta)
+    public void ReserveRope(int positions, int rotaryDim, RopeFrequencies rope)
     {
-        if (_ropeDim == rotaryDim && _ropeTheta == theta && _ropePositions >= positions) return;
-        int size = Math.Max(positions, _ropeDim == rotaryDim && _ropeTheta == theta ? _ropePositions * 2 : positions);
-        (_ropeCos, _ropeSin) = RopeTable.Build(size, rotaryDim, theta);
-        _ropeDim = rotaryDim; _ropeTheta = theta; _ropePositions = size;
+        if (_ropeDim == rotaryDim && rope.Equals(_rope) && _ropePositions >= positions) return;
+        int size = Math.Max(positions, _ropeDim == rotaryDim && rope.Equals(_rope) ? _ropePositions * 2 : positions);
+        (_ropeCos, _ropeSin) = RopeTable.Build(size, rotaryDim, rope);
+        _ropeDim = rotaryDim; _rope = rope; _ropePositions = size;
     }
 
     // x [T, heads·headDim] in place
-    public void Rope(Tensor x, int heads, int headDim, int rotaryDim, bool interleaved, double theta, int posOffset, bool inverse)
+    public void Rope(Tensor x, int heads, int headDim, int rotaryDim, bool interleaved, RopeFrequencies rope, int posOffset, bool inverse)
     {
         if (x.Cols != heads * headDim) throw new ArgumentException($"Rope: {x} is not [T, {heads}·{headDim}]");
         if (rotaryDim % 2 != 0 || rotaryDim > headDim || rotaryDim < 0) throw new ArgumentException($"Rope: rotaryDim {rotaryDim} must be even and <= {headDim}");
         if (posOffset < 0) throw new ArgumentOutOfRangeException(nameof(posOffset), $"Rope: negative position offset {posOffset}");
         if (rotaryDim == 0 || x.Rows == 0) return;
         int half = rotaryDim / 2;
-        ReserveRope(posOffset + x.Rows, rotaryDim, theta);
+        ReserveRope(posOffset + x.Rows, rotaryDim, rope);
         var X = F(x);
         int cols = x.Cols;
         for (int t = 0; t < x.Rows; t++)
