@@ -122,7 +122,6 @@ public sealed class Transformer : IDisposable
             if (iv.Delta.Length != d) throw new ArgumentException($"intervention vector {iv.Delta} is not [{d}]");
         }
         bool keep = o.KeepForBackward;
-        var fused = UseFusedLinear ? B as IFusedLinear : null;
         var keysAt = o.CaptureKeysAt is { } ka ? new HashSet<int>(ka) : null;
         var temps = keep ? new List<Tensor>() : null;
         // keep: fresh tensors owned by the tape; inference: the reusable scratch slot. One overload
@@ -162,13 +161,7 @@ public sealed class Transformer : IDisposable
             bt.AIn = New("aIn", T, d); bt.Mean1 = New1("mean1", T); bt.Rstd1 = New1("rstd1", T);
             Norm(x, bp.Ln1G, bp.Ln1B, bt.AIn, bt.Mean1, bt.Rstd1);
             bt.Q = New("q", T, C.QDim); bt.K = New("k", T, C.KvDim); bt.V = New("v", T, C.KvDim);
-            if (fused is not null) fused.Linear3(bt.AIn, bp.Wq, bp.Bq, bt.Q, bp.Wk, bp.Bk, bt.K, bp.Wv, bp.Bv, bt.V);
-            else
-            {
-                Linear(bt.AIn, bp.Wq, bp.Bq, bt.Q);
-                Linear(bt.AIn, bp.Wk, bp.Bk, bt.K);
-                Linear(bt.AIn, bp.Wv, bp.Bv, bt.V);
-            }
+            F.Linear3(bt.AIn, bp.Wq, bp.Bq, bt.Q, bp.Wk, bp.Bk, bt.K, bp.Wv, bp.Bv, bt.V);
             bt.Att = New("att", T, C.QDim);
             if (segs is not null) AttendSegments(bt, segs, keep ? temps : null);
             else
@@ -186,7 +179,7 @@ public sealed class Transformer : IDisposable
                 }
             }
             // sequential blocks with nothing to do on attn_out fuse it into h = x + attn_out
-            bool fuseO = fused is not null && !C.ParallelResidual && !At(interventions, l, InterventionSite.AttnOutput);
+            bool fuseO = !C.ParallelResidual && !At(interventions, l, InterventionSite.AttnOutput);
             Tensor? attnOut = null;
             if (!fuseO)
             {
@@ -205,7 +198,7 @@ public sealed class Transformer : IDisposable
             else
             {
                 bt.H = New("h", T, d);
-                if (fuseO) fused!.Linear(bt.Att, bp.Wo, bp.Bo, bt.H, residual: x);
+                if (fuseO) F.Linear(bt.Att, bp.Wo, bp.Bo, bt.H, residual: x);
                 else B.Add(x, attnOut!, bt.H);
                 residual = bt.H;
                 bt.MIn = New("mIn", T, d); bt.Mean2 = New1("mean2", T); bt.Rstd2 = New1("rstd2", T);
@@ -221,18 +214,13 @@ public sealed class Transformer : IDisposable
                 bt.Gate = Linear(bt.MIn, bp.WGate!, null, New("gate", T, f));
                 B.SiluMul(bt.Gate, bt.Up, bt.Key);
             }
-            else if (fused is not null) fused.LinearAct(C.Act, bt.MIn, bp.WUp, bp.BUp, bt.Up, bt.Key);
-            else
-            {
-                Linear(bt.MIn, bp.WUp, bp.BUp, bt.Up);
-                B.Activate(C.Act, bt.Up, bt.Key);
-            }
+            else F.LinearAct(C.Act, bt.MIn, bp.WUp, bp.BUp, bt.Up, bt.Key);
             if (keysAt?.Contains(l) == true) keys![l] = bt.Key;
             // x_{l+1} = residual + mlp_out (+ attn_out when parallel); fused when nothing acts on mlp_out
             var next = New((l + 1) % 2 == 0 ? "x0" : "x1", T, d);
             bool adaptorHere = Adaptor is { } ad && ad.Layer == l;
-            if (fused is not null && !C.ParallelResidual && !adaptorHere && !At(interventions, l, InterventionSite.MlpOutput))
-                fused.Linear(bt.Key, bp.WDown, bp.BDown, next, residual);
+            if (!C.ParallelResidual && !adaptorHere && !At(interventions, l, InterventionSite.MlpOutput))
+                F.Linear(bt.Key, bp.WDown, bp.BDown, next, residual);
             else
             {
                 var mlpOut = Linear(bt.Key, bp.WDown, bp.BDown, New("mlpOut", T, d));
@@ -608,8 +596,12 @@ public sealed class Transformer : IDisposable
         return false;
     }
 
-    /// <summary>Use the backend's <see cref="IFusedLinear"/> when it has one (the GPU benchmark turns it off to compare).</summary>
+    /// <summary>Run the backend's own <see cref="IFusedLinear"/> (off: the plain composition, <see cref="ComposedLinear"/>; the GPU benchmark compares the two).</summary>
     internal bool UseFusedLinear { get; set; } = true;
+    private ComposedLinear? _composed;
+
+    // The linear layers whose epilogues (bias, residual, activation) may fuse: the backend decides how.
+    private IFusedLinear F => UseFusedLinear ? B : _composed ??= new ComposedLinear(B);
 
     // x [T, d]: row Position += Delta (or = Delta when Replace) for the interventions at (layer, site)
     private void Apply(IReadOnlyList<Intervention> interventions, int layer, InterventionSite site, Tensor x)
@@ -623,7 +615,10 @@ public sealed class Transformer : IDisposable
         }
     }
 
-    // y [T, out] = x [T, in] · W [in, out] (+ b [out])
+    // y [T, out] = x [T, in] · W [in, out] (+ b [out]), op by op on every backend: the products with
+    // no epilogue to fuse (something reads y before it joins the residual stream; SwiGLU's two).
+    // Not F.Linear without a residual: CUDA would fold a one-row product's bias into its gemv
+    // launch, a different launch sequence from the one its recorded graphs and timings have.
     private Tensor Linear(Tensor x, Tensor w, Tensor? b, Tensor y)
     {
         B.MatMul(x, false, w, false, y);
