@@ -7,13 +7,14 @@ namespace Palimpsest.Runtime;
 /// <summary>
 /// The forward and backward of every supported architecture, written once against
 /// <see cref="IBackend"/>. One sequence at a time (no padding), or several packed end to end
-/// (<see cref="ForwardOptions.Segments"/>). Not thread-safe.
+/// (<see cref="ForwardOptions.Segments"/>). Not thread-safe. Packed segments are in
+/// Transformer.Segments.cs.
 /// Inference forwards reuse one set of scratch activations (llm.c's single arena, per slot), so a
 /// decode step allocates nothing but its outputs, and through <see cref="DecodeSession"/> (which
 /// owns its logits) nothing at all on the SimdBackend; forwards kept for the backward allocate
 /// their own (the tape owns them). Dispose frees the scratch.
 /// </summary>
-public sealed class Transformer : IDisposable
+public sealed partial class Transformer : IDisposable
 {
     public Transformer(Model model) { Model = model; }
 
@@ -89,38 +90,13 @@ public sealed class Transformer : IDisposable
     // Forward's body. logitsInto (ForwardLast, plain options only): the logits go there and no result is returned.
     private ForwardResult? Run(ReadOnlySpan<int> ids, ForwardOptions o, KvCache? cache, Tensor? logitsInto)
     {
+        var plan = o.Validate(C, ids, cache);
         int T = ids.Length, d = C.DModel, f = C.DFf;
-        int pos0 = cache?.Length ?? 0;
-        if (T == 0) throw new ArgumentException("empty token sequence");
-        if (pos0 + T > C.MaxPositions)
-            throw new ArgumentException($"sequence of {pos0 + T} tokens is longer than the model's context ({C.MaxPositions})");
-        if (cache is not null && pos0 + T > cache.Capacity)
-            throw new ArgumentException($"KV cache holds {cache.Capacity} tokens; {pos0 + T} needed");
-        if (o.StopAfterLayer >= C.Layers || o.StopAfterLayer < -1) throw new ArgumentException($"StopAfterLayer {o.StopAfterLayer} outside [-1, {C.Layers})");
-        if (o.StopAfterLayer >= 0 && (o.KeepForBackward || o.CaptureHidden || cache is not null))
-            throw new ArgumentException("StopAfterLayer runs without logits: it cannot be combined with KeepForBackward, CaptureHidden or a KV cache");
-        if (o.ReturnResidual && o.StopAfterLayer < 0)
-            throw new ArgumentException("ReturnResidual needs StopAfterLayer: it returns the residual stream leaving that block");
-        int start = CheckStart(o, T, cache);
-        if (o.KeepForBackward && o.Interventions is { } ivr && ivr.Any(i => i.Replace))
-            throw new ArgumentException("backward through a replacing intervention is not supported");
-        if (o.KeepForBackward && cache is not null && pos0 > 0)
-            throw new ArgumentException("backward through a forward that continues a KV cache is not supported");
-        var segs = o.Segments is null ? null : CheckSegments(o.Segments, T, cache);
+        int pos0 = cache?.Length ?? 0, start = plan.Start;
+        var segs = plan.Segs;
         // the backend's rotary table covers the whole cache now rather than growing during the steps
         if (cache is not null && C.RotaryDim > 0) B.ReserveRope(cache.Capacity, C.RotaryDim, C.RopeTheta);
-        for (int t = 0; t < T; t++)
-            if ((uint)ids[t] >= (uint)C.Vocab)
-                throw new ArgumentException($"token id {ids[t]} at position {t} is outside the vocabulary [0, {C.Vocab})");
         var interventions = o.Interventions ?? [];
-        for (int i = 0; i < interventions.Count; i++)
-        {
-            var iv = interventions[i];
-            if (iv.Layer < 0 || iv.Layer >= C.Layers) throw new ArgumentException($"intervention layer {iv.Layer} outside [0, {C.Layers})");
-            if (iv.Layer < start) throw new ArgumentException($"intervention at layer {iv.Layer} is below StartAtLayer {start}: that block does not run");
-            if (iv.Position < 0 || iv.Position >= T) throw new ArgumentException($"intervention position {iv.Position} outside [0, {T})");
-            if (iv.Delta.Length != d) throw new ArgumentException($"intervention vector {iv.Delta} is not [{d}]");
-        }
         bool keep = o.KeepForBackward;
         var keysAt = o.CaptureKeysAt is { } ka ? new HashSet<int>(ka) : null;
         var temps = keep ? new List<Tensor>() : null;
@@ -242,9 +218,8 @@ public sealed class Transformer : IDisposable
         Norm(x, P.LnFG, P.LnFB, xf, meanF, rstdF);
         Tensor? finalResidual = null;
         if (hidden is not null) { hidden[C.Layers] = Copy(xf); finalResidual = Copy(x); }
-        int from = o.LogitsFrom < 0 ? T + o.LogitsFrom : o.LogitsFrom;
-        if (from < 0 || from >= T) throw new ArgumentException($"LogitsFrom {o.LogitsFrom} outside the {T} tokens");
-        int[]? rows = o.LogitRows is null ? null : CheckRows(o.LogitRows, T, from);
+        int from = plan.LogitsFrom;
+        int[]? rows = plan.LogitRows;
         var xHead = xf;
         if (rows is not null)
         {
@@ -269,139 +244,6 @@ public sealed class Transformer : IDisposable
 
         if (logitsInto is not null) return null; // ForwardLast: the caller owns the logits, nothing else was asked
         return new ForwardResult { Logits = logits, Hidden = hidden, FinalResidual = finalResidual, MlpKeys = keys ?? new Dictionary<int, Tensor>(), Tape = tape, Ids = ids.ToArray(), PositionOffset = pos0, LogitsFrom = from, LogitRows = rows, Segments = segs?.Lengths };
-    }
-
-    // StartAtLayer in [0, L); above 0 it needs StartResidual [T, d], and nothing may need a block
-    // below it (cache, hidden states, keys; StopAfterLayer). Interventions are checked with the others.
-    private int CheckStart(ForwardOptions o, int T, KvCache? cache)
-    {
-        int start = o.StartAtLayer;
-        if (start < 0 || start >= C.Layers) throw new ArgumentException($"StartAtLayer {start} outside [0, {C.Layers})");
-        if (start == 0)
-        {
-            if (o.StartResidual is not null) throw new ArgumentException("StartResidual is set but StartAtLayer is 0: the forward would start from the embedding and ignore it");
-            return 0;
-        }
-        if (o.StartResidual is not { } sr)
-            throw new ArgumentException($"StartAtLayer {start} needs StartResidual, the residual stream entering block {start} [{T}, {C.DModel}]");
-        if (sr.Shape.Length != 2 || sr.Rows != T || sr.Cols != C.DModel)
-            throw new ArgumentException($"StartResidual {sr} is not [{T}, {C.DModel}] (the tokens by d_model)");
-        if (cache is not null) throw new ArgumentException($"StartAtLayer {start} cannot be combined with a KV cache: the skipped blocks would leave no keys and values in it");
-        if (o.CaptureHidden) throw new ArgumentException($"StartAtLayer {start} cannot be combined with CaptureHidden: the hidden states below it are not computed");
-        // a loop, not ks.Any(k => k < start): that lambda's closure over start would be allocated on every call
-        if (o.CaptureKeysAt is { } ks && AnyBelow(ks, start))
-            throw new ArgumentException($"CaptureKeysAt [{string.Join(", ", ks)}] asks for a layer below StartAtLayer {start}: that block does not run");
-        if (o.StopAfterLayer >= 0 && o.StopAfterLayer < start)
-            throw new ArgumentException($"StopAfterLayer {o.StopAfterLayer} is below StartAtLayer {start}: no block would run");
-        return start;
-    }
-
-    private static bool AnyBelow(IReadOnlyList<int> layers, int start)
-    {
-        for (int i = 0; i < layers.Count; i++) if (layers[i] < start) return true;
-        return false;
-    }
-
-    /// <summary>Packed segments: segment s is rows [Starts[s], Starts[s] + Lengths[s]) of every [T, ·]; Max = the longest.</summary>
-    private sealed record Segs(int[] Lengths, int[] Starts, int Max);
-
-    // Segments: lengths ≥ 1 summing to T; no KV cache (each segment starts at position 0).
-    private static Segs CheckSegments(IReadOnlyList<int> lengths, int T, KvCache? cache)
-    {
-        if (cache is not null) throw new ArgumentException("Segments cannot be combined with a KV cache: every segment starts at position 0");
-        if (lengths.Count == 0) throw new ArgumentException("Segments is empty");
-        var starts = new int[lengths.Count];
-        int at = 0;
-        for (int s = 0; s < lengths.Count; s++)
-        {
-            if (lengths[s] < 1) throw new ArgumentException($"Segments[{s}] = {lengths[s]}: every segment needs at least one token");
-            starts[s] = at;
-            at += lengths[s];
-        }
-        if (at != T) throw new ArgumentException($"Segments sum to {at} tokens, the sequence has {T}");
-        return new Segs(lengths.ToArray(), starts, lengths.Max());
-    }
-
-    // x [T, d] = wte[ids] + wpe[position within the segment]: each segment through x_s [n_s, d]
-    private void EmbedSegments(ReadOnlySpan<int> ids, Segs segs, Tensor x)
-    {
-        var xs = Scratch("segX", [segs.Max, C.DModel]);
-        for (int s = 0; s < segs.Lengths.Length; s++)
-        {
-            int at = segs.Starts[s], n = segs.Lengths[s];
-            var v = B.RowPrefix(xs, n);
-            B.Embed(ids.Slice(at, n), P.Wte, P.Wpe, 0, v);
-            B.CopyRows(v, 0, x, at, n);
-        }
-    }
-
-    // Backward of EmbedSegments: dx [T, d] -> G.Wte, G.Wpe (accumulated), positions restarting at 0
-    // in each segment, through dxs [max n_s, d]
-    private void EmbedSegmentsBackward(int[] ids, Segs segs, Tensor dx, ParamSet<Tensor> G, Tensor dxs)
-    {
-        for (int s = 0; s < segs.Lengths.Length; s++)
-        {
-            int at = segs.Starts[s], n = segs.Lengths[s];
-            var v = B.RowPrefix(dxs, n);
-            B.CopyRows(dx, at, v, 0, n);
-            B.EmbedBackward(ids.AsSpan(at, n), v, G.Wte, G.Wpe, 0);
-        }
-    }
-
-    // Attention of packed segments: bt.Q [T, H·hd], bt.K, bt.V [T, Hkv·hd] (before rotary) -> bt.Att [T, H·hd].
-    // Segment s copies its rows into q_s [n_s, H·hd], k_s, v_s [n_s, Hkv·hd], rotates them from
-    // position 0, and attends causally within itself (probs_s [H, n_s, n_s]); o_s [n_s, H·hd] goes
-    // back to its rows of Att. owned (KeepForBackward): q_s, k_s, v_s and probs_s are fresh tensors
-    // kept in bt for the backward; else they are views of reused scratch and no probs are kept.
-    private void AttendSegments(BlockTape bt, Segs segs, List<Tensor>? owned)
-    {
-        if (PackedAttention is { } sa)
-        {
-            // one call for all segments: probs [H, T, T] (0 outside each segment) serve the plain backward
-            int T = bt.Q.Rows;
-            if (owned is not null) { bt.Probs = B.Zeros(C.Heads, T, T); owned.Add(bt.Probs); }
-            sa.AttentionSegments(bt.Q, bt.K, bt.V, segs.Lengths, C.Heads, C.KvHeads, C.HeadDim, bt.Att, owned is null ? null : bt.Probs);
-            return;
-        }
-        int S = segs.Lengths.Length, max = segs.Max;
-        Tensor Temp(string slot, int n, int cols)
-        {
-            if (owned is null) return B.RowPrefix(Scratch(slot, [max, cols]), n);
-            var t = B.Zeros(n, cols); owned.Add(t); return t;
-        }
-        if (owned is not null) { bt.SegQ = new Tensor[S]; bt.SegK = new Tensor[S]; bt.SegV = new Tensor[S]; bt.SegProbs = new Tensor[S]; }
-        var os = Scratch("segO", [max, C.QDim]);
-        for (int s = 0; s < S; s++)
-        {
-            int at = segs.Starts[s], n = segs.Lengths[s];
-            var q = Temp("segQ", n, C.QDim); var k = Temp("segK", n, C.KvDim); var v = Temp("segV", n, C.KvDim);
-            B.CopyRows(bt.Q, at, q, 0, n);
-            B.CopyRows(bt.K, at, k, 0, n);
-            B.CopyRows(bt.V, at, v, 0, n);
-            Rotate(q, k, 0, inverse: false);
-            Tensor? probs = null;
-            if (owned is not null)
-            {
-                probs = B.Zeros(C.Heads, n, n); owned.Add(probs);
-                bt.SegQ![s] = q; bt.SegK![s] = k; bt.SegV![s] = v; bt.SegProbs![s] = probs;
-            }
-            var o = B.RowPrefix(os, n);
-            B.Attention(q, k, v, C.Heads, C.KvHeads, C.HeadDim, o, probs);
-            B.CopyRows(o, 0, bt.Att, at, n);
-        }
-    }
-
-    // LogitRows: strictly increasing rows inside [0, T); exclusive with LogitsFrom.
-    private static int[] CheckRows(IReadOnlyList<int> rows, int T, int from)
-    {
-        if (from != 0) throw new ArgumentException("LogitRows and LogitsFrom cannot both be set");
-        if (rows.Count == 0) throw new ArgumentException("LogitRows is empty");
-        for (int i = 0; i < rows.Count; i++)
-        {
-            if (rows[i] < 0 || rows[i] >= T) throw new ArgumentException($"LogitRows[{i}] = {rows[i]} outside the {T} tokens");
-            if (i > 0 && rows[i] <= rows[i - 1]) throw new ArgumentException($"LogitRows must be strictly increasing (row {rows[i]} after {rows[i - 1]})");
-        }
-        return rows.ToArray();
     }
 
     /// <summary>
@@ -438,7 +280,7 @@ public sealed class Transformer : IDisposable
             }
             lowest = Math.Min(lowest, mlpOutputGrads.Keys.Min());
         }
-        var segs = fr.Segments is null ? null : CheckSegments(fr.Segments, T, null);
+        var segs = fr.Segments is null ? null : Segs.Check(fr.Segments, T, null);
         // with segments: dO_s, dq_s [max n_s, H·hd], dk_s, dv_s [max n_s, Hkv·hd], reused by every block
         var segGrads = segs is null || PackedAttention is not null ? null : new[] { New(segs.Max, C.QDim), New(segs.Max, C.QDim), New(segs.Max, C.KvDim), New(segs.Max, C.KvDim) };
 
@@ -545,41 +387,6 @@ public sealed class Transformer : IDisposable
             foreach (var t in temps) t.Dispose();
         }
     }
-
-    // Backward of AttendSegments: dAtt [T, H·hd] -> dQ [T, H·hd], dK, dV [T, Hkv·hd] (overwritten; before
-    // rotary, like the forward's bt.Q, bt.K), segment by segment through grads = dO_s, dq_s, dk_s, dv_s.
-    private void AttendSegmentsBackward(BlockTape bt, Segs segs, Tensor[] grads, Tensor dAtt, Tensor dQ, Tensor dK, Tensor dV)
-    {
-        if (bt.SegQ is null)
-        {
-            // packed forward (ISegmentAttention): probs [H, T, T], 0 between segments
-            ((ISegmentAttention)B).AttentionSegmentsBackward(dAtt, bt.Q, bt.K, bt.V, bt.Probs, segs.Lengths, C.Heads, C.KvHeads, C.HeadDim, dQ, dK, dV);
-            return;
-        }
-        for (int s = 0; s < segs.Lengths.Length; s++)
-        {
-            int at = segs.Starts[s], n = segs.Lengths[s];
-            var dO = B.RowPrefix(grads[0], n); var dq = B.RowPrefix(grads[1], n);
-            var dk = B.RowPrefix(grads[2], n); var dv = B.RowPrefix(grads[3], n);
-            B.CopyRows(dAtt, at, dO, 0, n);
-            B.AttentionBackward(dO, bt.SegQ![s], bt.SegK![s], bt.SegV![s], bt.SegProbs![s], C.Heads, C.KvHeads, C.HeadDim, dq, dk, dv);
-            Rotate(dq, dk, 0, inverse: true);
-            B.CopyRows(dq, 0, dQ, at, n);
-            B.CopyRows(dk, 0, dK, at, n);
-            B.CopyRows(dv, 0, dV, at, n);
-        }
-    }
-
-    // The backend's one-call attention over packed segments, when it has one and the model has no
-    // rotary embedding (rotary positions restart in each segment: those models rotate segment by
-    // segment and so attend segment by segment too).
-    private ISegmentAttention? PackedAttention => C.RotaryDim == 0 && UsePackedAttention ? B as ISegmentAttention : null;
-
-    /// <summary>Use the backend's <see cref="ISegmentAttention"/> for packed segments when it has one (tests turn it off to compare).</summary>
-    internal bool UsePackedAttention { get; set; } = true;
-
-    /// <summary>Whether packed segments attend in one backend call (else segment by segment).</summary>
-    internal bool AttendsPacked => PackedAttention is not null;
 
     // rotary on q [n, H·hd] and k [n, Hkv·hd] from position pos0 (inverse: its transpose, for gradients); no-op without rotary
     private void Rotate(Tensor q, Tensor k, int pos0, bool inverse)
