@@ -23,7 +23,7 @@ public enum Activation
 /// linear layer is y = x · W (+ b). Output tensors are overwritten unless the parameter says
 /// "accumulate". Gradients of weights always accumulate (they are zeroed by the caller).
 /// </summary>
-public interface IBackend : IDisposable
+public interface IBackend : IDisposable, IFusedLinear
 {
     /// <summary>Short name for reports: "cpu-f64", "cpu-f32", "cuda-f32", ...</summary>
     string Name { get; }
@@ -99,6 +99,17 @@ public interface IBackend : IDisposable
 
     /// <summary>dst [d] (+)= x [T, d] row <paramref name="row"/>  (gradient of an intervention).</summary>
     void GetRow(Tensor x, int row, Tensor dst, bool accumulate);
+
+    // ---------------- linear layers (IFusedLinear) ----------------
+    // By default the plain composition (ComposedLinear); a backend where a launch costs more than
+    // the arithmetic around it fuses the epilogues (CudaBackend.Linear.cs).
+
+    void IFusedLinear.Linear(Tensor x, Tensor w, Tensor? b, Tensor y, Tensor? residual) => ComposedLinear.Linear(this, x, w, b, y, residual);
+
+    void IFusedLinear.LinearAct(Activation act, Tensor x, Tensor w, Tensor? b, Tensor up, Tensor key) => ComposedLinear.LinearAct(this, act, x, w, b, up, key);
+
+    void IFusedLinear.Linear3(Tensor x, Tensor w0, Tensor? b0, Tensor y0, Tensor w1, Tensor? b1, Tensor y1, Tensor w2, Tensor? b2, Tensor y2)
+        => ComposedLinear.Linear3(this, x, w0, b0, y0, w1, b1, y1, w2, b2, y2);
 
     // ---------------- embeddings ----------------
 
@@ -249,10 +260,12 @@ public interface IReplayable : IDisposable
 }
 
 /// <summary>
-/// Optional capability of a backend where a kernel launch costs more than the arithmetic around
-/// it (CUDA): linear layers with their epilogues fused. Each op computes what the composition in
-/// its comment computes, in the same order (the transformer runs that composition on backends
-/// without this interface), and tests hold the two together.
+/// Linear layers with their epilogues (bias, residual, activation), which the transformer calls
+/// wherever an epilogue may fuse, whatever the backend. Every backend has them:
+/// <see cref="IBackend"/>'s default runs the plain composition (<see cref="ComposedLinear"/>); a
+/// backend where a kernel launch costs more than the arithmetic around it (CUDA) fuses them. Each
+/// op computes what the composition in its comment computes, in the same order, and tests hold the
+/// two together.
 /// </summary>
 public interface IFusedLinear
 {

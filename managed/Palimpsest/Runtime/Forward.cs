@@ -22,64 +22,6 @@ public enum InterventionSite
 /// </summary>
 public sealed record Intervention(int Layer, InterventionSite Site, int Position, Tensor Delta, bool Replace = false);
 
-/// <summary>What a forward should capture and change.</summary>
-public sealed class ForwardOptions
-{
-    /// <summary>Return hidden states [L+1] x [T, d] in transformers' output_hidden_states convention.</summary>
-    public bool CaptureHidden { get; init; }
-    /// <summary>Layers whose MLP keys (input of the down-projection) [T, f] are returned.</summary>
-    public IReadOnlyList<int>? CaptureKeysAt { get; init; }
-    /// <summary>Vectors to add while running.</summary>
-    public IReadOnlyList<Intervention>? Interventions { get; init; }
-    /// <summary>
-    /// Compute logits only for rows [LogitsFrom, T): Logits is then [T − LogitsFrom, V]. Generation and
-    /// answer scoring need the last rows only, and the head is the largest matmul of a small model.
-    /// A negative value counts from the end (−1: the last row only).
-    /// </summary>
-    public int LogitsFrom { get; init; }
-    /// <summary>
-    /// Compute logits only for these rows (strictly increasing, inside [0, T)): Logits is then
-    /// [R, V], row i for token LogitRows[i]. Training on answer tokens needs a few scattered rows
-    /// of a packed sequence. Cannot be combined with a non-zero LogitsFrom.
-    /// </summary>
-    public IReadOnlyList<int>? LogitRows { get; init; }
-    /// <summary>
-    /// Stop after this block (captures at or below it are still returned); the blocks above, the
-    /// final norm and the head are skipped and the result has no logits. Key statistics need only
-    /// the keys, and the head is the largest matmul of a small model. -1: run everything.
-    /// </summary>
-    public int StopAfterLayer { get; init; } = -1;
-    /// <summary>
-    /// With StopAfterLayer = l: the result's <see cref="ForwardResult.Residual"/> is a copy of the
-    /// residual stream leaving block l [T, d] (after any BlockOutput intervention), which a later
-    /// forward can resume from (<see cref="StartAtLayer"/> = l + 1).
-    /// </summary>
-    public bool ReturnResidual { get; init; }
-    /// <summary>
-    /// Resume at this block: the embedding and blocks 0..l−1 are skipped and block l starts from a
-    /// copy of <see cref="StartResidual"/>. ROME's v* and MEMIT's z* optimise a vector added at one
-    /// layer, and nothing below it depends on the vector, so every step can start there. Cannot be
-    /// combined with a KV cache, CaptureHidden, keys or interventions below l, and the backward of
-    /// such a forward has no weight gradients. 0: run from the embedding.
-    /// </summary>
-    public int StartAtLayer { get; init; }
-    /// <summary>
-    /// With StartAtLayer = l > 0: the residual stream entering block l [T, d] (e.g. the
-    /// <see cref="ForwardResult.Residual"/> of a forward with StopAfterLayer = l − 1 and the same
-    /// ids and Segments). Only read: the forward works on its own copy.
-    /// </summary>
-    public Tensor? StartResidual { get; init; }
-    /// <summary>Keep every activation so that <see cref="Transformer.Backward"/> can run.</summary>
-    public bool KeepForBackward { get; init; }
-    /// <summary>
-    /// Packed sequences: the T tokens are independent sequences of these lengths (each ≥ 1, summing
-    /// to T) laid end to end. Each starts at position 0 and attends only within itself; everything
-    /// row-wise runs once over all T rows. Rows (interventions, LogitRows, LogitsFrom, captures) stay
-    /// rows of the whole [T, ·]. Cannot be combined with a KV cache. Null: one sequence.
-    /// </summary>
-    public IReadOnlyList<int>? Segments { get; init; }
-}
-
 /// <summary>
 /// Output of one forward. Owns its tensors (dispose to free them). Logits [T, V]; Hidden[i] [T, d];
 /// MlpKeys[layer] [T, f].

@@ -7,13 +7,14 @@ namespace Palimpsest.Runtime;
 /// <summary>
 /// The forward and backward of every supported architecture, written once against
 /// <see cref="IBackend"/>. One sequence at a time (no padding), or several packed end to end
-/// (<see cref="ForwardOptions.Segments"/>). Not thread-safe.
+/// (<see cref="ForwardOptions.Segments"/>). Not thread-safe. A block's own forward and backward
+/// are in Transformer.Block.cs, packed segments in Transformer.Segments.cs.
 /// Inference forwards reuse one set of scratch activations (llm.c's single arena, per slot), so a
 /// decode step allocates nothing but its outputs, and through <see cref="DecodeSession"/> (which
 /// owns its logits) nothing at all on the SimdBackend; forwards kept for the backward allocate
 /// their own (the tape owns them). Dispose frees the scratch.
 /// </summary>
-public sealed class Transformer : IDisposable
+public sealed partial class Transformer : IDisposable
 {
     public Transformer(Model model) { Model = model; _rope = model.Config.Rope; }
 
@@ -67,6 +68,13 @@ public sealed class Transformer : IDisposable
     private IBackend B => Model.Backend;
     private ParamSet<Tensor> P => Model.Params;
 
+    /// <summary>Run the backend's own <see cref="IFusedLinear"/> (off: the plain composition, <see cref="ComposedLinear"/>; the GPU benchmark compares the two).</summary>
+    internal bool UseFusedLinear { get; set; } = true;
+    private ComposedLinear? _composed;
+
+    // The linear layers whose epilogues (bias, residual, activation) may fuse: the backend decides how.
+    private IFusedLinear F => UseFusedLinear ? B : _composed ??= new ComposedLinear(B);
+
     /// <summary>
     /// Runs ids [T] (positions cache.Length.., or 0.. without a cache) and returns logits [T, V].
     /// With a cache, keys/values are appended to it. With StartAtLayer = l > 0 it runs blocks l..
@@ -92,331 +100,79 @@ public sealed class Transformer : IDisposable
     // Forward's body. logitsInto (ForwardLast, plain options only): the logits go there and no result is returned.
     private ForwardResult? Run(ReadOnlySpan<int> ids, ForwardOptions o, KvCache? cache, Tensor? logitsInto)
     {
-        int T = ids.Length, d = C.DModel, f = C.DFf;
-        int pos0 = cache?.Length ?? 0;
-        if (T == 0) throw new ArgumentException("empty token sequence");
-        if (pos0 + T > C.MaxPositions)
-            throw new ArgumentException($"sequence of {pos0 + T} tokens is longer than the model's context ({C.MaxPositions})");
-        if (cache is not null && pos0 + T > cache.Capacity)
-            throw new ArgumentException($"KV cache holds {cache.Capacity} tokens; {pos0 + T} needed");
-        if (o.StopAfterLayer >= C.Layers || o.StopAfterLayer < -1) throw new ArgumentException($"StopAfterLayer {o.StopAfterLayer} outside [-1, {C.Layers})");
-        if (o.StopAfterLayer >= 0 && (o.KeepForBackward || o.CaptureHidden || cache is not null))
-            throw new ArgumentException("StopAfterLayer runs without logits: it cannot be combined with KeepForBackward, CaptureHidden or a KV cache");
-        if (o.ReturnResidual && o.StopAfterLayer < 0)
-            throw new ArgumentException("ReturnResidual needs StopAfterLayer: it returns the residual stream leaving that block");
-        int start = CheckStart(o, T, cache);
-        if (o.KeepForBackward && o.Interventions is { } ivr && ivr.Any(i => i.Replace))
-            throw new ArgumentException("backward through a replacing intervention is not supported");
-        if (o.KeepForBackward && cache is not null && pos0 > 0)
-            throw new ArgumentException("backward through a forward that continues a KV cache is not supported");
-        var segs = o.Segments is null ? null : CheckSegments(o.Segments, T, cache);
+        var plan = o.Validate(C, ids, cache);
         // the backend's rotary table covers the whole cache now rather than growing during the steps
         if (cache is not null && C.RotaryDim > 0) B.ReserveRope(cache.Capacity, C.RotaryDim, _rope);
-        for (int t = 0; t < T; t++)
-            if ((uint)ids[t] >= (uint)C.Vocab)
-                throw new ArgumentException($"token id {ids[t]} at position {t} is outside the vocabulary [0, {C.Vocab})");
-        var interventions = o.Interventions ?? [];
-        for (int i = 0; i < interventions.Count; i++)
-        {
-            var iv = interventions[i];
-            if (iv.Layer < 0 || iv.Layer >= C.Layers) throw new ArgumentException($"intervention layer {iv.Layer} outside [0, {C.Layers})");
-            if (iv.Layer < start) throw new ArgumentException($"intervention at layer {iv.Layer} is below StartAtLayer {start}: that block does not run");
-            if (iv.Position < 0 || iv.Position >= T) throw new ArgumentException($"intervention position {iv.Position} outside [0, {T})");
-            if (iv.Delta.Length != d) throw new ArgumentException($"intervention vector {iv.Delta} is not [{d}]");
-        }
-        bool keep = o.KeepForBackward;
-        var fused = UseFusedLinear ? B as IFusedLinear : null;
+        var p = new ForwardPass(this, ids, cache, plan.Segs, o.Interventions ?? [], o.KeepForBackward ? new List<Tensor>() : null);
         var keysAt = o.CaptureKeysAt is { } ka ? new HashSet<int>(ka) : null;
-        var temps = keep ? new List<Tensor>() : null;
-        // keep: fresh tensors owned by the tape; inference: the reusable scratch slot. One overload
-        // per rank rather than params int[]: a decode step would allocate an array per activation.
-        Tensor New1(string slot, int n) => keep ? Fresh(temps!, n) : Scratch(slot, 1, n);
-        Tensor New(string slot, int rows, int cols) => keep ? Fresh(temps!, rows, cols) : Scratch(slot, 2, rows, cols);
-
-        var hidden = o.CaptureHidden ? new Tensor[C.Layers + 1] : null;
         var keys = keysAt is null ? null : new Dictionary<int, Tensor>();
-        var tape = keep ? new Tape { Blocks = new BlockTape[C.Layers], StartAtLayer = start, Interventions = interventions, Owned = temps! } : null;
+        var hidden = o.CaptureHidden ? new Tensor[C.Layers + 1] : null;
+        var tape = p.Owned is null ? null : new Tape { Blocks = new BlockTape[C.Layers], StartAtLayer = plan.Start, Interventions = p.Interventions, Owned = p.Owned };
 
-        Tensor x;
-        if (start == 0)
+        var x = Embed(ids, o, plan, p);                                          // x [T, d]
+        for (int l = plan.Start; l < C.Layers; l++)
         {
-            // x [T, d] = wte[ids] (+ wpe[pos]); with segments pos restarts at 0 in each
-            x = New("x0", T, d);
-            if (segs is null || P.Wpe is null) B.Embed(ids, P.Wte, P.Wpe, pos0, x);
-            else EmbedSegments(ids, segs, x);
-        }
-        else
-        {
-            // x [T, d] = a copy of StartResidual, in the slot block `start` reads in a full run:
-            // ResidualIn interventions add in place, and the caller's tensor must stay as it was
-            x = New(start % 2 == 0 ? "x0" : "x1", T, d);
-            B.CopyRows(o.StartResidual!, 0, x, 0, T);
-        }
-
-        for (int l = start; l < C.Layers; l++)
-        {
-            var bp = P.Blocks[l];
-            Apply(interventions, l, InterventionSite.ResidualIn, x);
+            Apply(p.Interventions, l, InterventionSite.ResidualIn, x);
             if (hidden is not null) hidden[l] = Copy(x);
-            var bt = keep ? new BlockTape() : _block;
-            bt.X = x;
-
-            // attention branch: aIn = norm1(x); q, k, v = aIn·W + b; rotary; attention; · Wo + bo
-            bt.AIn = New("aIn", T, d); bt.Mean1 = New1("mean1", T); bt.Rstd1 = New1("rstd1", T);
-            Norm(x, bp.Ln1G, bp.Ln1B, bt.AIn, bt.Mean1, bt.Rstd1);
-            bt.Q = New("q", T, C.QDim); bt.K = New("k", T, C.KvDim); bt.V = New("v", T, C.KvDim);
-            if (fused is not null) fused.Linear3(bt.AIn, bp.Wq, bp.Bq, bt.Q, bp.Wk, bp.Bk, bt.K, bp.Wv, bp.Bv, bt.V);
-            else
-            {
-                Linear(bt.AIn, bp.Wq, bp.Bq, bt.Q);
-                Linear(bt.AIn, bp.Wk, bp.Bk, bt.K);
-                Linear(bt.AIn, bp.Wv, bp.Bv, bt.V);
-            }
-            bt.Att = New("att", T, C.QDim);
-            if (segs is not null) AttendSegments(bt, segs, keep ? temps : null);
-            else
-            {
-                Rotate(bt.Q, bt.K, pos0, inverse: false);
-                bt.Probs = keep ? Fresh(temps!, C.Heads, T, T) : null!;
-                if (cache is null) B.Attention(bt.Q, bt.K, bt.V, C.Heads, C.KvHeads, C.HeadDim, bt.Att, keep ? bt.Probs : null);
-                else
-                {
-                    // append k, v; att [T, H·hd] over the cache's rows [0, pos0 + T), read in place
-                    // (a RowPrefix view per layer would allocate at every step)
-                    B.CopyRows(bt.K, 0, cache.K[l], pos0, T);
-                    B.CopyRows(bt.V, 0, cache.V[l], pos0, T);
-                    B.AttentionPrefix(bt.Q, cache.K[l], cache.V[l], pos0 + T, C.Heads, C.KvHeads, C.HeadDim, bt.Att, keep ? bt.Probs : null);
-                }
-            }
-            // sequential blocks with nothing to do on attn_out fuse it into h = x + attn_out
-            bool fuseO = fused is not null && !C.ParallelResidual && !At(interventions, l, InterventionSite.AttnOutput);
-            Tensor? attnOut = null;
-            if (!fuseO)
-            {
-                attnOut = Linear(bt.Att, bp.Wo, bp.Bo, New("attnOut", T, d));
-                Apply(interventions, l, InterventionSite.AttnOutput, attnOut);
-            }
-
-            // MLP input: parallel blocks read x (GPT-J: the same norm), sequential ones x + attn.
-            Tensor residual;
-            if (C.ParallelResidual)
-            {
-                residual = x;
-                if (C.SharedNorm) bt.MIn = bt.AIn;
-                else { bt.MIn = New("mIn", T, d); bt.Mean2 = New1("mean2", T); bt.Rstd2 = New1("rstd2", T); Norm(x, bp.Ln2G!, bp.Ln2B, bt.MIn, bt.Mean2, bt.Rstd2); }
-            }
-            else
-            {
-                bt.H = New("h", T, d);
-                if (fuseO) fused!.Linear(bt.Att, bp.Wo, bp.Bo, bt.H, residual: x);
-                else B.Add(x, attnOut!, bt.H);
-                residual = bt.H;
-                bt.MIn = New("mIn", T, d); bt.Mean2 = New1("mean2", T); bt.Rstd2 = New1("rstd2", T);
-                Norm(bt.H, bp.Ln2G!, bp.Ln2B, bt.MIn, bt.Mean2, bt.Rstd2);
-            }
-
-            // MLP: key = act(mIn·WUp + b) or silu(mIn·WGate)·(mIn·WUp); out = key·WDown + b
-            bt.Up = New("up", T, f);
-            bt.Key = keysAt?.Contains(l) == true ? B.Zeros(T, f) : New("key", T, f);
-            if (C.GatedMlp)
-            {
-                Linear(bt.MIn, bp.WUp, bp.BUp, bt.Up);
-                bt.Gate = Linear(bt.MIn, bp.WGate!, null, New("gate", T, f));
-                B.SiluMul(bt.Gate, bt.Up, bt.Key);
-            }
-            else if (fused is not null) fused.LinearAct(C.Act, bt.MIn, bp.WUp, bp.BUp, bt.Up, bt.Key);
-            else
-            {
-                Linear(bt.MIn, bp.WUp, bp.BUp, bt.Up);
-                B.Activate(C.Act, bt.Up, bt.Key);
-            }
-            if (keysAt?.Contains(l) == true) keys![l] = bt.Key;
-            // x_{l+1} = residual + mlp_out (+ attn_out when parallel); fused when nothing acts on mlp_out
-            var next = New((l + 1) % 2 == 0 ? "x0" : "x1", T, d);
-            bool adaptorHere = Adaptor is { } ad && ad.Layer == l;
-            if (fused is not null && !C.ParallelResidual && !adaptorHere && !At(interventions, l, InterventionSite.MlpOutput))
-                fused.Linear(bt.Key, bp.WDown, bp.BDown, next, residual);
-            else
-            {
-                var mlpOut = Linear(bt.Key, bp.WDown, bp.BDown, New("mlpOut", T, d));
-                if (adaptorHere)
-                    Adaptor!.Apply(B, cache is null ? [] : cache.Tokens.AsSpan(0, pos0), ids, segs?.Lengths, bt.Key, mlpOut);
-                Apply(interventions, l, InterventionSite.MlpOutput, mlpOut);
-                B.Add(residual, mlpOut, next);
-                if (C.ParallelResidual) B.Add(next, attnOut!, next);
-            }
-            Apply(interventions, l, InterventionSite.BlockOutput, next);
+            var bt = tape is null ? _block : new BlockTape();
+            bool captureKey = keysAt?.Contains(l) == true;
+            x = BlockForward(l, x, bt, p, captureKey);                             // x [T, d] = block l (x)
+            Apply(p.Interventions, l, InterventionSite.BlockOutput, x);
+            if (captureKey) keys![l] = bt.Key;
             if (tape is not null) tape.Blocks[l] = bt;
-            x = next;
             if (l == o.StopAfterLayer)
-                return new ForwardResult { MlpKeys = keys ?? new Dictionary<int, Tensor>(), Residual = o.ReturnResidual ? Copy(x) : null, Ids = ids.ToArray(), PositionOffset = pos0, Segments = segs?.Lengths };
+                return new ForwardResult { MlpKeys = keys ?? new Dictionary<int, Tensor>(), Residual = o.ReturnResidual ? Copy(x) : null, Ids = ids.ToArray(), PositionOffset = p.Pos0, Segments = plan.Segs?.Lengths };
         }
 
-        // final norm and head: logits [T, V] = norm_f(x) · Headᵀ (+ b)
-        var xf = New("xf", T, d); var meanF = New1("meanF", T); var rstdF = New1("rstdF", T);
-        Norm(x, P.LnFG, P.LnFB, xf, meanF, rstdF);
+        // final norm and head: logits [R, V] = norm_f(x)[rows] · Headᵀ (+ b)
+        var xf = p.New("xf", p.T, C.DModel); var meanF = p.New1("meanF", p.T); var rstdF = p.New1("rstdF", p.T);
+        Norm(x, P.LnFG, P.LnFB, xf, meanF, rstdF);                               // xf [T, d]
         Tensor? finalResidual = null;
         if (hidden is not null) { hidden[C.Layers] = Copy(xf); finalResidual = Copy(x); }
-        int from = o.LogitsFrom < 0 ? T + o.LogitsFrom : o.LogitsFrom;
-        if (from < 0 || from >= T) throw new ArgumentException($"LogitsFrom {o.LogitsFrom} outside the {T} tokens");
-        int[]? rows = o.LogitRows is null ? null : CheckRows(o.LogitRows, T, from);
-        var xHead = xf;
-        if (rows is not null)
-        {
-            // gather the requested rows: xHead [R, d] = xf[rows]
-            xHead = New("xHead", rows.Length, d);
-            for (int i = 0; i < rows.Length; i++) B.CopyRows(xf, rows[i], xHead, i, 1);
-        }
-        else if (from > 0) { xHead = New("xHead", T - from, d); B.CopyRows(xf, from, xHead, 0, T - from); }
-        var logits = logitsInto ?? B.Zeros(rows?.Length ?? T - from, C.Vocab);
-        B.MatMul(xHead, false, P.Head, true, logits);
+        var xHead = HeadRows(xf, plan, p);                                       // xHead [R, d]
+        var logits = logitsInto ?? B.Zeros(xHead.Rows, C.Vocab);
+        B.MatMul(xHead, false, P.Head, true, logits);                            // logits [R, V]
         if (P.HeadB is not null) B.AddBias(logits, P.HeadB);
         if (cache is not null)
         {
-            ids.CopyTo(cache.Tokens.AsSpan(pos0));
-            cache.Length = pos0 + T;
+            ids.CopyTo(cache.Tokens.AsSpan(p.Pos0));
+            cache.Length = p.Pos0 + p.T;
         }
-
         if (tape is not null)
         {
             tape.XL = x; tape.XF = xf; tape.XHead = xHead; tape.MeanF = meanF; tape.RstdF = rstdF;
         }
 
         if (logitsInto is not null) return null; // ForwardLast: the caller owns the logits, nothing else was asked
-        return new ForwardResult { Logits = logits, Hidden = hidden, FinalResidual = finalResidual, MlpKeys = keys ?? new Dictionary<int, Tensor>(), Tape = tape, Ids = ids.ToArray(), PositionOffset = pos0, LogitsFrom = from, LogitRows = rows, Segments = segs?.Lengths };
+        return new ForwardResult { Logits = logits, Hidden = hidden, FinalResidual = finalResidual, MlpKeys = keys ?? new Dictionary<int, Tensor>(), Tape = tape, Ids = ids.ToArray(), PositionOffset = p.Pos0, LogitsFrom = plan.LogitsFrom, LogitRows = plan.LogitRows, Segments = plan.Segs?.Lengths };
     }
 
-    // StartAtLayer in [0, L); above 0 it needs StartResidual [T, d], and nothing may need a block
-    // below it (cache, hidden states, keys; StopAfterLayer). Interventions are checked with the others.
-    private int CheckStart(ForwardOptions o, int T, KvCache? cache)
+    // The residual stream entering block plan.Start: x [T, d] = wte[ids] (+ wpe[pos]; with segments
+    // pos restarts at 0 in each), or a copy of StartResidual in the slot that block reads in a full
+    // run (ResidualIn interventions add in place, and the caller's tensor must stay as it was).
+    private Tensor Embed(ReadOnlySpan<int> ids, ForwardOptions o, ForwardPlan plan, in ForwardPass p)
     {
-        int start = o.StartAtLayer;
-        if (start < 0 || start >= C.Layers) throw new ArgumentException($"StartAtLayer {start} outside [0, {C.Layers})");
-        if (start == 0)
-        {
-            if (o.StartResidual is not null) throw new ArgumentException("StartResidual is set but StartAtLayer is 0: the forward would start from the embedding and ignore it");
-            return 0;
-        }
-        if (o.StartResidual is not { } sr)
-            throw new ArgumentException($"StartAtLayer {start} needs StartResidual, the residual stream entering block {start} [{T}, {C.DModel}]");
-        if (sr.Shape.Length != 2 || sr.Rows != T || sr.Cols != C.DModel)
-            throw new ArgumentException($"StartResidual {sr} is not [{T}, {C.DModel}] (the tokens by d_model)");
-        if (cache is not null) throw new ArgumentException($"StartAtLayer {start} cannot be combined with a KV cache: the skipped blocks would leave no keys and values in it");
-        if (o.CaptureHidden) throw new ArgumentException($"StartAtLayer {start} cannot be combined with CaptureHidden: the hidden states below it are not computed");
-        // a loop, not ks.Any(k => k < start): that lambda's closure over start would be allocated on every call
-        if (o.CaptureKeysAt is { } ks && AnyBelow(ks, start))
-            throw new ArgumentException($"CaptureKeysAt [{string.Join(", ", ks)}] asks for a layer below StartAtLayer {start}: that block does not run");
-        if (o.StopAfterLayer >= 0 && o.StopAfterLayer < start)
-            throw new ArgumentException($"StopAfterLayer {o.StopAfterLayer} is below StartAtLayer {start}: no block would run");
-        return start;
+        var x = p.New(plan.Start % 2 == 0 ? "x0" : "x1", p.T, C.DModel);
+        if (plan.Start > 0) B.CopyRows(o.StartResidual!, 0, x, 0, p.T);
+        else if (plan.Segs is null || P.Wpe is null) B.Embed(ids, P.Wte, P.Wpe, p.Pos0, x);
+        else EmbedSegments(ids, plan.Segs, x);
+        return x;
     }
 
-    private static bool AnyBelow(IReadOnlyList<int> layers, int start)
+    // The rows of xf [T, d] the head reads: xHead [R, d] = xf[LogitRows], xf[LogitsFrom..], or xf itself
+    private Tensor HeadRows(Tensor xf, ForwardPlan plan, in ForwardPass p)
     {
-        for (int i = 0; i < layers.Count; i++) if (layers[i] < start) return true;
-        return false;
-    }
-
-    /// <summary>Packed segments: segment s is rows [Starts[s], Starts[s] + Lengths[s]) of every [T, ·]; Max = the longest.</summary>
-    private sealed record Segs(int[] Lengths, int[] Starts, int Max);
-
-    // Segments: lengths ≥ 1 summing to T; no KV cache (each segment starts at position 0).
-    private static Segs CheckSegments(IReadOnlyList<int> lengths, int T, KvCache? cache)
-    {
-        if (cache is not null) throw new ArgumentException("Segments cannot be combined with a KV cache: every segment starts at position 0");
-        if (lengths.Count == 0) throw new ArgumentException("Segments is empty");
-        var starts = new int[lengths.Count];
-        int at = 0;
-        for (int s = 0; s < lengths.Count; s++)
+        int T = p.T, from = plan.LogitsFrom;
+        if (plan.LogitRows is { } rows)
         {
-            if (lengths[s] < 1) throw new ArgumentException($"Segments[{s}] = {lengths[s]}: every segment needs at least one token");
-            starts[s] = at;
-            at += lengths[s];
+            var xHead = p.New("xHead", rows.Length, C.DModel);
+            for (int i = 0; i < rows.Length; i++) B.CopyRows(xf, rows[i], xHead, i, 1);
+            return xHead;
         }
-        if (at != T) throw new ArgumentException($"Segments sum to {at} tokens, the sequence has {T}");
-        return new Segs(lengths.ToArray(), starts, lengths.Max());
-    }
-
-    // x [T, d] = wte[ids] + wpe[position within the segment]: each segment through x_s [n_s, d]
-    private void EmbedSegments(ReadOnlySpan<int> ids, Segs segs, Tensor x)
-    {
-        var xs = Scratch("segX", [segs.Max, C.DModel]);
-        for (int s = 0; s < segs.Lengths.Length; s++)
-        {
-            int at = segs.Starts[s], n = segs.Lengths[s];
-            var v = B.RowPrefix(xs, n);
-            B.Embed(ids.Slice(at, n), P.Wte, P.Wpe, 0, v);
-            B.CopyRows(v, 0, x, at, n);
-        }
-    }
-
-    // Backward of EmbedSegments: dx [T, d] -> G.Wte, G.Wpe (accumulated), positions restarting at 0
-    // in each segment, through dxs [max n_s, d]
-    private void EmbedSegmentsBackward(int[] ids, Segs segs, Tensor dx, ParamSet<Tensor> G, Tensor dxs)
-    {
-        for (int s = 0; s < segs.Lengths.Length; s++)
-        {
-            int at = segs.Starts[s], n = segs.Lengths[s];
-            var v = B.RowPrefix(dxs, n);
-            B.CopyRows(dx, at, v, 0, n);
-            B.EmbedBackward(ids.AsSpan(at, n), v, G.Wte, G.Wpe, 0);
-        }
-    }
-
-    // Attention of packed segments: bt.Q [T, H·hd], bt.K, bt.V [T, Hkv·hd] (before rotary) -> bt.Att [T, H·hd].
-    // Segment s copies its rows into q_s [n_s, H·hd], k_s, v_s [n_s, Hkv·hd], rotates them from
-    // position 0, and attends causally within itself (probs_s [H, n_s, n_s]); o_s [n_s, H·hd] goes
-    // back to its rows of Att. owned (KeepForBackward): q_s, k_s, v_s and probs_s are fresh tensors
-    // kept in bt for the backward; else they are views of reused scratch and no probs are kept.
-    private void AttendSegments(BlockTape bt, Segs segs, List<Tensor>? owned)
-    {
-        if (PackedAttention is { } sa)
-        {
-            // one call for all segments: probs [H, T, T] (0 outside each segment) serve the plain backward
-            int T = bt.Q.Rows;
-            if (owned is not null) { bt.Probs = B.Zeros(C.Heads, T, T); owned.Add(bt.Probs); }
-            sa.AttentionSegments(bt.Q, bt.K, bt.V, segs.Lengths, C.Heads, C.KvHeads, C.HeadDim, bt.Att, owned is null ? null : bt.Probs);
-            return;
-        }
-        int S = segs.Lengths.Length, max = segs.Max;
-        Tensor Temp(string slot, int n, int cols)
-        {
-            if (owned is null) return B.RowPrefix(Scratch(slot, [max, cols]), n);
-            var t = B.Zeros(n, cols); owned.Add(t); return t;
-        }
-        if (owned is not null) { bt.SegQ = new Tensor[S]; bt.SegK = new Tensor[S]; bt.SegV = new Tensor[S]; bt.SegProbs = new Tensor[S]; }
-        var os = Scratch("segO", [max, C.QDim]);
-        for (int s = 0; s < S; s++)
-        {
-            int at = segs.Starts[s], n = segs.Lengths[s];
-            var q = Temp("segQ", n, C.QDim); var k = Temp("segK", n, C.KvDim); var v = Temp("segV", n, C.KvDim);
-            B.CopyRows(bt.Q, at, q, 0, n);
-            B.CopyRows(bt.K, at, k, 0, n);
-            B.CopyRows(bt.V, at, v, 0, n);
-            Rotate(q, k, 0, inverse: false);
-            Tensor? probs = null;
-            if (owned is not null)
-            {
-                probs = B.Zeros(C.Heads, n, n); owned.Add(probs);
-                bt.SegQ![s] = q; bt.SegK![s] = k; bt.SegV![s] = v; bt.SegProbs![s] = probs;
-            }
-            var o = B.RowPrefix(os, n);
-            B.Attention(q, k, v, C.Heads, C.KvHeads, C.HeadDim, o, probs);
-            B.CopyRows(o, 0, bt.Att, at, n);
-        }
-    }
-
-    // LogitRows: strictly increasing rows inside [0, T); exclusive with LogitsFrom.
-    private static int[] CheckRows(IReadOnlyList<int> rows, int T, int from)
-    {
-        if (from != 0) throw new ArgumentException("LogitRows and LogitsFrom cannot both be set");
-        if (rows.Count == 0) throw new ArgumentException("LogitRows is empty");
-        for (int i = 0; i < rows.Count; i++)
-        {
-            if (rows[i] < 0 || rows[i] >= T) throw new ArgumentException($"LogitRows[{i}] = {rows[i]} outside the {T} tokens");
-            if (i > 0 && rows[i] <= rows[i - 1]) throw new ArgumentException($"LogitRows must be strictly increasing (row {rows[i]} after {rows[i - 1]})");
-        }
-        return rows.ToArray();
+        if (from == 0) return xf;
+        var tail = p.New("xHead", T - from, C.DModel);
+        B.CopyRows(xf, from, tail, 0, T - from);
+        return tail;
     }
 
     /// <summary>
@@ -434,7 +190,7 @@ public sealed class Transformer : IDisposable
         IReadOnlyDictionary<int, Tensor>? mlpOutputGrads = null)
     {
         var tape = fr.Tape ?? throw new InvalidOperationException("Backward needs a forward run with KeepForBackward = true");
-        int T = fr.Ids.Length, d = C.DModel, f = C.DFf;
+        int T = fr.Ids.Length, d = C.DModel;
         var ivs = tape.Interventions;
         if (interventionGrads is not null && interventionGrads.Count != ivs.Count)
             throw new ArgumentException($"{interventionGrads.Count} gradient vectors for {ivs.Count} interventions");
@@ -442,7 +198,6 @@ public sealed class Transformer : IDisposable
             throw new ArgumentException($"weight gradients need the whole forward, and this one started at StartAtLayer {tape.StartAtLayer}: the blocks below it and the embedding kept no activations");
         var G = weightGrads;
         var temps = new List<Tensor>();
-        Tensor New(params int[] shape) { var t = B.Zeros(shape); temps.Add(t); return t; }
         int lowest = weightGrads is not null ? 0 : (ivs.Count == 0 ? C.Layers : ivs.Min(i => i.Layer));
         if (mlpOutputGrads is { Count: > 0 })
         {
@@ -453,107 +208,29 @@ public sealed class Transformer : IDisposable
             }
             lowest = Math.Min(lowest, mlpOutputGrads.Keys.Min());
         }
-        var segs = fr.Segments is null ? null : CheckSegments(fr.Segments, T, null);
+        var segs = fr.Segments is null ? null : Segs.Check(fr.Segments, T, null);
         // with segments: dO_s, dq_s [max n_s, H·hd], dk_s, dv_s [max n_s, Hkv·hd], reused by every block
-        var segGrads = segs is null || PackedAttention is not null ? null : new[] { New(segs.Max, C.QDim), New(segs.Max, C.QDim), New(segs.Max, C.KvDim), New(segs.Max, C.KvDim) };
+        var segGrads = segs is null || PackedAttention is not null ? null
+            : new[] { Fresh(temps, segs.Max, C.QDim), Fresh(temps, segs.Max, C.QDim), Fresh(temps, segs.Max, C.KvDim), Fresh(temps, segs.Max, C.KvDim) };
+        var p = new BackwardPass(this, temps, T, fr.PositionOffset, ivs, interventionGrads, segs, segGrads);
 
         try
         {
-            // head: dxf [R, d] = dlogits [R, V] · Head; dHead [V, d] += dlogitsᵀ · xf (rows R = T − from)
-            int from = fr.LogitsFrom, R = fr.LogitRows?.Length ?? T - from;
-            if (dlogits.Rows != R || dlogits.Cols != C.Vocab) throw new ArgumentException($"dlogits {dlogits} does not match logits {fr.Logits}");
-            var dxHead = New(R, d);
-            B.MatMul(dlogits, false, P.Head, false, dxHead);
-            if (G is not null)
-            {
-                B.MatMul(dlogits, true, tape.XHead, false, G.Head, accumulate: true);
-                if (G.HeadB is not null) B.SumRows(dlogits, G.HeadB, accumulate: true);
-            }
-            var dxf = dxHead;
-            if (fr.LogitRows is { } rs)
-            {
-                // scatter back: rows are distinct, the rest of dxf stays zero
-                dxf = New(T, d);
-                for (int i = 0; i < R; i++) B.CopyRows(dxHead, i, dxf, rs[i], 1);
-            }
-            else if (from > 0) { dxf = New(T, d); B.CopyRows(dxHead, 0, dxf, from, R); }
-            var dx = New(T, d);
-            NormBackward(dxf, tape.XL, P.LnFG, tape.MeanF, tape.RstdF, dx, G?.LnFG, G?.LnFB);
-
+            var dx = HeadBackward(fr, dlogits, tape, G, p);                       // dx [T, d] = d loss / d x_L
             for (int l = C.Layers - 1; l >= lowest; l--)
             {
-                var bt = tape.Blocks[l]; var bp = P.Blocks[l]; var gb = G?.Blocks[l];
                 // dx is d loss / d x_{l+1}: the gradient of the block output = of the MLP output.
-                for (int i = 0; i < ivs.Count; i++)
-                    if (ivs[i].Layer == l && ivs[i].Site is InterventionSite.MlpOutput or InterventionSite.BlockOutput && interventionGrads is not null)
-                        B.GetRow(dx, ivs[i].Position, interventionGrads[i], accumulate: true);
+                AddInterventionGrads(p, l, dx, InterventionSite.MlpOutput, InterventionSite.BlockOutput);
                 if (mlpOutputGrads is not null && mlpOutputGrads.TryGetValue(l, out var mlpGrad)) B.Add(mlpGrad, dx, mlpGrad);
                 // Below this point the lowest block's backward feeds only weight gradients and
                 // the interventions on its attention output or input: without them, stop here.
                 if (l == lowest && G is null && !ivs.Any(iv => iv.Layer == l && iv.Site is InterventionSite.AttnOutput or InterventionSite.ResidualIn))
                     break;
-
-                // MLP backward: dKey = dOut · WDownᵀ; then through the activation to dMIn.
-                var dKey = New(T, f);
-                LinearBackward(bt.Key, bp.WDown, dx, dKey, gb?.WDown, gb?.BDown);
-                var dMIn = New(T, d);
-                var dUp = New(T, f);
-                if (C.GatedMlp)
-                {
-                    var dGate = New(T, f);
-                    B.SiluMulBackward(bt.Gate!, bt.Up, dKey, dGate, dUp);
-                    LinearBackward(bt.MIn, bp.WGate!, dGate, dMIn, gb?.WGate, null);
-                }
-                else B.ActivateBackward(C.Act, bt.Up, dKey, dUp);
-                LinearBackward(bt.MIn, bp.WUp, dUp, dMIn, gb?.WUp, gb?.BUp, accumulateInput: C.GatedMlp);
-
-                // Route dMIn to the attention input (GPT-J), to x (NeoX parallel), or to h (sequential).
-                var dAIn = New(T, d);
-                Tensor dAttnOut;   // d loss / d attn_out
-                var dxPrev = New(T, d); // d loss / d x_l
-                if (C.ParallelResidual)
-                {
-                    dAttnOut = dx;
-                    B.Add(dxPrev, dx, dxPrev); // residual path
-                    if (C.SharedNorm) B.Add(dAIn, dMIn, dAIn);
-                    else NormBackward(dMIn, bt.X, bp.Ln2G!, bt.Mean2!, bt.Rstd2!, dxPrev, gb?.Ln2G, gb?.Ln2B);
-                }
-                else
-                {
-                    var dH = New(T, d);
-                    B.Add(dH, dx, dH);
-                    NormBackward(dMIn, bt.H, bp.Ln2G!, bt.Mean2!, bt.Rstd2!, dH, gb?.Ln2G, gb?.Ln2B);
-                    dAttnOut = dH;
-                    B.Add(dxPrev, dH, dxPrev);
-                }
-
-                for (int i = 0; i < ivs.Count; i++)
-                    if (ivs[i].Layer == l && ivs[i].Site == InterventionSite.AttnOutput && interventionGrads is not null)
-                        B.GetRow(dAttnOut, ivs[i].Position, interventionGrads[i], accumulate: true);
-
-                // attention backward: dAtt = dAttnOut · Woᵀ; softmax; rotary (inverse); q, k, v projections.
-                var dAtt = New(T, C.QDim);
-                LinearBackward(bt.Att, bp.Wo, dAttnOut, dAtt, gb?.Wo, gb?.Bo);
-                var dQ = New(T, C.QDim); var dK = New(T, C.KvDim); var dV = New(T, C.KvDim);
-                if (segs is not null) AttendSegmentsBackward(bt, segs, segGrads!, dAtt, dQ, dK, dV);
-                else
-                {
-                    B.AttentionBackward(dAtt, bt.Q, bt.K, bt.V, bt.Probs, C.Heads, C.KvHeads, C.HeadDim, dQ, dK, dV);
-                    Rotate(dQ, dK, fr.PositionOffset, inverse: true);
-                }
-                LinearBackward(bt.AIn, bp.Wq, dQ, dAIn, gb?.Wq, gb?.Bq, accumulateInput: true);
-                LinearBackward(bt.AIn, bp.Wk, dK, dAIn, gb?.Wk, gb?.Bk, accumulateInput: true);
-                LinearBackward(bt.AIn, bp.Wv, dV, dAIn, gb?.Wv, gb?.Bv, accumulateInput: true);
-                NormBackward(dAIn, bt.X, bp.Ln1G, bt.Mean1, bt.Rstd1, dxPrev, gb?.Ln1G, gb?.Ln1B);
-
-                for (int i = 0; i < ivs.Count; i++)
-                    if (ivs[i].Layer == l && ivs[i].Site == InterventionSite.ResidualIn && interventionGrads is not null)
-                        B.GetRow(dxPrev, ivs[i].Position, interventionGrads[i], accumulate: true);
-                dx = dxPrev;
+                dx = BlockBackward(l, tape.Blocks[l], dx, G?.Blocks[l], p);        // dx [T, d] = d loss / d x_l
             }
             // without learned positions the segments' positions do not matter to the embeddings
             if (G is not null && (segs is null || G.Wpe is null)) B.EmbedBackward(fr.Ids, dx, G.Wte, G.Wpe, fr.PositionOffset);
-            else if (G is not null) EmbedSegmentsBackward(fr.Ids, segs!, dx, G, New(segs!.Max, d));
+            else if (G is not null) EmbedSegmentsBackward(fr.Ids, segs!, dx, G, p.New(segs!.Max, d));
         }
         finally
         {
@@ -561,40 +238,32 @@ public sealed class Transformer : IDisposable
         }
     }
 
-    // Backward of AttendSegments: dAtt [T, H·hd] -> dQ [T, H·hd], dK, dV [T, Hkv·hd] (overwritten; before
-    // rotary, like the forward's bt.Q, bt.K), segment by segment through grads = dO_s, dq_s, dk_s, dv_s.
-    private void AttendSegmentsBackward(BlockTape bt, Segs segs, Tensor[] grads, Tensor dAtt, Tensor dQ, Tensor dK, Tensor dV)
+    // Backward of the head and final norm: dlogits [R, V] -> dx [T, d] = d loss / d x_L; the head's
+    // and the final norm's weight gradients accumulate into G (optional).
+    private Tensor HeadBackward(ForwardResult fr, Tensor dlogits, Tape tape, ParamSet<Tensor>? G, in BackwardPass p)
     {
-        if (bt.SegQ is null)
+        // dxHead [R, d] = dlogits [R, V] · Head; dHead [V, d] += dlogitsᵀ · xHead (rows R = T − from)
+        int T = p.T, d = C.DModel, from = fr.LogitsFrom, R = fr.LogitRows?.Length ?? T - from;
+        if (dlogits.Rows != R || dlogits.Cols != C.Vocab) throw new ArgumentException($"dlogits {dlogits} does not match logits {fr.Logits}");
+        var dxHead = p.New(R, d);
+        B.MatMul(dlogits, false, P.Head, false, dxHead);
+        if (G is not null)
         {
-            // packed forward (ISegmentAttention): probs [H, T, T], 0 between segments
-            ((ISegmentAttention)B).AttentionSegmentsBackward(dAtt, bt.Q, bt.K, bt.V, bt.Probs, segs.Lengths, C.Heads, C.KvHeads, C.HeadDim, dQ, dK, dV);
-            return;
+            B.MatMul(dlogits, true, tape.XHead, false, G.Head, accumulate: true);
+            if (G.HeadB is not null) B.SumRows(dlogits, G.HeadB, accumulate: true);
         }
-        for (int s = 0; s < segs.Lengths.Length; s++)
+        var dxf = dxHead;                                                         // dxf [T, d]
+        if (fr.LogitRows is { } rs)
         {
-            int at = segs.Starts[s], n = segs.Lengths[s];
-            var dO = B.RowPrefix(grads[0], n); var dq = B.RowPrefix(grads[1], n);
-            var dk = B.RowPrefix(grads[2], n); var dv = B.RowPrefix(grads[3], n);
-            B.CopyRows(dAtt, at, dO, 0, n);
-            B.AttentionBackward(dO, bt.SegQ![s], bt.SegK![s], bt.SegV![s], bt.SegProbs![s], C.Heads, C.KvHeads, C.HeadDim, dq, dk, dv);
-            Rotate(dq, dk, 0, inverse: true);
-            B.CopyRows(dq, 0, dQ, at, n);
-            B.CopyRows(dk, 0, dK, at, n);
-            B.CopyRows(dv, 0, dV, at, n);
+            // scatter back: rows are distinct, the rest of dxf stays zero
+            dxf = p.New(T, d);
+            for (int i = 0; i < R; i++) B.CopyRows(dxHead, i, dxf, rs[i], 1);
         }
+        else if (from > 0) { dxf = p.New(T, d); B.CopyRows(dxHead, 0, dxf, from, R); }
+        var dx = p.New(T, d);
+        NormBackward(dxf, tape.XL, P.LnFG, tape.MeanF, tape.RstdF, dx, G?.LnFG, G?.LnFB);
+        return dx;
     }
-
-    // The backend's one-call attention over packed segments, when it has one and the model has no
-    // rotary embedding (rotary positions restart in each segment: those models rotate segment by
-    // segment and so attend segment by segment too).
-    private ISegmentAttention? PackedAttention => C.RotaryDim == 0 && UsePackedAttention ? B as ISegmentAttention : null;
-
-    /// <summary>Use the backend's <see cref="ISegmentAttention"/> for packed segments when it has one (tests turn it off to compare).</summary>
-    internal bool UsePackedAttention { get; set; } = true;
-
-    /// <summary>Whether packed segments attend in one backend call (else segment by segment).</summary>
-    internal bool AttendsPacked => PackedAttention is not null;
 
     // rotary on q [n, H·hd] and k [n, Hkv·hd] from position pos0 (inverse: its transpose, for gradients); no-op without rotary
     private void Rotate(Tensor q, Tensor k, int pos0, bool inverse)
@@ -611,9 +280,6 @@ public sealed class Transformer : IDisposable
         return false;
     }
 
-    /// <summary>Use the backend's <see cref="IFusedLinear"/> when it has one (the GPU benchmark turns it off to compare).</summary>
-    internal bool UseFusedLinear { get; set; } = true;
-
     // x [T, d]: row Position += Delta (or = Delta when Replace) for the interventions at (layer, site)
     private void Apply(IReadOnlyList<Intervention> interventions, int layer, InterventionSite site, Tensor x)
     {
@@ -626,20 +292,16 @@ public sealed class Transformer : IDisposable
         }
     }
 
-    // y [T, out] = x [T, in] · W [in, out] (+ b [out])
-    private Tensor Linear(Tensor x, Tensor w, Tensor? b, Tensor y)
+    // grads[i] [d] += d [T, d] at row Position, for each intervention i at layer l and site (or also),
+    // in their order: the caller's gradient vectors may be one tensor
+    private void AddInterventionGrads(in BackwardPass p, int l, Tensor d, InterventionSite site, InterventionSite? also = null)
     {
-        B.MatMul(x, false, w, false, y);
-        if (b is not null) B.AddBias(y, b);
-        return y;
-    }
-
-    // dx [T, in] (+)= dy [T, out] · Wᵀ; dW [in, out] += xᵀ · dy; db [out] += Σ_t dy
-    private void LinearBackward(Tensor x, Tensor w, Tensor dy, Tensor dx, Tensor? dw, Tensor? db, bool accumulateInput = false)
-    {
-        B.MatMul(dy, false, w, true, dx, accumulateInput);
-        if (dw is not null) B.MatMul(x, true, dy, false, dw, accumulate: true);
-        if (db is not null) B.SumRows(dy, db, accumulate: true);
+        if (p.Grads is null) return;
+        for (int i = 0; i < p.Interventions.Count; i++)
+        {
+            var iv = p.Interventions[i];
+            if (iv.Layer == l && (iv.Site == site || iv.Site == also)) B.GetRow(d, iv.Position, p.Grads[i], accumulate: true);
+        }
     }
 
     private void Norm(Tensor x, Tensor g, Tensor? b, Tensor y, Tensor mean, Tensor rstd)
