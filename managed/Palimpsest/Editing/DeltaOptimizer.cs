@@ -1,6 +1,7 @@
 using Palimpsest.Backends;
 using Palimpsest.Runtime;
 using Palimpsest.Tensors;
+using Palimpsest.Training;
 
 namespace Palimpsest.Editing;
 
@@ -78,8 +79,7 @@ public static class DeltaOptimizer
         var b = tf.Model.Backend; int d = tf.Model.Config.DModel;
         var deltaT = packs[0].Interventions[0].Delta;
         var delta = new double[d];
-        var m = new double[d]; var v = new double[d];
-        const double beta1 = 0.9, beta2 = 0.999, eps = 1e-8; // torch.optim.Adam defaults
+        var opt = new Adam<double>([delta], new AdamSettings(AdamUpdate.Adam)); // torch.optim.Adam's defaults
         double loss = double.NaN, initialLoss = double.NaN;
         int step = 0;
         using var grad = b.Zeros(d);
@@ -101,14 +101,7 @@ public static class DeltaOptimizer
             // the passes gave the NLL's and KL's gradient; the weight-decay term's is added here
             var g = new double[d]; b.ToHost(grad, g);
             if (dn > 0) for (int j = 0; j < d; j++) g[j] += o.WeightDecay * delta[j] / dn / (v0Norm * v0Norm);
-            int tStep = it + 1;
-            for (int j = 0; j < d; j++)
-            {
-                m[j] = beta1 * m[j] + (1 - beta1) * g[j];
-                v[j] = beta2 * v[j] + (1 - beta2) * g[j] * g[j];
-                double mh = m[j] / (1 - Math.Pow(beta1, tStep)), vh = v[j] / (1 - Math.Pow(beta2, tStep));
-                delta[j] -= o.Lr * mh / (Math.Sqrt(vh) + eps);
-            }
+            opt.Step([g], o.Lr);
             // project within the L2 ball
             double maxNorm = o.ClampNormFactor * v0Norm, nn = Math.Sqrt(delta.Sum(x => x * x));
             if (nn > maxNorm) for (int j = 0; j < d; j++) delta[j] *= maxNorm / nn;
