@@ -1,6 +1,7 @@
 using Palimpsest.Backends;
 using Palimpsest.Runtime;
 using Palimpsest.Tensors;
+using Palimpsest.Training;
 
 namespace Palimpsest.Editing;
 
@@ -9,8 +10,8 @@ public sealed record RewritePrompt(int[] Ids, int Lookup, (int Row, int Token)[]
 
 /// <summary>Settings of the δ optimisation shared by ROME's v* and MEMIT's z*.</summary>
 /// <param name="ReplaySteps">On a backend that records device work (<see cref="IGraphCapture"/>, CUDA graphs),
-/// record step 1's forward and backward of each pack and replay them from then on: the same work
-/// without the host queueing ~1,300 ops per step. Off: every step queues its ops.</param>
+/// record step 1's forward and backward of each pack and replay them from then on (<see cref="RecordedSteps"/>):
+/// the same work without the host queueing ~1,300 ops per step. Off: every step queues its ops.</param>
 public sealed record DeltaObjective(int Steps, double Lr, double WeightDecay, double ClampNormFactor, double KlFactor, double EarlyStopLoss, bool ReplaySteps = true);
 
 /// <summary>Outcome of a δ optimisation.</summary>
@@ -75,22 +76,21 @@ public static class DeltaOptimizer
     // block start (packStarts[i]: the residual entering it; null when start = 0).
     private static DeltaResult Loop(Transformer tf, List<PromptPack> packs, Tensor?[] packStarts, int start, double v0Norm, DeltaObjective o)
     {
-        var b = tf.Model.Backend; var c = tf.Model.Config; int d = c.DModel;
+        var b = tf.Model.Backend; int d = tf.Model.Config.DModel;
         var deltaT = packs[0].Interventions[0].Delta;
         var delta = new double[d];
-        var m = new double[d]; var v = new double[d];
-        const double beta1 = 0.9, beta2 = 0.999, eps = 1e-8; // torch.optim.Adam defaults
+        var opt = new Adam<double>([delta], new AdamSettings(AdamUpdate.Adam)); // torch.optim.Adam's defaults
         double loss = double.NaN, initialLoss = double.NaN;
         int step = 0;
         using var grad = b.Zeros(d);
         using var kl = new KlTerm(o.KlFactor);
-        using var replay = o.ReplaySteps && b is IGraphCapture cap ? new ReplayedSteps(tf, cap, packs, start, packStarts) : null;
+        using var steps = new RecordedSteps(tf, Passes(packs, start, packStarts), grad, o.ReplaySteps);
         for (int it = 0; it < o.Steps; it++)
         {
             b.Upload(deltaT, delta);
             b.Zero(grad);
-            // step 0 runs op by op: it fills the buffer cache a recording draws from, and P₀
-            var (nll, klLoss) = it > 0 && replay is not null ? replay.Step(grad, kl) : StepLoss(tf, packs, grad, start, packStarts, kl);
+            // forward and backward (the first step also keeps P₀, δ = 0's, for the KL term)
+            var (nll, klLoss) = StepLoss(b, packs, kl, steps.Step);
             double dn = Math.Sqrt(delta.Sum(x => x * x));
             double decay = o.WeightDecay * dn / (v0Norm * v0Norm);
             loss = nll + klLoss + decay;
@@ -98,16 +98,11 @@ public static class DeltaOptimizer
             step = it;
             if (loss < o.EarlyStopLoss || it == o.Steps - 1) break;
 
+            // the passes gave the NLL's and KL's gradient; the weight-decay term's is added here
             var g = new double[d]; b.ToHost(grad, g);
             if (dn > 0) for (int j = 0; j < d; j++) g[j] += o.WeightDecay * delta[j] / dn / (v0Norm * v0Norm);
-            int tStep = it + 1;
-            for (int j = 0; j < d; j++)
-            {
-                m[j] = beta1 * m[j] + (1 - beta1) * g[j];
-                v[j] = beta2 * v[j] + (1 - beta2) * g[j] * g[j];
-                double mh = m[j] / (1 - Math.Pow(beta1, tStep)), vh = v[j] / (1 - Math.Pow(beta2, tStep));
-                delta[j] -= o.Lr * mh / (Math.Sqrt(vh) + eps);
-            }
+            opt.Step([g], o.Lr);
+            // project within the L2 ball
             double maxNorm = o.ClampNormFactor * v0Norm, nn = Math.Sqrt(delta.Sum(x => x * x));
             if (nn > maxNorm) for (int j = 0; j < d; j++) delta[j] *= maxNorm / nn;
         }
@@ -139,25 +134,27 @@ public static class DeltaOptimizer
     /// pack; grad [d] accumulates the gradient of their sum with respect to δ.
     /// </summary>
     internal static (double Nll, double Kl) StepLoss(Transformer tf, IReadOnlyList<PromptPack> packs, Tensor grad, int startAt, IReadOnlyList<Tensor?>? starts, KlTerm? kl)
+        => StepLoss(tf.Model.Backend, packs, kl, loss => RecordedSteps.RunOnce(tf, Passes(packs, startAt, starts), grad, loss));
+
+    // StepLoss with the passes run by `run` (op by op, or recorded and replayed).
+    private static (double Nll, double Kl) StepLoss(IBackend b, IReadOnlyList<PromptPack> packs, KlTerm? kl, Action<PassLoss> run)
     {
-        var b = tf.Model.Backend;
         double nll = 0, klLoss = 0;
-        for (int i = 0; i < packs.Count; i++)
+        run((i, logits, dl) =>
         {
-            var pack = packs[i];
-            using var r = tf.Forward(pack.Ids, new ForwardOptions
-            {
-                Segments = pack.Segments, LogitRows = pack.Rows, KeepForBackward = true, Interventions = pack.Interventions,
-                StartAtLayer = startAt, StartResidual = starts?[i],
-            });
-            using var dl = b.Zeros(r.Logits.Shape);
-            var (n, k) = PackLoss(b, pack, r.Logits, dl, kl);
+            var (n, k) = PackLoss(b, packs[i], logits, dl, kl);
             nll += n; klLoss += k;
-            // every intervention is δ: their gradients all accumulate into grad
-            tf.Backward(r, dl, Enumerable.Repeat(grad, pack.Interventions.Length).ToArray());
-        }
+        });
         return (nll, klLoss);
     }
+
+    // Each pack's forward (resumed at block startAt from starts[i] when startAt > 0), kept for the backward.
+    private static (int[] Ids, ForwardOptions Options)[] Passes(IReadOnlyList<PromptPack> packs, int startAt, IReadOnlyList<Tensor?>? starts)
+        => [.. packs.Select((pack, i) => (pack.Ids, new ForwardOptions
+        {
+            Segments = pack.Segments, LogitRows = pack.Rows, KeepForBackward = true, Interventions = pack.Interventions,
+            StartAtLayer = startAt, StartResidual = starts?[i],
+        }))];
 
     // One pack's share of the loss from its logits [R, V]; dl [R, V] (zero) receives its gradient.
     private static (double Nll, double Kl) PackLoss(IBackend b, PromptPack pack, Tensor logits, Tensor dl, KlTerm? kl)
@@ -182,94 +179,6 @@ public static class DeltaOptimizer
             b.CopyRows(dRow, 0, dl, pack.KlRow, 1);
         }
         return (nll, klLoss);
-    }
-
-    /// <summary>
-    /// StepLoss with each pack's forward and backward recorded once (at the first Step, after an
-    /// op-by-op step has cached their buffers) and replayed afterwards. The recorded forward's
-    /// result (logits and tape) and dl [R, V] are fixed buffers that every replay rewrites; the
-    /// losses between the two replays run op by op (they read values back to the host).
-    /// </summary>
-    private sealed class ReplayedSteps(Transformer tf, IGraphCapture cap, List<PromptPack> packs, int start, Tensor?[] starts) : IDisposable
-    {
-        private readonly List<(ForwardResult Result, Tensor Dl, IReplayable Forward, IReplayable Backward)> _packs = [];
-
-        public (double Nll, double Kl) Step(Tensor grad, KlTerm kl)
-        {
-            var b = tf.Model.Backend;
-            cap.Settle(grad); // its zero-fill must happen before a replay accumulates into it
-            if (_packs.Count == 0) Record(grad);
-            double nll = 0, klLoss = 0;
-            for (int i = 0; i < packs.Count; i++)
-            {
-                var (r, dl, forward, backward) = _packs[i];
-                forward.Launch();
-                b.Zero(dl);
-                cap.Settle(dl);
-                var (n, k) = PackLoss(b, packs[i], r.Logits, dl, kl);
-                nll += n; klLoss += k;
-                backward.Launch();
-            }
-            return (nll, klLoss);
-        }
-
-        private void Record(Tensor grad)
-        {
-            var b = tf.Model.Backend;
-            for (int i = 0; i < packs.Count; i++)
-            {
-                var pack = packs[i];
-                if (i > 0)
-                {
-                    // The recordings so far keep their buffers, which the op-by-op step 0 had
-                    // returned before this pack ran: run it once more so that the cache holds
-                    // everything its recording will draw (into a throwaway gradient).
-                    using var scratchGrad = b.Zeros(grad.Shape);
-                    using (var warm = tf.Forward(pack.Ids, Options(i)))
-                    using (var wdl = b.Zeros(warm.Logits.Shape))
-                        tf.Backward(warm, wdl, Enumerable.Repeat(scratchGrad, pack.Interventions.Length).ToArray());
-                }
-                ForwardResult? r = null;
-                Tensor? dl = null;
-                IReplayable? forward = null;
-                try
-                {
-                    forward = cap.Record(() => r = tf.Forward(pack.Ids, Options(i)));
-                    dl = b.Zeros(r!.Logits.Shape);
-                    cap.Settle(dl);
-                    // The forward's recording now holds the temporaries it drew from the cache,
-                    // which step 0's backward had reused (float16 weights: the activations' narrow
-                    // copies): one backward op by op over the recorded (not yet run) tensors, into a
-                    // throwaway gradient, puts the ones the backward's recording needs back.
-                    using (var scratchGrad = b.Zeros(grad.Shape))
-                        tf.Backward(r, dl, Enumerable.Repeat(scratchGrad, pack.Interventions.Length).ToArray());
-                    var grads = Enumerable.Repeat(grad, pack.Interventions.Length).ToArray();
-                    var backward = cap.Record(() => tf.Backward(r, dl, grads));
-                    _packs.Add((r, dl, forward, backward));
-                }
-                catch
-                {
-                    forward?.Dispose(); r?.Dispose(); dl?.Dispose();
-                    throw;
-                }
-            }
-        }
-
-        private ForwardOptions Options(int i) => new()
-        {
-            Segments = packs[i].Segments, LogitRows = packs[i].Rows, KeepForBackward = true, Interventions = packs[i].Interventions,
-            StartAtLayer = start, StartResidual = starts[i],
-        };
-
-        public void Dispose()
-        {
-            // the recordings first: they write into the forward's tensors until released
-            foreach (var (r, dl, forward, backward) in _packs)
-            {
-                backward.Dispose(); forward.Dispose(); r.Dispose(); dl.Dispose();
-            }
-            _packs.Clear();
-        }
     }
 
     /// <summary>

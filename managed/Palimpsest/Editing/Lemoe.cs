@@ -1,6 +1,7 @@
 using Palimpsest.Runtime;
 using Palimpsest.Tensors;
 using Palimpsest.Tokenization;
+using Palimpsest.Training;
 
 namespace Palimpsest.Editing;
 
@@ -129,7 +130,7 @@ public sealed class Lemoe(LemoeHparams hparams, ITextTokenizer tokenizer) : IEdi
         var ex = adaptor.AddExpert(LemoeAdaptor.Init(rng, rank * f, 1 / Math.Sqrt(f)), new double[d * rank], key);
         int n = adaptor.Experts.Count - 1;
 
-        var opt = new AdamW(hp.Lr, hp.WeightDecay, [ex.A, ex.B, ex.Key, adaptor.RouterDown, adaptor.RouterUp]);
+        var opt = new Adam<double>([ex.A, ex.B, ex.Key, adaptor.RouterDown, adaptor.RouterUp], new AdamSettings(AdamUpdate.AdamW));
         var zero = b.Zeros(d);
         int maxT = packs.Max(pk => pk.Ids.Length);
         var grads = Enumerable.Range(0, maxT).Select(_ => b.Zeros(d)).ToArray();
@@ -174,7 +175,7 @@ public sealed class Lemoe(LemoeHparams hparams, ITextTokenizer tokenizer) : IEdi
                     foreach (var (_, r, dl) in forwards) { r.Dispose(); dl.Dispose(); }
                 }
                 var (gA, gB, gKey, gDown, gUp) = adaptor.Gradients(e, keys, G, n, isRow, hp.RoutingLossWeight / R);
-                opt.Step([gA, gB, gKey, gDown, gUp]);
+                opt.Step([gA, gB, gKey, gDown, gUp], hp.Lr, hp.WeightDecay);
                 steps++;
             }
         }
@@ -195,29 +196,4 @@ public sealed class Lemoe(LemoeHparams hparams, ITextTokenizer tokenizer) : IEdi
 
     // Requests [first, ...) packed into one forward: rows Offset.. of the batch; Rows / Targets local to the pack.
     private sealed record Pack(int Offset, int[] Ids, int[] Lengths, int[] Rows, int[] Targets);
-
-    /// <summary>AdamW (decoupled weight decay) over parameter arrays updated in place.</summary>
-    private sealed class AdamW(double lr, double weightDecay, double[][] parameters)
-    {
-        private const double Beta1 = 0.9, Beta2 = 0.999, Eps = 1e-8;
-        private readonly double[][] _m = parameters.Select(p => new double[p.Length]).ToArray();
-        private readonly double[][] _v = parameters.Select(p => new double[p.Length]).ToArray();
-        private int _t;
-
-        public void Step(double[][] grads)
-        {
-            _t++;
-            double c1 = 1 - Math.Pow(Beta1, _t), c2 = 1 - Math.Pow(Beta2, _t);
-            for (int k = 0; k < parameters.Length; k++)
-            {
-                var p = parameters[k]; var g = grads[k]; var m = _m[k]; var v = _v[k];
-                for (int i = 0; i < p.Length; i++)
-                {
-                    m[i] = Beta1 * m[i] + (1 - Beta1) * g[i];
-                    v[i] = Beta2 * v[i] + (1 - Beta2) * g[i] * g[i];
-                    p[i] -= lr * (m[i] / c1 / (Math.Sqrt(v[i] / c2) + Eps) + weightDecay * p[i]);
-                }
-            }
-        }
-    }
 }
