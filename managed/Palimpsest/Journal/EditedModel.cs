@@ -102,7 +102,7 @@ public sealed class EditedModel : IDisposable
     internal Action<string>? StepHook { get; set; }
 
     /// <summary>The checkpoint tensor holding block <paramref name="layer"/>'s WDown, and its layout.</summary>
-    public DownProjection Down(int layer) => DownProjection.Of(Config, layer, _prefixed);
+    public DownProjection Down(int layer) => Architectures.Down(Config, layer, _prefixed);
 
     /// <summary>
     /// Makes <paramref name="outDir"/> an edited copy of a Hugging Face folder: config.json and the
@@ -131,8 +131,8 @@ public sealed class EditedModel : IDisposable
             foreach (var file in Directory.EnumerateFiles(sourceModelDir))
                 if (!IsWeightsOrJournal(Path.GetFileName(file))) File.Copy(file, Path.Combine(tmp, Path.GetFileName(file)));
             var (tensors, meta) = RawCheckpoint.ReadFolder(sourceModelDir);
-            bool prefixed = tensors.Any(t => t.Name == "transformer.wte.weight");
-            for (int l = 0; l < config.Layers; l++) CheckDown(DownProjection.Of(config, l, prefixed), tensors, sourceModelDir);
+            bool prefixed = Architectures.HasTransformerPrefix(name => tensors.Exists(t => t.Name == name));
+            for (int l = 0; l < config.Layers; l++) CheckDown(Architectures.Down(config, l, prefixed), tensors, sourceModelDir);
             RawCheckpoint.Write(Path.Combine(tmp, CheckpointFile), tensors, WithGeneration(meta, 0));
             using (JournalDb.Create(Path.Combine(tmp, JournalFile), new Dictionary<string, string>
             {
@@ -294,7 +294,7 @@ public sealed class EditedModel : IDisposable
             string ckpt = Path.Combine(dir, CheckpointFile);
             if (!File.Exists(ckpt)) throw new JournalException($"{ckpt}: checkpoint not found");
             bool prefixed;
-            using (var f = SafetensorsFile.Open(ckpt)) prefixed = f.Contains("transformer.wte.weight");
+            using (var f = SafetensorsFile.Open(ckpt)) prefixed = Architectures.HasTransformerPrefix(f.Contains);
             var m = new EditedModel(dir, config, db, lockFile, prefixed);
             m.Recover();
             return m;

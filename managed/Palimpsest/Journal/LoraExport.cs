@@ -98,7 +98,7 @@ public static class LoraExport
     /// "transformer." prefix, which GPT2LMHeadModel has even when a checkpoint was saved without it).</summary>
     public static string ModulePath(ModelConfig c, int layer)
     {
-        string tensor = DownProjection.Of(c, layer, hasTransformerPrefix: true).TensorName;
+        string tensor = Architectures.Down(c, layer, hasTransformerPrefix: true).TensorName;
         return "base_model.model." + tensor[..^".weight".Length];
     }
 
