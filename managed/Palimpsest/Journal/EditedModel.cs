@@ -332,50 +332,35 @@ public sealed class EditedModel : IDisposable
         if (adaptor.Experts.Count != active.Count + 1)
             throw new ArgumentException($"the adaptor has {adaptor.Experts.Count} expert(s); this folder has {active.Count} active LEMoE edit(s), so it needs {active.Count + 1} (theirs and the new one)");
         for (int i = 0; i < active.Count; i++)
-        {
-            var (id0, e0) = active[i];
-            var x = adaptor.Experts[i];
-            if (e0.Layer != adaptor.Layer || !e0.A.AsSpan().SequenceEqual(x.A) || !e0.B.AsSpan().SequenceEqual(x.B) || !e0.Key.AsSpan().SequenceEqual(x.Key))
-                throw new ArgumentException($"the adaptor's expert {i} is not the one LEMoE edit {id0} of this folder recorded (load the folder's {AdaptorFile} before training)");
-        }
-        var ex = adaptor.Experts[^1];
-        var edit = new AdaptorEdit(adaptor.Layer, adaptor.Rank, adaptor.DFf, adaptor.DModel, adaptor.RouterHidden, adaptor.KeyDim,
-            (double[])ex.A.Clone(), (double[])ex.B.Clone(), (double[])ex.Key.Clone(), (double[])ex.RouterDownBefore.Clone(),
-            (double[])ex.RouterUpBefore.Clone(), (double[])adaptor.RouterDown.Clone(), (double[])adaptor.RouterUp.Clone());
-        if (new[] { edit.A, edit.B, edit.Key, edit.DownAfter, edit.UpAfter }.Any(v => !v.All(double.IsFinite)))
+            if (!LemoeEdit.Trained(active[i].Parts, adaptor, i))
+                throw new ArgumentException($"the adaptor's expert {i} is not the one LEMoE edit {active[i].EditId} of this folder recorded (load the folder's {AdaptorFile} before training)");
+        var edit = LemoeEdit.Newest(adaptor);
+        if (edit.Parts.Any(p => !p.Values.All(double.IsFinite)))
             throw new ArgumentException("the adaptor's new expert or router contains NaN or infinity");
 
         string hparamsJson = hp.ToJson();
         var requestsJson = meta.RequestsJson();
         long generation = _db.AdaptorGeneration + 1;
         var row = new EditRow(meta.Time ?? DateTimeOffset.UtcNow, meta.Method, meta.SubjectSummary(), meta.TargetSummary(),
-            [adaptor.Layer], ExpertNorm(edit), AdaptorHash(meta.Method, requestsJson, hparamsJson, edit), requestsJson, hparamsJson);
+            [adaptor.Layer], adaptor.BypassNorm(adaptor.Experts[^1]), PartsHash(meta.Method, requestsJson, hparamsJson, edit), requestsJson, hparamsJson);
         // the pending file is written from the journal's view plus this edit, exactly as a rebuild would
-        var next = new List<(long, AdaptorEdit)>(active) { (long.MaxValue, edit) };
+        var next = active.Select(a => a.Parts).Append(edit).ToList();
         return _adaptor.Change(generation, path => WriteAdaptor(path, generation, next, hparamsJson),
             () => _db.InsertAdaptorEdit(row, edit, _db.Generation, generation), Step, "the LEMoE edit");
     }
 
-    // The adaptor of these LEMoE edits (in edit order) at `path`: their experts, the newest one's router,
-    // and its hparams in the header (what loading needs). The newest entry need not be in the journal
-    // yet (ApplyAdaptor writes the file before committing it).
-    private void WriteAdaptor(string path, long generation, IReadOnlyList<(long EditId, AdaptorEdit Edit)> edits, string newestHparams)
-    {
-        var e = edits[^1].Edit;
-        var experts = edits.Select(a => new LemoeExpert
-        {
-            A = a.Edit.A, B = a.Edit.B, Key = a.Edit.Key, RouterDownBefore = a.Edit.DownBefore, RouterUpBefore = a.Edit.UpBefore,
-        }).ToList();
-        LemoeAdaptor.WriteFile(path, e.Layer, e.Rank, e.DFf, e.DModel, e.RouterHidden, e.KeyDim,
-            e.DownAfter, e.UpAfter, experts, _adaptor.Stamped(new Dictionary<string, string> { ["hparams"] = newestHparams }, generation));
-    }
+    // The adaptor of these LEMoE edits (in edit order) at `path`, with the newest one's hparams in the
+    // header (what loading needs). The newest need not be in the journal yet (ApplyAdaptor writes the
+    // file before committing it).
+    private void WriteAdaptor(string path, long generation, IReadOnlyList<PartsBlob> edits, string newestHparams) =>
+        LemoeEdit.WriteAdaptor(path, edits, _adaptor.Stamped(new Dictionary<string, string> { ["hparams"] = newestHparams }, generation));
 
     // the adaptor of these journaled LEMoE edits
-    private void WriteAdaptor(string path, long generation, IReadOnlyList<(long EditId, AdaptorEdit Edit)> edits) =>
-        WriteAdaptor(path, generation, edits, _db.Entries(edits[^1].EditId).Single().HyperParametersJson);
+    private void WriteAdaptor(string path, long generation, IReadOnlyList<(long EditId, PartsBlob Parts)> edits) =>
+        WriteAdaptor(path, generation, edits.Select(e => e.Parts).ToList(), _db.Entries(edits[^1].EditId).Single().HyperParametersJson);
 
     // Reverting the newest active LEMoE edit: the file rebuilt from the ones before it (or removed).
-    private void RevertAdaptor(long editId, List<(long EditId, AdaptorEdit Edit)> active)
+    private void RevertAdaptor(long editId, List<(long EditId, PartsBlob Parts)> active)
     {
         if (active[^1].EditId != editId) // the caller found editId among them
             throw new InvalidOperationException($"{JournalPath}: edit {editId} is a LEMoE edit older than the newest active one ({active[^1].EditId}): "
@@ -386,27 +371,11 @@ public sealed class EditedModel : IDisposable
             () => { _db.MarkAdaptorReverted(editId, DateTimeOffset.UtcNow, generation); return 0L; }, Step, $"the revert of edit {editId}");
     }
 
-    /// <summary>||B·A||_F of an expert (the size of its bypass before the nonlinearity and the gate): √(Σ (BᵀB)∘(AAᵀ)).</summary>
-    private static double ExpertNorm(AdaptorEdit e)
-    {
-        int r = e.Rank, d = e.DModel, f = e.DFf;
-        double s = 0;
-        for (int i = 0; i < r; i++)
-            for (int j = 0; j < r; j++)
-            {
-                double btb = 0, aat = 0;
-                for (int k = 0; k < d; k++) btb += e.B[(long)k * r + i] * e.B[(long)k * r + j];
-                for (int k = 0; k < f; k++) aat += e.A[(long)i * f + k] * e.A[(long)j * f + k];
-                s += btb * aat;
-            }
-        return Math.Sqrt(Math.Max(0, s));
-    }
-
-    private static string AdaptorHash(string method, string requestsJson, string hparams, AdaptorEdit e)
+    // SHA-256 over method, requests, hyper-parameters and the parts' values in order
+    private static string PartsHash(string method, string requestsJson, string hparams, PartsBlob parts)
     {
         using var h = HashOf(method, requestsJson, hparams);
-        foreach (var v in new[] { e.A, e.B, e.Key, e.DownBefore, e.UpBefore, e.DownAfter, e.UpAfter })
-            h.AppendData(MemoryMarshal.AsBytes(v.AsSpan()));
+        foreach (var p in parts.Parts) h.AppendData(MemoryMarshal.AsBytes(p.Values.AsSpan()));
         return Convert.ToHexStringLower(h.GetHashAndReset());
     }
 
