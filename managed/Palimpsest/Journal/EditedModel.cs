@@ -93,7 +93,7 @@ public sealed class EditedModel : IDisposable
     /// <summary>
     /// Called on the writing thread between two chunks (1 MiB) of an edit's or revert's checkpoint rewrite
     /// (null: never). A host that serves from the folder's weights holds the rewrite there while its
-    /// latency-critical work runs (<see cref="Palimpsest.Hosting.LiveModel"/> passes its decoding gate).
+    /// latency-critical work runs (a serving host's LiveModel passes its decoding gate).
     /// </summary>
     public Action? BetweenWrites { get; set; }
 

@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 
-namespace Palimpsest.Journal;
+namespace Palimpsest.Models;
 
 /// <summary>
 /// Makes a rename durable: on POSIX a rename is only on disk once the directory holding it is
