@@ -140,10 +140,6 @@ public sealed class LemoeAdaptor : IMlpAdaptor
         return new Route(best, p[best], p, v, h, pre);
     }
 
-    /// <summary>The chosen expert of every row (−1: no expert yet).</summary>
-    public int[] Routes(ReadOnlySpan<int> history, ReadOnlySpan<int> ids, IReadOnlyList<int>? segments) =>
-        RoutingInputs(history, ids, segments).Select(e => RouteOf(e).Expert).ToArray();
-
     /// <summary>The expert's hidden pre-activation a = A k [rank].</summary>
     internal double[] ExpertPre(LemoeExpert ex, ReadOnlySpan<double> key)
     {
