@@ -12,7 +12,8 @@ namespace Palimpsest.Cli.Commands;
 /// ROME's evaluation code computes them, for the model as it is (edited or not). With --method
 /// (rome, memit, alphaedit) each record is first edited into the unedited model, scored, and the
 /// edit undone (the single-edit protocol of ROME's and MEMIT's papers); --known-only skips records
-/// whose true object the model does not answer before any edit.
+/// whose true object the model does not answer before any edit. --fluency adds the papers' fluency
+/// metric, generation entropy (<see cref="Fluency"/>), from each record's generation prompts.
 /// </summary>
 internal static class EvalCommand
 {
@@ -25,11 +26,12 @@ internal static class EvalCommand
         var layer = new Option<string?>("--layers", "--layer") { Description = "with --method: MLP layer(s) to edit; overrides the hparams file's" };
         var hparams = new Option<string?>("--hparams") { Description = "with --method: hyper-parameters JSON with the reference names" };
         var known = new Option<bool>("--known-only") { Description = "score only records whose true object the unedited model answers (greedy, every token)" };
+        var fluency = new Option<bool>("--fluency") { Description = "CounterFact: also report generation entropy, the fluency metric of ROME and MEMIT (n-gram entropy of text sampled from each record's generation prompts, top-k 5, 100 tokens); slow" };
         var corpus = KeyStatsOptions.Corpus("--stats-corpus");
         var cache = KeyStatsOptions.Cache();
         var device = CommonOptions.Device();
         var dtype = DeviceChoice.DtypeOption();
-        var cmd = new Command("eval", "CounterFact / zsRE scores of a model, or of single edits of it") { model, dataset, limit, method, layer, hparams, known, corpus, cache, device, dtype };
+        var cmd = new Command("eval", "CounterFact / zsRE scores of a model, or of single edits of it") { model, dataset, limit, method, layer, hparams, known, fluency, corpus, cache, device, dtype };
         cmd.SetAction(pr => EditingErrors.Guard(() =>
         {
             var dev = DeviceChoice.Read(pr, device, dtype);
@@ -44,6 +46,11 @@ internal static class EvalCommand
             var format = records[0].Format;
             if (format == DatasetFormat.KnownFacts)
                 throw new CliUsageException($"{Path.GetFileName(file)}: known-facts records have no counterfactual target to score; use a CounterFact or zsRE file");
+            bool withFluency = pr.GetValue(fluency);
+            if (withFluency && !all.Any(r => r.GenerationPrompts.Count > 0))
+                throw new CliUsageException($"--fluency: {Path.GetFileName(file)} has no generation prompts (ROME's CounterFact layout has them)");
+            var generationPrompts = new Dictionary<EditRequest, IReadOnlyList<string>>(ReferenceEqualityComparer.Instance);
+            foreach (var r in all) generationPrompts[r.Request] = r.GenerationPrompts;
             using var lm = LoadedModel.Open(pr.GetValue(model)!, dev);
             var requests = records.Select(r => r.Request).ToArray();
             if (knownOnly)
@@ -111,8 +118,10 @@ internal static class EvalCommand
             else
             {
                 var ev = new CounterFactEvaluator(lm.Tf, lm.Tok);
-                var cases = EvaluateAll(ev.Evaluate);
-                var s = CounterFactEvaluator.Summarize(cases);
+                // generation entropy (NaN without prompts) of the model as scored: inside the record's edit
+                var cases = EvaluateAll(r => (Case: ev.Evaluate(r),
+                    Entropy: withFluency ? Fluency.GenerationEntropy(lm.Tf, lm.Tok, generationPrompts[r]) : double.NaN));
+                var s = CounterFactEvaluator.Summarize(cases.Select(c => c.Case).ToList());
                 var t = new TextTable(("prompts", false), ("success", true), ("magnitude", true), ("top-1", true));
                 t.Add("efficacy (rewrite)", F(s.EfficacySuccess), F(s.EfficacyMagnitude), F(s.EfficacyTop1));
                 t.Add("paraphrase", F(s.ParaphraseSuccess), F(s.ParaphraseMagnitude), F(s.ParaphraseTop1));
@@ -120,6 +129,11 @@ internal static class EvalCommand
                 t.WriteTo(io.Out);
                 io.Out.WriteLine($"score S (harmonic mean of the successes): {F(s.Score)}");
                 io.Out.WriteLine("(success: efficacy/paraphrase P(new) > P(true), neighborhood P(true) > P(new); magnitude: the probability gap; top-1: greedy yields the whole target)");
+                if (withFluency)
+                {
+                    var entropies = cases.Select(c => c.Entropy).Where(double.IsFinite).ToList();
+                    io.Out.WriteLine($"generation entropy (fluency): {F(entropies.Count > 0 ? entropies.Average() : double.NaN)} over {entropies.Count} record(s) with generation prompts (n-gram entropy of sampled text; repetitive text scores low)");
+                }
             }
             onDone?.Invoke();
             return CliErrors.Ok;

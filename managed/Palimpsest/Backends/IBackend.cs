@@ -2,18 +2,6 @@ using Palimpsest.Tensors;
 
 namespace Palimpsest.Backends;
 
-/// <summary>Elementwise activation of a feed-forward block.</summary>
-public enum Activation
-{
-    /// <summary>GPT-2's tanh approximation ("gelu_new", "gelu_pytorch_tanh").</summary>
-    GeluTanh,
-    /// <summary>Exact erf GELU ("gelu").</summary>
-    GeluErf,
-    Relu,
-    /// <summary>SiLU, used inside SwiGLU (Llama): the op is <see cref="IBackend.SiluMul"/>.</summary>
-    Silu,
-}
-
 /// <summary>
 /// The op list every backend implements: a float64 reference (plain loops), a float32 SIMD CPU
 /// backend, and CUDA. The transformer forward and backward are written once against this.

@@ -48,7 +48,7 @@ public sealed class AlphaEdit : IPreparedEditor, IRememberingEditor, IAnchoredEd
     public void AfterApply(Transformer tf, IReadOnlyList<EditRequest> requests) => Remember(tf, requests);
 
     /// <summary>The active earlier AlphaEdit edits' keys, recomputed with the current weights (as the reference recomputes them with the edited model), go into C_p.</summary>
-    public void Reopen(Transformer tf, IReadOnlyList<Journal.JournaledEdit> earlier)
+    public void Reopen(Transformer tf, IReadOnlyList<JournaledEdit> earlier)
     {
         _previousKeys.Clear();
         var requests = earlier.SelectMany(e => e.Requests).ToList();

@@ -1,4 +1,3 @@
-using Palimpsest.Journal;
 using Palimpsest.Runtime;
 
 namespace Palimpsest.Editing;

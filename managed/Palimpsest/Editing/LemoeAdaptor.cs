@@ -140,10 +140,6 @@ public sealed class LemoeAdaptor : IMlpAdaptor
         return new Route(best, p[best], p, v, h, pre);
     }
 
-    /// <summary>The chosen expert of every row (−1: no expert yet).</summary>
-    public int[] Routes(ReadOnlySpan<int> history, ReadOnlySpan<int> ids, IReadOnlyList<int>? segments) =>
-        RoutingInputs(history, ids, segments).Select(e => RouteOf(e).Expert).ToArray();
-
     /// <summary>The expert's hidden pre-activation a = A k [rank].</summary>
     internal double[] ExpertPre(LemoeExpert ex, ReadOnlySpan<double> key)
     {
@@ -171,6 +167,22 @@ public sealed class LemoeAdaptor : IMlpAdaptor
             for (int i = 0; i < r; i++) acc += ex.B[j * r + i] * s[i];
             output[j] += gate * acc;
         }
+    }
+
+    /// <summary>||B·A||_F of an expert (the size of its bypass before the nonlinearity and the gate): √(Σ (BᵀB)∘(AAᵀ)).</summary>
+    internal double BypassNorm(LemoeExpert ex)
+    {
+        int r = Rank, d = DModel, f = DFf;
+        double s = 0;
+        for (int i = 0; i < r; i++)
+            for (int j = 0; j < r; j++)
+            {
+                double btb = 0, aat = 0;
+                for (int k = 0; k < d; k++) btb += ex.B[(long)k * r + i] * ex.B[(long)k * r + j];
+                for (int k = 0; k < f; k++) aat += ex.A[(long)i * f + k] * ex.A[(long)j * f + k];
+                s += btb * aat;
+            }
+        return Math.Sqrt(Math.Max(0, s));
     }
 
     /// <summary>The expert of every row of the last forward that ran the adaptor (−1: none yet).</summary>
@@ -326,20 +338,37 @@ public sealed class LemoeAdaptor : IMlpAdaptor
     /// saved state both hold exactly these (not copies: the adaptor's own arrays).
     /// </summary>
     internal static IEnumerable<(string Name, int[] Shape, double[] Values)> Parts(int rank, int dFf, int dModel, int routerHidden, int keyDim,
-        double[] routerDown, double[] routerUp, IReadOnlyList<LemoeExpert> experts)
+        double[] routerDown, double[] routerUp, IReadOnlyList<LemoeExpert> experts) =>
+        RouterParts(routerHidden, dModel, keyDim, routerDown, routerUp)
+            .Concat(experts.SelectMany((ex, i) => ExpertParts($"experts.{i}.", ex, rank, dFf, dModel, routerHidden, keyDim)));
+
+    /// <summary>The router's arrays: router.down [hidden, d_model], router.up [key_dim, hidden].</summary>
+    internal static IEnumerable<(string Name, int[] Shape, double[] Values)> RouterParts(int routerHidden, int dModel, int keyDim,
+        double[] routerDown, double[] routerUp)
     {
         yield return ("router.down", [routerHidden, dModel], routerDown);
         yield return ("router.up", [keyDim, routerHidden], routerUp);
-        for (int i = 0; i < experts.Count; i++)
-        {
-            var ex = experts[i];
-            yield return ($"experts.{i}.a", [rank, dFf], ex.A);
-            yield return ($"experts.{i}.b", [dModel, rank], ex.B);
-            yield return ($"experts.{i}.key", [keyDim], ex.Key);
-            yield return ($"experts.{i}.router_down_before", [routerHidden, dModel], ex.RouterDownBefore);
-            yield return ($"experts.{i}.router_up_before", [keyDim, routerHidden], ex.RouterUpBefore);
-        }
     }
+
+    /// <summary>One expert's arrays under <paramref name="prefix"/>: a [rank, f], b [d_model, rank], key [key_dim], router_down_before, router_up_before.</summary>
+    internal static IEnumerable<(string Name, int[] Shape, double[] Values)> ExpertParts(string prefix, LemoeExpert ex,
+        int rank, int dFf, int dModel, int routerHidden, int keyDim)
+    {
+        yield return (prefix + "a", [rank, dFf], ex.A);
+        yield return (prefix + "b", [dModel, rank], ex.B);
+        yield return (prefix + "key", [keyDim], ex.Key);
+        yield return (prefix + "router_down_before", [routerHidden, dModel], ex.RouterDownBefore);
+        yield return (prefix + "router_up_before", [keyDim, routerHidden], ex.RouterUpBefore);
+    }
+
+    /// <summary>The expert <see cref="ExpertParts"/> names under <paramref name="prefix"/>, read by read(name, length).</summary>
+    internal static LemoeExpert ReadExpert(string prefix, Func<string, long, double[]> read, int rank, int dFf, int dModel, int routerHidden, int keyDim) => new()
+    {
+        A = read(prefix + "a", (long)rank * dFf), B = read(prefix + "b", (long)dModel * rank),
+        Key = read(prefix + "key", keyDim),
+        RouterDownBefore = read(prefix + "router_down_before", (long)routerHidden * dModel),
+        RouterUpBefore = read(prefix + "router_up_before", (long)keyDim * routerHidden),
+    };
 
     /// <summary>This adaptor's <see cref="Parts(int, int, int, int, int, double[], double[], IReadOnlyList{LemoeExpert})"/>.</summary>
     internal IEnumerable<(string Name, int[] Shape, double[] Values)> Parts() => Parts(Rank, DFf, DModel, RouterHidden, KeyDim, RouterDown, RouterUp, Experts);
@@ -353,13 +382,7 @@ public sealed class LemoeAdaptor : IMlpAdaptor
     {
         var down = read("router.down", (long)RouterHidden * DModel);
         var up = read("router.up", (long)KeyDim * RouterHidden);
-        var experts = Enumerable.Range(0, n).Select(i => new LemoeExpert
-        {
-            A = read($"experts.{i}.a", (long)Rank * DFf), B = read($"experts.{i}.b", (long)DModel * Rank),
-            Key = read($"experts.{i}.key", KeyDim),
-            RouterDownBefore = read($"experts.{i}.router_down_before", (long)RouterHidden * DModel),
-            RouterUpBefore = read($"experts.{i}.router_up_before", (long)KeyDim * RouterHidden),
-        }).ToList();
+        var experts = Enumerable.Range(0, n).Select(i => ReadExpert($"experts.{i}.", read, Rank, DFf, DModel, RouterHidden, KeyDim)).ToList();
         return (down, up, experts);
     }
 

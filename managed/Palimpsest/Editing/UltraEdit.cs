@@ -46,7 +46,7 @@ public sealed class UltraEdit : IEditor, IRememberingEditor
     public string LastOutcome => LastSolves is { Count: > 0 } s ? $"{s[0].K.RowCount} rows" : "-";
 
     /// <summary>The normaliser continues from the active earlier edits' journaled moments, merged oldest first (as they were made).</summary>
-    public void Reopen(Transformer tf, IReadOnlyList<Journal.JournaledEdit> earlier)
+    public void Reopen(Transformer tf, IReadOnlyList<JournaledEdit> earlier)
     {
         Normalizer.Clear();
         foreach (var e in earlier)

@@ -1,3 +1,5 @@
+using Palimpsest.Runtime;
+
 namespace Palimpsest.Editing;
 
 /// <summary>
@@ -40,5 +42,26 @@ public sealed record WeightDelta(int Layer, int Rank, double[] Left, double[] Ri
                 s += l * r;
             }
         return Math.Sqrt(Math.Max(0, s));
+    }
+}
+
+/// <summary>A <see cref="WeightDelta"/> applied to a model in memory (the edited-model folder's journal makes an edit durable).</summary>
+public static class ModelDeltas
+{
+    /// <summary>
+    /// WDown of the delta's layer += sign · ΔW, in float64 on the host and uploaded back. Returns the
+    /// previous WDown [f, d] so callers can restore it exactly (<see cref="Model.SetDownProjection"/>).
+    /// </summary>
+    public static double[] ApplyDelta(this Model model, WeightDelta delta, double sign = 1.0)
+    {
+        var c = model.Config;
+        if (delta.KeyDim != c.DFf || delta.ValueDim != c.DModel)
+            throw new ArgumentException($"delta is [{delta.KeyDim}, {delta.ValueDim}], layer {delta.Layer}'s WDown is [{c.DFf}, {c.DModel}]");
+        var old = model.DownProjection(delta.Layer);
+        var dense = delta.ToDense();
+        var updated = new double[old.Length];
+        for (long i = 0; i < updated.Length; i++) updated[i] = old[i] + sign * dense[i];
+        model.SetDownProjection(delta.Layer, updated);
+        return old;
     }
 }

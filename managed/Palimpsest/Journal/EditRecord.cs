@@ -94,9 +94,6 @@ public sealed record JournalEntry(
     }
 }
 
-/// <summary>An active journaled edit as an editor continues from it: its id, its requests, and what it journaled for its editor's memory.</summary>
-public sealed record JournaledEdit(long Id, IReadOnlyList<EditRequest> Requests, IReadOnlyDictionary<string, double[]> Memory);
-
 /// <summary>A journal or edited-model folder that cannot be used; the message is one line naming the file.</summary>
 /// <param name="busy">the folder is held by another process (its lock): a reader can read around it, a writer can wait</param>
 public sealed class JournalException(string message, bool busy = false) : Exception(message)

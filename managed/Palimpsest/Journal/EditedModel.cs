@@ -36,6 +36,7 @@ namespace Palimpsest.Journal;
 ///   3. ONE SQLite transaction: the edit row and its delta BLOBs (or the revert mark) and
 ///      generation = G+1. This commit is the moment the change happens.
 ///   4. rename the pending file over model.safetensors, fsync the folder.
+/// (Steps 2-4 and the recovery below are <see cref="DurableFile"/>'s, which serves both files.)
 /// Open() recovers: if the checkpoint's generation differs from the journal's, the journal wins —
 /// the pending file of the journal's generation is renamed into place (crash between 3 and 4), or,
 /// if it is missing, every mastered matrix is recomposed from masters + journal and written the same
@@ -56,20 +57,22 @@ public sealed class EditedModel : IDisposable
     public const string JournalFile = "edits.sqlite";
     public const string MastersFile = "masters.safetensors";
     public const string LockFile = "edits.lock";
-    private const string GenerationKey = "palimpsest.generation";
-    private const string PendingPrefix = CheckpointFile + ".pending-";
     public const string AdaptorFile = "lemoe.safetensors";
-    private const string AdaptorPendingPrefix = AdaptorFile + ".pending-";
-    private const string AdaptorGenerationKey = "palimpsest.adaptor_generation";
 
     private readonly JournalDb _db;
     private readonly FileStream _lock;
     private readonly bool _prefixed;
+    private readonly DurableFile _checkpoint, _adaptor;
 
     private EditedModel(string dir, ModelConfig config, JournalDb db, FileStream lockFile, bool prefixed)
     {
         Dir = dir; Config = config; _db = db; _lock = lockFile; _prefixed = prefixed;
+        _checkpoint = CheckpointIn(dir); _adaptor = AdaptorIn(dir);
     }
+
+    // the two files the protocol changes, each with its generation in its header
+    private static DurableFile CheckpointIn(string dir) => new(dir, CheckpointFile, "palimpsest.generation", "generation");
+    private static DurableFile AdaptorIn(string dir) => new(dir, AdaptorFile, "palimpsest.adaptor_generation", "adaptor generation");
 
     public string Dir { get; }
     public ModelConfig Config { get; }
@@ -90,7 +93,7 @@ public sealed class EditedModel : IDisposable
     /// <summary>
     /// Called on the writing thread between two chunks (1 MiB) of an edit's or revert's checkpoint rewrite
     /// (null: never). A host that serves from the folder's weights holds the rewrite there while its
-    /// latency-critical work runs (<see cref="Palimpsest.Hosting.LiveModel"/> passes its decoding gate).
+    /// latency-critical work runs (a serving host's LiveModel passes its decoding gate).
     /// </summary>
     public Action? BetweenWrites { get; set; }
 
@@ -102,7 +105,7 @@ public sealed class EditedModel : IDisposable
     internal Action<string>? StepHook { get; set; }
 
     /// <summary>The checkpoint tensor holding block <paramref name="layer"/>'s WDown, and its layout.</summary>
-    public DownProjection Down(int layer) => DownProjection.Of(Config, layer, _prefixed);
+    public DownProjection Down(int layer) => Architectures.Down(Config, layer, _prefixed);
 
     /// <summary>
     /// Makes <paramref name="outDir"/> an edited copy of a Hugging Face folder: config.json and the
@@ -115,42 +118,33 @@ public sealed class EditedModel : IDisposable
         if (!Directory.Exists(sourceModelDir)) throw new ModelFormatException($"{sourceModelDir}: model folder not found");
         var config = ModelConfig.Load(Path.Combine(sourceModelDir, "config.json"));
         outDir = Path.GetFullPath(outDir);
-        if (File.Exists(outDir)) throw new IOException($"{outDir}: exists and is a file");
-        if (Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any())
-            throw new IOException($"{outDir}: folder exists and is not empty");
-        string parent = Path.GetDirectoryName(outDir) ?? throw new IOException($"{outDir}: has no parent folder");
+        string parent = DurableFs.CheckNewFolder(outDir);
         Directory.CreateDirectory(parent);
         var removed = RemoveStaleCreations(outDir);
-        string tmp = $"{outDir}.creating-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}";
-        try { Directory.CreateDirectory(tmp); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw CannotCreate(outDir, e); }
         try
         {
-            // who is building this folder: a later Create removes it only once that process is gone
-            File.WriteAllText(Path.Combine(tmp, CreatorFile), Creator(Environment.ProcessId));
-            foreach (var file in Directory.EnumerateFiles(sourceModelDir))
-                if (!IsWeightsOrJournal(Path.GetFileName(file))) File.Copy(file, Path.Combine(tmp, Path.GetFileName(file)));
-            var (tensors, meta) = RawCheckpoint.ReadFolder(sourceModelDir);
-            bool prefixed = tensors.Any(t => t.Name == "transformer.wte.weight");
-            for (int l = 0; l < config.Layers; l++) CheckDown(DownProjection.Of(config, l, prefixed), tensors, sourceModelDir);
-            RawCheckpoint.Write(Path.Combine(tmp, CheckpointFile), tensors, WithGeneration(meta, 0));
-            using (JournalDb.Create(Path.Combine(tmp, JournalFile), new Dictionary<string, string>
+            DurableFs.BuildFolder(outDir, "creating", tmp =>
             {
-                ["source"] = Path.GetFullPath(sourceModelDir),
-                ["created_utc"] = DateTime.UtcNow.ToString("O", CultureInfo.InvariantCulture),
-            })) { }
-            File.Delete(Path.Combine(tmp, CreatorFile));
-            DurableFs.FsyncDirectory(tmp);
-            if (Directory.Exists(outDir)) Directory.Delete(outDir); // empty, checked above
-            Directory.Move(tmp, outDir);
-            DurableFs.FsyncDirectory(parent);
+                // who is building this folder: a later Create removes it only once that process is gone
+                File.WriteAllText(Path.Combine(tmp, CreatorFile), Creator(Environment.ProcessId));
+                foreach (var file in Directory.EnumerateFiles(sourceModelDir))
+                    if (!IsWeightsOrJournal(Path.GetFileName(file))) File.Copy(file, Path.Combine(tmp, Path.GetFileName(file)));
+                var (tensors, meta) = RawCheckpoint.ReadFolder(sourceModelDir);
+                bool prefixed = Architectures.HasTransformerPrefix(name => tensors.Exists(t => t.Name == name));
+                for (int l = 0; l < config.Layers; l++) CheckDown(Architectures.Down(config, l, prefixed), tensors, sourceModelDir);
+                var checkpoint = CheckpointIn(tmp);
+                RawCheckpoint.Write(checkpoint.Path, tensors, WithGeneration(checkpoint, meta, 0));
+                using (JournalDb.Create(Path.Combine(tmp, JournalFile), new Dictionary<string, string>
+                {
+                    ["source"] = Path.GetFullPath(sourceModelDir),
+                    ["created_utc"] = DateTime.UtcNow.ToString("O", CultureInfo.InvariantCulture),
+                })) { }
+                File.Delete(Path.Combine(tmp, CreatorFile));
+            });
         }
-        catch (Exception e)
+        catch (Exception e) when (AboutNewFolder(e, outDir))
         {
-            try { Directory.Delete(tmp, recursive: true); } catch (IOException) { /* the original error matters more */ }
-            if (e is IOException or UnauthorizedAccessException && e is not FileNotFoundException { FileName: not null } || e is DirectoryNotFoundException)
-                throw CannotCreate(outDir, e);
-            throw;
+            throw CannotCreate(outDir, e);
         }
         var created = Open(outDir);
         if (removed.Count > 0)
@@ -158,19 +152,15 @@ public sealed class EditedModel : IDisposable
         return created;
     }
 
-    // The new checkpoint, written beside the committed one before anything is committed: a full disk
-    // or a permission problem here leaves the folder as it was, and says so about the folder.
-    private void WritePendingOrSay(long generation, Func<Dictionary<string, double[]>> tensors, string what)
-    {
-        try { WritePending(generation, tensors()); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException && e is not FileNotFoundException)
-        {
-            try { File.Delete(PendingPath(generation)); } catch (IOException) { /* Open removes it */ }
-            throw new JournalException($"{Dir}: {what} could not be written ({WhyNotWritten(e, Dir)}); the folder is unchanged");
-        }
-    }
-
     private const string CreatorFile = ".creator";
+
+    // a file-system failure on the folder being built (not a source file that is missing)
+    private static bool AboutNewFolder(Exception e, string outDir) => e switch
+    {
+        FileNotFoundException { FileName: { } name } => name.StartsWith(outDir, StringComparison.Ordinal),
+        IOException or UnauthorizedAccessException => true,
+        _ => false,
+    };
 
     // a file-system failure while creating outDir, said about the folder the user named
     private static JournalException CannotCreate(string outDir, Exception e)
@@ -180,17 +170,9 @@ public sealed class EditedModel : IDisposable
         {
             _ when e is not UnauthorizedAccessException && Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any() => "another process created it at the same time",
             DirectoryNotFoundException or FileNotFoundException => $"{parent} does not take new folders",
-            _ => WhyNotWritten(e, parent),
+            _ => DurableFs.WhyNotWritten(e, parent),
         };
         return new JournalException($"{outDir}: cannot create the edited-model folder there: {why}");
-    }
-
-    // A write's file-system failure in words about the folder (not .NET's message about a temporary path)
-    private static string WhyNotWritten(Exception e, string dir)
-    {
-        if (e is UnauthorizedAccessException) return $"no permission to write in {dir}";
-        if ((e.HResult & 0xFFFF) == 28 || e.Message.Contains("No space left", StringComparison.Ordinal)) return $"no space left on the device of {dir}";
-        return e.Message.Split('\n')[0].Split(" : '")[0].TrimEnd('.');
     }
 
     // "pid start-ticks": a pid alone could have been reused by another process since
@@ -249,13 +231,12 @@ public sealed class EditedModel : IDisposable
             throw new ModelFormatException($"{dir}: tensor '{dp.TensorName}' has dtype {t.DType}; editable weights must be F64, F32, F16 or BF16");
     }
 
-    private static Dictionary<string, string> WithGeneration(IReadOnlyDictionary<string, string> meta, long generation)
+    private static Dictionary<string, string> WithGeneration(DurableFile checkpoint, IReadOnlyDictionary<string, string> meta, long generation)
     {
         var m = new Dictionary<string, string>(meta, StringComparer.Ordinal);
         // transformers refuses safetensors metadata without a known "format"; "pt" is what PyTorch saves.
         m.TryAdd("format", "pt");
-        m[GenerationKey] = generation.ToString(CultureInfo.InvariantCulture);
-        return m;
+        return checkpoint.Stamped(m, generation);
     }
 
     /// <summary>
@@ -294,7 +275,7 @@ public sealed class EditedModel : IDisposable
             string ckpt = Path.Combine(dir, CheckpointFile);
             if (!File.Exists(ckpt)) throw new JournalException($"{ckpt}: checkpoint not found");
             bool prefixed;
-            using (var f = SafetensorsFile.Open(ckpt)) prefixed = f.Contains("transformer.wte.weight");
+            using (var f = SafetensorsFile.Open(ckpt)) prefixed = Architectures.HasTransformerPrefix(f.Contains);
             var m = new EditedModel(dir, config, db, lockFile, prefixed);
             m.Recover();
             return m;
@@ -307,87 +288,28 @@ public sealed class EditedModel : IDisposable
         }
     }
 
-    // the generation number in a safetensors header (GenerationKey, or the adaptor's), null when absent or unreadable
-    private static long? GenerationOf(string path, string key = GenerationKey)
-    {
-        try
-        {
-            return RawCheckpoint.ReadMetadata(path).TryGetValue(key, out var s)
-                && long.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var g) ? g : null;
-        }
-        catch (ModelFormatException) { return null; }
-    }
-
-    private string PendingPath(long generation) => Path.Combine(Dir, PendingPrefix + generation.ToString(CultureInfo.InvariantCulture));
-
+    // Both files to the committed generations (the journal wins: see the class comment), then the
+    // leftovers: pending files of uncommitted generations (a crash before the commit) and the temp
+    // files of interrupted atomic writes. None of them is part of the committed state.
     private void Recover()
     {
-        long committed = _db.Generation;
-        long? onDisk = GenerationOf(CheckpointPath);
-        if (onDisk != committed)
+        long generation = _db.Generation, adaptorGeneration = _db.AdaptorGeneration;
+        var active = _db.AdaptorEdits(activeOnly: true);
+        var done = new List<string?>
         {
-            string pending = PendingPath(committed);
-            if (File.Exists(pending) && GenerationOf(pending) == committed)
-            {
-                DurableFs.Replace(pending, CheckpointPath);
-                Recovery = $"finished generation {committed}: renamed its pending checkpoint into place (the checkpoint was at {Describe(onDisk)})";
-            }
-            else
-            {
-                // Every matrix an edit ever touched (reverted ones too: they must go back to the original).
-                var all = ReadMasters().Keys.Union(_db.TouchedTensors()).ToList();
-                WritePending(committed, Recompose(all, _db.Deltas(activeOnly: true)));
-                DurableFs.Replace(pending, CheckpointPath);
-                Recovery = $"rebuilt generation {committed} from masters and journal (the checkpoint was at {Describe(onDisk)})";
-            }
-        }
-        RecoverAdaptor();
-        // Leftovers: pending checkpoints of uncommitted generations (a crash before the commit) and the
-        // temp files of interrupted atomic writes. None of them is part of the committed state.
+            // every matrix an edit ever touched (reverted ones too: they must go back to the original)
+            _checkpoint.Recover(generation, path => WriteCheckpoint(path, generation,
+                Recompose(ReadMasters().Keys.Union(_db.TouchedTensors()).ToList(), _db.Deltas(activeOnly: true)))),
+            _adaptor.Recover(adaptorGeneration, active.Count == 0 ? null : path => WriteAdaptor(path, adaptorGeneration, active)),
+        };
         var stray = Directory.EnumerateFiles(Dir)
-            .Where(p => Path.GetFileName(p) is var n && (n.StartsWith(PendingPrefix, StringComparison.Ordinal)
-                || n.StartsWith(AdaptorPendingPrefix, StringComparison.Ordinal) || n.Contains(".tmp-", StringComparison.Ordinal)))
+            .Where(p => Path.GetFileName(p) is var n && (_checkpoint.IsPending(n) || _adaptor.IsPending(n) || n.Contains(".tmp-", StringComparison.Ordinal)))
             .ToList();
         foreach (var p in stray) File.Delete(p);
-        if (stray.Count > 0)
-            Recovery = (Recovery is null ? "" : Recovery + "; ") + $"removed {stray.Count} uncommitted file(s): {string.Join(", ", stray.Select(Path.GetFileName))}";
+        if (stray.Count > 0) done.Add($"removed {stray.Count} uncommitted file(s): {string.Join(", ", stray.Select(Path.GetFileName))}");
+        Recovery = done.Any(d => d is not null) ? string.Join("; ", done.OfType<string>()) : null;
     }
 
-    private static string Describe(long? g) => g is null ? "no generation" : $"generation {g}";
-
-    // lemoe.safetensors to the committed adaptor generation: present with it while LEMoE edits are
-    // active (the pending file of that generation, else rebuilt from the journal), absent otherwise.
-    private void RecoverAdaptor()
-    {
-        long committed = _db.AdaptorGeneration;
-        var active = _db.AdaptorEdits(activeOnly: true);
-        bool exists = File.Exists(AdaptorPath);
-        string? done = null;
-        if (active.Count == 0)
-        {
-            if (exists)
-            {
-                File.Delete(AdaptorPath);
-                DurableFs.FsyncDirectory(Dir);
-                done = $"removed {AdaptorFile}: no LEMoE edit is active at adaptor generation {committed}";
-            }
-        }
-        else if (!exists || AdaptorGenerationOf(AdaptorPath) != committed)
-        {
-            string pending = AdaptorPendingPath(committed);
-            if (!(File.Exists(pending) && AdaptorGenerationOf(pending) == committed)) WriteAdaptorPending(committed, active);
-            DurableFs.Replace(pending, AdaptorPath);
-            done = $"brought {AdaptorFile} to adaptor generation {committed}";
-        }
-        if (done is not null) Recovery = Recovery is null ? done : Recovery + "; " + done;
-    }
-
-    private static long? AdaptorGenerationOf(string path) => GenerationOf(path, AdaptorGenerationKey);
-
-    private string AdaptorPendingPath(long generation) => Path.Combine(Dir, AdaptorPendingPrefix + generation.ToString(CultureInfo.InvariantCulture));
-
-    private void WriteAdaptorPending(long generation, IReadOnlyList<(long EditId, AdaptorEdit Edit)> active) =>
-        WriteAdaptorPendingWith(generation, active, _db.Entries(active[^1].EditId).Single().HyperParametersJson);
 
     /// <summary>
     /// Applies a LEMoE edit. <paramref name="adaptor"/> is this folder's adaptor after training: its
@@ -410,96 +332,50 @@ public sealed class EditedModel : IDisposable
         if (adaptor.Experts.Count != active.Count + 1)
             throw new ArgumentException($"the adaptor has {adaptor.Experts.Count} expert(s); this folder has {active.Count} active LEMoE edit(s), so it needs {active.Count + 1} (theirs and the new one)");
         for (int i = 0; i < active.Count; i++)
-        {
-            var (id0, e0) = active[i];
-            var x = adaptor.Experts[i];
-            if (e0.Layer != adaptor.Layer || !e0.A.AsSpan().SequenceEqual(x.A) || !e0.B.AsSpan().SequenceEqual(x.B) || !e0.Key.AsSpan().SequenceEqual(x.Key))
-                throw new ArgumentException($"the adaptor's expert {i} is not the one LEMoE edit {id0} of this folder recorded (load the folder's {AdaptorFile} before training)");
-        }
-        var ex = adaptor.Experts[^1];
-        var edit = new AdaptorEdit(adaptor.Layer, adaptor.Rank, adaptor.DFf, adaptor.DModel, adaptor.RouterHidden, adaptor.KeyDim,
-            (double[])ex.A.Clone(), (double[])ex.B.Clone(), (double[])ex.Key.Clone(), (double[])ex.RouterDownBefore.Clone(),
-            (double[])ex.RouterUpBefore.Clone(), (double[])adaptor.RouterDown.Clone(), (double[])adaptor.RouterUp.Clone());
-        if (new[] { edit.A, edit.B, edit.Key, edit.DownAfter, edit.UpAfter }.Any(v => !v.All(double.IsFinite)))
+            if (!LemoeEdit.Trained(active[i].Parts, adaptor, i))
+                throw new ArgumentException($"the adaptor's expert {i} is not the one LEMoE edit {active[i].EditId} of this folder recorded (load the folder's {AdaptorFile} before training)");
+        var edit = LemoeEdit.Newest(adaptor);
+        if (edit.Parts.Any(p => !p.Values.All(double.IsFinite)))
             throw new ArgumentException("the adaptor's new expert or router contains NaN or infinity");
 
         string hparamsJson = hp.ToJson();
         var requestsJson = meta.RequestsJson();
         long generation = _db.AdaptorGeneration + 1;
         var row = new EditRow(meta.Time ?? DateTimeOffset.UtcNow, meta.Method, meta.SubjectSummary(), meta.TargetSummary(),
-            [adaptor.Layer], ExpertNorm(edit), AdaptorHash(meta.Method, requestsJson, hparamsJson, edit), requestsJson, hparamsJson);
+            [adaptor.Layer], adaptor.BypassNorm(adaptor.Experts[^1]), PartsHash(meta.Method, requestsJson, hparamsJson, edit), requestsJson, hparamsJson);
         // the pending file is written from the journal's view plus this edit, exactly as a rebuild would
-        var next = new List<(long, AdaptorEdit)>(active) { (long.MaxValue, edit) };
-        WriteAdaptorPendingWith(generation, next, hparamsJson);
-        Step("pending-written");
-        long id = CommitOrDiscard(AdaptorPendingPath(generation), () => _db.InsertAdaptorEdit(row, edit, _db.Generation, generation));
-        Step("committed");
-        DurableFs.Replace(AdaptorPendingPath(generation), AdaptorPath);
-        Step("renamed");
-        return id;
+        var next = active.Select(a => a.Parts).Append(edit).ToList();
+        return _adaptor.Change(generation, path => WriteAdaptor(path, generation, next, hparamsJson),
+            () => _db.InsertAdaptorEdit(row, edit, _db.Generation, generation), Step, "the LEMoE edit");
     }
 
-    // The adaptor of these LEMoE edits (in edit order) as lemoe.safetensors.pending-{generation}: their
-    // experts, the newest one's router, and its hparams in the header (what loading needs). The newest
-    // entry need not be in the journal yet (Apply writes the file before committing it).
-    private void WriteAdaptorPendingWith(long generation, IReadOnlyList<(long EditId, AdaptorEdit Edit)> edits, string newestHparams)
-    {
-        var e = edits[^1].Edit;
-        var experts = edits.Select(a => new LemoeExpert
-        {
-            A = a.Edit.A, B = a.Edit.B, Key = a.Edit.Key, RouterDownBefore = a.Edit.DownBefore, RouterUpBefore = a.Edit.UpBefore,
-        }).ToList();
-        LemoeAdaptor.WriteFile(AdaptorPendingPath(generation), e.Layer, e.Rank, e.DFf, e.DModel, e.RouterHidden, e.KeyDim,
-            e.DownAfter, e.UpAfter, experts, new Dictionary<string, string>
-            {
-                ["hparams"] = newestHparams,
-                [AdaptorGenerationKey] = generation.ToString(CultureInfo.InvariantCulture),
-            });
-        DurableFs.FsyncDirectory(Dir);
-    }
+    // The adaptor of these LEMoE edits (in edit order) at `path`, with the newest one's hparams in the
+    // header (what loading needs). The newest need not be in the journal yet (ApplyAdaptor writes the
+    // file before committing it).
+    private void WriteAdaptor(string path, long generation, IReadOnlyList<PartsBlob> edits, string newestHparams) =>
+        LemoeEdit.WriteAdaptor(path, edits, _adaptor.Stamped(new Dictionary<string, string> { ["hparams"] = newestHparams }, generation));
+
+    // the adaptor of these journaled LEMoE edits
+    private void WriteAdaptor(string path, long generation, IReadOnlyList<(long EditId, PartsBlob Parts)> edits) =>
+        WriteAdaptor(path, generation, edits.Select(e => e.Parts).ToList(), _db.Entries(edits[^1].EditId).Single().HyperParametersJson);
 
     // Reverting the newest active LEMoE edit: the file rebuilt from the ones before it (or removed).
-    private void RevertAdaptor(long editId, List<(long EditId, AdaptorEdit Edit)> active)
+    private void RevertAdaptor(long editId, List<(long EditId, PartsBlob Parts)> active)
     {
         if (active[^1].EditId != editId) // the caller found editId among them
             throw new InvalidOperationException($"{JournalPath}: edit {editId} is a LEMoE edit older than the newest active one ({active[^1].EditId}): "
                 + "later experts were trained with its router, so revert the newer LEMoE edits first, newest first");
         long generation = _db.AdaptorGeneration + 1;
         var remaining = active.Take(active.Count - 1).ToList();
-        if (remaining.Count > 0) WriteAdaptorPending(generation, remaining);
-        Step("pending-written");
-        CommitOrDiscard(AdaptorPendingPath(generation), () => { _db.MarkAdaptorReverted(editId, DateTimeOffset.UtcNow, generation); return 0L; });
-        Step("committed");
-        if (remaining.Count > 0) DurableFs.Replace(AdaptorPendingPath(generation), AdaptorPath);
-        else
-        {
-            File.Delete(AdaptorPath);
-            DurableFs.FsyncDirectory(Dir);
-        }
-        Step("renamed");
+        _adaptor.Change(generation, remaining.Count == 0 ? null : path => WriteAdaptor(path, generation, remaining),
+            () => { _db.MarkAdaptorReverted(editId, DateTimeOffset.UtcNow, generation); return 0L; }, Step, $"the revert of edit {editId}");
     }
 
-    /// <summary>||B·A||_F of an expert (the size of its bypass before the nonlinearity and the gate): √(Σ (BᵀB)∘(AAᵀ)).</summary>
-    private static double ExpertNorm(AdaptorEdit e)
-    {
-        int r = e.Rank, d = e.DModel, f = e.DFf;
-        double s = 0;
-        for (int i = 0; i < r; i++)
-            for (int j = 0; j < r; j++)
-            {
-                double btb = 0, aat = 0;
-                for (int k = 0; k < d; k++) btb += e.B[(long)k * r + i] * e.B[(long)k * r + j];
-                for (int k = 0; k < f; k++) aat += e.A[(long)i * f + k] * e.A[(long)j * f + k];
-                s += btb * aat;
-            }
-        return Math.Sqrt(Math.Max(0, s));
-    }
-
-    private static string AdaptorHash(string method, string requestsJson, string hparams, AdaptorEdit e)
+    // SHA-256 over method, requests, hyper-parameters and the parts' values in order
+    private static string PartsHash(string method, string requestsJson, string hparams, PartsBlob parts)
     {
         using var h = HashOf(method, requestsJson, hparams);
-        foreach (var v in new[] { e.A, e.B, e.Key, e.DownBefore, e.UpBefore, e.DownAfter, e.UpAfter })
-            h.AppendData(MemoryMarshal.AsBytes(v.AsSpan()));
+        foreach (var p in parts.Parts) h.AppendData(MemoryMarshal.AsBytes(p.Values.AsSpan()));
         return Convert.ToHexStringLower(h.GetHashAndReset());
     }
 
@@ -528,19 +404,12 @@ public sealed class EditedModel : IDisposable
         // the active ones is exactly the (edit id, index) order a later rebuild uses.
         var active = _db.Deltas(activeOnly: true);
         active.AddRange(named.Select((n, i) => new StoredDelta(long.MaxValue, i, n.Tensor, n.Delta)));
-        WritePendingOrSay(generation, () => Recompose(tensors, active), "the edit");
-        Step("pending-written");
-
         var requestsJson = meta.RequestsJson();
         var row = new EditRow(meta.Time ?? DateTimeOffset.UtcNow, meta.Method, meta.SubjectSummary(), meta.TargetSummary(),
             deltas.Select(d => d.Layer).Distinct().Order().ToArray(), EditNorm(deltas),
             ContentHash(meta.Method, requestsJson, meta.HyperParametersJson, deltas), requestsJson, meta.HyperParametersJson);
-        long id = CommitOrDiscard(PendingPath(generation), () => _db.InsertEdit(row, named, generation, meta.EditorMemory));
-        Step("committed");
-
-        DurableFs.Replace(PendingPath(generation), CheckpointPath);
-        Step("renamed");
-        return id;
+        return _checkpoint.Change(generation, path => WriteCheckpoint(path, generation, Recompose(tensors, active)),
+            () => _db.InsertEdit(row, named, generation, meta.EditorMemory), Step, "the edit");
     }
 
     /// <summary>
@@ -559,12 +428,8 @@ public sealed class EditedModel : IDisposable
         long generation = _db.Generation + 1;
         var tensors = _db.Deltas(activeOnly: false, editId).Select(d => d.Tensor).Distinct().ToList();
         var remaining = _db.Deltas(activeOnly: true).Where(d => d.EditId != editId).ToList();
-        WritePendingOrSay(generation, () => Recompose(tensors, remaining), $"the revert of edit {editId}");
-        Step("pending-written");
-        CommitOrDiscard(PendingPath(generation), () => { _db.MarkReverted(editId, DateTimeOffset.UtcNow, generation); return 0L; });
-        Step("committed");
-        DurableFs.Replace(PendingPath(generation), CheckpointPath);
-        Step("renamed");
+        _checkpoint.Change(generation, path => WriteCheckpoint(path, generation, Recompose(tensors, remaining)),
+            () => { _db.MarkReverted(editId, DateTimeOffset.UtcNow, generation); return 0L; }, Step, $"the revert of edit {editId}");
     }
 
     /// <summary>
@@ -603,18 +468,6 @@ public sealed class EditedModel : IDisposable
 
     private void Step(string name) => StepHook?.Invoke(name);
 
-    // Step 3: if the transaction fails the change did not happen; drop its pending file (the
-    // checkpoint's or the adaptor's) now rather than at the next Open (which would also do it).
-    private static long CommitOrDiscard(string pendingPath, Func<long> commit)
-    {
-        try { return commit(); }
-        catch
-        {
-            try { File.Delete(pendingPath); } catch (IOException) { /* Open removes it */ }
-            throw;
-        }
-    }
-
     /// <summary>
     /// The LEMoE adaptor of a model folder (its lemoe.safetensors, hparams from the header) for
     /// <paramref name="model"/>, or null when it has none. Set it as the Transformer's Adaptor so
@@ -641,7 +494,7 @@ public sealed class EditedModel : IDisposable
         try { Open(dir).Dispose(); return; }
         catch (JournalException e) when (e.Busy) { }
         long journal = JournalDb.ReadGeneration(Path.Combine(dir, JournalFile));
-        long? checkpoint = GenerationOf(Path.Combine(dir, CheckpointFile));
+        long? checkpoint = CheckpointIn(dir).Generation;
         if (checkpoint != journal)
             throw new JournalException($"{Path.GetFullPath(dir)}: an edit or revert is being applied by another process (journal generation {journal}, "
                 + $"checkpoint {checkpoint?.ToString(CultureInfo.InvariantCulture) ?? "unknown"}); read it again once that is done");
@@ -760,12 +613,12 @@ public sealed class EditedModel : IDisposable
         });
     }
 
-    // Step 2 of the protocol: the current checkpoint with the given matrices replaced, as pending-{generation}.
-    private void WritePending(long generation, Dictionary<string, double[]> replaced)
+    // Step 2 of the protocol: the current checkpoint with the given matrices replaced, at `path`,
+    // streamed (its unreplaced tensors copied in chunks, BetweenWrites called between them).
+    private void WriteCheckpoint(string path, long generation, Dictionary<string, double[]> replaced)
     {
         var meta = RawCheckpoint.ReadMetadata(CheckpointPath);
-        RawCheckpoint.Rewrite(CheckpointPath, PendingPath(generation), replaced, WithGeneration(meta, generation), BetweenWrites);
-        DurableFs.FsyncDirectory(Dir);
+        RawCheckpoint.Rewrite(CheckpointPath, path, replaced, WithGeneration(_checkpoint, meta, generation), BetweenWrites);
     }
 
     /// <summary>||ΔW||_F of an edit: deltas of the same layer are summed before the norm.</summary>

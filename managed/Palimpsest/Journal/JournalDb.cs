@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using Microsoft.Data.Sqlite;
 using Palimpsest.Editing;
+using Palimpsest.Models;
 
 namespace Palimpsest.Journal;
 
@@ -14,22 +15,23 @@ internal sealed record StoredDelta(long EditId, int Index, string Tensor, Weight
 ///   edits(id, ...)      one row per applied edit; reverted_utc set when reverted (rows are never deleted)
 ///   deltas(edit_id, idx, layer, tensor, rank, key_dim, value_dim, left, right)
 ///                       the exact low-rank factors, float64 little-endian BLOBs
-///   adaptor_edits(edit_id, layer, rank, d_ff, d_model, router_hidden, key_dim, a, b, key,
-///                 down_before, up_before, down_after, up_after)
-///                       a LEMoE edit: its expert, its key, and the router before and after training
+///   adaptor_edits(edit_id, parts)
+///                       an edit that adds to the folder's adaptor instead of changing weights (LEMoE's
+///                       expert and router): its arrays as one <see cref="PartsBlob"/>, which the journal
+///                       does not interpret; the adaptor file is rebuilt from the active ones (schema 2;
+///                       one BLOB since schema 4)
 ///   edits.outcome       what the editor saw after the edit when it did not take (schema 3), else null
 ///   editor_memory(edit_id, name, value)
 ///                       what an edit added to its editor's memory beyond the weights (UltraEdit's normaliser
 ///                       moments), float64 BLOBs by name; a reopened folder's editor rebuilds its memory from
-///                       the active edits' (schema 3; a schema-2 journal gains the empty table when opened)
-///                       (float64 BLOBs); the adaptor file is rebuilt from the active ones (schema 2;
-///                       a schema-1 journal gains the empty table when opened)
+///                       the active edits' (schema 3)
+/// An older journal is brought to this schema when opened for writing (JournalDb.Migrations.cs).
 /// synchronous=FULL: a commit is on disk when Commit() returns, which the protocol in
 /// <see cref="EditedModel"/> relies on.
 /// </summary>
-internal sealed class JournalDb : IDisposable
+internal sealed partial class JournalDb : IDisposable
 {
-    public const int SchemaVersion = 3;
+    public const int SchemaVersion = 4;
 
     private const string Schema = """
         CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -72,19 +74,7 @@ internal sealed class JournalDb : IDisposable
     private const string AdaptorSchema = """
         CREATE TABLE adaptor_edits(
             edit_id INTEGER PRIMARY KEY REFERENCES edits(id),
-            layer INTEGER NOT NULL,
-            rank INTEGER NOT NULL,
-            d_ff INTEGER NOT NULL,
-            d_model INTEGER NOT NULL,
-            router_hidden INTEGER NOT NULL,
-            key_dim INTEGER NOT NULL,
-            a BLOB NOT NULL,
-            b BLOB NOT NULL,
-            key BLOB NOT NULL,
-            down_before BLOB NOT NULL,
-            up_before BLOB NOT NULL,
-            down_after BLOB NOT NULL,
-            up_after BLOB NOT NULL);
+            parts BLOB NOT NULL);
         """;
 
     private readonly SqliteConnection _c;
@@ -121,20 +111,9 @@ internal sealed class JournalDb : IDisposable
         try
         {
             string? v = db.Guard(() => db.Meta("schema_version"));
-            if (v is "1" or "2")
+            if (v is "1" or "2" or "3")
             {
-                // schema 1 had no adaptor edits, schema 2 no editor memory: adding the empty tables is
-                // all the migration there is
-                db.Guard(() =>
-                {
-                    using var tx = db._c.BeginTransaction();
-                    if (v == "1") db.Exec(AdaptorSchema, tx);
-                    db.Exec(MemorySchema, tx);
-                    db.Exec("ALTER TABLE edits ADD COLUMN outcome TEXT;", tx);
-                    db.SetMeta("schema_version", SchemaVersion.ToString(CultureInfo.InvariantCulture), tx);
-                    tx.Commit();
-                    return 0;
-                });
+                db.Upgrade(v);
                 v = SchemaVersion.ToString(CultureInfo.InvariantCulture);
             }
             if (v != SchemaVersion.ToString(CultureInfo.InvariantCulture))
@@ -152,7 +131,8 @@ internal sealed class JournalDb : IDisposable
         using (db)
         {
             string? v = db.Meta("schema_version");
-            if (v != SchemaVersion.ToString(CultureInfo.InvariantCulture))
+            // schema 3 differs only in adaptor_edits, which this read does not touch
+            if (v != SchemaVersion.ToString(CultureInfo.InvariantCulture) && v != "3")
                 throw new JournalException($"{path}: journal schema_version is {v ?? "missing"}; it is brought to {SchemaVersion} the next time the folder is opened for writing");
             return (db.Entries(), db.Generation);
         }
@@ -279,41 +259,27 @@ internal sealed class JournalDb : IDisposable
 
     /// <summary>
     /// An adaptor edit: the edit row (its generation column holds the unchanged checkpoint generation),
-    /// its expert, and the new adaptor generation, in ONE transaction. Returns the edit id.
+    /// its parts, and the new adaptor generation, in ONE transaction. Returns the edit id.
     /// </summary>
-    public long InsertAdaptorEdit(EditRow row, AdaptorEdit a, long checkpointGeneration, long adaptorGeneration) => Guard(() =>
+    public long InsertAdaptorEdit(EditRow row, PartsBlob parts, long checkpointGeneration, long adaptorGeneration) => Guard(() =>
     {
         using var tx = _c.BeginTransaction();
         long id = InsertEditRow(row, checkpointGeneration, tx);
-        using (var cmd = _c.CreateCommand())
-        {
-            cmd.Transaction = tx;
-            cmd.CommandText = """
-                INSERT INTO adaptor_edits(edit_id, layer, rank, d_ff, d_model, router_hidden, key_dim, a, b, key, down_before, up_before, down_after, up_after)
-                VALUES($e, $layer, $r, $f, $d, $hid, $k, $a, $b, $key, $db, $ub, $da, $ua)
-                """;
-            cmd.Parameters.AddWithValue("$e", id);
-            cmd.Parameters.AddWithValue("$layer", a.Layer);
-            cmd.Parameters.AddWithValue("$r", a.Rank);
-            cmd.Parameters.AddWithValue("$f", a.DFf);
-            cmd.Parameters.AddWithValue("$d", a.DModel);
-            cmd.Parameters.AddWithValue("$hid", a.RouterHidden);
-            cmd.Parameters.AddWithValue("$k", a.KeyDim);
-            cmd.Parameters.AddWithValue("$a", Bytes(a.A));
-            cmd.Parameters.AddWithValue("$b", Bytes(a.B));
-            cmd.Parameters.AddWithValue("$key", Bytes(a.Key));
-            cmd.Parameters.AddWithValue("$db", Bytes(a.DownBefore));
-            cmd.Parameters.AddWithValue("$ub", Bytes(a.UpBefore));
-            cmd.Parameters.AddWithValue("$da", Bytes(a.DownAfter));
-            cmd.Parameters.AddWithValue("$ua", Bytes(a.UpAfter));
-            cmd.ExecuteNonQuery();
-        }
+        InsertAdaptorParts(id, parts, tx);
         SetMeta("adaptor_generation", adaptorGeneration.ToString(CultureInfo.InvariantCulture), tx);
         tx.Commit();
         return id;
     });
 
-    private static byte[] Bytes(double[] v) => MemoryMarshal.AsBytes(v.AsSpan()).ToArray();
+    private void InsertAdaptorParts(long id, PartsBlob parts, SqliteTransaction tx)
+    {
+        using var cmd = _c.CreateCommand();
+        cmd.Transaction = tx;
+        cmd.CommandText = "INSERT INTO adaptor_edits(edit_id, parts) VALUES($e, $p)";
+        cmd.Parameters.AddWithValue("$e", id);
+        cmd.Parameters.AddWithValue("$p", parts.ToBytes());
+        cmd.ExecuteNonQuery();
+    }
 
     // the edits row of an apply (generation: the checkpoint generation it leaves); returns its id
     private long InsertEditRow(EditRow row, long generation, SqliteTransaction tx)
@@ -359,27 +325,23 @@ internal sealed class JournalDb : IDisposable
         return 0;
     });
 
-    /// <summary>Adaptor edits ordered by edit id; activeOnly: skip reverted ones.</summary>
-    public List<(long EditId, AdaptorEdit Edit)> AdaptorEdits(bool activeOnly) => Guard(() =>
+    /// <summary>Adaptor edits' parts ordered by edit id; activeOnly: skip reverted ones.</summary>
+    public List<(long EditId, PartsBlob Parts)> AdaptorEdits(bool activeOnly) => Guard(() =>
     {
         using var cmd = _c.CreateCommand();
         cmd.CommandText = """
-            SELECT a.edit_id, a.layer, a.rank, a.d_ff, a.d_model, a.router_hidden, a.key_dim,
-                   a.a, a.b, a.key, a.down_before, a.up_before, a.down_after, a.up_after
-            FROM adaptor_edits a JOIN edits e ON e.id = a.edit_id
+            SELECT a.edit_id, a.parts FROM adaptor_edits a JOIN edits e ON e.id = a.edit_id
             WHERE $active = 0 OR e.reverted_utc IS NULL
             ORDER BY a.edit_id
             """;
         cmd.Parameters.AddWithValue("$active", activeOnly ? 1 : 0);
         using var r = cmd.ExecuteReader();
-        var list = new List<(long, AdaptorEdit)>();
+        var list = new List<(long, PartsBlob)>();
         while (r.Read())
         {
             long edit = r.GetInt64(0);
-            int layer = r.GetInt32(1), rank = r.GetInt32(2), f = r.GetInt32(3), d = r.GetInt32(4), hid = r.GetInt32(5), k = r.GetInt32(6);
-            double[] B(int col, long n) => Doubles((byte[])r.GetValue(col), n, edit);
-            list.Add((edit, new AdaptorEdit(layer, rank, f, d, hid, k, B(7, (long)rank * f), B(8, (long)d * rank), B(9, k),
-                B(10, (long)hid * d), B(11, (long)k * hid), B(12, (long)hid * d), B(13, (long)k * hid))));
+            try { list.Add((edit, PartsBlob.FromBytes((byte[])r.GetValue(1), $"{Path}: edit {edit}'s adaptor parts"))); }
+            catch (ModelFormatException e) { throw new JournalException(e.Message); }
         }
         return list;
     });
@@ -492,13 +454,6 @@ internal sealed class JournalDb : IDisposable
 
     public void Dispose() => _c.Dispose();
 }
-
-/// <summary>
-/// One LEMoE edit as the journal keeps it: expert A [rank, d_ff], B [d_model, rank], its key
-/// [key_dim], and the router (down [hidden, d_model], up [key_dim, hidden]) before and after it was trained.
-/// </summary>
-internal sealed record AdaptorEdit(int Layer, int Rank, int DFf, int DModel, int RouterHidden, int KeyDim,
-    double[] A, double[] B, double[] Key, double[] DownBefore, double[] UpBefore, double[] DownAfter, double[] UpAfter);
 
 /// <summary>The descriptive columns of an edits row.</summary>
 internal sealed record EditRow(

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Text.Json;
 using MathNet.Numerics.LinearAlgebra;
 using Palimpsest.Editing;
@@ -61,9 +60,7 @@ public static class LoraExport
     {
         ArgumentNullException.ThrowIfNull(em);
         outDir = Path.GetFullPath(outDir);
-        if (File.Exists(outDir)) throw new IOException($"{outDir}: exists and is a file");
-        if (Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any())
-            throw new IOException($"{outDir}: folder exists and is not empty");
+        DurableFs.CheckNewFolder(outDir);
         var layers = Factor(em, maxRank);
         var skipped = em.List().Where(e => !e.Reverted && em.DeltasOf(e.Id).Count == 0).Select(e => e.Id).ToList();
         if (layers.Count == 0)
@@ -85,7 +82,7 @@ public static class LoraExport
             tensors.Add(($"{module}.lora_B.weight", new HostTensor([c.DModel, r], b), "F32"));
         }
         string config = AdapterConfig(c, r, layers.Select(l => l.Layer).ToList(), em.Source);
-        WriteFolder(outDir, tmp =>
+        DurableFs.BuildFolder(outDir, "exporting", tmp =>
         {
             SafetensorsWriter.Write(Path.Combine(tmp, WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
             AtomicFile.WriteAllText(Path.Combine(tmp, ConfigFile), config);
@@ -98,7 +95,7 @@ public static class LoraExport
     /// "transformer." prefix, which GPT2LMHeadModel has even when a checkpoint was saved without it).</summary>
     public static string ModulePath(ModelConfig c, int layer)
     {
-        string tensor = DownProjection.Of(c, layer, hasTransformerPrefix: true).TensorName;
+        string tensor = Architectures.Down(c, layer, hasTransformerPrefix: true).TensorName;
         return "base_model.model." + tensor[..^".weight".Length];
     }
 
@@ -190,27 +187,5 @@ public static class LoraExport
         var q2 = rt.QR(MathNet.Numerics.LinearAlgebra.Factorization.QRMethod.Thin);
         var core = (q1.R * q2.R.Transpose()).Svd(computeVectors: true);
         return (q1.Q * core.U, core.S, q2.Q * core.VT.Transpose());
-    }
-
-    // the adapter folder filled beside outDir, then renamed into place
-    private static void WriteFolder(string outDir, Action<string> fill)
-    {
-        string parent = Path.GetDirectoryName(outDir) ?? throw new IOException($"{outDir}: has no parent folder");
-        Directory.CreateDirectory(parent);
-        string tmp = $"{outDir}.exporting-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6))}";
-        Directory.CreateDirectory(tmp);
-        try
-        {
-            fill(tmp);
-            DurableFs.FsyncDirectory(tmp);
-            if (Directory.Exists(outDir)) Directory.Delete(outDir); // empty, checked by the caller
-            Directory.Move(tmp, outDir);
-            DurableFs.FsyncDirectory(parent);
-        }
-        catch
-        {
-            try { Directory.Delete(tmp, recursive: true); } catch (IOException) { /* the original error matters more */ }
-            throw;
-        }
     }
 }

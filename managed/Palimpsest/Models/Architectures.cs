@@ -21,16 +21,51 @@ public static class Architectures
         };
     }
 
+    /// <summary>GPT-2 only: whether a checkpoint's names start with "transformer." (GPT2LMHeadModel saves
+    /// "transformer.*"; a bare GPT2Model saves without the prefix).</summary>
+    public static bool HasTransformerPrefix(Func<string, bool> contains) => contains("transformer.wte.weight");
+
+    /// <summary>
+    /// Where block <paramref name="layer"/>'s canonical WDown [f, d] lives in a checkpoint of <paramref name="c"/>
+    /// (the matrix every editor changes): the name the readers below load it from and its stored layout.
+    /// </summary>
+    /// <param name="hasTransformerPrefix">GPT-2 only: see <see cref="HasTransformerPrefix"/>.</param>
+    public static DownProjection Down(ModelConfig c, int layer, bool hasTransformerPrefix)
+    {
+        if (layer < 0 || layer >= c.Layers)
+            throw new ArgumentException($"layer {layer} is out of range: the model has {c.Layers} layers (0..{c.Layers - 1})");
+        int f = c.DFf, d = c.DModel;
+        string b = BlockPrefix(c.Arch, layer, hasTransformerPrefix);
+        return c.Arch switch
+        {
+            Architecture.Gpt2 => new(b + "mlp.c_proj.weight", false, f, d),
+            Architecture.GptJ => new(b + "mlp.fc_out.weight", true, f, d),
+            Architecture.GptNeoX => new(b + "mlp.dense_4h_to_h.weight", true, f, d),
+            Architecture.Llama => new(b + "mlp.down_proj.weight", true, f, d),
+            _ => throw new ModelFormatException($"architecture {c.Arch} has no down-projection name"),
+        };
+    }
+
+    // the names of block `layer`'s tensors start with this
+    private static string BlockPrefix(Architecture arch, int layer, bool hasTransformerPrefix) => arch switch
+    {
+        Architecture.Gpt2 => $"{(hasTransformerPrefix ? "transformer." : "")}h.{layer}.",
+        Architecture.GptJ => $"transformer.h.{layer}.",
+        Architecture.GptNeoX => $"gpt_neox.layers.{layer}.",
+        Architecture.Llama => $"model.layers.{layer}.",
+        _ => throw new ModelFormatException($"architecture {arch} has no tensor map"),
+    };
+
     // GPT-2: Conv1D weights are already [in, out]; c_attn packs q|k|v along the out dimension.
     private static ParamSet<HostTensor> Gpt2(ModelConfig c, ITensorSource s)
     {
         int d = c.DModel, f = c.DFf;
-        // GPT2LMHeadModel saves "transformer.*"; a bare GPT2Model saves without the prefix.
-        string p = s.Contains("transformer.wte.weight") ? "transformer." : "";
+        bool prefixed = HasTransformerPrefix(s.Contains);
+        string p = prefixed ? "transformer." : "";
         var blocks = new BlockParams<HostTensor>[c.Layers];
         for (int i = 0; i < c.Layers; i++)
         {
-            string b = $"{p}h.{i}.";
+            string b = BlockPrefix(c.Arch, i, prefixed);
             var qkv = s.Get(b + "attn.c_attn.weight", d, 3 * d);
             var qkvB = s.Get(b + "attn.c_attn.bias", 3 * d);
             blocks[i] = new BlockParams<HostTensor>
@@ -41,7 +76,7 @@ public static class Architectures
                 Bq = HostOps.Cols(qkvB, 0, d), Bk = HostOps.Cols(qkvB, d, d), Bv = HostOps.Cols(qkvB, 2 * d, d),
                 Wo = s.Get(b + "attn.c_proj.weight", d, d), Bo = s.Get(b + "attn.c_proj.bias", d),
                 WUp = s.Get(b + "mlp.c_fc.weight", d, f), BUp = s.Get(b + "mlp.c_fc.bias", f),
-                WDown = s.Get(b + "mlp.c_proj.weight", f, d), BDown = s.Get(b + "mlp.c_proj.bias", d),
+                WDown = s.Get(Down(c, i, prefixed)), BDown = s.Get(b + "mlp.c_proj.bias", d),
             };
         }
         var wte = s.Get(p + "wte.weight", c.Vocab, d);
@@ -60,14 +95,14 @@ public static class Architectures
         var blocks = new BlockParams<HostTensor>[c.Layers];
         for (int i = 0; i < c.Layers; i++)
         {
-            string b = $"transformer.h.{i}.";
+            string b = BlockPrefix(c.Arch, i, false);
             blocks[i] = new BlockParams<HostTensor>
             {
                 Ln1G = s.Get(b + "ln_1.weight", d), Ln1B = s.Get(b + "ln_1.bias", d),
                 Wq = s.Linear(b + "attn.q_proj.weight", d, d), Wk = s.Linear(b + "attn.k_proj.weight", d, d),
                 Wv = s.Linear(b + "attn.v_proj.weight", d, d), Wo = s.Linear(b + "attn.out_proj.weight", d, d),
                 WUp = s.Linear(b + "mlp.fc_in.weight", d, f), BUp = s.Get(b + "mlp.fc_in.bias", f),
-                WDown = s.Linear(b + "mlp.fc_out.weight", f, d), BDown = s.Get(b + "mlp.fc_out.bias", d),
+                WDown = s.Get(Down(c, i, false)), BDown = s.Get(b + "mlp.fc_out.bias", d),
             };
         }
         var wte = s.Get("transformer.wte.weight", c.Vocab, d);
@@ -90,7 +125,7 @@ public static class Architectures
         int[] qRows = Rows(0), kRows = Rows(1), vRows = Rows(2);
         for (int i = 0; i < c.Layers; i++)
         {
-            string b = $"gpt_neox.layers.{i}.";
+            string b = BlockPrefix(c.Arch, i, false);
             var qkv = s.Get(b + "attention.query_key_value.weight", 3 * d, d);
             HostTensor? qkvB = c.QkvBias ? s.Get(b + "attention.query_key_value.bias", 3 * d) : null;
             blocks[i] = new BlockParams<HostTensor>
@@ -104,7 +139,7 @@ public static class Architectures
                 Bv = qkvB is null ? null : HostOps.Rows(qkvB, vRows),
                 Wo = s.Linear(b + "attention.dense.weight", d, d), Bo = c.AttnOutBias ? s.Get(b + "attention.dense.bias", d) : null,
                 WUp = s.Linear(b + "mlp.dense_h_to_4h.weight", d, f), BUp = s.Get(b + "mlp.dense_h_to_4h.bias", f),
-                WDown = s.Linear(b + "mlp.dense_4h_to_h.weight", f, d), BDown = s.Get(b + "mlp.dense_4h_to_h.bias", d),
+                WDown = s.Get(Down(c, i, false)), BDown = s.Get(b + "mlp.dense_4h_to_h.bias", d),
             };
         }
         var wte = s.Get("gpt_neox.embed_in.weight", c.Vocab, d);
@@ -126,7 +161,7 @@ public static class Architectures
         var blocks = new BlockParams<HostTensor>[c.Layers];
         for (int i = 0; i < c.Layers; i++)
         {
-            string b = $"model.layers.{i}.";
+            string b = BlockPrefix(c.Arch, i, false);
             HostTensor? Bias(string n, int len, bool has) => has ? s.Get(b + n, len) : null;
             blocks[i] = new BlockParams<HostTensor>
             {
@@ -137,7 +172,7 @@ public static class Architectures
                 Wo = s.Linear(b + "self_attn.o_proj.weight", q, d), Bo = Bias("self_attn.o_proj.bias", d, c.AttnOutBias),
                 WGate = s.Linear(b + "mlp.gate_proj.weight", d, f),
                 WUp = s.Linear(b + "mlp.up_proj.weight", d, f), BUp = Bias("mlp.up_proj.bias", f, c.MlpBias),
-                WDown = s.Linear(b + "mlp.down_proj.weight", f, d), BDown = Bias("mlp.down_proj.bias", d, c.MlpBias),
+                WDown = s.Get(Down(c, i, false)), BDown = Bias("mlp.down_proj.bias", d, c.MlpBias),
             };
         }
         var wte = s.Get("model.embed_tokens.weight", c.Vocab, d);
@@ -177,6 +212,24 @@ public static class TensorSourceExtensions
     /// <summary>An nn.Linear weight stored [out, in], returned transposed to the canonical [in, out].</summary>
     public static HostTensor Linear(this ITensorSource s, string name, int inDim, int outDim) =>
         HostOps.Transpose(s.Get(name, outDim, inDim));
+
+    /// <summary>A block's WDown in the canonical [f, d], whichever layout the checkpoint stores it in.</summary>
+    public static HostTensor Get(this ITensorSource s, DownProjection dp) =>
+        dp.Transposed ? s.Linear(dp.TensorName, dp.KeyDim, dp.ValueDim) : s.Get(dp.TensorName, dp.KeyDim, dp.ValueDim);
+}
+
+/// <summary>
+/// Where block l's canonical WDown [f, d] lives in a Hugging Face checkpoint (<see cref="Architectures.Down"/>).
+/// GPT-2's Conv1D stores it as [f, d] (= canonical); nn.Linear checkpoints store [out, in] = [d, f]
+/// (transposed). The journal writes an edited matrix back under this name and layout.
+/// </summary>
+public sealed record DownProjection(string TensorName, bool Transposed, int KeyDim, int ValueDim)
+{
+    /// <summary>The stored shape: [f, d], or [d, f] when transposed.</summary>
+    public int[] StoredShape => Transposed ? [ValueDim, KeyDim] : [KeyDim, ValueDim];
+
+    /// <summary>Flat index of canonical element (i in [0, f), j in [0, d)) in the stored layout.</summary>
+    public long Index(int i, int j) => Transposed ? (long)j * KeyDim + i : (long)i * ValueDim + j;
 }
 
 /// <summary>Small host-side reshapes used only while loading.</summary>

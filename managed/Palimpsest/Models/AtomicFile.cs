@@ -1,5 +1,4 @@
 using System.Security.Cryptography;
-using Palimpsest.Journal;
 
 namespace Palimpsest.Models;
 

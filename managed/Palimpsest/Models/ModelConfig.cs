@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Palimpsest.Backends;
+using Palimpsest.Tensors;
 
 namespace Palimpsest.Models;
 

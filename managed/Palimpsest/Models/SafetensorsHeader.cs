@@ -37,7 +37,8 @@ internal sealed class SafetensorsHeader
     /// <summary>Data section starts at this file offset.</summary>
     public long DataStart => 8 + HeaderBytes;
 
-    public static SafetensorsHeader Read(FileStream fs, string path)
+    /// <summary>The header of the safetensors file in <paramref name="fs"/> (a file, or bytes in memory); path names it in errors.</summary>
+    public static SafetensorsHeader Read(Stream fs, string path)
     {
         long fileLen = fs.Length;
         if (fileLen < 8)

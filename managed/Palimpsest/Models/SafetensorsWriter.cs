@@ -15,17 +15,31 @@ public static class SafetensorsWriter
 {
     /// <summary>Float tensors: F64/F32/F16/BF16, converted from the tensor's data with correct rounding.</summary>
     public static void Write(string path, IReadOnlyList<(string Name, HostTensor Tensor, string DType)> tensors,
+        IReadOnlyDictionary<string, string>? metadata = null) =>
+        WriteAtomic(path, FloatEntries(tensors, path), metadata);
+
+    /// <summary>Float tensors as the bytes of a safetensors file, in memory (e.g. one BLOB of a journal).</summary>
+    public static byte[] ToBytes(IReadOnlyList<(string Name, HostTensor Tensor, string DType)> tensors,
         IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var entries = FloatEntries(tensors, "safetensors bytes");
+        byte[] header = BuildHeader(entries, metadata);
+        var ms = new MemoryStream();
+        WriteTo(ms, header, entries);
+        return ms.ToArray();
+    }
+
+    private static List<Entry> FloatEntries(IReadOnlyList<(string Name, HostTensor Tensor, string DType)> tensors, string where)
     {
         var entries = new List<Entry>(tensors.Count);
         foreach (var (name, t, dtype) in tensors)
         {
             var kind = ParseDType(name, dtype);
             if (!kind.IsFloat())
-                throw new ArgumentException($"{path}: tensor '{name}': dtype {dtype} is not a float dtype; write integer tensors with the raw-bytes overload");
+                throw new ArgumentException($"{where}: tensor '{name}': dtype {dtype} is not a float dtype; write integer tensors with the raw-bytes overload");
             entries.Add(new Entry(name, kind, t.Shape, (s, _) => WriteHost(s, t, kind)));
         }
-        WriteAtomic(path, entries, metadata);
+        return entries;
     }
 
     /// <summary>Any supported dtype from raw little-endian bytes (e.g. I64 token ids). The data
@@ -79,20 +93,23 @@ public static class SafetensorsWriter
     private static void WriteAtomic(string path, List<Entry> entries, IReadOnlyDictionary<string, string>? metadata)
     {
         byte[] header = BuildHeader(entries, metadata);
-        AtomicFile.Write(path, fs =>
+        AtomicFile.Write(path, fs => WriteTo(fs, header, entries));
+    }
+
+    // u64 header length, the header, then each tensor's bytes in order
+    private static void WriteTo(Stream fs, byte[] header, List<Entry> entries)
+    {
+        Span<byte> len8 = stackalloc byte[8];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(len8, (ulong)header.Length);
+        fs.Write(len8);
+        fs.Write(header);
+        foreach (var e in entries)
         {
-            Span<byte> len8 = stackalloc byte[8];
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(len8, (ulong)header.Length);
-            fs.Write(len8);
-            fs.Write(header);
-            foreach (var e in entries)
-            {
-                long before = fs.Position;
-                e.WriteData(fs, e.ByteLength);
-                if (fs.Position - before != e.ByteLength)
-                    throw new InvalidOperationException($"tensor '{e.Name}': wrote {fs.Position - before} bytes, header says {e.ByteLength}");
-            }
-        });
+            long before = fs.Position;
+            e.WriteData(fs, e.ByteLength);
+            if (fs.Position - before != e.ByteLength)
+                throw new InvalidOperationException($"tensor '{e.Name}': wrote {fs.Position - before} bytes, header says {e.ByteLength}");
+        }
     }
 
     private static byte[] BuildHeader(List<Entry> entries, IReadOnlyDictionary<string, string>? metadata)

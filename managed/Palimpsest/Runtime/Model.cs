@@ -48,22 +48,6 @@ public sealed class Model : IDisposable
     /// <summary>Zero-filled tensors shaped like every parameter (for weight gradients), on the same backend.</summary>
     public ParamSet<Tensor> ZerosLikeParams() => Params.Map((_, t) => Backend.Zeros(t.Shape));
 
-    /// <summary>
-    /// WDown of the delta's layer += sign · ΔW, in float64 on the host and uploaded back (an edit in
-    /// memory; the EditJournal makes it durable). Returns the previous WDown [f, d] so callers can restore it exactly.
-    /// </summary>
-    public double[] ApplyDelta(Palimpsest.Editing.WeightDelta delta, double sign = 1.0)
-    {
-        if (delta.KeyDim != Config.DFf || delta.ValueDim != Config.DModel)
-            throw new ArgumentException($"delta is [{delta.KeyDim}, {delta.ValueDim}], layer {delta.Layer}'s WDown is [{Config.DFf}, {Config.DModel}]");
-        var old = DownProjection(delta.Layer);
-        var dense = delta.ToDense();
-        var updated = new double[old.Length];
-        for (long i = 0; i < updated.Length; i++) updated[i] = old[i] + sign * dense[i];
-        Backend.Upload(Params.Blocks[delta.Layer].WDown, updated);
-        return old;
-    }
-
     /// <summary>Layer's WDown [f, d] as it is now, copied to the host in float64 (exact for every backend dtype).</summary>
     public double[] DownProjection(int layer)
     {
@@ -73,7 +57,7 @@ public sealed class Model : IDisposable
         return h;
     }
 
-    /// <summary>Overwrites layer's WDown [f, d] with host values (e.g. the copy ApplyDelta returned).</summary>
+    /// <summary>Overwrites layer's WDown [f, d] with host values (e.g. the copy Editing's ApplyDelta returned).</summary>
     public void SetDownProjection(int layer, double[] values) => Backend.Upload(Params.Blocks[layer].WDown, values);
 
     public void Dispose()

@@ -3,6 +3,7 @@ using Palimpsest.Backends;
 using Palimpsest.Backends.Cpu;
 using Palimpsest.Models;
 using Palimpsest.Runtime;
+using Palimpsest.Tensors;
 using Palimpsest.Tokenization;
 
 namespace Palimpsest.Tests.Analysis;

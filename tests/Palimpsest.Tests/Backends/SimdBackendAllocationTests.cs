@@ -1,5 +1,6 @@
 using Palimpsest.Backends;
 using Palimpsest.Backends.Cpu;
+using Palimpsest.Tensors;
 
 namespace Palimpsest.Tests.Backends;
 

@@ -4,6 +4,7 @@ using Palimpsest.Backends.Cpu;
 using Palimpsest.Editing;
 using Palimpsest.Models;
 using Palimpsest.Runtime;
+using Palimpsest.Tensors;
 using Palimpsest.Tokenization;
 
 namespace Palimpsest.Tests.Editing;

@@ -1,5 +1,6 @@
 using Palimpsest.Backends;
 using Palimpsest.Models;
+using Palimpsest.Tensors;
 
 namespace Palimpsest.Tests.Runtime;
 
