@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
-using Palimpsest.Backends;
 using Palimpsest.Models;
+using Palimpsest.Tensors;
 
 namespace Palimpsest.Cli.Commands;
 

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Palimpsest.Backends;
 using Palimpsest.Models;
+using Palimpsest.Tensors;
 
 namespace Palimpsest.Tests.Backends;
 

@@ -46,11 +46,11 @@ public class ConfigFieldsTests
     {
         // Llama 3.1: top-level rope_theta beside rope_scaling with rope_type llama3 (ran without its scaling before, then was refused)
         var c = Parse("{" + Llama + """, "rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}""");
-        Assert.Equal(new Palimpsest.Backends.RopeScaling("llama3", 8, 1, 4, 8192), c.RopeScaling);
+        Assert.Equal(new Palimpsest.Tensors.RopeScaling("llama3", 8, 1, 4, 8192), c.RopeScaling);
         Assert.Equal(500000, c.RopeTheta);
         Assert.Empty(c.UnrecognisedFields);
         // the older spelling of long-context Llama 2 variants
-        Assert.Equal(new Palimpsest.Backends.RopeScaling("linear", 2), Parse("{" + Llama + """, "rope_scaling": {"type": "linear", "factor": 2.0}}""").RopeScaling);
+        Assert.Equal(new Palimpsest.Tensors.RopeScaling("linear", 2), Parse("{" + Llama + """, "rope_scaling": {"type": "linear", "factor": 2.0}}""").RopeScaling);
         // dynamic NTK changes nothing within max_position_embeddings, the longest sequence that runs
         Assert.Null(Parse("{" + Llama + """, "rope_scaling": {"type": "dynamic", "factor": 2.0}}""").RopeScaling);
     }
