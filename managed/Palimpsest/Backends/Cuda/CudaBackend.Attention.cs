@@ -63,18 +63,16 @@ public sealed partial class CudaBackend : ISegmentAttention
         {
             case AttentionPath.SimpleKernel:
             {
-                uint sharedSimple = SharedFor(_k.Attention, "attention_fwd", S);
-                Bind();
-                _k.Attention.Launch("attention_fwd", (uint)T, (uint)heads, Block, sharedSimple, Stream,
+                uint sharedSimple = SharedFor(nameof(AttentionKernels.attention_fwd), S);
+                _k.Attention.attention_fwd(Grid((uint)T, (uint)heads, 1, Block, sharedSimple),
                     pq, pk, pv, po, pp, first, T, S, heads, kvHeads, headDim, scale);
                 return;
             }
             case AttentionPath.TiledKernel:
             {
                 long bytes = ((long)AttQt * headDim + 2L * AttKt * (headDim + 1)) * sizeof(float);
-                OptInShared(_k.Attention, "attention_fwd_tiled", bytes);
-                Bind();
-                _k.Attention.Launch("attention_fwd_tiled", (uint)((T + AttQt - 1) / AttQt), (uint)heads, AttThreads, (uint)bytes, Stream,
+                OptInShared(nameof(AttentionKernels.attention_fwd_tiled), bytes);
+                _k.Attention.attention_fwd_tiled(Grid((uint)((T + AttQt - 1) / AttQt), (uint)heads, 1, AttThreads, (uint)bytes),
                     pq, pk, pv, po, pp, first, T, S, heads, kvHeads, headDim, scale);
                 return;
             }
@@ -105,7 +103,7 @@ public sealed partial class CudaBackend : ISegmentAttention
         Bind();
         Cublas.Check(Cublas.cublasSgemmStridedBatched(_blas.Handle, Cublas.CUBLAS_OP_T, Cublas.CUBLAS_OP_N, S, T, hd,
             &scale, k, ld, hd, q, ld, hd, &zero, scores, S, ts, H), $"cublasSgemmStridedBatched(attention scores, H={H}, T={T}, S={S}, hd={hd})");
-        _k.Attention.Launch("attention_softmax_rows", (uint)(((long)H * T + AttRowsPerBlock - 1) / AttRowsPerBlock), 1, 32 * AttRowsPerBlock, 0, Stream,
+        _k.Attention.attention_softmax_rows(Grid((uint)(((long)H * T + AttRowsPerBlock - 1) / AttRowsPerBlock), 1, 1, 32 * AttRowsPerBlock),
             scores, first, T, S, H);
         Cublas.Check(Cublas.cublasSgemmStridedBatched(_blas.Handle, Cublas.CUBLAS_OP_N, Cublas.CUBLAS_OP_N, hd, T, S,
             &one, v, ld, hd, scores, S, ts, &zero, o, ld, hd, H), $"cublasSgemmStridedBatched(attention P.v, H={H}, T={T}, S={S}, hd={hd})");
@@ -128,7 +126,7 @@ public sealed partial class CudaBackend : ISegmentAttention
         Bind();
         Cublas.Check(Cublas.cublasSgemmStridedBatched(_blas.Handle, Cublas.CUBLAS_OP_T, Cublas.CUBLAS_OP_N, S, T, hd,
             &one, v, ld, hd, dO, ld, hd, &zero, dS, S, ts, H), $"cublasSgemmStridedBatched(attention dP, H={H}, T={T}, S={S}, hd={hd})");
-        _k.Attention.Launch("attention_softmax_bwd_rows", (uint)(((long)H * T + AttRowsPerBlock - 1) / AttRowsPerBlock), 1, 32 * AttRowsPerBlock, 0, Stream,
+        _k.Attention.attention_softmax_bwd_rows(Grid((uint)(((long)H * T + AttRowsPerBlock - 1) / AttRowsPerBlock), 1, 1, 32 * AttRowsPerBlock),
             probs, dS, T, S, H);
         Cublas.Check(Cublas.cublasSgemmStridedBatched(_blas.Handle, Cublas.CUBLAS_OP_N, Cublas.CUBLAS_OP_N, hd, T, S,
             &scale, k, ld, hd, dS, S, ts, &zero, dq, ld, hd, H), $"cublasSgemmStridedBatched(attention dq, H={H}, T={T}, S={S}, hd={hd})");
@@ -201,12 +199,11 @@ public sealed partial class CudaBackend : ISegmentAttention
         }
         try
         {
-            uint shared = SharedFor(_k.Attention, "attention_bwd_q", S);
-            Bind();
-            _k.Attention.Launch("attention_bwd_q", (uint)T, (uint)heads, Block, shared, Stream,
+            uint shared = SharedFor(nameof(AttentionKernels.attention_bwd_q), S);
+            _k.Attention.attention_bwd_q(Grid((uint)T, (uint)heads, 1, Block, shared),
                 F(dO, "dO").Ptr, F(k, "k").Ptr, F(v, "v").Ptr, F(probs, "probs").Ptr, dS.Ptr, F(dq, "dq").Ptr,
                 first?.Ptr ?? 0UL, T, S, heads, kvHeads, headDim, scale);
-            LaunchN(_k.Attention, "attention_bwd_kv", (long)S * kvHeads * headDim, F(dO, "dO").Ptr, F(q, "q").Ptr, F(probs, "probs").Ptr, dS.Ptr,
+            _k.Attention.attention_bwd_kv(PerElement((long)S * kvHeads * headDim), F(dO, "dO").Ptr, F(q, "q").Ptr, F(probs, "probs").Ptr, dS.Ptr,
                 F(dk, "dk").Ptr, F(dv, "dv").Ptr, lastq?.Ptr ?? 0UL, T, S, heads, kvHeads, headDim, scale);
         }
         finally
@@ -227,18 +224,18 @@ public sealed partial class CudaBackend : ISegmentAttention
 
     // The score row (S floats) and the reduction scratch live in dynamic shared memory; past the
     // default 48 KiB the kernel must opt in.
-    private uint SharedFor(CudaModule m, string kernel, int S)
+    private uint SharedFor(string entry, int S)
     {
         long bytes = (S + (long)Block) * sizeof(float);
-        OptInShared(m, kernel, bytes);
+        OptInShared(entry, bytes);
         return (uint)bytes;
     }
 
-    private void OptInShared(CudaModule m, string kernel, long bytes)
+    // entry: one of attention.cu's
+    private void OptInShared(string entry, long bytes)
     {
         if (bytes <= 48 * 1024) return;
         Bind();
-        CuDriver.Check(CuDriver.cuFuncSetAttribute(m.Function(kernel), CuDriver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)bytes),
-            $"cuFuncSetAttribute({kernel}, {bytes} bytes shared)");
+        _k.Attention.AllowSharedBytes(entry, (int)bytes);
     }
 }

@@ -50,15 +50,14 @@ public sealed partial class CudaBackend
     {
         var c = C(t, "t");
         c.Touch();
-        LaunchN(_k.Elementwise, "fill_uniform", c.Length, c.OverwritePtr, DTypeCode(c.DType), c.Length, (long)seed, scale, offset);
+        _k.Elementwise.fill_uniform(PerElement(c.Length), c.OverwritePtr, DTypeCode(c.DType), c.Length, seed, scale, offset);
     }
 
     // src float32 -> dst float16/bfloat16, same length
     private void Narrow(CudaTensor src, CudaTensor dst)
     {
-        var kernel = dst.DType == DType.F16 ? "f32_to_f16" : "f32_to_bf16";
         dst.Touch();
-        LaunchN(_k.Elementwise, kernel, dst.Length, src.Ptr, dst.OverwritePtr, dst.Length);
+        _k.Elementwise.f32_to_narrow(dst.DType, PerElement(dst.Length), src.Ptr, dst.OverwritePtr, dst.Length);
     }
 
     public void ToHost(Tensor t, Span<double> dst)
