@@ -15,10 +15,11 @@ public sealed partial class CudaBackend : ISegmentAttention
         LaunchAttention(q, k, v, o, probs, 0UL, T, S, heads, kvHeads, headDim);
     }
 
-    // Kernel constants of attention_fwd_tiled (kernels/attention.cu).
-    private const int AttQt = 16, AttKt = 32, AttThreads = 256, AttMaxHeadDim = 256;
-    // attention_softmax_rows / attention_softmax_bwd_rows: one warp per row.
-    private const int AttRowsPerBlock = 8;
+    // attention_fwd_tiled's tile constants (kernels/attention.cu): ATT_QT query rows and ATT_KT keys
+    // per tile, 32 * ATT_WARPS threads, head dimensions up to 32 * ATT_MAXC (KernelConstantTests).
+    internal const int AttQt = 16, AttKt = 32, AttThreads = 256, AttMaxHeadDim = 256;
+    // attention_softmax_rows / attention_softmax_bwd_rows: one warp per row, ATT_ROWS_PER_BLOCK rows per block.
+    internal const int AttRowsPerBlock = 8;
 
     // Below this many query rows the tiled kernel has too little work to fill the GPU, and the
     // one-row-per-block kernel is faster (a decode step: 23 against 8 µs on an H200 at S = 64).

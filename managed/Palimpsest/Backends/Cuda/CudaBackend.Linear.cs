@@ -12,7 +12,7 @@ public sealed partial class CudaBackend : IFusedLinear
     // partials [Z, S, N] and one ticket counter per (matrix, column tile), zero between launches.
     private const long GemvPartialFloats = 4L << 20; // 16 MiB
     private const int GemvCounters = 4096;
-    private const int GemvCols = 256;                // kernels/gemv.cu GEMV_COLS
+    internal const int GemvCols = 256;               // GEMV_COLS of kernels/gemv.cu (KernelConstantTests)
     private DeviceBuffer? _gemvPartials, _gemvCounters;
 
     private void InitGemv()

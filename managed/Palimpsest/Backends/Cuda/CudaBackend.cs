@@ -14,7 +14,9 @@ namespace Palimpsest.Backends.Cuda;
 /// </summary>
 public sealed partial class CudaBackend : IBackend
 {
-    private const uint Block = 256;
+    // Threads per block of most launches: BLOCK of kernels/common.cuh (KernelConstantTests compare
+    // this and every other constant the launchers share with the kernels against their #define).
+    internal const uint Block = 256;
     // The legacy default stream (implicit ordering with synchronous copies), or while a graph is
     // being captured the capture's stream (which only records; see Capture).
     private IntPtr Stream => _capture?.Stream ?? IntPtr.Zero;
