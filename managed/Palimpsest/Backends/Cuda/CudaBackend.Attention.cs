@@ -9,8 +9,7 @@ public sealed partial class CudaBackend : ISegmentAttention
     // q [T, H*hd], k, v [S, Hkv*hd] -> o [T, H*hd], probs [H, T, S] (optional)
     public void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs)
     {
-        var (T, S) = CheckAttention(q, k, v, heads, kvHeads, headDim, probs, "Attention");
-        SameLength(q, o, "Attention o");
+        var (T, S) = CheckAttention(q, k, v, heads, kvHeads, headDim, o, probs, "Attention");
         if (T == 0) return;
         LaunchAttention(q, k, v, o, probs, 0UL, T, S, heads, kvHeads, headDim);
     }
@@ -142,9 +141,8 @@ public sealed partial class CudaBackend : ISegmentAttention
     // row's first visible key from first [T].
     public void AttentionSegments(Tensor q, Tensor k, Tensor v, ReadOnlySpan<int> lengths, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs)
     {
-        var (T, S) = CheckAttention(q, k, v, heads, kvHeads, headDim, probs, "AttentionSegments");
-        if (S != T) throw new ArgumentException($"AttentionSegments: q {q} and k {k} must have the same rows (packed sequences)");
-        SameLength(q, o, "AttentionSegments o");
+        OpShapes.Packed(q, k, "AttentionSegments");
+        var (T, S) = CheckAttention(q, k, v, heads, kvHeads, headDim, o, probs, "AttentionSegments");
         var firstRows = OpShapes.SegmentFirstRows(lengths, T);
         if (T == 0) return;
         using var first = UploadInts(firstRows);
@@ -161,7 +159,7 @@ public sealed partial class CudaBackend : ISegmentAttention
     public void AttentionSegmentsBackward(Tensor dO, Tensor q, Tensor k, Tensor v, Tensor probs, ReadOnlySpan<int> lengths,
         int heads, int kvHeads, int headDim, Tensor dq, Tensor dk, Tensor dv)
     {
-        if (k.Rows != q.Rows) throw new ArgumentException($"AttentionSegmentsBackward: q {q} and k {k} must have the same rows (packed sequences)");
+        OpShapes.Packed(q, k, "AttentionSegmentsBackward");
         AttentionBackwardCore(dO, q, k, v, probs, heads, kvHeads, headDim, dq, dk, dv, OpShapes.SegmentFirstRows(lengths, q.Rows));
     }
 
@@ -169,8 +167,7 @@ public sealed partial class CudaBackend : ISegmentAttention
     private void AttentionBackwardCore(Tensor dO, Tensor q, Tensor k, Tensor v, Tensor probs, int heads, int kvHeads, int headDim,
         Tensor dq, Tensor dk, Tensor dv, int[]? firstRows)
     {
-        var (T, S) = CheckAttention(q, k, v, heads, kvHeads, headDim, probs, "AttentionBackward");
-        SameLength(q, dO, "AttentionBackward dO");
+        var (T, S) = CheckAttention(q, k, v, heads, kvHeads, headDim, dO, probs, "AttentionBackward");
         SameLength(q, dq, "AttentionBackward dq");
         SameLength(k, dk, "AttentionBackward dk");
         SameLength(v, dv, "AttentionBackward dv");
@@ -214,12 +211,12 @@ public sealed partial class CudaBackend : ISegmentAttention
         }
     }
 
-    private static (int T, int S) CheckAttention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor? probs, string op)
+    // q, o [T, H*hd], k, v [S, Hkv*hd], probs [H, T, S] (optional): the CPU backends' checks (OpShapes); o is dO in the backward
+    private static (int T, int S) CheckAttention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs, string op)
     {
+        OpShapes.Attention(q, k, v, heads, kvHeads, headDim, o);
         int T = q.Rows, S = k.Rows;
-        if (heads <= 0 || kvHeads <= 0 || heads % kvHeads != 0 || q.Cols != heads * headDim || k.Cols != kvHeads * headDim
-            || v.Rows != S || v.Cols != k.Cols || S < T || (probs is not null && probs.Length != (long)heads * T * S))
-            throw new ArgumentException($"{op}: q {q}, k {k}, v {v}, heads {heads}, kvHeads {kvHeads}, headDim {headDim}, probs {probs?.ToString() ?? "none"}");
+        OpShapes.AttentionProbs(probs, heads, T, S, op);
         return (T, S);
     }
 

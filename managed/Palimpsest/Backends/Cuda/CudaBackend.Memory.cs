@@ -127,9 +127,8 @@ public sealed partial class CudaBackend
     {
         var s = C(src, "src");
         var d = C(dst, "dst");
-        if (s.Cols != d.Cols || s.DType != d.DType) throw new ArgumentException($"CopyRows: {s} -> {d}");
-        if (rows < 0 || srcRow < 0 || dstRow < 0 || srcRow + rows > s.Rows || dstRow + rows > d.Rows)
-            throw new ArgumentOutOfRangeException(nameof(rows), $"CopyRows: rows {srcRow}+{rows} of {s} -> {dstRow} of {d}");
+        if (s.DType != d.DType) throw new ArgumentException($"CopyRows: types differ ({s} vs {d})");
+        OpShapes.CopyRows(s, srcRow, d, dstRow, rows);
         if (rows == 0 || s.Cols == 0) return;
         d.Touch();
         long rowBytes = (long)s.Cols * CudaTensor.ElementSize(s.DType);
