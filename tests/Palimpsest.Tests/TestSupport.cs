@@ -1,5 +1,7 @@
 using Palimpsest.Backends;
 using Palimpsest.Backends.Cpu;
+using Palimpsest.Backends.Cuda;
+using Palimpsest.Tensors;
 
 namespace Palimpsest.Tests;
 
@@ -32,17 +34,33 @@ public static class Paths
     }
 }
 
-/// <summary>The CPU backends every engine test runs over.</summary>
+/// <summary>
+/// The backends tests run over by name: the CPU ones every engine test runs over, and CUDA with
+/// float32, float16 or bfloat16 weights, whose creation skips the test with the probe's reason on
+/// a machine without a device (and fails under REQUIRE_GPU=1).
+/// </summary>
 public static class TestBackends
 {
     public static IBackend Create(string kind) => kind switch
     {
         "f64" => new ReferenceBackend(),
         "f32" => new SimdBackend(),
+        "cuda-f32" => CudaOrSkip(DType.F32),
+        "cuda-f16" => CudaOrSkip(DType.F16),
+        "cuda-bf16" => CudaOrSkip(DType.BF16),
         _ => throw new ArgumentException("unknown backend " + kind),
     };
 
     public static readonly string[] Cpu = ["f64", "f32"];
+
+    /// <summary>CUDA by weight storage.</summary>
+    public static readonly string[] Cuda = ["cuda-f32", "cuda-f16", "cuda-bf16"];
+
+    private static CudaBackend CudaOrSkip(DType weightStorage)
+    {
+        Gpu.Gpu.SkipIfUnavailable();
+        return new CudaBackend(weightStorage);
+    }
 }
 
 public static class Num

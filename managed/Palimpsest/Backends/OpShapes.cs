@@ -26,12 +26,24 @@ public static class OpShapes
     {
         if (kvRows > k.Rows || kvRows > v.Rows) throw new ArgumentException($"Attention: {kvRows} rows of k {k} / v {v}");
         int S = kvRows < 0 ? k.Rows : kvRows;
-        if (kvHeads <= 0 || heads % kvHeads != 0) throw new ArgumentException($"Attention: heads {heads} is not a multiple of kv heads {kvHeads}");
+        if (heads <= 0 || kvHeads <= 0 || heads % kvHeads != 0) throw new ArgumentException($"Attention: heads {heads} is not a positive multiple of kv heads {kvHeads}");
         if (q.Cols != heads * headDim || o.Cols != heads * headDim || o.Rows != q.Rows)
             throw new ArgumentException($"Attention: q {q} / o {o} are not [T, {heads}·{headDim}]");
         if (k.Cols != kvHeads * headDim || v.Cols != kvHeads * headDim || (kvRows < 0 && v.Rows != k.Rows))
             throw new ArgumentException($"Attention: k {k} / v {v} are not [S, {kvHeads}·{headDim}]");
         if (S < q.Rows) throw new ArgumentException($"Attention: {S} keys for {q.Rows} queries");
+    }
+
+    /// <summary>probs [H, T, S] of attention over S keys for T queries (null: not asked for).</summary>
+    public static void AttentionProbs(Tensor? probs, int heads, int T, int S, string op)
+    {
+        if (probs is not null && probs.Length != (long)heads * T * S) throw new ArgumentException($"{op}: probs {probs} is not [{heads}, {T}, {S}]");
+    }
+
+    /// <summary>Packed sequences attend within themselves: q and k have the same rows.</summary>
+    public static void Packed(Tensor q, Tensor k, string op)
+    {
+        if (k.Rows != q.Rows) throw new ArgumentException($"{op}: q {q} and k {k} must have the same rows (packed sequences)");
     }
 
     /// <summary>

@@ -7,20 +7,33 @@ namespace Palimpsest.Tests.Runtime;
 
 /// <summary>
 /// The forward and the delta gradient against what transformers computed in float64
-/// (tests/fixtures, copied from ../shared/reference), for every architecture and CPU backend.
+/// (tests/fixtures, copied from ../shared/reference), for every architecture and backend: one
+/// comparison for the CPU backends and CUDA, whose rows skip without a device. The two theories
+/// carry the GPU trait, so that the device script (which selects it) runs their CUDA rows; their
+/// CPU rows run there too, in seconds. The class runs in the CUDA collection, one GPU test at a time.
 /// </summary>
+[Collection(Palimpsest.Tests.Gpu.CudaCollection.Name)]
 public class FixtureForwardTests
 {
-    public static TheoryData<string, string> Cases()
+    private static readonly string[] Archs = ["gpt2", "gptj", "gpt_neox", "llama"];
+
+    private static TheoryData<string, string> Over(IEnumerable<string> backends)
     {
         var d = new TheoryData<string, string>();
-        foreach (var a in new[] { "gpt2", "gptj", "gpt_neox", "llama" })
-            foreach (var b in TestBackends.Cpu) d.Add(a, b);
+        foreach (var a in Archs)
+            foreach (var b in backends) d.Add(a, b);
         return d;
     }
 
+    /// <summary>Every architecture on the CPU backends and on CUDA with each weight storage.</summary>
+    public static TheoryData<string, string> Cases() => Over(TestBackends.Cpu.Concat(TestBackends.Cuda));
+
+    /// <summary>The gradient: every architecture on the CPU backends and on CUDA with float32 weights.</summary>
+    public static TheoryData<string, string> GradientCases() => Over(TestBackends.Cpu.Append("cuda-f32"));
+
     /// <summary>
-    /// Tolerance (relative L2) of the forward. float32 backends: 1e-4. float64: 1e-9 where
+    /// Tolerance (relative L2) of the forward. float32 compute: 1e-4 with float32 weights; CUDA
+    /// with float16 weights 2e-3, with bfloat16 weights 1e-2 (the weights' rounding). float64: 1e-9 where
     /// transformers itself stays in float64 (gpt2: we agree to ~1e-15). For the other three,
     /// transformers' "float64" run is not float64 throughout — LlamaRMSNorm casts its input to
     /// float32, GPT-J's attention casts q and k to float32, and the eager attention softmax runs with
@@ -28,11 +41,17 @@ public class FixtureForwardTests
     /// gpt_neox 3e-8, gptj 1.5e-8, llama 1.6e-7 on the logits). The ops before the first such cast
     /// are pinned at 1e-12 by <see cref="Ops_before_transformers_float32_casts_match_to_1e12"/>.
     /// </summary>
-    private static double Tol(IBackend b, string arch) => b.Compute != DType.F64 ? 1e-4 : arch == "gpt2" ? 1e-9 : 5e-7;
+    private static double Tol(string backend, string arch) => backend switch
+    {
+        "f64" => arch == "gpt2" ? 1e-9 : 5e-7,
+        "cuda-f16" => 2e-3,
+        "cuda-bf16" => 1e-2,
+        _ => 1e-4,
+    };
 
     private static double[] Host(IBackend b, Tensor t) { var h = new double[t.Length]; b.ToHost(t, h); return h; }
 
-    [Theory, MemberData(nameof(Cases))]
+    [Theory, MemberData(nameof(Cases)), Trait(Palimpsest.Tests.Gpu.Gpu.Trait, Palimpsest.Tests.Gpu.Gpu.TraitValue)]
     public void Logits_hidden_states_and_keys_match_transformers(string arch, string backend)
     {
         using var b = TestBackends.Create(backend);
@@ -43,23 +62,23 @@ public class FixtureForwardTests
         var hidden = reference.ReadF64("hidden_states"); // [L+1, 3, 12, d]
         var c = model.Config;
         int n = 3, T = 12, V = c.Vocab, d = c.DModel, L = c.Layers, f = c.DFf;
-        var tf = new Transformer(model);
+        using var tf = new Transformer(model);
         for (int s = 0; s < n; s++)
         {
             int[] seq = ids.Skip(s * T).Take(T).Select(x => (int)x).ToArray();
             using var r = tf.Forward(seq, new ForwardOptions { CaptureHidden = true, CaptureKeysAt = Enumerable.Range(0, L).ToArray() });
-            Num.AssertClose(Host(b, r.Logits), logits.AsSpan(s * T * V, T * V), Tol(b, arch), $"{arch} seq {s} logits");
+            Num.AssertClose(Host(b, r.Logits), logits.AsSpan(s * T * V, T * V), Tol(backend, arch), $"{arch} {b.Name} seq {s} logits");
             for (int l = 0; l <= L; l++)
-                Num.AssertClose(Host(b, r.Hidden![l]), hidden.AsSpan(((l * n) + s) * T * d, T * d), Tol(b, arch), $"{arch} seq {s} hidden {l}");
+                Num.AssertClose(Host(b, r.Hidden![l]), hidden.AsSpan(((l * n) + s) * T * d, T * d), Tol(backend, arch), $"{arch} {b.Name} seq {s} hidden {l}");
             for (int l = 0; l < L; l++)
             {
                 var key = reference.ReadF64($"mlp_key.{l}");
-                Num.AssertClose(Host(b, r.MlpKeys[l]), key.AsSpan(s * T * f, T * f), Tol(b, arch), $"{arch} seq {s} mlp key {l}");
+                Num.AssertClose(Host(b, r.MlpKeys[l]), key.AsSpan(s * T * f, T * f), Tol(backend, arch), $"{arch} {b.Name} seq {s} mlp key {l}");
             }
         }
     }
 
-    [Theory, MemberData(nameof(Cases))]
+    [Theory, MemberData(nameof(GradientCases)), Trait(Palimpsest.Tests.Gpu.Gpu.Trait, Palimpsest.Tests.Gpu.Gpu.TraitValue)]
     public void Target_loss_and_delta_gradient_match_transformers(string arch, string backend)
     {
         using var b = TestBackends.Create(backend);
@@ -71,7 +90,7 @@ public class FixtureForwardTests
         double expectedLoss = reference.ReadF64("grad.loss")[0];
         var expectedGrad = reference.ReadF64("grad.delta_grad");
 
-        var tf = new Transformer(model);
+        using var tf = new Transformer(model);
         using var delta = b.Zeros(model.Config.DModel);
         using var r = tf.Forward(ids, new ForwardOptions
         {

@@ -382,7 +382,7 @@ public sealed class ReferenceBackend : IBackend, ISegmentAttention, ISiblingBack
     // Packed segments: the causal attention below with each row's keys starting at its segment's first row.
     public void AttentionSegments(Tensor q, Tensor k, Tensor v, ReadOnlySpan<int> lengths, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs)
     {
-        if (k.Rows != q.Rows) throw new ArgumentException($"AttentionSegments: q {q} and k {k} must have the same rows (packed sequences)");
+        OpShapes.Packed(q, k, "AttentionSegments");
         Attend(q, k, v, heads, kvHeads, headDim, o, probs, OpShapes.SegmentFirstRows(lengths, q.Rows));
     }
 
@@ -390,7 +390,7 @@ public sealed class ReferenceBackend : IBackend, ISegmentAttention, ISiblingBack
     public void AttentionSegmentsBackward(Tensor dO, Tensor q, Tensor k, Tensor v, Tensor probs, ReadOnlySpan<int> lengths,
         int heads, int kvHeads, int headDim, Tensor dq, Tensor dk, Tensor dv)
     {
-        if (k.Rows != q.Rows) throw new ArgumentException($"AttentionSegmentsBackward: q {q} and k {k} must have the same rows (packed sequences)");
+        OpShapes.Packed(q, k, "AttentionSegmentsBackward");
         OpShapes.SegmentFirstRows(lengths, q.Rows);
         AttentionBackward(dO, q, k, v, probs, heads, kvHeads, headDim, dq, dk, dv);
     }
@@ -401,7 +401,7 @@ public sealed class ReferenceBackend : IBackend, ISegmentAttention, ISiblingBack
         int T = q.Rows, S = k.Rows, group = heads / kvHeads;
         OpShapes.Attention(q, k, v, heads, kvHeads, headDim, o);
         var Q = D(q); var K = D(k); var Vv = D(v); var O = D(o); var P = probs is null ? null : D(probs);
-        if (P is not null && probs!.Length != (long)heads * T * S) throw new ArgumentException($"Attention: probs {probs} is not [{heads}, {T}, {S}]");
+        OpShapes.AttentionProbs(probs, heads, T, S, "Attention");
         int qc = heads * headDim, kc = kvHeads * headDim;
         double scale = 1.0 / Math.Sqrt(headDim);
         var w = new double[S];

@@ -70,7 +70,7 @@ public sealed partial class SimdBackend
         OpShapes.Attention(q, k, v, heads, kvHeads, headDim, o, kvRows);
         int T = q.Rows, S = kvRows;
         long ts = (long)T * S;
-        if (probs is not null && probs.Length != heads * ts) throw new ArgumentException($"Attention: probs {probs} is not [{heads}, {T}, {S}]");
+        OpShapes.AttentionProbs(probs, heads, T, S, "Attention");
         if (T == 0) return;
         var job = _attention;
         // Scores go straight into probs when the caller keeps them, else into reused scratch.
@@ -139,7 +139,7 @@ public sealed partial class SimdBackend
         SameLength(q, dq, "AttentionBackward"); SameLength(k, dk, "AttentionBackward"); SameLength(v, dv, "AttentionBackward");
         int T = q.Rows, S = k.Rows;
         long ts = (long)T * S;
-        if (probs.Length != heads * ts) throw new ArgumentException($"AttentionBackward: probs {probs} is not [{heads}, {T}, {S}]");
+        OpShapes.AttentionProbs(probs, heads, T, S, "AttentionBackward");
         Own(dk).Span.Clear(); Own(dv).Span.Clear();
         if (T == 0) { Own(dq).Span.Clear(); return; }
         var job = _attentionBackward;

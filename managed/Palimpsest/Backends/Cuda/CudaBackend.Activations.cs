@@ -8,7 +8,7 @@ public sealed partial class CudaBackend
     public void Activate(Activation act, Tensor x, Tensor y)
     {
         SameLength(x, y, "Activate");
-        LaunchN(_k.Activations, "activate", x.Length, (int)act, F(x, "x").Ptr, Out(y, "y"), x.Length);
+        _k.Activations.activate(PerElement(x.Length), (int)act, F(x, "x").Ptr, Out(y, "y"), x.Length);
     }
 
     // x, dy [n] -> dx [n] = act'(x) dy
@@ -16,7 +16,7 @@ public sealed partial class CudaBackend
     {
         SameLength(x, dy, "ActivateBackward");
         SameLength(x, dx, "ActivateBackward");
-        LaunchN(_k.Activations, "activate_backward", x.Length, (int)act, F(x, "x").Ptr, F(dy, "dy").Ptr, Out(dx, "dx"), x.Length);
+        _k.Activations.activate_backward(PerElement(x.Length), (int)act, F(x, "x").Ptr, F(dy, "dy").Ptr, Out(dx, "dx"), x.Length);
     }
 
     // gate, up [T, f] -> y [T, f] = silu(gate) up
@@ -24,7 +24,7 @@ public sealed partial class CudaBackend
     {
         SameLength(gate, up, "SiluMul");
         SameLength(gate, y, "SiluMul");
-        LaunchN(_k.Activations, "silu_mul", y.Length, F(gate, "gate").Ptr, F(up, "up").Ptr, Out(y, "y"), y.Length);
+        _k.Activations.silu_mul(PerElement(y.Length), F(gate, "gate").Ptr, F(up, "up").Ptr, Out(y, "y"), y.Length);
     }
 
     // gate, up, dy [T, f] -> dgate, dup [T, f] (overwritten)
@@ -34,7 +34,7 @@ public sealed partial class CudaBackend
         SameLength(gate, dy, "SiluMulBackward");
         SameLength(gate, dgate, "SiluMulBackward");
         SameLength(gate, dup, "SiluMulBackward");
-        LaunchN(_k.Activations, "silu_mul_backward", gate.Length, F(gate, "gate").Ptr, F(up, "up").Ptr, F(dy, "dy").Ptr,
+        _k.Activations.silu_mul_backward(PerElement(gate.Length), F(gate, "gate").Ptr, F(up, "up").Ptr, F(dy, "dy").Ptr,
             Out(dgate, "dgate"), Out(dup, "dup"), gate.Length);
     }
 }

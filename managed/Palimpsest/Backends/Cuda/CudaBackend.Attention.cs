@@ -9,16 +9,16 @@ public sealed partial class CudaBackend : ISegmentAttention
     // q [T, H*hd], k, v [S, Hkv*hd] -> o [T, H*hd], probs [H, T, S] (optional)
     public void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs)
     {
-        var (T, S) = CheckAttention(q, k, v, heads, kvHeads, headDim, probs, "Attention");
-        SameLength(q, o, "Attention o");
+        var (T, S) = CheckAttention(q, k, v, heads, kvHeads, headDim, o, probs, "Attention");
         if (T == 0) return;
         LaunchAttention(q, k, v, o, probs, 0UL, T, S, heads, kvHeads, headDim);
     }
 
-    // Kernel constants of attention_fwd_tiled (kernels/attention.cu).
-    private const int AttQt = 16, AttKt = 32, AttThreads = 256, AttMaxHeadDim = 256;
-    // attention_softmax_rows / attention_softmax_bwd_rows: one warp per row.
-    private const int AttRowsPerBlock = 8;
+    // attention_fwd_tiled's tile constants (kernels/attention.cu): ATT_QT query rows and ATT_KT keys
+    // per tile, 32 * ATT_WARPS threads, head dimensions up to 32 * ATT_MAXC (KernelConstantTests).
+    internal const int AttQt = 16, AttKt = 32, AttThreads = 256, AttMaxHeadDim = 256;
+    // attention_softmax_rows / attention_softmax_bwd_rows: one warp per row, ATT_ROWS_PER_BLOCK rows per block.
+    internal const int AttRowsPerBlock = 8;
 
     // Below this many query rows the tiled kernel has too little work to fill the GPU, and the
     // one-row-per-block kernel is faster (a decode step: 23 against 8 µs on an H200 at S = 64).
@@ -63,18 +63,16 @@ public sealed partial class CudaBackend : ISegmentAttention
         {
             case AttentionPath.SimpleKernel:
             {
-                uint sharedSimple = SharedFor(_k.Attention, "attention_fwd", S);
-                Bind();
-                _k.Attention.Launch("attention_fwd", (uint)T, (uint)heads, Block, sharedSimple, Stream,
+                uint sharedSimple = SharedFor(nameof(AttentionKernels.attention_fwd), S);
+                _k.Attention.attention_fwd(Grid((uint)T, (uint)heads, 1, Block, sharedSimple),
                     pq, pk, pv, po, pp, first, T, S, heads, kvHeads, headDim, scale);
                 return;
             }
             case AttentionPath.TiledKernel:
             {
                 long bytes = ((long)AttQt * headDim + 2L * AttKt * (headDim + 1)) * sizeof(float);
-                OptInShared(_k.Attention, "attention_fwd_tiled", bytes);
-                Bind();
-                _k.Attention.Launch("attention_fwd_tiled", (uint)((T + AttQt - 1) / AttQt), (uint)heads, AttThreads, (uint)bytes, Stream,
+                OptInShared(nameof(AttentionKernels.attention_fwd_tiled), bytes);
+                _k.Attention.attention_fwd_tiled(Grid((uint)((T + AttQt - 1) / AttQt), (uint)heads, 1, AttThreads, (uint)bytes),
                     pq, pk, pv, po, pp, first, T, S, heads, kvHeads, headDim, scale);
                 return;
             }
@@ -105,7 +103,7 @@ public sealed partial class CudaBackend : ISegmentAttention
         Bind();
         Cublas.Check(Cublas.cublasSgemmStridedBatched(_blas.Handle, Cublas.CUBLAS_OP_T, Cublas.CUBLAS_OP_N, S, T, hd,
             &scale, k, ld, hd, q, ld, hd, &zero, scores, S, ts, H), $"cublasSgemmStridedBatched(attention scores, H={H}, T={T}, S={S}, hd={hd})");
-        _k.Attention.Launch("attention_softmax_rows", (uint)(((long)H * T + AttRowsPerBlock - 1) / AttRowsPerBlock), 1, 32 * AttRowsPerBlock, 0, Stream,
+        _k.Attention.attention_softmax_rows(Grid((uint)(((long)H * T + AttRowsPerBlock - 1) / AttRowsPerBlock), 1, 1, 32 * AttRowsPerBlock),
             scores, first, T, S, H);
         Cublas.Check(Cublas.cublasSgemmStridedBatched(_blas.Handle, Cublas.CUBLAS_OP_N, Cublas.CUBLAS_OP_N, hd, T, S,
             &one, v, ld, hd, scores, S, ts, &zero, o, ld, hd, H), $"cublasSgemmStridedBatched(attention P.v, H={H}, T={T}, S={S}, hd={hd})");
@@ -128,7 +126,7 @@ public sealed partial class CudaBackend : ISegmentAttention
         Bind();
         Cublas.Check(Cublas.cublasSgemmStridedBatched(_blas.Handle, Cublas.CUBLAS_OP_T, Cublas.CUBLAS_OP_N, S, T, hd,
             &one, v, ld, hd, dO, ld, hd, &zero, dS, S, ts, H), $"cublasSgemmStridedBatched(attention dP, H={H}, T={T}, S={S}, hd={hd})");
-        _k.Attention.Launch("attention_softmax_bwd_rows", (uint)(((long)H * T + AttRowsPerBlock - 1) / AttRowsPerBlock), 1, 32 * AttRowsPerBlock, 0, Stream,
+        _k.Attention.attention_softmax_bwd_rows(Grid((uint)(((long)H * T + AttRowsPerBlock - 1) / AttRowsPerBlock), 1, 1, 32 * AttRowsPerBlock),
             probs, dS, T, S, H);
         Cublas.Check(Cublas.cublasSgemmStridedBatched(_blas.Handle, Cublas.CUBLAS_OP_N, Cublas.CUBLAS_OP_N, hd, T, S,
             &scale, k, ld, hd, dS, S, ts, &zero, dq, ld, hd, H), $"cublasSgemmStridedBatched(attention dq, H={H}, T={T}, S={S}, hd={hd})");
@@ -143,9 +141,8 @@ public sealed partial class CudaBackend : ISegmentAttention
     // row's first visible key from first [T].
     public void AttentionSegments(Tensor q, Tensor k, Tensor v, ReadOnlySpan<int> lengths, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs)
     {
-        var (T, S) = CheckAttention(q, k, v, heads, kvHeads, headDim, probs, "AttentionSegments");
-        if (S != T) throw new ArgumentException($"AttentionSegments: q {q} and k {k} must have the same rows (packed sequences)");
-        SameLength(q, o, "AttentionSegments o");
+        OpShapes.Packed(q, k, "AttentionSegments");
+        var (T, S) = CheckAttention(q, k, v, heads, kvHeads, headDim, o, probs, "AttentionSegments");
         var firstRows = OpShapes.SegmentFirstRows(lengths, T);
         if (T == 0) return;
         using var first = UploadInts(firstRows);
@@ -162,7 +159,7 @@ public sealed partial class CudaBackend : ISegmentAttention
     public void AttentionSegmentsBackward(Tensor dO, Tensor q, Tensor k, Tensor v, Tensor probs, ReadOnlySpan<int> lengths,
         int heads, int kvHeads, int headDim, Tensor dq, Tensor dk, Tensor dv)
     {
-        if (k.Rows != q.Rows) throw new ArgumentException($"AttentionSegmentsBackward: q {q} and k {k} must have the same rows (packed sequences)");
+        OpShapes.Packed(q, k, "AttentionSegmentsBackward");
         AttentionBackwardCore(dO, q, k, v, probs, heads, kvHeads, headDim, dq, dk, dv, OpShapes.SegmentFirstRows(lengths, q.Rows));
     }
 
@@ -170,8 +167,7 @@ public sealed partial class CudaBackend : ISegmentAttention
     private void AttentionBackwardCore(Tensor dO, Tensor q, Tensor k, Tensor v, Tensor probs, int heads, int kvHeads, int headDim,
         Tensor dq, Tensor dk, Tensor dv, int[]? firstRows)
     {
-        var (T, S) = CheckAttention(q, k, v, heads, kvHeads, headDim, probs, "AttentionBackward");
-        SameLength(q, dO, "AttentionBackward dO");
+        var (T, S) = CheckAttention(q, k, v, heads, kvHeads, headDim, dO, probs, "AttentionBackward");
         SameLength(q, dq, "AttentionBackward dq");
         SameLength(k, dk, "AttentionBackward dk");
         SameLength(v, dv, "AttentionBackward dv");
@@ -201,12 +197,11 @@ public sealed partial class CudaBackend : ISegmentAttention
         }
         try
         {
-            uint shared = SharedFor(_k.Attention, "attention_bwd_q", S);
-            Bind();
-            _k.Attention.Launch("attention_bwd_q", (uint)T, (uint)heads, Block, shared, Stream,
+            uint shared = SharedFor(nameof(AttentionKernels.attention_bwd_q), S);
+            _k.Attention.attention_bwd_q(Grid((uint)T, (uint)heads, 1, Block, shared),
                 F(dO, "dO").Ptr, F(k, "k").Ptr, F(v, "v").Ptr, F(probs, "probs").Ptr, dS.Ptr, F(dq, "dq").Ptr,
                 first?.Ptr ?? 0UL, T, S, heads, kvHeads, headDim, scale);
-            LaunchN(_k.Attention, "attention_bwd_kv", (long)S * kvHeads * headDim, F(dO, "dO").Ptr, F(q, "q").Ptr, F(probs, "probs").Ptr, dS.Ptr,
+            _k.Attention.attention_bwd_kv(PerElement((long)S * kvHeads * headDim), F(dO, "dO").Ptr, F(q, "q").Ptr, F(probs, "probs").Ptr, dS.Ptr,
                 F(dk, "dk").Ptr, F(dv, "dv").Ptr, lastq?.Ptr ?? 0UL, T, S, heads, kvHeads, headDim, scale);
         }
         finally
@@ -216,29 +211,29 @@ public sealed partial class CudaBackend : ISegmentAttention
         }
     }
 
-    private static (int T, int S) CheckAttention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor? probs, string op)
+    // q, o [T, H*hd], k, v [S, Hkv*hd], probs [H, T, S] (optional): the CPU backends' checks (OpShapes); o is dO in the backward
+    private static (int T, int S) CheckAttention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs, string op)
     {
+        OpShapes.Attention(q, k, v, heads, kvHeads, headDim, o);
         int T = q.Rows, S = k.Rows;
-        if (heads <= 0 || kvHeads <= 0 || heads % kvHeads != 0 || q.Cols != heads * headDim || k.Cols != kvHeads * headDim
-            || v.Rows != S || v.Cols != k.Cols || S < T || (probs is not null && probs.Length != (long)heads * T * S))
-            throw new ArgumentException($"{op}: q {q}, k {k}, v {v}, heads {heads}, kvHeads {kvHeads}, headDim {headDim}, probs {probs?.ToString() ?? "none"}");
+        OpShapes.AttentionProbs(probs, heads, T, S, op);
         return (T, S);
     }
 
     // The score row (S floats) and the reduction scratch live in dynamic shared memory; past the
     // default 48 KiB the kernel must opt in.
-    private uint SharedFor(CudaModule m, string kernel, int S)
+    private uint SharedFor(string entry, int S)
     {
         long bytes = (S + (long)Block) * sizeof(float);
-        OptInShared(m, kernel, bytes);
+        OptInShared(entry, bytes);
         return (uint)bytes;
     }
 
-    private void OptInShared(CudaModule m, string kernel, long bytes)
+    // entry: one of attention.cu's
+    private void OptInShared(string entry, long bytes)
     {
         if (bytes <= 48 * 1024) return;
         Bind();
-        CuDriver.Check(CuDriver.cuFuncSetAttribute(m.Function(kernel), CuDriver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)bytes),
-            $"cuFuncSetAttribute({kernel}, {bytes} bytes shared)");
+        _k.Attention.AllowSharedBytes(entry, (int)bytes);
     }
 }

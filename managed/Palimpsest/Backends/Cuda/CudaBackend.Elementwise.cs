@@ -10,7 +10,7 @@ public sealed partial class CudaBackend
         var cx = F(x, "x");
         var cb = C(bias, "bias");
         if (cb.Length != cx.Cols) throw new ArgumentException($"AddBias: x {cx}, bias {cb}");
-        LaunchN(_k.Elementwise, "add_bias_f32", cx.Length, cx.Ptr, cb.Ptr, DTypeCode(cb.DType), (long)cx.Rows, cx.Cols);
+        _k.Elementwise.add_bias_f32(PerElement(cx.Length), cx.Ptr, cb.Ptr, DTypeCode(cb.DType), (long)cx.Rows, cx.Cols);
     }
 
     // x [M, N] -> dst [N] (+)= column sums
@@ -19,7 +19,7 @@ public sealed partial class CudaBackend
         var cx = F(x, "x");
         var cd = F(dst, "dst");
         if (cd.Length != cx.Cols) throw new ArgumentException($"SumRows: x {cx}, dst {cd}");
-        LaunchN(_k.Elementwise, "sum_rows_f32", cx.Cols, cx.Ptr, cd.Ptr, cx.Rows, cx.Cols, accumulate ? 1 : 0);
+        _k.Elementwise.sum_rows_f32(PerElement(cx.Cols), cx.Ptr, cd.Ptr, cx.Rows, cx.Cols, accumulate ? 1 : 0);
     }
 
     // dst = a + b (same length; dst may alias a or b)
@@ -29,7 +29,7 @@ public sealed partial class CudaBackend
         SameLength(a, dst, "Add");
         using var wa = Widen(a, "a");
         using var wb = Widen(b, "b");
-        LaunchN(_k.Elementwise, "add_f32", dst.Length, wa.Ptr, wb.Ptr, Out(dst, "dst"), dst.Length);
+        _k.Elementwise.add_f32(PerElement(dst.Length), wa.Ptr, wb.Ptr, Out(dst, "dst"), dst.Length);
     }
 
     // dst += alpha * src
@@ -37,7 +37,7 @@ public sealed partial class CudaBackend
     {
         SameLength(src, dst, "Axpy");
         using var ws = Widen(src, "src");
-        LaunchN(_k.Elementwise, "axpy_f32", dst.Length, (float)alpha, ws.Ptr, F(dst, "dst").Ptr, dst.Length);
+        _k.Elementwise.axpy_f32(PerElement(dst.Length), (float)alpha, ws.Ptr, F(dst, "dst").Ptr, dst.Length);
     }
 
     // x [T, d]: x[row, :] += v [d]
@@ -46,7 +46,7 @@ public sealed partial class CudaBackend
         var cx = F(x, "x");
         var cv = F(v, "v");
         if (cv.Length != cx.Cols || row < 0 || row >= cx.Rows) throw new ArgumentException($"AddToRow: x {cx}, row {row}, v {cv}");
-        LaunchN(_k.Elementwise, "add_to_row_f32", cx.Cols, cx.Ptr, cv.Ptr, row, cx.Cols);
+        _k.Elementwise.add_to_row_f32(PerElement(cx.Cols), cx.Ptr, cv.Ptr, row, cx.Cols);
     }
 
     // dst [d] (+)= x [T, d] row
@@ -55,6 +55,6 @@ public sealed partial class CudaBackend
         var cx = F(x, "x");
         var cd = F(dst, "dst");
         if (cd.Length != cx.Cols || row < 0 || row >= cx.Rows) throw new ArgumentException($"GetRow: x {cx}, row {row}, dst {cd}");
-        LaunchN(_k.Elementwise, "get_row_f32", cx.Cols, cx.Ptr, cd.Ptr, row, cx.Cols, accumulate ? 1 : 0);
+        _k.Elementwise.get_row_f32(PerElement(cx.Cols), cx.Ptr, cd.Ptr, row, cx.Cols, accumulate ? 1 : 0);
     }
 }

@@ -13,7 +13,7 @@ public sealed partial class CudaBackend
         CheckEmbed(ids, cw, cp, posOffset, cd.Rows, cd.Cols, "Embed");
         if (ids.Length == 0) return;
         using var dIds = UploadInts(ids);
-        LaunchRows(_k.Embedding, "embed", ids.Length, 0, dIds.Ptr, cw.Ptr, DTypeCode(cw.DType),
+        _k.Embedding.embed(PerRow(ids.Length), dIds.Ptr, cw.Ptr, DTypeCode(cw.DType),
             cp?.Ptr ?? 0UL, cp is null ? 0 : DTypeCode(cp.DType), posOffset, cd.OverwritePtr, cd.Cols);
     }
 
@@ -26,7 +26,7 @@ public sealed partial class CudaBackend
         CheckEmbed(ids, cw, cp, posOffset, cy.Rows, cy.Cols, "EmbedBackward");
         if (ids.Length == 0) return;
         using var dIds = UploadInts(ids);
-        LaunchN(_k.Embedding, "embed_backward", cy.Length, dIds.Ptr, cy.Ptr, cw.Ptr, cp?.Ptr ?? 0UL, posOffset, ids.Length, cy.Cols);
+        _k.Embedding.embed_backward(PerElement(cy.Length), dIds.Ptr, cy.Ptr, cw.Ptr, cp?.Ptr ?? 0UL, posOffset, ids.Length, cy.Cols);
     }
 
     private static void CheckEmbed(ReadOnlySpan<int> ids, CudaTensor wte, CudaTensor? wpe, int posOffset, int rows, int d, string op)

@@ -12,7 +12,7 @@ public sealed partial class CudaBackend : IFusedLinear
     // partials [Z, S, N] and one ticket counter per (matrix, column tile), zero between launches.
     private const long GemvPartialFloats = 4L << 20; // 16 MiB
     private const int GemvCounters = 4096;
-    private const int GemvCols = 256;                // kernels/gemv.cu GEMV_COLS
+    internal const int GemvCols = 256;               // GEMV_COLS of kernels/gemv.cu (KernelConstantTests)
     private DeviceBuffer? _gemvPartials, _gemvCounters;
 
     private void InitGemv()
@@ -58,7 +58,7 @@ public sealed partial class CudaBackend : IFusedLinear
             return;
         }
         var cb = b is null ? null : C(b, "b");
-        LaunchN(_k.Elementwise, "bias_residual_f32", cy.Length, cy.Ptr, cb?.Ptr ?? 0UL, cb is null ? 0 : DTypeCode(cb.DType),
+        _k.Elementwise.bias_residual_f32(PerElement(cy.Length), cy.Ptr, cb?.Ptr ?? 0UL, cb is null ? 0 : DTypeCode(cb.DType),
             F(residual, "residual").Ptr, (long)cy.Rows, cy.Cols);
     }
 
@@ -76,7 +76,7 @@ public sealed partial class CudaBackend : IFusedLinear
         }
         MatMul(x, false, w, false, up);
         var cb = b is null ? null : C(b, "b");
-        LaunchN(_k.Elementwise, "bias_act_f32", cu.Length, cu.Ptr, cb?.Ptr ?? 0UL, cb is null ? 0 : DTypeCode(cb.DType),
+        _k.Elementwise.bias_act_f32(PerElement(cu.Length), cu.Ptr, cb?.Ptr ?? 0UL, cb is null ? 0 : DTypeCode(cb.DType),
             ck.OverwritePtr, (int)act, (long)cu.Rows, cu.Cols);
     }
 
@@ -112,8 +112,7 @@ public sealed partial class CudaBackend : IFusedLinear
         if (present.Any(t => t.DType != present[0].DType)) throw new ArgumentException("Linear3: biases of different types");
         int nMax = Math.Max(m0.Y.Cols, Math.Max(m1.Y.Cols, m2.Y.Cols));
         long blocks = Math.Min(((long)cx.Rows * nMax + Block - 1) / Block, 1 << 20);
-        Bind();
-        _k.Elementwise.Launch("add_bias3_f32", (uint)blocks, 3, Block, 0, Stream,
+        _k.Elementwise.add_bias3_f32(Grid((uint)blocks, 3, 1, Block),
             m0.Y.Ptr, b0 is null ? 0UL : C(b0, "b0").Ptr, m0.Y.Cols,
             m1.Y.Ptr, b1 is null ? 0UL : C(b1, "b1").Ptr, m1.Y.Cols,
             m2.Y.Ptr, b2 is null ? 0UL : C(b2, "b2").Ptr, m2.Y.Cols,
@@ -181,7 +180,6 @@ public sealed partial class CudaBackend : IFusedLinear
             GemvTwins(x, mats, twins, residual, key, act);
             return;
         }
-        string kernel = dt switch { DType.F16 => "gemv_xw_f16", DType.BF16 => "gemv_xw_bf16", _ => "gemv_xw_f32" };
         var ops = new GemvMat[Z];
         for (int z = 0; z < Z; z++) ops[z] = new GemvMat(mats[z].W.Ptr, mats[z].W.Cols, mats[z].B, mats[z].Y);
         var (w, bp, yp, n, bdt, nMax, rp) = GemvOperands(ops, residual);
@@ -195,8 +193,7 @@ public sealed partial class CudaBackend : IFusedLinear
         splits = Math.Clamp(splits, 1, Math.Max(1, Math.Min(64, K / 32))); // at least 32 rows (4 per warp) per split
         while (splits > 1 && (long)Z * splits * nMax > GemvPartialFloats) splits--;
         if (Z * colBlocks > GemvCounters) splits = 1;
-        Bind();
-        _k.Gemv.Launch3D(kernel, (uint)colBlocks, (uint)splits, (uint)Z, Block, 0, Stream,
+        _k.Gemv.gemv_xw(dt, Grid((uint)colBlocks, (uint)splits, (uint)Z, Block),
             x.Ptr, K, w[0], w[1], w[2], bp[0], bp[1], bp[2], bdt, yp[0], yp[1], yp[2], n[0], n[1], n[2],
             rp, key is null ? 0UL : key.OverwritePtr, (int)act,
             _gemvPartials!.Ptr, _gemvCounters!.Ptr, vec ? 1 : 0);
@@ -225,8 +222,7 @@ public sealed partial class CudaBackend : IFusedLinear
             w.Twin?.Dispose();
             w.Twin = null;
             var twin = New(w.DType, [w.Cols, w.Rows]);
-            Bind();
-            _k.Gemv.Launch("transpose_u16", (uint)((w.Cols + 31) / 32), (uint)((w.Rows + 31) / 32), Block, 0, Stream,
+            _k.Gemv.transpose_u16(Grid((uint)((w.Cols + 31) / 32), (uint)((w.Rows + 31) / 32), 1, Block),
                 w.Ptr, twin.OverwritePtr, w.Rows, w.Cols);
             w.Twin = twin;
             w.TwinVersion = w.Version;
@@ -281,14 +277,12 @@ public sealed partial class CudaBackend : IFusedLinear
     private void GemvWt(CudaTensor x, DType dt, ReadOnlySpan<GemvMat> mats, Tensor? residual, CudaTensor? key, Activation act)
     {
         int K = x.Cols;
-        string kernel = dt switch { DType.F16 => "gemv_wt_f16", DType.BF16 => "gemv_wt_bf16", _ => "gemv_wt_f32" };
         var (w, bp, yp, n, bdt, nMax, rp) = GemvOperands(mats, residual);
         ulong align = dt == DType.F32 ? 32UL : 16UL;
         bool vec = K % 8 == 0 && x.Ptr % 32 == 0;
         for (int z = 0; z < mats.Length; z++) vec &= w[z] % align == 0;
         long blocks = ((long)nMax * 32 + Block - 1) / Block;
-        Bind();
-        _k.Gemv.Launch(kernel, (uint)blocks, (uint)mats.Length, Block, 0, Stream,
+        _k.Gemv.gemv_wt(dt, Grid((uint)blocks, (uint)mats.Length, 1, Block),
             x.Ptr, K, w[0], w[1], w[2], bp[0], bp[1], bp[2], bdt, yp[0], yp[1], yp[2], n[0], n[1], n[2],
             rp, key is null ? 0UL : key.OverwritePtr, (int)act, vec ? 1 : 0);
     }

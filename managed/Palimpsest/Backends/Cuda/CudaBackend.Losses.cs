@@ -8,7 +8,7 @@ public sealed partial class CudaBackend
     public void LogSoftmax(Tensor logits, Tensor lp)
     {
         SameLength(logits, lp, "LogSoftmax");
-        LaunchRows(_k.Losses, "log_softmax", logits.Rows, 0, F(logits, "logits").Ptr, F(lp, "lp").Ptr, logits.Cols);
+        _k.Losses.log_softmax(PerRow(logits.Rows), F(logits, "logits").Ptr, F(lp, "lp").Ptr, logits.Cols);
     }
 
     // logits [R, V], targets [R] -> mean NLL over rows with target >= 0; dlogits [R, V] += scale * gradient
@@ -27,7 +27,7 @@ public sealed partial class CudaBackend
         if (n == 0) return 0.0;
         using var dTargets = UploadInts(targets);
         using var nll = New(DType.F32, [R]);
-        LaunchRows(_k.Losses, "cross_entropy", R, 0, cl.Ptr, dTargets.Ptr, nll.Ptr, Opt(dlogits, "dlogits"), V, (float)(scale / n));
+        _k.Losses.cross_entropy(PerRow(R), cl.Ptr, dTargets.Ptr, nll.Ptr, Opt(dlogits, "dlogits"), V, (float)(scale / n));
         return SumOnHost(nll) / n;
     }
 
@@ -40,7 +40,7 @@ public sealed partial class CudaBackend
         int R = cl.Rows;
         if (R == 0) return 0.0;
         using var kl = New(DType.F32, [R]);
-        LaunchRows(_k.Losses, "kl_div", R, 0, cl.Ptr, F(refLogProbs, "refLogProbs").Ptr, kl.Ptr, Opt(dlogits, "dlogits"), cl.Cols, (float)(scale / R));
+        _k.Losses.kl_div(PerRow(R), cl.Ptr, F(refLogProbs, "refLogProbs").Ptr, kl.Ptr, Opt(dlogits, "dlogits"), cl.Cols, (float)(scale / R));
         return SumOnHost(kl) / R;
     }
 

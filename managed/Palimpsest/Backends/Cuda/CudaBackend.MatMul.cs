@@ -13,10 +13,7 @@ public sealed partial class CudaBackend
         var ca = C(a, "a");
         var cb = C(b, "b");
         var cc = F(c, "c");
-        int m = transA ? ca.Cols : ca.Rows, k = transA ? ca.Rows : ca.Cols;
-        int kb = transB ? cb.Cols : cb.Rows, n = transB ? cb.Rows : cb.Cols;
-        if (k != kb || cc.Rows != m || cc.Cols != n)
-            throw new ArgumentException($"MatMul: {(transA ? "a^T" : "a")} {ca} . {(transB ? "b^T" : "b")} {cb} -> c {cc}");
+        var (m, n, k) = OpShapes.MatMul(ca, transA, cb, transB, cc);
         if (m == 0 || n == 0) return;
         if (k == 0) { if (!accumulate) Zero(cc); return; }
 

@@ -50,15 +50,14 @@ public sealed partial class CudaBackend
     {
         var c = C(t, "t");
         c.Touch();
-        LaunchN(_k.Elementwise, "fill_uniform", c.Length, c.OverwritePtr, DTypeCode(c.DType), c.Length, (long)seed, scale, offset);
+        _k.Elementwise.fill_uniform(PerElement(c.Length), c.OverwritePtr, DTypeCode(c.DType), c.Length, seed, scale, offset);
     }
 
     // src float32 -> dst float16/bfloat16, same length
     private void Narrow(CudaTensor src, CudaTensor dst)
     {
-        var kernel = dst.DType == DType.F16 ? "f32_to_f16" : "f32_to_bf16";
         dst.Touch();
-        LaunchN(_k.Elementwise, kernel, dst.Length, src.Ptr, dst.OverwritePtr, dst.Length);
+        _k.Elementwise.f32_to_narrow(dst.DType, PerElement(dst.Length), src.Ptr, dst.OverwritePtr, dst.Length);
     }
 
     public void ToHost(Tensor t, Span<double> dst)
@@ -128,9 +127,8 @@ public sealed partial class CudaBackend
     {
         var s = C(src, "src");
         var d = C(dst, "dst");
-        if (s.Cols != d.Cols || s.DType != d.DType) throw new ArgumentException($"CopyRows: {s} -> {d}");
-        if (rows < 0 || srcRow < 0 || dstRow < 0 || srcRow + rows > s.Rows || dstRow + rows > d.Rows)
-            throw new ArgumentOutOfRangeException(nameof(rows), $"CopyRows: rows {srcRow}+{rows} of {s} -> {dstRow} of {d}");
+        if (s.DType != d.DType) throw new ArgumentException($"CopyRows: types differ ({s} vs {d})");
+        OpShapes.CopyRows(s, srcRow, d, dstRow, rows);
         if (rows == 0 || s.Cols == 0) return;
         d.Touch();
         long rowBytes = (long)s.Cols * CudaTensor.ElementSize(s.DType);

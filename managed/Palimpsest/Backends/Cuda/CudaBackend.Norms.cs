@@ -13,7 +13,7 @@ public sealed partial class CudaBackend
         if (b is not null && b.Length != d) throw new ArgumentException($"LayerNorm: b {b} for x {cx}");
         using var wg = Widen(g, "g");
         using var wb = b is null ? default : Widen(b, "b");
-        LaunchRows(_k.Norms, "layernorm_fwd", rows, 0, cx.Ptr, wg.Ptr, b is null ? 0UL : wb.Ptr, (float)eps,
+        _k.Norms.layernorm_fwd(PerRow(rows), cx.Ptr, wg.Ptr, b is null ? 0UL : wb.Ptr, (float)eps,
             Out(y, "y"), Out(mean, "mean"), Out(rstd, "rstd"), d);
     }
 
@@ -25,10 +25,10 @@ public sealed partial class CudaBackend
         CheckNorm(cx, g, dy, mean, rstd, "LayerNormBackward");
         SameLength(dx, x, "LayerNormBackward dx");
         using var wg = Widen(g, "g");
-        LaunchRows(_k.Norms, "layernorm_bwd_dx", rows, 0, F(dy, "dy").Ptr, cx.Ptr, wg.Ptr, F(mean, "mean").Ptr, F(rstd, "rstd").Ptr, F(dx, "dx").Ptr, d);
+        _k.Norms.layernorm_bwd_dx(PerRow(rows), F(dy, "dy").Ptr, cx.Ptr, wg.Ptr, F(mean, "mean").Ptr, F(rstd, "rstd").Ptr, F(dx, "dx").Ptr, d);
         if (dg is null && db is null) return;
         if ((dg is not null && dg.Length != d) || (db is not null && db.Length != d)) throw new ArgumentException($"LayerNormBackward: dg/db for d {d}");
-        LaunchN(_k.Norms, "layernorm_bwd_dgdb", d, F(dy, "dy").Ptr, cx.Ptr, F(mean, "mean").Ptr, F(rstd, "rstd").Ptr, Opt(dg, "dg"), Opt(db, "db"), rows, d);
+        _k.Norms.layernorm_bwd_dgdb(PerElement(d), F(dy, "dy").Ptr, cx.Ptr, F(mean, "mean").Ptr, F(rstd, "rstd").Ptr, Opt(dg, "dg"), Opt(db, "db"), rows, d);
     }
 
     // x [T, d], g [d] -> y [T, d], rstd [T]
@@ -37,7 +37,7 @@ public sealed partial class CudaBackend
         var cx = F(x, "x");
         CheckNorm(cx, g, y, rstd, rstd, "RmsNorm");
         using var wg = Widen(g, "g");
-        LaunchRows(_k.Norms, "rmsnorm_fwd", cx.Rows, 0, cx.Ptr, wg.Ptr, (float)eps, Out(y, "y"), Out(rstd, "rstd"), cx.Cols);
+        _k.Norms.rmsnorm_fwd(PerRow(cx.Rows), cx.Ptr, wg.Ptr, (float)eps, Out(y, "y"), Out(rstd, "rstd"), cx.Cols);
     }
 
     // dy, x [T, d], g [d], rstd [T] -> dx [T, d] +=, dg [d] += (optional)
@@ -48,10 +48,10 @@ public sealed partial class CudaBackend
         CheckNorm(cx, g, dy, rstd, rstd, "RmsNormBackward");
         SameLength(dx, x, "RmsNormBackward dx");
         using var wg = Widen(g, "g");
-        LaunchRows(_k.Norms, "rmsnorm_bwd_dx", rows, 0, F(dy, "dy").Ptr, cx.Ptr, wg.Ptr, F(rstd, "rstd").Ptr, F(dx, "dx").Ptr, d);
+        _k.Norms.rmsnorm_bwd_dx(PerRow(rows), F(dy, "dy").Ptr, cx.Ptr, wg.Ptr, F(rstd, "rstd").Ptr, F(dx, "dx").Ptr, d);
         if (dg is null) return;
         if (dg.Length != d) throw new ArgumentException($"RmsNormBackward: dg {dg} for d {d}");
-        LaunchN(_k.Norms, "rmsnorm_bwd_dg", d, F(dy, "dy").Ptr, cx.Ptr, F(rstd, "rstd").Ptr, F(dg, "dg").Ptr, rows, d);
+        _k.Norms.rmsnorm_bwd_dg(PerElement(d), F(dy, "dy").Ptr, cx.Ptr, F(rstd, "rstd").Ptr, F(dg, "dg").Ptr, rows, d);
     }
 
     private static void CheckNorm(CudaTensor x, Tensor g, Tensor y, Tensor stat1, Tensor stat2, string op)

@@ -20,7 +20,7 @@ public sealed partial class CudaBackend
         int T = cx.Rows;
         if (rotaryDim == 0 || T == 0) return;
         var table = RopeTableFor(rope, rotaryDim, posOffset + T);
-        LaunchN(_k.Rotary, "rope", (long)T * heads * (rotaryDim / 2), cx.Ptr, table.Cos.Ptr, table.Sin.Ptr, T, heads, headDim,
+        _k.Rotary.rope(PerElement((long)T * heads * (rotaryDim / 2)), cx.Ptr, table.Cos.Ptr, table.Sin.Ptr, T, heads, headDim,
             rotaryDim, interleaved ? 1 : 0, posOffset, inverse ? 1 : 0);
     }
 

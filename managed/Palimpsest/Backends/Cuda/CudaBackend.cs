@@ -14,7 +14,9 @@ namespace Palimpsest.Backends.Cuda;
 /// </summary>
 public sealed partial class CudaBackend : IBackend
 {
-    private const uint Block = 256;
+    // Threads per block of most launches: BLOCK of kernels/common.cuh (KernelConstantTests compare
+    // this and every other constant the launchers share with the kernels against their #define).
+    internal const uint Block = 256;
     // The legacy default stream (implicit ordering with synchronous copies), or while a graph is
     // being captured the capture's stream (which only records; see Capture).
     private IntPtr Stream => _capture?.Stream ?? IntPtr.Zero;
@@ -236,7 +238,7 @@ public sealed partial class CudaBackend : IBackend
         var c = C(t, what);
         if (c.DType == DType.F32) return new F32View(c, false);
         var w = New(DType.F32, c.Shape);
-        LaunchN(_k.Elementwise, "widen_to_f32", w.Length, c.Ptr, DTypeCode(c.DType), w.Ptr, w.Length);
+        _k.Elementwise.widen_to_f32(PerElement(w.Length), c.Ptr, DTypeCode(c.DType), w.Ptr, w.Length);
         return new F32View(w, true);
     }
 
@@ -253,19 +255,28 @@ public sealed partial class CudaBackend : IBackend
         if (a.Length != b.Length) throw new ArgumentException($"{what}: lengths differ ({a} vs {b})");
     }
 
+    // Grids of launches. Each binds this thread's context, since a launch follows at once.
+
     /// <summary>One block of 256 threads per row.</summary>
-    private void LaunchRows(CudaModule m, string kernel, int rows, uint sharedBytes, params ReadOnlySpan<KArg> args)
+    private KernelGrid PerRow(int rows)
     {
         Bind();
-        m.Launch(kernel, (uint)rows, 1, Block, sharedBytes, Stream, args);
+        return new KernelGrid((uint)rows, 1, 1, Block, 0, Stream);
     }
 
     /// <summary>Enough 256-thread blocks to cover n elements (kernels loop grid-stride past 2^20 blocks).</summary>
-    private void LaunchN(CudaModule m, string kernel, long n, params ReadOnlySpan<KArg> args)
+    private KernelGrid PerElement(long n)
     {
         Bind();
         long blocks = Math.Min((n + Block - 1) / Block, 1 << 20);
-        m.Launch(kernel, (uint)blocks, 1, Block, 0, Stream, args);
+        return new KernelGrid((uint)blocks, 1, 1, Block, 0, Stream);
+    }
+
+    /// <summary>An (x, y, z) grid of blocks of the given threads.</summary>
+    private KernelGrid Grid(uint x, uint y, uint z, uint threads, uint sharedBytes = 0)
+    {
+        Bind();
+        return new KernelGrid(x, y, z, threads, sharedBytes, Stream);
     }
 
     /// <summary>Uploads ints (ids, targets) into a cached buffer returned on dispose.</summary>
