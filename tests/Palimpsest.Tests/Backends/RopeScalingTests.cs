@@ -84,6 +84,34 @@ public class RopeScalingTests
         }
     }
 
+    /// <summary>The scaling reaches the forward: the same weights with and without it give the same logits at position 0 (angle 0) and different ones after.</summary>
+    [Fact]
+    public void The_forward_rotates_by_the_scaled_frequencies()
+    {
+        var scaled = Palimpsest.Tests.Runtime.SmallConfigs.Get("llama3-scaled");
+        var plain = scaled with { RopeScaling = null };
+        Assert.NotEqual(plain.Rope.InverseFrequency(1, 6), scaled.Rope.InverseFrequency(1, 6));
+        Assert.NotEqual(plain.Rope.InverseFrequency(2, 6), scaled.Rope.InverseFrequency(2, 6));
+        Assert.Equal(plain.Rope.InverseFrequency(0, 6), scaled.Rope.InverseFrequency(0, 6));
+        var weights = Palimpsest.Models.RandomWeights.Create(scaled, 5, 0.4);
+        int[] ids = [3, 17, 8, 30, 1, 12, 25];
+        double[] Logits(ModelConfig c)
+        {
+            using var b = new Palimpsest.Backends.Cpu.ReferenceBackend();
+            using var model = Palimpsest.Runtime.Model.FromHost(c, weights, b);
+            using var tf = new Palimpsest.Runtime.Transformer(model);
+            using var r = tf.Forward(ids);
+            var h = new double[r.Logits.Length];
+            b.ToHost(r.Logits, h);
+            return h;
+        }
+        double[] a = Logits(plain), s = Logits(scaled);
+        int v = scaled.Vocab;
+        Assert.Equal(a.AsSpan(0, v).ToArray(), s.AsSpan(0, v).ToArray());
+        for (int t = 1; t < ids.Length; t++)
+            Assert.True(Enumerable.Range(t * v, v).Max(i => Math.Abs(a[i] - s[i])) > 1e-9, $"position {t}: the scaling changed nothing");
+    }
+
     private static int Ulps(float a, float b) => Math.Abs(BitConverter.SingleToInt32Bits(a) - BitConverter.SingleToInt32Bits(b));
 
     [Fact]

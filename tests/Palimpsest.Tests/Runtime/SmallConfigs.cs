@@ -7,7 +7,7 @@ namespace Palimpsest.Tests.Runtime;
 /// <summary>Tiny configs of odd sizes covering every wiring the engine supports.</summary>
 public static class SmallConfigs
 {
-    public static readonly string[] Names = ["gpt2", "gptj", "neox-parallel", "neox-sequential", "llama-gqa", "llama-mqa-tied", "qwen2-bias"];
+    public static readonly string[] Names = ["gpt2", "gptj", "neox-parallel", "neox-sequential", "llama-gqa", "llama-mqa-tied", "qwen2-bias", "llama3-scaled"];
 
     public static ModelConfig Get(string name) => name switch
     {
@@ -46,6 +46,14 @@ public static class SmallConfigs
             Arch = Architecture.Llama, Layers = 2, DModel = 16, Heads = 4, KvHeads = 2, HeadDim = 4, DFf = 21, Vocab = 35,
             MaxPositions = 19, NormEps = 1e-6, Norm = NormKind.RmsNorm, Act = Activation.Silu, GatedMlp = true, RotaryDim = 4,
             QkvBias = true, RopeTheta = 1e6, ModelType = "qwen2",
+        },
+        // Llama 3.1's rope scaling on a short original context: with theta 500000 and 6 rotary dims, pair 0 is kept,
+        // pair 1 is in the interpolated band and pair 2 is divided by the factor
+        "llama3-scaled" => new ModelConfig
+        {
+            Arch = Architecture.Llama, Layers = 2, DModel = 18, Heads = 3, KvHeads = 1, HeadDim = 6, DFf = 19, Vocab = 33,
+            MaxPositions = 19, NormEps = 1e-5, Norm = NormKind.RmsNorm, Act = Activation.Silu, GatedMlp = true, RotaryDim = 6,
+            RopeTheta = 500000, RopeScaling = new RopeScaling(RopeScaling.Llama3Type, 8, 1, 4, 512),
         },
         _ => throw new ArgumentException(name),
     };
