@@ -617,8 +617,7 @@ public sealed class EditedModel : IDisposable
     // streamed (its unreplaced tensors copied in chunks, BetweenWrites called between them).
     private void WriteCheckpoint(string path, long generation, Dictionary<string, double[]> replaced)
     {
-        var meta = RawCheckpoint.ReadMetadata(CheckpointPath);
-        RawCheckpoint.Rewrite(CheckpointPath, path, replaced, WithGeneration(_checkpoint, meta, generation), BetweenWrites);
+        RawCheckpoint.Rewrite(CheckpointPath, path, replaced, meta => WithGeneration(_checkpoint, meta, generation), BetweenWrites);
     }
 
     /// <summary>||ΔW||_F of an edit: deltas of the same layer are summed before the norm.</summary>

@@ -85,13 +85,13 @@ internal static class RawCheckpoint
 
     /// <summary>
     /// source's tensors, in its order, with the named ones replaced by values [n] (encoded in each tensor's own
-    /// dtype), written atomically to target with the given metadata. Unreplaced tensors are copied from source
+    /// dtype), written atomically to target with metadata(source's metadata) (the header is read once). Unreplaced tensors are copied from source
     /// in chunks of <see cref="CopyChunk"/> bytes through one pooled buffer, so a rewrite holds no tensor in
     /// memory (an edit's commit used to read and allocate the whole checkpoint); between two chunks it calls
     /// between (a host holds the rewrite there while latency-critical work runs).
     /// </summary>
     public static void Rewrite(string source, string target, IReadOnlyDictionary<string, double[]> replaced,
-        IReadOnlyDictionary<string, string> metadata, Action? between = null)
+        Func<IReadOnlyDictionary<string, string>, IReadOnlyDictionary<string, string>> metadata, Action? between = null)
     {
         if (!File.Exists(source)) throw new ModelFormatException($"{source}: file not found");
         using var fs = new FileStream(source, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, bufferSize: 1);
@@ -108,7 +108,7 @@ internal static class RawCheckpoint
             else
                 entries.Add((info.Name, info.DType, info.Shape, s => Copy(fs, h.DataStart + info.Begin, info.ByteLength, s, between)));
         }
-        SafetensorsWriter.Write(target, entries, metadata);
+        SafetensorsWriter.Write(target, entries, metadata(h.Metadata));
     }
 
     /// <summary>Bytes copied between two calls of Rewrite's between callback.</summary>

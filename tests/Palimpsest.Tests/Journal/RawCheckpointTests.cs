@@ -51,7 +51,7 @@ public class RawCheckpointTests
 
             string streamed = Path.Combine(tmp.Path, "streamed.safetensors");
             int yields = 0;
-            RawCheckpoint.Rewrite(source, streamed, replaced, meta, () => yields++);
+            RawCheckpoint.Rewrite(source, streamed, replaced, _ => meta, () => yields++);
 
             byte[] expected = File.ReadAllBytes(whole), actual = File.ReadAllBytes(streamed);
             Assert.Equal(expected.Length, actual.Length);
