@@ -52,7 +52,8 @@ public static partial class Gemm
             Gemv(transA, transB, N, K, a, lda, b, ldb, c, accumulate, threads, workers);
             return;
         }
-        SgemmBlocked(transA, transB, M, N, K, a, lda, b, ldb, c, ldc, accumulate, kernel, threads, workers);
+        if (UseShortM(M, N, K)) SgemmShortM(transA, transB, M, N, K, a, lda, b, ldb, c, ldc, accumulate, kernel, threads, workers);
+        else SgemmBlocked(transA, transB, M, N, K, a, lda, b, ldb, c, ldc, accumulate, kernel, threads, workers);
     }
 
     /// <summary>job.Run(i) for i in [0, count) on the workers, on Parallel.For, or inline with one thread.</summary>
