@@ -15,6 +15,7 @@ public sealed partial class CudaBackend : IFusedLinear
     private const long GemvPartialFloats = 4L << 20; // 16 MiB
     private const int GemvCounters = 4096;
     internal const int GemvCols = 256;               // GEMV_COLS of kernels/gemv.cu (KernelConstantTests)
+    internal const int TransposeTile = 32;           // TRANSPOSE_TILE of kernels/gemv.cu; Block = TRANSPOSE_TILE x TRANSPOSE_ROWS
     private DeviceBuffer? _gemvPartials, _gemvCounters;
 
     private void InitGemv()
@@ -233,7 +234,8 @@ public sealed partial class CudaBackend : IFusedLinear
             w.Twin?.Dispose();
             w.Twin = null;
             var twin = New(w.DType, [w.Cols, w.Rows]);
-            _k.Gemv.transpose_u16(Grid((uint)((w.Cols + 31) / 32), (uint)((w.Rows + 31) / 32), 1, Block),
+            const int tile = TransposeTile;
+            _k.Gemv.transpose_u16(Grid((uint)((w.Cols + tile - 1) / tile), (uint)((w.Rows + tile - 1) / tile), 1, Block),
                 w.Ptr, twin.OverwritePtr, w.Rows, w.Cols);
             w.Twin = twin;
             w.TwinVersion = w.Version;
