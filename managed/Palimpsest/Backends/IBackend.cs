@@ -99,6 +99,9 @@ public interface IBackend : IDisposable, IFusedLinear
     void IFusedLinear.Linear3(Tensor x, Tensor w0, Tensor? b0, Tensor y0, Tensor w1, Tensor? b1, Tensor y1, Tensor w2, Tensor? b2, Tensor y2)
         => ComposedLinear.Linear3(this, x, w0, b0, y0, w1, b1, y1, w2, b2, y2);
 
+    void IFusedLinear.LinearBackward(Tensor x, Tensor w, Tensor dy, Tensor dx, Tensor? dw, Tensor? db, bool accumulateInput)
+        => ComposedLinear.LinearBackward(this, x, w, dy, dx, dw, db, accumulateInput);
+
     // ---------------- embeddings ----------------
 
     /// <summary>
@@ -248,8 +251,9 @@ public interface IReplayable : IDisposable
 }
 
 /// <summary>
-/// Linear layers with their epilogues (bias, residual, activation), which the transformer calls
-/// wherever an epilogue may fuse, whatever the backend. Every backend has them:
+/// Linear layers with their epilogues (bias, residual, activation) and their backward: the
+/// transformer runs every linear product of a block through them, whatever the backend, and the
+/// backend decides what to fuse. Every backend has them:
 /// <see cref="IBackend"/>'s default runs the plain composition (<see cref="ComposedLinear"/>); a
 /// backend where a kernel launch costs more than the arithmetic around it (CUDA) fuses them. Each
 /// op computes what the composition in its comment computes, in the same order, and tests hold the
@@ -273,4 +277,11 @@ public interface IFusedLinear
     /// (query, key and value). Composition: three MatMul + AddBias.
     /// </summary>
     void Linear3(Tensor x, Tensor w0, Tensor? b0, Tensor y0, Tensor w1, Tensor? b1, Tensor y1, Tensor w2, Tensor? b2, Tensor y2);
+
+    /// <summary>
+    /// Backward of <see cref="Linear"/>: dx [T, in] (+)= dy [T, out] · wᵀ (added when accumulateInput);
+    /// dw [in, out] += xᵀ · dy and db [out] += Σ_t dy, each when given. Composition: MatMul(dy, wᵀ, dx),
+    /// MatMul(xᵀ, dy, dw, accumulate), SumRows(dy, db, accumulate).
+    /// </summary>
+    void LinearBackward(Tensor x, Tensor w, Tensor dy, Tensor dx, Tensor? dw, Tensor? db, bool accumulateInput = false);
 }

@@ -98,7 +98,8 @@ public sealed partial class Transformer : IDisposable
     internal bool UseFusedLinear { get; set; } = true;
     private ComposedLinear? _composed;
 
-    // The linear layers whose epilogues (bias, residual, activation) may fuse: the backend decides how.
+    // Every linear product of a block, forward and backward, with its epilogue (bias, residual,
+    // activation): the backend decides what to fuse.
     private IFusedLinear F => UseFusedLinear ? B : _composed ??= new ComposedLinear(B);
 
     /// <summary>
