@@ -23,6 +23,9 @@ public class GemmTests(ITestOutputHelper output)
         // partial rows of c are summed after), over columns when it is [N, K]; 9000 columns
         // cross the GEMV's column block.
         { 1, 1030, 771 }, { 1, 9000, 130 },
+        // The short-M path (a prefill: few rows, column groups of 64): several k blocks, a last
+        // group of 8 columns, and a last sliver of 2 rows.
+        { 128, 200, 700 }, { 13, 1030, 300 },
     };
 
     [Theory]

@@ -9,8 +9,7 @@ public static partial class Gemm
     internal const long ShortMMaxAFloats = 1L << 20;
 
     /// <summary>Whether <see cref="SgemmShortM"/> runs c [M, N] (+)= op(a) [M, K] · op(b): few rows (a prefill, not a training batch) and enough columns to share.</summary>
-    internal static readonly bool ShortMOff = Environment.GetEnvironmentVariable("SHORTM") == "0";
-    internal static bool UseShortM(int M, int N, int K) => !ShortMOff &&
+    internal static bool UseShortM(int M, int N, int K) =>
         M <= 2 * MCMax && (long)((M + MR - 1) / MR) * MR * K <= ShortMMaxAFloats && N >= GroupPanels * NR;
 
     /// <summary>
@@ -66,6 +65,16 @@ public static partial class Gemm
             else Group(index);
         }
 
+        /// <summary>The rows of b that the k block from <paramref name="p0"/> of columns [j0, j0 + nc) reads, spread over <paramref name="steps"/> steps.</summary>
+        private RowPrefetch NextRows(int p0, int j0, int nc, int steps)
+        {
+            if (p0 >= K) return default;
+            int kc = Math.Min(KC, K - p0);
+            return TransB
+                ? new RowPrefetch(B + (long)j0 * Ldb + p0, Ldb, nc, kc, steps)   // nc rows of b, kc values each
+                : new RowPrefetch(B + (long)p0 * Ldb + j0, Ldb, kc, nc, steps);  // kc rows of b, nc values each
+        }
+
         /// <summary>Half h of the slivers of op(a)'s k block q.</summary>
         private void PackA(int q, int h)
         {
@@ -93,6 +102,9 @@ public static partial class Gemm
                         GemmPack.PackB(true, B, Ldb, p0, j0 + jp * NR, kc, Math.Min(NR, nc - jp * NR), bPack + (long)jp * kc * NR);
                 else GemmPack.PackBRows(B, Ldb, p0, j0, 0, kc, nc, bPack, (long)kc * NR);
                 float* aBlock = ABlock(q);
+                // The weights come from DRAM: while this block multiplies, the next one's rows
+                // of b are prefetched into L2 a few at a time, so packing it will not wait on them.
+                var next = NextRows(p0 + KC, j0, nc, panels * Slivers);
                 for (int jp = 0; jp < panels; jp++)
                 {
                     int nr = Math.Min(NR, nc - jp * NR);
@@ -101,8 +113,28 @@ public static partial class Gemm
                     {
                         int mr = Math.Min(MR, M - s * MR);
                         MicroTile(Kernel, kc, aBlock + (long)s * MR * kc, bp, C + (long)s * MR * Ldc + j0 + jp * NR, Ldc, mr, nr, acc, tile);
+                        next.Step();
                     }
                 }
+            }
+        }
+    }
+
+    /// <summary>Prefetches rows [start + r·stride, + len floats) for r in [0, rows) into L2, a share of the rows per <see cref="Step"/>.</summary>
+    private unsafe struct RowPrefetch(float* start, int stride, int rows, int len, int steps)
+    {
+        private int _row;
+        private readonly int _perStep = steps > 0 ? (rows + steps - 1) / steps : rows;
+
+        public void Step()
+        {
+            if (start == null || !System.Runtime.Intrinsics.X86.Sse.IsSupported) return;
+            int end = Math.Min(rows, _row + _perStep);
+            for (; _row < end; _row++)
+            {
+                byte* p = (byte*)(start + (long)_row * stride), last = (byte*)(start + (long)_row * stride + len - 1);
+                for (; p <= last; p += 64) System.Runtime.Intrinsics.X86.Sse.Prefetch1(p);
+                System.Runtime.Intrinsics.X86.Sse.Prefetch1(last);
             }
         }
     }
