@@ -23,7 +23,7 @@ public static partial class Gemm
     /// </summary>
     private static unsafe void SgemmShortM(bool transA, bool transB, int M, int N, int K,
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, Span<float> c, int ldc, bool accumulate,
-        GemmKernel kernel, int threads, SimdWorkers? workers)
+        GemmKernel kernel, int threads, SimdWorkers? workers, IGemmEpilogue? epilogue)
     {
         int slivers = (M + MR - 1) / MR, kBlocks = (K + KC - 1) / KC;
         int groups = (N + GroupPanels * NR - 1) / (GroupPanels * NR);
@@ -36,13 +36,14 @@ public static partial class Gemm
                 var job = scratch.ShortMJob;
                 job.A = pa; job.B = pb; job.C = pc; job.APack = aPack; job.Lda = lda; job.Ldb = ldb; job.Ldc = ldc;
                 job.TransA = transA; job.TransB = transB; job.M = M; job.N = N; job.K = K; job.Slivers = slivers;
-                job.Accumulate = accumulate; job.Kernel = kernel;
+                job.Accumulate = accumulate; job.Kernel = kernel; job.Epilogue = epilogue;
                 // Phase 1: op(a), k block by k block, each split in two halves of its slivers.
                 job.Packing = true;
                 ParallelFor(workers, threads, kBlocks * 2, job);
                 // Phase 2: the column groups, handed out one at a time (the threads stay balanced).
                 job.Packing = false;
                 ParallelFor(workers, threads, groups, job);
+                job.Epilogue = null;
             }
         }
         finally { GemmScratch.Release(scratch); }
@@ -55,6 +56,7 @@ public static partial class Gemm
         public int Lda, Ldb, Ldc, M, N, K, Slivers;
         public bool TransA, TransB, Accumulate, Packing;
         public GemmKernel Kernel;
+        public IGemmEpilogue? Epilogue;
 
         // Packed op(a): k block q (k from q·KC) holds every sliver as [Slivers][kc][MR], at q·Slivers·MR·KC.
         private float* ABlock(int q) => APack + (long)q * Slivers * MR * KC;
@@ -117,6 +119,7 @@ public static partial class Gemm
                     }
                 }
             }
+            Epilogue?.Apply(C, Ldc, M, j0, nc);
         }
     }
 
