@@ -77,7 +77,7 @@ public class WindowedAttentionTests
         // the check runs before any launch, so it is tested without a device
         Palimpsest.Backends.Cuda.CudaBackend.RefuseWindow(0, 5000, "Attention");
         Palimpsest.Backends.Cuda.CudaBackend.RefuseWindow(4096, 4096, "Attention"); // masks nothing
-        var e = Assert.Throws<NotSupportedException>(() => Palimpsest.Backends.Cuda.CudaBackend.RefuseWindow(4096, 4097, "Attention"));
+        var e = Assert.Throws<ArgumentException>(() => Palimpsest.Backends.Cuda.CudaBackend.RefuseWindow(4096, 4097, "Attention"));
         Assert.StartsWith("Attention: the CUDA backend does not implement sliding_window 4096 (here 4097 keys", e.Message);
         Assert.DoesNotContain('\n', e.Message);
         Assert.Throws<ArgumentOutOfRangeException>(() => Palimpsest.Backends.Cuda.CudaBackend.RefuseWindow(-1, 3, "Attention"));

@@ -167,7 +167,7 @@ public sealed partial class CudaBackend : ISegmentAttention
     {
         OpShapes.Window(window, op);
         if (window > 0 && S > window)
-            throw new NotSupportedException($"{op}: the CUDA backend does not implement sliding_window {window} (here {S} keys, more than the window); "
+            throw new ArgumentException($"{op}: the CUDA backend does not implement sliding_window {window} (here {S} keys, more than the window); "
                 + $"run this model on the CPU backend or keep its sequences within {window} tokens");
     }
 
