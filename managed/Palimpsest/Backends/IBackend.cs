@@ -165,26 +165,30 @@ public interface IBackend : IDisposable, IFusedLinear
     /// <summary>
     /// Causal scaled-dot-product attention with grouped heads.
     /// q [T, H·hd], k [S, Hkv·hd], v [S, Hkv·hd] -> o [T, H·hd]; query t is at absolute position
-    /// S - T + t and sees keys 0..S-T+t; head h uses kv head h / (H / Hkv); scale 1/sqrt(hd).
+    /// i = S - T + t and sees keys 0..i, or with a sliding <paramref name="window"/> &gt; 0 only the keys j
+    /// with i − window &lt; j ≤ i (itself and the window − 1 before it: transformers' sliding_window_overlay,
+    /// masking_utils.py); window 0 = no window. Head h uses kv head h / (H / Hkv); scale 1/sqrt(hd).
     /// probs [H, T, S] (optional) receives the softmax for the backward (0 where masked).
     /// </summary>
-    void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs);
+    void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs, int window = 0);
 
     /// <summary>
     /// <see cref="Attention"/> over the first <paramref name="kvRows"/> rows of k and v (the filled
     /// prefix of a KV cache): q [T, H·hd], k, v [≥ kvRows, Hkv·hd] -> o [T, H·hd]. The same as
     /// Attention(q, RowPrefix(k, kvRows), RowPrefix(v, kvRows), ...); a backend whose decode step
-    /// should allocate nothing reads the prefix in place instead of making the two views.
+    /// should allocate nothing reads the prefix in place instead of making the two views. With a
+    /// window only the last rows are read, so a cache that keeps every row decodes past the window.
     /// </summary>
-    void AttentionPrefix(Tensor q, Tensor k, Tensor v, int kvRows, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs)
-        => Attention(q, RowPrefix(k, kvRows), RowPrefix(v, kvRows), heads, kvHeads, headDim, o, probs);
+    void AttentionPrefix(Tensor q, Tensor k, Tensor v, int kvRows, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs, int window = 0)
+        => Attention(q, RowPrefix(k, kvRows), RowPrefix(v, kvRows), heads, kvHeads, headDim, o, probs, window);
 
     /// <summary>
-    /// Backward of <see cref="Attention"/> given the saved probs: dq [T, H·hd], dk, dv [S, Hkv·hd]
-    /// are overwritten.
+    /// Backward of <see cref="Attention"/> (with the same window) given the saved probs: dq [T, H·hd],
+    /// dk, dv [S, Hkv·hd] are overwritten. The probs are 0 outside the window, so the window only lets
+    /// a backend skip those keys.
     /// </summary>
     void AttentionBackward(Tensor dO, Tensor q, Tensor k, Tensor v, Tensor probs, int heads, int kvHeads, int headDim,
-        Tensor dq, Tensor dk, Tensor dv);
+        Tensor dq, Tensor dk, Tensor dv, int window = 0);
 
     // ---------------- losses ----------------
 

@@ -116,12 +116,13 @@ public sealed partial class Transformer
     }
 
     // att [T, H·hd] = causal attention of q over k, v rotated from position Pos0: over the cache's
-    // rows [0, Pos0 + T) once k, v are appended to it; with segments within each (AttendSegments).
+    // rows [0, Pos0 + T) once k, v are appended to it; with segments within each (AttendSegments);
+    // on a sliding layer only the last C.AttentionWindow(l) keys of each query's (the cache keeps every row).
     private void Attend(int l, BlockTape bt, in ForwardPass p)
     {
         if (p.Segs is not null)
         {
-            AttendSegments(bt, p.Segs, p.Owned);
+            AttendSegments(l, bt, p.Segs, p.Owned);
             return;
         }
         Rotate(bt.Q, bt.K, p.Pos0, inverse: false);
@@ -129,13 +130,13 @@ public sealed partial class Transformer
         bt.Probs = probs!;
         if (p.Cache is not { } cache)
         {
-            B.Attention(bt.Q, bt.K, bt.V, C.Heads, C.KvHeads, C.HeadDim, bt.Att, probs);
+            B.Attention(bt.Q, bt.K, bt.V, C.Heads, C.KvHeads, C.HeadDim, bt.Att, probs, C.AttentionWindow(l));
             return;
         }
         // read in place (a RowPrefix view per layer would allocate at every step)
         B.CopyRows(bt.K, 0, cache.K[l], p.Pos0, p.T);
         B.CopyRows(bt.V, 0, cache.V[l], p.Pos0, p.T);
-        B.AttentionPrefix(bt.Q, cache.K[l], cache.V[l], p.Pos0 + p.T, C.Heads, C.KvHeads, C.HeadDim, bt.Att, probs);
+        B.AttentionPrefix(bt.Q, cache.K[l], cache.V[l], p.Pos0 + p.T, C.Heads, C.KvHeads, C.HeadDim, bt.Att, probs, C.AttentionWindow(l));
     }
 
     /// <summary>
@@ -205,10 +206,10 @@ public sealed partial class Transformer
         var dAtt = p.New(T, C.QDim);
         F.LinearBackward(bt.Att, bp.Wo, dAttnOut, dAtt, gb?.Wo, gb?.Bo);                 // dAtt [T, H·hd]
         var dQ = p.New(T, C.QDim); var dK = p.New(T, C.KvDim); var dV = p.New(T, C.KvDim);
-        if (p.Segs is not null) AttendSegmentsBackward(bt, p.Segs, p.SegGrads!, dAtt, dQ, dK, dV);
+        if (p.Segs is not null) AttendSegmentsBackward(l, bt, p.Segs, p.SegGrads!, dAtt, dQ, dK, dV);
         else
         {
-            B.AttentionBackward(dAtt, bt.Q, bt.K, bt.V, bt.Probs, C.Heads, C.KvHeads, C.HeadDim, dQ, dK, dV); // dQ [T, H·hd]; dK, dV [T, Hkv·hd]
+            B.AttentionBackward(dAtt, bt.Q, bt.K, bt.V, bt.Probs, C.Heads, C.KvHeads, C.HeadDim, dQ, dK, dV, C.AttentionWindow(l)); // dQ [T, H·hd]; dK, dV [T, Hkv·hd]
             Rotate(dQ, dK, p.PositionOffset, inverse: true);
         }
         F.LinearBackward(bt.AIn, bp.Wq, dQ, dAIn, gb?.Wq, gb?.Bq, accumulateInput: true); // dAIn [T, d] += dQ · Wqᵀ
