@@ -1,4 +1,3 @@
-using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Microsoft.ML.Tokenizers;
@@ -27,12 +26,12 @@ internal sealed class HfBpeFiles
     public required List<string> Merges { get; init; }
     public required Dictionary<string, int> Special { get; init; }
     public string Pattern { get; init; } = Gpt2Pattern;
-    /// <summary>Byte-level (GPT-2, Llama 3, Qwen2) or SentencePiece-style (Mistral, Llama 2: merges come from tokenizer.model).</summary>
+    /// <summary>Byte-level (GPT-2, Llama 3, Qwen2) or SentencePiece-style (Mistral, Llama 2: tokens over "▁", byte fallback).</summary>
     public TokenizerJsonKind Kind { get; init; } = TokenizerJsonKind.ByteLevel;
     /// <summary>Where a SentencePiece-style file puts "▁" before a piece of text.</summary>
     public SpacePrefix Prefix { get; init; } = SpacePrefix.Never;
-    /// <summary>The normaliser's Unicode form (Qwen2: NFC), applied to the text between added tokens.</summary>
-    public NormalizationForm? Normalization { get; init; }
+    /// <summary>The normaliser is NFC (Qwen2), applied to the text between added tokens.</summary>
+    public bool Nfc { get; init; }
     /// <summary>model.ignore_merges (Llama 3): a word that is in the vocabulary is that one token.</summary>
     public bool IgnoreMerges { get; init; }
     /// <summary>model.byte_fallback, model.unk_token and model.fuse_unk: what a SentencePiece-style file does with a character outside its vocabulary.</summary>
@@ -93,12 +92,13 @@ internal sealed class HfBpeFiles
         string type = model.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString()! : "BPE";
         if (type != "BPE")
             throw new ModelFormatException($"{path}: field 'model.type' is '{type}'; only BPE tokenizer.json files (byte-level, or SentencePiece-style beside a tokenizer.model) are supported");
+        // GPT-2's and Qwen2's files write "" for the affixes, Llama 3's null: both mean none.
         foreach (var f in new[] { "continuing_subword_prefix", "end_of_word_suffix", "dropout" })
-            if (model.TryGetProperty(f, out var x) && x.ValueKind != JsonValueKind.Null)
-                throw new ModelFormatException($"{path}: field 'model.{f}' is {OneLineJson(x)}; only null is supported");
+            if (model.TryGetProperty(f, out var x) && x.ValueKind != JsonValueKind.Null && !(x.ValueKind == JsonValueKind.String && x.GetString() == ""))
+                throw new ModelFormatException($"{path}: field 'model.{f}' is {OneLineJson(x)}; only null or \"\" is supported");
 
         var (kind, pattern, prefix) = PreTokenizer(path, root);
-        var normalization = Normalizer(path, root, ref prefix, kind);
+        bool nfc = Normalizer(path, root, ref prefix, kind);
         if (!model.TryGetProperty("vocab", out var v)) throw new ModelFormatException($"{path}: field 'model.vocab' is missing");
         var vocab = ReadVocab(path, v, "model.vocab");
 
@@ -127,7 +127,7 @@ internal sealed class HfBpeFiles
         return new HfBpeFiles
         {
             Origin = path, Vocab = vocab, Merges = merges, Special = special, Pattern = pattern, Kind = kind, Prefix = prefix,
-            Normalization = normalization, IgnoreMerges = model.TryGetProperty("ignore_merges", out var im) && im.ValueKind == JsonValueKind.True,
+            Nfc = nfc, IgnoreMerges = model.TryGetProperty("ignore_merges", out var im) && im.ValueKind == JsonValueKind.True,
             Bos = PostProcessorBos(path, root, special, vocab),
             ByteFallback = model.TryGetProperty("byte_fallback", out var bf) && bf.ValueKind == JsonValueKind.True,
             FuseUnknown = model.TryGetProperty("fuse_unk", out var fu) && fu.ValueKind == JsonValueKind.True,
@@ -252,20 +252,21 @@ internal sealed class HfBpeFiles
     }
 
     /// <summary>
-    /// The normaliser: none, or a Unicode normal form (Qwen2: NFC) for byte-level files; for SentencePiece-style
-    /// files, Llama 2's Sequence[Prepend("▁"), Replace(" ", "▁")], which <see cref="MetaspaceSegments"/> applies.
+    /// The normaliser: none, or NFC (Qwen2; <see cref="Palimpsest.Tokenization.Nfc"/>) for byte-level files; for
+    /// SentencePiece-style files, Llama 2's Sequence[Prepend("▁"), Replace(" ", "▁")], which <see cref="MetaspaceSegments"/>
+    /// applies. Returns whether it is NFC.
     /// </summary>
-    private static NormalizationForm? Normalizer(string path, JsonElement root, ref SpacePrefix prefix, TokenizerJsonKind kind)
+    private static bool Normalizer(string path, JsonElement root, ref SpacePrefix prefix, TokenizerJsonKind kind)
     {
-        if (!root.TryGetProperty("normalizer", out var n) || n.ValueKind == JsonValueKind.Null) return null;
+        if (!root.TryGetProperty("normalizer", out var n) || n.ValueKind == JsonValueKind.Null) return false;
         var items = TypeOf(n) == "Sequence" && n.TryGetProperty("normalizers", out var seq) && seq.ValueKind == JsonValueKind.Array
             ? seq.EnumerateArray().ToList() : [n];
-        NormalizationForm? form = null;
+        bool nfc = false;
         foreach (var item in items)
         {
             string type = TypeOf(item);
-            if (kind == TokenizerJsonKind.ByteLevel && form is null && type is "NFC" or "NFD" or "NFKC" or "NFKD")
-                form = type switch { "NFC" => NormalizationForm.FormC, "NFD" => NormalizationForm.FormD, "NFKC" => NormalizationForm.FormKC, _ => NormalizationForm.FormKD };
+            if (kind == TokenizerJsonKind.ByteLevel && type == "NFC")
+                nfc = true;
             else if (kind == TokenizerJsonKind.SentencePiece && type == "Prepend" && StringField(item, "prepend") == "\u2581")
                 prefix = SpacePrefix.Prepend;
             else if (kind == TokenizerJsonKind.SentencePiece && type == "Replace" && StringField(item, "content") == "\u2581"
@@ -273,9 +274,9 @@ internal sealed class HfBpeFiles
                 continue; // spaces become "▁" in MetaspaceSegments
             else
                 throw new ModelFormatException($"{path}: field 'normalizer' has '{type}', which is not supported for a " +
-                                               (kind == TokenizerJsonKind.ByteLevel ? "byte-level BPE (supported: NFC, NFD, NFKC, NFKD)" : "SentencePiece-style BPE (supported: Prepend(\"\u2581\"), Replace(\" \", \"\u2581\"))"));
+                                               (kind == TokenizerJsonKind.ByteLevel ? "byte-level BPE (supported: NFC)" : "SentencePiece-style BPE (supported: Prepend(\"\u2581\"), Replace(\" \", \"\u2581\"))"));
         }
-        return form;
+        return nfc;
     }
 
     /// <summary>

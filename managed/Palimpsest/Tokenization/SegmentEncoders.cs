@@ -16,7 +16,7 @@ internal sealed class ByteLevelSegments
     private readonly BpeTokenizer _bpe;
     private readonly Regex _split;
     private readonly bool _ignoreMerges;
-    private readonly NormalizationForm? _normalization;
+    private readonly bool _nfc;
     private readonly IReadOnlyDictionary<string, int> _vocab;
 
     public ByteLevelSegments(BpeTokenizer bpe, HfBpeFiles files)
@@ -24,13 +24,13 @@ internal sealed class ByteLevelSegments
         _bpe = bpe;
         _split = new Regex(files.Pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant);
         _ignoreMerges = files.IgnoreMerges;
-        _normalization = files.Normalization;
+        _nfc = files.Nfc;
         _vocab = files.Vocab;
     }
 
     public void Encode(string segment, int offset, List<int> ids)
     {
-        if (_normalization is { } form) segment = segment.Normalize(form);
+        if (_nfc) segment = Nfc.Normalize(segment);
         int at = 0;
         for (var m = _split.Match(segment); m.Success; m = m.NextMatch())
         {

@@ -69,6 +69,8 @@ internal static class TinyHfTokenizers
 
     private static JsonObject ByteLevelJson(string regex, string[] added, JsonObject? normalizer, bool ignoreMerges, JsonObject postProcessor)
     {
+        // Llama 3's file writes null for the affixes, Qwen2's (and GPT-2's) "".
+        JsonNode? affix = ignoreMerges ? null : "";
         var vocab = new JsonObject();
         foreach (var (k, v) in ByteLevelVocab()) vocab[k] = v;
         return new JsonObject
@@ -87,7 +89,7 @@ internal static class TinyHfTokenizers
             ["decoder"] = new JsonObject { ["type"] = "ByteLevel" },
             ["model"] = new JsonObject
             {
-                ["type"] = "BPE", ["dropout"] = null, ["unk_token"] = null, ["continuing_subword_prefix"] = null, ["end_of_word_suffix"] = null,
+                ["type"] = "BPE", ["dropout"] = null, ["unk_token"] = null, ["continuing_subword_prefix"] = affix, ["end_of_word_suffix"] = affix?.DeepClone(),
                 ["fuse_unk"] = false, ["byte_fallback"] = false, ["ignore_merges"] = ignoreMerges,
                 ["vocab"] = vocab,
                 ["merges"] = new JsonArray(Merges.Select(m => (JsonNode)new JsonArray(m.Split(' ').Select(p => (JsonNode)p!).ToArray())).ToArray()),
