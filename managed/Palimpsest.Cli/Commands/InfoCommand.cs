@@ -85,7 +85,12 @@ internal static class InfoCommand
     private static string TokenizerLine(ModelSession s)
     {
         // A model without a usable tokenizer still has an architecture to show: report, don't fail.
-        try { return s.Tokenizer.Source; }
+        try
+        {
+            var tok = s.Tokenizer;
+            // Whether prompts start with BOS changes every id after it: say so where the files ask for one.
+            return tok.AddsBos ? $"{tok.Source}; prompts start with BOS {tok.BosId}" : tok.Source;
+        }
         catch (ModelFormatException e) { return "none usable: " + CliErrors.OneLine(e.Message); }
     }
 

@@ -52,7 +52,7 @@ public sealed class Generator
     /// </summary>
     public string GreedyText(Tokenization.ITextTokenizer tok, string prompt, int maxTokens)
     {
-        var ids = tok.Encode(prompt);
+        var ids = tok.EncodePrompt(prompt);
         int n = Math.Min(maxTokens, _tf.Model.Config.MaxPositions - ids.Length);
         if (n <= 0) return "";
         return tok.Decode(Generate(ids, n, null, tok.EosId).Where(i => i != tok.EosId).ToArray());
