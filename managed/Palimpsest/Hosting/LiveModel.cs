@@ -230,7 +230,7 @@ public sealed class LiveModel : IDisposable
                     last = now;
                 }
                 cancel.ThrowIfCancellationRequested();
-                if (next == Tokenizer.EosId && !r.IgnoreEos) { finish = "stop"; break; }
+                if (!r.IgnoreEos && Tokenizer.StopIds.Contains(next)) { finish = "stop"; break; }
                 if (text.Add(next)) { finish = "stop"; break; }
                 if (text.Count == r.MaxTokens) break;
                 next = session.Step(next);

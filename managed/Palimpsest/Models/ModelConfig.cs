@@ -66,7 +66,14 @@ public sealed record ModelConfig
     public bool NormBias => Norm == NormKind.LayerNorm;
     public bool TiedHead { get; init; }
     public bool HeadBias { get; init; }
-    public int? EosTokenId { get; init; }
+    /// <summary>The first of config.json's eos_token_id (it may be a list), or null. Setting it sets the list to that one id.</summary>
+    public int? EosTokenId
+    {
+        get => EosTokenIds.Count > 0 ? EosTokenIds[0] : null;
+        init => EosTokenIds = value is int v ? [v] : [];
+    }
+    /// <summary>Every id of eos_token_id (Llama 3.1 Instruct: end_of_text, eom_id, eot_id): generation stops at any of them.</summary>
+    public IReadOnlyList<int> EosTokenIds { get; init; } = [];
     public string ModelType { get; init; } = "";
     /// <summary>config.json fields neither read nor known to be harmless (<see cref="ConfigFields"/>): `info` names them.</summary>
     public IReadOnlyList<string> UnrecognisedFields { get; init; } = [];
@@ -110,7 +117,7 @@ public sealed record ModelConfig
                     NormEps = r.Dbl("layer_norm_epsilon", 1e-5), Norm = NormKind.LayerNorm,
                     Act = r.Act("activation_function", "gelu_new"), LearnedPositions = true,
                     QkvBias = true, AttnOutBias = true, MlpBias = true, TiedHead = true,
-                    EosTokenId = r.OptInt("eos_token_id"),
+                    EosTokenIds = r.IdList("eos_token_id"),
                 };
             }
             case "gptj":
@@ -129,7 +136,7 @@ public sealed record ModelConfig
                     RopeTheta = 10000.0, ParallelResidual = true, SharedNorm = true,
                     QkvBias = false, AttnOutBias = false, MlpBias = true,
                     TiedHead = r.Bool("tie_word_embeddings", false), HeadBias = true,
-                    EosTokenId = r.OptInt("eos_token_id"),
+                    EosTokenIds = r.IdList("eos_token_id"),
                 };
             }
             case "gpt_neox":
@@ -151,7 +158,7 @@ public sealed record ModelConfig
                     RopeTheta = r.RopeParam("rope_theta", "rotary_emb_base", 10000.0), RopeScaling = r.RopeScalingOf(),
                     ParallelResidual = r.Bool("use_parallel_residual", true),
                     QkvBias = bias, AttnOutBias = bias, MlpBias = true,
-                    TiedHead = r.Bool("tie_word_embeddings", false), EosTokenId = r.OptInt("eos_token_id"),
+                    TiedHead = r.Bool("tie_word_embeddings", false), EosTokenIds = r.IdList("eos_token_id"),
                 };
             }
             case "llama" or "mistral" or "qwen2":
@@ -176,7 +183,7 @@ public sealed record ModelConfig
                     NormEps = r.Dbl("rms_norm_eps", 1e-6), Norm = NormKind.RmsNorm, Act = Activation.Silu, GatedMlp = true,
                     RotaryDim = hd, RotaryInterleaved = false, RopeTheta = r.RopeParam("rope_theta", "rope_theta", 10000.0),
                     RopeScaling = r.RopeScalingOf(), QkvBias = qkvBias, AttnOutBias = oBias, MlpBias = type == "llama" && r.Bool("mlp_bias", false),
-                    TiedHead = r.Bool("tie_word_embeddings", false), EosTokenId = r.OptInt("eos_token_id"),
+                    TiedHead = r.Bool("tie_word_embeddings", false), EosTokenIds = r.IdList("eos_token_id"),
                 };
             }
             default:
@@ -229,10 +236,25 @@ public sealed record ModelConfig
         public int? OptInt(string f)
         {
             if (!j.TryGetProperty(f, out var v) || v.ValueKind == JsonValueKind.Null) return null;
-            if (v.ValueKind == JsonValueKind.Array && v.GetArrayLength() > 0) v = v[0]; // eos_token_id may be a list
+            if (v.ValueKind == JsonValueKind.Array && v.GetArrayLength() > 0 && f == "bos_token_id") v = v[0];
             if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out int x)) throw Bad(f, "must be an integer");
-            if (x <= 0 && f != "eos_token_id" && f != "bos_token_id") throw Bad(f, $"must be positive (got {x})");
+            if (x <= 0 && f != "bos_token_id") throw Bad(f, $"must be positive (got {x})");
             return x;
+        }
+
+        /// <summary>A token id or a list of them (eos_token_id): [] when absent or null; each must be an integer ≥ 0.</summary>
+        public IReadOnlyList<int> IdList(string f)
+        {
+            if (!j.TryGetProperty(f, out var v) || v.ValueKind == JsonValueKind.Null) return [];
+            var items = v.ValueKind == JsonValueKind.Array ? v.EnumerateArray().ToArray() : [v];
+            var ids = new List<int>();
+            foreach (var item in items)
+            {
+                if (item.ValueKind != JsonValueKind.Number || !item.TryGetInt32(out int x) || x < 0)
+                    throw Bad(f, "must be a token id (an integer >= 0) or a list of them");
+                if (!ids.Contains(x)) ids.Add(x);
+            }
+            return ids;
         }
 
         public double Dbl(string f, double dflt)

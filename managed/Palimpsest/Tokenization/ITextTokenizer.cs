@@ -26,6 +26,10 @@ public interface ITextTokenizer
     /// <summary>End-of-sequence id inside the model's vocabulary, or null when there is none.</summary>
     int? EosId { get; }
 
+    /// <summary>Every id generation stops at: <see cref="EosId"/> and the rest of config.json's eos_token_id list
+    /// (Llama 3.1 Instruct ends a turn with &lt;|eot_id|&gt;, not &lt;|end_of_text|&gt;). Defaults to <see cref="EosId"/> alone.</summary>
+    IReadOnlyList<int> StopIds => EosId is int e ? [e] : [];
+
     /// <summary>Beginning-of-sequence id inside the model's vocabulary, or null when the tokenizer has none (GPT-2, Qwen2).
     /// Defaults to none, so a tokenizer written for GPT-2-style models need not say.</summary>
     int? BosId => null;

@@ -21,7 +21,7 @@ internal sealed class MlTextTokenizer : ITextTokenizer
     private readonly HfRules? _segments;
 
     public MlTextTokenizer(Tokenizer inner, int modelVocab, int? eosId, string source,
-        (int? Id, bool Adds) bos = default, HfRules? segments = null)
+        (int? Id, bool Adds) bos = default, HfRules? segments = null, IReadOnlyList<int>? moreStops = null)
     {
         if (modelVocab <= 0) throw new ArgumentOutOfRangeException(nameof(modelVocab), $"vocabulary size must be positive (got {modelVocab})");
         _inner = inner;
@@ -33,10 +33,13 @@ internal sealed class MlTextTokenizer : ITextTokenizer
         BosId = bos.Id is int b && b >= 0 && b < modelVocab ? b : null;
         AddsBos = bos.Adds && BosId is not null;
         Source = source;
+        StopIds = (EosId is int eos ? [eos] : Array.Empty<int>())
+            .Concat(moreStops ?? []).Where(i => i >= 0 && i < modelVocab).Distinct().ToArray();
     }
 
     public int VocabSize { get; }
     public int? EosId { get; }
+    public IReadOnlyList<int> StopIds { get; }
     public int? BosId { get; }
     public bool AddsBos { get; }
 

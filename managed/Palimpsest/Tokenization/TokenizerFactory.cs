@@ -58,7 +58,7 @@ public static class TokenizerFactory
         string src = config.Vocab < Gpt2VocabSize
             ? $"built-in GPT-2 BPE, limited to the model's first {config.Vocab} ids"
             : "built-in GPT-2 BPE";
-        return new MlTextTokenizer(t, config.Vocab, config.EosTokenId ?? Gpt2VocabSize - 1, src);
+        return new MlTextTokenizer(t, config.Vocab, config.EosTokenId ?? Gpt2VocabSize - 1, src, moreStops: config.EosTokenIds);
     }
 
     /// <summary>
@@ -108,7 +108,7 @@ public static class TokenizerFactory
             var segments = new MetaspaceSegments(t, files);
             rules = new HfRules(added, segments.Encode, segments.Decode);
         }
-        return new MlTextTokenizer(t, config.Vocab, eos, source, bos, rules);
+        return new MlTextTokenizer(t, config.Vocab, eos, source, bos, rules, config.EosTokenIds);
     }
 
     /// <summary>
@@ -131,7 +131,7 @@ public static class TokenizerFactory
         }
         const string source = "SentencePiece from tokenizer.model";
         var bos = Bos(settings, t.BeginningOfSentenceId, settings.AddBos ?? true, config, source);
-        return new MlTextTokenizer(t, config.Vocab, config.EosTokenId ?? t.EndOfSentenceId, source, bos);
+        return new MlTextTokenizer(t, config.Vocab, config.EosTokenId ?? t.EndOfSentenceId, source, bos, moreStops: config.EosTokenIds);
     }
 
     /// <summary>The BOS and whether prompts start with it; a BOS the files ask for that the model cannot read is refused.</summary>

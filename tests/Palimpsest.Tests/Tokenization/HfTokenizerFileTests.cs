@@ -318,7 +318,7 @@ public sealed class HfTokenizerFileTests : IDisposable
     }
 
     [Fact]
-    public void ConfigEosList_TakesTheFirst()
+    public void ConfigEosList_KeepsEveryId_AndGenerationStopsAtAny()
     {
         // Llama 3.1 Instruct: "eos_token_id": [128001, 128008, 128009].
         string src = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "fixtures", "llama", "config.json"));
@@ -326,6 +326,29 @@ public sealed class HfTokenizerFileTests : IDisposable
         node["eos_token_id"] = new JsonArray(7, 8, 9);
         string path = Path.Combine(_tmp, "config.json");
         File.WriteAllText(path, node.ToJsonString());
-        Assert.Equal(7, ModelConfig.Load(path).EosTokenId);
+        var config = ModelConfig.Load(path);
+        Assert.Equal(7, config.EosTokenId);
+        Assert.Equal([7, 8, 9], config.EosTokenIds);
+
+        // the generator stops at whichever of them comes first: the third token of a free run, made a stop id
+        using var b = new Palimpsest.Backends.Cpu.ReferenceBackend();
+        using var model = Palimpsest.Runtime.Model.Load(Path.Combine(AppContext.BaseDirectory, "fixtures", "llama"), b);
+        var gen = new Palimpsest.Runtime.Generator(new Palimpsest.Runtime.Transformer(model));
+        int[] prompt = [3, 1, 4, 1, 5];
+        var free = gen.Generate(prompt, 8);
+        int k = Array.FindIndex(free, t => Array.IndexOf(free, t) == Array.LastIndexOf(free, t) && Array.IndexOf(free, t) >= 2);
+        Assert.True(k >= 2, $"no token of the free run {string.Join(",", free)} occurs once at index >= 2");
+        var stopped = gen.Generate(prompt, 8, null, [free[k], 100_000]);
+        Assert.Equal(free[..(k + 1)], stopped);
+
+        node["eos_token_id"] = "seven";
+        File.WriteAllText(path, node.ToJsonString());
+        var e = Assert.Throws<ModelFormatException>(() => ModelConfig.Load(path));
+        Assert.Contains("eos_token_id", e.Message);
+        node["eos_token_id"] = 7;
+        node["num_hidden_layers"] = new JsonArray(2); // a list is only for token ids
+        File.WriteAllText(path, node.ToJsonString());
+        e = Assert.Throws<ModelFormatException>(() => ModelConfig.Load(path));
+        Assert.Contains("num_hidden_layers", e.Message);
     }
 }
