@@ -1,3 +1,5 @@
+using Palimpsest.Tensors;
+
 namespace Palimpsest.Backends.Cpu;
 
 public static partial class Gemm
@@ -9,11 +11,12 @@ public static partial class Gemm
 
     /// <summary>
     /// c [M, N] (+)= op(a) · op(b) for M ≥ 2 (GEMV handles M = 1): loops jc (NC) → pc (KC) →
-    /// blocks of rows (parallel) → NR panels → MR slivers → micro-kernel.
+    /// blocks of rows (parallel) → NR panels → MR slivers → micro-kernel. With <paramref name="b16"/>
+    /// given, b is that 16-bit matrix (<paramref name="kind16"/>) instead, widened while it is packed.
     /// </summary>
     private static unsafe void SgemmBlocked(bool transA, bool transB, int M, int N, int K,
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, Span<float> c, int ldc, bool accumulate,
-        GemmKernel kernel, int threads, SimdWorkers? workers)
+        GemmKernel kernel, int threads, SimdWorkers? workers, ushort* b16 = null, DType kind16 = DType.F32)
     {
         // Rows are split into blocks of whole MR slivers; the count is a multiple of the thread
         // count so that every thread gets the same amount of work.
@@ -29,7 +32,7 @@ public static partial class Gemm
                 var job = scratch.BlockJob;
                 job.A = pa; job.B = pb; job.C = pc; job.Lda = lda; job.Ldb = ldb; job.Ldc = ldc;
                 job.TransA = transA; job.TransB = transB; job.M = M; job.Slivers = slivers; job.MBlocks = mBlocks;
-                job.BPack = bPack; job.Kernel = kernel;
+                job.BPack = bPack; job.Kernel = kernel; job.B16 = b16; job.Kind16 = kind16;
                 for (int jc = 0; jc < N; jc += NC)
                 {
                     job.Jc = jc;
@@ -60,6 +63,9 @@ public static partial class Gemm
     internal sealed unsafe class BlockJob : IParallelJob
     {
         public float* A, B, C, BPack;
+        /// <summary>A 16-bit b (null: b is float32 in <see cref="B"/>) and its format.</summary>
+        public ushort* B16;
+        public DType Kind16;
         public int Lda, Ldb, Ldc, M, Slivers, MBlocks, NSplit, Jc, Nc, Pc, Kc, PanelsPerSlice;
         public bool TransA, TransB, Accumulate, Packing;
         public GemmKernel Kernel;
@@ -81,7 +87,9 @@ public static partial class Gemm
             {
                 int j0 = jp * NR, nr = Math.Min(NR, Nc - j0);
                 float* dst = BPack + (long)jp * NR * Kc;
-                GemmPack.PackB(TransB, B, Ldb, Pc, Jc + j0, Kc, nr, dst);
+                if (B16 == null) GemmPack.PackB(TransB, B, Ldb, Pc, Jc + j0, Kc, nr, dst);
+                else if (Kind16 == DType.BF16) GemmPack.PackBHalf<HalfWiden.Bf16>(TransB, B16, Ldb, Pc, Jc + j0, Kc, nr, dst);
+                else GemmPack.PackBHalf<HalfWiden.F16>(TransB, B16, Ldb, Pc, Jc + j0, Kc, nr, dst);
             }
         }
 
