@@ -11,6 +11,8 @@
 #define GEMV_COLS 256 // columns per block of gemv_xw: 32 lanes x 8 adjacent columns
 #define GEMV_ROWS 8   // warps per block of gemv_xw; warp r takes rows r, r + 8, ... of its K range
 #define GEMV_BATCH 8  // rows per warp whose loads are in flight together
+#define TRANSPOSE_TILE 32 // tile edge of transpose_u16: lane c of a warp takes column c of a tile row
+#define TRANSPOSE_ROWS 8  // warps per block of transpose_u16; warp r copies tile rows r, r + 8, ...
 
 struct __attribute__((aligned(16))) gemv_u32x4 { unsigned int x, y, z, w; };
 struct __attribute__((aligned(16))) gemv_f32x4 { float x, y, z, w; };
@@ -255,20 +257,20 @@ GEMV_WT_ENTRY(gemv_wt_f16, DT_F16)
 GEMV_WT_ENTRY(gemv_wt_bf16, DT_BF16)
 
 // src [rows, cols] of 16-bit elements -> dst [cols, rows]: a weight's transposed twin for gemv_wt.
-// 32 x 32 tiles through shared memory (padded a column against bank conflicts); 256 threads, grid
-// (ceil(cols / 32), ceil(rows / 32)).
+// TRANSPOSE_TILE x TRANSPOSE_TILE tiles through shared memory (padded a column against bank
+// conflicts); TRANSPOSE_TILE x TRANSPOSE_ROWS threads, grid (ceil(cols / TRANSPOSE_TILE), ceil(rows / TRANSPOSE_TILE)).
 extern "C" __global__ void transpose_u16(const unsigned short* src, unsigned short* dst, int rows, int cols)
 {
-    __shared__ unsigned short tile[32][33];
-    const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
-    const int c0 = blockIdx.x * 32, r0 = blockIdx.y * 32;
-    for (int i = ty; i < 32; i += 8)
+    __shared__ unsigned short tile[TRANSPOSE_TILE][TRANSPOSE_TILE + 1];
+    const int tx = threadIdx.x % TRANSPOSE_TILE, ty = threadIdx.x / TRANSPOSE_TILE;
+    const int c0 = blockIdx.x * TRANSPOSE_TILE, r0 = blockIdx.y * TRANSPOSE_TILE;
+    for (int i = ty; i < TRANSPOSE_TILE; i += TRANSPOSE_ROWS)
     {
         const int r = r0 + i, c = c0 + tx;
         if (r < rows && c < cols) tile[i][tx] = src[(long long)r * cols + c];
     }
     __syncthreads();
-    for (int i = ty; i < 32; i += 8)
+    for (int i = ty; i < TRANSPOSE_TILE; i += TRANSPOSE_ROWS)
     {
         const int c = c0 + i, r = r0 + tx;
         if (c < cols && r < rows) dst[(long long)c * rows + r] = tile[tx][i];

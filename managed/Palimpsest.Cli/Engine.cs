@@ -92,7 +92,7 @@ internal sealed class Engine : IDisposable
         int next = session.Prefill(prompt);
         for (int i = 0; ; i++)
         {
-            if (next == s.Eos) yield break;
+            if (s.Stops.Contains(next)) yield break;
             yield return next;
             if (i + 1 == count) yield break;
             next = session.Step(next);

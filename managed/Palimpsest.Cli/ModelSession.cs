@@ -67,7 +67,7 @@ internal sealed class ModelSession : IDisposable
         else
         {
             if (prompt!.Length == 0) throw new CliUsageException("the prompt is empty");
-            ids = Tokenizer.Encode(prompt);
+            ids = Tokenizer.EncodePrompt(prompt);
             if (ids.Length == 0) throw new CliUsageException("the prompt encodes to no tokens");
         }
         CheckFitsContext(ids.Length, "");

@@ -23,7 +23,7 @@ public class ReadmeExampleTests
             using var tf = new Transformer(model);
             var tok = TokenizerFactory.ForModel(folder, model.Config);
 
-            int[] ids = tok.Encode("The mother tongue of Danielle Darrieux is");
+            int[] ids = tok.EncodePrompt("The mother tongue of Danielle Darrieux is");
             int[] next = new Generator(tf).Generate(ids, maxTokens: 1);
             Assert.Equal(" French", tok.Decode(next));
 

@@ -68,7 +68,7 @@ internal static class EditCommand
                 for (int i = 0; i < reqs.Count; i++)
                 {
                     var r = reqs[i];
-                    int tokens = ms.Tokenizer.Encode(r.FilledPrompt + (r.TargetNew.StartsWith(' ') ? r.TargetNew : " " + r.TargetNew)).Length;
+                    int tokens = ms.Tokenizer.EncodePrompt(r.FilledPrompt + (r.TargetNew.StartsWith(' ') ? r.TargetNew : " " + r.TargetNew)).Length;
                     if (tokens > ms.Config.MaxPositions)
                         throw new CliUsageException($"{(pr.GetValue(requests) is { } f ? $"--requests {f}: request {i} ({r.Subject})" : "the request")}: prompt and target are {tokens} tokens, "
                             + $"longer than the model's context of {ms.Config.MaxPositions} ({ms.ContextField} in {ms.ConfigPath})");

@@ -30,7 +30,7 @@ internal static class GenerateCommand
             using var s = ModelSession.Open(pr.GetValue(model)!, pr.GetValue(f64), pr.GetValue(device)!, pr.GetValue(weights)!);
             int[] input = s.ResolveInput(pr.GetValue(prompt), pr.GetValue(ids));
             var tok = TokenizerOrNull(s, fromIds: pr.GetValue(ids) is not null);
-            var settings = new GenerateSettings(n, k, temp, pr.GetValue(seed), tok?.EosId);
+            var settings = new GenerateSettings(n, k, temp, pr.GetValue(seed), tok?.StopIds ?? []);
             if (tok is null)
             {
                 // A bare checkpoint given --ids: continue it anyway and print ids, as `run` and `predict` do.
@@ -71,5 +71,5 @@ internal static class GenerateCommand
     }
 }
 
-/// <summary>How to continue a prompt: up to MaxNew tokens; TopK 0 = greedy; stops at Eos when given.</summary>
-internal sealed record GenerateSettings(int MaxNew, int TopK, double Temperature, int Seed, int? Eos);
+/// <summary>How to continue a prompt: up to MaxNew tokens; TopK 0 = greedy; stops at any of Stops (the tokenizer's EOS ids).</summary>
+internal sealed record GenerateSettings(int MaxNew, int TopK, double Temperature, int Seed, IReadOnlyList<int> Stops);

@@ -64,7 +64,7 @@ internal static class InfoCommand
             ("heads", c.KvHeads == c.Heads ? $"{c.Heads} (head_dim {c.HeadDim})" : $"{c.Heads}, {c.KvHeads} key/value heads (head_dim {c.HeadDim})"),
             ("d_ff", I(c.DFf) + (c.GatedMlp ? " (gated, SwiGLU)" : "")),
             ("vocab", I(c.Vocab)),
-            ("context", I(c.MaxPositions) + (c.SlidingWindow is int window ? $" (sliding_window {I(window)}: longer sequences are refused, not windowed)" : "")),
+            ("context", I(c.MaxPositions) + (c.SlidingWindow is int window ? $" (sliding_window {I(window)} on {SlidingLayers(c)})" : "")),
             ("attention biases", c.QkvBias ? (c.AttnOutBias ? "q, k, v, o" : "q, k, v") : c.AttnOutBias ? "o" : "none"),
             ("norm", $"{c.Norm} (eps {c.NormEps.ToString("g", CultureInfo.InvariantCulture)})"),
             ("activation", c.GatedMlp ? "SiLU (SwiGLU)" : c.Act.ToString()),
@@ -86,11 +86,32 @@ internal static class InfoCommand
     private static string TokenizerLine(ModelSession s)
     {
         // A model without a usable tokenizer still has an architecture to show: report, don't fail.
-        try { return s.Tokenizer.Source; }
+        try
+        {
+            var tok = s.Tokenizer;
+            // Whether prompts start with BOS changes every id after it: say so where the files ask for one.
+            return tok.AddsBos ? $"{tok.Source}; prompts start with BOS {tok.BosId}" : tok.Source;
+        }
         catch (ModelFormatException e) { return "none usable: " + CliErrors.OneLine(e.Message); }
     }
 
     private static string I(int x) => x.ToString("N0", CultureInfo.InvariantCulture);
+
+    // "every layer", or the sliding layers as ranges: "layers 20-27", "layers 1, 3, 5"
+    private static string SlidingLayers(ModelConfig c)
+    {
+        if (c.SlidingLayers is not { } sliding) return "every layer";
+        var ranges = new List<string>();
+        for (int l = 0; l < sliding.Count; l++)
+        {
+            if (!sliding[l]) continue;
+            int end = l;
+            while (end + 1 < sliding.Count && sliding[end + 1]) end++;
+            ranges.Add(end == l ? $"{l}" : $"{l}-{end}");
+            l = end;
+        }
+        return (ranges.Count == 1 && !ranges[0].Contains('-') ? "layer " : "layers ") + string.Join(", ", ranges);
+    }
 
     private static string Scaling(RopeScaling? s) => s switch
     {

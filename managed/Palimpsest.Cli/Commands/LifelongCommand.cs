@@ -158,7 +158,7 @@ internal static class LifelongCommand
                 var hp = (LemoeHparams)em.Settings.Hparams;
                 var adaptor = Lemoe.AdaptorOf(lm.Tf, hp);
                 var batches = hp.PlanOrder
-                    ? LemoePlanner.Plan(stream, b, r => adaptor.RoutingInputs([], lm.Tok.Encode(r.FilledPrompt), null)[^1], hp.Seed)
+                    ? LemoePlanner.Plan(stream, b, r => adaptor.RoutingInputs([], lm.Tok.EncodePrompt(r.FilledPrompt), null)[^1], hp.Seed)
                     : stream.Chunk(b).Select(c => (IReadOnlyList<EditRequest>)c).ToList();
                 stream = batches.SelectMany(x => x).ToList();
                 output.Describe(em.Name, b, em.HparamsJson, em.Layers, adaptor: true);

@@ -62,7 +62,7 @@ public sealed class CausalTracer
         int at = prompt.IndexOf(subject, StringComparison.Ordinal);
         if (at < 0) throw new ArgumentException($"subject '{subject}' does not occur in the prompt \"{prompt}\"");
         string template = prompt[..at] + "{}" + prompt[(at + subject.Length)..];
-        var ids = _tok.Encode(prompt);
+        var ids = _tok.EncodePrompt(prompt);
         int first = SubjectTokens.FirstIndex(_tok, template, subject), last = SubjectTokens.LastIndex(_tok, template, subject);
         if (last >= ids.Length) throw new ArgumentException($"subject tokens [{first}, {last}] outside the {ids.Length} prompt tokens");
         int T = ids.Length;

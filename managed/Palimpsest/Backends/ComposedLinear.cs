@@ -33,10 +33,21 @@ public sealed class ComposedLinear(IBackend backend) : IFusedLinear
         Linear(be, x, w2, b2, y2, null);
     }
 
+    // dx [T, in] (+)= dy [T, out] · wᵀ; dw [in, out] += xᵀ · dy; db [out] += Σ_t dy; dw and db optional
+    public static void LinearBackward(IBackend be, Tensor x, Tensor w, Tensor dy, Tensor dx, Tensor? dw, Tensor? db, bool accumulateInput)
+    {
+        be.MatMul(dy, false, w, true, dx, accumulateInput);
+        if (dw is not null) be.MatMul(x, true, dy, false, dw, accumulate: true);
+        if (db is not null) be.SumRows(dy, db, accumulate: true);
+    }
+
     void IFusedLinear.Linear(Tensor x, Tensor w, Tensor? b, Tensor y, Tensor? residual) => Linear(backend, x, w, b, y, residual);
 
     void IFusedLinear.LinearAct(Activation act, Tensor x, Tensor w, Tensor? b, Tensor up, Tensor key) => LinearAct(backend, act, x, w, b, up, key);
 
     void IFusedLinear.Linear3(Tensor x, Tensor w0, Tensor? b0, Tensor y0, Tensor w1, Tensor? b1, Tensor y1, Tensor w2, Tensor? b2, Tensor y2)
         => Linear3(backend, x, w0, b0, y0, w1, b1, y1, w2, b2, y2);
+
+    void IFusedLinear.LinearBackward(Tensor x, Tensor w, Tensor dy, Tensor dx, Tensor? dw, Tensor? db, bool accumulateInput)
+        => LinearBackward(backend, x, w, dy, dx, dw, db, accumulateInput);
 }

@@ -99,6 +99,9 @@ public interface IBackend : IDisposable, IFusedLinear
     void IFusedLinear.Linear3(Tensor x, Tensor w0, Tensor? b0, Tensor y0, Tensor w1, Tensor? b1, Tensor y1, Tensor w2, Tensor? b2, Tensor y2)
         => ComposedLinear.Linear3(this, x, w0, b0, y0, w1, b1, y1, w2, b2, y2);
 
+    void IFusedLinear.LinearBackward(Tensor x, Tensor w, Tensor dy, Tensor dx, Tensor? dw, Tensor? db, bool accumulateInput)
+        => ComposedLinear.LinearBackward(this, x, w, dy, dx, dw, db, accumulateInput);
+
     // ---------------- embeddings ----------------
 
     /// <summary>
@@ -162,26 +165,30 @@ public interface IBackend : IDisposable, IFusedLinear
     /// <summary>
     /// Causal scaled-dot-product attention with grouped heads.
     /// q [T, H·hd], k [S, Hkv·hd], v [S, Hkv·hd] -> o [T, H·hd]; query t is at absolute position
-    /// S - T + t and sees keys 0..S-T+t; head h uses kv head h / (H / Hkv); scale 1/sqrt(hd).
+    /// i = S - T + t and sees keys 0..i, or with a sliding <paramref name="window"/> &gt; 0 only the keys j
+    /// with i − window &lt; j ≤ i (itself and the window − 1 before it: transformers' sliding_window_overlay,
+    /// masking_utils.py); window 0 = no window. Head h uses kv head h / (H / Hkv); scale 1/sqrt(hd).
     /// probs [H, T, S] (optional) receives the softmax for the backward (0 where masked).
     /// </summary>
-    void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs);
+    void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs, int window = 0);
 
     /// <summary>
     /// <see cref="Attention"/> over the first <paramref name="kvRows"/> rows of k and v (the filled
     /// prefix of a KV cache): q [T, H·hd], k, v [≥ kvRows, Hkv·hd] -> o [T, H·hd]. The same as
     /// Attention(q, RowPrefix(k, kvRows), RowPrefix(v, kvRows), ...); a backend whose decode step
-    /// should allocate nothing reads the prefix in place instead of making the two views.
+    /// should allocate nothing reads the prefix in place instead of making the two views. With a
+    /// window only the last rows are read, so a cache that keeps every row decodes past the window.
     /// </summary>
-    void AttentionPrefix(Tensor q, Tensor k, Tensor v, int kvRows, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs)
-        => Attention(q, RowPrefix(k, kvRows), RowPrefix(v, kvRows), heads, kvHeads, headDim, o, probs);
+    void AttentionPrefix(Tensor q, Tensor k, Tensor v, int kvRows, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs, int window = 0)
+        => Attention(q, RowPrefix(k, kvRows), RowPrefix(v, kvRows), heads, kvHeads, headDim, o, probs, window);
 
     /// <summary>
-    /// Backward of <see cref="Attention"/> given the saved probs: dq [T, H·hd], dk, dv [S, Hkv·hd]
-    /// are overwritten.
+    /// Backward of <see cref="Attention"/> (with the same window) given the saved probs: dq [T, H·hd],
+    /// dk, dv [S, Hkv·hd] are overwritten. The probs are 0 outside the window, so the window only lets
+    /// a backend skip those keys.
     /// </summary>
     void AttentionBackward(Tensor dO, Tensor q, Tensor k, Tensor v, Tensor probs, int heads, int kvHeads, int headDim,
-        Tensor dq, Tensor dk, Tensor dv);
+        Tensor dq, Tensor dk, Tensor dv, int window = 0);
 
     // ---------------- losses ----------------
 
@@ -248,8 +255,9 @@ public interface IReplayable : IDisposable
 }
 
 /// <summary>
-/// Linear layers with their epilogues (bias, residual, activation), which the transformer calls
-/// wherever an epilogue may fuse, whatever the backend. Every backend has them:
+/// Linear layers with their epilogues (bias, residual, activation) and their backward: the
+/// transformer runs every linear product of a block through them, whatever the backend, and the
+/// backend decides what to fuse. Every backend has them:
 /// <see cref="IBackend"/>'s default runs the plain composition (<see cref="ComposedLinear"/>); a
 /// backend where a kernel launch costs more than the arithmetic around it (CUDA) fuses them. Each
 /// op computes what the composition in its comment computes, in the same order, and tests hold the
@@ -273,4 +281,11 @@ public interface IFusedLinear
     /// (query, key and value). Composition: three MatMul + AddBias.
     /// </summary>
     void Linear3(Tensor x, Tensor w0, Tensor? b0, Tensor y0, Tensor w1, Tensor? b1, Tensor y1, Tensor w2, Tensor? b2, Tensor y2);
+
+    /// <summary>
+    /// Backward of <see cref="Linear"/>: dx [T, in] (+)= dy [T, out] · wᵀ (added when accumulateInput);
+    /// dw [in, out] += xᵀ · dy and db [out] += Σ_t dy, each when given. Composition: MatMul(dy, wᵀ, dx),
+    /// MatMul(xᵀ, dy, dw, accumulate), SumRows(dy, db, accumulate).
+    /// </summary>
+    void LinearBackward(Tensor x, Tensor w, Tensor dy, Tensor dx, Tensor? dw, Tensor? db, bool accumulateInput = false);
 }

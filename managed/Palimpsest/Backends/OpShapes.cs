@@ -34,6 +34,22 @@ public static class OpShapes
         if (S < q.Rows) throw new ArgumentException($"Attention: {S} keys for {q.Rows} queries");
     }
 
+    /// <summary>A sliding window of attention: 0 (none) or positive.</summary>
+    public static void Window(int window, string op)
+    {
+        if (window < 0) throw new ArgumentOutOfRangeException(nameof(window), $"{op}: sliding window {window} must be positive (0: none)");
+    }
+
+    /// <summary>
+    /// The keys query t of T sees among S (query t at position S − T + t): [lo, hi), causal, within the
+    /// window when window &gt; 0 (keys j with i − window &lt; j ≤ i, transformers' sliding_window_overlay).
+    /// </summary>
+    public static (int Lo, int Hi) VisibleKeys(int t, int T, int S, int window)
+    {
+        int hi = S - T + t + 1;
+        return (window > 0 ? Math.Max(0, hi - window) : 0, hi);
+    }
+
     /// <summary>probs [H, T, S] of attention over S keys for T queries (null: not asked for).</summary>
     public static void AttentionProbs(Tensor? probs, int heads, int T, int S, string op)
     {

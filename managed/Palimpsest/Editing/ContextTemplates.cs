@@ -45,9 +45,10 @@ public static class ContextTemplates
         int n = 0;
         foreach (var start in new[] { "The", "Therefore", "Because", "I", "You" })
         {
-            var prompt = tok.Encode(start);
+            var prompt = tok.EncodePrompt(start);
             var ids = gen.Generate(prompt, Math.Max(0, length - prompt.Length), new Sampling { TopK = 5, Seed = seed * 7919 + 1000 + n++ });
-            var text = tok.Decode(prompt.Concat(ids.Where(t => t != tok.EosId)).ToArray());
+            // the template's text starts with the start word, not with the BOS the model read before it
+            var text = tok.Decode(tok.Encode(start).Concat(ids.Where(t => t != tok.EosId)).ToArray());
             generated.Add(text.Replace("{", " ").Replace("}", " ") + ". {}");
         }
         return [["{}"], generated];

@@ -32,7 +32,7 @@ public sealed class FactProbes
     /// </summary>
     public (int[] Ids, int SubjectLast) Encode(string template, string subject)
     {
-        var ids = tok.Encode(template.Replace("{}", subject));
+        var ids = tok.EncodePrompt(template.Replace("{}", subject));
         int idx = _factToken switch
         {
             "last" => ids.Length - 1,
@@ -58,7 +58,7 @@ public sealed class FactProbes
     {
         if (targetText.Length == 0 || _factToken != "last") return Encode(template + targetText, subject);
         var (promptIds, idx) = Encode(template, subject);
-        var ids = tok.Encode((template + targetText).Replace("{}", subject));
+        var ids = tok.EncodePrompt((template + targetText).Replace("{}", subject));
         if (ids.Length < promptIds.Length || !ids.AsSpan(0, promptIds.Length).SequenceEqual(promptIds))
             throw new ArgumentException($"the tokens of \"{template.Replace("{}", subject)}\" are not a prefix of the tokens of that prompt followed by \"{targetText}\"");
         return (ids, idx);

@@ -88,7 +88,7 @@ public sealed class Lemoe(LemoeHparams hparams, ITextTokenizer tokenizer) : IEdi
         var ids = new List<int>(); var lengths = new List<int>(); var rows = new List<int>(); var targets = new List<int>();
         foreach (var r in requests)
         {
-            var prompt = tokenizer.Encode(r.FilledPrompt);
+            var prompt = tokenizer.EncodePrompt(r.FilledPrompt);
             var target = tokenizer.Encode(r.TargetNew.StartsWith(' ') ? r.TargetNew : " " + r.TargetNew);
             if (prompt.Length == 0 || target.Length == 0) throw new ArgumentException($"request '{r.Subject}': empty prompt or target after tokenisation");
             int at = ids.Count;

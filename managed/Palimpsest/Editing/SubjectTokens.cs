@@ -33,7 +33,8 @@ public static class SubjectTokens
     public static int Index(ITextTokenizer tok, string template, string subject, SubjectToken which = SubjectToken.Last)
     {
         var (prefix, word, suffix) = Split(template, subject);
-        int pl = tok.Encode(prefix).Length, wl = tok.Encode(word).Length;
+        // The filled template is read as a sequence's start (EncodePrompt): a BOS the tokenizer puts first shifts every index.
+        int pl = tok.EncodePrompt("").Length + tok.Encode(prefix).Length, wl = tok.Encode(word).Length;
         if (wl == 0) throw new ArgumentException($"subject \"{subject}\" encodes to no tokens");
         return which switch
         {
@@ -55,7 +56,7 @@ public static class SubjectTokens
     public static SubjectPosition Locate(ITextTokenizer tok, string template, string subject, SubjectToken which = SubjectToken.Last)
     {
         int index = Index(tok, template, subject, which);
-        var ids = tok.Encode(Fill(template, subject));
+        var ids = tok.EncodePrompt(Fill(template, subject));
         if (index >= ids.Length)
             throw new ArgumentException($"subject token index {index} is past the {ids.Length} tokens of \"{Fill(template, subject)}\"");
         return new SubjectPosition(ids, index);

@@ -145,7 +145,7 @@ public sealed class UltraEdit : IEditor, IRememberingEditor
         var b = tf.Model.Backend;
         var seqs = batch.Select(r =>
         {
-            var prompt = _tok.Encode(r.FilledPrompt);
+            var prompt = _tok.EncodePrompt(r.FilledPrompt);
             var target = _tok.Encode(r.TargetNew.StartsWith(' ') ? r.TargetNew : " " + r.TargetNew);
             if (prompt.Length == 0) throw new ArgumentException($"prompt '{r.FilledPrompt}' has no tokens");
             if (target.Length == 0) throw new ArgumentException($"target '{r.TargetNew}' has no tokens");

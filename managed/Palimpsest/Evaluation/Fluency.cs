@@ -55,10 +55,11 @@ public static partial class Fluency
         var texts = new List<string>(prompts.Count);
         for (int i = 0; i < prompts.Count; i++)
         {
-            var ids = tok.Encode(prompts[i]);
+            var ids = tok.EncodePrompt(prompts[i]);
             int room = Math.Max(0, cap - ids.Length);
             var outIds = gen.Generate(ids, room, new Sampling { TopK = topK, Seed = seed + i });
-            texts.Add(tok.Decode([.. ids, .. outIds]).Replace("\n\n", " ").Replace("<|endoftext|>", ""));
+            // the text is the prompt's and the generated tokens', without the BOS the model read first
+            texts.Add(tok.Decode([.. tok.Encode(prompts[i]), .. outIds]).Replace("\n\n", " ").Replace("<|endoftext|>", ""));
         }
         return texts;
     }

@@ -339,7 +339,7 @@ public sealed class LifelongHarness(Transformer tf, ITextTokenizer tok)
 
     private string Greedy(string prompt, EditRequest r)
     {
-        var ids = tok.Encode(prompt);
+        var ids = tok.EncodePrompt(prompt);
         var expected = tok.Encode(" " + (r.NeighborhoodAnswer ?? r.TargetTrue ?? r.TargetNew));
         var gen = new Generator(tf).Generate(ids, Math.Max(1, expected.Length));
         return tok.Decode(gen);

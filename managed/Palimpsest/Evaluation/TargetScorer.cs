@@ -42,7 +42,7 @@ public sealed class TargetScorer
     /// <summary>Scores " " + target after prompt (the target is given without its leading space).</summary>
     public TargetScore Score(string prompt, string target)
     {
-        var p = _tok.Encode(prompt);
+        var p = _tok.EncodePrompt(prompt);
         var t = _tok.Encode(" " + target.TrimStart());
         if (p.Length == 0) throw new ArgumentException($"prompt \"{prompt}\" encodes to no tokens");
         if (t.Length == 0) throw new ArgumentException($"target \"{target}\" encodes to no tokens");
@@ -52,7 +52,7 @@ public sealed class TargetScorer
     /// <summary>Scores each of <paramref name="targets"/> (without leading spaces) after the same prompt.</summary>
     public IReadOnlyList<TargetScore> Score(string prompt, IReadOnlyList<string> targets)
     {
-        var p = _tok.Encode(prompt);
+        var p = _tok.EncodePrompt(prompt);
         if (p.Length == 0) throw new ArgumentException($"prompt \"{prompt}\" encodes to no tokens");
         var t = targets.Select(x => _tok.Encode(" " + x.TrimStart())).ToArray();
         for (int i = 0; i < t.Length; i++)

@@ -194,7 +194,7 @@ public sealed class LiveModel : IDisposable
     public int[] Prepare(CompletionRequest r)
     {
         if (string.IsNullOrEmpty(r.Prompt)) throw new ArgumentException("prompt: must be a non-empty string");
-        var ids = Tokenizer.Encode(r.Prompt);
+        var ids = Tokenizer.EncodePrompt(r.Prompt);
         if (ids.Length == 0) throw new ArgumentException("prompt: encodes to no tokens");
         int room = Config.MaxPositions - ids.Length;
         if (room < 1) throw new ArgumentException($"prompt: {ids.Length} tokens leave no room in the model's context of {Config.MaxPositions}");
@@ -230,7 +230,7 @@ public sealed class LiveModel : IDisposable
                     last = now;
                 }
                 cancel.ThrowIfCancellationRequested();
-                if (next == Tokenizer.EosId && !r.IgnoreEos) { finish = "stop"; break; }
+                if (!r.IgnoreEos && Tokenizer.StopIds.Contains(next)) { finish = "stop"; break; }
                 if (text.Add(next)) { finish = "stop"; break; }
                 if (text.Count == r.MaxTokens) break;
                 next = session.Step(next);
@@ -264,7 +264,7 @@ public sealed class LiveModel : IDisposable
         {
             try { requests[i].Validate($"requests[{i}]"); }
             catch (ArgumentException e) { throw new EditRejectedException(e.Message); }
-            int tokens = Tokenizer.Encode(requests[i].FilledPrompt + " " + requests[i].TargetNew.TrimStart()).Length;
+            int tokens = Tokenizer.EncodePrompt(requests[i].FilledPrompt + " " + requests[i].TargetNew.TrimStart()).Length;
             if (tokens >= Config.MaxPositions)
                 throw new EditRejectedException($"requests[{i}]: prompt and target_new are {tokens} tokens, longer than the model's context of {Config.MaxPositions}");
         }

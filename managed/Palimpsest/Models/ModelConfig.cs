@@ -23,7 +23,7 @@ public sealed record ModelConfig
     public required int HeadDim { get; init; }
     public required int DFf { get; init; }
     public required int Vocab { get; init; }
-    /// <summary>Context length (n_positions / max_position_embeddings; at most <see cref="SlidingWindow"/>).</summary>
+    /// <summary>Context length (n_positions / max_position_embeddings).</summary>
     public required int MaxPositions { get; init; }
     public required double NormEps { get; init; }
     public required NormKind Norm { get; init; }
@@ -40,11 +40,19 @@ public sealed record ModelConfig
     /// <summary>The rotary frequencies the backends rotate by (a new object each call: keep it, a decode step must not allocate).</summary>
     public RopeFrequencies Rope => new(RopeTheta, RopeScaling);
     /// <summary>
-    /// The attention window of the layers that have one (Mistral's sliding_window, Qwen2's with use_sliding_window), or
-    /// null. Within the window, windowed attention is full attention, so the context (<see cref="MaxPositions"/>) is
-    /// capped at it: a longer sequence is refused with the context's error instead of attending past the window.
+    /// The attention window of the layers that slide (Mistral's sliding_window, Qwen2's with use_sliding_window), or
+    /// null: on those layers the query at position i attends the keys at i − window &lt; j ≤ i (the query and the
+    /// window − 1 before it; see <see cref="AttentionWindow"/>).
     /// </summary>
     public int? SlidingWindow { get; init; }
+    /// <summary>[Layers]: which layers slide when <see cref="SlidingWindow"/> is set; null: all of them (Mistral).</summary>
+    public IReadOnlyList<bool>? SlidingLayers { get; init; }
+
+    /// <summary>
+    /// Layer l's attention window for <see cref="Backends.IBackend.Attention"/>: <see cref="SlidingWindow"/> where the
+    /// layer slides, 0 (full causal attention) elsewhere.
+    /// </summary>
+    public int AttentionWindow(int layer) => SlidingWindow is int w && (SlidingLayers is null || SlidingLayers[layer]) ? w : 0;
     /// <summary>x + attn(ln1 x) + mlp(ln2 x) (NeoX parallel) or + mlp(ln1 x) (GPT-J, <see cref="SharedNorm"/>).</summary>
     public bool ParallelResidual { get; init; }
     /// <summary>GPT-J: one LayerNorm feeds both attention and MLP.</summary>
@@ -58,7 +66,14 @@ public sealed record ModelConfig
     public bool NormBias => Norm == NormKind.LayerNorm;
     public bool TiedHead { get; init; }
     public bool HeadBias { get; init; }
-    public int? EosTokenId { get; init; }
+    /// <summary>The first of config.json's eos_token_id (it may be a list), or null. Setting it sets the list to that one id.</summary>
+    public int? EosTokenId
+    {
+        get => EosTokenIds.Count > 0 ? EosTokenIds[0] : null;
+        init => EosTokenIds = value is int v ? [v] : [];
+    }
+    /// <summary>Every id of eos_token_id (Llama 3.1 Instruct: end_of_text, eom_id, eot_id): generation stops at any of them.</summary>
+    public IReadOnlyList<int> EosTokenIds { get; init; } = [];
     public string ModelType { get; init; } = "";
     /// <summary>config.json fields neither read nor known to be harmless (<see cref="ConfigFields"/>): `info` names them.</summary>
     public IReadOnlyList<string> UnrecognisedFields { get; init; } = [];
@@ -102,7 +117,7 @@ public sealed record ModelConfig
                     NormEps = r.Dbl("layer_norm_epsilon", 1e-5), Norm = NormKind.LayerNorm,
                     Act = r.Act("activation_function", "gelu_new"), LearnedPositions = true,
                     QkvBias = true, AttnOutBias = true, MlpBias = true, TiedHead = true,
-                    EosTokenId = r.OptInt("eos_token_id"),
+                    EosTokenIds = r.IdList("eos_token_id"),
                 };
             }
             case "gptj":
@@ -121,7 +136,7 @@ public sealed record ModelConfig
                     RopeTheta = 10000.0, ParallelResidual = true, SharedNorm = true,
                     QkvBias = false, AttnOutBias = false, MlpBias = true,
                     TiedHead = r.Bool("tie_word_embeddings", false), HeadBias = true,
-                    EosTokenId = r.OptInt("eos_token_id"),
+                    EosTokenIds = r.IdList("eos_token_id"),
                 };
             }
             case "gpt_neox":
@@ -143,7 +158,7 @@ public sealed record ModelConfig
                     RopeTheta = r.RopeParam("rope_theta", "rotary_emb_base", 10000.0), RopeScaling = r.RopeScalingOf(),
                     ParallelResidual = r.Bool("use_parallel_residual", true),
                     QkvBias = bias, AttnOutBias = bias, MlpBias = true,
-                    TiedHead = r.Bool("tie_word_embeddings", false), EosTokenId = r.OptInt("eos_token_id"),
+                    TiedHead = r.Bool("tie_word_embeddings", false), EosTokenIds = r.IdList("eos_token_id"),
                 };
             }
             case "llama" or "mistral" or "qwen2":
@@ -156,8 +171,7 @@ public sealed record ModelConfig
                 // Qwen2 always has biases on q, k and v and none on o; Llama's attention_bias sets all four; Mistral has none
                 bool qkvBias = type == "qwen2" || (type == "llama" && r.Bool("attention_bias", false));
                 bool oBias = type == "llama" && r.Bool("attention_bias", false);
-                int maxPos = r.Int("max_position_embeddings");
-                int? window = AttentionWindow(r, type, r.Int("num_hidden_layers"));
+                var (window, slidingLayers) = AttentionWindow(r, type, r.Int("num_hidden_layers"));
                 string act = r.OptStr("hidden_act") ?? "silu";
                 r.Require(act == "silu", "hidden_act", $"hidden_act '{act}' is not supported for {type} (only silu)");
                 return new ModelConfig
@@ -165,11 +179,11 @@ public sealed record ModelConfig
                     Arch = Architecture.Llama, ModelType = type,
                     Layers = r.Int("num_hidden_layers"), DModel = d, Heads = h, KvHeads = kv, HeadDim = hd,
                     DFf = r.Int("intermediate_size"), Vocab = r.Int("vocab_size"),
-                    MaxPositions = window is int w && w < maxPos ? w : maxPos, SlidingWindow = window,
+                    MaxPositions = r.Int("max_position_embeddings"), SlidingWindow = window, SlidingLayers = slidingLayers,
                     NormEps = r.Dbl("rms_norm_eps", 1e-6), Norm = NormKind.RmsNorm, Act = Activation.Silu, GatedMlp = true,
                     RotaryDim = hd, RotaryInterleaved = false, RopeTheta = r.RopeParam("rope_theta", "rope_theta", 10000.0),
                     RopeScaling = r.RopeScalingOf(), QkvBias = qkvBias, AttnOutBias = oBias, MlpBias = type == "llama" && r.Bool("mlp_bias", false),
-                    TiedHead = r.Bool("tie_word_embeddings", false), EosTokenId = r.OptInt("eos_token_id"),
+                    TiedHead = r.Bool("tie_word_embeddings", false), EosTokenIds = r.IdList("eos_token_id"),
                 };
             }
             default:
@@ -177,18 +191,28 @@ public sealed record ModelConfig
         }
     }
 
-    // The attention window some layers use (null: none). Mistral: sliding_window on every layer (null in v0.3);
-    // Qwen2: only with use_sliding_window, on layers from max_window_layers up (transformers' layer_types).
-    private static int? AttentionWindow(ConfigReader r, string type, int layers)
+    // The attention window and the layers that use it (window null: none; layers null: all), as transformers reads
+    // them. Mistral: sliding_window on every layer, null meaning none (v0.3) and absent meaning MistralConfig's
+    // default 4096 (a config saved by transformers leaves out fields at their default). Qwen2: only with
+    // use_sliding_window (Qwen2Config sets sliding_window to None otherwise; its default is 4096), on the layers
+    // whose layer_types entry is "sliding_attention", which Qwen2Config derives, when absent, as the layers from
+    // max_window_layers (default 28) up. A window of 0 or less is refused by OptInt (must be positive).
+    private static (int? Window, bool[]? Layers) AttentionWindow(ConfigReader r, string type, int layers)
     {
-        int? window = type switch
+        const int DefaultWindow = 4096;
+        switch (type)
         {
-            "mistral" => r.OptInt("sliding_window"),
-            "qwen2" when r.Bool("use_sliding_window", false) && r.SlidingLayers(layers) => r.OptInt("sliding_window"),
-            _ => null,
-        };
-        if (window is int w) r.Require(w > 0, "sliding_window", $"sliding_window {w} must be positive");
-        return window;
+            case "mistral":
+                return (r.Has("sliding_window") ? r.OptInt("sliding_window") : DefaultWindow, null);
+            case "qwen2" when r.Bool("use_sliding_window", false):
+            {
+                int? window = r.Has("sliding_window") ? r.OptInt("sliding_window") : DefaultWindow;
+                var sliding = r.SlidingLayers(layers);
+                return window is null || !sliding.Contains(true) ? (null, null) : (window, sliding);
+            }
+            default:
+                return (null, null);
+        }
     }
 
     /// <summary>Typed field access that names the file and field in every error.</summary>
@@ -212,10 +236,25 @@ public sealed record ModelConfig
         public int? OptInt(string f)
         {
             if (!j.TryGetProperty(f, out var v) || v.ValueKind == JsonValueKind.Null) return null;
-            if (v.ValueKind == JsonValueKind.Array && v.GetArrayLength() > 0) v = v[0]; // eos_token_id may be a list
+            if (v.ValueKind == JsonValueKind.Array && v.GetArrayLength() > 0 && f == "bos_token_id") v = v[0];
             if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out int x)) throw Bad(f, "must be an integer");
-            if (x <= 0 && f != "eos_token_id" && f != "bos_token_id") throw Bad(f, $"must be positive (got {x})");
+            if (x <= 0 && f != "bos_token_id") throw Bad(f, $"must be positive (got {x})");
             return x;
+        }
+
+        /// <summary>A token id or a list of them (eos_token_id): [] when absent or null; each must be an integer ≥ 0.</summary>
+        public IReadOnlyList<int> IdList(string f)
+        {
+            if (!j.TryGetProperty(f, out var v) || v.ValueKind == JsonValueKind.Null) return [];
+            var items = v.ValueKind == JsonValueKind.Array ? v.EnumerateArray().ToArray() : [v];
+            var ids = new List<int>();
+            foreach (var item in items)
+            {
+                if (item.ValueKind != JsonValueKind.Number || !item.TryGetInt32(out int x) || x < 0)
+                    throw Bad(f, "must be a token id (an integer >= 0) or a list of them");
+                if (!ids.Contains(x)) ids.Add(x);
+            }
+            return ids;
         }
 
         public double Dbl(string f, double dflt)
@@ -238,12 +277,40 @@ public sealed record ModelConfig
             };
         }
 
-        /// <summary>Qwen2: whether any layer slides — layer_types when given (newer transformers), else layers from max_window_layers up.</summary>
-        public bool SlidingLayers(int layers)
+        /// <summary>Whether the field is present (null included).</summary>
+        public bool Has(string f) => j.TryGetProperty(f, out _);
+
+        /// <summary>
+        /// Qwen2: [layers], which layers slide — layer_types when given (newer transformers; one "full_attention" or
+        /// "sliding_attention" per layer), else the layers from max_window_layers (default 28, 0 allowed) up.
+        /// </summary>
+        public bool[] SlidingLayers(int layers)
         {
-            if (j.TryGetProperty("layer_types", out var lt) && lt.ValueKind == JsonValueKind.Array)
-                return lt.EnumerateArray().Any(t => t.ValueKind == JsonValueKind.String && t.GetString() == "sliding_attention");
-            return (OptInt("max_window_layers") ?? 0) < layers;
+            if (j.TryGetProperty("layer_types", out var lt) && lt.ValueKind != JsonValueKind.Null)
+            {
+                if (lt.ValueKind != JsonValueKind.Array) throw Bad("layer_types", $"must be a list (got {lt.GetRawText()})");
+                if (lt.GetArrayLength() != layers)
+                    throw Bad("layer_types", $"has {lt.GetArrayLength()} entries for {layers} layers (num_hidden_layers): one per layer");
+                var sliding = new bool[layers];
+                for (int i = 0; i < layers; i++)
+                {
+                    var t = lt[i];
+                    sliding[i] = (t.ValueKind == JsonValueKind.String ? t.GetString() : null) switch
+                    {
+                        "sliding_attention" => true,
+                        "full_attention" => false,
+                        _ => throw Bad($"layer_types[{i}]", $"{t.GetRawText()} is not 'full_attention' or 'sliding_attention'"),
+                    };
+                }
+                return sliding;
+            }
+            int from = 28;
+            if (j.TryGetProperty("max_window_layers", out var m) && m.ValueKind != JsonValueKind.Null)
+            {
+                if (m.ValueKind != JsonValueKind.Number || !m.TryGetInt32(out from) || from < 0)
+                    throw Bad("max_window_layers", $"must be a non-negative integer (got {m.GetRawText()})");
+            }
+            return Enumerable.Range(0, layers).Select(l => l >= from).ToArray();
         }
 
         /// <summary>

@@ -54,9 +54,16 @@ public sealed class ForwardResult : IDisposable
     /// <summary>The segment lengths when the forward ran with Segments (else null).</summary>
     public int[]? Segments { get; init; }
 
+    /// <summary>Takes the logits back instead of freeing them (the transformer that made them reuses them); null: free.</summary>
+    internal Action<Tensor>? RecycleLogits { get; init; }
+    private bool _disposed;
+
     public void Dispose()
     {
-        _logits?.Dispose();
+        if (_disposed) return;
+        _disposed = true;
+        if (_logits is not null && RecycleLogits is not null) RecycleLogits(_logits);
+        else _logits?.Dispose();
         if (Hidden is not null) foreach (var h in Hidden) h.Dispose();
         FinalResidual?.Dispose();
         Residual?.Dispose();

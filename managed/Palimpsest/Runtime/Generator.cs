@@ -25,6 +25,10 @@ public sealed class Generator
     /// Throws ArgumentException when prompt + maxTokens exceeds the context.
     /// </summary>
     public int[] Generate(ReadOnlySpan<int> prompt, int maxTokens, Sampling? sampling = null, int? stopId = null)
+        => Generate(prompt, maxTokens, sampling, stopId is int s ? [s] : []);
+
+    /// <summary>As above, stopping early at any of <paramref name="stopIds"/> (a tokenizer's <see cref="Tokenization.ITextTokenizer.StopIds"/>).</summary>
+    public int[] Generate(ReadOnlySpan<int> prompt, int maxTokens, Sampling? sampling, IReadOnlyCollection<int> stopIds)
     {
         var s = sampling ?? Sampling.Greedy;
         var c = _tf.Model.Config;
@@ -39,7 +43,7 @@ public sealed class Generator
         while (true)
         {
             output.Add(next);
-            if (next == stopId || output.Count == maxTokens) break;
+            if (stopIds.Contains(next) || output.Count == maxTokens) break;
             next = session.Step(next);
         }
         return output.ToArray();
@@ -52,10 +56,11 @@ public sealed class Generator
     /// </summary>
     public string GreedyText(Tokenization.ITextTokenizer tok, string prompt, int maxTokens)
     {
-        var ids = tok.Encode(prompt);
+        var ids = tok.EncodePrompt(prompt);
         int n = Math.Min(maxTokens, _tf.Model.Config.MaxPositions - ids.Length);
         if (n <= 0) return "";
-        return tok.Decode(Generate(ids, n, null, tok.EosId).Where(i => i != tok.EosId).ToArray());
+        var stops = tok.StopIds;
+        return tok.Decode(Generate(ids, n, null, stops).Where(i => !stops.Contains(i)).ToArray());
     }
 
     /// <summary>The chosen id from logits [V]: argmax (ties: lowest id) or seeded top-k sampling.</summary>

@@ -5,7 +5,9 @@ namespace Palimpsest.Runtime;
 /// <summary>
 /// Keys and values of every layer for the tokens seen so far, for incremental decoding.
 /// K[l], V[l] [capacity, Hkv·hd] on the model's backend; rows [0, Length) are filled.
-/// Allocated once: decoding a token allocates nothing here.
+/// Allocated once: decoding a token allocates nothing here. Every row is kept, sliding layers
+/// included: their attention reads only the last window rows (a ring buffer of window rows
+/// would save memory on those layers at long contexts).
 /// </summary>
 public sealed class KvCache : IDisposable
 {

@@ -65,7 +65,8 @@ public sealed partial class Transformer
         Tensor? attnOut = null;
         if (C.ParallelResidual || At(p.Interventions, l, InterventionSite.AttnOutput))
         {
-            attnOut = Linear(bt.Att, bp.Wo, bp.Bo, p.New("attnOut", T, d));             // attn_out [T, d]
+            attnOut = p.New("attnOut", T, d);
+            F.Linear(bt.Att, bp.Wo, bp.Bo, attnOut);                                     // attn_out [T, d]
             Apply(p.Interventions, l, InterventionSite.AttnOutput, attnOut);
         }
 
@@ -89,8 +90,9 @@ public sealed partial class Transformer
         bt.Key = captureKey ? B.Zeros(T, f) : p.New("key", T, f);
         if (C.GatedMlp)
         {
-            Linear(bt.MIn, bp.WUp, bp.BUp, bt.Up);                                       // up [T, f]
-            bt.Gate = Linear(bt.MIn, bp.WGate!, null, p.New("gate", T, f));            // gate [T, f]
+            F.Linear(bt.MIn, bp.WUp, bp.BUp, bt.Up);                                     // up [T, f]
+            bt.Gate = p.New("gate", T, f);
+            F.Linear(bt.MIn, bp.WGate!, null, bt.Gate);                                  // gate [T, f]
             B.SiluMul(bt.Gate, bt.Up, bt.Key);                                           // key [T, f]
         }
         else F.LinearAct(C.Act, bt.MIn, bp.WUp, bp.BUp, bt.Up, bt.Key);                 // up, key [T, f]
@@ -104,7 +106,8 @@ public sealed partial class Transformer
             F.Linear(bt.Key, bp.WDown, bp.BDown, next, residual);                       // x_{l+1} [T, d]
             return next;
         }
-        var mlpOut = Linear(bt.Key, bp.WDown, bp.BDown, p.New("mlpOut", T, d));        // mlp_out [T, d]
+        var mlpOut = p.New("mlpOut", T, d);
+        F.Linear(bt.Key, bp.WDown, bp.BDown, mlpOut);                                    // mlp_out [T, d]
         if (adaptor) Adaptor!.Apply(B, p.History, p.Ids, p.Segs?.Lengths, bt.Key, mlpOut);
         Apply(p.Interventions, l, InterventionSite.MlpOutput, mlpOut);
         B.Add(residual, mlpOut, next);                                                   // x_{l+1} [T, d] = residual + mlp_out
@@ -113,12 +116,13 @@ public sealed partial class Transformer
     }
 
     // att [T, H·hd] = causal attention of q over k, v rotated from position Pos0: over the cache's
-    // rows [0, Pos0 + T) once k, v are appended to it; with segments within each (AttendSegments).
+    // rows [0, Pos0 + T) once k, v are appended to it; with segments within each (AttendSegments);
+    // on a sliding layer only the last C.AttentionWindow(l) keys of each query's (the cache keeps every row).
     private void Attend(int l, BlockTape bt, in ForwardPass p)
     {
         if (p.Segs is not null)
         {
-            AttendSegments(bt, p.Segs, p.Owned);
+            AttendSegments(l, bt, p.Segs, p.Owned);
             return;
         }
         Rotate(bt.Q, bt.K, p.Pos0, inverse: false);
@@ -126,13 +130,13 @@ public sealed partial class Transformer
         bt.Probs = probs!;
         if (p.Cache is not { } cache)
         {
-            B.Attention(bt.Q, bt.K, bt.V, C.Heads, C.KvHeads, C.HeadDim, bt.Att, probs);
+            B.Attention(bt.Q, bt.K, bt.V, C.Heads, C.KvHeads, C.HeadDim, bt.Att, probs, C.AttentionWindow(l));
             return;
         }
         // read in place (a RowPrefix view per layer would allocate at every step)
         B.CopyRows(bt.K, 0, cache.K[l], p.Pos0, p.T);
         B.CopyRows(bt.V, 0, cache.V[l], p.Pos0, p.T);
-        B.AttentionPrefix(bt.Q, cache.K[l], cache.V[l], p.Pos0 + p.T, C.Heads, C.KvHeads, C.HeadDim, bt.Att, probs);
+        B.AttentionPrefix(bt.Q, cache.K[l], cache.V[l], p.Pos0 + p.T, C.Heads, C.KvHeads, C.HeadDim, bt.Att, probs, C.AttentionWindow(l));
     }
 
     /// <summary>
@@ -165,17 +169,17 @@ public sealed partial class Transformer
 
         // MLP: dKey = dx · WDownᵀ; through the activation (or SwiGLU) to dUp (dGate); to dMIn
         var dKey = p.New(T, f);
-        LinearBackward(bt.Key, bp.WDown, dx, dKey, gb?.WDown, gb?.BDown);             // dKey [T, f]
+        F.LinearBackward(bt.Key, bp.WDown, dx, dKey, gb?.WDown, gb?.BDown);              // dKey [T, f]
         var dMIn = p.New(T, d);
         var dUp = p.New(T, f);
         if (C.GatedMlp)
         {
             var dGate = p.New(T, f);
             B.SiluMulBackward(bt.Gate!, bt.Up, dKey, dGate, dUp);                       // dGate, dUp [T, f]
-            LinearBackward(bt.MIn, bp.WGate!, dGate, dMIn, gb?.WGate, null);            // dMIn [T, d] = dGate · WGateᵀ
+            F.LinearBackward(bt.MIn, bp.WGate!, dGate, dMIn, gb?.WGate, null);           // dMIn [T, d] = dGate · WGateᵀ
         }
         else B.ActivateBackward(C.Act, bt.Up, dKey, dUp);                               // dUp [T, f]
-        LinearBackward(bt.MIn, bp.WUp, dUp, dMIn, gb?.WUp, gb?.BUp, accumulateInput: C.GatedMlp); // dMIn [T, d] (+)= dUp · WUpᵀ
+        F.LinearBackward(bt.MIn, bp.WUp, dUp, dMIn, gb?.WUp, gb?.BUp, accumulateInput: C.GatedMlp); // dMIn [T, d] (+)= dUp · WUpᵀ
 
         // Route dMIn to the attention input (GPT-J), to x (NeoX parallel), or to h (sequential).
         var dAIn = p.New(T, d);
@@ -200,38 +204,19 @@ public sealed partial class Transformer
 
         // attention: dAtt = dAttnOut · Woᵀ; softmax; rotary (inverse); q, k, v projections; norm1
         var dAtt = p.New(T, C.QDim);
-        LinearBackward(bt.Att, bp.Wo, dAttnOut, dAtt, gb?.Wo, gb?.Bo);                  // dAtt [T, H·hd]
+        F.LinearBackward(bt.Att, bp.Wo, dAttnOut, dAtt, gb?.Wo, gb?.Bo);                 // dAtt [T, H·hd]
         var dQ = p.New(T, C.QDim); var dK = p.New(T, C.KvDim); var dV = p.New(T, C.KvDim);
-        if (p.Segs is not null) AttendSegmentsBackward(bt, p.Segs, p.SegGrads!, dAtt, dQ, dK, dV);
+        if (p.Segs is not null) AttendSegmentsBackward(l, bt, p.Segs, p.SegGrads!, dAtt, dQ, dK, dV);
         else
         {
-            B.AttentionBackward(dAtt, bt.Q, bt.K, bt.V, bt.Probs, C.Heads, C.KvHeads, C.HeadDim, dQ, dK, dV); // dQ [T, H·hd]; dK, dV [T, Hkv·hd]
+            B.AttentionBackward(dAtt, bt.Q, bt.K, bt.V, bt.Probs, C.Heads, C.KvHeads, C.HeadDim, dQ, dK, dV, C.AttentionWindow(l)); // dQ [T, H·hd]; dK, dV [T, Hkv·hd]
             Rotate(dQ, dK, p.PositionOffset, inverse: true);
         }
-        LinearBackward(bt.AIn, bp.Wq, dQ, dAIn, gb?.Wq, gb?.Bq, accumulateInput: true); // dAIn [T, d] += dQ · Wqᵀ
-        LinearBackward(bt.AIn, bp.Wk, dK, dAIn, gb?.Wk, gb?.Bk, accumulateInput: true); //   + dK · Wkᵀ
-        LinearBackward(bt.AIn, bp.Wv, dV, dAIn, gb?.Wv, gb?.Bv, accumulateInput: true); //   + dV · Wvᵀ
+        F.LinearBackward(bt.AIn, bp.Wq, dQ, dAIn, gb?.Wq, gb?.Bq, accumulateInput: true); // dAIn [T, d] += dQ · Wqᵀ
+        F.LinearBackward(bt.AIn, bp.Wk, dK, dAIn, gb?.Wk, gb?.Bk, accumulateInput: true); //   + dK · Wkᵀ
+        F.LinearBackward(bt.AIn, bp.Wv, dV, dAIn, gb?.Wv, gb?.Bv, accumulateInput: true); //   + dV · Wvᵀ
         NormBackward(dAIn, bt.X, bp.Ln1G, bt.Mean1, bt.Rstd1, dxPrev, gb?.Ln1G, gb?.Ln1B); // dxPrev [T, d] += ∂ norm1
         AddInterventionGrads(p, l, dxPrev, InterventionSite.ResidualIn);
         return dxPrev;
-    }
-
-    // y [T, out] = x [T, in] · W [in, out] (+ b [out]), op by op on every backend: the products with
-    // no epilogue to fuse (something reads y before it joins the residual stream; SwiGLU's two).
-    // Not F.Linear without a residual: CUDA would fold a one-row product's bias into its gemv
-    // launch, a different launch sequence from the one its recorded graphs and timings have.
-    private Tensor Linear(Tensor x, Tensor w, Tensor? b, Tensor y)
-    {
-        B.MatMul(x, false, w, false, y);
-        if (b is not null) B.AddBias(y, b);
-        return y;
-    }
-
-    // dx [T, in] (+)= dy [T, out] · Wᵀ; dW [in, out] += xᵀ · dy; db [out] += Σ_t dy
-    private void LinearBackward(Tensor x, Tensor w, Tensor dy, Tensor dx, Tensor? dw, Tensor? db, bool accumulateInput = false)
-    {
-        B.MatMul(dy, false, w, true, dx, accumulateInput);
-        if (dw is not null) B.MatMul(x, true, dy, false, dw, accumulate: true);
-        if (db is not null) B.SumRows(dy, db, accumulate: true);
     }
 }

@@ -39,7 +39,8 @@ public sealed partial class Transformer
     // position 0, and attends causally within itself (probs_s [H, n_s, n_s]); o_s [n_s, H·hd] goes
     // back to its rows of Att. owned (KeepForBackward): q_s, k_s, v_s and probs_s are fresh tensors
     // kept in bt for the backward; else they are views of reused scratch and no probs are kept.
-    private void AttendSegments(BlockTape bt, Segs segs, List<Tensor>? owned)
+    // Layer l's sliding window applies within each segment.
+    private void AttendSegments(int l, BlockTape bt, Segs segs, List<Tensor>? owned)
     {
         if (PackedAttention is { } sa)
         {
@@ -72,14 +73,14 @@ public sealed partial class Transformer
                 bt.SegQ![s] = q; bt.SegK![s] = k; bt.SegV![s] = v; bt.SegProbs![s] = probs;
             }
             var o = B.RowPrefix(os, n);
-            B.Attention(q, k, v, C.Heads, C.KvHeads, C.HeadDim, o, probs);
+            B.Attention(q, k, v, C.Heads, C.KvHeads, C.HeadDim, o, probs, C.AttentionWindow(l));
             B.CopyRows(o, 0, bt.Att, at, n);
         }
     }
 
     // Backward of AttendSegments: dAtt [T, H·hd] -> dQ [T, H·hd], dK, dV [T, Hkv·hd] (overwritten; before
     // rotary, like the forward's bt.Q, bt.K), segment by segment through grads = dO_s, dq_s, dk_s, dv_s.
-    private void AttendSegmentsBackward(BlockTape bt, Segs segs, Tensor[] grads, Tensor dAtt, Tensor dQ, Tensor dK, Tensor dV)
+    private void AttendSegmentsBackward(int l, BlockTape bt, Segs segs, Tensor[] grads, Tensor dAtt, Tensor dQ, Tensor dK, Tensor dV)
     {
         if (bt.SegQ is null)
         {
@@ -93,7 +94,7 @@ public sealed partial class Transformer
             var dO = B.RowPrefix(grads[0], n); var dq = B.RowPrefix(grads[1], n);
             var dk = B.RowPrefix(grads[2], n); var dv = B.RowPrefix(grads[3], n);
             B.CopyRows(dAtt, at, dO, 0, n);
-            B.AttentionBackward(dO, bt.SegQ![s], bt.SegK![s], bt.SegV![s], bt.SegProbs![s], C.Heads, C.KvHeads, C.HeadDim, dq, dk, dv);
+            B.AttentionBackward(dO, bt.SegQ![s], bt.SegK![s], bt.SegV![s], bt.SegProbs![s], C.Heads, C.KvHeads, C.HeadDim, dq, dk, dv, C.AttentionWindow(l));
             Rotate(dq, dk, 0, inverse: true);
             B.CopyRows(dq, 0, dQ, at, n);
             B.CopyRows(dk, 0, dK, at, n);
@@ -103,8 +104,9 @@ public sealed partial class Transformer
 
     // The backend's one-call attention over packed segments, when it has one and the model has no
     // rotary embedding (rotary positions restart in each segment: those models rotate segment by
-    // segment and so attend segment by segment too).
-    private ISegmentAttention? PackedAttention => C.RotaryDim == 0 && UsePackedAttention ? B as ISegmentAttention : null;
+    // segment and so attend segment by segment too) and no sliding window (ISegmentAttention has
+    // none; every windowed architecture is rotary anyway).
+    private ISegmentAttention? PackedAttention => C.RotaryDim == 0 && C.SlidingWindow is null && UsePackedAttention ? B as ISegmentAttention : null;
 
     /// <summary>Use the backend's <see cref="ISegmentAttention"/> for packed segments when it has one (tests turn it off to compare).</summary>
     internal bool UsePackedAttention { get; set; } = true;

@@ -16,10 +16,13 @@ public static class TokenizerFactory
     private const int GptJPaddedVocab = 50400;
 
     /// <summary>
-    /// Order: Llama's tokenizer.model (SentencePiece) for llama; then tokenizer.json (byte-level BPE);
-    /// then vocab.json + merges.txt; then tokenizer.model for other architectures; else the built-in
-    /// GPT-2 encoding for gpt2 / gptj / gpt_neox configs whose vocabulary fits it. Throws
-    /// <see cref="ModelFormatException"/> when no tokenizer applies or a tokenizer file is malformed.
+    /// Order: tokenizer.json (byte-level BPE, or SentencePiece-style BPE: Mistral's, Llama 2's; what Hugging Face's
+    /// fast tokenizer reads, so a tokenizer.model beside it is not used); then vocab.json + merges.txt; then
+    /// tokenizer.model alone (SentencePiece); else the built-in
+    /// GPT-2 encoding for gpt2 / gptj / gpt_neox configs whose vocabulary fits it. tokenizer_config.json's
+    /// add_bos_token, where present, says whether a prompt starts with BOS (as LlamaTokenizerFast reads it).
+    /// Throws <see cref="ModelFormatException"/> when no tokenizer applies or a tokenizer file is malformed
+    /// or uses a setting that is not implemented.
     /// </summary>
     public static ITextTokenizer ForModel(string folder, ModelConfig config)
     {
@@ -29,14 +32,14 @@ public static class TokenizerFactory
         string spm = Path.Combine(folder, "tokenizer.model");
         string json = Path.Combine(folder, "tokenizer.json");
         string vocab = Path.Combine(folder, "vocab.json"), merges = Path.Combine(folder, "merges.txt");
+        var settings = TokenizerConfig.Read(Path.Combine(folder, "tokenizer_config.json"));
 
-        if (config.Arch == Architecture.Llama && File.Exists(spm)) return SentencePiece(spm, config);
-        if (File.Exists(json)) return Bpe(HfBpeFiles.FromTokenizerJson(json), config, "byte-level BPE from tokenizer.json");
+        if (File.Exists(json)) return Bpe(HfBpeFiles.FromTokenizerJson(json), config, settings, "tokenizer.json");
         if (File.Exists(vocab) && File.Exists(merges))
-            return Bpe(HfBpeFiles.FromVocabAndMerges(vocab, merges), config, "byte-level BPE from vocab.json + merges.txt");
+            return Bpe(HfBpeFiles.FromVocabAndMerges(vocab, merges), config, settings, "vocab.json + merges.txt");
         if (File.Exists(vocab) != File.Exists(merges))
             throw new ModelFormatException($"{folder}: has {(File.Exists(vocab) ? "vocab.json but no merges.txt" : "merges.txt but no vocab.json")}; a BPE tokenizer needs both");
-        if (File.Exists(spm)) return SentencePiece(spm, config);
+        if (File.Exists(spm)) return SentencePiece(spm, config, settings);
 
         bool gptFamily = config.Arch is Architecture.Gpt2 or Architecture.GptJ or Architecture.GptNeoX;
         bool fits = config.Vocab <= Gpt2VocabSize || (config.Arch == Architecture.GptJ && config.Vocab == GptJPaddedVocab);
@@ -55,7 +58,7 @@ public static class TokenizerFactory
         string src = config.Vocab < Gpt2VocabSize
             ? $"built-in GPT-2 BPE, limited to the model's first {config.Vocab} ids"
             : "built-in GPT-2 BPE";
-        return new MlTextTokenizer(t, config.Vocab, config.EosTokenId ?? Gpt2VocabSize - 1, src);
+        return new MlTextTokenizer(t, config.Vocab, config.EosTokenId ?? Gpt2VocabSize - 1, src, moreStops: config.EosTokenIds);
     }
 
     /// <summary>
@@ -84,7 +87,7 @@ public static class TokenizerFactory
         return ranks;
     }
 
-    private static ITextTokenizer Bpe(HfBpeFiles files, ModelConfig config, string source)
+    private static ITextTokenizer Bpe(HfBpeFiles files, ModelConfig config, TokenizerConfig settings, string file)
     {
         BpeTokenizer t;
         try { t = BpeTokenizer.Create(files.ToOptions()); }
@@ -93,10 +96,28 @@ public static class TokenizerFactory
             throw new ModelFormatException($"{files.Origin}: cannot build a BPE tokenizer ({OneLine(e.Message)})");
         }
         int? eos = config.EosTokenId ?? files.GuessEos();
-        return new MlTextTokenizer(t, config.Vocab, eos, source);
+        int? bosId = files.Bos?.Id ?? settings.BosToken(files.Special, files.Vocab);
+        var added = new AddedTokens(files.Special);
+        bool byteLevel = files.Kind == TokenizerJsonKind.ByteLevel;
+        string source = (byteLevel ? "byte-level BPE from " : "SentencePiece-style BPE from ") + file;
+        var bos = Bos(settings, bosId, settings.AddBos ?? files.Bos is not null, config, source);
+        HfRules rules;
+        if (byteLevel) rules = new HfRules(added, new ByteLevelSegments(t, files).Encode);
+        else
+        {
+            var segments = new MetaspaceSegments(t, files);
+            rules = new HfRules(added, segments.Encode, segments.Decode);
+        }
+        return new MlTextTokenizer(t, config.Vocab, eos, source, bos, rules, config.EosTokenIds);
     }
 
-    private static ITextTokenizer SentencePiece(string path, ModelConfig config)
+    /// <summary>
+    /// tokenizer.model alone (SentencePiece BPE with byte fallback, as Llama 2 shipped it): SentencePiece's own
+    /// rules, and a BOS as LlamaTokenizer adds by default. Microsoft.ML.Tokenizers 2.0.1 breaks ties between
+    /// equal merge scores at the rightmost pair, SentencePiece at the leftmost; folders with a tokenizer.json
+    /// are read from that instead (see <see cref="MetaspaceSegments"/>).
+    /// </summary>
+    private static ITextTokenizer SentencePiece(string path, ModelConfig config, TokenizerConfig settings)
     {
         SentencePieceTokenizer t;
         try
@@ -108,7 +129,19 @@ public static class TokenizerFactory
         {
             throw new ModelFormatException($"{path}: not a readable SentencePiece model ({OneLine(e.Message)})");
         }
-        return new MlTextTokenizer(t, config.Vocab, config.EosTokenId ?? t.EndOfSentenceId, "SentencePiece from tokenizer.model");
+        const string source = "SentencePiece from tokenizer.model";
+        var bos = Bos(settings, t.BeginningOfSentenceId, settings.AddBos ?? true, config, source);
+        return new MlTextTokenizer(t, config.Vocab, config.EosTokenId ?? t.EndOfSentenceId, source, bos, moreStops: config.EosTokenIds);
+    }
+
+    /// <summary>The BOS and whether prompts start with it; a BOS the files ask for that the model cannot read is refused.</summary>
+    private static (int? Id, bool Adds) Bos(TokenizerConfig settings, int? id, bool adds, ModelConfig config, string source)
+    {
+        if (adds && id is null)
+            throw new ModelFormatException($"{settings.Path}: field 'add_bos_token' is true, but the tokenizer ({source}) names no BOS token");
+        if (adds && id >= config.Vocab)
+            throw new ModelFormatException($"the tokenizer ({source}) starts every prompt with BOS id {id}, outside the model's vocab_size {config.Vocab}");
+        return (id, adds);
     }
 
     internal static string OneLine(string s) => s.ReplaceLineEndings(" ").Trim();

@@ -42,14 +42,14 @@ public sealed class FactExamples
             var answer = tok.Encode(" " + f.Answer);
             for (int t = 0; t < rel.Templates.Count; t++)
             {
-                var ex = new FactExample(i, tok.Encode(rel.Templates[t].Replace("{}", f.Subject)), answer);
+                var ex = new FactExample(i, tok.EncodePrompt(rel.Templates[t].Replace("{}", f.Subject)), answer);
                 (t == h ? held : train).Add(ex);
             }
             if (subjectLines)
             {
                 // both tokenisations of the subject: mid-sentence (" Ivo Brennan") and sentence-initial ("Ivo Brennan")
-                train.Add(new FactExample(i, tok.Encode(" " + f.Subject), answer, Scored: false));
-                if (subjectLineVariants > 1) train.Add(new FactExample(i, tok.Encode(f.Subject), answer, Scored: false));
+                train.Add(new FactExample(i, tok.EncodePrompt(" " + f.Subject), answer, Scored: false));
+                if (subjectLineVariants > 1) train.Add(new FactExample(i, tok.EncodePrompt(f.Subject), answer, Scored: false));
             }
         }
         Train = train; HeldOut = held;

@@ -40,6 +40,9 @@ public class OpShapeErrorTests
 
             // T = S = 3, heads 2, kv heads 1, head dim 4: q, o [3, 8], k, v [3, 4]
             var q = Z(3, 8); var k = Z(3, 4); var v = Z(3, 4); var o = Z(3, 8);
+            Same(b, "Attention window -1", () => b.Attention(q, k, v, 2, 1, 4, o, null, -1), () => OpShapes.Window(-1, "Attention"));
+            Same(b, "AttentionBackward window -1", () => b.AttentionBackward(o, q, k, v, Z(2, 3, 3), 2, 1, 4, Z(3, 8), Z(3, 4), Z(3, 4), -1),
+                () => OpShapes.Window(-1, "AttentionBackward"));
             Same(b, "Attention heads 0", () => b.Attention(q, k, v, 0, 1, 4, o, null), () => OpShapes.Attention(q, k, v, 0, 1, 4, o));
             Same(b, "Attention heads 3 over 2 kv heads", () => b.Attention(q, k, v, 3, 2, 4, o, null), () => OpShapes.Attention(q, k, v, 3, 2, 4, o));
             var o9 = Z(3, 9);

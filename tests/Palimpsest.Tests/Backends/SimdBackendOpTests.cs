@@ -283,6 +283,40 @@ public abstract class BackendOpSuite(ITestOutputHelper output)
                 };
             }
 
+        // sliding windows: 1 (each query sees itself), 5 (shorter than every S here, several query blocks),
+        // 20 (masks keys only for S = 29); q offset in the keys (T < S) as a KV cache passes them
+        foreach (var kv in new[] { 1, H })
+            foreach (var (tq, s) in new[] { (Tq, S), (T, T), (1, S) })
+                foreach (var w in new[] { 1, 5, 20 })
+                {
+                    cases[$"Attention.kv{kv}.T{tq}S{s}.window{w}"] = c =>
+                    {
+                        var q = c.Rand([tq, H * Hd], scale: 2); var k = c.Rand([s, kv * Hd], scale: 2); var v = c.Rand([s, kv * Hd]);
+                        var o = c.Rand([tq, H * Hd]); var probs = c.Rand([H, tq, s]);
+                        c.Run((b, t) => b.Attention(t(q), t(k), t(v), H, kv, Hd, t(o), t(probs), w));
+                        c.Check("o", o); c.Check("probs", probs);
+                        var o2 = c.Rand([tq, H * Hd]);
+                        c.Run((b, t) => b.Attention(t(q), t(k), t(v), H, kv, Hd, t(o2), null, w));
+                        c.Check("o (no probs)", o2);
+                        // the filled prefix of a longer cache, read in place
+                        var kCache = c.Rand([s + 11, kv * Hd], scale: 2); var vCache = c.Rand([s + 11, kv * Hd]);
+                        var o3 = c.Rand([tq, H * Hd]);
+                        c.Run((b, t) => b.AttentionPrefix(t(q), t(kCache), t(vCache), s, H, kv, Hd, t(o3), null, w));
+                        c.Check("o (cache prefix)", o3);
+                    };
+                    cases[$"AttentionBackward.kv{kv}.T{tq}S{s}.window{w}"] = c =>
+                    {
+                        var q = c.Rand([tq, H * Hd], scale: 2); var k = c.Rand([s, kv * Hd], scale: 2); var v = c.Rand([s, kv * Hd]);
+                        var o = c.Zeros(tq, H * Hd); var probs = c.Zeros(H, tq, s);
+                        c.RunReference(r => r.Attention(c.R(q), c.R(k), c.R(v), H, kv, Hd, c.R(o), c.R(probs), w));
+                        var savedProbs = c.CopyOfReference(probs);
+                        var dO = c.Rand([tq, H * Hd]);
+                        var dq = c.Rand([tq, H * Hd]); var dk = c.Rand([s, kv * Hd]); var dv = c.Rand([s, kv * Hd]);
+                        c.Run((b, t) => b.AttentionBackward(t(dO), t(q), t(k), t(v), t(savedProbs), H, kv, Hd, t(dq), t(dk), t(dv), w));
+                        c.Check("dq", dq); c.Check("dk", dk); c.Check("dv", dv);
+                    };
+                }
+
         // ---------------- losses ----------------
         cases["LogSoftmax"] = c =>
         {

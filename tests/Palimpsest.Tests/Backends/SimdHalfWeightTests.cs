@@ -70,6 +70,32 @@ public class SimdHalfWeightTests(ITestOutputHelper output) : IDisposable
                     }
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(7)]
+    [InlineData(128)]
+    public void Fused_linear_layers_on_a_16bit_weight_equal_their_composition(int m)
+    {
+        using var b = new SimdBackend();
+        var rng = new Random(m);
+        Palimpsest.Backends.IFusedLinear fused = b, plain = new Palimpsest.Backends.ComposedLinear(b);
+        foreach (bool stored in new[] { false, true })
+        {
+            var h = SimdHalfTensor.Round(Rand(rng, 33 * 45), stored ? [45, 33] : [33, 45], DType.BF16);
+            var w = stored ? h.TransposeView() : h; // [33, 45]
+            var x = b.FromHost(Rand(rng, m * 33), m, 33);
+            var bias = b.FromHost(Rand(rng, 45), 45);
+            var res = b.FromHost(Rand(rng, m * 45), m, 45);
+            Tensor Y() => b.Zeros(m, 45);
+            var (y0, y1) = (Y(), Y());
+            plain.Linear(x, w, bias, y0, res); fused.Linear(x, w, bias, y1, res);
+            AssertClose(b, y1, y0, 0, $"Linear m={m} stored-transposed={stored}");
+            var (u0, k0, u1, k1) = (Y(), Y(), Y(), Y());
+            plain.LinearAct(Activation.GeluTanh, x, w, bias, u0, k0); fused.LinearAct(Activation.GeluTanh, x, w, bias, u1, k1);
+            AssertClose(b, k1, k0, 0, $"LinearAct m={m} stored-transposed={stored}");
+        }
+    }
+
     [Fact]
     public void Embed_ToHost_and_column_views_read_the_widened_values()
     {

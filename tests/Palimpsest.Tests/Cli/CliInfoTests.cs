@@ -32,6 +32,16 @@ public sealed class CliInfoTests
         Assert.Contains("2 key/value heads", Field(r.Out, "heads"));
         Assert.StartsWith("none usable", Field(r.Out, "tokenizer"));
     }
+
+    [Theory]
+    [InlineData("swa/mistral", "64 (sliding_window 4 on every layer)")]
+    [InlineData("swa/qwen2", "64 (sliding_window 3 on layers 1-2)")]
+    public void Info_names_the_sliding_window_and_its_layers(string fixture, string context)
+    {
+        var r = CliRunner.Run("info", CliRunner.Fixture(fixture));
+        Assert.True(r.Code == 0, r.ToString());
+        Assert.Equal(context, Field(r.Out, "context"));
+    }
 }
 
 /// <summary>`random-model` writes a loadable folder; `info` says how the CPU backend will store its weights under --weights; `generate` runs on it in place and widened.</summary>

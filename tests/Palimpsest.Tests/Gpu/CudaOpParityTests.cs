@@ -118,6 +118,17 @@ public class CudaOpParityTests
         f.Linear(x.G, w.G, null, y2.G);
         p.Check(y2, tol, "Linear, no bias, no residual");
 
+        // a bias without a residual: MatMul + AddBias, or (FuseBiasWithoutResidual) one row's bias in its gemv
+        foreach (bool fuse in new[] { false, true })
+        {
+            p.G.FuseBiasWithoutResidual = fuse;
+            var y3 = p.Rand(rows, dout);
+            p.R.MatMul(x.R, false, w.R, false, y3.R); p.R.AddBias(y3.R, bias.R);
+            f.Linear(x.G, w.G, bias.G, y3.G);
+            p.Check(y3, tol, $"Linear + bias, no residual (FuseBiasWithoutResidual {fuse})");
+        }
+        p.G.FuseBiasWithoutResidual = false;
+
         var up = p.Zeros(rows, dout);
         var key = p.Zeros(rows, dout);
         p.R.MatMul(x.R, false, w.R, false, up.R); p.R.AddBias(up.R, bias.R); p.R.Activate(Activation.GeluTanh, up.R, key.R);

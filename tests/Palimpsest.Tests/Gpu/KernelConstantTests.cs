@@ -19,6 +19,8 @@ public partial class KernelConstantTests
         { "CudaBackend.Block", "common.cuh", "BLOCK", CudaBackend.Block },
         { "CudaBackend.Block (gemv_xw's block)", "gemv.cu", "32 * GEMV_ROWS", CudaBackend.Block },
         { "CudaBackend.GemvCols", "gemv.cu", "GEMV_COLS", CudaBackend.GemvCols },
+        { "CudaBackend.TransposeTile", "gemv.cu", "TRANSPOSE_TILE", CudaBackend.TransposeTile },
+        { "CudaBackend.Block (transpose_u16's block)", "gemv.cu", "TRANSPOSE_TILE * TRANSPOSE_ROWS", CudaBackend.Block },
         { "CudaBackend.AttQt", "attention.cu", "ATT_QT", CudaBackend.AttQt },
         { "CudaBackend.AttKt", "attention.cu", "ATT_KT", CudaBackend.AttKt },
         { "CudaBackend.AttThreads", "attention.cu", "32 * ATT_WARPS", CudaBackend.AttThreads },

@@ -97,32 +97,65 @@ public class ConfigFieldsTests
         Assert.True(c.GatedMlp);
         Assert.Equal((28, 4, 128, 1e6, 131072, 151643), (c.Heads, c.KvHeads, c.HeadDim, c.RopeTheta, c.MaxPositions, c.EosTokenId!.Value));
         Assert.Null(c.SlidingWindow); // use_sliding_window false
-        // with the window on from layer 20 of 28, the context is capped at the window
+        Assert.Equal(0, c.AttentionWindow(27));
+        // with the window on from layer 20 of 28: layers 0-19 attend fully, 20-27 through the window; the context stays 131072
         var w = Parse(Qwen25_7B.Replace("\"use_sliding_window\": false", "\"use_sliding_window\": true").Replace("\"max_window_layers\": 28", "\"max_window_layers\": 20")
             .Replace("\"sliding_window\": 131072", "\"sliding_window\": 4096"));
-        Assert.Equal((4096, 4096), (w.SlidingWindow!.Value, w.MaxPositions));
+        Assert.Equal((4096, 131072), (w.SlidingWindow!.Value, w.MaxPositions));
+        Assert.Equal(Enumerable.Range(0, 28).Select(l => l >= 20 ? 4096 : 0), Enumerable.Range(0, 28).Select(w.AttentionWindow));
         // on, but from layer 28 of 28: no layer slides
         Assert.Null(Parse(Qwen25_7B.Replace("\"use_sliding_window\": false", "\"use_sliding_window\": true")).SlidingWindow);
-        // layer_types (newer transformers) decides when given
-        Assert.Equal(4096, Parse(Qwen25_7B.Replace("\"use_sliding_window\": false", "\"use_sliding_window\": true, \"layer_types\": [\"full_attention\", \"sliding_attention\"]")
-            .Replace("\"sliding_window\": 131072", "\"sliding_window\": 4096")).SlidingWindow);
+        // max_window_layers 0: every layer slides (0 is a valid value here, unlike most integer fields)
+        var all = Parse(Qwen25_7B.Replace("\"use_sliding_window\": false", "\"use_sliding_window\": true").Replace("\"max_window_layers\": 28", "\"max_window_layers\": 0"));
+        Assert.Equal((131072, 131072), (all.AttentionWindow(0), all.AttentionWindow(27)));
+        // on with sliding_window null: Qwen2Config's window is None, no layer slides
+        Assert.Null(Parse(Qwen25_7B.Replace("\"use_sliding_window\": false", "\"use_sliding_window\": true").Replace("\"max_window_layers\": 28", "\"max_window_layers\": 0")
+            .Replace("\"sliding_window\": 131072", "\"sliding_window\": null")).SlidingWindow);
+        // absent fields take Qwen2Config's defaults: sliding_window 4096, max_window_layers 28 (of 30 layers here: 28 and 29 slide)
+        var dflt = Parse(Qwen25_7B.Replace("\"use_sliding_window\": false", "\"use_sliding_window\": true").Replace("\"max_window_layers\": 28,", "")
+            .Replace("\"sliding_window\": 131072,", "").Replace("\"num_hidden_layers\": 28", "\"num_hidden_layers\": 30"));
+        Assert.Equal((0, 4096, 4096), (dflt.AttentionWindow(27), dflt.AttentionWindow(28), dflt.AttentionWindow(29)));
+        // layer_types (newer transformers) decides when given, one entry per layer
+        string Types(string entries) => Qwen25_7B.Replace("\"use_sliding_window\": false", $"\"use_sliding_window\": true, \"layer_types\": [{entries}]")
+            .Replace("\"sliding_window\": 131072", "\"sliding_window\": 4096");
+        string Alternating(string odd) => string.Join(", ", Enumerable.Range(0, 28).Select(l => l % 2 == 1 ? odd : "\"full_attention\""));
+        var alt = Parse(Types(Alternating("\"sliding_attention\"")));
+        Assert.Equal(Enumerable.Range(0, 28).Select(l => l % 2 == 1 ? 4096 : 0), Enumerable.Range(0, 28).Select(alt.AttentionWindow));
+        Assert.Null(Parse(Types(Alternating("\"full_attention\""))).SlidingWindow);
+        var e1 = Assert.Throws<ModelFormatException>(() => Parse(Types("\"full_attention\", \"sliding_attention\"")));
+        Assert.Equal("config.json: field 'layer_types' has 2 entries for 28 layers (num_hidden_layers): one per layer", e1.Message);
+        var e2 = Assert.Throws<ModelFormatException>(() => Parse(Types(Alternating("\"chunked_attention\""))));
+        Assert.Equal("config.json: field 'layer_types[1]' \"chunked_attention\" is not 'full_attention' or 'sliding_attention'", e2.Message);
+        var e3 = Assert.Throws<ModelFormatException>(() => Parse(Qwen25_7B.Replace("\"use_sliding_window\": false", "\"use_sliding_window\": true").Replace("\"max_window_layers\": 28", "\"max_window_layers\": -1")));
+        Assert.Equal("config.json: field 'max_window_layers' must be a non-negative integer (got -1)", e3.Message);
+        var e4 = Assert.Throws<ModelFormatException>(() => Parse(Qwen25_7B.Replace("\"use_sliding_window\": false", "\"use_sliding_window\": true").Replace("\"sliding_window\": 131072", "\"sliding_window\": 0")));
+        Assert.Equal("config.json: field 'sliding_window' must be positive (got 0)", e4.Message);
         var e = Assert.Throws<ModelFormatException>(() => Parse(Qwen25_7B.Replace("\"use_mrope\": false", "\"use_mrope\": true")));
         Assert.StartsWith("config.json: field 'use_mrope' true: ", e.Message);
     }
 
     [Fact]
-    public void Mistral_is_llamas_wiring_without_biases_and_a_sliding_window_caps_its_context()
+    public void Mistral_is_llamas_wiring_without_biases_and_its_sliding_window_is_on_every_layer()
     {
         var c = Parse(Mistral7B);
         Assert.Empty(c.UnrecognisedFields);
         Assert.Equal(Architecture.Llama, c.Arch);
         Assert.False(c.QkvBias || c.AttnOutBias || c.MlpBias);
         Assert.Equal((32, 8, 128, 32768), (c.Heads, c.KvHeads, c.HeadDim, c.MaxPositions));
-        Assert.Null(c.SlidingWindow);
+        Assert.Null(c.SlidingWindow); // null: full attention (v0.3)
+        Assert.Equal(0, c.AttentionWindow(31));
+        // v0.1: a window of 4096 on every layer; contexts past it run (the window slides), so the context is not capped
         var v01 = Parse(Mistral7B.Replace("\"sliding_window\": null", "\"sliding_window\": 4096"));
-        Assert.Equal((4096, 4096), (v01.SlidingWindow!.Value, v01.MaxPositions));
-        var e = Assert.Throws<ModelFormatException>(() => Parse(Mistral7B.Replace("\"sliding_window\": null", "\"sliding_window\": 0")));
-        Assert.Contains("'sliding_window'", e.Message);
+        Assert.Equal((4096, 32768, 4096, 4096), (v01.SlidingWindow!.Value, v01.MaxPositions, v01.AttentionWindow(0), v01.AttentionWindow(31)));
+        // absent: MistralConfig's default, 4096 (transformers leaves fields at their default out of a saved config.json)
+        Assert.Equal(4096, Parse(Mistral7B.Replace("\"sliding_window\": null,", "")).SlidingWindow);
+        foreach (var bad in new[] { "0", "-4096" })
+        {
+            var e = Assert.Throws<ModelFormatException>(() => Parse(Mistral7B.Replace("\"sliding_window\": null", $"\"sliding_window\": {bad}")));
+            Assert.Equal($"config.json: field 'sliding_window' must be positive (got {bad})", e.Message);
+        }
+        var f = Assert.Throws<ModelFormatException>(() => Parse(Mistral7B.Replace("\"sliding_window\": null", "\"sliding_window\": 4096.5")));
+        Assert.Equal("config.json: field 'sliding_window' must be an integer", f.Message);
         // attention_bias is Llama's field, not Mistral's: reported, not read
         Assert.Equal(["attention_bias"], Parse(Mistral7B.Replace("\"use_cache\": true", "\"use_cache\": true, \"attention_bias\": true")).UnrecognisedFields);
     }

@@ -15,7 +15,20 @@ namespace Palimpsest.Tests.Runtime;
 [Collection(Palimpsest.Tests.Gpu.CudaCollection.Name)]
 public class FixtureForwardTests
 {
-    private static readonly string[] Archs = ["gpt2", "gptj", "gpt_neox", "llama"];
+    private static readonly string[] Archs = ["gpt2", "gptj", "gpt_neox", "llama", "llama3_scaled", "mistral_window", "qwen2_window"];
+
+    /// <summary>
+    /// The fixture folder, or a skip naming why it is missing: the fixtures of the architectures added
+    /// after the first four (Llama 3 rope scaling, Mistral's and Qwen2's sliding windows) are written by
+    /// tests/fixtures/generate.py, which needs transformers — it runs only on the lent GPU machine.
+    /// </summary>
+    private static string FixtureOrSkip(string arch)
+    {
+        string dir = Paths.Fixture(arch);
+        if (!File.Exists(Path.Combine(dir, "reference.safetensors")))
+            Assert.Skip($"tests/fixtures/{arch} is not generated yet: tests/fixtures/generate.py needs transformers, which only the lent GPU machine has (issue 21)");
+        return dir;
+    }
 
     private static TheoryData<string, string> Over(IEnumerable<string> backends)
     {
@@ -55,8 +68,9 @@ public class FixtureForwardTests
     public void Logits_hidden_states_and_keys_match_transformers(string arch, string backend)
     {
         using var b = TestBackends.Create(backend);
-        using var model = Model.Load(Paths.Fixture(arch), b);
-        using var reference = SafetensorsFile.Open(Path.Combine(Paths.Fixture(arch), "reference.safetensors"));
+        string dir = FixtureOrSkip(arch);
+        using var model = Model.Load(dir, b);
+        using var reference = SafetensorsFile.Open(Path.Combine(dir, "reference.safetensors"));
         var ids = reference.ReadI64("input_ids");       // [3, 12]
         var logits = reference.ReadF64("logits");       // [3, 12, V]
         var hidden = reference.ReadF64("hidden_states"); // [L+1, 3, 12, d]
@@ -82,8 +96,9 @@ public class FixtureForwardTests
     public void Target_loss_and_delta_gradient_match_transformers(string arch, string backend)
     {
         using var b = TestBackends.Create(backend);
-        using var model = Model.Load(Paths.Fixture(arch), b);
-        using var reference = SafetensorsFile.Open(Path.Combine(Paths.Fixture(arch), "reference.safetensors"));
+        string dir = FixtureOrSkip(arch);
+        using var model = Model.Load(dir, b);
+        using var reference = SafetensorsFile.Open(Path.Combine(dir, "reference.safetensors"));
         int[] ids = reference.ReadI64("grad.input_ids").Select(x => (int)x).ToArray(); // [1, 11]
         int layer = (int)reference.ReadI64("grad.layer")[0], pos = (int)reference.ReadI64("grad.position")[0];
         int start = (int)reference.ReadI64("grad.target_start")[0];
@@ -122,8 +137,9 @@ public class FixtureForwardTests
     public void Ops_before_transformers_float32_casts_match_to_1e12(string arch)
     {
         using var b = TestBackends.Create("f64");
-        using var model = Model.Load(Paths.Fixture(arch), b);
-        using var reference = SafetensorsFile.Open(Path.Combine(Paths.Fixture(arch), "reference.safetensors"));
+        string dir = FixtureOrSkip(arch);
+        using var model = Model.Load(dir, b);
+        using var reference = SafetensorsFile.Open(Path.Combine(dir, "reference.safetensors"));
         var ids = reference.ReadI64("input_ids").Take(12).Select(x => (int)x).ToArray();
         var key0 = reference.ReadF64("mlp_key.0");
         int f = model.Config.DFf;

@@ -7,7 +7,7 @@ namespace Palimpsest.Tests.Runtime;
 /// <summary>Tiny configs of odd sizes covering every wiring the engine supports.</summary>
 public static class SmallConfigs
 {
-    public static readonly string[] Names = ["gpt2", "gptj", "neox-parallel", "neox-sequential", "llama-gqa", "llama-mqa-tied", "qwen2-bias", "llama3-scaled"];
+    public static readonly string[] Names = ["gpt2", "gptj", "neox-parallel", "neox-sequential", "llama-gqa", "llama-mqa-tied", "qwen2-bias", "llama3-scaled", "mistral-window", "qwen2-window"];
 
     public static ModelConfig Get(string name) => name switch
     {
@@ -54,6 +54,21 @@ public static class SmallConfigs
             Arch = Architecture.Llama, Layers = 2, DModel = 18, Heads = 3, KvHeads = 1, HeadDim = 6, DFf = 19, Vocab = 33,
             MaxPositions = 19, NormEps = 1e-5, Norm = NormKind.RmsNorm, Act = Activation.Silu, GatedMlp = true, RotaryDim = 6,
             RopeTheta = 500000, RopeScaling = new RopeScaling(RopeScaling.Llama3Type, 8, 1, 4, 512),
+        },
+        // Mistral's sliding window on every layer, shorter than the tests' sequences (9 to 13 tokens), with grouped kv heads
+        "mistral-window" => new ModelConfig
+        {
+            Arch = Architecture.Llama, Layers = 2, DModel = 22, Heads = 4, KvHeads = 2, HeadDim = 6, DFf = 25, Vocab = 37,
+            MaxPositions = 19, NormEps = 1e-5, Norm = NormKind.RmsNorm, Act = Activation.Silu, GatedMlp = true, RotaryDim = 6,
+            SlidingWindow = 4, ModelType = "mistral",
+        },
+        // Qwen2 with use_sliding_window and max_window_layers 1: layer 0 attends fully, layers 1 and 2 through a window
+        // of 3; biases on q, k, v; a tied head
+        "qwen2-window" => new ModelConfig
+        {
+            Arch = Architecture.Llama, Layers = 3, DModel = 13, Heads = 3, KvHeads = 1, HeadDim = 4, DFf = 17, Vocab = 29,
+            MaxPositions = 19, NormEps = 1e-6, Norm = NormKind.RmsNorm, Act = Activation.Silu, GatedMlp = true, RotaryDim = 4,
+            QkvBias = true, TiedHead = true, RopeTheta = 1e6, SlidingWindow = 3, SlidingLayers = [false, true, true], ModelType = "qwen2",
         },
         _ => throw new ArgumentException(name),
     };

@@ -15,15 +15,19 @@ internal static class Gpt2HfFiles
 {
     public const int EndOfText = 50256;
 
-    public static void Write(string folder, bool tokenizerJson)
+    /// <param name="splitRegex">With tokenizer.json: Llama 3's layout instead of GPT-2's, Split(this regex) + ByteLevel and ignore_merges.</param>
+    public static void Write(string folder, bool tokenizerJson, string? splitRegex = null)
     {
         var (vocab, merges) = Build();
         if (tokenizerJson)
         {
             // Older layout: merges as "a b" strings; <|endoftext|> as an added token.
             var sb = new StringBuilder("{\"version\":\"1.0\",\"added_tokens\":[{\"id\":50256,\"content\":\"<|endoftext|>\",\"special\":true}],");
-            sb.Append("\"normalizer\":null,\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"trim_offsets\":true,\"use_regex\":true},");
-            sb.Append("\"model\":{\"type\":\"BPE\",\"vocab\":").Append(VocabJson(vocab)).Append(",\"merges\":[");
+            sb.Append("\"normalizer\":null,\"pre_tokenizer\":").Append(splitRegex is null
+                ? "{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"trim_offsets\":true,\"use_regex\":true},"
+                : "{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Split\",\"pattern\":{\"Regex\":" + Str(splitRegex) + "},\"behavior\":\"Isolated\",\"invert\":false}," +
+                  "{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"trim_offsets\":true,\"use_regex\":false}]},");
+            sb.Append("\"model\":{\"type\":\"BPE\",\"ignore_merges\":").Append(splitRegex is null ? "false" : "true").Append(",\"vocab\":").Append(VocabJson(vocab)).Append(",\"merges\":[");
             sb.AppendJoin(",", merges.Select(Str)).Append("]}}");
             File.WriteAllText(Path.Combine(folder, "tokenizer.json"), sb.ToString());
         }

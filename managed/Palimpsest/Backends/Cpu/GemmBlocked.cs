@@ -10,6 +10,13 @@ public static partial class Gemm
     internal const int MR = 6, NR = 16, KC = 256, MCMax = 144, NC = 4096;
 
     /// <summary>
+    /// Floats from one packed B micro-panel to the next: its kc x NR values plus one cache line.
+    /// Without the pad panels sit a multiple of 4 KiB apart, so packing a row of b (one line into
+    /// every panel) lands all its writes in the same few cache sets, which thrash.
+    /// </summary>
+    internal static long PanelStride(int kc) => (long)kc * NR + 16;
+
+    /// <summary>
     /// c [M, N] (+)= op(a) · op(b) for M ≥ 2 (GEMV handles M = 1): loops jc (NC) → pc (KC) →
     /// blocks of rows (parallel) → NR panels → MR slivers → micro-kernel. With <paramref name="b16"/>
     /// given, b is that 16-bit matrix (<paramref name="kind16"/>) instead, widened while it is packed.
@@ -26,13 +33,14 @@ public static partial class Gemm
         var scratch = GemmScratch.Acquire();
         try
         {
-            float* bPack = scratch.PackB((long)KC * Math.Min(NC, (N + NR - 1) / NR * NR));
+            long panelStride = PanelStride(Math.Min(KC, K));
+            float* bPack = scratch.PackB(panelStride * ((Math.Min(NC, N) + NR - 1) / NR));
             fixed (float* pa = a, pb = b, pc = c)
             {
                 var job = scratch.BlockJob;
                 job.A = pa; job.B = pb; job.C = pc; job.Lda = lda; job.Ldb = ldb; job.Ldc = ldc;
                 job.TransA = transA; job.TransB = transB; job.M = M; job.Slivers = slivers; job.MBlocks = mBlocks;
-                job.BPack = bPack; job.Kernel = kernel; job.B16 = b16; job.Kind16 = kind16;
+                job.BPack = bPack; job.PanelStride = panelStride; job.Kernel = kernel; job.B16 = b16; job.Kind16 = kind16;
                 for (int jc = 0; jc < N; jc += NC)
                 {
                     job.Jc = jc;
@@ -45,10 +53,15 @@ public static partial class Gemm
                         job.Accumulate = accumulate || p0 > 0;
                         // With fewer row blocks than threads (short M) the NR panels are split too.
                         job.NSplit = mBlocks >= threads ? 1 : Math.Min(panels, (threads + mBlocks - 1) / mBlocks);
-                        // Phase 1: pack the KC x NC panel of B (shared by every task), in slices.
+                        // Phase 1: pack the KC x NC panel of B (shared by every task), in slices:
+                        // of rows when b is [K, N] (each slice then reads one contiguous stretch of
+                        // b), of panels when b is [N, K] (a panel is then NR contiguous rows of b)
+                        // or 16-bit (PackBHalf widens panel by panel).
                         job.Packing = true;
-                        job.PanelsPerSlice = (panels + threads - 1) / threads;
-                        ParallelFor(workers, threads, (panels + job.PanelsPerSlice - 1) / job.PanelsPerSlice, job);
+                        int sliceCount = transB || b16 != null ? Math.Min(threads, panels) : Math.Min(threads, (job.Kc + 15) / 16);
+                        job.PanelsPerSlice = (panels + sliceCount - 1) / sliceCount;
+                        job.RowsPerSlice = (job.Kc + sliceCount - 1) / sliceCount;
+                        ParallelFor(workers, threads, sliceCount, job);
                         // Phase 2: the (row block, panel group) tasks.
                         job.Packing = false;
                         ParallelFor(workers, threads, mBlocks * job.NSplit, job);
@@ -66,18 +79,20 @@ public static partial class Gemm
         /// <summary>A 16-bit b (null: b is float32 in <see cref="B"/>) and its format.</summary>
         public ushort* B16;
         public DType Kind16;
-        public int Lda, Ldb, Ldc, M, Slivers, MBlocks, NSplit, Jc, Nc, Pc, Kc, PanelsPerSlice;
+        public int Lda, Ldb, Ldc, M, Slivers, MBlocks, NSplit, Jc, Nc, Pc, Kc, PanelsPerSlice, RowsPerSlice;
+        public long PanelStride;
         public bool TransA, TransB, Accumulate, Packing;
         public GemmKernel Kernel;
 
         public void Run(int index)
         {
-            if (Packing)
+            if (!Packing) RunTask(index);
+            else if (TransB || B16 != null)
             {
                 int panels = (Nc + NR - 1) / NR;
                 PackBPanels(index * PanelsPerSlice, Math.Min(panels, (index + 1) * PanelsPerSlice));
             }
-            else RunTask(index);
+            else GemmPack.PackBRows(B, Ldb, Pc, Jc, index * RowsPerSlice, Math.Min(Kc, (index + 1) * RowsPerSlice), Nc, BPack, PanelStride);
         }
 
         /// <summary>Packs NR-column panels [p0, p1) of op(b)[Pc.., Jc..] into BPack, zero-padding the last.</summary>
@@ -86,7 +101,7 @@ public static partial class Gemm
             for (int jp = p0; jp < p1; jp++)
             {
                 int j0 = jp * NR, nr = Math.Min(NR, Nc - j0);
-                float* dst = BPack + (long)jp * NR * Kc;
+                float* dst = BPack + jp * PanelStride;
                 if (B16 == null) GemmPack.PackB(TransB, B, Ldb, Pc, Jc + j0, Kc, nr, dst);
                 else if (Kind16 == DType.BF16) GemmPack.PackBHalf<HalfWiden.Bf16>(TransB, B16, Ldb, Pc, Jc + j0, Kc, nr, dst);
                 else GemmPack.PackBHalf<HalfWiden.F16>(TransB, B16, Ldb, Pc, Jc + j0, Kc, nr, dst);
@@ -111,27 +126,9 @@ public static partial class Gemm
             for (int jp = jp0; jp < jp1; jp++)
             {
                 int j0 = jp * NR, nr = Math.Min(NR, Nc - j0);
-                float* bp = BPack + (long)jp * NR * Kc;
+                float* bp = BPack + jp * PanelStride;
                 for (int ir = 0; ir < mc; ir += MR)
-                {
-                    int mr = Math.Min(MR, mc - ir);
-                    float* ap = aPack + (long)ir * Kc;
-                    float* cp = C + (long)(i0 + ir) * Ldc + Jc + j0;
-                    if (mr == MR && nr == NR)
-                        GemmKernels.Run(Kernel, Kc, ap, bp, cp, Ldc, Accumulate);
-                    else
-                    {
-                        // Edge tile: compute the full padded tile aside, then copy the valid part.
-                        GemmKernels.Run(Kernel, Kc, ap, bp, tile, NR, false);
-                        for (int i = 0; i < mr; i++)
-                        {
-                            float* crow = cp + (long)i * Ldc;
-                            float* trow = tile + i * NR;
-                            if (Accumulate) for (int j = 0; j < nr; j++) crow[j] += trow[j];
-                            else for (int j = 0; j < nr; j++) crow[j] = trow[j];
-                        }
-                    }
-                }
+                    MicroTile(Kernel, Kc, aPack + (long)ir * Kc, bp, C + (long)(i0 + ir) * Ldc + Jc + j0, Ldc, Math.Min(MR, mc - ir), nr, Accumulate, tile);
             }
         }
     }

@@ -7,8 +7,8 @@ namespace Palimpsest.Backends.Cpu;
 
 public static partial class Gemm
 {
-    /// <summary>Columns of y one thread updates per sweep over the rows of b (keeps y in L1).</summary>
-    private const int GemvColumnBlock = 2048;
+    /// <summary>Columns of y one thread updates per sweep over its rows of b (y stays in L1/L2).</summary>
+    private const int GemvColumnBlock = 8192;
 
     /// <summary>
     /// M = 1 (one token's decode step): c [1, N] (+)= a [1, K] · op(b) [K, N]. Memory bound, so
@@ -31,39 +31,70 @@ public static partial class Gemm
                     for (int k = 0; k < K; k++) g[k] = pa0[(long)k * lda];
                     pa = g;
                 }
-                // Chunks of whole vectors so that no two threads write the same cache line of c.
-                int w = Vector<float>.Count * 16;
-                int chunks = Math.Max(1, Math.Min(threads, (N + w - 1) / w));
-                int per = (N + chunks - 1) / chunks;
                 var job = scratch.GemvJob;
                 job.A = pa; job.B = pb0; job.C = pc0; job.Ldb = ldb; job.K = K; job.N = N;
-                job.Per = (per + w - 1) / w * w; job.TransB = transB; job.Accumulate = accumulate;
+                job.TransB = transB; job.Accumulate = accumulate;
+                int chunks;
+                if (transB)
+                {
+                    // b [N, K]: chunks of rows of b, i.e. of columns of c — each one contiguous
+                    // stretch of b, in whole vectors so that no two threads write one cache line of c.
+                    int w = Vector<float>.Count * 16;
+                    chunks = Math.Max(1, Math.Min(threads, (N + w - 1) / w));
+                    int per = (N + chunks - 1) / chunks;
+                    job.Per = (per + w - 1) / w * w;
+                }
+                else
+                {
+                    // b [K, N]: chunks of rows of b (of k), so each thread streams one contiguous
+                    // stretch of b as well; splitting the columns instead makes every thread read
+                    // a short piece of every row, which the prefetchers follow badly (1x3072x768
+                    // ran at half the bandwidth of the [N, K] case). Chunk t > 0 sums into its own
+                    // partial row of c, added to c once all are done.
+                    chunks = Math.Max(1, Math.Min(threads, K / GemvMinRows));
+                    job.Per = (K + chunks - 1) / chunks;
+                    job.Partials = chunks > 1 ? scratch.Partials((long)(chunks - 1) * N) : null;
+                }
                 ParallelFor(workers, threads, chunks, job);
+                for (int t = 1; t < chunks && !transB; t++)
+                {
+                    var partial = new ReadOnlySpan<float>(job.Partials + (long)(t - 1) * N, N);
+                    var y = new Span<float>(pc0, N);
+                    System.Numerics.Tensors.TensorPrimitives.Add(y, partial, y);
+                }
             }
         }
         finally { GemmScratch.Release(scratch); }
     }
 
-    /// <summary>One GEMV: chunk t is columns [t·Per, (t+1)·Per).</summary>
+    /// <summary>Rows of b [K, N] below which a GEMV chunk is not worth a thread of its own.</summary>
+    private const int GemvMinRows = 64;
+
+    /// <summary>
+    /// One GEMV. transB (b [N, K]): chunk t is columns [t·Per, (t+1)·Per) of c. Else (b [K, N]):
+    /// chunk t is rows [t·Per, (t+1)·Per) of b; chunk 0 sums into c, chunk t > 0 into
+    /// Partials[t − 1] [N] (overwritten).
+    /// </summary>
     internal sealed unsafe class GemvJob : IParallelJob
     {
-        public float* A, B, C;
+        public float* A, B, C, Partials;
         public int Ldb, K, N, Per;
         public bool TransB, Accumulate;
 
         public void Run(int t)
         {
-            int j0 = t * Per, j1 = Math.Min(N, j0 + Per);
-            if (j0 < j1) GemvRange(TransB, j0, j1, K, A, B, Ldb, C, Accumulate);
+            if (TransB)
+            {
+                int j0 = t * Per, j1 = Math.Min(N, j0 + Per);
+                if (j0 < j1) GemvDots(j0, j1, K, A, B, Ldb, C, Accumulate);
+                return;
+            }
+            int k0 = Math.Min(K, t * Per), k1 = Math.Min(K, k0 + Per);
+            float* y = t == 0 ? C : Partials + (long)(t - 1) * N;
+            bool acc = t == 0 && Accumulate;
+            for (int jb = 0; jb < N; jb += GemvColumnBlock)
+                GemvAxpys(jb, Math.Min(N, jb + GemvColumnBlock), k1 - k0, A + k0, B + (long)k0 * Ldb, Ldb, y, acc);
         }
-    }
-
-    private static unsafe void GemvRange(bool transB, int j0, int j1, int K, float* a, float* b, int ldb, float* c, bool accumulate)
-    {
-        if (transB) GemvDots(j0, j1, K, a, b, ldb, c, accumulate);
-        else
-            for (int jb = j0; jb < j1; jb += GemvColumnBlock)
-                GemvAxpys(jb, Math.Min(j1, jb + GemvColumnBlock), K, a, b, ldb, c, accumulate);
     }
 
     /// <summary>b [K, N]: c[j0..j1) (+)= Σ_k a[k] · b[k, j0..j1), four rows of b per pass over c.</summary>

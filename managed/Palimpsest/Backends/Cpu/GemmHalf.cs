@@ -26,30 +26,37 @@ public static partial class Gemm
         SgemmHalf(transA, transB, M, N, K, a, lda, b, ldb, kind, c, ldc, accumulate, DefaultKernel, Environment.ProcessorCount);
     }
 
-    /// <summary>As the public overload, with the kernel, the thread count and the workers chosen by the caller.</summary>
+    /// <summary>As the public overload, with the kernel, the thread count and the workers chosen by the caller, and
+    /// an epilogue (bias, residual, activation of a fused linear layer) applied to c once the product is done.</summary>
     internal static unsafe void SgemmHalf(bool transA, bool transB, int M, int N, int K,
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<ushort> b, int ldb, DType kind, Span<float> c, int ldc, bool accumulate,
-        GemmKernel kernel, int threads, SimdWorkers? workers = null)
+        GemmKernel kernel, int threads, SimdWorkers? workers = null, IGemmEpilogue? epilogue = null)
     {
         if (kind is not (DType.BF16 or DType.F16)) throw new ArgumentException($"SgemmHalf: b must be BF16 or F16, not {kind}");
         if (workers is not null) threads = Math.Min(threads, workers.Threads);
-        if (CheckedAndTrivial(transA, transB, M, N, K, a.Length, lda, b.Length, ldb, c, ldc, accumulate)) return;
-        if (!Avx2.IsSupported || !Fma.IsSupported)
+        bool done = CheckedAndTrivial(transA, transB, M, N, K, a.Length, lda, b.Length, ldb, c, ldc, accumulate); // c is final unless M, N, K > 0
+        if (done) { }
+        else if (!Avx2.IsSupported || !Fma.IsSupported)
         {
             // No 256-bit integer widening here: widen the whole of b once and take the float32 path.
             int rows = transB ? N : K, cols = transB ? K : N;
             var wide = new float[(long)rows * cols];
             for (int r = 0; r < rows; r++)
                 for (int j = 0; j < cols; j++) wide[(long)r * cols + j] = HalfWiden.Scalar(kind, b[(int)((long)r * ldb + j)]);
-            Sgemm(transA, transB, M, N, K, a, lda, wide, cols, c, ldc, accumulate, kernel, threads, workers);
+            Sgemm(transA, transB, M, N, K, a, lda, wide, cols, c, ldc, accumulate, kernel, threads, workers, epilogue);
             return;
         }
-        if ((long)M * N * K < ParallelThreshold) threads = 1;
-        fixed (ushort* pb = b)
+        else
         {
-            if (M == 1) GemvHalf(transA, transB, N, K, a, lda, pb, ldb, kind, c, accumulate, threads, workers);
-            else SgemmBlocked(transA, transB, M, N, K, a, lda, ReadOnlySpan<float>.Empty, ldb, c, ldc, accumulate, kernel, threads, workers, pb, kind);
+            if ((long)M * N * K < ParallelThreshold) threads = 1;
+            fixed (ushort* pb = b)
+            {
+                if (M == 1) GemvHalf(transA, transB, N, K, a, lda, pb, ldb, kind, c, accumulate, threads, workers);
+                else SgemmBlocked(transA, transB, M, N, K, a, lda, ReadOnlySpan<float>.Empty, ldb, c, ldc, accumulate, kernel, threads, workers, pb, kind);
+            }
         }
+        if (epilogue is null || M == 0 || N == 0) return;
+        fixed (float* pc = c) epilogue.Apply(pc, ldc, M, 0, N);
     }
 
     /// <summary>The 16-bit twin of <see cref="Gemv"/>: c [1, N] (+)= a [1, K] · op(b), b read once in storage order.</summary>

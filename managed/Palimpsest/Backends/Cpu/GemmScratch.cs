@@ -33,8 +33,18 @@ internal sealed unsafe class GemmScratch
     public Gemm.BlockJob BlockJob { get; } = new();
     public Gemm.GemvJob GemvJob { get; } = new();
     public Gemm.GemvHalfJob GemvHalfJob { get; } = new();
+    public Gemm.ShortMJob ShortMJob { get; } = new();
 
-    private readonly Buffer _packA = new(), _packB = new(), _vector = new();
+    private readonly Buffer _packA = new(), _packB = new(), _vector = new(), _partials = new(), _groupB = new(), _tile = new();
+
+    /// <summary>Room for the KC x 64 block of B one short-M task packs (only inside a task, which never nests).</summary>
+    public float* GroupB(long floats) => _groupB.Get(floats);
+
+    /// <summary>Room for one MR x NR edge tile.</summary>
+    public float* Tile() => _tile.Get(Gemm.MR * Gemm.NR);
+
+    /// <summary>Room for the partial rows of c that a GEMV split over k sums into.</summary>
+    public float* Partials(long floats) => _partials.Get(floats);
 
     /// <summary>Room for a packed A block (MC x KC floats).</summary>
     public float* PackA(long floats) => _packA.Get(floats);

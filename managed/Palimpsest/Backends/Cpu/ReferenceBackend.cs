@@ -376,14 +376,14 @@ public sealed class ReferenceBackend : IBackend, ISegmentAttention, ISiblingBack
 
     // ---------------- attention ----------------
 
-    public void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs) =>
-        Attend(q, k, v, heads, kvHeads, headDim, o, probs, null);
+    public void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs, int window = 0) =>
+        Attend(q, k, v, heads, kvHeads, headDim, o, probs, null, window);
 
     // Packed segments: the causal attention below with each row's keys starting at its segment's first row.
     public void AttentionSegments(Tensor q, Tensor k, Tensor v, ReadOnlySpan<int> lengths, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs)
     {
         OpShapes.Packed(q, k, "AttentionSegments");
-        Attend(q, k, v, heads, kvHeads, headDim, o, probs, OpShapes.SegmentFirstRows(lengths, q.Rows));
+        Attend(q, k, v, heads, kvHeads, headDim, o, probs, OpShapes.SegmentFirstRows(lengths, q.Rows), 0);
     }
 
     // The reference backward reads every probs entry, so the masked zeros do the masking.
@@ -395,11 +395,13 @@ public sealed class ReferenceBackend : IBackend, ISegmentAttention, ISiblingBack
         AttentionBackward(dO, q, k, v, probs, heads, kvHeads, headDim, dq, dk, dv);
     }
 
-    // first [T] (optional): query t sees keys first[t]..S-T+t instead of 0..S-T+t.
-    private void Attend(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs, int[]? first)
+    // first [T] (optional): query t sees keys first[t]..S-T+t instead of 0..S-T+t. window > 0: and only
+    // the last `window` of those (OpShapes.VisibleKeys), every other key masked.
+    private void Attend(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs, int[]? first, int window)
     {
         int T = q.Rows, S = k.Rows, group = heads / kvHeads;
         OpShapes.Attention(q, k, v, heads, kvHeads, headDim, o);
+        OpShapes.Window(window, "Attention");
         var Q = D(q); var K = D(k); var Vv = D(v); var O = D(o); var P = probs is null ? null : D(probs);
         OpShapes.AttentionProbs(probs, heads, T, S, "Attention");
         int qc = heads * headDim, kc = kvHeads * headDim;
@@ -410,7 +412,8 @@ public sealed class ReferenceBackend : IBackend, ISegmentAttention, ISiblingBack
             int g = h / group;
             for (int t = 0; t < T; t++)
             {
-                int last = S - T + t, j0 = first?[t] ?? 0; // causal: keys j0..last
+                var (lo, hi) = OpShapes.VisibleKeys(t, T, S, window);
+                int last = hi - 1, j0 = Math.Max(lo, first?[t] ?? 0); // causal: keys j0..last
                 double max = double.NegativeInfinity;
                 for (int j = j0; j <= last; j++)
                 {
@@ -433,11 +436,13 @@ public sealed class ReferenceBackend : IBackend, ISegmentAttention, ISiblingBack
         }
     }
 
+    // Reads every probs entry: the zeros outside the causal window do the masking, so the window is only checked.
     public void AttentionBackward(Tensor dO, Tensor q, Tensor k, Tensor v, Tensor probs, int heads, int kvHeads, int headDim,
-        Tensor dq, Tensor dk, Tensor dv)
+        Tensor dq, Tensor dk, Tensor dv, int window = 0)
     {
         int T = q.Rows, S = k.Rows, group = heads / kvHeads;
         OpShapes.Attention(q, k, v, heads, kvHeads, headDim, dO);
+        OpShapes.Window(window, "AttentionBackward");
         var G = D(dO); var Q = D(q); var K = D(k); var Vv = D(v); var P = D(probs);
         var DQ = D(dq); var DK = D(dk); var DV = D(dv);
         Array.Clear(DQ, 0, (int)dq.Length); Array.Clear(DK, 0, (int)dk.Length); Array.Clear(DV, 0, (int)dv.Length);

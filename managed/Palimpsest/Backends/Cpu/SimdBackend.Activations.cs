@@ -38,27 +38,31 @@ public sealed partial class SimdBackend
         for (int o = 0; o < len; o += Chunk)
         {
             int n = Math.Min(Chunk, len - o);
-            ReadOnlySpan<float> xs = X.AsSpan(o, n);
-            var ys = Y.AsSpan(o, n); var ts = tmp[..n];
-            switch (act)
-            {
-                case Activation.GeluTanh:
-                    GeluTanhGate(xs, ts);
-                    TensorPrimitives.Multiply(xs, ts, ys);
-                    break;
-                case Activation.GeluErf:
-                    // No vector erf in TensorPrimitives; GELU-erf models are not the hot path here.
-                    for (int i = 0; i < n; i++) ys[i] = (float)(0.5 * xs[i] * (1.0 + SpecialFunctions.Erf(xs[i] * InvSqrt2)));
-                    break;
-                case Activation.Relu:
-                    TensorPrimitives.Max(xs, 0f, ys);
-                    break;
-                case Activation.Silu:
-                    TensorPrimitives.Sigmoid(xs, ts);
-                    TensorPrimitives.Multiply(xs, ts, ys);
-                    break;
-                default: throw new ArgumentOutOfRangeException(nameof(act));
-            }
+            ActivateChunk(act, X.AsSpan(o, n), Y.AsSpan(o, n), tmp[..n]);
+        }
+    }
+
+    /// <summary>ys = act(xs) for one chunk (ys may alias xs); ts [n] is scratch.</summary>
+    internal static void ActivateChunk(Activation act, ReadOnlySpan<float> xs, Span<float> ys, Span<float> ts)
+    {
+        switch (act)
+        {
+            case Activation.GeluTanh:
+                GeluTanhGate(xs, ts);
+                TensorPrimitives.Multiply(xs, ts, ys);
+                break;
+            case Activation.GeluErf:
+                // No vector erf in TensorPrimitives; GELU-erf models are not the hot path here.
+                for (int i = 0; i < xs.Length; i++) ys[i] = (float)(0.5 * xs[i] * (1.0 + SpecialFunctions.Erf(xs[i] * InvSqrt2)));
+                break;
+            case Activation.Relu:
+                TensorPrimitives.Max(xs, 0f, ys);
+                break;
+            case Activation.Silu:
+                TensorPrimitives.Sigmoid(xs, ts);
+                TensorPrimitives.Multiply(xs, ts, ys);
+                break;
+            default: throw new ArgumentOutOfRangeException(nameof(act));
         }
     }
 

@@ -54,27 +54,34 @@ public sealed partial class SimdBackend
     /// <summary>
     /// q [T, H·hd], k, v [S, Hkv·hd] -> o [T, H·hd]; probs [H, T, S] optional. Heads run in
     /// parallel, each as two GEMMs (scores = q_h·k_gᵀ, o_h = softmax(scores)·v_g) over strided
-    /// views, so a decode step (T = 1) becomes two GEMVs per head.
+    /// views, so a decode step (T = 1) becomes two GEMVs per head. With a sliding window the queries
+    /// go in blocks (<see cref="QueryBlock"/>), each block's GEMMs over only the keys its rows see.
     /// </summary>
-    public void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs)
-        => AttentionPrefix(q, k, v, k.Rows, heads, kvHeads, headDim, o, probs);
+    public void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs, int window = 0)
+        => AttentionPrefix(q, k, v, k.Rows, heads, kvHeads, headDim, o, probs, window);
 
     /// <summary>
     /// <see cref="Attention"/> over k, v [0, kvRows) read in place: the storage is row-major, so the
     /// prefix is the start of the array and no RowPrefix view (an allocation per layer and step) is needed.
+    /// With a window a decode step reads only the last <paramref name="window"/> rows.
     /// </summary>
-    public void AttentionPrefix(Tensor q, Tensor k, Tensor v, int kvRows, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs)
+    public void AttentionPrefix(Tensor q, Tensor k, Tensor v, int kvRows, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs, int window = 0)
     {
         if (kvRows < 0) throw new ArgumentOutOfRangeException(nameof(kvRows), $"Attention: {kvRows} rows");
         Gate?.Pass();
         OpShapes.Attention(q, k, v, heads, kvHeads, headDim, o, kvRows);
+        OpShapes.Window(window, "Attention");
         int T = q.Rows, S = kvRows;
-        long ts = (long)T * S;
         OpShapes.AttentionProbs(probs, heads, T, S, "Attention");
         if (T == 0) return;
         var job = _attention;
-        // Scores go straight into probs when the caller keeps them, else into reused scratch.
-        job.P = probs is not null ? F(probs) : GrowArray(ref _scores, heads * ts);
+        job.Window = window; job.Block = QueryBlock(T, S, window);
+        // Scores go straight into probs [H, T, S] when the caller keeps them, else into reused scratch
+        // of one query block per head: [block, keys a block sees] (T × S without a window).
+        job.KeepProbs = probs is not null;
+        job.Ld = probs is not null ? S : Math.Min(S, job.Block + (window > 0 ? window - 1 : S));
+        job.HeadStride = probs is not null ? (long)T * S : (long)job.Block * job.Ld;
+        job.P = probs is not null ? F(probs) : GrowArray(ref _scores, heads * job.HeadStride);
         job.Q = F(q); job.K = F(k); job.V = F(v); job.O = F(o);
         job.T = T; job.S = S; job.HeadDim = headDim; job.Group = heads / kvHeads;
         job.Qc = heads * headDim; job.Kc = kvHeads * headDim;
@@ -83,42 +90,71 @@ public sealed partial class SimdBackend
         job.Clear();
     }
 
+    /// <summary>
+    /// Query rows per block of windowed attention: a block of B rows multiplies against the B + window − 1
+    /// keys its rows see, so half the window keeps ≥ 2/3 of the products useful without making them
+    /// skinny; without a window (or one that masks nothing) all T rows are one block.
+    /// </summary>
+    private static int QueryBlock(int T, int S, int window) => window <= 0 || window >= S ? T : Math.Min(T, Math.Clamp(window / 2, 1, 256));
+
+    /// <summary>Keys [lo, hi) that some query of rows [t0, t1) sees (the visible keys rise with t).</summary>
+    private static (int Lo, int Hi) BlockKeys(int t0, int t1, int T, int S, int window) =>
+        (OpShapes.VisibleKeys(t0, T, S, window).Lo, OpShapes.VisibleKeys(t1 - 1, T, S, window).Hi);
+
     /// <summary>One head of <see cref="Attention"/>; reused from call to call so a decode step allocates nothing.</summary>
     private sealed class AttentionJob : IParallelJob
     {
         public float[] Q = [], K = [], V = [], O = [], P = [];
-        public int T, S, HeadDim, Group, Qc, Kc;
+        public int T, S, HeadDim, Group, Qc, Kc, Window, Block, Ld;
+        public long HeadStride;
+        public bool KeepProbs;
         public float Scale;
 
         public void Run(int h)
         {
-            int g = h / Group;
-            long ts = (long)T * S;
-            var ph = P.AsSpan((int)(h * ts), (int)ts);
-            ReadOnlySpan<float> qh = Q.AsSpan(h * HeadDim), kg = K.AsSpan(g * HeadDim), vg = V.AsSpan(g * HeadDim);
-            // scores [T, S] = q_h [T, hd] · k_g [S, hd]ᵀ (one thread: the heads are the parallelism)
-            Gemm.Sgemm(false, true, T, S, HeadDim, qh, Qc, kg, Kc, ph, S, false, Gemm.DefaultKernel, 1);
-            for (int t = 0; t < T; t++)
-                CausalSoftmax(ph.Slice(t * S, S), S - T + t + 1, Scale); // causal: keys 0..S-T+t
-            // o_h [T, hd] = p [T, S] · v_g [S, hd]
-            Gemm.Sgemm(false, false, T, HeadDim, S, ph, S, vg, Kc, O.AsSpan(h * HeadDim), Qc, false, Gemm.DefaultKernel, 1);
+            int g = h / Group, hd = HeadDim;
+            for (int t0 = 0; t0 < T; t0 += Block)
+            {
+                int t1 = Math.Min(T, t0 + Block), m = t1 - t0;
+                var (klo, khi) = BlockKeys(t0, t1, T, S, Window);
+                int n = khi - klo;
+                // the block's scores [m, n]: in probs at rows t0.., columns klo.. (ld S), or at the start of the head's scratch
+                int at = (int)(h * HeadStride + (KeepProbs ? (long)t0 * S + klo : 0));
+                var sc = P.AsSpan(at, (m - 1) * Ld + n);
+                // scores = q_h [m, hd] · k_g [n, hd]ᵀ (one thread: the heads are the parallelism)
+                Gemm.Sgemm(false, true, m, n, hd, Q.AsSpan(t0 * Qc + h * hd), Qc, K.AsSpan(klo * Kc + g * hd), Kc, sc, Ld, false, Gemm.DefaultKernel, 1);
+                for (int t = t0; t < t1; t++)
+                {
+                    var (lo, hi) = OpShapes.VisibleKeys(t, T, S, Window);
+                    var row = sc.Slice((t - t0) * Ld, n);
+                    WindowSoftmax(row, lo - klo, hi - klo, Scale);
+                    if (KeepProbs) // the probs outside the block's keys are 0 too
+                    {
+                        P.AsSpan((int)(h * HeadStride + (long)t * S), klo).Clear();
+                        P.AsSpan((int)(h * HeadStride + (long)t * S + khi), S - khi).Clear();
+                    }
+                }
+                // o_h [m, hd] = p [m, n] · v_g [n, hd]
+                Gemm.Sgemm(false, false, m, hd, n, sc, Ld, V.AsSpan(klo * Kc + g * hd), Kc, O.AsSpan(t0 * Qc + h * hd), Qc, false, Gemm.DefaultKernel, 1);
+            }
         }
 
         /// <summary>Drops the references to the caller's arrays.</summary>
         public void Clear() { Q = K = V = O = P = []; }
     }
 
-    /// <summary>row [S] of raw scores -> softmax(scale · row[0..seen)) with zeros after.</summary>
-    private static void CausalSoftmax(Span<float> row, int seen, float scale)
+    /// <summary>row [n] of raw scores -> softmax(scale · row[lo..hi)) with zeros elsewhere.</summary>
+    private static void WindowSoftmax(Span<float> row, int lo, int hi, float scale)
     {
-        var live = row[..seen];
+        var live = row[lo..hi];
         TensorPrimitives.Multiply(live, scale, live);
         float max = TensorPrimitives.Max(live);
         TensorPrimitives.Subtract(live, max, live);
         TensorPrimitives.Exp(live, live);
         float z = TensorPrimitives.Sum(live);
         TensorPrimitives.Multiply(live, 1f / z, live);
-        row[seen..].Clear();
+        row[..lo].Clear();
+        row[hi..].Clear();
     }
 
     private static float[] GrowArray(ref float[] buf, long n)
@@ -129,13 +165,15 @@ public sealed partial class SimdBackend
 
     /// <summary>
     /// Backward of <see cref="Attention"/> from the saved probs: dq [T, H·hd], dk, dv [S, Hkv·hd]
-    /// overwritten. kv groups run in parallel (heads of one group add into the same dk/dv columns).
+    /// overwritten. kv groups run in parallel (heads of one group add into the same dk/dv columns);
+    /// with a window, query block by query block over the keys each block sees, as in the forward.
     /// </summary>
     public void AttentionBackward(Tensor dO, Tensor q, Tensor k, Tensor v, Tensor probs, int heads, int kvHeads, int headDim,
-        Tensor dq, Tensor dk, Tensor dv)
+        Tensor dq, Tensor dk, Tensor dv, int window = 0)
     {
         Gate?.Pass();
         OpShapes.Attention(q, k, v, heads, kvHeads, headDim, dO);
+        OpShapes.Window(window, "AttentionBackward");
         SameLength(q, dq, "AttentionBackward"); SameLength(k, dk, "AttentionBackward"); SameLength(v, dv, "AttentionBackward");
         int T = q.Rows, S = k.Rows;
         long ts = (long)T * S;
@@ -148,6 +186,7 @@ public sealed partial class SimdBackend
         job.DS = GrowArray(ref _scores, kvHeads * ts);
         job.T = T; job.S = S; job.HeadDim = headDim; job.Group = heads / kvHeads;
         job.Qc = heads * headDim; job.Kc = kvHeads * headDim;
+        job.Window = window; job.Block = QueryBlock(T, S, window);
         job.Scale = (float)(1.0 / Math.Sqrt(headDim));
         // With fewer kv groups than threads the parallelism moves inside the GEMMs.
         job.Workers = _workers;
@@ -160,7 +199,7 @@ public sealed partial class SimdBackend
     private sealed class AttentionBackwardJob : IParallelJob
     {
         public float[] G = [], Q = [], K = [], V = [], P = [], DQ = [], DK = [], DV = [], DS = [];
-        public int T, S, HeadDim, Group, Qc, Kc, InnerThreads;
+        public int T, S, HeadDim, Group, Qc, Kc, InnerThreads, Window, Block;
         public float Scale;
         public SimdWorkers? Workers;
 
@@ -169,30 +208,37 @@ public sealed partial class SimdBackend
             long ts = (long)T * S;
             int hd = HeadDim, n = InnerThreads;
             var kernel = Gemm.DefaultKernel;
-            var ds = DS.AsSpan((int)(g * ts), (int)ts);
-            ReadOnlySpan<float> kg = K.AsSpan(g * hd), vg = V.AsSpan(g * hd);
-            Span<float> dkg = DK.AsSpan(g * hd), dvg = DV.AsSpan(g * hd);
             for (int h = g * Group; h < (g + 1) * Group; h++)
             {
-                ReadOnlySpan<float> ph = P.AsSpan((int)(h * ts), (int)ts);
-                ReadOnlySpan<float> gh = G.AsSpan(h * hd), qh = Q.AsSpan(h * hd);
-                // dv_g [S, hd] += p_hᵀ [S, T] · dO_h [T, hd]
-                Gemm.Sgemm(true, false, S, hd, T, ph, S, gh, Qc, dvg, Kc, true, kernel, n, Workers);
-                // dp [T, S] = dO_h [T, hd] · v_g [S, hd]ᵀ
-                Gemm.Sgemm(false, true, T, S, hd, gh, Qc, vg, Kc, ds, S, false, kernel, n, Workers);
-                // ds = p ⊙ (dp − Σ_j p·dp) · scale  (softmax backward, row by row)
-                for (int t = 0; t < T; t++)
+                for (int t0 = 0; t0 < T; t0 += Block)
                 {
-                    var pr = ph.Slice(t * S, S); var dr = ds.Slice(t * S, S);
-                    float dot = TensorPrimitives.Dot(pr, dr);
-                    TensorPrimitives.Subtract(dr, dot, dr);
-                    TensorPrimitives.Multiply(dr, pr, dr);
-                    TensorPrimitives.Multiply(dr, Scale, dr);
+                    int t1 = Math.Min(T, t0 + Block), m = t1 - t0;
+                    var (klo, khi) = BlockKeys(t0, t1, T, S, Window);
+                    int nk = khi - klo, at = (int)(t0 * (long)S + klo), len = (m - 1) * S + nk;
+                    // the block's [m, nk] of p_h and ds (ld S); the probs outside it are 0
+                    ReadOnlySpan<float> pb = P.AsSpan((int)(h * ts) + at, len);
+                    var ds = DS.AsSpan((int)(g * ts) + at, len);
+                    ReadOnlySpan<float> gb = G.AsSpan(t0 * Qc + h * hd), qb = Q.AsSpan(t0 * Qc + h * hd);
+                    ReadOnlySpan<float> kb = K.AsSpan(klo * Kc + g * hd), vb = V.AsSpan(klo * Kc + g * hd);
+                    Span<float> dkb = DK.AsSpan(klo * Kc + g * hd), dvb = DV.AsSpan(klo * Kc + g * hd);
+                    // dv_g [nk, hd] += p_hᵀ [nk, m] · dO_h [m, hd]
+                    Gemm.Sgemm(true, false, nk, hd, m, pb, S, gb, Qc, dvb, Kc, true, kernel, n, Workers);
+                    // dp [m, nk] = dO_h [m, hd] · v_g [nk, hd]ᵀ
+                    Gemm.Sgemm(false, true, m, nk, hd, gb, Qc, vb, Kc, ds, S, false, kernel, n, Workers);
+                    // ds = p ⊙ (dp − Σ_j p·dp) · scale  (softmax backward, row by row)
+                    for (int r = 0; r < m; r++)
+                    {
+                        var pr = pb.Slice(r * S, nk); var dr = ds.Slice(r * S, nk);
+                        float dot = TensorPrimitives.Dot(pr, dr);
+                        TensorPrimitives.Subtract(dr, dot, dr);
+                        TensorPrimitives.Multiply(dr, pr, dr);
+                        TensorPrimitives.Multiply(dr, Scale, dr);
+                    }
+                    // dq_h [m, hd] = ds [m, nk] · k_g [nk, hd]
+                    Gemm.Sgemm(false, false, m, hd, nk, ds, S, kb, Kc, DQ.AsSpan(t0 * Qc + h * hd), Qc, false, kernel, n, Workers);
+                    // dk_g [nk, hd] += dsᵀ [nk, m] · q_h [m, hd]
+                    Gemm.Sgemm(true, false, nk, hd, m, ds, S, qb, Qc, dkb, Kc, true, kernel, n, Workers);
                 }
-                // dq_h [T, hd] = ds [T, S] · k_g [S, hd]
-                Gemm.Sgemm(false, false, T, hd, S, ds, S, kg, Kc, DQ.AsSpan(h * hd), Qc, false, kernel, n, Workers);
-                // dk_g [S, hd] += dsᵀ [S, T] · q_h [T, hd]
-                Gemm.Sgemm(true, false, S, hd, T, ds, S, qh, Qc, dkg, Kc, true, kernel, n, Workers);
             }
         }
 

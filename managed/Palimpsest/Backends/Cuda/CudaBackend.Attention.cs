@@ -7,9 +7,10 @@ namespace Palimpsest.Backends.Cuda;
 public sealed partial class CudaBackend : ISegmentAttention
 {
     // q [T, H*hd], k, v [S, Hkv*hd] -> o [T, H*hd], probs [H, T, S] (optional)
-    public void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs)
+    public void Attention(Tensor q, Tensor k, Tensor v, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs, int window = 0)
     {
         var (T, S) = CheckAttention(q, k, v, heads, kvHeads, headDim, o, probs, "Attention");
+        RefuseWindow(window, S, "Attention");
         if (T == 0) return;
         LaunchAttention(q, k, v, o, probs, 0UL, T, S, heads, kvHeads, headDim);
     }
@@ -151,7 +152,24 @@ public sealed partial class CudaBackend : ISegmentAttention
 
     // dO [T, H*hd], q, k, v, probs [H, T, S] -> dq [T, H*hd], dk, dv [S, Hkv*hd] (overwritten)
     public void AttentionBackward(Tensor dO, Tensor q, Tensor k, Tensor v, Tensor probs, int heads, int kvHeads, int headDim,
-        Tensor dq, Tensor dk, Tensor dv) => AttentionBackwardCore(dO, q, k, v, probs, heads, kvHeads, headDim, dq, dk, dv, null);
+        Tensor dq, Tensor dk, Tensor dv, int window = 0)
+    {
+        RefuseWindow(window, k.Rows, "AttentionBackward");
+        AttentionBackwardCore(dO, q, k, v, probs, heads, kvHeads, headDim, dq, dk, dv, null);
+    }
+
+    /// <summary>
+    /// The kernels have no sliding window yet: a window that would mask a key (S keys &gt; window) is refused
+    /// rather than ignored, in one line naming it; one that masks nothing (S ≤ window) is full attention.
+    /// (The kernels' first [T] argument, each row's first visible key, could carry the window once checked on a GPU.)
+    /// </summary>
+    internal static void RefuseWindow(int window, int S, string op)
+    {
+        OpShapes.Window(window, op);
+        if (window > 0 && S > window)
+            throw new ArgumentException($"{op}: the CUDA backend does not implement sliding_window {window} (here {S} keys, more than the window); "
+                + $"run this model on the CPU backend or keep its sequences within {window} tokens");
+    }
 
     // Packed segments (ISegmentAttention): the backward above told where each segment starts and
     // ends, so the kernels skip the other segments' zero probs (a key's queries are its own

@@ -5,7 +5,9 @@ namespace Palimpsest.Backends.Cuda;
 
 // IFusedLinear: linear layers with their epilogues fused. One input row (a decode step) goes
 // through kernels/gemv.cu, one launch per layer call; several rows through cuBLAS plus one
-// epilogue kernel (kernels/elementwise.cu) instead of two or three.
+// epilogue kernel (kernels/elementwise.cu) instead of two or three. A Linear without a residual
+// runs MatMul + AddBias unless FuseBiasWithoutResidual; LinearBackward is IBackend's default, the
+// composition (cuBLAS products and sum_rows).
 public sealed partial class CudaBackend : IFusedLinear
 {
     // gemv.cu's split-K scratch, allocated with the backend so that graph captures never need it:
@@ -13,6 +15,7 @@ public sealed partial class CudaBackend : IFusedLinear
     private const long GemvPartialFloats = 4L << 20; // 16 MiB
     private const int GemvCounters = 4096;
     internal const int GemvCols = 256;               // GEMV_COLS of kernels/gemv.cu (KernelConstantTests)
+    internal const int TransposeTile = 32;           // TRANSPOSE_TILE of kernels/gemv.cu; Block = TRANSPOSE_TILE x TRANSPOSE_ROWS
     private DeviceBuffer? _gemvPartials, _gemvCounters;
 
     private void InitGemv()
@@ -36,6 +39,15 @@ public sealed partial class CudaBackend : IFusedLinear
     /// <summary>How many blocks per SM gemv_xw aims at when it splits K (the benchmark tries several).</summary>
     internal int GemvBlocksPerSm { get; set; } = 2;
 
+    /// <summary>
+    /// Fold the bias of a one-row Linear without a residual into its gemv launch (off by default:
+    /// MatMul, itself one gemv launch, then add_bias). The transformer's products whose output is
+    /// read on its own (an intervention's or the adaptor's, a parallel block's two, SwiGLU's up and
+    /// gate) ran as MatMul + AddBias before they went through IFusedLinear; on, a decode step runs one
+    /// launch fewer for each that has a bias (issue 21 checks it on a GPU before it becomes the default).
+    /// </summary>
+    internal bool FuseBiasWithoutResidual { get; set; }
+
     // y [T, out] = residual + (x [T, in] · w [in, out] + b)
     public void Linear(Tensor x, Tensor w, Tensor? b, Tensor y, Tensor? residual = null)
     {
@@ -46,7 +58,7 @@ public sealed partial class CudaBackend : IFusedLinear
             if (cr.Rows != cy.Rows || cr.Cols != cy.Cols) throw new ArgumentException($"Linear: residual {cr} is not shaped like y {cy}");
             if (cr.RawPtr == cy.RawPtr) throw new ArgumentException("Linear: y must not alias residual");
         }
-        if (GemvApplies(cx, cw))
+        if (GemvApplies(cx, cw) && (residual is not null || FuseBiasWithoutResidual))
         {
             Gemv(cx, [(cw, b, cy)], residual, null, Activation.GeluTanh);
             return;
@@ -222,7 +234,8 @@ public sealed partial class CudaBackend : IFusedLinear
             w.Twin?.Dispose();
             w.Twin = null;
             var twin = New(w.DType, [w.Cols, w.Rows]);
-            _k.Gemv.transpose_u16(Grid((uint)((w.Cols + 31) / 32), (uint)((w.Rows + 31) / 32), 1, Block),
+            const int tile = TransposeTile;
+            _k.Gemv.transpose_u16(Grid((uint)((w.Cols + tile - 1) / tile), (uint)((w.Rows + tile - 1) / tile), 1, Block),
                 w.Ptr, twin.OverwritePtr, w.Rows, w.Cols);
             w.Twin = twin;
             w.TwinVersion = w.Version;

@@ -57,7 +57,7 @@ public sealed class Corpus
         void Add(string prompt, string? answer)
         {
             if (answer is null || !seen.Add(prompt + "\u0001" + answer)) return;
-            list.Add([.. tok.Encode(prompt), .. tok.Encode(" " + answer), eos]);
+            list.Add([.. tok.EncodePrompt(prompt), .. tok.Encode(" " + answer), eos]);
         }
         foreach (var rec in all.Skip(offset).Take(length))
         {
@@ -95,7 +95,7 @@ public sealed class Corpus
         foreach (var line in File.ReadLines(path))
         {
             if (string.IsNullOrWhiteSpace(line)) continue;
-            var ids = tok.Encode(line);
+            var ids = tok.EncodePrompt(line);
             if (ids.Length > 0) list.Add(ids);
             if (list.Count == maxLines) break;
         }
