@@ -64,6 +64,7 @@ public static class CliApp
         root.Subcommands.Add(SuperpositionCommand.Create(io));
         root.Subcommands.Add(ParityCommand.Create(io));
         root.Subcommands.Add(ServeCommand.Create(io));
+        root.Subcommands.Add(RandomModelCommand.Create(io));
         return root;
     }
 }

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using Palimpsest.Backends.Cpu;
 
 namespace Palimpsest.Cli;
 
@@ -25,6 +26,24 @@ internal static class CommonOptions
     public static Option<bool> F64() => new("--f64")
     {
         Description = "use the float64 reference backend (slow, exact) instead of the fast float32 one",
+    };
+
+    /// <summary>The --weights option: how the CPU backend stores a checkpoint's matrices.</summary>
+    public static Option<string> Weights()
+    {
+        var o = new Option<string>("--weights")
+        {
+            Description = "on the CPU, how weight matrices are stored: auto (as the file has them: bf16/fp16 read in place from the memory map, float32 files as float32), bf16, fp16 (rounded once at load where the file differs) or f32 (every weight widened to float32)",
+            DefaultValueFactory = _ => "auto",
+        };
+        o.AcceptOnlyFromAmong("auto", "bf16", "fp16", "f32");
+        return o;
+    }
+
+    /// <summary>The --weights value as the backend's setting.</summary>
+    public static CpuWeights ParseWeights(string value) => value switch
+    {
+        "bf16" => CpuWeights.BF16, "fp16" => CpuWeights.F16, "f32" => CpuWeights.F32, _ => CpuWeights.Auto,
     };
 
     public static Option<string> Device()

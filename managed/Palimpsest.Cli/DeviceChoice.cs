@@ -12,7 +12,7 @@ namespace Palimpsest.Cli;
 /// with f64) or cuda (the GPU, weights stored as --dtype fp32, fp16 or bf16). One place creates the
 /// backend for every command that loads a model, so "no CUDA device" reads the same everywhere.
 /// </summary>
-internal sealed record DeviceChoice(string Device = "cpu", string Dtype = "fp32", bool F64 = false)
+internal sealed record DeviceChoice(string Device = "cpu", string Dtype = "fp32", bool F64 = false, CpuWeights Weights = CpuWeights.Auto)
 {
     public static readonly DeviceChoice Cpu = new();
 
@@ -27,9 +27,9 @@ internal sealed record DeviceChoice(string Device = "cpu", string Dtype = "fp32"
     }
 
     /// <summary>--device and --dtype as one choice; a dtype other than fp32 without cuda is a usage error.</summary>
-    public static DeviceChoice Read(ParseResult pr, Option<string> device, Option<string> dtype)
+    public static DeviceChoice Read(ParseResult pr, Option<string> device, Option<string> dtype, Option<string>? weights = null)
     {
-        var c = new DeviceChoice(pr.GetValue(device)!, pr.GetValue(dtype)!);
+        var c = new DeviceChoice(pr.GetValue(device)!, pr.GetValue(dtype)!, Weights: weights is null ? CpuWeights.Auto : CommonOptions.ParseWeights(pr.GetValue(weights)!));
         if (!c.Cuda && c.Dtype != "fp32") throw new CliUsageException($"--dtype {c.Dtype}: weights are stored narrow on the GPU only (give --device cuda)");
         return c;
     }
@@ -44,7 +44,7 @@ internal sealed record DeviceChoice(string Device = "cpu", string Dtype = "fp32"
 
     public IBackend CreateBackend()
     {
-        if (!Cuda) return F64 ? new ReferenceBackend() : new SimdBackend();
+        if (!Cuda) return F64 ? new ReferenceBackend() : new SimdBackend(weights: Weights);
         var storage = Dtype switch { "fp16" => DType.F16, "bf16" => DType.BF16, _ => DType.F32 };
         try { return new CudaBackend(storage); }
         catch (CudaUnavailableException e) { throw new CliUsageException($"--device cuda: {e.Message} (run on the CPU with --device cpu)"); }

@@ -23,10 +23,10 @@ internal sealed class Engine : IDisposable
         _backend = backend; _model = model; _transformer = new Transformer(model);
     }
 
-    public static Engine Load(string folder, bool f64, bool cuda)
+    public static Engine Load(string folder, bool f64, bool cuda, CpuWeights weights = CpuWeights.Auto)
     {
         Palimpsest.Journal.EditedModel.Settle(folder); // an edited folder holds what its journal says before it is read
-        var backend = CreateBackend(f64, cuda);
+        var backend = new DeviceChoice(cuda ? "cuda" : "cpu", F64: f64, Weights: weights).CreateBackend();
         Model? model = null;
         try
         {
@@ -37,8 +37,6 @@ internal sealed class Engine : IDisposable
         }
         catch { model?.Dispose(); backend.Dispose(); throw; }
     }
-
-    private static IBackend CreateBackend(bool f64, bool cuda) => new DeviceChoice(cuda ? "cuda" : "cpu", F64: f64).CreateBackend();
 
     public string BackendName => _backend.Name;
     private ModelConfig C => _model.Config;

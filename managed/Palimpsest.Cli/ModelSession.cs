@@ -1,3 +1,4 @@
+using Palimpsest.Backends.Cpu;
 using Palimpsest.Models;
 using Palimpsest.Tokenization;
 
@@ -12,10 +13,13 @@ internal sealed class ModelSession : IDisposable
     private ITextTokenizer? _tokenizer;
     private Engine? _engine;
 
-    private ModelSession(string folder, ModelConfig config, bool f64, bool cuda)
+    private ModelSession(string folder, ModelConfig config, bool f64, bool cuda, CpuWeights weights)
     {
-        Folder = folder; Config = config; F64 = f64; Cuda = cuda;
+        Folder = folder; Config = config; F64 = f64; Cuda = cuda; Weights = weights;
     }
+
+    /// <summary>How the CPU backend stores the matrices (--weights).</summary>
+    public CpuWeights Weights { get; }
 
     public string Folder { get; }
     public ModelConfig Config { get; }
@@ -23,7 +27,8 @@ internal sealed class ModelSession : IDisposable
     public bool Cuda { get; }
 
     /// <param name="device">"cpu" or "cuda" (the --device option).</param>
-    public static ModelSession Open(string folder, bool f64 = false, string device = "cpu")
+    /// <param name="weights">The --weights value ("auto", "bf16", "fp16", "f32").</param>
+    public static ModelSession Open(string folder, bool f64 = false, string device = "cpu", string weights = "auto")
     {
         bool cuda = device == "cuda";
         if (cuda && f64) throw new CliUsageException("--f64 runs on the CPU reference backend; it cannot be combined with --device cuda");
@@ -32,13 +37,13 @@ internal sealed class ModelSession : IDisposable
                 ? $"'{folder}' is a file; expected a model folder (config.json + model.safetensors)"
                 : $"model folder '{folder}' not found");
         var config = ModelConfig.Load(Path.Combine(folder, "config.json"));
-        return new ModelSession(folder, config, f64, cuda);
+        return new ModelSession(folder, config, f64, cuda, CommonOptions.ParseWeights(weights));
     }
 
     public ITextTokenizer Tokenizer => _tokenizer ??= TokenizerFactory.ForModel(Folder, Config);
 
     /// <summary>The weights on the chosen backend, loaded on first use.</summary>
-    public Engine Engine => _engine ??= Engine.Load(Folder, F64, Cuda);
+    public Engine Engine => _engine ??= Engine.Load(Folder, F64, Cuda, Weights);
 
     /// <summary>Name of config.json's context-length field for this architecture (for error messages).</summary>
     public string ContextField => Config.Arch is Architecture.Gpt2 or Architecture.GptJ ? "n_positions" : "max_position_embeddings";

@@ -43,11 +43,12 @@ internal static class EditCommand
         var bankLimit = new Option<int?>("--bank-limit") { Description = "--dry-run: the first N facts of the bank (default 500)" };
         var device = CommonOptions.Device();
         var dtype = DeviceChoice.DtypeOption();
+        var weights = CommonOptions.Weights();
         var cmd = new Command("edit", "rewrite facts in a model's weights (journaled and revertible), or forecast an edit's damage (--dry-run)")
-            { model, method, subject, prompt, target, requests, limit, layer, hparams, batch, corpus, limitTokens, cache, outDir, requireSuccess, dryRun, bank, bankLimit, device, dtype };
+            { model, method, subject, prompt, target, requests, limit, layer, hparams, batch, corpus, limitTokens, cache, outDir, requireSuccess, dryRun, bank, bankLimit, device, dtype, weights };
         cmd.SetAction(pr => EditingErrors.Guard(() =>
         {
-            var dev = DeviceChoice.Read(pr, device, dtype);
+            var dev = DeviceChoice.Read(pr, device, dtype, weights);
             dev.Check();
             var reqs = Requests(pr.GetValue(subject), pr.GetValue(prompt), pr.GetValue(target), pr.GetValue(requests), pr.GetValue(limit));
             string source = pr.GetValue(model)!;

@@ -13,11 +13,12 @@ internal static class GenerateCommand
         var ids = CommonOptions.Ids();
         var f64 = CommonOptions.F64();
         var device = CommonOptions.Device();
+        var weights = CommonOptions.Weights();
         var maxTokens = new Option<int>("--max-tokens") { Description = "most new tokens to produce (stops earlier at end-of-text or a full context)", DefaultValueFactory = _ => 20 };
         var topK = new Option<int>("--top-k") { Description = "sample among the k most probable tokens (0 = greedy)", DefaultValueFactory = _ => 0 };
         var temperature = new Option<double>("--temperature") { Description = "divide logits by this before top-k sampling", DefaultValueFactory = _ => 1.0 };
         var seed = new Option<int>("--seed") { Description = "random seed for --top-k sampling", DefaultValueFactory = _ => 0 };
-        var cmd = new Command("generate", "continue a prompt") { model, prompt, ids, maxTokens, topK, temperature, seed, f64, device };
+        var cmd = new Command("generate", "continue a prompt") { model, prompt, ids, maxTokens, topK, temperature, seed, f64, device, weights };
         cmd.SetAction(pr =>
         {
             int n = CommonOptions.Positive(pr.GetValue(maxTokens), "--max-tokens");
@@ -26,7 +27,7 @@ internal static class GenerateCommand
             double temp = pr.GetValue(temperature);
             if (!(temp > 0) || double.IsInfinity(temp)) throw new CliUsageException($"--temperature: must be positive and finite (got {temp})");
 
-            using var s = ModelSession.Open(pr.GetValue(model)!, pr.GetValue(f64), pr.GetValue(device)!);
+            using var s = ModelSession.Open(pr.GetValue(model)!, pr.GetValue(f64), pr.GetValue(device)!, pr.GetValue(weights)!);
             int[] input = s.ResolveInput(pr.GetValue(prompt), pr.GetValue(ids));
             var tok = TokenizerOrNull(s, fromIds: pr.GetValue(ids) is not null);
             var settings = new GenerateSettings(n, k, temp, pr.GetValue(seed), tok?.StopIds ?? []);

@@ -12,10 +12,11 @@ internal static class InfoCommand
     {
         var model = CommonOptions.Model();
         var check = new Option<bool>("--check") { Description = "read every weight and name the tensors holding NaN or ±∞ (exit 3 when there are any)" };
-        var cmd = new Command("info", "show a model's architecture, sizes, weights and tokenizer") { model, check };
+        var weights = CommonOptions.Weights();
+        var cmd = new Command("info", "show a model's architecture, sizes, weights and tokenizer") { model, check, weights };
         cmd.SetAction(pr =>
         {
-            using var s = ModelSession.Open(pr.GetValue(model)!);
+            using var s = ModelSession.Open(pr.GetValue(model)!, weights: pr.GetValue(weights)!);
             Print(s, io);
             return pr.GetValue(check) ? Check(s.Folder, io) : CliErrors.Ok;
         });

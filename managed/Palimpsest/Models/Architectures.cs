@@ -9,7 +9,7 @@ namespace Palimpsest.Models;
 public static class Architectures
 {
     /// <summary>Reads and converts every parameter. Throws <see cref="ModelFormatException"/> naming the tensor.</summary>
-    public static ParamSet<HostTensor> Read(ModelConfig c, ITensorSource src)
+    public static ParamSet<T> Read<T>(ModelConfig c, ITensorSource<T> src) where T : class
     {
         return c.Arch switch
         {
@@ -57,30 +57,30 @@ public static class Architectures
     };
 
     // GPT-2: Conv1D weights are already [in, out]; c_attn packs q|k|v along the out dimension.
-    private static ParamSet<HostTensor> Gpt2(ModelConfig c, ITensorSource s)
+    private static ParamSet<T> Gpt2<T>(ModelConfig c, ITensorSource<T> s) where T : class
     {
         int d = c.DModel, f = c.DFf;
         bool prefixed = HasTransformerPrefix(s.Contains);
         string p = prefixed ? "transformer." : "";
-        var blocks = new BlockParams<HostTensor>[c.Layers];
+        var blocks = new BlockParams<T>[c.Layers];
         for (int i = 0; i < c.Layers; i++)
         {
             string b = BlockPrefix(c.Arch, i, prefixed);
             var qkv = s.Get(b + "attn.c_attn.weight", d, 3 * d);
             var qkvB = s.Get(b + "attn.c_attn.bias", 3 * d);
-            blocks[i] = new BlockParams<HostTensor>
+            blocks[i] = new BlockParams<T>
             {
                 Ln1G = s.Get(b + "ln_1.weight", d), Ln1B = s.Get(b + "ln_1.bias", d),
                 Ln2G = s.Get(b + "ln_2.weight", d), Ln2B = s.Get(b + "ln_2.bias", d),
-                Wq = HostOps.Cols(qkv, 0, d), Wk = HostOps.Cols(qkv, d, d), Wv = HostOps.Cols(qkv, 2 * d, d),
-                Bq = HostOps.Cols(qkvB, 0, d), Bk = HostOps.Cols(qkvB, d, d), Bv = HostOps.Cols(qkvB, 2 * d, d),
+                Wq = s.Cols(qkv, 0, d), Wk = s.Cols(qkv, d, d), Wv = s.Cols(qkv, 2 * d, d),
+                Bq = s.Cols(qkvB, 0, d), Bk = s.Cols(qkvB, d, d), Bv = s.Cols(qkvB, 2 * d, d),
                 Wo = s.Get(b + "attn.c_proj.weight", d, d), Bo = s.Get(b + "attn.c_proj.bias", d),
                 WUp = s.Get(b + "mlp.c_fc.weight", d, f), BUp = s.Get(b + "mlp.c_fc.bias", f),
                 WDown = s.Get(Down(c, i, prefixed)), BDown = s.Get(b + "mlp.c_proj.bias", d),
             };
         }
         var wte = s.Get(p + "wte.weight", c.Vocab, d);
-        return new ParamSet<HostTensor>
+        return new ParamSet<T>
         {
             Wte = wte, Wpe = s.Get(p + "wpe.weight", c.MaxPositions, d), Blocks = blocks,
             LnFG = s.Get(p + "ln_f.weight", d), LnFB = s.Get(p + "ln_f.bias", d),
@@ -89,14 +89,14 @@ public static class Architectures
     }
 
     // GPT-J: nn.Linear weights are [out, in]; one ln_1 feeds both branches; no attention biases.
-    private static ParamSet<HostTensor> GptJ(ModelConfig c, ITensorSource s)
+    private static ParamSet<T> GptJ<T>(ModelConfig c, ITensorSource<T> s) where T : class
     {
         int d = c.DModel, f = c.DFf;
-        var blocks = new BlockParams<HostTensor>[c.Layers];
+        var blocks = new BlockParams<T>[c.Layers];
         for (int i = 0; i < c.Layers; i++)
         {
             string b = BlockPrefix(c.Arch, i, false);
-            blocks[i] = new BlockParams<HostTensor>
+            blocks[i] = new BlockParams<T>
             {
                 Ln1G = s.Get(b + "ln_1.weight", d), Ln1B = s.Get(b + "ln_1.bias", d),
                 Wq = s.Linear(b + "attn.q_proj.weight", d, d), Wk = s.Linear(b + "attn.k_proj.weight", d, d),
@@ -107,7 +107,7 @@ public static class Architectures
         }
         var wte = s.Get("transformer.wte.weight", c.Vocab, d);
         bool tied = c.TiedHead;
-        return new ParamSet<HostTensor>
+        return new ParamSet<T>
         {
             Wte = wte, Blocks = blocks,
             LnFG = s.Get("transformer.ln_f.weight", d), LnFB = s.Get("transformer.ln_f.bias", d),
@@ -117,26 +117,26 @@ public static class Architectures
     }
 
     // GPT-NeoX: query_key_value is [3d, d] with rows grouped per head as [H, (q|k|v), hd].
-    private static ParamSet<HostTensor> NeoX(ModelConfig c, ITensorSource s)
+    private static ParamSet<T> NeoX<T>(ModelConfig c, ITensorSource<T> s) where T : class
     {
         int d = c.DModel, f = c.DFf, H = c.Heads, hd = c.HeadDim;
-        var blocks = new BlockParams<HostTensor>[c.Layers];
+        var blocks = new BlockParams<T>[c.Layers];
         int[] Rows(int which) => Enumerable.Range(0, H * hd).Select(r => (r / hd) * 3 * hd + which * hd + r % hd).ToArray();
         int[] qRows = Rows(0), kRows = Rows(1), vRows = Rows(2);
         for (int i = 0; i < c.Layers; i++)
         {
             string b = BlockPrefix(c.Arch, i, false);
             var qkv = s.Get(b + "attention.query_key_value.weight", 3 * d, d);
-            HostTensor? qkvB = c.QkvBias ? s.Get(b + "attention.query_key_value.bias", 3 * d) : null;
-            blocks[i] = new BlockParams<HostTensor>
+            T? qkvB = c.QkvBias ? s.Get(b + "attention.query_key_value.bias", 3 * d) : null;
+            blocks[i] = new BlockParams<T>
             {
                 Ln1G = s.Get(b + "input_layernorm.weight", d), Ln1B = s.Get(b + "input_layernorm.bias", d),
                 Ln2G = s.Get(b + "post_attention_layernorm.weight", d), Ln2B = s.Get(b + "post_attention_layernorm.bias", d),
-                Wq = HostOps.Transpose(HostOps.Rows(qkv, qRows)),
-                Wk = HostOps.Transpose(HostOps.Rows(qkv, kRows)),
-                Wv = HostOps.Transpose(HostOps.Rows(qkv, vRows)),
-                Bq = qkvB is null ? null : HostOps.Rows(qkvB, qRows), Bk = qkvB is null ? null : HostOps.Rows(qkvB, kRows),
-                Bv = qkvB is null ? null : HostOps.Rows(qkvB, vRows),
+                Wq = s.Transpose(s.Rows(qkv, qRows)),
+                Wk = s.Transpose(s.Rows(qkv, kRows)),
+                Wv = s.Transpose(s.Rows(qkv, vRows)),
+                Bq = qkvB is null ? null : s.Rows(qkvB, qRows), Bk = qkvB is null ? null : s.Rows(qkvB, kRows),
+                Bv = qkvB is null ? null : s.Rows(qkvB, vRows),
                 Wo = s.Linear(b + "attention.dense.weight", d, d), Bo = c.AttnOutBias ? s.Get(b + "attention.dense.bias", d) : null,
                 WUp = s.Linear(b + "mlp.dense_h_to_4h.weight", d, f), BUp = s.Get(b + "mlp.dense_h_to_4h.bias", f),
                 WDown = s.Get(Down(c, i, false)), BDown = s.Get(b + "mlp.dense_4h_to_h.bias", d),
@@ -144,7 +144,7 @@ public static class Architectures
         }
         var wte = s.Get("gpt_neox.embed_in.weight", c.Vocab, d);
         bool tied = c.TiedHead;
-        return new ParamSet<HostTensor>
+        return new ParamSet<T>
         {
             Wte = wte, Blocks = blocks,
             LnFG = s.Get("gpt_neox.final_layer_norm.weight", d), LnFB = s.Get("gpt_neox.final_layer_norm.bias", d),
@@ -153,17 +153,17 @@ public static class Architectures
     }
 
     // Llama: RMSNorm (no bias), SwiGLU MLP, grouped-query attention.
-    private static ParamSet<HostTensor> Llama(ModelConfig c, ITensorSource s)
+    private static ParamSet<T> Llama<T>(ModelConfig c, ITensorSource<T> s) where T : class
     {
         int d = c.DModel, f = c.DFf, q = c.QDim, kv = c.KvDim;
         // SwiGLU with mlp_bias would need a gate bias too; no known checkpoint uses it.
         if (c.MlpBias) throw new ModelFormatException("config.json: field 'mlp_bias' true is not supported for llama");
-        var blocks = new BlockParams<HostTensor>[c.Layers];
+        var blocks = new BlockParams<T>[c.Layers];
         for (int i = 0; i < c.Layers; i++)
         {
             string b = BlockPrefix(c.Arch, i, false);
-            HostTensor? Bias(string n, int len, bool has) => has ? s.Get(b + n, len) : null;
-            blocks[i] = new BlockParams<HostTensor>
+            T? Bias(string n, int len, bool has) => has ? s.Get(b + n, len) : null;
+            blocks[i] = new BlockParams<T>
             {
                 Ln1G = s.Get(b + "input_layernorm.weight", d), Ln2G = s.Get(b + "post_attention_layernorm.weight", d),
                 Wq = s.Linear(b + "self_attn.q_proj.weight", d, q), Bq = Bias("self_attn.q_proj.bias", q, c.QkvBias),
@@ -177,7 +177,7 @@ public static class Architectures
         }
         var wte = s.Get("model.embed_tokens.weight", c.Vocab, d);
         bool tied = c.TiedHead;
-        return new ParamSet<HostTensor>
+        return new ParamSet<T>
         {
             Wte = wte, Blocks = blocks, LnFG = s.Get("model.norm.weight", d),
             Head = tied ? wte : s.Get("lm_head.weight", c.Vocab, d),
@@ -185,23 +185,46 @@ public static class Architectures
     }
 }
 
-/// <summary>Where <see cref="Architectures"/> reads named tensors from (a safetensors folder, or a test double).</summary>
-public interface ITensorSource
+/// <summary>Where <see cref="Architectures"/> reads named tensors from (a safetensors folder, a test double,
+/// or a backend that takes tensors straight from the file) and the few reshapes the tensor maps need, on <typeparamref name="T"/>.</summary>
+public interface ITensorSource<T> where T : class
 {
     /// <summary>Human-readable location for error messages ("DIR/model.safetensors").</summary>
     string Location { get; }
     bool Contains(string name);
     /// <summary>Shape of a tensor (throws <see cref="ModelFormatException"/> when absent).</summary>
     int[] ShapeOf(string name);
-    /// <summary>The tensor as float32 (or float64 for F64 checkpoints), in its stored layout.</summary>
-    HostTensor Read(string name);
+    /// <summary>The tensor in its stored layout.</summary>
+    T Read(string name);
+    /// <summary>x [R, C] -> [C, R].</summary>
+    T Transpose(T x);
+    /// <summary>x [R, C] -> columns [start, start + n) as [R, n]; a vector [C] -> [n].</summary>
+    T Cols(T x, int start, int n);
+    /// <summary>x [R, C] (or [R]) -> rows idx as [idx.Length, C] (or [idx.Length]).</summary>
+    T Rows(T x, int[] idx);
+}
+
+/// <summary>A source that has no file: it is told each tensor's name and the shape config.json implies
+/// (<see cref="RandomCheckpoint"/> lists the tensors a checkpoint of a config holds this way).</summary>
+public interface ITensorSchema<T> : ITensorSource<T> where T : class
+{
+    T Expect(string name, int[] shape);
+}
+
+/// <summary>A source of host tensors: float32 (or float64 for F64 checkpoints); the reshapes are <see cref="HostOps"/>'.</summary>
+public interface ITensorSource : ITensorSource<HostTensor>
+{
+    HostTensor ITensorSource<HostTensor>.Transpose(HostTensor x) => HostOps.Transpose(x);
+    HostTensor ITensorSource<HostTensor>.Cols(HostTensor x, int start, int n) => HostOps.Cols(x, start, n);
+    HostTensor ITensorSource<HostTensor>.Rows(HostTensor x, int[] idx) => HostOps.Rows(x, idx);
 }
 
 public static class TensorSourceExtensions
 {
     /// <summary>Reads a tensor and checks it has exactly the shape config.json implies.</summary>
-    public static HostTensor Get(this ITensorSource s, string name, params int[] expected)
+    public static T Get<T>(this ITensorSource<T> s, string name, params int[] expected) where T : class
     {
+        if (s is ITensorSchema<T> schema) return schema.Expect(name, expected);
         if (!s.Contains(name)) throw new ModelFormatException($"{s.Location}: tensor '{name}' not found");
         var shape = s.ShapeOf(name);
         if (!shape.SequenceEqual(expected))
@@ -210,11 +233,11 @@ public static class TensorSourceExtensions
     }
 
     /// <summary>An nn.Linear weight stored [out, in], returned transposed to the canonical [in, out].</summary>
-    public static HostTensor Linear(this ITensorSource s, string name, int inDim, int outDim) =>
-        HostOps.Transpose(s.Get(name, outDim, inDim));
+    public static T Linear<T>(this ITensorSource<T> s, string name, int inDim, int outDim) where T : class =>
+        s.Transpose(s.Get(name, outDim, inDim));
 
     /// <summary>A block's WDown in the canonical [f, d], whichever layout the checkpoint stores it in.</summary>
-    public static HostTensor Get(this ITensorSource s, DownProjection dp) =>
+    public static T Get<T>(this ITensorSource<T> s, DownProjection dp) where T : class =>
         dp.Transposed ? s.Linear(dp.TensorName, dp.KeyDim, dp.ValueDim) : s.Get(dp.TensorName, dp.KeyDim, dp.ValueDim);
 }
 

@@ -63,7 +63,7 @@ public static class RandomWeights
     }
 
     // SplitMix64 finaliser: a stable mix (HashCode.Combine is randomised per process).
-    private static ulong Mix(ulong z)
+    internal static ulong Mix(ulong z)
     {
         z += 0x9E3779B97F4A7C15UL;
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
@@ -72,7 +72,7 @@ public static class RandomWeights
     }
 
     // FNV-1a: a name hash that is stable across runs.
-    private static int StableHash(string s)
+    internal static int StableHash(string s)
     {
         unchecked
         {
@@ -82,7 +82,7 @@ public static class RandomWeights
         }
     }
 
-    private static double Gaussian(Random r)
+    internal static double Gaussian(Random r)
     {
         // Box–Muller; one value per call keeps the stream position simple.
         double u1 = 1.0 - r.NextDouble(), u2 = r.NextDouble();

@@ -133,6 +133,21 @@ public sealed unsafe class SafetensorsFile : IDisposable
         }
     }
 
+    /// <summary>
+    /// The mapped bytes of a 16-bit float tensor (F16 or BF16) and its dtype, for a backend that reads
+    /// weights in place; valid until this file is disposed (the caller keeps it open for as long).
+    /// Null when the tensor is stored in another dtype.
+    /// </summary>
+    internal (IntPtr Bits, DType Kind)? Mapped16(string name)
+    {
+        var info = Info(name);
+        var kind = _header.Kinds[name];
+        if (kind is not (StDType.F16 or StDType.BF16)) return null;
+        byte* p = _data;
+        ObjectDisposedException.ThrowIf(p == null, this);
+        return ((IntPtr)(p + info.Begin), kind == StDType.F16 ? DType.F16 : DType.BF16);
+    }
+
     public void Dispose()
     {
         if (_data == null) return;

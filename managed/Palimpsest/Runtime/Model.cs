@@ -10,12 +10,14 @@ namespace Palimpsest.Runtime;
 /// </summary>
 public sealed class Model : IDisposable
 {
-    private Model(ModelConfig config, IBackend backend, ParamSet<Tensor> parameters, bool ownsParams = true)
+    private Model(ModelConfig config, IBackend backend, ParamSet<Tensor> parameters, bool ownsParams = true, IDisposable? storage = null)
     {
-        Config = config; Backend = backend; Params = parameters; _ownsParams = ownsParams;
+        Config = config; Backend = backend; Params = parameters; _ownsParams = ownsParams; _storage = storage;
     }
 
     private readonly bool _ownsParams;
+    // what the parameters are read from in place (the memory-mapped checkpoint), disposed after them
+    private readonly IDisposable? _storage;
 
     /// <summary>
     /// The same parameters driven by <paramref name="sibling"/> (from <see cref="ISiblingBackend.CreateSibling"/>),
@@ -32,8 +34,20 @@ public sealed class Model : IDisposable
     public ParamSet<Tensor> Params { get; }
 
     /// <summary>Loads a Hugging Face folder onto <paramref name="backend"/>.</summary>
+    /// <remarks>A backend that reads weights in place (<see cref="IDirectWeights"/>: the CPU backend with a
+    /// 16-bit checkpoint) gets the open files, which this model then keeps until it is disposed.</remarks>
     public static Model Load(string dir, IBackend backend)
     {
+        if (backend is IDirectWeights direct)
+        {
+            var (cfg, set) = ModelLoader.Open(dir);
+            try
+            {
+                if (direct.LoadDirect(cfg, set) is { } p) return new Model(cfg, backend, p, storage: set);
+            }
+            catch { set.Dispose(); throw; }
+            set.Dispose();
+        }
         var (config, host) = ModelLoader.LoadHost(dir);
         return FromHost(config, host, backend);
     }
@@ -64,5 +78,6 @@ public sealed class Model : IDisposable
     {
         if (!_ownsParams) return;
         foreach (var (_, t) in Params.Named()) t.Dispose();
+        _storage?.Dispose();
     }
 }

@@ -97,6 +97,21 @@ public class GemmTests(ITestOutputHelper output)
         else Gemm.Sgemm(ta, tb, m, n, k, a, lda, b, ldb, fast, ldc, accumulate, kernel.Value, threads, workers);
         Gemm.SgemmNaive(ta, tb, m, n, k, a, lda, b, ldb, slow, ldc, accumulate);
 
+        var (worst, maxAbs, wi, wj) = Errors(m, n, k, ta, tb, accumulate, a, lda, b, ldb, c0, fast, slow, ldc);
+        Assert.True(worst <= 1e-5,
+            $"Sgemm {m}x{n}x{k} transA={ta} transB={tb} acc={accumulate} kernel={kernel?.ToString() ?? "default"} threads={threads} pad={pad}: " +
+            $"max rel error {worst:E2} at ({wi}, {wj}), max abs error {maxAbs:E2}");
+        output.WriteLine($"{m}x{n}x{k} tA={ta} tB={tb} acc={accumulate} kernel={kernel?.ToString() ?? "default"} threads={threads}: max rel {worst:E2}, max abs {maxAbs:E2}");
+        // Padding between rows of c belongs to the caller: it must come back untouched.
+        for (int i = 0; i < m; i++)
+            for (int j = n; j < ldc; j++)
+                Assert.True(fast[i * ldc + j] == c0[i * ldc + j], $"Sgemm wrote the padding of c at ({i}, {j})");
+    }
+
+    /// <summary>The largest error of fast against slow relative to Σ_p |a_ip|·|b_pj| (+ |c0_ij| when accumulating), where, and the largest absolute error.</summary>
+    internal static (double Worst, double MaxAbs, int I, int J) Errors(int m, int n, int k, bool ta, bool tb, bool accumulate,
+        float[] a, int lda, float[] b, int ldb, float[] c0, float[] fast, float[] slow, int ldc)
+    {
         double worst = 0, maxAbs = 0; int wi = -1, wj = -1;
         for (int i = 0; i < m; i++)
             for (int j = 0; j < n; j++)
@@ -109,14 +124,7 @@ public class GemmTests(ITestOutputHelper output)
                 double rel = err / Math.Max(scale, 1e-30);
                 if (rel > worst) { worst = rel; wi = i; wj = j; }
             }
-        Assert.True(worst <= 1e-5,
-            $"Sgemm {m}x{n}x{k} transA={ta} transB={tb} acc={accumulate} kernel={kernel?.ToString() ?? "default"} threads={threads} pad={pad}: " +
-            $"max rel error {worst:E2} at ({wi}, {wj}), max abs error {maxAbs:E2}");
-        output.WriteLine($"{m}x{n}x{k} tA={ta} tB={tb} acc={accumulate} kernel={kernel?.ToString() ?? "default"} threads={threads}: max rel {worst:E2}, max abs {maxAbs:E2}");
-        // Padding between rows of c belongs to the caller: it must come back untouched.
-        for (int i = 0; i < m; i++)
-            for (int j = n; j < ldc; j++)
-                Assert.True(fast[i * ldc + j] == c0[i * ldc + j], $"Sgemm wrote the padding of c at ({i}, {j})");
+        return (worst, maxAbs, wi, wj);
     }
 
     private static float[] Random(Random rng, int n)

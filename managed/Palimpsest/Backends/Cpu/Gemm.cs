@@ -34,7 +34,7 @@ public static partial class Gemm
     /// use it to exercise the portable fallback on an FMA machine). Parallel loops run on
     /// <paramref name="workers"/> when given (threads is then capped at its size), else on Parallel.For.
     /// </summary>
-    internal static void Sgemm(bool transA, bool transB, int M, int N, int K,
+    internal static unsafe void Sgemm(bool transA, bool transB, int M, int N, int K,
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, Span<float> c, int ldc, bool accumulate,
         GemmKernel kernel, int threads, SimdWorkers? workers = null, IGemmEpilogue? epilogue = null)
     {
@@ -85,6 +85,17 @@ public static partial class Gemm
                 }
                 c[i * ldc + j] = (float)(accumulate ? c[i * ldc + j] + s : s);
             }
+    }
+
+    /// <summary>Checks the operands; true when nothing is left to multiply (an empty c, or K = 0: c cleared unless accumulating).</summary>
+    private static bool CheckedAndTrivial(bool transA, bool transB, int M, int N, int K,
+        int aLen, int lda, int bLen, int ldb, Span<float> c, int ldc, bool accumulate)
+    {
+        CheckArgs(transA, transB, M, N, K, aLen, lda, bLen, ldb, c.Length, ldc);
+        if (M == 0 || N == 0) return true;
+        if (K != 0) return false;
+        if (!accumulate) for (int i = 0; i < M; i++) c.Slice(i * ldc, N).Clear();
+        return true;
     }
 
     private static void CheckArgs(bool transA, bool transB, int M, int N, int K,

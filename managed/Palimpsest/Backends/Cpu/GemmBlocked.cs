@@ -1,3 +1,5 @@
+using Palimpsest.Tensors;
+
 namespace Palimpsest.Backends.Cpu;
 
 public static partial class Gemm
@@ -16,11 +18,12 @@ public static partial class Gemm
 
     /// <summary>
     /// c [M, N] (+)= op(a) · op(b) for M ≥ 2 (GEMV handles M = 1): loops jc (NC) → pc (KC) →
-    /// blocks of rows (parallel) → NR panels → MR slivers → micro-kernel.
+    /// blocks of rows (parallel) → NR panels → MR slivers → micro-kernel. With <paramref name="b16"/>
+    /// given, b is that 16-bit matrix (<paramref name="kind16"/>) instead, widened while it is packed.
     /// </summary>
     private static unsafe void SgemmBlocked(bool transA, bool transB, int M, int N, int K,
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, Span<float> c, int ldc, bool accumulate,
-        GemmKernel kernel, int threads, SimdWorkers? workers)
+        GemmKernel kernel, int threads, SimdWorkers? workers, ushort* b16 = null, DType kind16 = DType.F32)
     {
         // Rows are split into blocks of whole MR slivers; the count is a multiple of the thread
         // count so that every thread gets the same amount of work.
@@ -37,7 +40,7 @@ public static partial class Gemm
                 var job = scratch.BlockJob;
                 job.A = pa; job.B = pb; job.C = pc; job.Lda = lda; job.Ldb = ldb; job.Ldc = ldc;
                 job.TransA = transA; job.TransB = transB; job.M = M; job.Slivers = slivers; job.MBlocks = mBlocks;
-                job.BPack = bPack; job.PanelStride = panelStride; job.Kernel = kernel;
+                job.BPack = bPack; job.PanelStride = panelStride; job.Kernel = kernel; job.B16 = b16; job.Kind16 = kind16;
                 for (int jc = 0; jc < N; jc += NC)
                 {
                     job.Jc = jc;
@@ -52,9 +55,10 @@ public static partial class Gemm
                         job.NSplit = mBlocks >= threads ? 1 : Math.Min(panels, (threads + mBlocks - 1) / mBlocks);
                         // Phase 1: pack the KC x NC panel of B (shared by every task), in slices:
                         // of rows when b is [K, N] (each slice then reads one contiguous stretch of
-                        // b), of panels when b is [N, K] (a panel is then NR contiguous rows of b).
+                        // b), of panels when b is [N, K] (a panel is then NR contiguous rows of b)
+                        // or 16-bit (PackBHalf widens panel by panel).
                         job.Packing = true;
-                        int sliceCount = transB ? Math.Min(threads, panels) : Math.Min(threads, (job.Kc + 15) / 16);
+                        int sliceCount = transB || b16 != null ? Math.Min(threads, panels) : Math.Min(threads, (job.Kc + 15) / 16);
                         job.PanelsPerSlice = (panels + sliceCount - 1) / sliceCount;
                         job.RowsPerSlice = (job.Kc + sliceCount - 1) / sliceCount;
                         ParallelFor(workers, threads, sliceCount, job);
@@ -72,6 +76,9 @@ public static partial class Gemm
     internal sealed unsafe class BlockJob : IParallelJob
     {
         public float* A, B, C, BPack;
+        /// <summary>A 16-bit b (null: b is float32 in <see cref="B"/>) and its format.</summary>
+        public ushort* B16;
+        public DType Kind16;
         public int Lda, Ldb, Ldc, M, Slivers, MBlocks, NSplit, Jc, Nc, Pc, Kc, PanelsPerSlice, RowsPerSlice;
         public long PanelStride;
         public bool TransA, TransB, Accumulate, Packing;
@@ -80,7 +87,7 @@ public static partial class Gemm
         public void Run(int index)
         {
             if (!Packing) RunTask(index);
-            else if (TransB)
+            else if (TransB || B16 != null)
             {
                 int panels = (Nc + NR - 1) / NR;
                 PackBPanels(index * PanelsPerSlice, Math.Min(panels, (index + 1) * PanelsPerSlice));
@@ -95,7 +102,9 @@ public static partial class Gemm
             {
                 int j0 = jp * NR, nr = Math.Min(NR, Nc - j0);
                 float* dst = BPack + jp * PanelStride;
-                GemmPack.PackB(TransB, B, Ldb, Pc, Jc + j0, Kc, nr, dst);
+                if (B16 == null) GemmPack.PackB(TransB, B, Ldb, Pc, Jc + j0, Kc, nr, dst);
+                else if (Kind16 == DType.BF16) GemmPack.PackBHalf<HalfWiden.Bf16>(TransB, B16, Ldb, Pc, Jc + j0, Kc, nr, dst);
+                else GemmPack.PackBHalf<HalfWiden.F16>(TransB, B16, Ldb, Pc, Jc + j0, Kc, nr, dst);
             }
         }
 

@@ -106,6 +106,46 @@ internal static unsafe class GemmPack
     }
 
     /// <summary>
+    /// <see cref="PackB"/> for a 16-bit b (<typeparamref name="TW"/> widens it): the same dst [kc][NR]
+    /// holding the same floats the float32 packing of the widened matrix would hold.
+    /// </summary>
+    public static void PackBHalf<TW>(bool trans, ushort* b, int ldb, int p0, int j0, int kc, int nr, float* dst)
+        where TW : struct, IHalfWiden
+    {
+        if (!trans)
+        {
+            // b[p, j0..j0+nr): one row of the panel per k, widened straight into place.
+            ushort* src = b + (long)p0 * ldb + j0;
+            for (int p = 0; p < kc; p++, src += ldb)
+            {
+                float* dp = dst + p * NR;
+                if (nr == NR)
+                {
+                    Avx.Store(dp, TW.Widen8(src));
+                    Avx.Store(dp + 8, TW.Widen8(src + 8));
+                    continue;
+                }
+                int j = 0;
+                for (; j < nr; j++) dp[j] = TW.Widen(src[j]);
+                for (; j < NR; j++) dp[j] = 0;
+            }
+            return;
+        }
+        // b[j, p]: widen the nr rows (k contiguous) into a [nr][kc] float block, then pack that
+        // with the float32 transposing path (its 8x8 register transposes).
+        float* rows = stackalloc float[NR * Gemm.KC];
+        for (int j = 0; j < nr; j++)
+        {
+            ushort* src = b + (long)(j0 + j) * ldb + p0;
+            float* d = rows + j * kc;
+            int q = 0;
+            for (; q + 8 <= kc; q += 8) Avx.Store(d + q, TW.Widen8(src + q));
+            for (; q < kc; q++) d[q] = TW.Widen(src[q]);
+        }
+        PackB(true, rows, kc, 0, 0, kc, nr, dst);
+    }
+
+    /// <summary>
     /// b [K, N] (not transposed), rows [p0 + r0, p0 + r1) and columns [j0, j0 + nc) -> row p of
     /// every NR-column panel: panel jp starts at dst + jp·panelStride, its row p at + p·NR; the
     /// last panel is zero-padded past nc. Reads each row of b in storage order: packing panel by

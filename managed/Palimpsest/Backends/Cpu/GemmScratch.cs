@@ -32,6 +32,7 @@ internal sealed unsafe class GemmScratch
 
     public Gemm.BlockJob BlockJob { get; } = new();
     public Gemm.GemvJob GemvJob { get; } = new();
+    public Gemm.GemvHalfJob GemvHalfJob { get; } = new();
     public Gemm.ShortMJob ShortMJob { get; } = new();
 
     private readonly Buffer _packA = new(), _packB = new(), _vector = new(), _partials = new(), _groupB = new(), _tile = new();

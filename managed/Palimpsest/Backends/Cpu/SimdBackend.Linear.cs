@@ -46,7 +46,10 @@ public sealed partial class SimdBackend
             e.N = n; e.Act = act;
             try
             {
-                Gemm.Sgemm(false, false, m, n, k, F(x), x.Cols, F(w), w.Cols, F(y), n, false, Gemm.DefaultKernel, _workers.Threads, _workers,
+                if (w is SimdHalfTensor { Promoted: null } h) // a 16-bit weight read in place (stored transposed: the other flag)
+                    Gemm.SgemmHalf(false, h.Transposed, m, n, k, F(x), x.Cols, h.Bits, h.Ld, h.Kind, F(y), n, false, Gemm.DefaultKernel, _workers.Threads, _workers,
+                        b is null && residual is null && act is null ? null : e);
+                else Gemm.Sgemm(false, false, m, n, k, F(x), x.Cols, F(w), w.Cols, F(y), n, false, Gemm.DefaultKernel, _workers.Threads, _workers,
                     b is null && residual is null && act is null ? null : e);
             }
             finally { e.Bias = e.Residual = e.Key = null; }

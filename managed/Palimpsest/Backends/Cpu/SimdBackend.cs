@@ -1,4 +1,5 @@
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
+using Palimpsest.Models;
 using Palimpsest.Tensors;
 
 namespace Palimpsest.Backends.Cpu;
@@ -13,23 +14,41 @@ namespace Palimpsest.Backends.Cpu;
 /// in the backend once warm. Use one instance per thread that drives a model; the ops themselves
 /// run on the instance's own worker threads (dispose the backend to stop them).
 /// </summary>
-public sealed partial class SimdBackend : IBackend, ISiblingBackend, IGatedBackend
+public sealed partial class SimdBackend : IBackend, ISiblingBackend, IGatedBackend, IDirectWeights
 {
     private readonly SimdWorkers _workers;
     private readonly AttentionJob _attention = new();
     private readonly AttentionBackwardJob _attentionBackward = new();
 
     /// <param name="threads">Threads the ops use, the caller's included (≤ 0: one per core).</param>
-    public SimdBackend(int threads = 0)
+    /// <param name="weights">How <see cref="Runtime.Model.Load"/> stores a checkpoint's matrices here (see <see cref="CpuWeights"/>).</param>
+    public SimdBackend(int threads = 0, CpuWeights weights = CpuWeights.Auto)
     {
         _workers = new SimdWorkers(threads > 0 ? threads : Environment.ProcessorCount);
+        Weights = weights;
+    }
+
+    /// <summary>How a checkpoint's matrices are stored when a model is loaded onto this backend.</summary>
+    public CpuWeights Weights { get; }
+
+    /// <summary>
+    /// The parameters straight from the files when they are (or are to be) 16-bit matrices; null (load
+    /// through float32 host copies, as before) for <see cref="CpuWeights.F32"/>, and for
+    /// <see cref="CpuWeights.Auto"/> when no tensor of the checkpoint is 16-bit.
+    /// </summary>
+    public ParamSet<Tensor>? LoadDirect(ModelConfig config, SafetensorsSet set)
+    {
+        DType? target = Weights switch { CpuWeights.BF16 => DType.BF16, CpuWeights.F16 => DType.F16, _ => null };
+        if (Weights == CpuWeights.F32) return null;
+        if (Weights == CpuWeights.Auto && !set.Names.Any(n => set.Info(n).DType is "F16" or "BF16")) return null;
+        return Architectures.Read(config, new SimdWeightSource(this, set, target));
     }
 
     /// <summary>Threads the ops run on.</summary>
     public int Threads => _workers.Threads;
 
     /// <summary>A new SimdBackend (own scratch, own workers) for another thread; it can compute on this one's tensors.</summary>
-    public IBackend CreateSibling(int threads) => new SimdBackend(threads);
+    public IBackend CreateSibling(int threads) => new SimdBackend(threads, Weights);
 
     /// <summary>Passed before every MatMul and attention (forward and backward); null: never waits. A sibling does not inherit it.</summary>
     public IOpGate? Gate { get; set; }
@@ -43,11 +62,19 @@ public sealed partial class SimdBackend : IBackend, ISiblingBackend, IGatedBacke
     private static SimdTensor Own(Tensor t) => t as SimdTensor
         ?? throw new ArgumentException($"tensor {t} does not belong to the {nameof(SimdBackend)}");
 
-    /// <summary>The storage array (for row-offset access; may extend past the tensor, see <see cref="RowPrefix"/>).</summary>
-    private static float[] F(Tensor t) => Own(t).Data;
+    /// <summary>The storage array (for row-offset access; may extend past the tensor, see <see cref="RowPrefix"/>);
+    /// for a 16-bit weight, its float32 copy once an edit has written it.</summary>
+    private static float[] F(Tensor t) => t is SimdTensor s ? s.Data : NotFloat(t);
 
     /// <summary>Exactly the tensor's elements.</summary>
-    private static Span<float> S(Tensor t) => Own(t).Span;
+    private static Span<float> S(Tensor t) => t is SimdTensor s ? s.Span : NotFloat(t);
+
+    private static float[] NotFloat(Tensor t)
+    {
+        if (t is SimdHalfTensor h)
+            return h.Promoted ?? throw new ArgumentException($"tensor {t} is a 16-bit weight: ops read it only as MatMul's b, in Embed and in ToHost");
+        throw new ArgumentException($"tensor {t} does not belong to the {nameof(SimdBackend)}");
+    }
 
     private static Span<float> Grow(ref float[] buf, long n)
     {
@@ -101,6 +128,7 @@ public sealed partial class SimdBackend : IBackend, ISiblingBackend, IGatedBacke
     public void ToHost(Tensor t, Span<double> dst)
     {
         CheckLength(dst.Length, t, "ToHost");
+        if (t is SimdHalfTensor { Promoted: null } h) { h.CopyTo(dst); return; }
         var d = S(t);
         for (int i = 0; i < d.Length; i++) dst[i] = d[i];
     }
@@ -108,12 +136,15 @@ public sealed partial class SimdBackend : IBackend, ISiblingBackend, IGatedBacke
     public void ToHost(Tensor t, Span<float> dst)
     {
         CheckLength(dst.Length, t, "ToHost");
+        if (t is SimdHalfTensor { Promoted: null } h) { h.CopyTo(dst); return; }
         S(t).CopyTo(dst);
     }
 
+    /// <summary>Overwrites t with src (rounded to float32); a 16-bit weight is promoted to a float32 copy (see <see cref="SimdHalfTensor"/>).</summary>
     public void Upload(Tensor t, ReadOnlySpan<double> src)
     {
         CheckLength(src.Length, t, "Upload");
+        if (t is SimdHalfTensor h) { h.Write(src); return; }
         var d = S(t);
         for (int i = 0; i < d.Length; i++) d[i] = (float)src[i];
     }
@@ -143,6 +174,12 @@ public sealed partial class SimdBackend : IBackend, ISiblingBackend, IGatedBacke
     {
         Gate?.Pass();
         var (m, n, k) = OpShapes.MatMul(a, transA, b, transB, c);
+        if (b is SimdHalfTensor { Promoted: null } h)
+        {
+            // stored transposed: the same product is the GEMM with the other transB flag on the storage
+            Gemm.SgemmHalf(transA, transB ^ h.Transposed, m, n, k, F(a), a.Cols, h.Bits, h.Ld, h.Kind, F(c), n, accumulate, Gemm.DefaultKernel, _workers.Threads, _workers);
+            return;
+        }
         Gemm.Sgemm(transA, transB, m, n, k, F(a), a.Cols, F(b), b.Cols, F(c), n, accumulate, Gemm.DefaultKernel, _workers.Threads, _workers);
     }
 
@@ -209,18 +246,28 @@ public sealed partial class SimdBackend : IBackend, ISiblingBackend, IGatedBacke
         int d = wte.Cols, vocab = wte.Rows;
         if (dst.Rows != ids.Length || dst.Cols != d) throw new ArgumentException($"Embed: dst {dst} is not [{ids.Length}, {d}]");
         if (wpe is not null && wpe.Cols != d) throw new ArgumentException($"Embed: wpe {wpe} does not match wte {wte}");
-        var E = F(wte); var O = F(dst); var P = wpe is null ? null : F(wpe);
+        var O = F(dst);
         for (int t = 0; t < ids.Length; t++)
         {
             int id = ids[t];
             if ((uint)id >= (uint)vocab) throw new ArgumentOutOfRangeException(nameof(ids), $"token id {id} at position {t} is outside the vocabulary [0, {vocab})");
             var o = O.AsSpan(t * d, d);
-            var e = E.AsSpan(id * d, d);
-            if (P is null) { e.CopyTo(o); continue; }
+            ReadOnlySpan<float> e = WeightRow(wte, id, ref _rowA);
+            if (wpe is null) { e.CopyTo(o); continue; }
             int pos = posOffset + t;
-            if ((uint)pos >= (uint)wpe!.Rows) throw new ArgumentOutOfRangeException(nameof(posOffset), $"position {pos} is outside the context [0, {wpe.Rows})");
-            TensorPrimitives.Add(e, P.AsSpan(pos * d, d), o);
+            if ((uint)pos >= (uint)wpe.Rows) throw new ArgumentOutOfRangeException(nameof(posOffset), $"position {pos} is outside the context [0, {wpe.Rows})");
+            TensorPrimitives.Add(e, WeightRow(wpe, pos, ref _rowB), o);
         }
+    }
+
+    /// <summary>Row r [Cols] of a weight: a slice of its float32 storage, or a 16-bit weight's row widened into buf.</summary>
+    private static ReadOnlySpan<float> WeightRow(Tensor w, int r, ref float[] buf)
+    {
+        int d = w.Cols;
+        if (w is not SimdHalfTensor { Promoted: null } h) return F(w).AsSpan(r * d, d);
+        var row = Grow(ref buf, d);
+        h.ReadRow(r, row);
+        return row;
     }
 
     public void EmbedBackward(ReadOnlySpan<int> ids, Tensor dy, Tensor dwte, Tensor? dwpe, int posOffset)
