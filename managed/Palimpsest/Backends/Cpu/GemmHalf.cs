@@ -75,22 +75,41 @@ public static partial class Gemm
                     for (int k = 0; k < K; k++) g[k] = pa0[(long)k * lda];
                     pa = g;
                 }
-                int w = 128; // whole cache lines of c per chunk, as in Gemv
-                int chunks = Math.Max(1, Math.Min(threads, (N + w - 1) / w));
-                int per = (N + chunks - 1) / chunks;
                 var job = scratch.GemvHalfJob;
                 job.A = pa; job.B = b; job.C = pc0; job.Ldb = ldb; job.K = K; job.N = N; job.Kind = kind;
-                job.Per = (per + w - 1) / w * w; job.TransB = transB; job.Accumulate = accumulate;
+                job.TransB = transB; job.Accumulate = accumulate;
+                // chunks as in Gemv: of columns for b [N, K], of k for b [K, N] (each thread streams one
+                // contiguous stretch of b; chunk t > 0 sums into a partial row of c, added after)
+                int chunks;
+                if (transB)
+                {
+                    int w = 128; // whole cache lines of c per chunk
+                    chunks = Math.Max(1, Math.Min(threads, (N + w - 1) / w));
+                    int per = (N + chunks - 1) / chunks;
+                    job.Per = (per + w - 1) / w * w;
+                }
+                else
+                {
+                    chunks = Math.Max(1, Math.Min(threads, K / GemvMinRows));
+                    job.Per = (K + chunks - 1) / chunks;
+                    job.Partials = chunks > 1 ? scratch.Partials((long)(chunks - 1) * N) : null;
+                }
                 ParallelFor(workers, threads, chunks, job);
+                for (int t = 1; t < chunks && !transB; t++)
+                {
+                    var partial = new ReadOnlySpan<float>(job.Partials + (long)(t - 1) * N, N);
+                    var y = new Span<float>(pc0, N);
+                    System.Numerics.Tensors.TensorPrimitives.Add(y, partial, y);
+                }
             }
         }
         finally { GemmScratch.Release(scratch); }
     }
 
-    /// <summary>One 16-bit GEMV: chunk t is columns [t·Per, (t+1)·Per).</summary>
+    /// <summary>One 16-bit GEMV, chunked as <see cref="GemvJob"/>: columns [t·Per, (t+1)·Per) of c for b [N, K]; rows [t·Per, (t+1)·Per) of b [K, N], chunk t > 0 into Partials[t − 1].</summary>
     internal sealed unsafe class GemvHalfJob : IParallelJob
     {
-        public float* A, C;
+        public float* A, C, Partials;
         public ushort* B;
         public int Ldb, K, N, Per;
         public DType Kind;
@@ -98,18 +117,23 @@ public static partial class Gemm
 
         public void Run(int t)
         {
-            int j0 = t * Per, j1 = Math.Min(N, j0 + Per);
-            if (j0 >= j1) return;
-            if (Kind == DType.BF16) Range<HalfWiden.Bf16>(j0, j1);
-            else Range<HalfWiden.F16>(j0, j1);
+            if (Kind == DType.BF16) Range<HalfWiden.Bf16>(t);
+            else Range<HalfWiden.F16>(t);
         }
 
-        private void Range<TW>(int j0, int j1) where TW : struct, IHalfWiden
+        private void Range<TW>(int t) where TW : struct, IHalfWiden
         {
-            if (TransB) GemvDotsHalf<TW>(j0, j1, K, A, B, Ldb, C, Accumulate);
-            else
-                for (int jb = j0; jb < j1; jb += GemvColumnBlock)
-                    GemvAxpysHalf<TW>(jb, Math.Min(j1, jb + GemvColumnBlock), K, A, B, Ldb, C, Accumulate);
+            if (TransB)
+            {
+                int j0 = t * Per, j1 = Math.Min(N, j0 + Per);
+                if (j0 < j1) GemvDotsHalf<TW>(j0, j1, K, A, B, Ldb, C, Accumulate);
+                return;
+            }
+            int k0 = Math.Min(K, t * Per), k1 = Math.Min(K, k0 + Per);
+            float* y = t == 0 ? C : Partials + (long)(t - 1) * N;
+            bool acc = t == 0 && Accumulate;
+            for (int jb = 0; jb < N; jb += GemvColumnBlock)
+                GemvAxpysHalf<TW>(jb, Math.Min(N, jb + GemvColumnBlock), k1 - k0, A + k0, B + (long)k0 * Ldb, Ldb, y, acc);
         }
     }
 
