@@ -34,37 +34,46 @@ public static partial class Gemm
                 var job = scratch.GemvJob;
                 job.A = pa; job.B = pb0; job.C = pc0; job.Ldb = ldb; job.K = K; job.N = N;
                 job.TransB = transB; job.Accumulate = accumulate;
-                int chunks;
-                if (transB)
-                {
-                    // b [N, K]: chunks of rows of b, i.e. of columns of c — each one contiguous
-                    // stretch of b, in whole vectors so that no two threads write one cache line of c.
-                    int w = Vector<float>.Count * 16;
-                    chunks = Math.Max(1, Math.Min(threads, (N + w - 1) / w));
-                    int per = (N + chunks - 1) / chunks;
-                    job.Per = (per + w - 1) / w * w;
-                }
-                else
-                {
-                    // b [K, N]: chunks of rows of b (of k), so each thread streams one contiguous
-                    // stretch of b as well; splitting the columns instead makes every thread read
-                    // a short piece of every row, which the prefetchers follow badly (1x3072x768
-                    // ran at half the bandwidth of the [N, K] case). Chunk t > 0 sums into its own
-                    // partial row of c, added to c once all are done.
-                    chunks = Math.Max(1, Math.Min(threads, K / GemvMinRows));
-                    job.Per = (K + chunks - 1) / chunks;
-                    job.Partials = chunks > 1 ? scratch.Partials((long)(chunks - 1) * N) : null;
-                }
+                int chunks = GemvChunks(transB, N, K, threads, scratch, out job.Per, out job.Partials);
                 ParallelFor(workers, threads, chunks, job);
-                for (int t = 1; t < chunks && !transB; t++)
-                {
-                    var partial = new ReadOnlySpan<float>(job.Partials + (long)(t - 1) * N, N);
-                    var y = new Span<float>(pc0, N);
-                    System.Numerics.Tensors.TensorPrimitives.Add(y, partial, y);
-                }
+                AddPartials(transB, chunks, job.Partials, pc0, N);
             }
         }
         finally { GemmScratch.Release(scratch); }
+    }
+
+    /// <summary>
+    /// How a GEMV of c [1, N] over b is split (float32 and 16-bit alike); returns the chunk count.
+    /// b [N, K] (transB): chunks of rows of b, i.e. of columns of c, <paramref name="per"/> columns
+    /// each — every one a contiguous stretch of b, in whole cache lines of c so that no two threads
+    /// write one. b [K, N]: chunks of <paramref name="per"/> rows of b (of k), so each thread streams
+    /// one contiguous stretch as well; splitting the columns instead makes every thread read a short
+    /// piece of every row, which the prefetchers follow badly (1x3072x768 ran at half the bandwidth
+    /// of the [N, K] case). Chunk t > 0 then sums into partials[t − 1] [N], added by <see cref="AddPartials"/>.
+    /// </summary>
+    private static unsafe int GemvChunks(bool transB, int N, int K, int threads, GemmScratch scratch, out int per, out float* partials)
+    {
+        partials = null;
+        if (transB)
+        {
+            const int w = 128; // floats: whole cache lines of c
+            int chunks = Math.Max(1, Math.Min(threads, (N + w - 1) / w));
+            per = ((N + chunks - 1) / chunks + w - 1) / w * w;
+            return chunks;
+        }
+        int kChunks = Math.Max(1, Math.Min(threads, K / GemvMinRows));
+        per = (K + kChunks - 1) / kChunks;
+        if (kChunks > 1) partials = scratch.Partials((long)(kChunks - 1) * N);
+        return kChunks;
+    }
+
+    /// <summary>c [N] += Σ partial rows of the chunks after the first (b [K, N] only).</summary>
+    private static unsafe void AddPartials(bool transB, int chunks, float* partials, float* c, int N)
+    {
+        if (transB) return;
+        var y = new Span<float>(c, N);
+        for (int t = 1; t < chunks; t++)
+            System.Numerics.Tensors.TensorPrimitives.Add(y, new ReadOnlySpan<float>(partials + (long)(t - 1) * N, N), y);
     }
 
     /// <summary>Rows of b [K, N] below which a GEMV chunk is not worth a thread of its own.</summary>

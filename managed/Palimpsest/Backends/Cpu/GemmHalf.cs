@@ -78,29 +78,9 @@ public static partial class Gemm
                 var job = scratch.GemvHalfJob;
                 job.A = pa; job.B = b; job.C = pc0; job.Ldb = ldb; job.K = K; job.N = N; job.Kind = kind;
                 job.TransB = transB; job.Accumulate = accumulate;
-                // chunks as in Gemv: of columns for b [N, K], of k for b [K, N] (each thread streams one
-                // contiguous stretch of b; chunk t > 0 sums into a partial row of c, added after)
-                int chunks;
-                if (transB)
-                {
-                    int w = 128; // whole cache lines of c per chunk
-                    chunks = Math.Max(1, Math.Min(threads, (N + w - 1) / w));
-                    int per = (N + chunks - 1) / chunks;
-                    job.Per = (per + w - 1) / w * w;
-                }
-                else
-                {
-                    chunks = Math.Max(1, Math.Min(threads, K / GemvMinRows));
-                    job.Per = (K + chunks - 1) / chunks;
-                    job.Partials = chunks > 1 ? scratch.Partials((long)(chunks - 1) * N) : null;
-                }
+                int chunks = GemvChunks(transB, N, K, threads, scratch, out job.Per, out job.Partials);
                 ParallelFor(workers, threads, chunks, job);
-                for (int t = 1; t < chunks && !transB; t++)
-                {
-                    var partial = new ReadOnlySpan<float>(job.Partials + (long)(t - 1) * N, N);
-                    var y = new Span<float>(pc0, N);
-                    System.Numerics.Tensors.TensorPrimitives.Add(y, partial, y);
-                }
+                AddPartials(transB, chunks, job.Partials, pc0, N);
             }
         }
         finally { GemmScratch.Release(scratch); }
