@@ -42,4 +42,15 @@ public class CliDryRunTests
         CliRunner.AssertBadInput(CliRunner.Run(Args("--bank-limit", "5", "--out", "/tmp/never")), "--bank and --bank-limit go with --dry-run");
         CliRunner.AssertBadInput(CliRunner.Run(Args()), "missing --out DIR");
     }
+
+    [Fact]
+    public void Layers_alone_name_an_UltraEdit_layer_whose_defaults_have_none()
+    {
+        // UltraEdit's defaults name no layer: --layers must reach its settings before they are checked
+        // (it was refused with "default hparams: layers: UltraEdit needs at least one layer")
+        var r = CliRunner.Run(["edit", Model, "--method", "ultraedit", "--layers", "3", "--subject", "the Eiffel Tower",
+            "--prompt", "{} is located in", "--target", "Rome", "--dry-run", "--bank-limit", "20"]);
+        Assert.True(r.Code == 0, r.ToString());
+        Assert.Contains("with ultraedit at layers [3]", r.Out);
+    }
 }
