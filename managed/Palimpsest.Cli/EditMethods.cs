@@ -65,7 +65,7 @@ internal sealed class EditMethod
         {
             string json = file is null ? "{}" : File.ReadAllText(file);
             // --layers goes into the JSON before it is checked: a method whose defaults name no layer
-            // (UltraEdit) would otherwise be refused for lacking the layers it was just given
+            // would otherwise be refused for lacking the layers it was just given
             if (layers is not null) json = WithLayers(json, layers, Where(file));
             var settings = kind.Parse(json, Where(file));
             if (layers is not null) settings = settings.WithLayers(layers);
