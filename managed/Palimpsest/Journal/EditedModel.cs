@@ -129,11 +129,11 @@ public sealed class EditedModel : IDisposable
                 File.WriteAllText(Path.Combine(tmp, CreatorFile), Creator(Environment.ProcessId));
                 foreach (var file in Directory.EnumerateFiles(sourceModelDir))
                     if (!IsWeightsOrJournal(Path.GetFileName(file))) File.Copy(file, Path.Combine(tmp, Path.GetFileName(file)));
-                var (tensors, meta) = RawCheckpoint.ReadFolder(sourceModelDir);
+                var tensors = RawCheckpoint.ListFolder(sourceModelDir);
                 bool prefixed = Architectures.HasTransformerPrefix(name => tensors.Exists(t => t.Name == name));
                 for (int l = 0; l < config.Layers; l++) CheckDown(Architectures.Down(config, l, prefixed), tensors, sourceModelDir);
                 var checkpoint = CheckpointIn(tmp);
-                RawCheckpoint.Write(checkpoint.Path, tensors, WithGeneration(checkpoint, meta, 0));
+                RawCheckpoint.MergeFolder(sourceModelDir, checkpoint.Path, meta => WithGeneration(checkpoint, meta, 0));
                 using (JournalDb.Create(Path.Combine(tmp, JournalFile), new Dictionary<string, string>
                 {
                     ["source"] = Path.GetFullPath(sourceModelDir),
@@ -221,10 +221,11 @@ public sealed class EditedModel : IDisposable
         || name.EndsWith(".msgpack", StringComparison.Ordinal) || name.EndsWith(".gguf", StringComparison.Ordinal)
         || name.StartsWith(JournalFile, StringComparison.Ordinal) || name == LockFile;
 
-    private static void CheckDown(DownProjection dp, List<RawTensor> tensors, string dir)
+    private static void CheckDown(DownProjection dp, List<(string Name, string DType, int[] Shape)> tensors, string dir)
     {
-        var t = tensors.Find(x => x.Name == dp.TensorName)
-            ?? throw new ModelFormatException($"{dir}: tensor '{dp.TensorName}' (block down-projection) not found");
+        int i = tensors.FindIndex(x => x.Name == dp.TensorName);
+        if (i < 0) throw new ModelFormatException($"{dir}: tensor '{dp.TensorName}' (block down-projection) not found");
+        var t = tensors[i];
         if (!t.Shape.SequenceEqual(dp.StoredShape))
             throw new ModelFormatException($"{dir}: tensor '{dp.TensorName}' has shape [{string.Join(", ", t.Shape)}], expected [{string.Join(", ", dp.StoredShape)}]");
         if (t.DType is not ("F64" or "F32" or "F16" or "BF16"))

@@ -32,20 +32,49 @@ internal static class RawCheckpoint
         return (list, new Dictionary<string, string>(h.Metadata));
     }
 
-    /// <summary>All tensors of a model folder (single file or shards, shard by shard); metadata of the first file.</summary>
-    public static (List<RawTensor> Tensors, Dictionary<string, string> Metadata) ReadFolder(string dir)
+    /// <summary>Name, dtype and shape of every tensor of a model folder (single file or shards), from the headers alone.</summary>
+    public static List<(string Name, string DType, int[] Shape)> ListFolder(string dir)
     {
-        List<string> files;
-        using (var set = SafetensorsSet.OpenFolder(dir)) files = set.Files.Select(f => f.Path).ToList();
-        var all = new List<RawTensor>();
-        Dictionary<string, string>? meta = null;
-        foreach (var f in files)
+        var list = new List<(string, string, int[])>();
+        foreach (var f in FolderFiles(dir))
         {
-            var (t, m) = ReadFile(f);
-            all.AddRange(t);
-            meta ??= m;
+            using var fs = new FileStream(f, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete);
+            list.AddRange(SafetensorsHeader.Read(fs, f).Tensors.Values.OrderBy(i => i.Begin).Select(i => (i.Name, i.DType, (int[])i.Shape.Clone())));
         }
-        return (all, meta ?? []);
+        return list;
+    }
+
+    /// <summary>
+    /// Every tensor of a model folder (single file or shards, shard by shard, each in data order) written
+    /// atomically as one file to target with metadata(the first file's metadata), copied in chunks of
+    /// <see cref="CopyChunk"/> bytes: nothing is held in memory (an edited-model folder made from an
+    /// 8B checkpoint used to read all 16 GB of it first).
+    /// </summary>
+    public static void MergeFolder(string dir, string target, Func<IReadOnlyDictionary<string, string>, IReadOnlyDictionary<string, string>> metadata)
+    {
+        var streams = new List<FileStream>();
+        try
+        {
+            var entries = new List<(string, string, int[], Action<Stream>)>();
+            IReadOnlyDictionary<string, string>? meta = null;
+            foreach (var f in FolderFiles(dir))
+            {
+                var fs = new FileStream(f, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, bufferSize: 1);
+                streams.Add(fs);
+                var h = SafetensorsHeader.Read(fs, f);
+                meta ??= h.Metadata;
+                foreach (var info in h.Tensors.Values.OrderBy(i => i.Begin))
+                    entries.Add((info.Name, info.DType, info.Shape, s => Copy(fs, h.DataStart + info.Begin, info.ByteLength, s, null)));
+            }
+            SafetensorsWriter.Write(target, entries, metadata(meta ?? new Dictionary<string, string>()));
+        }
+        finally { foreach (var s in streams) s.Dispose(); }
+    }
+
+    private static List<string> FolderFiles(string dir)
+    {
+        using var set = SafetensorsSet.OpenFolder(dir);
+        return set.Files.Select(f => f.Path).ToList();
     }
 
     /// <summary>The header metadata of a safetensors file (header only; no tensor data is read).</summary>

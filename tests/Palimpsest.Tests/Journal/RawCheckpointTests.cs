@@ -62,4 +62,45 @@ public class RawCheckpointTests
             Assert.True(yields >= chunks, $"{yields} yields for {chunks} chunks ({copied} bytes copied)");
         }
     }
+
+    /// <summary>
+    /// An edited-model folder's checkpoint is its source folder merged into one file by a chunked copy
+    /// (nothing held in memory): from two shards and an index, the same tensors, bytes, dtypes and
+    /// order (shard by shard, each in data order) as reading every tensor, and the first shard's metadata.
+    /// </summary>
+    [Fact]
+    public void MergeFolder_copies_every_shard_in_order_with_the_first_metadata()
+    {
+        using var tmp = JournalFixtures.NewTemp();
+        string dir = Path.Combine(tmp.Path, "src");
+        Directory.CreateDirectory(dir);
+        var rng = new Random(3);
+        RawTensor T(string name, string dtype, int[] shape)
+        {
+            var v = new double[shape.Aggregate(1L, (a, b) => a * b)];
+            for (int i = 0; i < v.Length; i++) v[i] = rng.NextDouble() - 0.5;
+            return new RawTensor(name, dtype, shape, RawCheckpoint.Encode(v, dtype));
+        }
+        RawTensor[] first = [T("x", "F32", [5, 3]), T("y", "BF16", [RawCheckpoint.CopyChunk / 2 + 9])], second = [T("z", "F16", [4, 4])];
+        string s1 = Path.Combine(dir, "model-00001-of-00002.safetensors"), s2 = Path.Combine(dir, "model-00002-of-00002.safetensors");
+        RawCheckpoint.Write(s1, first, new Dictionary<string, string> { ["format"] = "pt", ["from"] = "shard 1" });
+        RawCheckpoint.Write(s2, second, new Dictionary<string, string> { ["from"] = "shard 2" });
+        File.WriteAllText(Path.Combine(dir, "model.safetensors.index.json"),
+            """{"weight_map": {"x": "model-00001-of-00002.safetensors", "y": "model-00001-of-00002.safetensors", "z": "model-00002-of-00002.safetensors"}}""");
+
+        string target = Path.Combine(tmp.Path, "merged.safetensors");
+        RawCheckpoint.MergeFolder(dir, target, m => new Dictionary<string, string>(m) { ["stamp"] = "1" });
+        var (merged, meta) = RawCheckpoint.ReadFile(target);
+        var expected = first.Concat(second).ToArray();
+        Assert.Equal(expected.Select(t => t.Name), merged.Select(t => t.Name));
+        for (int i = 0; i < expected.Length; i++)
+        {
+            Assert.Equal(expected[i].DType, merged[i].DType);
+            Assert.Equal(expected[i].Shape, merged[i].Shape);
+            Assert.True(expected[i].Data.AsSpan().SequenceEqual(merged[i].Data), $"tensor {expected[i].Name}: bytes differ");
+        }
+        Assert.Equal("shard 1", meta["from"]);
+        Assert.Equal("1", meta["stamp"]);
+        Assert.Equal(["x", "y", "z"], RawCheckpoint.ListFolder(dir).Select(t => t.Name));
+    }
 }
