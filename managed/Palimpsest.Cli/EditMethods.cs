@@ -63,12 +63,7 @@ internal sealed class EditMethod
         if (file is not null && !File.Exists(file)) throw new FileNotFoundException($"hparams file '{file}' not found", file);
         try
         {
-            string json = file is null ? "{}" : File.ReadAllText(file);
-            // --layers goes into the JSON before it is checked: a method whose defaults name no layer
-            // would otherwise be refused for lacking the layers it was just given
-            if (layers is not null) json = WithLayers(json, layers, Where(file));
-            var settings = kind.Parse(json, Where(file));
-            if (layers is not null) settings = settings.WithLayers(layers);
+            var settings = kind.Parse(file is null ? "{}" : File.ReadAllText(file), Where(file), layers);
             if (settings.IgnoredFields.Count > 0)
                 warn?.WriteLine($"{Where(file)}: ignored the reference's harness field(s) {string.Join(", ", settings.IgnoredFields)} (modules come from the architecture, C from --stats-corpus)");
             return new EditMethod(settings);
@@ -148,14 +143,6 @@ internal sealed class EditMethod
     {
         if (missing.Count == 1) throw new CliUsageException($"missing {missing[0]}");
         if (missing.Count > 1) throw new CliUsageException($"missing {missing.Count} things: {string.Join("; ", missing.Select((m, i) => $"({i + 1}) {m}"))}");
-    }
-
-    private static string WithLayers(string json, int[] layers, string where)
-    {
-        if (System.Text.Json.Nodes.JsonNode.Parse(json) is not System.Text.Json.Nodes.JsonObject o)
-            throw new ArgumentException($"{where}: expected a JSON object");
-        o["layers"] = new System.Text.Json.Nodes.JsonArray(layers.Select(l => (System.Text.Json.Nodes.JsonNode?)l).ToArray());
-        return o.ToJsonString();
     }
 
     internal static string Where(string? file) => file is null ? "default hparams" : $"hparams file '{file}'";

@@ -40,7 +40,7 @@ public sealed record EditorSettings
     public IReadOnlyList<string> IgnoredFields { get; init; } = [];
 
     /// <summary>The same settings editing these layers instead (a command line's --layers); ArgumentException where the method cannot.</summary>
-    public EditorSettings WithLayers(int[] layers) => Kind.WithLayers(this, layers);
+    public EditorSettings WithLayers(int[] layers) => Kind.Parse(HparamsJson, layers: layers);
 
     /// <summary>The editor. secondMoment: C_l [f·f] of a layer (asked for only when <see cref="NeedsKeyStatistics"/>).</summary>
     public IEditor Create(ITextTokenizer tokenizer, Func<int, double[]> secondMoment) => Kind.Make(this, tokenizer, secondMoment);
@@ -50,15 +50,16 @@ public sealed record EditorSettings
 public sealed class EditorKind
 {
     private readonly Func<EditorKind, string, string, EditorSettings> _parse;
-    internal readonly Func<EditorSettings, int[], EditorSettings> WithLayers;
+    // hparams JSON -> the same with the given layers in the method's own field(s) (where: for messages)
+    private readonly Func<string, int[], string, string> _layersInto;
     internal readonly Func<EditorSettings, ITextTokenizer, Func<int, double[]>, IEditor> Make;
 
     internal EditorKind(string name, string summary, EditorCapabilities capabilities, Type hparamsType, IReadOnlyList<string> referenceFields,
-        Func<EditorKind, string, string, EditorSettings> parse, Func<EditorSettings, int[], EditorSettings> withLayers,
+        Func<EditorKind, string, string, EditorSettings> parse, Func<string, int[], string, string> layersInto,
         Func<EditorSettings, ITextTokenizer, Func<int, double[]>, IEditor> make)
     {
         Name = name; Summary = summary; Capabilities = capabilities; HparamsType = hparamsType; ReferenceFields = referenceFields;
-        _parse = parse; WithLayers = withLayers; Make = make;
+        _parse = parse; _layersInto = layersInto; Make = make;
     }
 
     /// <summary>The one spelling: --method, the journal, lifelong reports.</summary>
@@ -72,7 +73,12 @@ public sealed class EditorKind
     public bool Has(EditorCapabilities c) => (Capabilities & c) == c;
 
     /// <summary>The defaults with the fields of json laid over them; an unknown field or bad value is an ArgumentException naming it (where: the file, for the message).</summary>
-    public EditorSettings Parse(string json, string where = "hparams") => _parse(this, json, where) with { IgnoredFields = HparamsOverlay.Ignored(json, ReferenceFields) };
+    /// <param name="layers">a command line's --layers, put into the JSON before it is checked (a method whose defaults name no layer needs them to parse at all)</param>
+    public EditorSettings Parse(string json, string where = "hparams", int[]? layers = null)
+    {
+        if (layers is not null) json = _layersInto(json, layers, where);
+        return _parse(this, json, where) with { IgnoredFields = HparamsOverlay.Ignored(json, ReferenceFields) };
+    }
 
     public override string ToString() => Name;
 }
@@ -101,7 +107,7 @@ public static class Editors
             if (hp.Layers.Length != 1) throw new ArgumentException($"{where}: ROME edits one layer; layers has {hp.Layers.Length}");
             return Settings(k, hp, hp.ToJson(), hp.Layers, hp.FactToken, hp.Mom2Adjustment, hp.VNumGradSteps, where);
         },
-        (s, layers) => layers.Length == 1 ? s.Kind.Parse(Replace(s.HparamsJson, "layers", layers)) : throw new ArgumentException($"ROME edits one layer; {layers.Length} given"),
+        (json, layers, where) => layers.Length == 1 ? Replace(json, "layers", layers, where) : throw new ArgumentException($"ROME edits one layer; {layers.Length} given"),
         (s, tok, c) => new Rome((RomeHparams)s.Hparams, tok, c));
 
     public static EditorKind Memit { get; } = new("memit", "many edits spread over several MLP layers (Meng et al. 2023)",
@@ -111,7 +117,7 @@ public static class Editors
             var hp = MemitHparams.FromJson(json, where);
             return Settings(k, hp, hp.ToJson(), hp.Layers, hp.FactToken, hp.Mom2Adjustment, hp.VNumGradSteps, where);
         },
-        (s, layers) => s.Kind.Parse(Replace(s.HparamsJson, "layers", layers)),
+        (json, layers, where) => Replace(json, "layers", layers, where),
         (s, tok, c) => new Memit((MemitHparams)s.Hparams, tok, c));
 
     public static EditorKind AlphaEdit { get; } = new("alphaedit", "MEMIT's update projected onto the null space of preserved keys (Fang et al. 2025)",
@@ -121,7 +127,7 @@ public static class Editors
             var hp = AlphaEditHparams.FromJson(json, where);
             return Settings(k, hp, hp.ToJson(), hp.Layers, hp.FactToken, true, hp.VNumGradSteps, where);
         },
-        (s, layers) => s.Kind.Parse(Replace(s.HparamsJson, "layers", layers)),
+        (json, layers, where) => Replace(json, "layers", layers, where),
         (s, tok, c) => new AlphaEdit((AlphaEditHparams)s.Hparams, tok, c));
 
     public static EditorKind Wilke { get; } = new("wilke", "ROME at the layer whose edit disturbs the model least, chosen per edit (Hu et al. 2024)",
@@ -139,7 +145,7 @@ public static class Editors
             node.Remove("layers"); // ROME's layer is not used: the journal and reports record the layers scanned instead
             return Settings(k, new WilkeSettings(hp, ceiling), node.ToJsonString(), Enumerable.Range(0, ceiling).ToArray(), hp.FactToken, hp.Mom2Adjustment, hp.VNumGradSteps, where);
         },
-        (_, _) => throw new ArgumentException("--layers: WilKE chooses each edit's layer itself; set scanning_ceiling in the hparams"),
+        (_, _, _) => throw new ArgumentException("--layers: WilKE chooses each edit's layer itself; set scanning_ceiling in the hparams"),
         (s, tok, c) => new Wilke(((WilkeSettings)s.Hparams).Rome, ((WilkeSettings)s.Hparams).ScanningCeiling, tok, c));
 
     public static EditorKind UltraEdit { get; } = new("ultraedit", "one forward and backward per batch, lifelong-normalised ridge solve (Gu et al. 2025)",
@@ -149,7 +155,7 @@ public static class Editors
             var hp = UltraEditHparams.FromJson(json, where);
             return new EditorSettings { Kind = k, Hparams = hp, HparamsJson = hp.ToJson(), Layers = hp.Layers, FactToken = "last", NeedsKeyStatistics = false };
         },
-        (s, layers) => s.Kind.Parse(Replace(s.HparamsJson, "layers", layers)),
+        (json, layers, where) => Replace(json, "layers", layers, where),
         (s, tok, _) => new UltraEdit((UltraEditHparams)s.Hparams, tok));
 
     public static EditorKind Lemoe { get; } = new("lemoe", "a mixture-of-experts adaptor beside one MLP, one expert per batch (Wang & Li 2024)",
@@ -159,7 +165,7 @@ public static class Editors
             var hp = LemoeHparams.FromJson(json, where);
             return new EditorSettings { Kind = k, Hparams = hp, HparamsJson = hp.ToJson(), Layers = [hp.Layer], FactToken = "last", NeedsKeyStatistics = false };
         },
-        (s, layers) => layers.Length == 1 ? s.Kind.Parse(Replace(s.HparamsJson, "layer", layers[0])) : throw new ArgumentException($"--layers: LEMoE adapts one layer ({layers.Length} given)"),
+        (json, layers, where) => layers.Length == 1 ? Replace(json, "layer", layers[0], where) : throw new ArgumentException($"--layers: LEMoE adapts one layer ({layers.Length} given)"),
         (s, tok, _) => new Lemoe((LemoeHparams)s.Hparams, tok));
 
     /// <summary>Every method, in the order help texts list them.</summary>
@@ -196,14 +202,15 @@ public static class Editors
         return new EditorSettings { Kind = k, Hparams = hp, HparamsJson = json, Layers = layers, FactToken = factToken, NeedsKeyStatistics = stats };
     }
 
-    private static string Replace(string json, string field, JsonNode value)
+    private static string Replace(string json, string field, JsonNode value, string where)
     {
-        var node = JsonNode.Parse(json)!.AsObject();
+        var node = HparamsOverlay.ParseObject(json, where);
         node[field] = value;
         return node.ToJsonString();
     }
 
-    private static string Replace(string json, string field, int[] values) => Replace(json, field, new JsonArray(values.Select(v => (JsonNode)v).ToArray()));
+    private static string Replace(string json, string field, int[] values, string where) =>
+        Replace(json, field, new JsonArray(values.Select(v => (JsonNode)v).ToArray()), where);
 }
 
 /// <summary>WilKE's hyper-parameters: ROME's, and the layers scanned per edit (0..ScanningCeiling−1).</summary>

@@ -17,13 +17,19 @@ internal static class HparamsOverlay
     /// <summary>Norm-Anchor Scaling's fields of ROME, MEMIT and AlphaEdit, which their JSON leaves out while NAS is off (so that records made before NAS read the same).</summary>
     public static readonly IReadOnlyList<string> NasFields = ["norm_anchor", "nas_restart", "nas_norm"];
 
+    /// <summary>A user's hyper-parameters JSON as an object; ArgumentException naming where when it is not valid JSON or not an object.</summary>
+    public static JsonObject ParseObject(string json, string where)
+    {
+        JsonNode? node;
+        try { node = JsonNode.Parse(json); }
+        catch (JsonException e) { throw new ArgumentException($"{where}: not valid JSON ({e.Message.Split('\n')[0]})"); }
+        return node as JsonObject ?? throw new ArgumentException($"{where}: top level must be a JSON object");
+    }
+
     /// <param name="optional">fields the defaults' JSON leaves out (written only when set) that are nevertheless known</param>
     public static string Merge(string defaultsJson, string userJson, string where, IReadOnlyList<string>? ignored = null, IReadOnlyList<string>? optional = null)
     {
-        JsonNode? user;
-        try { user = JsonNode.Parse(userJson); }
-        catch (JsonException e) { throw new ArgumentException($"{where}: not valid JSON ({e.Message.Split('\n')[0]})"); }
-        if (user is not JsonObject u) throw new ArgumentException($"{where}: top level must be a JSON object");
+        var u = ParseObject(userJson, where);
         var merged = JsonNode.Parse(defaultsJson)!.AsObject();
         foreach (var (key, value) in u.ToList())
         {

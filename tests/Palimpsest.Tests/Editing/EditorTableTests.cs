@@ -35,6 +35,12 @@ public class EditorTableTests
         Assert.Contains("rome, memit, alphaedit, wilke, ultraedit or lemoe", Assert.Throws<ArgumentException>(() => Editors.Get("mend")).Message);
         Assert.Throws<ArgumentException>(() => Editors.Wilke.Parse("""{"scanning_ceiling": 2}""").WithLayers([1]));
         Assert.Throws<ArgumentException>(() => Editors.Rome.Parse("{}").WithLayers([1, 2]));
+        // layers given to Parse go in before the settings are checked, in each method's own field:
+        // UltraEdit's defaults name no layer (alone they are refused), LEMoE's field is "layer"
+        Assert.Throws<ArgumentException>(() => Editors.UltraEdit.Parse("{}"));
+        Assert.Equal([3], Editors.UltraEdit.Parse("{}", layers: [3]).Layers);
+        Assert.Equal([2], Editors.Lemoe.Parse("{}", layers: [2]).Layers);
+        Assert.Contains("not valid JSON", Assert.Throws<ArgumentException>(() => Editors.Memit.Parse("{oops", "f.json", [1])).Message);
     }
 
     [Fact]
