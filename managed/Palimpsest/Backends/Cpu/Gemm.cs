@@ -39,13 +39,10 @@ public static partial class Gemm
         GemmKernel kernel, int threads, SimdWorkers? workers = null, IGemmEpilogue? epilogue = null)
     {
         if (workers is not null) threads = Math.Min(threads, workers.Threads);
-        CheckArgs(transA, transB, M, N, K, a.Length, lda, b.Length, ldb, c.Length, ldc);
+        bool done = CheckedAndTrivial(transA, transB, M, N, K, a.Length, lda, b.Length, ldb, c, ldc, accumulate); // c is final unless M, N, K > 0
         if (M == 0 || N == 0) return;
         if ((long)M * N * K < ParallelThreshold) threads = 1;
-        if (K == 0)
-        {
-            if (!accumulate) for (int i = 0; i < M; i++) c.Slice(i * ldc, N).Clear();
-        }
+        if (done) { }
         else if (M == 1) Gemv(transA, transB, N, K, a, lda, b, ldb, c, accumulate, threads, workers);
         else if (UseShortM(M, N, K))
         {
@@ -55,7 +52,7 @@ public static partial class Gemm
         }
         else SgemmBlocked(transA, transB, M, N, K, a, lda, b, ldb, c, ldc, accumulate, kernel, threads, workers);
         if (epilogue is null) return;
-        unsafe { fixed (float* pc = c) epilogue.Apply(pc, ldc, M, 0, N); }
+        fixed (float* pc = c) epilogue.Apply(pc, ldc, M, 0, N);
     }
 
     /// <summary>job.Run(i) for i in [0, count) on the workers, on Parallel.For, or inline with one thread.</summary>

@@ -12,8 +12,8 @@ public static partial class Gemm
 
     /// <summary>
     /// M = 1 (one token's decode step): c [1, N] (+)= a [1, K] · op(b) [K, N]. Memory bound, so
-    /// each element of b is read exactly once, in storage order, and the columns are split over
-    /// the threads.
+    /// each element of b is read exactly once, in storage order, split over the threads as
+    /// <see cref="GemvChunks"/> says.
     /// </summary>
     private static unsafe void Gemv(bool transA, bool transB, int N, int K, ReadOnlySpan<float> a, int lda,
         ReadOnlySpan<float> b, int ldb, Span<float> c, bool accumulate, int threads, SimdWorkers? workers)
@@ -23,14 +23,7 @@ public static partial class Gemm
         {
             fixed (float* pa0 = a, pb0 = b, pc0 = c)
             {
-                float* pa = pa0;
-                if (transA && lda != 1)
-                {
-                    // a stored [K, 1] with stride lda: gather it so the inner loops read it contiguously.
-                    float* g = scratch.Vector(K);
-                    for (int k = 0; k < K; k++) g[k] = pa0[(long)k * lda];
-                    pa = g;
-                }
+                float* pa = ContiguousA(transA, pa0, lda, K, scratch);
                 var job = scratch.GemvJob;
                 job.A = pa; job.B = pb0; job.C = pc0; job.Ldb = ldb; job.K = K; job.N = N;
                 job.TransB = transB; job.Accumulate = accumulate;
@@ -74,6 +67,15 @@ public static partial class Gemm
         var y = new Span<float>(c, N);
         for (int t = 1; t < chunks; t++)
             System.Numerics.Tensors.TensorPrimitives.Add(y, new ReadOnlySpan<float>(partials + (long)(t - 1) * N, N), y);
+    }
+
+    /// <summary>a [1, K] contiguous: itself, or — stored [K, 1] with stride lda — gathered into scratch so the inner loops read it in order.</summary>
+    private static unsafe float* ContiguousA(bool transA, float* a, int lda, int K, GemmScratch scratch)
+    {
+        if (!transA || lda == 1) return a;
+        float* g = scratch.Vector(K);
+        for (int k = 0; k < K; k++) g[k] = a[(long)k * lda];
+        return g;
     }
 
     /// <summary>Rows of b [K, N] below which a GEMV chunk is not worth a thread of its own.</summary>

@@ -68,13 +68,7 @@ public static partial class Gemm
         {
             fixed (float* pa0 = a, pc0 = c)
             {
-                float* pa = pa0;
-                if (transA && lda != 1)
-                {
-                    float* g = scratch.Vector(K);
-                    for (int k = 0; k < K; k++) g[k] = pa0[(long)k * lda];
-                    pa = g;
-                }
+                float* pa = ContiguousA(transA, pa0, lda, K, scratch);
                 var job = scratch.GemvHalfJob;
                 job.A = pa; job.B = b; job.C = pc0; job.Ldb = ldb; job.K = K; job.N = N; job.Kind = kind;
                 job.TransB = transB; job.Accumulate = accumulate;
