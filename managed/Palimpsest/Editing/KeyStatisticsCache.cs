@@ -25,10 +25,12 @@ public static class KeyStatisticsCache
     /// The statistics of each layer: read from <paramref name="cacheDir"/> where present, the rest
     /// computed in one pass over the corpus and written there. A cache that cannot be written (a
     /// full disk, no permission) does not lose the computed statistics: they are returned uncached
-    /// and <paramref name="warn"/> is told why, in one line.
+    /// and <paramref name="warn"/> is told why, in one line. <paramref name="phases"/> gets the time of
+    /// "cache key" (hashing the weights the keys depend on), "cache read", "compute" and "cache write".
     /// </summary>
     public static IReadOnlyDictionary<int, KeyStatistics> GetOrCompute(Transformer model, Corpus corpus, IReadOnlyList<int> layers,
-        string cacheDir, long? maxTokens = null, IProgress<double>? progress = null, CancellationToken cancel = default, Action<string>? warn = null)
+        string cacheDir, long? maxTokens = null, IProgress<double>? progress = null, CancellationToken cancel = default, Action<string>? warn = null,
+        PhaseTimes? phases = null)
     {
         long tokens = Math.Min(maxTokens ?? long.MaxValue, corpus.TokenCount);
         var result = new Dictionary<int, KeyStatistics>();
@@ -36,16 +38,16 @@ public static class KeyStatisticsCache
         var paths = new Dictionary<int, (string Path, string Key)>();
         foreach (int l in layers.Distinct())
         {
-            string key = Key(model, corpus, l, tokens);
+            string key = PhaseTimes.Time(phases, "cache key", () => Key(model, corpus, l, tokens));
             string path = PathFor(cacheDir, l, key);
             paths[l] = (path, key);
-            var hit = TryRead(path, key, l);
+            var hit = PhaseTimes.Time(phases, "cache read", () => TryRead(path, key, l));
             if (hit is not null) result[l] = hit;
             else missing.Add(l);
         }
         if (missing.Count == 0) { progress?.Report(1.0); return result; }
 
-        var computed = KeyStatistics.Compute(model, corpus, missing, maxTokens, progress, cancel);
+        var computed = PhaseTimes.Time(phases, "compute", () => KeyStatistics.Compute(model, corpus, missing, maxTokens, progress, cancel));
         string? failed = null;
         foreach (var (l, s) in computed)
         {
@@ -53,8 +55,11 @@ public static class KeyStatisticsCache
             if (failed is not null) continue;
             try
             {
-                Directory.CreateDirectory(cacheDir);
-                Write(paths[l].Path, paths[l].Key, s, corpus.Name);
+                PhaseTimes.Time(phases, "cache write", () =>
+                {
+                    Directory.CreateDirectory(cacheDir);
+                    Write(paths[l].Path, paths[l].Key, s, corpus.Name);
+                });
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {

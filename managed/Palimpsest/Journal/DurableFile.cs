@@ -1,4 +1,5 @@
 using System.Globalization;
+using Palimpsest.Editing;
 using Palimpsest.Models;
 
 namespace Palimpsest.Journal;
@@ -52,13 +53,14 @@ internal sealed class DurableFile(string dir, string name, string generationKey,
     /// commits that generation in the journal, then the file is put in place. <paramref name="step"/>
     /// is called after each step ("pending-written", "committed", "renamed"). A write that fails on
     /// the file system is one line about the folder naming <paramref name="what"/>, which is unchanged.
+    /// <paramref name="phases"/> gets the time of "write NAME", "commit journal" and "install NAME".
     /// </summary>
-    public T Change<T>(long generation, Action<string>? write, Func<T> commit, Action<string> step, string what)
+    public T Change<T>(long generation, Action<string>? write, Func<T> commit, Action<string> step, string what, PhaseTimes? phases = null)
     {
-        if (write is not null) WritePendingOrSay(generation, write, what);
+        if (write is not null) PhaseTimes.Time(phases, "write " + name, () => WritePendingOrSay(generation, write, what));
         step("pending-written");
         T result;
-        try { result = commit(); }
+        try { result = PhaseTimes.Time(phases, "commit journal", commit); }
         catch
         {
             // the change did not happen: drop its pending file now rather than at the next Open
@@ -66,8 +68,11 @@ internal sealed class DurableFile(string dir, string name, string generationKey,
             throw;
         }
         step("committed");
-        if (write is not null) DurableFs.Replace(PendingPath(generation), Path);
-        else Remove();
+        PhaseTimes.Time(phases, "install " + name, () =>
+        {
+            if (write is not null) DurableFs.Replace(PendingPath(generation), Path);
+            else Remove();
+        });
         step("renamed");
         return result;
     }

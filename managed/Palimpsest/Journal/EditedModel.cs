@@ -97,6 +97,14 @@ public sealed class EditedModel : IDisposable
     /// </summary>
     public Action? BetweenWrites { get; set; }
 
+    /// <summary>
+    /// Where an apply (of weights or of an adaptor) adds the time of its steps when someone measures
+    /// them (null: not measured): "save originals" (masters.safetensors), "recompose weights"
+    /// (W = original + Σ deltas), "write model.safetensors" / "write lemoe.safetensors" (the pending
+    /// file, fsynced), "commit journal" (the SQLite transaction) and "install ..." (the rename).
+    /// </summary>
+    public PhaseTimes? Phases { get; set; }
+
     /// <summary>What Open had to do to make the folder consistent, or null when it was already.</summary>
     public string? Recovery { get; private set; }
 
@@ -347,7 +355,7 @@ public sealed class EditedModel : IDisposable
         // the pending file is written from the journal's view plus this edit, exactly as a rebuild would
         var next = active.Select(a => a.Parts).Append(edit).ToList();
         return _adaptor.Change(generation, path => WriteAdaptor(path, generation, next, hparamsJson),
-            () => _db.InsertAdaptorEdit(row, edit, _db.Generation, generation), Step, "the LEMoE edit");
+            () => _db.InsertAdaptorEdit(row, edit, _db.Generation, generation), Step, "the LEMoE edit", Phases);
     }
 
     // The adaptor of these LEMoE edits (in edit order) at `path`, with the newest one's hparams in the
@@ -398,7 +406,7 @@ public sealed class EditedModel : IDisposable
 
         long generation = _db.Generation + 1;
         var tensors = named.Select(n => n.Tensor).Distinct().ToList();
-        EnsureMasters(tensors);
+        PhaseTimes.Time(Phases, "save originals", () => EnsureMasters(tensors));
         Step("masters-written");
 
         // The new edit's id exceeds every existing id (AUTOINCREMENT), so appending its deltas after
@@ -409,8 +417,9 @@ public sealed class EditedModel : IDisposable
         var row = new EditRow(meta.Time ?? DateTimeOffset.UtcNow, meta.Method, meta.SubjectSummary(), meta.TargetSummary(),
             deltas.Select(d => d.Layer).Distinct().Order().ToArray(), EditNorm(deltas),
             ContentHash(meta.Method, requestsJson, meta.HyperParametersJson, deltas), requestsJson, meta.HyperParametersJson);
-        return _checkpoint.Change(generation, path => WriteCheckpoint(path, generation, Recompose(tensors, active)),
-            () => _db.InsertEdit(row, named, generation, meta.EditorMemory), Step, "the edit");
+        var weights = PhaseTimes.Time(Phases, "recompose weights", () => Recompose(tensors, active));
+        return _checkpoint.Change(generation, path => WriteCheckpoint(path, generation, weights),
+            () => _db.InsertEdit(row, named, generation, meta.EditorMemory), Step, "the edit", Phases);
     }
 
     /// <summary>
