@@ -28,6 +28,9 @@ public sealed class Lemoe(LemoeHparams hparams, ITextTokenizer tokenizer) : IEdi
     public LemoeHparams Hparams { get; } = hparams;
     public string Method => "lemoe";
 
+    /// <summary>"keys" (the batch's keys at the layer and its routing inputs) and "train" (the new expert's AdamW steps).</summary>
+    public PhaseTimes? Phases { get; set; }
+
     /// <summary>LEMoE changes no weight: the batch trains a new expert of the adaptor it installs on the Transformer (<see cref="Edit"/>); no delta.</summary>
     public IReadOnlyList<WeightDelta> ComputeDeltas(Transformer tf, IReadOnlyList<EditRequest> requests)
     {
@@ -112,14 +115,17 @@ public sealed class Lemoe(LemoeHparams hparams, ITextTokenizer tokenizer) : IEdi
 
         // keys at the layer and routing inputs: neither depends on the adaptor
         var keys = new double[(long)T * f];
-        foreach (var pk in packs)
+        var e = PhaseTimes.Time(Phases, "keys", () =>
         {
-            using var kr = tf.Forward(pk.Ids, new ForwardOptions { CaptureKeysAt = [hp.Layer], StopAfterLayer = hp.Layer, Segments = pk.Lengths });
-            var part = new double[(long)pk.Ids.Length * f];
-            b.ToHost(kr.MlpKeys[hp.Layer], part);
-            part.CopyTo(keys, (long)pk.Offset * f);
-        }
-        var e = adaptor.RoutingInputs([], idArr, lengths);
+            foreach (var pk in packs)
+            {
+                using var kr = tf.Forward(pk.Ids, new ForwardOptions { CaptureKeysAt = [hp.Layer], StopAfterLayer = hp.Layer, Segments = pk.Lengths });
+                var part = new double[(long)pk.Ids.Length * f];
+                b.ToHost(kr.MlpKeys[hp.Layer], part);
+                part.CopyTo(keys, (long)pk.Offset * f);
+            }
+            return adaptor.RoutingInputs([], idArr, lengths);
+        });
 
         // the new expert: A random, B zero (it starts as no change), key anchored on the batch's target rows
         var rng = new Random(hp.Seed * 7919 + 101 + adaptor.Experts.Count);
@@ -138,52 +144,55 @@ public sealed class Lemoe(LemoeHparams hparams, ITextTokenizer tokenizer) : IEdi
         foreach (int row in rows) isRow[row] = true;
         double initial = double.NaN, nll = double.NaN;
         int steps = 0;
-        try
+        PhaseTimes.Time(Phases, "train", () =>
         {
-            for (int step = 0; step < hp.Steps; step++)
+            try
             {
-                // the mean NLL over all target rows: each pack's mean weighted by its share of the rows
-                var G = new double[(long)T * d];
-                var row = new double[d];
-                var forwards = new List<(Pack Pack, ForwardResult R, Tensor Dl)>();
-                nll = 0;
-                try
+                for (int step = 0; step < hp.Steps; step++)
                 {
-                    foreach (var pk in packs)
+                    // the mean NLL over all target rows: each pack's mean weighted by its share of the rows
+                    var G = new double[(long)T * d];
+                    var row = new double[d];
+                    var forwards = new List<(Pack Pack, ForwardResult R, Tensor Dl)>();
+                    nll = 0;
+                    try
                     {
-                        int Tp = pk.Ids.Length;
-                        var iv = Enumerable.Range(0, Tp).Select(t => new Intervention(hp.Layer, InterventionSite.MlpOutput, t, zero)).ToArray();
-                        var r = tf.Forward(pk.Ids, new ForwardOptions { Segments = pk.Lengths, LogitRows = pk.Rows, KeepForBackward = true, Interventions = iv });
-                        var dl = b.Zeros(r.Logits.Shape);
-                        forwards.Add((pk, r, dl));
-                        double share = pk.Rows.Length / (double)R;
-                        nll += share * b.CrossEntropy(r.Logits, pk.Targets, dl, share);
+                        foreach (var pk in packs)
+                        {
+                            int Tp = pk.Ids.Length;
+                            var iv = Enumerable.Range(0, Tp).Select(t => new Intervention(hp.Layer, InterventionSite.MlpOutput, t, zero)).ToArray();
+                            var r = tf.Forward(pk.Ids, new ForwardOptions { Segments = pk.Lengths, LogitRows = pk.Rows, KeepForBackward = true, Interventions = iv });
+                            var dl = b.Zeros(r.Logits.Shape);
+                            forwards.Add((pk, r, dl));
+                            double share = pk.Rows.Length / (double)R;
+                            nll += share * b.CrossEntropy(r.Logits, pk.Targets, dl, share);
+                        }
+                        if (step == 0) initial = nll;
+                        if (nll < hp.EarlyStopLoss) break;
+                        foreach (var (pk, r, dl) in forwards)
+                        {
+                            int Tp = pk.Ids.Length;
+                            var pg = grads.AsSpan(0, Tp).ToArray();
+                            foreach (var g in pg) b.Zero(g);
+                            tf.Backward(r, dl, pg);
+                            for (int t = 0; t < Tp; t++) { b.ToHost(pg[t], row); row.CopyTo(G, (long)(pk.Offset + t) * d); }
+                        }
                     }
-                    if (step == 0) initial = nll;
-                    if (nll < hp.EarlyStopLoss) break;
-                    foreach (var (pk, r, dl) in forwards)
+                    finally
                     {
-                        int Tp = pk.Ids.Length;
-                        var pg = grads.AsSpan(0, Tp).ToArray();
-                        foreach (var g in pg) b.Zero(g);
-                        tf.Backward(r, dl, pg);
-                        for (int t = 0; t < Tp; t++) { b.ToHost(pg[t], row); row.CopyTo(G, (long)(pk.Offset + t) * d); }
+                        foreach (var (_, r, dl) in forwards) { r.Dispose(); dl.Dispose(); }
                     }
+                    var (gA, gB, gKey, gDown, gUp) = adaptor.Gradients(e, keys, G, n, isRow, hp.RoutingLossWeight / R);
+                    opt.Step([gA, gB, gKey, gDown, gUp], hp.Lr, hp.WeightDecay);
+                    steps++;
                 }
-                finally
-                {
-                    foreach (var (_, r, dl) in forwards) { r.Dispose(); dl.Dispose(); }
-                }
-                var (gA, gB, gKey, gDown, gUp) = adaptor.Gradients(e, keys, G, n, isRow, hp.RoutingLossWeight / R);
-                opt.Step([gA, gB, gKey, gDown, gUp], hp.Lr, hp.WeightDecay);
-                steps++;
             }
-        }
-        finally
-        {
-            zero.Dispose();
-            foreach (var g in grads) g.Dispose();
-        }
+            finally
+            {
+                zero.Dispose();
+                foreach (var g in grads) g.Dispose();
+            }
+        });
 
         // the routes after training, split per request (what inference will see)
         var routes = e.Select(x => adaptor.RouteOf(x).Expert).ToArray();

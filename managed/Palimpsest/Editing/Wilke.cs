@@ -33,6 +33,9 @@ public sealed class Wilke : IPreparedEditor
 
     public string Method => "wilke";
 
+    /// <summary>"scan" (ROME's edit at every scanned layer, the layers run at once, so its keys, values and solve are not told apart) and "choose layer" (each layer's LA).</summary>
+    public PhaseTimes? Phases { get; set; }
+
     public string LastOutcome => LastScan is { } s ? $"layer {s.Chosen} (LA {Editors.Loss(s.La[s.Chosen])})" : "-";
     public int ScanningCeiling { get; }
 
@@ -66,6 +69,16 @@ public sealed class Wilke : IPreparedEditor
         Prepare(tf);
         var deltas = new WeightDelta[ceiling];
         var traces = new RomeTrace[ceiling];
+        PhaseTimes.Time(Phases, "scan", () => Scan(tf, req, ceiling, deltas, traces));
+        var (la, chosen) = PhaseTimes.Time(Phases, "choose layer", () => Choose(tf, deltas));
+        LastScan = new WilkeScan(layers, la, chosen);
+        LastRomeTrace = traces[chosen];
+        return [deltas[chosen]];
+    }
+
+    // ROME's delta (and trace) at each layer below the ceiling, several layers at once where the backend has siblings
+    private void Scan(Transformer tf, EditRequest req, int ceiling, WeightDelta[] deltas, RomeTrace[] traces)
+    {
         int parallel = Math.Min(ceiling, Math.Max(1, MaxParallelLayers));
         // An adaptor (LEMoE) keeps its own scratch on the model's backend, so it scans one layer at a time.
         if (parallel > 1 && tf.Adaptor is null && tf.Model.Backend is ISiblingBackend siblings)
@@ -90,7 +103,12 @@ public sealed class Wilke : IPreparedEditor
         }
         else
             for (int l = 0; l < ceiling; l++) deltas[l] = _rome.Compute(tf, req, l, out traces[l]);
+    }
 
+    // each layer's LA and the layer chosen
+    private static (double[] La, int Chosen) Choose(Transformer tf, WeightDelta[] deltas)
+    {
+        int ceiling = deltas.Length;
         var la = new double[ceiling];
         bool allZero = true;
         for (int l = 0; l < ceiling; l++)
@@ -104,10 +122,7 @@ public sealed class Wilke : IPreparedEditor
         // Every delta zero: the request already holds (v* stopped before its first step at every
         // layer), so there is no layer to prefer and nothing to change; the first layer's zero delta
         // keeps the stream going, as ROME's own zero delta does (1,000-edit run, 2026-11-26).
-        int chosen = allZero ? 0 : ChooseLayer(la);
-        LastScan = new WilkeScan(layers, la, chosen);
-        LastRomeTrace = traces[chosen];
-        return [deltas[chosen]];
+        return (la, allZero ? 0 : ChooseLayer(la));
     }
 
     /// <summary>The index of the smallest LA (the first on ties); NaN values never win.</summary>
