@@ -41,15 +41,21 @@ internal sealed class EditMethod
     /// </summary>
     /// <param name="alsoLayers">further layers the editor may be asked to edit (the monitor's --move-to)</param>
     /// <param name="anchorPool">requests a norm-anchored editor measures its anchor norm on (the command's dataset)</param>
+    /// <param name="times">where the statistics' time goes: phase "key statistics", its parts "read corpus" and the cache's</param>
     public IEditor Create(LoadedModel lm, string? corpus, long? limitTokens, string? cache, CliIo io, IReadOnlyList<int>? alsoLayers = null,
-        IReadOnlyList<EditRequest>? anchorPool = null)
+        IReadOnlyList<EditRequest>? anchorPool = null, PhaseReport? times = null)
     {
         if (!NeedsStats) return Create(lm, l => throw new InvalidOperationException($"{Name} asked for the statistics of layer {l} without mom2_adjustment"), anchorPool);
         if (corpus is null) throw new CliUsageException($"{Name} needs the key statistics of the edited layers: give --stats-corpus FILE|facts:PATH");
         var layers = Layers.Concat(alsoLayers ?? []).Distinct().Order().ToArray();
-        var stats = KeyStatsOptions.GetOrCompute(lm, KeyStatsOptions.Load(corpus, lm), layers, KeyStatsOptions.CacheDir(cache), limitTokens, io);
+        var parts = times?.Inner(KeyStatisticsPhase);
+        var stats = PhaseTimes.Time(times?.Phases, KeyStatisticsPhase, () => KeyStatsOptions.GetOrCompute(lm,
+            PhaseTimes.Time(parts, "read corpus", () => KeyStatsOptions.Load(corpus, lm)), layers, KeyStatsOptions.CacheDir(cache), limitTokens, io, parts));
         return Create(lm, l => stats[l].Matrix, anchorPool);
     }
+
+    /// <summary>The phase of a <see cref="PhaseReport"/> that loading or computing the key statistics is.</summary>
+    public const string KeyStatisticsPhase = "key statistics";
 
     /// <param name="name">a method of the editor table.</param>
     /// <param name="file">hyper-parameters JSON, or null for the method's defaults.</param>

@@ -39,11 +39,13 @@ internal static class KeyStatsOptions
     }
 
     /// <summary>Statistics of <paramref name="layers"/>, from the cache or computed (a progress bar on stderr when it is a terminal).</summary>
-    public static IReadOnlyDictionary<int, KeyStatistics> GetOrCompute(LoadedModel lm, Corpus corpus, int[] layers, string cacheDir, long? limitTokens, CliIo io)
+    /// <param name="phases">gets the cache's phases (its key, read, compute, write)</param>
+    public static IReadOnlyDictionary<int, KeyStatistics> GetOrCompute(LoadedModel lm, Corpus corpus, int[] layers, string cacheDir, long? limitTokens, CliIo io,
+        PhaseTimes? phases = null)
     {
         if (limitTokens is <= 0) throw new CliUsageException($"--limit-tokens: must be a positive integer (got {limitTokens})");
         long tokens = Math.Min(limitTokens ?? long.MaxValue, corpus.TokenCount);
         return CliProgress.Run(io, string.Create(System.Globalization.CultureInfo.InvariantCulture, $"key statistics, {tokens:N0} tokens"),
-            progress => KeyStatisticsCache.GetOrCompute(lm.Tf, corpus, layers, cacheDir, limitTokens, progress, warn: m => io.Err.WriteLine($"warning: {m}")));
+            progress => KeyStatisticsCache.GetOrCompute(lm.Tf, corpus, layers, cacheDir, limitTokens, progress, warn: m => io.Err.WriteLine($"warning: {m}"), phases: phases));
     }
 }

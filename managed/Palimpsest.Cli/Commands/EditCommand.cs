@@ -11,7 +11,8 @@ namespace Palimpsest.Cli.Commands;
 /// [--layers L,...] [--hparams FILE.json] [--batch B] [--stats-corpus FILE|facts:PATH] --out DIR`, or `--requests FILE.json`
 /// (applied one after another). The edited folder at --out is created from MODEL (or reopened when it
 /// already is one, so edits accumulate); each delta is computed on its current weights and applied
-/// through the journal, so it can be listed and reverted.
+/// through the journal, so it can be listed and reverted. Every path (--out, --dry-run, an adaptor
+/// method) ends its output with the time by phase (<see cref="PhaseReport"/>).
 /// </summary>
 internal static class EditCommand
 {
@@ -20,6 +21,10 @@ internal static class EditCommand
 
     /// <summary>How long a write waits for a folder another process holds for a moment (a reader recovering, another apply).</summary>
     internal static readonly TimeSpan WaitForFolder = TimeSpan.FromSeconds(10);
+
+    // the phases of the time report that have parts (the editor's own phases; the folder's steps)
+    private const string EditPhase = "edit", ApplyPhase = "apply to folder", AnswersPhase = "check answers", BankPhase = "bank keys";
+    private const string AfterApplyPart = "update editor memory";
 
     public static Command Create(CliIo io)
     {
@@ -48,6 +53,7 @@ internal static class EditCommand
             { model, method, subject, prompt, target, requests, limit, layer, hparams, batch, corpus, limitTokens, cache, outDir, requireSuccess, dryRun, bank, bankLimit, device, dtype, weights };
         cmd.SetAction(pr => EditingErrors.Guard(() =>
         {
+            var times = new PhaseReport();
             var dev = DeviceChoice.Read(pr, device, dtype, weights);
             dev.Check();
             var reqs = Requests(pr.GetValue(subject), pr.GetValue(prompt), pr.GetValue(target), pr.GetValue(requests), pr.GetValue(limit));
@@ -64,7 +70,9 @@ internal static class EditCommand
             EditMethod.ThrowIfMissing(missing);
             var em0 = found!;
             // every request must fit the context before anything is created (else the folder is made and the Nth edit fails)
-            using (var ms = ModelSession.Open(source))
+            times.Time("check requests", () =>
+            {
+                using var ms = ModelSession.Open(source);
                 for (int i = 0; i < reqs.Count; i++)
                 {
                     var r = reqs[i];
@@ -73,35 +81,35 @@ internal static class EditCommand
                         throw new CliUsageException($"{(pr.GetValue(requests) is { } f ? $"--requests {f}: request {i} ({r.Subject})" : "the request")}: prompt and target are {tokens} tokens, "
                             + $"longer than the model's context of {ms.Config.MaxPositions} ({ms.ContextField} in {ms.ConfigPath})");
                 }
+            });
             if (em0.Kind.Has(EditorCapabilities.Adaptor))
             {
                 if (dry) throw new CliUsageException($"--dry-run: {em0.Name} changes no weight, so there is no ΔW to forecast");
-                return AdaptorEdit(io, source, dir, reqs, em0, pr.GetValue(batch), dev);
+                return AdaptorEdit(io, source, dir, reqs, em0, pr.GetValue(batch), dev, times);
             }
             int batchSize = pr.GetValue(batch) ?? (em0.Batched ? reqs.Count : 1);
             if (batchSize < 1) throw new CliUsageException($"--batch: must be a positive integer (got {batchSize})");
             if (!em0.Batched && batchSize != 1) throw new CliUsageException($"--batch: {em0.Name} edits one request at a time (batched methods: {string.Join(", ", Editors.All.Where(k => k.Has(EditorCapabilities.Batched)).Select(k => k.Name))})");
             if (dry)
-                return DryRun(io, source, em0, reqs, batchSize, pr.GetValue(bank), pr.GetValue(bankLimit), corpusSpec, pr.GetValue(limitTokens), pr.GetValue(cache), dev);
+                return DryRun(io, source, em0, reqs, batchSize, pr.GetValue(bank), pr.GetValue(bankLimit), corpusSpec, pr.GetValue(limitTokens), pr.GetValue(cache), dev, times);
 
             // The folder is held (its lock) only while a batch is applied: the deltas are computed
             // without it, on the weights of a known generation, so journal and revert are not refused
             // for the whole computation; a batch whose folder changed meanwhile is not applied.
             bool existed = EditedModel.IsEditedModel(dir);
             string emDir;
-            using (var em = existed ? EditedModel.Open(dir) : EditedModel.Create(source, dir))
+            using (var em = OpenOrCreate(io, times, source, dir, existed))
             {
-                if (em.Recovery is not null) io.Out.WriteLine($"recovered {dir}: {em.Recovery}");
                 io.Out.WriteLine(existed ? $"editing {em.Dir} (generation {em.Generation})" : $"created {em.Dir} from {source}");
                 emDir = em.Dir;
             }
-            using var lm = LoadedModel.Open(emDir, dev);
+            using var lm = times.Time("load model", () => LoadedModel.Open(emDir, dev));
 
             IEditor editor;
             try
             {
-                editor = em0.Create(lm, corpusSpec, pr.GetValue(limitTokens), pr.GetValue(cache), io, anchorPool: reqs);
-                (editor as IPreparedEditor)?.Prepare(lm.Tf); // its templates and C's factors now, before anything is applied
+                editor = em0.Create(lm, corpusSpec, pr.GetValue(limitTokens), pr.GetValue(cache), io, anchorPool: reqs, times: times);
+                Prepare(editor, lm, times); // its templates and C's factors now, before anything is applied
             }
             catch when (!existed)
             {
@@ -111,14 +119,15 @@ internal static class EditCommand
                 try { Directory.Delete(emDir, recursive: true); } catch (IOException) { /* the error matters more */ }
                 throw;
             }
-            long generation;
-            using (var em = EditedModel.Open(emDir, WaitForFolder))
+            long generation = times.Time("reopen from journal", () =>
             {
+                using var em = EditedModel.Open(emDir, WaitForFolder);
                 int remembered = em.Reopen(editor, lm.Tf); // AlphaEdit's C_p, UltraEdit's moments, from the journal
                 if (remembered > 0 && em0.Kind.Has(EditorCapabilities.RemembersState))
                     io.Out.WriteLine($"{em0.Name}: continuing from the journal's {remembered} earlier edit(s) ({em.ActiveEdits(em0.Name).Sum(e => e.Requests.Count)} request(s))");
-                generation = em.Generation;
-            }
+                return em.Generation;
+            });
+            editor.Phases = times.Inner(EditPhase);
             string layersText = string.Join(",", em0.Layers);
             var table = new TextTable(("edit", true), ("subject", false), ("target", false), ("layers", false), ("||dW||", true),
                 ("loss", false), ("answer before", false), ("answer after", false));
@@ -128,38 +137,45 @@ internal static class EditCommand
             for (int start = 0; start < reqs.Count; start += batchSize)
             {
                 var chunk = reqs.Skip(start).Take(batchSize).ToArray();
-                var before = chunk.Select(r => lm.GreedyAnswer(r.FilledPrompt)).ToArray();
-                var deltas = editor.ComputeDeltas(lm.Tf, chunk);
-                long id;
-                string norm;
-                using (var em = EditedModel.Open(emDir, WaitForFolder))
+                var before = Answers(lm, chunk, times);
+                var deltas = times.Time(EditPhase, () => editor.ComputeDeltas(lm.Tf, chunk));
+                var (id, norm) = times.Time(ApplyPhase, () =>
                 {
+                    using var em = PhaseTimes.Time(times.Inner(ApplyPhase), "open journal", () => EditedModel.Open(emDir, WaitForFolder));
                     if (em.Generation != generation)
                     {
                         table.WriteTo(io.Out); // what was applied before it
                         throw new CliUsageException($"{emDir} changed while edit {start + 1} was computed (another process applied or reverted an edit: generation {generation} -> {em.Generation}); "
                             + "this batch was not applied (the ones before it were): run the command again for the rest");
                     }
-                    id = em.Apply(deltas, new EditRecord { Method = em0.Name, Requests = chunk, HyperParametersJson = em0.HparamsJson, EditorMemory = editor.LastMemoryContribution });
+                    em.Phases = times.Inner(ApplyPhase);
+                    long editId = em.Apply(deltas, new EditRecord { Method = em0.Name, Requests = chunk, HyperParametersJson = em0.HparamsJson, EditorMemory = editor.LastMemoryContribution });
                     // the in-memory weights follow the checkpoint (rounded to its dtype), so the next
                     // batch is computed on exactly what a reload would give
-                    foreach (int l in deltas.Select(d => d.Layer).Distinct()) lm.Model.SetDownProjection(l, em.ReadDownProjection(l).ToDouble());
-                    norm = em.List().Single(e => e.Id == id).DeltaNorm.ToString("0.0000", CultureInfo.InvariantCulture);
+                    PhaseTimes.Time(em.Phases, "update loaded model", () =>
+                    {
+                        foreach (int l in deltas.Select(d => d.Layer).Distinct()) lm.Model.SetDownProjection(l, em.ReadDownProjection(l).ToDouble());
+                    });
                     generation = em.Generation;
-                }
-                editor.AfterApply(lm.Tf, chunk);
+                    return (editId, em.List().Single(e => e.Id == editId).DeltaNorm.ToString("0.0000", CultureInfo.InvariantCulture));
+                });
+                times.Time(EditPhase, AfterApplyPart, () => editor.AfterApply(lm.Tf, chunk));
                 string loss = editor.LastOutcome;
-                var after = chunk.Select(r => lm.GreedyAnswer(r.FilledPrompt)).ToArray();
+                var after = Answers(lm, chunk, times);
                 for (int i = 0; i < chunk.Length; i++)
                     table.Add(id.ToString(CultureInfo.InvariantCulture), chunk[i].Subject, chunk[i].TargetNew, layersText, norm, loss,
                         TokenText.Quote(before[i]), TokenText.Quote(after[i]));
                 // an edit that did not take says so (and the journal keeps it), rather than an exit 0 with the old answer
-                var missed = chunk.Where(r => !probe.Answers(r)).ToList();
+                var missed = times.Time(AnswersPhase, () => chunk.Where(r => !probe.Answers(r)).ToList());
                 if (missed.Count > 0)
                 {
-                    string what = string.Join("; ", missed.Select(r => $"\"{r.FilledPrompt}\" answers {TokenText.Quote(lm.GreedyAnswer(r.FilledPrompt))}, not {TokenText.Quote(" " + r.TargetNew.TrimStart())}"));
+                    string what = times.Time(AnswersPhase, () => string.Join("; ", missed.Select(r => $"\"{r.FilledPrompt}\" answers {TokenText.Quote(lm.GreedyAnswer(r.FilledPrompt))}, not {TokenText.Quote(" " + r.TargetNew.TrimStart())}")));
                     string outcome = $"did not take for {missed.Count} of {chunk.Length} request(s): {what}";
-                    using (var em = EditedModel.Open(emDir, WaitForFolder)) em.SetOutcome(id, outcome);
+                    times.Time(ApplyPhase, "record outcome", () =>
+                    {
+                        using var em = EditedModel.Open(emDir, WaitForFolder);
+                        em.SetOutcome(id, outcome);
+                    });
                     io.Err.WriteLine($"warning: edit {id} {outcome}. Try palimpsest trace to see where the model reads the fact, fact_token \"last\", or other --layers.");
                     notTaken += missed.Count;
                 }
@@ -167,6 +183,7 @@ internal static class EditCommand
             }
             table.WriteTo(io.Out);
             io.Out.WriteLine($"journal: {journalPath} (generation {generation}); undo with: palimpsest revert {dir} EDIT_ID");
+            times.WriteTo(io.Out);
             if (notTaken > 0 && pr.GetValue(requireSuccess))
             {
                 io.Err.WriteLine($"palimpsest: {notTaken} of {reqs.Count} request(s) did not take (--require-success)");
@@ -182,38 +199,41 @@ internal static class EditCommand
     /// LEMoE edit, loaded from DIR/lemoe.safetensors after that) and is journaled with it; the weights
     /// are untouched. Reverting the newest LEMoE edit removes its expert and restores the router.
     /// </summary>
-    private static int AdaptorEdit(CliIo io, string source, string dir, IReadOnlyList<EditRequest> reqs, EditMethod method, int? batch, DeviceChoice dev)
+    private static int AdaptorEdit(CliIo io, string source, string dir, IReadOnlyList<EditRequest> reqs, EditMethod method, int? batch, DeviceChoice dev, PhaseReport times)
     {
         var hp = (LemoeHparams)method.Settings.Hparams;
         int batchSize = batch ?? reqs.Count;
         if (batchSize < 1) throw new CliUsageException($"--batch: must be a positive integer (got {batchSize})");
         bool existed = EditedModel.IsEditedModel(dir);
-        using var em = existed ? EditedModel.Open(dir) : EditedModel.Create(source, dir);
-        if (em.Recovery is not null) io.Out.WriteLine($"recovered {dir}: {em.Recovery}");
+        using var em = OpenOrCreate(io, times, source, dir, existed);
         io.Out.WriteLine(existed ? $"editing {em.Dir} (generation {em.Generation}, adaptor generation {em.AdaptorGeneration})" : $"created {em.Dir} from {source}");
-        using var lm = LoadedModel.Open(em.Dir, dev);
+        using var lm = times.Time("load model", () => LoadedModel.Open(em.Dir, dev));
         if (lm.Tf.Adaptor is LemoeAdaptor a && (a.Layer != hp.Layer || a.Rank != hp.ExpertRank || a.RouterHidden != hp.RouterHidden || a.KeyDim != hp.KeyDim))
             throw new CliUsageException($"{em.AdaptorPath}: the folder's LEMoE adaptor has layer {a.Layer}, expert_rank {a.Rank}, router_hidden {a.RouterHidden}, key_dim {a.KeyDim}; "
                 + $"these hparams say {hp.Layer}, {hp.ExpertRank}, {hp.RouterHidden}, {hp.KeyDim} (give the same shapes)");
         var editor = method.Create(lm, _ => throw new InvalidOperationException($"{method.Name} reads no key statistics"));
+        editor.Phases = times.Inner(EditPhase);
+        em.Phases = times.Inner(ApplyPhase);
         var table = new TextTable(("edit", true), ("subject", false), ("target", false), ("layer", false), ("expert", true),
             ("nll", false), ("answer before", false), ("answer after", false));
         for (int start = 0; start < reqs.Count; start += batchSize)
         {
             var chunk = reqs.Skip(start).Take(batchSize).ToArray();
-            var before = chunk.Select(r => lm.GreedyAnswer(r.FilledPrompt)).ToArray();
-            editor.ComputeDeltas(lm.Tf, chunk);
-            editor.AfterApply(lm.Tf, chunk);
+            var before = Answers(lm, chunk, times);
+            times.Time(EditPhase, () => editor.ComputeDeltas(lm.Tf, chunk));
+            times.Time(EditPhase, AfterApplyPart, () => editor.AfterApply(lm.Tf, chunk));
             var adaptor = Lemoe.AdaptorOf(lm.Tf, hp);
-            long id = em.ApplyAdaptor(adaptor, hp, new EditRecord { Method = method.Name, Requests = chunk, HyperParametersJson = method.HparamsJson });
+            long id = times.Time(ApplyPhase, () => em.ApplyAdaptor(adaptor, hp, new EditRecord { Method = method.Name, Requests = chunk, HyperParametersJson = method.HparamsJson }));
             string nll = editor.LastOutcome;
+            var after = Answers(lm, chunk, times);
             for (int i = 0; i < chunk.Length; i++)
                 table.Add(id.ToString(CultureInfo.InvariantCulture), chunk[i].Subject, chunk[i].TargetNew, hp.Layer.ToString(CultureInfo.InvariantCulture),
-                    adaptor.Experts.Count.ToString(CultureInfo.InvariantCulture), nll, TokenText.Quote(before[i]), TokenText.Quote(lm.GreedyAnswer(chunk[i].FilledPrompt)));
+                    adaptor.Experts.Count.ToString(CultureInfo.InvariantCulture), nll, TokenText.Quote(before[i]), TokenText.Quote(after[i]));
             if (!Console.IsErrorRedirected && reqs.Count > chunk.Length) io.Err.WriteLine($"edit: {id} applied ({start + chunk.Length}/{reqs.Count} requests)");
         }
         table.WriteTo(io.Out);
         io.Out.WriteLine($"journal: {em.JournalPath}; adaptor: {em.AdaptorPath} (adaptor generation {em.AdaptorGeneration}); undo the newest with: palimpsest revert {dir} EDIT_ID");
+        times.WriteTo(io.Out);
         return CliErrors.Ok;
     }
 
@@ -223,15 +243,17 @@ internal static class EditCommand
     /// forecast over the bank (the bank's entries with the request's own subject and prompt left out).
     /// </summary>
     private static int DryRun(CliIo io, string source, EditMethod em0, IReadOnlyList<EditRequest> reqs, int batchSize,
-        string? bankFile, int? bankLimit, string? corpus, long? limitTokens, string? cache, DeviceChoice dev)
+        string? bankFile, int? bankLimit, string? corpus, long? limitTokens, string? cache, DeviceChoice dev, PhaseReport times)
     {
         if (bankLimit is <= 0) throw new CliUsageException($"--bank-limit: must be a positive integer (got {bankLimit})");
         string bankPath = bankFile ?? Path.Combine(source, "requests.json");
         if (!File.Exists(bankPath)) throw new FileNotFoundException($"--bank: file '{bankPath}' not found (give --bank FILE.json)", bankPath);
-        using var lm = LoadedModel.Open(source, dev);
-        var editor = em0.Create(lm, corpus, limitTokens, cache, io);
+        using var lm = times.Time("load model", () => LoadedModel.Open(source, dev));
+        var editor = em0.Create(lm, corpus, limitTokens, cache, io, times: times);
+        Prepare(editor, lm, times);
+        editor.Phases = times.Inner(EditPhase);
         var probes = new FactProbes(lm.Tok, em0.FactToken);
-        var bankFacts = DatasetReader.Load(bankPath, bankLimit ?? 500);
+        var bankFacts = times.Time(BankPhase, () => DatasetReader.Load(bankPath, bankLimit ?? 500));
         var banks = new Dictionary<int, IReadOnlyList<Palimpsest.Analysis.BankKey>>();
         io.Out.WriteLine($"dry run: {reqs.Count} request(s) with {em0.Name} at layers [{string.Join(",", em0.Layers)}] (fact token {em0.FactToken}); bank: {bankFacts.Count} facts of {bankPath}; nothing is applied");
         var table = new TextTable(("request", true), ("subject", false), ("target", false), ("layer", true), ("own", true),
@@ -240,16 +262,16 @@ internal static class EditCommand
         for (int start = 0; start < reqs.Count; start += batchSize)
         {
             var chunk = reqs.Skip(start).Take(batchSize).ToArray();
-            var deltas = editor.ComputeDeltas(lm.Tf, chunk);
+            var deltas = times.Time(EditPhase, () => editor.ComputeDeltas(lm.Tf, chunk));
             for (int i = 0; i < chunk.Length; i++)
                 foreach (var delta in deltas)
                 {
                     if (!banks.TryGetValue(delta.Layer, out var all))
-                        banks[delta.Layer] = all = Palimpsest.Analysis.InterferenceMonitor.Bank(lm.Tf, probes, bankFacts, delta.Layer);
+                        banks[delta.Layer] = all = times.Time(BankPhase, () => Palimpsest.Analysis.InterferenceMonitor.Bank(lm.Tf, probes, bankFacts, delta.Layer));
                     string self = $"{chunk[i].Subject}: {chunk[i].Prompt}";
                     var others = all.Where(b => b.Name != self).ToArray();
-                    var key = probes.KeyAt(lm.Tf, chunk[i].Prompt, chunk[i].Subject, delta.Layer);
-                    var f = Palimpsest.Analysis.InterferenceMonitor.Forecast(delta, key, others, top: 3);
+                    var req = chunk[i];
+                    var f = times.Time("forecast", () => Palimpsest.Analysis.InterferenceMonitor.Forecast(delta, probes.KeyAt(lm.Tf, req.Prompt, req.Subject, delta.Layer), others, top: 3));
                     table.Add((start + i + 1).ToString(CultureInfo.InvariantCulture), chunk[i].Subject, chunk[i].TargetNew,
                         delta.Layer.ToString(CultureInfo.InvariantCulture), F(f.OwnChange), F(f.MaxDrift), F(f.MaxRelative), F(f.MeanDrift),
                         string.Join("; ", f.MostAtRisk.Select(r => $"{r.Name} ({F(r.Drift)})")));
@@ -257,8 +279,27 @@ internal static class EditCommand
         }
         table.WriteTo(io.Out);
         io.Out.WriteLine("own: ||dW k|| for the edited fact's key (how far its MLP output at that layer moves); drift: the same for each bank fact's key; max/own near 1: another fact moves as much as the edited one");
+        times.WriteTo(io.Out);
         return CliErrors.Ok;
     }
+
+    // the edited-model folder at dir: reopened when it is one (saying what Open had to recover), else created from source
+    private static EditedModel OpenOrCreate(CliIo io, PhaseReport times, string source, string dir, bool existed)
+    {
+        var em = times.Time(existed ? "open folder" : "create folder", () => existed ? EditedModel.Open(dir) : EditedModel.Create(source, dir));
+        if (em.Recovery is not null) io.Out.WriteLine($"recovered {dir}: {em.Recovery}");
+        return em;
+    }
+
+    // an editor's one-time preparation (context templates, C's factors), timed apart from its edits
+    private static void Prepare(IEditor editor, LoadedModel lm, PhaseReport times)
+    {
+        if (editor is IPreparedEditor prepared) times.Time("prepare editor", () => prepared.Prepare(lm.Tf));
+    }
+
+    // the greedy answers of the batch's rewriting prompts (before or after its edit)
+    private static string[] Answers(LoadedModel lm, IReadOnlyList<EditRequest> chunk, PhaseReport times) =>
+        times.Time(AnswersPhase, () => chunk.Select(r => lm.GreedyAnswer(r.FilledPrompt)).ToArray());
 
     private static IReadOnlyList<EditRequest> Requests(string? subject, string? prompt, string? target, string? file, int? limit)
     {
