@@ -177,10 +177,18 @@ public interface IBackend : IDisposable, IFusedLinear
     /// prefix of a KV cache): q [T, H·hd], k, v [≥ kvRows, Hkv·hd] -> o [T, H·hd]. The same as
     /// Attention(q, RowPrefix(k, kvRows), RowPrefix(v, kvRows), ...); a backend whose decode step
     /// should allocate nothing reads the prefix in place instead of making the two views. With a
-    /// window only the last rows are read, so a cache that keeps every row decodes past the window.
+    /// window only the last rows are read, so the cache's keys may start anywhere before them.
     /// </summary>
     void AttentionPrefix(Tensor q, Tensor k, Tensor v, int kvRows, int heads, int kvHeads, int headDim, Tensor o, Tensor? probs, int window = 0)
         => Attention(q, RowPrefix(k, kvRows), RowPrefix(v, kvRows), heads, kvHeads, headDim, o, probs, window);
+
+    /// <summary>
+    /// Whether <see cref="Attention"/> honours a sliding window over any number of keys. Then a
+    /// <see cref="Runtime.KvCache"/> keeps only the last rows of a sliding layer (memory O(window)
+    /// rather than O(context)); otherwise it keeps every row. False by default: a backend whose
+    /// kernels refuse a window that masks a key (CUDA) keeps its cache and its refusal as they were.
+    /// </summary>
+    bool SlidingWindowAttention => false;
 
     /// <summary>
     /// Backward of <see cref="Attention"/> (with the same window) given the saved probs: dq [T, H·hd],

@@ -71,7 +71,8 @@ public sealed class TargetScorer
         int need = P + longest - 1;
         if (need > _model.Model.Config.MaxPositions)
             throw new ArgumentException($"prompt ({P} tokens) + target ({longest} tokens) is longer than the model's context ({_model.Model.Config.MaxPositions})");
-        using var cache = new KvCache(_model.Model, need);
+        // a sliding layer keeps the rows before a target's tokens, so the cache rewinds to the prompt
+        using var cache = new KvCache(_model.Model, need, slack: Math.Max(1, longest - 1));
         var first = new double[V];
         using (var r = _model.Forward(prompt, new ForwardOptions { LogitsFrom = -1 }, cache))
             _model.Model.Backend.ToHost(r.Logits, first);
@@ -84,7 +85,7 @@ public sealed class TargetScorer
             first.CopyTo(rows);
             if (T > 1)
             {
-                cache.Length = P; // forget the previous target's tokens
+                cache.Truncate(P); // forget the previous target's tokens
                 using var r = _model.Forward(t.AsSpan(0, T - 1), null, cache);
                 _model.Model.Backend.ToHost(r.Logits, rows[V..]);
             }

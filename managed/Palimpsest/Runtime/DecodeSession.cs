@@ -24,7 +24,11 @@ public sealed class DecodeSession : IDisposable
     private double[] _weights;   // [≥ k] and their weights
     private readonly Func<int[]> _sequence; // Sequence, made once: a method group allocates a delegate per use
 
-    /// <param name="capacity">prompt + new tokens, at most the model's context.</param>
+    /// <param name="capacity">
+    /// prompt + new tokens, at most the model's context: the tokens the session takes. The cache's full-attention
+    /// layers allocate that many rows, its sliding layers O(window) whatever it is (<see cref="KvCache"/>), so a
+    /// Mistral model's session of its whole context costs about a window's rows per layer.
+    /// </param>
     public DecodeSession(Transformer transformer, int capacity, Sampling? sampling = null)
     {
         _tf = transformer;

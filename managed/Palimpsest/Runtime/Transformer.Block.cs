@@ -116,8 +116,8 @@ public sealed partial class Transformer
     }
 
     // att [T, H·hd] = causal attention of q over k, v rotated from position Pos0: over the cache's
-    // rows [0, Pos0 + T) once k, v are appended to it; with segments within each (AttendSegments);
-    // on a sliding layer only the last C.AttentionWindow(l) keys of each query's (the cache keeps every row).
+    // keys up to Pos0 + T once k, v are appended to it; with segments within each (AttendSegments);
+    // on a sliding layer only the last C.AttentionWindow(l) keys of each query's (the cache keeps no more).
     private void Attend(int l, BlockTape bt, in ForwardPass p)
     {
         if (p.Segs is not null)
@@ -133,10 +133,12 @@ public sealed partial class Transformer
             B.Attention(bt.Q, bt.K, bt.V, C.Heads, C.KvHeads, C.HeadDim, bt.Att, probs, C.AttentionWindow(l));
             return;
         }
-        // read in place (a RowPrefix view per layer would allocate at every step)
-        B.CopyRows(bt.K, 0, cache.K[l], p.Pos0, p.T);
-        B.CopyRows(bt.V, 0, cache.V[l], p.Pos0, p.T);
-        B.AttentionPrefix(bt.Q, cache.K[l], cache.V[l], p.Pos0 + p.T, C.Heads, C.KvHeads, C.HeadDim, bt.Att, probs, C.AttentionWindow(l));
+        // k, v [≥ S, Hkv·hd], rows [0, S): the keys up to Pos0 + T that the layer holds, read in place (a
+        // RowPrefix view per layer would allocate at every step); gathered copies only when a forward of many
+        // tokens continues a sliding layer's rows (KvCache.Sliding.cs)
+        int g = cache.GatherRows(l, p.Pos0, p.T);
+        var (k, v, S) = cache.Append(l, bt.K, bt.V, p.Pos0, g == 0 ? null : p.New("kvK", g, C.KvDim), g == 0 ? null : p.New("kvV", g, C.KvDim));
+        B.AttentionPrefix(bt.Q, k, v, S, C.Heads, C.KvHeads, C.HeadDim, bt.Att, probs, C.AttentionWindow(l));
     }
 
     /// <summary>

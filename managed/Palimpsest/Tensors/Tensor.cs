@@ -3,6 +3,17 @@ namespace Palimpsest.Tensors;
 /// <summary>Element type of a tensor's storage.</summary>
 public enum DType { F64, F32, F16, BF16 }
 
+public static class DTypes
+{
+    /// <summary>Bytes of one element of type t.</summary>
+    public static int Size(this DType t) => t switch
+    {
+        DType.F64 => 8,
+        DType.F32 => 4,
+        _ => 2,
+    };
+}
+
 /// <summary>
 /// A dense, row-major, contiguous tensor owned by one backend. The engine never indexes a
 /// tensor directly: it asks the backend that made it (<see cref="Palimpsest.Backends.IBackend"/>).

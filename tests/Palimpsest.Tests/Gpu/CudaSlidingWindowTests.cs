@@ -35,4 +35,24 @@ public class CudaSlidingWindowTests
         Assert.StartsWith($"Attention: the CUDA backend does not implement sliding_window {w} (here {ids.Length} keys", e.Message);
         Assert.DoesNotContain('\n', e.Message);
     }
+
+    /// <summary>
+    /// The KV cache on CUDA keeps every row of a sliding layer (its kernels have no window to read a sliding
+    /// layer's last rows with), so decoding is refused in the same line once the keys outnumber the window.
+    /// </summary>
+    [Fact, Trait(Gpu.Trait, Gpu.TraitValue)]
+    public void Its_kv_cache_keeps_every_row_and_decoding_past_the_window_is_refused()
+    {
+        var c = SmallConfigs.Get("mistral-window");
+        int w = c.SlidingWindow!.Value;
+        using var gpu = TestBackends.Create("cuda-f32");
+        using var gm = Model.FromHost(c, RandomWeights.Create(c, 4, 0.3), gpu);
+        using var tf = new Transformer(gm);
+        using var cache = new KvCache(gm, 16);
+        for (int l = 0; l < c.Layers; l++) Assert.Equal(16, cache.Rows(l));
+        int[] ids = [5, 2, 30, 7, 11, 3];
+        using (tf.Forward(ids.AsSpan(0, w), null, cache)) { }
+        var e = Assert.Throws<ArgumentException>(() => tf.Forward(ids.AsSpan(w, 1), null, cache).Dispose());
+        Assert.StartsWith($"Attention: the CUDA backend does not implement sliding_window {w} (here {w + 1} keys", e.Message);
+    }
 }

@@ -21,6 +21,7 @@ public class DecodeAllocationTests
     {
         { "gpt2", 0 }, { "gpt2", 5 }, { "gptj", 0 }, { "gptj", 5 }, { "llama-gqa", 0 }, { "llama-gqa", 5 },
         { "mistral-window", 0 }, // past its window of 4: attention reads the cache's last rows in place
+        { "qwen2-window", 0 },   // a full layer beside sliding ones, whose rows move to the front at every step (slack 1)
     };
 
     [Theory, MemberData(nameof(Cases))]

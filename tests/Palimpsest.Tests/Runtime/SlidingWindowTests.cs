@@ -137,7 +137,7 @@ public class SlidingWindowTests
 
     /// <summary>
     /// Decoding past the window: a prompt, then one token at a time to 4× the window, through the KV cache
-    /// (which keeps every row; attention reads the last `window`), equals the full forward's logits — on the
+    /// (whose sliding layers keep only their last rows), equals the full forward's logits — on the
     /// reference to rounding, on the SIMD backend (whose decode step reads only the window) to 1e-4.
     /// </summary>
     [Theory, MemberData(nameof(Windowed))]

@@ -28,6 +28,8 @@ public sealed class ReferenceBackend : IBackend, ISegmentAttention, ISiblingBack
 {
     public string Name => "cpu-f64";
     public DType Compute => DType.F64;
+    /// <summary>Attention masks by each query's visible keys (OpShapes.VisibleKeys), whatever their number.</summary>
+    public bool SlidingWindowAttention => true;
 
     private static double[] D(Tensor t) => t is F64Tensor f ? f.Data
         : throw new ArgumentException($"tensor {t} does not belong to the {nameof(ReferenceBackend)}");

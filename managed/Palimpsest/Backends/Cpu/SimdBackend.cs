@@ -55,6 +55,8 @@ public sealed partial class SimdBackend : IBackend, ISiblingBackend, IGatedBacke
 
     public string Name => "cpu-f32";
     public DType Compute => DType.F32;
+    /// <summary>Attention masks by each query's visible keys (OpShapes.VisibleKeys), whatever their number.</summary>
+    public bool SlidingWindowAttention => true;
 
     // Scratch reused across calls (see the class comment); grown on demand, never shrunk.
     private float[] _rowA = [], _rowB = [], _scores = [];

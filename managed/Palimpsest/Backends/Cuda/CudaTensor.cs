@@ -83,12 +83,7 @@ public sealed class CudaTensor : Tensor
 
     public long Bytes => Length * ElementSize(DType);
 
-    internal static int ElementSize(DType t) => t switch
-    {
-        DType.F64 => 8,
-        DType.F32 => 4,
-        _ => 2,
-    };
+    internal static int ElementSize(DType t) => t.Size();
 
     public override void Dispose()
     {
