@@ -17,8 +17,9 @@ public class GemmHalfTests(ITestOutputHelper output)
     {
         { 1, 1, 1 }, { 1, 301, 257 }, { 1, 4099, 19 }, { 2, 17, 33 }, { 7, 13, 5 }, { 7, 129, 300 },
         { 128, 65, 131 }, { 128, 4100, 9 }, { 13, 17, 1 },
-        // GEMVs big enough to run threaded: split over k for b [K, N] (partial rows of c summed after)
-        { 1, 1030, 771 }, { 1, 9000, 130 },
+        // GEMVs big enough to run threaded: split over k for b [K, N] (partial rows of c summed after);
+        // one row of b at a time or four, by width, as in GemmTests
+        { 1, 1030, 771 }, { 1, 9000, 130 }, { 1, 37, 2100 }, { 1, 70001, 3 },
     };
 
     [Theory]

@@ -20,9 +20,11 @@ public class GemmTests(ITestOutputHelper output)
         { 1, 1, 1 }, { 7, 13, 5 }, { 65, 33, 129 }, { 1, 300, 257 }, { 130, 1, 70 },
         { 6, 16, 256 }, { 13, 17, 1 }, { 2, 3, 300 }, { 300, 170, 520 }, { 7, 4100, 33 },
         // GEMVs large enough to run on several threads: split over k when b is [K, N] (the
-        // partial rows of c are summed after), over columns when it is [N, K]; 9000 columns
-        // cross the GEMV's column block.
-        { 1, 1030, 771 }, { 1, 9000, 130 },
+        // partial rows of c are summed after), over columns when it is [N, K]. Each GEMV chooses
+        // one row of b at a time or four by its width: 1030 columns and k = 771 take one row,
+        // 9000 columns four rows per pass over c, k = 2100 four rows per dot; 70001 columns cross
+        // the column block.
+        { 1, 1030, 771 }, { 1, 9000, 130 }, { 1, 37, 2100 }, { 1, 70001, 3 },
         // The short-M path (a prefill: few rows, column groups of 64): several k blocks, a last
         // group of 8 columns, and a last sliver of 2 rows.
         { 128, 200, 700 }, { 13, 1030, 300 },

@@ -7,8 +7,38 @@ namespace Palimpsest.Backends.Cpu;
 
 public static partial class Gemm
 {
-    /// <summary>Columns of y one thread updates per sweep over its rows of b (y stays in L1/L2).</summary>
-    private const int GemvColumnBlock = 8192;
+    /// <summary>
+    /// Most columns of c one thread updates per sweep over its rows of b [K, N] (256 KiB of c, within
+    /// L2). N is cut into equal blocks no wider than this. Narrower blocks cut b's rows into short
+    /// streams and were slower: 1×4096×14336 bf16 ran at 16.5 GB/s in blocks of 8192, 19.9 whole.
+    /// </summary>
+    private const int GemvColumnBlock = 65536;
+
+    /// <summary>
+    /// Widest column block for which the axpys (b [K, N]) take one row of b per pass over c: then c
+    /// (at most 16 KiB) stays in L1 and b is read as one forward stream, where four rows per pass
+    /// read four short streams at once (1×3072×768 bf16: 21.1 against 8.8 GB/s). Wider, the rows
+    /// are long streams of their own and four rows per pass save three quarters of the traffic
+    /// over c, which no longer fits L1 (1×1600×6400 bf16: 24.2 against 15.6 GB/s).
+    /// </summary>
+    private const int GemvRowAxpyMaxN = 4096;
+
+    /// <summary>
+    /// Largest K for which the dots (b [N, K]) take one row of b at a time. Then b is read as one
+    /// forward stream, which the prefetchers follow at full speed, while four rows at a time make
+    /// four streams a few cache lines long each, which they hardly follow: GPT-2's tied head
+    /// (1×768×50257, bf16) ran at 8.8 against 21.9 GB/s. Past 2048 the rows are long enough for
+    /// four streams, and a [K] (over 8 KiB) would be re-read per row from beyond L1: at K = 4096
+    /// four rows were the faster (29.9 against 22.3 GB/s). Measured in bench/RESULTS.md.
+    /// </summary>
+    private const int GemvRowDotsMaxK = 2048;
+
+    /// <summary>Width of each of the equal column blocks <see cref="GemvJob"/> sweeps for c [N] (a multiple of 16 floats).</summary>
+    private static int GemvBlockWidth(int N)
+    {
+        int blocks = Math.Max(1, (N + GemvColumnBlock - 1) / GemvColumnBlock);
+        return ((N + blocks - 1) / blocks + 15) / 16 * 16;
+    }
 
     /// <summary>
     /// M = 1 (one token's decode step): c [1, N] (+)= a [1, K] · op(b) [K, N]. Memory bound, so
@@ -103,13 +133,45 @@ public static partial class Gemm
             int k0 = Math.Min(K, t * Per), k1 = Math.Min(K, k0 + Per);
             float* y = t == 0 ? C : Partials + (long)(t - 1) * N;
             bool acc = t == 0 && Accumulate;
-            for (int jb = 0; jb < N; jb += GemvColumnBlock)
-                GemvAxpys(jb, Math.Min(N, jb + GemvColumnBlock), k1 - k0, A + k0, B + (long)k0 * Ldb, Ldb, y, acc);
+            int width = GemvBlockWidth(N);
+            for (int jb = 0; jb < N; jb += width)
+            {
+                int j1 = Math.Min(N, jb + width);
+                if (j1 - jb <= GemvRowAxpyMaxN) GemvAxpys(jb, j1, k1 - k0, A + k0, B + (long)k0 * Ldb, Ldb, y, acc);
+                else GemvFourRowAxpys(jb, j1, k1 - k0, A + k0, B + (long)k0 * Ldb, Ldb, y, acc);
+            }
+        }
+    }
+
+    /// <summary>
+    /// b [K, N]: c[j0..j1) (+)= Σ_k a[k] · b[k, j0..j1), one row of b per pass over c, so that b is read
+    /// as one forward stream (rows of a block follow each other in memory when it spans all of N),
+    /// for blocks up to <see cref="GemvRowAxpyMaxN"/> wide.
+    /// </summary>
+    private static unsafe void GemvAxpys(int j0, int j1, int K, float* a, float* b, int ldb, float* c, bool accumulate)
+    {
+        int n = j1 - j0, vc = Vector<float>.Count, n4 = n - n % (4 * vc), n1 = n - n % vc;
+        float* y = c + j0;
+        if (!accumulate) new Span<float>(y, n).Clear();
+        for (int k = 0; k < K; k++)
+        {
+            float* r = b + (long)k * ldb + j0;
+            var ak = new Vector<float>(a[k]);
+            int j = 0;
+            for (; j < n4; j += 4 * vc)
+            {
+                Vector.Store(Madd(ak, Vector.Load(r + j), Vector.Load(y + j)), y + j);
+                Vector.Store(Madd(ak, Vector.Load(r + j + vc), Vector.Load(y + j + vc)), y + j + vc);
+                Vector.Store(Madd(ak, Vector.Load(r + j + 2 * vc), Vector.Load(y + j + 2 * vc)), y + j + 2 * vc);
+                Vector.Store(Madd(ak, Vector.Load(r + j + 3 * vc), Vector.Load(y + j + 3 * vc)), y + j + 3 * vc);
+            }
+            for (; j < n1; j += vc) Vector.Store(Madd(ak, Vector.Load(r + j), Vector.Load(y + j)), y + j);
+            for (; j < n; j++) y[j] += a[k] * r[j];
         }
     }
 
     /// <summary>b [K, N]: c[j0..j1) (+)= Σ_k a[k] · b[k, j0..j1), four rows of b per pass over c.</summary>
-    private static unsafe void GemvAxpys(int j0, int j1, int K, float* a, float* b, int ldb, float* c, bool accumulate)
+    private static unsafe void GemvFourRowAxpys(int j0, int j1, int K, float* a, float* b, int ldb, float* c, bool accumulate)
     {
         int n = j1 - j0, vc = Vector<float>.Count;
         float* y = c + j0;
@@ -142,8 +204,38 @@ public static partial class Gemm
         }
     }
 
-    /// <summary>b [N, K]: c[j] (+)= dot(a, b[j, :]) for j in [j0, j1), four rows of b sharing each load of a.</summary>
+    /// <summary>b [N, K]: c[j] (+)= dot(a, b[j, :]) for j in [j0, j1); one row at a time up to <see cref="GemvRowDotsMaxK"/>, else four rows sharing each load of a.</summary>
     private static unsafe void GemvDots(int j0, int j1, int K, float* a, float* b, int ldb, float* c, bool accumulate)
+    {
+        if (K <= GemvRowDotsMaxK) GemvRowDots(j0, j1, K, a, b, ldb, c, accumulate);
+        else GemvFourRowDots(j0, j1, K, a, b, ldb, c, accumulate);
+    }
+
+    /// <summary>b [N, K]: c[j] (+)= dot(a, b[j, :]) for j in [j0, j1), one row after the other (four accumulators, so the adds of one row overlap).</summary>
+    private static unsafe void GemvRowDots(int j0, int j1, int K, float* a, float* b, int ldb, float* c, bool accumulate)
+    {
+        int vc = Vector<float>.Count, k4 = K - K % (4 * vc), k1 = K - K % vc;
+        for (int j = j0; j < j1; j++)
+        {
+            float* r = b + (long)j * ldb;
+            Vector<float> s0 = default, s1 = default, s2 = default, s3 = default;
+            int k = 0;
+            for (; k < k4; k += 4 * vc)
+            {
+                s0 = Madd(Vector.Load(a + k), Vector.Load(r + k), s0);
+                s1 = Madd(Vector.Load(a + k + vc), Vector.Load(r + k + vc), s1);
+                s2 = Madd(Vector.Load(a + k + 2 * vc), Vector.Load(r + k + 2 * vc), s2);
+                s3 = Madd(Vector.Load(a + k + 3 * vc), Vector.Load(r + k + 3 * vc), s3);
+            }
+            for (; k < k1; k += vc) s0 = Madd(Vector.Load(a + k), Vector.Load(r + k), s0);
+            float d = Vector.Sum((s0 + s1) + (s2 + s3));
+            for (; k < K; k++) d += a[k] * r[k];
+            c[j] = accumulate ? c[j] + d : d;
+        }
+    }
+
+    /// <summary>b [N, K]: c[j] (+)= dot(a, b[j, :]) for j in [j0, j1), four rows of b sharing each load of a.</summary>
+    private static unsafe void GemvFourRowDots(int j0, int j1, int K, float* a, float* b, int ldb, float* c, bool accumulate)
     {
         int vc = Vector<float>.Count, kv = K - K % vc;
         int j = j0;

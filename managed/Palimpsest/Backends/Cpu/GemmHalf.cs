@@ -106,13 +106,50 @@ public static partial class Gemm
             int k0 = Math.Min(K, t * Per), k1 = Math.Min(K, k0 + Per);
             float* y = t == 0 ? C : Partials + (long)(t - 1) * N;
             bool acc = t == 0 && Accumulate;
-            for (int jb = 0; jb < N; jb += GemvColumnBlock)
-                GemvAxpysHalf<TW>(jb, Math.Min(N, jb + GemvColumnBlock), k1 - k0, A + k0, B + (long)k0 * Ldb, Ldb, y, acc);
+            int width = GemvBlockWidth(N);
+            for (int jb = 0; jb < N; jb += width)
+            {
+                int j1 = Math.Min(N, jb + width);
+                if (j1 - jb <= GemvRowAxpyMaxN) GemvAxpysHalf<TW>(jb, j1, k1 - k0, A + k0, B + (long)k0 * Ldb, Ldb, y, acc);
+                else GemvFourRowAxpysHalf<TW>(jb, j1, k1 - k0, A + k0, B + (long)k0 * Ldb, Ldb, y, acc);
+            }
         }
     }
 
-    /// <summary>b [N, K] 16-bit: c[j] (+)= dot(a, b[j, :]) for j in [j0, j1); four rows share each load of a (the decode step's Linear on an [out, in] file matrix).</summary>
+    /// <summary>b [N, K] 16-bit (the decode step's Linear on an [out, in] file matrix): c[j] (+)= dot(a, b[j, :]) for j in [j0, j1), chosen as <see cref="GemvDots"/> chooses.</summary>
     private static unsafe void GemvDotsHalf<TW>(int j0, int j1, int K, float* a, ushort* b, int ldb, float* c, bool accumulate)
+        where TW : struct, IHalfWiden
+    {
+        if (K <= GemvRowDotsMaxK) GemvRowDotsHalf<TW>(j0, j1, K, a, b, ldb, c, accumulate);
+        else GemvFourRowDotsHalf<TW>(j0, j1, K, a, b, ldb, c, accumulate);
+    }
+
+    /// <summary>The 16-bit twin of <see cref="GemvRowDots"/>: one row of b after the other, four accumulators.</summary>
+    private static unsafe void GemvRowDotsHalf<TW>(int j0, int j1, int K, float* a, ushort* b, int ldb, float* c, bool accumulate)
+        where TW : struct, IHalfWiden
+    {
+        int k32 = K - K % 32, k8 = K - K % 8;
+        for (int j = j0; j < j1; j++)
+        {
+            ushort* r = b + (long)j * ldb;
+            Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default;
+            int k = 0;
+            for (; k < k32; k += 32)
+            {
+                s0 = Fma.MultiplyAdd(Avx.LoadVector256(a + k), TW.Widen8(r + k), s0);
+                s1 = Fma.MultiplyAdd(Avx.LoadVector256(a + k + 8), TW.Widen8(r + k + 8), s1);
+                s2 = Fma.MultiplyAdd(Avx.LoadVector256(a + k + 16), TW.Widen8(r + k + 16), s2);
+                s3 = Fma.MultiplyAdd(Avx.LoadVector256(a + k + 24), TW.Widen8(r + k + 24), s3);
+            }
+            for (; k < k8; k += 8) s0 = Fma.MultiplyAdd(Avx.LoadVector256(a + k), TW.Widen8(r + k), s0);
+            float d = Vector256.Sum((s0 + s1) + (s2 + s3));
+            for (; k < K; k++) d += a[k] * TW.Widen(r[k]);
+            c[j] = accumulate ? c[j] + d : d;
+        }
+    }
+
+    /// <summary>The 16-bit twin of <see cref="GemvFourRowDots"/>: four rows share each load of a.</summary>
+    private static unsafe void GemvFourRowDotsHalf<TW>(int j0, int j1, int K, float* a, ushort* b, int ldb, float* c, bool accumulate)
         where TW : struct, IHalfWiden
     {
         int kv = K - K % 8;
@@ -149,8 +186,8 @@ public static partial class Gemm
         }
     }
 
-    /// <summary>b [K, N] 16-bit: c[j0..j1) (+)= Σ_k a[k] · b[k, j0..j1), four rows of b per pass over c.</summary>
-    private static unsafe void GemvAxpysHalf<TW>(int j0, int j1, int K, float* a, ushort* b, int ldb, float* c, bool accumulate)
+    /// <summary>The 16-bit twin of <see cref="GemvFourRowAxpys"/>: b [K, N], four rows of b per pass over c[j0..j1).</summary>
+    private static unsafe void GemvFourRowAxpysHalf<TW>(int j0, int j1, int K, float* a, ushort* b, int ldb, float* c, bool accumulate)
         where TW : struct, IHalfWiden
     {
         int n = j1 - j0, nv = n - n % 8;
@@ -181,6 +218,30 @@ public static partial class Gemm
             var ak = Vector256.Create(a[k]);
             int j = 0;
             for (; j < nv; j += 8) Avx.Store(y + j, Fma.MultiplyAdd(ak, TW.Widen8(r + j), Avx.LoadVector256(y + j)));
+            for (; j < n; j++) y[j] += a[k] * TW.Widen(r[j]);
+        }
+    }
+
+    /// <summary>The 16-bit twin of <see cref="GemvAxpys"/>: b [K, N], one row of b per pass over c[j0..j1).</summary>
+    private static unsafe void GemvAxpysHalf<TW>(int j0, int j1, int K, float* a, ushort* b, int ldb, float* c, bool accumulate)
+        where TW : struct, IHalfWiden
+    {
+        int n = j1 - j0, n32 = n - n % 32, n8 = n - n % 8;
+        float* y = c + j0;
+        if (!accumulate) new Span<float>(y, n).Clear();
+        for (int k = 0; k < K; k++)
+        {
+            ushort* r = b + (long)k * ldb + j0;
+            var ak = Vector256.Create(a[k]);
+            int j = 0;
+            for (; j < n32; j += 32)
+            {
+                Avx.Store(y + j, Fma.MultiplyAdd(ak, TW.Widen8(r + j), Avx.LoadVector256(y + j)));
+                Avx.Store(y + j + 8, Fma.MultiplyAdd(ak, TW.Widen8(r + j + 8), Avx.LoadVector256(y + j + 8)));
+                Avx.Store(y + j + 16, Fma.MultiplyAdd(ak, TW.Widen8(r + j + 16), Avx.LoadVector256(y + j + 16)));
+                Avx.Store(y + j + 24, Fma.MultiplyAdd(ak, TW.Widen8(r + j + 24), Avx.LoadVector256(y + j + 24)));
+            }
+            for (; j < n8; j += 8) Avx.Store(y + j, Fma.MultiplyAdd(ak, TW.Widen8(r + j), Avx.LoadVector256(y + j)));
             for (; j < n; j++) y[j] += a[k] * TW.Widen(r[j]);
         }
     }
