@@ -249,7 +249,8 @@ internal static class EditCommand
         string bankPath = bankFile ?? Path.Combine(source, "requests.json");
         if (!File.Exists(bankPath)) throw new FileNotFoundException($"--bank: file '{bankPath}' not found (give --bank FILE.json)", bankPath);
         using var lm = times.Time("load model", () => LoadedModel.Open(source, dev));
-        var editor = em0.Create(lm, corpus, limitTokens, cache, io, times: times);
+        // a norm-anchored editor measures its anchor on the command's requests, as --out does
+        var editor = em0.Create(lm, corpus, limitTokens, cache, io, anchorPool: reqs, times: times);
         Prepare(editor, lm, times);
         editor.Phases = times.Inner(EditPhase);
         var probes = new FactProbes(lm.Tok, em0.FactToken);

@@ -43,6 +43,26 @@ public class CliDryRunTests
         CliRunner.AssertBadInput(CliRunner.Run(Args()), "missing --out DIR");
     }
 
+    /// <summary>
+    /// A norm-anchored MEMIT or AlphaEdit without nas_norm measures its anchor on the command's requests: the dry
+    /// run hands them over as --out does (it was refused with "norm_anchor: MEMIT needs requests to measure the
+    /// anchor norm on").
+    /// </summary>
+    [Theory, InlineData("memit"), InlineData("alphaedit")]
+    public void Dry_run_of_a_norm_anchored_editor_measures_its_anchor_on_the_requests(string method)
+    {
+        using var dir = new TempDir();
+        string hp = dir.Sub(method + ".json");
+        // few steps and templates: the anchor's one optimisation and the edit's take a moment
+        File.WriteAllText(hp, """{"layers": [0], "fact_token": "last", "v_loss_layer": 4, "v_num_grad_steps": 4, "context_template_length": 3, "norm_anchor": true, "nas_restart": 1}""");
+        var r = CliRunner.Run(["edit", Model, "--method", method, "--hparams", hp, "--subject", "the Eiffel Tower",
+            "--prompt", "The landmark known as {} is located in the city of", "--target", "Rome",
+            "--stats-corpus", Path.Combine(Model, "corpus.txt"), "--cache", dir.Sub("cache"), "--dry-run", "--bank-limit", "20"]);
+        Assert.True(r.Code == 0, r.ToString());
+        Assert.Contains($"with {method} at layers [0]", r.Out);
+        Assert.Contains(r.Out.Split('\n'), l => l.TrimStart().StartsWith("1 ", StringComparison.Ordinal) && l.Contains("Rome"));
+    }
+
     [Fact]
     public void Layers_alone_name_an_UltraEdit_layer_whose_defaults_have_none()
     {
