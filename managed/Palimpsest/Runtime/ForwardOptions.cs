@@ -64,10 +64,12 @@ public sealed class ForwardOptions
     /// Checks these options for a forward of ids [T] through a model of config c, after the cache's
     /// tokens when there is a cache, and returns what the forward derives from them. Throws
     /// ArgumentException, naming the option, for ids outside the vocabulary, a sequence longer than
-    /// the context (with segments: all of them together), or options that cannot go together.
+    /// the context (with segments: all of them together), or options that cannot go together;
+    /// InvalidOperationException for a cache that a failed forward left incomplete.
     /// </summary>
     internal ForwardPlan Validate(ModelConfig c, ReadOnlySpan<int> ids, KvCache? cache)
     {
+        cache?.ThrowIfIncomplete();
         int T = ids.Length, pos0 = cache?.Length ?? 0;
         if (T == 0) throw new ArgumentException("empty token sequence");
         if (pos0 + T > c.MaxPositions)

@@ -64,6 +64,9 @@ public sealed partial class KvCache
             _b.CopyRows(v, 0, V[l], keep, T);
             return (K[l], V[l], keep + T);
         }
+        // the rows below are about to hold only the last of the new positions, not the keys position pos0 reads:
+        // should the forward fail before Commit, the cache must not go on as if it held pos0 tokens (KvCache.Incomplete.cs)
+        Incomplete = true;
         Tensor ak = k, av = v; // ak, av [keep + T, Hkv·hd]: the kept rows, then the new ones
         if (keep > 0)
         {

@@ -15,7 +15,8 @@ namespace Palimpsest.Runtime;
 ///   context: a Mistral model's cache costs O(W) rows per layer whatever its capacity.
 /// On a backend without it (CUDA) every layer keeps every row, and slack changes nothing.
 /// Allocated once: decoding a token allocates nothing here. How new rows go into a sliding layer,
-/// and why it is not a ring of W rows, is in KvCache.Sliding.cs.
+/// and why it is not a ring of W rows, is in KvCache.Sliding.cs; what a forward that fails part way
+/// leaves, in KvCache.Incomplete.cs.
 /// </summary>
 public sealed partial class KvCache : IDisposable
 {
@@ -101,6 +102,7 @@ public sealed partial class KvCache : IDisposable
     {
         Length = 0;
         Array.Clear(First);
+        Incomplete = false;
     }
 
     /// <summary>
@@ -112,9 +114,13 @@ public sealed partial class KvCache : IDisposable
         if (length < 0 || length > Length) throw new ArgumentOutOfRangeException(nameof(length), $"cannot truncate a cache of {Length} tokens to {length}");
         int floor = TruncateFloor;
         if (length < floor)
+        {
+            ThrowIfIncomplete(); // the reason it holds no such length
             throw new ArgumentOutOfRangeException(nameof(length), $"cannot truncate a cache of {Length} tokens to {length}: its sliding layers no longer hold "
                 + $"the keys position {length} reads (the shortest length it can keep now is {floor}; a larger slack keeps more rows)");
+        }
         Length = length;
+        Incomplete = false; // every layer holds the keys position length reads
     }
 
     public void Dispose()

@@ -107,7 +107,8 @@ public sealed partial class Transformer : IDisposable
     /// With a cache, keys/values are appended to it. With StartAtLayer = l > 0 it runs blocks l..
     /// from StartResidual [T, d] instead (ids still give T and are checked). Throws
     /// ArgumentException for ids outside the vocabulary, a sequence longer than the context (with
-    /// segments: all of them together), or options that cannot go together.
+    /// segments: all of them together), or options that cannot go together; InvalidOperationException
+    /// for a cache that an earlier failed forward left incomplete (<see cref="KvCache.Incomplete"/>).
     /// </summary>
     public ForwardResult Forward(ReadOnlySpan<int> ids, ForwardOptions? options = null, KvCache? cache = null)
         => Run(ids, options ?? NoOptions, cache, logitsInto: null)!;
@@ -160,11 +161,7 @@ public sealed partial class Transformer : IDisposable
         var logits = logitsInto ?? NewLogits(xHead.Rows);
         B.MatMul(xHead, false, P.Head, true, logits);                            // logits [R, V] (overwritten)
         if (P.HeadB is not null) B.AddBias(logits, P.HeadB);
-        if (cache is not null)
-        {
-            ids.CopyTo(cache.Tokens.AsSpan(p.Pos0));
-            cache.Length = p.Pos0 + p.T;
-        }
+        cache?.Commit(ids, p.Pos0);
         if (tape is not null)
         {
             tape.XL = x; tape.XF = xf; tape.XHead = xHead; tape.MeanF = meanF; tape.RstdF = rstdF;

@@ -57,12 +57,13 @@ public class SlidingKvCacheTests
         return got.ToArray();
     }
 
-    private static void AssertBitEqual(double[] got, double[] want, string what)
+    // got and want [rows, V]
+    private static void AssertBitEqual(double[] got, double[] want, string what, int rows = N)
     {
         Assert.Equal(want.Length, got.Length);
         for (int i = 0; i < want.Length; i++)
             if (BitConverter.DoubleToInt64Bits(got[i]) != BitConverter.DoubleToInt64Bits(want[i]))
-                Assert.Fail($"{what}: element {i} (row {i / (want.Length / N)}) is {got[i]:R}, keeping every row gives {want[i]:R}");
+                Assert.Fail($"{what}: element {i} (row {i / (want.Length / rows)}) is {got[i]:R}, keeping every row gives {want[i]:R}");
     }
 
     [Theory, MemberData(nameof(Cases))]
@@ -141,6 +142,61 @@ public class SlidingKvCacheTests
         cache.Reset();
         Assert.Equal((0, 0), (cache.Length, cache.TruncateFloor));
         AssertBitEqual(Run(0, 9), prompt, "the prompt after Reset");
+    }
+
+    /// <summary>
+    /// A forward that fails part way (here an adaptor that throws in block 1, after the attention of the sliding layers up
+    /// to it) after a prompt longer than the sliding rows. With at most slack tokens it leaves the cache as it was: the
+    /// same forward again gives the logits of a fresh cache that keeps every row, bit for bit. With more than slack it has
+    /// already put the last of its own rows in place of keys position Length reads, so the cache refuses every forward
+    /// (and a Truncate it cannot honour) with one line saying so, until Reset, which gives those logits again.
+    /// </summary>
+    [Theory, InlineData("mistral-window"), InlineData("qwen2-window")]
+    public void A_forward_that_fails_part_way_leaves_the_cache_as_it_was_or_refused(string name)
+    {
+        var c = Config(name);
+        var rng = new Random(8);
+        var ids = Enumerable.Range(0, N).Select(_ => rng.Next(c.Vocab)).ToArray();
+        using var b = new ReferenceBackend();
+        using var model = Model.FromHost(c, RandomWeights.Create(c, 9, 0.3), b);
+        using var tf = new Transformer(model);
+        const int slack = 2;
+        int[] plan = [7, 2, 5, .. Enumerable.Repeat(1, N - 14)]; // 7 > the 6 sliding rows, 2 ≤ slack, 5 > slack
+        using var every = new KvCache(model, N, slack: N); // a fresh cache that keeps every row
+        var want = Decode(tf, every, ids, plan);
+        using var cache = new KvCache(model, N, slack);
+        double[] Run(int from, int n) { using var r = tf.Forward(ids.AsSpan(from, n), null, cache); return Host(b, r.Logits); }
+        void Fail(int from, int n)
+        {
+            tf.Adaptor = new FailingAdaptor(1);
+            try { Assert.Throws<FailingAdaptor.Failure>(() => Run(from, n)); }
+            finally { tf.Adaptor = null; }
+        }
+
+        var got = new List<double>(Run(0, 7));
+        Fail(7, 2);
+        Assert.Equal((7, false), (cache.Length, cache.Incomplete));
+        got.AddRange(Run(7, 2));
+        Fail(9, 5);
+        Assert.Equal((9, true), (cache.Length, cache.Incomplete));
+        var e = Assert.Throws<InvalidOperationException>(() => Run(9, 1));
+        Assert.Contains("the KV cache was left incomplete by a failed forward", e.Message);
+        Assert.Equal(e.Message, Assert.Throws<InvalidOperationException>(() => cache.Truncate(7)).Message);
+        AssertBitEqual([.. got], want[..got.Count], $"{name}: the 9 tokens around the failed forward of 2", rows: 9);
+        cache.Reset();
+        Assert.False(cache.Incomplete);
+        AssertBitEqual(Decode(tf, cache, ids, plan), want, $"{name}: after the failed forward of 5 tokens and Reset");
+    }
+
+    // An adaptor that throws when its block runs: a forward that fails after the blocks before it wrote their rows.
+    private sealed class FailingAdaptor(int layer) : IMlpAdaptor
+    {
+        public sealed class Failure() : Exception("the adaptor failed");
+
+        public int Layer => layer;
+
+        public void Apply(IBackend backend, ReadOnlySpan<int> history, ReadOnlySpan<int> ids, IReadOnlyList<int>? segments, Tensor keys, Tensor mlpOut) =>
+            throw new Failure();
     }
 
     /// <summary>
