@@ -96,7 +96,9 @@ public sealed partial class SimdBackend : IBackend, ISiblingBackend, IGatedBacke
 
     // ---------------- memory ----------------
 
-    public Tensor Zeros(params int[] shape)
+    public Tensor Zeros(params int[] shape) => new SimdTensor(new float[ShapeLength(shape)], shape);
+
+    private static long ShapeLength(int[] shape)
     {
         long n = 1;
         foreach (var s in shape)
@@ -104,7 +106,7 @@ public sealed partial class SimdBackend : IBackend, ISiblingBackend, IGatedBacke
             if (s < 0) throw new ArgumentException($"negative dimension in shape [{string.Join(", ", shape)}]");
             n *= s;
         }
-        return new SimdTensor(new float[n], shape);
+        return n;
     }
 
     public Tensor FromHost(ReadOnlySpan<double> src, params int[] shape)
@@ -122,10 +124,22 @@ public sealed partial class SimdBackend : IBackend, ISiblingBackend, IGatedBacke
         return t;
     }
 
-    public Tensor Weight(ReadOnlySpan<float> src, params int[] shape) => FromHost(src, shape);
+    /// <summary>A weight: as <see cref="FromHost(ReadOnlySpan{float}, int[])"/>, in storage that may get huge pages (<see cref="HugePages"/>).</summary>
+    public Tensor Weight(ReadOnlySpan<float> src, params int[] shape)
+    {
+        var t = new SimdTensor(HugePages.Floats(ShapeLength(shape)), shape);
+        CheckLength(src.Length, t, "Weight");
+        src.CopyTo(S(t));
+        return t;
+    }
 
-    /// <summary>Rounds float64 weights to float32 (round to nearest even, as a cast does).</summary>
-    public Tensor Weight(ReadOnlySpan<double> src, params int[] shape) => FromHost(src, shape);
+    /// <summary>Rounds float64 weights to float32 (round to nearest even, as a cast does), into storage that may get huge pages.</summary>
+    public Tensor Weight(ReadOnlySpan<double> src, params int[] shape)
+    {
+        var t = new SimdTensor(HugePages.Floats(ShapeLength(shape)), shape);
+        Upload(t, src);
+        return t;
+    }
 
     public void ToHost(Tensor t, Span<double> dst)
     {
