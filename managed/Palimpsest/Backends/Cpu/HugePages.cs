@@ -18,6 +18,7 @@ internal static unsafe partial class HugePages
     private const long Page = 2L << 20;
     private const int MadvHugePage = 14;
 
+    /// <summary>Set once the advice cannot be given (no madvise in this process's C library): it is not tried again.</summary>
     internal static bool Off;
 
     /// <summary>A float array of n elements, uninitialised when large (the caller writes all of it).</summary>
@@ -28,7 +29,11 @@ internal static unsafe partial class HugePages
         fixed (float* p = a)
         {
             long start = ((long)p + Page - 1) & ~(Page - 1), end = ((long)p + n * sizeof(float)) & ~(Page - 1);
-            if (end > start) _ = madvise((nint)start, (nuint)(end - start), MadvHugePage);
+            if (end > start)
+            {
+                try { _ = madvise((nint)start, (nuint)(end - start), MadvHugePage); }
+                catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { Off = true; } // no libc madvise: give no advice again
+            }
         }
         return a;
     }
