@@ -23,7 +23,7 @@ public sealed class AlphaEdit : IPreparedEditor, IRememberingEditor, IAnchoredEd
     public AlphaEdit(AlphaEditHparams hparams, ITextTokenizer tokenizer, Func<int, double[]> secondMoment)
     {
         Hparams = hparams; _secondMoment = secondMoment;
-        _memit = new Memit(hparams.ToMemit(), tokenizer, secondMoment);
+        _memit = new Memit(hparams.ToMemit(), tokenizer, secondMoment) { MethodName = "AlphaEdit" };
     }
 
     public AlphaEditHparams Hparams { get; }

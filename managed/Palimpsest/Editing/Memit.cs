@@ -32,6 +32,9 @@ public sealed class Memit : IPreparedEditor, IAnchoredEditor
     public MemitHparams Hparams { get; }
     public bool NormAnchored => Hparams.NormAnchor;
 
+    /// <summary>The method its messages name: "MEMIT", or the editor that runs it inside (AlphaEdit).</summary>
+    internal string MethodName { get; init; } = "MEMIT";
+
     public PhaseTimes? Phases { get; set; }
     public string Method => "memit";
 
@@ -56,7 +59,7 @@ public sealed class Memit : IPreparedEditor, IAnchoredEditor
         _templates ??= ContextTemplates.GenerateMemit(tf, _tok, Hparams.ContextTemplateLength, Hparams.ContextTemplateSeed);
         if (Hparams.NormAnchor && _anchor is null)
             _anchor = Hparams.NasNorm > 0 ? Hparams.NasNorm
-                : NormAnchor.Measure(tf, _tok, _probes, AnchorPool ?? throw new ArgumentException("norm_anchor: MEMIT needs requests to measure the anchor norm on (AnchorPool, or set nas_norm)"),
+                : NormAnchor.Measure(tf, _tok, _probes, AnchorPool ?? throw new ArgumentException($"norm_anchor: {MethodName} needs requests to measure the anchor norm on (AnchorPool, or set nas_norm)"),
                     Hparams.NasRestart ?? 1000, Hparams.Layers[^1], InterventionSite.BlockOutput, Objective);
     }
 

@@ -29,6 +29,6 @@ public sealed partial class KvCache
     {
         if (Incomplete)
             throw new InvalidOperationException($"the KV cache was left incomplete by a failed forward: a sliding layer no longer holds the keys "
-                + $"position {Length} reads; Reset it before using it again");
+                + $"position {Length} reads; Reset it (DecodeSession.Restart, for a session) before using it again");
     }
 }

@@ -38,7 +38,8 @@ public class NormAnchorTests
         var cm = EditingFixtures.RandomSpd(m.Config.DFf, 7);
         var hp = new MemitHparams { Layers = [1], VLossLayer = 3, VNumGradSteps = 5, Mom2UpdateWeight = 4, NormAnchor = true, NasRestart = 2 };
         var memit = new Memit(hp, tok, _ => cm);
-        Assert.Throws<ArgumentException>(() => memit.ComputeDeltas(tf, Requests)); // no pool, no nas_norm: one clear refusal
+        var refused = Assert.Throws<ArgumentException>(() => memit.ComputeDeltas(tf, Requests)); // no pool, no nas_norm: one clear refusal
+        Assert.Contains("norm_anchor: MEMIT needs requests", refused.Message);
         memit.AnchorPool = Requests;
         memit.ComputeDeltas(tf, Requests);
         double anchor = memit.AnchorNorm!.Value;
@@ -56,8 +57,11 @@ public class NormAnchorTests
         var fixedAnchor = new Memit(hp with { NasNorm = 3.5 }, tok, _ => cm);
         fixedAnchor.ComputeDeltas(tf, Requests.Take(1).ToArray());
         Assert.Equal(3.5, fixedAnchor.AnchorNorm);
-        // AlphaEdit measures MEMIT's anchor the same way
-        var ae = new AlphaEdit(new AlphaEditHparams { Layers = [1], VLossLayer = 3, VNumGradSteps = 5, NormAnchor = true, NasRestart = 2 }, tok, _ => cm) { AnchorPool = Requests };
+        // AlphaEdit measures MEMIT's anchor the same way, and its refusal names AlphaEdit (MEMIT runs inside it)
+        var ae = new AlphaEdit(new AlphaEditHparams { Layers = [1], VLossLayer = 3, VNumGradSteps = 5, NormAnchor = true, NasRestart = 2 }, tok, _ => cm);
+        var aeRefused = Assert.Throws<ArgumentException>(() => ae.ComputeDeltas(tf, Requests));
+        Assert.Contains("norm_anchor: AlphaEdit needs requests", aeRefused.Message);
+        ae.AnchorPool = Requests;
         ae.ComputeDeltas(tf, Requests);
         Assert.Equal(anchor, ae.AnchorNorm!.Value, 12);
     }

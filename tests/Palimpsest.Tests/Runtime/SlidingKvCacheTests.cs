@@ -181,6 +181,7 @@ public class SlidingKvCacheTests
         Assert.Equal((9, true), (cache.Length, cache.Incomplete));
         var e = Assert.Throws<InvalidOperationException>(() => Run(9, 1));
         Assert.Contains("the KV cache was left incomplete by a failed forward", e.Message);
+        Assert.Contains("DecodeSession.Restart", e.Message);
         Assert.Equal(e.Message, Assert.Throws<InvalidOperationException>(() => cache.Truncate(7)).Message);
         AssertBitEqual([.. got], want[..got.Count], $"{name}: the 9 tokens around the failed forward of 2", rows: 9);
         cache.Reset();
