@@ -107,11 +107,12 @@ public sealed partial class KvCache : IDisposable
 
     /// <summary>
     /// Keeps the first `length` tokens and forgets the rest (a shared prompt prefix, a rewound benchmark). A sliding
-    /// layer must still hold the keys the next token reads: `length` at least <see cref="TruncateFloor"/>.
+    /// layer must still hold the keys the next token reads: `length` at least <see cref="TruncateFloor"/>, or 0 (as <see cref="Reset"/>).
     /// </summary>
     public void Truncate(int length)
     {
         if (length < 0 || length > Length) throw new ArgumentOutOfRangeException(nameof(length), $"cannot truncate a cache of {Length} tokens to {length}");
+        if (length == 0) { Reset(); return; } // position 0 reads no keys: every layer can start over
         int floor = TruncateFloor;
         if (length < floor)
         {

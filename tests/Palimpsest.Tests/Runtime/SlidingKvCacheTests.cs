@@ -142,6 +142,10 @@ public class SlidingKvCacheTests
         cache.Reset();
         Assert.Equal((0, 0), (cache.Length, cache.TruncateFloor));
         AssertBitEqual(Run(0, 9), prompt, "the prompt after Reset");
+        Run(9, 3);                                // rows dropped again (floor 9); position 0 reads no keys, so 0 is always a length it can keep
+        cache.Truncate(0);
+        Assert.Equal((0, 0), (cache.Length, cache.TruncateFloor));
+        AssertBitEqual(Run(0, 9), prompt, "the prompt after Truncate(0)");
     }
 
     /// <summary>
