@@ -39,6 +39,7 @@ public partial class ServeKillTests
             // the journal's state, from a copy recovered on its own (nothing runs on the folder now)
             var (journal, expected) = Reference(dir, tmp.Sub($"copy-{round}"), prompts);
             using var child = Start(dir, tokenFile, cache, out string url);
+            using var reaper = new Reaper(child); // the last round (and a failed assertion) ends without the kill below: Dispose alone leaves the server running
             using var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromMinutes(2) };
             http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", ServeFixture.Token);
 
@@ -95,6 +96,21 @@ public partial class ServeKillTests
             await writer;
         }
         Assert.True(ackedEdits.Count >= 2 && ackedReverts.Count >= 1, $"the kills came too early to test much: {ackedEdits.Count} edits, {ackedReverts.Count} reverts acknowledged");
+    }
+
+    /// <summary>Kills the child's process tree when disposed, if it is still running.</summary>
+    private sealed class Reaper(Process child) : IDisposable
+    {
+        public void Dispose()
+        {
+            try
+            {
+                if (child.HasExited) return;
+                child.Kill(entireProcessTree: true);
+                child.WaitForExit();
+            }
+            catch (InvalidOperationException) { /* it exited meanwhile */ }
+        }
     }
 
     private static StringContent Json(object body) => new(JsonSerializer.Serialize(body), Encoding.UTF8, "application/json");
