@@ -122,24 +122,37 @@ public static partial class Gemm
         public int Ldb, K, N, Per;
         public bool TransB, Accumulate;
 
-        public void Run(int t)
+        public void Run(int t) =>
+            RunGemvChunk(t, TransB, N, K, Per, A, B, Ldb, C, Partials, Accumulate, &GemvDots, &GemvAxpys, &GemvFourRowAxpys);
+    }
+
+    /// <summary>
+    /// Chunk t of a GEMV split as <see cref="GemvChunks"/> says, for b of either element type (float32, or
+    /// 16-bit with the widening kernels): transB, the dots of its columns of c; else the axpys of its rows of
+    /// b into c (chunk 0) or its partial row, column block by column block, one row per pass up to
+    /// <see cref="GemvRowAxpyMaxN"/> columns and four beyond.
+    /// </summary>
+    private static unsafe void RunGemvChunk<TB>(int t, bool transB, int N, int K, int per, float* a, TB* b, int ldb,
+        float* c, float* partials, bool accumulate,
+        delegate*<int, int, int, float*, TB*, int, float*, bool, void> dots,
+        delegate*<int, int, int, float*, TB*, int, float*, bool, void> rowAxpys,
+        delegate*<int, int, int, float*, TB*, int, float*, bool, void> fourRowAxpys) where TB : unmanaged
+    {
+        if (transB)
         {
-            if (TransB)
-            {
-                int j0 = t * Per, j1 = Math.Min(N, j0 + Per);
-                if (j0 < j1) GemvDots(j0, j1, K, A, B, Ldb, C, Accumulate);
-                return;
-            }
-            int k0 = Math.Min(K, t * Per), k1 = Math.Min(K, k0 + Per);
-            float* y = t == 0 ? C : Partials + (long)(t - 1) * N;
-            bool acc = t == 0 && Accumulate;
-            int width = GemvBlockWidth(N);
-            for (int jb = 0; jb < N; jb += width)
-            {
-                int j1 = Math.Min(N, jb + width);
-                if (j1 - jb <= GemvRowAxpyMaxN) GemvAxpys(jb, j1, k1 - k0, A + k0, B + (long)k0 * Ldb, Ldb, y, acc);
-                else GemvFourRowAxpys(jb, j1, k1 - k0, A + k0, B + (long)k0 * Ldb, Ldb, y, acc);
-            }
+            int j0 = t * per, j1 = Math.Min(N, j0 + per);
+            if (j0 < j1) dots(j0, j1, K, a, b, ldb, c, accumulate);
+            return;
+        }
+        int k0 = Math.Min(K, t * per), k1 = Math.Min(K, k0 + per);
+        float* y = t == 0 ? c : partials + (long)(t - 1) * N;
+        bool acc = t == 0 && accumulate;
+        int width = GemvBlockWidth(N);
+        for (int jb = 0; jb < N; jb += width)
+        {
+            int jEnd = Math.Min(N, jb + width);
+            var axpys = jEnd - jb <= GemvRowAxpyMaxN ? rowAxpys : fourRowAxpys;
+            axpys(jb, jEnd, k1 - k0, a + k0, b + (long)k0 * ldb, ldb, y, acc);
         }
     }
 

@@ -95,25 +95,8 @@ public static partial class Gemm
             else Range<HalfWiden.F16>(t);
         }
 
-        private void Range<TW>(int t) where TW : struct, IHalfWiden
-        {
-            if (TransB)
-            {
-                int j0 = t * Per, j1 = Math.Min(N, j0 + Per);
-                if (j0 < j1) GemvDotsHalf<TW>(j0, j1, K, A, B, Ldb, C, Accumulate);
-                return;
-            }
-            int k0 = Math.Min(K, t * Per), k1 = Math.Min(K, k0 + Per);
-            float* y = t == 0 ? C : Partials + (long)(t - 1) * N;
-            bool acc = t == 0 && Accumulate;
-            int width = GemvBlockWidth(N);
-            for (int jb = 0; jb < N; jb += width)
-            {
-                int j1 = Math.Min(N, jb + width);
-                if (j1 - jb <= GemvRowAxpyMaxN) GemvAxpysHalf<TW>(jb, j1, k1 - k0, A + k0, B + (long)k0 * Ldb, Ldb, y, acc);
-                else GemvFourRowAxpysHalf<TW>(jb, j1, k1 - k0, A + k0, B + (long)k0 * Ldb, Ldb, y, acc);
-            }
-        }
+        private void Range<TW>(int t) where TW : struct, IHalfWiden =>
+            RunGemvChunk(t, TransB, N, K, Per, A, B, Ldb, C, Partials, Accumulate, &GemvDotsHalf<TW>, &GemvAxpysHalf<TW>, &GemvFourRowAxpysHalf<TW>);
     }
 
     /// <summary>b [N, K] 16-bit (the decode step's Linear on an [out, in] file matrix): c[j] (+)= dot(a, b[j, :]) for j in [j0, j1), chosen as <see cref="GemvDots"/> chooses.</summary>
