@@ -15,12 +15,14 @@ public sealed class AdamW
 {
     private readonly Adam<float> _adam;
     private readonly int[] _lengths;
+    private readonly SimdTensor[] _params;
 
     public AdamW(ParamSet<Tensor> parameters, double beta1 = 0.9, double beta2 = 0.98, double eps = 1e-8)
     {
         var tensors = parameters.Named().Select(nt =>
             nt.Value as SimdTensor ?? throw new ArgumentException($"AdamW updates float32 CPU tensors; parameter '{nt.Name}' is {nt.Value}")).ToArray();
         _lengths = [.. tensors.Select(t => checked((int)t.Length))];
+        _params = tensors;
         _adam = new Adam<float>([.. tensors.Select(t => t.Data.AsMemory(0, checked((int)t.Length)))],
             new AdamSettings(AdamUpdate.AdamWFolded, beta1, beta2, eps), [.. tensors.Select(t => t.Rank == 2)]);
     }
@@ -46,6 +48,8 @@ public sealed class AdamW
         double norm = Math.Sqrt(sq);
         float clip = clipNorm > 0 && norm > clipNorm ? (float)(clipNorm / norm) : 1f;
         _adam.Step([.. g.Select((a, i) => new ReadOnlyMemory<float>(a, 0, _lengths[i]))], lr, weightDecay, clip);
+        // the parameters were written through memory got at construction: their packed copies are stale
+        foreach (var p in _params) p.MarkWritten();
         return norm;
     }
 }

@@ -87,8 +87,8 @@ internal static unsafe class GemmPack
                 for (; p + 8 <= kc; p += 8)
                 {
                     float* src = b + (long)j0 * ldb + p0 + p;
-                    Transpose8x8(src, ldb, dst + p * NR);
-                    Transpose8x8(src + 8L * ldb, ldb, dst + p * NR + 8);
+                    Transpose8x8(src, ldb, dst + p * NR, NR);
+                    Transpose8x8(src + 8L * ldb, ldb, dst + p * NR + 8, NR);
                 }
                 if (p == kc) return;
             }
@@ -173,7 +173,7 @@ internal static unsafe class GemmPack
     }
 
     /// <summary>src [8 rows, stride lds] of 8 floats -> dst rows k (stride NR) holding column k of src.</summary>
-    private static void Transpose8x8(float* src, int lds, float* dst)
+    internal static void Transpose8x8(float* src, int lds, float* dst, int ldd)
     {
         var r0 = Avx.LoadVector256(src); var r1 = Avx.LoadVector256(src + lds);
         var r2 = Avx.LoadVector256(src + 2L * lds); var r3 = Avx.LoadVector256(src + 3L * lds);
@@ -188,12 +188,12 @@ internal static unsafe class GemmPack
         var s4 = Avx.Shuffle(t4, t6, 0x44); var s5 = Avx.Shuffle(t4, t6, 0xEE);
         var s6 = Avx.Shuffle(t5, t7, 0x44); var s7 = Avx.Shuffle(t5, t7, 0xEE);
         Avx.Store(dst, Avx.Permute2x128(s0, s4, 0x20));
-        Avx.Store(dst + NR, Avx.Permute2x128(s1, s5, 0x20));
-        Avx.Store(dst + 2 * NR, Avx.Permute2x128(s2, s6, 0x20));
-        Avx.Store(dst + 3 * NR, Avx.Permute2x128(s3, s7, 0x20));
-        Avx.Store(dst + 4 * NR, Avx.Permute2x128(s0, s4, 0x31));
-        Avx.Store(dst + 5 * NR, Avx.Permute2x128(s1, s5, 0x31));
-        Avx.Store(dst + 6 * NR, Avx.Permute2x128(s2, s6, 0x31));
-        Avx.Store(dst + 7 * NR, Avx.Permute2x128(s3, s7, 0x31));
+        Avx.Store(dst + ldd, Avx.Permute2x128(s1, s5, 0x20));
+        Avx.Store(dst + 2 * ldd, Avx.Permute2x128(s2, s6, 0x20));
+        Avx.Store(dst + 3 * ldd, Avx.Permute2x128(s3, s7, 0x20));
+        Avx.Store(dst + 4 * ldd, Avx.Permute2x128(s0, s4, 0x31));
+        Avx.Store(dst + 5 * ldd, Avx.Permute2x128(s1, s5, 0x31));
+        Avx.Store(dst + 6 * ldd, Avx.Permute2x128(s2, s6, 0x31));
+        Avx.Store(dst + 7 * ldd, Avx.Permute2x128(s3, s7, 0x31));
     }
 }

@@ -34,14 +34,18 @@ internal sealed unsafe class GemmScratch
     public Gemm.GemvJob GemvJob { get; } = new();
     public Gemm.GemvHalfJob GemvHalfJob { get; } = new();
     public Gemm.ShortMJob ShortMJob { get; } = new();
+    public Gemm.PrepackedJob PrepackedJob { get; } = new();
 
-    private readonly Buffer _packA = new(), _packB = new(), _vector = new(), _partials = new(), _groupB = new(), _tile = new();
+    private readonly Buffer _packA = new(), _packB = new(), _vector = new(), _partials = new(), _groupB = new(), _tile = new(), _tile8x32 = new();
 
     /// <summary>Room for the KC x 64 block of B one short-M task packs (only inside a task, which never nests).</summary>
     public float* GroupB(long floats) => _groupB.Get(floats);
 
     /// <summary>Room for one MR x NR edge tile.</summary>
     public float* Tile() => _tile.Get(Gemm.MR * Gemm.NR);
+
+    /// <summary>An edge tile of the AVX-512 kernel, [8, 32].</summary>
+    public float* Tile8x32() => _tile8x32.Get(Gemm.MR8 * PackedWeight.NR);
 
     /// <summary>Room for the partial rows of c that a GEMV split over k sums into.</summary>
     public float* Partials(long floats) => _partials.Get(floats);

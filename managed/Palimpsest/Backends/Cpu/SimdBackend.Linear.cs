@@ -47,9 +47,12 @@ public sealed partial class SimdBackend
             try
             {
                 if (w is SimdHalfTensor { Promoted: null } h) // a 16-bit weight read in place (stored transposed: the other flag)
-                    Gemm.SgemmHalf(false, h.Transposed, m, n, k, F(x), x.Cols, h.Bits, h.Ld, h.Kind, F(y), n, false, Gemm.DefaultKernel, _workers.Threads, _workers,
+                    Gemm.SgemmHalf(false, h.Transposed, m, n, k, R(x), x.Cols, h.Bits, h.Ld, h.Kind, F(y), n, false, Gemm.DefaultKernel, _workers.Threads, _workers,
                         b is null && residual is null && act is null ? null : e);
-                else Gemm.Sgemm(false, false, m, n, k, F(x), x.Cols, F(w), w.Cols, F(y), n, false, Gemm.DefaultKernel, _workers.Threads, _workers,
+                else if (PackedFor(w, false, m, n, k) is { } packed)
+                    Gemm.SgemmPrepacked(false, m, n, k, R(x), x.Cols, packed, F(y), n, false, _workers.Threads, _workers,
+                        b is null && residual is null && act is null ? null : e);
+                else Gemm.Sgemm(false, false, m, n, k, R(x), x.Cols, R(w), w.Cols, F(y), n, false, Gemm.DefaultKernel, _workers.Threads, _workers,
                     b is null && residual is null && act is null ? null : e);
             }
             finally { e.Bias = e.Residual = e.Key = null; }

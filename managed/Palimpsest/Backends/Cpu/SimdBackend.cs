@@ -23,10 +23,32 @@ public sealed partial class SimdBackend : IBackend, ISiblingBackend, IGatedBacke
     /// <param name="threads">Threads the ops use, the caller's included (≤ 0: one per core).</param>
     /// <param name="weights">How <see cref="Runtime.Model.Load"/> stores a checkpoint's matrices here (see <see cref="CpuWeights"/>).</param>
     public SimdBackend(int threads = 0, CpuWeights weights = CpuWeights.Auto)
+        : this(threads, weights, new PackBudget(PackBudget.Default())) { }
+
+    private SimdBackend(int threads, CpuWeights weights, PackBudget packBudget)
     {
         _workers = new SimdWorkers(threads > 0 ? threads : Environment.ProcessorCount);
         Weights = weights;
+        _packBudget = packBudget;
     }
+
+    private PackBudget _packBudget;
+
+    /// <summary>
+    /// Bytes this backend and its siblings may spend on packed copies of float32 weights (default: a
+    /// quarter of the memory the process may use; 0: none). A prefill (2 to 1024 rows) reads a weight
+    /// that has one straight from it instead of packing it again on every product; a weight
+    /// beyond the budget keeps the GEMM that packs as it goes. Results are the same either way.
+    /// Set it before the first prefill.
+    /// </summary>
+    public long PackedWeightBudget
+    {
+        get => _packBudget.Limit;
+        set => _packBudget = new PackBudget(Math.Max(0, value));
+    }
+
+    /// <summary>Bytes held now by packed copies of weights made under this backend's budget.</summary>
+    public long PackedWeightBytes => _packBudget.Used;
 
     /// <summary>How a checkpoint's matrices are stored when a model is loaded onto this backend.</summary>
     public CpuWeights Weights { get; }
@@ -48,7 +70,7 @@ public sealed partial class SimdBackend : IBackend, ISiblingBackend, IGatedBacke
     public int Threads => _workers.Threads;
 
     /// <summary>A new SimdBackend (own scratch, own workers) for another thread; it can compute on this one's tensors.</summary>
-    public IBackend CreateSibling(int threads) => new SimdBackend(threads, Weights);
+    public IBackend CreateSibling(int threads) => new SimdBackend(threads, Weights, _packBudget);
 
     /// <summary>Passed before every MatMul and attention (forward and backward); null: never waits. A sibling does not inherit it.</summary>
     public IOpGate? Gate { get; set; }
@@ -67,6 +89,9 @@ public sealed partial class SimdBackend : IBackend, ISiblingBackend, IGatedBacke
     /// <summary>The storage array (for row-offset access; may extend past the tensor, see <see cref="RowPrefix"/>);
     /// for a 16-bit weight, its float32 copy once an edit has written it.</summary>
     private static float[] F(Tensor t) => t is SimdTensor s ? s.Data : NotFloat(t);
+
+    /// <summary>The storage, for reading only: a weight's packed copy stays valid (see <see cref="SimdTensor.Data"/>).</summary>
+    private static float[] R(Tensor t) => t is SimdTensor s ? s.Storage : NotFloat(t);
 
     /// <summary>Exactly the tensor's elements.</summary>
     private static Span<float> S(Tensor t) => t is SimdTensor s ? s.Span : NotFloat(t);
@@ -127,7 +152,7 @@ public sealed partial class SimdBackend : IBackend, ISiblingBackend, IGatedBacke
     /// <summary>A weight: as <see cref="FromHost(ReadOnlySpan{float}, int[])"/>, in storage that may get huge pages (<see cref="HugePages"/>).</summary>
     public Tensor Weight(ReadOnlySpan<float> src, params int[] shape)
     {
-        var t = new SimdTensor(HugePages.Floats(ShapeLength(shape)), shape);
+        var t = new SimdTensor(HugePages.Floats(ShapeLength(shape)), shape) { IsWeight = true };
         CheckLength(src.Length, t, "Weight");
         src.CopyTo(S(t));
         return t;
@@ -136,7 +161,7 @@ public sealed partial class SimdBackend : IBackend, ISiblingBackend, IGatedBacke
     /// <summary>Rounds float64 weights to float32 (round to nearest even, as a cast does), into storage that may get huge pages.</summary>
     public Tensor Weight(ReadOnlySpan<double> src, params int[] shape)
     {
-        var t = new SimdTensor(HugePages.Floats(ShapeLength(shape)), shape);
+        var t = new SimdTensor(HugePages.Floats(ShapeLength(shape)), shape) { IsWeight = true };
         Upload(t, src);
         return t;
     }
@@ -171,7 +196,7 @@ public sealed partial class SimdBackend : IBackend, ISiblingBackend, IGatedBacke
     public Tensor RowPrefix(Tensor t, int rows)
     {
         if (rows < 0 || rows > t.Rows) throw new ArgumentOutOfRangeException(nameof(rows), $"RowPrefix: {rows} rows of {t}");
-        return SimdTensor.View(F(t), [rows, t.Cols]);
+        return t is SimdTensor st ? SimdTensor.View(st, [rows, t.Cols]) : SimdTensor.View(F(t), [rows, t.Cols]);
     }
 
     public void CopyRows(Tensor src, int srcRow, Tensor dst, int dstRow, int rows)
@@ -193,11 +218,22 @@ public sealed partial class SimdBackend : IBackend, ISiblingBackend, IGatedBacke
         if (b is SimdHalfTensor { Promoted: null } h)
         {
             // stored transposed: the same product is the GEMM with the other transB flag on the storage
-            Gemm.SgemmHalf(transA, transB ^ h.Transposed, m, n, k, F(a), a.Cols, h.Bits, h.Ld, h.Kind, F(c), n, accumulate, Gemm.DefaultKernel, _workers.Threads, _workers);
+            Gemm.SgemmHalf(transA, transB ^ h.Transposed, m, n, k, R(a), a.Cols, h.Bits, h.Ld, h.Kind, F(c), n, accumulate, Gemm.DefaultKernel, _workers.Threads, _workers);
             return;
         }
-        Gemm.Sgemm(transA, transB, m, n, k, F(a), a.Cols, F(b), b.Cols, F(c), n, accumulate, Gemm.DefaultKernel, _workers.Threads, _workers);
+        if (!transA && PackedFor(b, transB, m, n, k) is { } packed)
+        {
+            Gemm.SgemmPrepacked(false, m, n, k, R(a), a.Cols, packed, F(c), n, accumulate, _workers.Threads, _workers, null);
+            return;
+        }
+        Gemm.Sgemm(transA, transB, m, n, k, R(a), a.Cols, R(b), b.Cols, F(c), n, accumulate, Gemm.DefaultKernel, _workers.Threads, _workers);
     }
+
+    /// <summary>The packed copy of weight b (op(b) [k, n]) when c [m, n] = a · op(b) is a prefill's product and the budget allows one; else null.</summary>
+    private PackedWeight? PackedFor(Tensor b, bool transB, int m, int n, int k) =>
+        b is SimdTensor { IsWeight: true } w && Gemm.UsePrepacked(m, n)
+            ? w.Pack.Get(w.Storage, w.Cols, k, n, transB, _packBudget, _workers)
+            : null;
 
     // x [M, N] += bias [N]
     public void AddBias(Tensor x, Tensor bias)
@@ -280,7 +316,7 @@ public sealed partial class SimdBackend : IBackend, ISiblingBackend, IGatedBacke
     private static ReadOnlySpan<float> WeightRow(Tensor w, int r, ref float[] buf)
     {
         int d = w.Cols;
-        if (w is not SimdHalfTensor { Promoted: null } h) return F(w).AsSpan(r * d, d);
+        if (w is not SimdHalfTensor { Promoted: null } h) return R(w).AsSpan(r * d, d);
         var row = Grow(ref buf, d);
         h.ReadRow(r, row);
         return row;

@@ -1,0 +1,217 @@
+using System.Runtime.Intrinsics.X86;
+
+namespace Palimpsest.Backends.Cpu;
+
+public static partial class Gemm
+{
+    /// <summary>Rows of the AVX-512 tile: 128 prompt rows are 16 whole slivers (six-row slivers waste a third of the 22nd).</summary>
+    internal const int MR8 = 8;
+
+    /// <summary>k block of the prepacked GEMM: 128 and 192 measured the same as 256 on GPT-2's shapes.</summary>
+    private const int KCP = KC;
+
+    /// <summary>Rows of c one pass of <see cref="SgemmPrepacked"/> takes: their packed k block of a (256 x 256 floats) stays in L2.</summary>
+    internal const int PrepackedRows = 256;
+
+    /// <summary>Panels of the packed weight one task multiplies: 64 columns of c (each task then reads its rows of a once per 64 columns).</summary>
+    private const int PrepackedGroupPanels = 2;
+
+    /// <summary>
+    /// Tasks each thread should get at least: the threads finish a product together only to within
+    /// a task, and a 768-column product has twelve 64-column tasks; below this count tasks are one panel.
+    /// </summary>
+    private const int PrepackedTasksPerThread = 8;
+
+    /// <summary>
+    /// Whether c [M, N] = a [M, K] · op(b) runs on a packed copy of the weight b: an AVX-512 CPU
+    /// (the 8 x 32 tile needs its 32 registers), more than one row (one row is a GEMV, which reads
+    /// the weight once anyway), a prefill's rows rather than a training batch's (which reuse each
+    /// panel of b across many rows from L3), and enough columns to share between threads.
+    /// </summary>
+    internal static bool UsePrepacked(int M, int N) =>
+        Avx512F.IsSupported && M >= 2 && M <= 4 * PrepackedRows && N >= PrepackedGroupPanels * PackedWeight.NR;
+
+    /// <summary>Fills <paramref name="w"/> from b (layout as <see cref="PackedWeight.TransB"/> says), panels spread over the workers.</summary>
+    internal static unsafe void PackWeight(PackedWeight w, float* b, int ldb, SimdWorkers workers)
+    {
+        var job = new PackJob { W = w, B = b, Ldb = ldb };
+        int slices = Math.Min(w.Panels, 4 * workers.Threads);
+        job.PerSlice = (w.Panels + slices - 1) / slices;
+        ParallelFor(workers, workers.Threads, slices, job);
+    }
+
+    private sealed unsafe class PackJob : IParallelJob
+    {
+        public PackedWeight W = null!;
+        public float* B;
+        public int Ldb, PerSlice;
+
+        public void Run(int index) => W.PackPanels(B, Ldb, index * PerSlice, Math.Min(W.Panels, (index + 1) * PerSlice));
+    }
+
+    /// <summary>
+    /// c [M, N] (+)= op(a) [M, K] · op(b) [K, N] with op(b) already packed (<paramref name="b"/>), for
+    /// 2 ≤ M (a prefill). Rows go in passes of up to 256; in each, op(a) is packed whole into
+    /// [k block][8-row sliver][kc][8] (phase 1), then each task takes 64 columns and, for every k
+    /// block, runs the 8 x 32 micro-kernel over every sliver against each packed panel, which it
+    /// reads straight from the weight's copy: nothing of b is packed or written (phase 2). The
+    /// epilogue runs per column group, on the thread that made it. Same sums in the same order as
+    /// <see cref="SgemmShortM"/>: per element, one FMA chain per k block, the blocks added in turn.
+    /// </summary>
+    internal static unsafe void SgemmPrepacked(bool transA, int M, int N, int K, ReadOnlySpan<float> a, int lda,
+        PackedWeight b, Span<float> c, int ldc, bool accumulate, int threads, SimdWorkers? workers, IGemmEpilogue? epilogue)
+    {
+        if (workers is not null) threads = Math.Min(threads, workers.Threads);
+        if (M < 0 || N < 0 || K < 0) throw new ArgumentException($"negative GEMM size M={M} N={N} K={K}");
+        CheckMatrix("a", transA ? K : M, transA ? M : K, a.Length, lda);
+        CheckMatrix("c", M, N, c.Length, ldc);
+        if (b.K != K || b.N != N) throw new ArgumentException($"packed weight [{b.K}, {b.N}] does not match K={K} N={N}");
+        if (M == 0 || N == 0) return;
+        if (K == 0)
+        {
+            if (!accumulate) for (int i = 0; i < M; i++) c.Slice(i * ldc, N).Clear();
+            fixed (float* pc0 = c) epilogue?.Apply(pc0, ldc, M, 0, N);
+            return;
+        }
+        var scratch = GemmScratch.Acquire();
+        try
+        {
+            int rowsMax = Math.Min(M, PrepackedRows);
+            float* aPack = scratch.PackB((long)(rowsMax + MR8 - 1) / MR8 * MR8 * ((K + KCP - 1) / KCP) * KCP);
+            fixed (float* pa = a, pc = c)
+            {
+                var job = scratch.PrepackedJob;
+                job.Bw = b; job.APack = aPack; job.Lda = lda; job.Ldc = ldc; job.TransA = transA;
+                job.N = N; job.K = K; job.Accumulate = accumulate; job.Epilogue = epilogue;
+                int kBlocks = (K + KCP - 1) / KCP, panels = b.Panels;
+                job.GroupPanels = panels < PrepackedGroupPanels * PrepackedTasksPerThread * threads ? 1 : PrepackedGroupPanels;
+                int groups = (panels + job.GroupPanels - 1) / job.GroupPanels;
+                for (int i0 = 0; i0 < M; i0 += PrepackedRows)
+                {
+                    job.M = Math.Min(PrepackedRows, M - i0);
+                    job.Slivers = (job.M + MR8 - 1) / MR8;
+                    job.A = transA ? pa + i0 : pa + (long)i0 * lda;
+                    job.C = pc + (long)i0 * ldc;
+                    job.Packing = true;
+                    ParallelFor(workers, threads, kBlocks * 2, job);
+                    job.Packing = false;
+                    ParallelFor(workers, threads, groups, job);
+                }
+                job.Epilogue = null;
+                job.Bw = null!;
+            }
+        }
+        finally { GemmScratch.Release(scratch); }
+    }
+
+    /// <summary>One <see cref="SgemmPrepacked"/> pass; reused from call to call (see <see cref="GemmScratch"/>).</summary>
+    internal sealed unsafe class PrepackedJob : IParallelJob
+    {
+        public PackedWeight Bw = null!;
+        public float* A, C, APack;
+        public int Lda, Ldc, M, N, K, Slivers, GroupPanels;
+        public bool TransA, Accumulate, Packing;
+        public IGemmEpilogue? Epilogue;
+
+        // k block q (k from q·KCP) of the packed rows: [Slivers][kc][8], at q·Slivers·8·KCP.
+        private float* ABlock(int q) => APack + (long)q * Slivers * MR8 * KCP;
+
+        public void Run(int index)
+        {
+            if (Packing) PackA8(index / 2, index % 2);
+            else Group(index);
+        }
+
+        /// <summary>Half h of the slivers of op(a)'s k block q, rows past M zero.</summary>
+        private void PackA8(int q, int h)
+        {
+            int p0 = q * KCP, kc = Math.Min(KCP, K - p0);
+            int half = (Slivers + 1) / 2, s0 = h * half, s1 = Math.Min(Slivers, s0 + half);
+            float* dst = ABlock(q);
+            for (int s = s0; s < s1; s++)
+            {
+                float* d = dst + (long)s * MR8 * kc;
+                int i0 = s * MR8, mr = Math.Min(MR8, M - i0), p = 0;
+                if (!TransA && mr == MR8 && Avx.IsSupported)
+                {
+                    // eight rows by eight k at a time, through a register transpose
+                    float* src = A + (long)i0 * Lda + p0;
+                    for (; p + 8 <= kc; p += 8) GemmPack.Transpose8x8(src + p, Lda, d + p * MR8, MR8);
+                }
+                for (int i = 0; i < MR8; i++)
+                {
+                    if (i >= mr)
+                    {
+                        for (int pp = p; pp < kc; pp++) d[pp * MR8 + i] = 0;
+                        continue;
+                    }
+                    if (TransA) for (int pp = p; pp < kc; pp++) d[pp * MR8 + i] = A[(long)(p0 + pp) * Lda + i0 + i];
+                    else
+                    {
+                        float* src = A + (long)(i0 + i) * Lda + p0;
+                        for (int pp = p; pp < kc; pp++) d[pp * MR8 + i] = src[pp];
+                    }
+                }
+            }
+        }
+
+        /// <summary>Columns [g·w, g·w + w) of these rows of c (w = 32 · GroupPanels), over all of k.</summary>
+        private void Group(int g)
+        {
+            const int NR32 = PackedWeight.NR;
+            int j0 = g * GroupPanels * NR32, nc = Math.Min(GroupPanels * NR32, N - j0);
+            int panels = (nc + NR32 - 1) / NR32;
+            float* tile = GemmScratch.ForThisThread.Tile8x32();
+            for (int p0 = 0, q = 0; p0 < K; p0 += KCP, q++)
+            {
+                int kc = Math.Min(KCP, K - p0);
+                bool acc = Accumulate || p0 > 0;
+                float* aBlock = ABlock(q);
+                for (int jp = 0; jp < panels; jp++)
+                {
+                    int nr = Math.Min(NR32, nc - jp * NR32);
+                    float* bp = Bw.Panel(j0 / NR32 + jp, p0);
+                    // The panel this task multiplies next comes from DRAM: it is prefetched into L2
+                    // a share at a time while this one is multiplied by every sliver.
+                    var next = jp + 1 < panels ? new PanelPrefetch(Bw.Panel(j0 / NR32 + jp + 1, p0), kc, Slivers)
+                        : p0 + KCP < K ? new PanelPrefetch(Bw.Panel(j0 / NR32, p0 + KCP), Math.Min(KCP, K - p0 - KCP), Slivers) : default;
+                    for (int s = 0; s < Slivers; s++)
+                    {
+                        next.Step();
+                        int mr = Math.Min(MR8, M - s * MR8);
+                        float* cp = C + (long)s * MR8 * Ldc + j0 + jp * NR32;
+                        float* ap = aBlock + (long)s * MR8 * kc;
+                        if (mr == MR8 && nr == NR32)
+                        {
+                            GemmKernels.Avx512x8x32(kc, ap, bp, cp, Ldc, acc);
+                            continue;
+                        }
+                        GemmKernels.Avx512x8x32(kc, ap, bp, tile, NR32, false);
+                        for (int i = 0; i < mr; i++)
+                        {
+                            float* crow = cp + (long)i * Ldc, trow = tile + i * NR32;
+                            if (acc) for (int j = 0; j < nr; j++) crow[j] += trow[j];
+                            else for (int j = 0; j < nr; j++) crow[j] = trow[j];
+                        }
+                    }
+                }
+            }
+            Epilogue?.Apply(C, Ldc, M, j0, nc);
+        }
+    }
+
+    /// <summary>Prefetches the kc rows of a packed panel ([kc][32] floats, 128 bytes a row) into L2, a share per <see cref="Step"/>.</summary>
+    private unsafe struct PanelPrefetch(float* panel, int kc, int steps)
+    {
+        private long _line;
+        private readonly long _lines = (long)kc * PackedWeight.NR * sizeof(float) / 64;
+        private readonly long _perStep = steps > 0 ? ((long)kc * PackedWeight.NR * sizeof(float) / 64 + steps - 1) / steps : 0;
+
+        public void Step()
+        {
+            if (panel == null || !Sse.IsSupported) return;
+            long end = Math.Min(_lines, _line + _perStep);
+            for (; _line < end; _line++) Sse.Prefetch1((byte*)panel + _line * 64);
+        }
+    }
+}
