@@ -19,14 +19,7 @@ public sealed partial class SimdBackend
     /// s = 0.5·(1 + tanh u) = sigmoid(2u), u = sqrt(2/pi)·(x + 0.044715·x³), so gelu_tanh(x) = x·s.
     /// The sigmoid form keeps full relative precision in the far negative tail.
     /// </summary>
-    private static void GeluTanhGate(ReadOnlySpan<float> x, Span<float> s)
-    {
-        TensorPrimitives.Multiply(x, x, s);
-        TensorPrimitives.Multiply(s, x, s);
-        TensorPrimitives.MultiplyAdd(s, GeluC, x, s);
-        TensorPrimitives.Multiply(s, 2 * Sqrt2OverPi, s);
-        TensorPrimitives.Sigmoid(s, s);
-    }
+    private static void GeluTanhGate(ReadOnlySpan<float> x, Span<float> s) => GeluTanh.Gate(x, s);
 
     // y = act(x) elementwise
     public void Activate(Activation act, Tensor x, Tensor y)
@@ -48,8 +41,7 @@ public sealed partial class SimdBackend
         switch (act)
         {
             case Activation.GeluTanh:
-                GeluTanhGate(xs, ts);
-                TensorPrimitives.Multiply(xs, ts, ys);
+                GeluTanh.Apply(xs, ys);
                 break;
             case Activation.GeluErf:
                 // No vector erf in TensorPrimitives; GELU-erf models are not the hot path here.
