@@ -250,16 +250,7 @@ public abstract class BackendOpSuite(ITestOutputHelper output)
         foreach (var kv in new[] { 1, H })
             foreach (var (tq, s) in new[] { (Tq, S), (T, T), (1, S) })
             {
-                cases[$"Attention.kv{kv}.T{tq}S{s}"] = c =>
-                {
-                    var q = c.Rand([tq, H * Hd], scale: 2); var k = c.Rand([s, kv * Hd], scale: 2); var v = c.Rand([s, kv * Hd]);
-                    var o = c.Rand([tq, H * Hd]); var probs = c.Rand([H, tq, s]);
-                    c.Run((b, t) => b.Attention(t(q), t(k), t(v), H, kv, Hd, t(o), t(probs)));
-                    c.Check("o", o); c.Check("probs", probs);
-                    var o2 = c.Rand([tq, H * Hd]);
-                    c.Run((b, t) => b.Attention(t(q), t(k), t(v), H, kv, Hd, t(o2), null));
-                    c.Check("o (no probs)", o2);
-                };
+                cases[$"Attention.kv{kv}.T{tq}S{s}"] = Attention(kv, tq, s);
                 cases[$"Attention.kv{kv}.T{tq}S{s}.cache_view"] = c =>
                 {
                     // k, v as the filled prefix of a longer KV cache, as the decoder passes them.
@@ -282,6 +273,12 @@ public abstract class BackendOpSuite(ITestOutputHelper output)
                     c.Check("dq", dq); c.Check("dk", dk); c.Check("dv", dv);
                 };
             }
+
+        // prefill-length causal attention runs in query blocks of 32 rows, each over only the keys its
+        // rows see: 70 rows (a last block of 6), 65 rows after 25 cached keys (a last block of 1)
+        foreach (var kv in new[] { 1, H })
+            foreach (var (tq, s) in new[] { (70, 70), (65, 90) })
+                cases[$"Attention.kv{kv}.T{tq}S{s}.causal_blocks"] = Attention(kv, tq, s);
 
         // sliding windows: 1 (each query sees itself), 5 (shorter than every S here, several query blocks),
         // 20 (masks keys only for S = 29); q offset in the keys (T < S) as a KV cache passes them
@@ -345,6 +342,18 @@ public abstract class BackendOpSuite(ITestOutputHelper output)
         }
         return cases;
     }
+
+    /// <summary>Attention of tq queries over s keys (kv heads), with probs kept and without.</summary>
+    private static Action<Case> Attention(int kv, int tq, int s) => c =>
+    {
+        var q = c.Rand([tq, H * Hd], scale: 2); var k = c.Rand([s, kv * Hd], scale: 2); var v = c.Rand([s, kv * Hd]);
+        var o = c.Rand([tq, H * Hd]); var probs = c.Rand([H, tq, s]);
+        c.Run((b, t) => b.Attention(t(q), t(k), t(v), H, kv, Hd, t(o), t(probs)));
+        c.Check("o", o); c.Check("probs", probs);
+        var o2 = c.Rand([tq, H * Hd]);
+        c.Run((b, t) => b.Attention(t(q), t(k), t(v), H, kv, Hd, t(o2), null));
+        c.Check("o (no probs)", o2);
+    };
 
     /// <summary>A tensor that exists on both backends with the same values.</summary>
     protected sealed record Pair(Tensor Ref, Tensor But, int[] Shape);

@@ -93,9 +93,19 @@ public sealed partial class SimdBackend
     /// <summary>
     /// Query rows per block of windowed attention: a block of B rows multiplies against the B + window − 1
     /// keys its rows see, so half the window keeps ≥ 2/3 of the products useful without making them
-    /// skinny; without a window (or one that masks nothing) all T rows are one block.
+    /// skinny; without a window (or one that masks nothing), blocks of <see cref="CausalBlock"/> rows
+    /// from 64 rows up, else all T rows as one block.
     /// </summary>
-    private static int QueryBlock(int T, int S, int window) => window <= 0 || window >= S ? T : Math.Min(T, Math.Clamp(window / 2, 1, 256));
+    private static int QueryBlock(int T, int S, int window) =>
+        window <= 0 || window >= S ? (T >= 2 * CausalBlock ? CausalBlock : T) : Math.Min(T, Math.Clamp(window / 2, 1, 256));
+
+    /// <summary>
+    /// Query rows per block of causal attention without a window: block b's rows see only the keys up
+    /// to its last row, so a 128-token prefill multiplies 320 of the 512 key blocks a single block would
+    /// (the masked scores were computed and then zeroed). Masked keys add exact zeros, so the
+    /// outputs are the single block's.
+    /// </summary>
+    private const int CausalBlock = 32;
 
     /// <summary>Keys [lo, hi) that some query of rows [t0, t1) sees (the visible keys rise with t).</summary>
     private static (int Lo, int Hi) BlockKeys(int t0, int t1, int T, int S, int window) =>
