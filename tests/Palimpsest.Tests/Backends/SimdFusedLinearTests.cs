@@ -9,38 +9,46 @@ namespace Palimpsest.Tests.Backends;
 /// of the GEMM, on the thread that computed it) against their composition on the same backend
 /// (<see cref="ComposedLinear"/>): the same float32 operations in the same order, so the results
 /// must be the same bits — over one row (the GEMV), short M (the per-group epilogue, with a last
-/// group of fewer than 64 columns) and tall M (the blocked path, one epilogue over all of c).
+/// group of fewer than 64 columns) and tall M (the blocked path, one epilogue over all of c). With
+/// the weight made as a weight (<see cref="SimdBackend.Weight(ReadOnlySpan{float}, int[])"/>) the
+/// rows from 2 up run on its packed copy, whose epilogue runs per 8 x 32 tile (in passes of 256 rows:
+/// 300 rows take two).
 /// </summary>
 public class SimdFusedLinearTests
 {
-    public static TheoryData<int, int, int> Shapes => new()
+    public static TheoryData<int, int, int, bool> Shapes()
     {
-        { 1, 300, 1030 }, { 7, 33, 200 }, { 128, 300, 200 }, { 300, 70, 130 }, { 5, 17, 9 },
-    };
+        var data = new TheoryData<int, int, int, bool>();
+        foreach (var weight in new[] { false, true })
+            foreach (var (rows, din, dout) in new[] { (1, 300, 1030), (7, 33, 200), (128, 300, 200), (300, 70, 130), (5, 17, 9) })
+                data.Add(rows, din, dout, weight);
+        return data;
+    }
 
     [Theory, MemberData(nameof(Shapes))]
-    public void Fused_linear_ops_equal_their_composition_bit_for_bit(int rows, int din, int dout)
+    public void Fused_linear_ops_equal_their_composition_bit_for_bit(int rows, int din, int dout, bool weight)
     {
         using var b = new SimdBackend(threads: 2);
         IFusedLinear fused = b, plain = new ComposedLinear(b);
         var rng = new Random(HashCode.Combine(rows, din, dout));
-        Tensor Rand(params int[] shape)
+        float[] Values(int[] shape)
         {
             long n = 1; foreach (var s in shape) n *= s;
             var h = new float[n];
             for (int i = 0; i < h.Length; i++) h[i] = (float)(rng.NextDouble() * 4 - 2);
-            return b.FromHost(h, shape);
+            return h;
         }
+        Tensor Rand(params int[] shape) => b.FromHost(Values(shape), shape);
         float[] Host(Tensor t) { var h = new float[t.Length]; b.ToHost(t, h); return h; }
         void Same(Tensor want, Tensor got, string what)
         {
             float[] w = Host(want), g = Host(got);
             int bad = Enumerable.Range(0, w.Length).FirstOrDefault(i => BitConverter.SingleToInt32Bits(w[i]) != BitConverter.SingleToInt32Bits(g[i]), -1);
-            Assert.True(bad < 0, $"{what} {rows}x{din}x{dout}: element {bad} is {(bad < 0 ? 0 : g[bad])}, the composition gives {(bad < 0 ? 0 : w[bad])}");
+            Assert.True(bad < 0, $"{what} {rows}x{din}x{dout}{(weight ? " (weight)" : "")}: element {bad} is {(bad < 0 ? 0 : g[bad])}, the composition gives {(bad < 0 ? 0 : w[bad])}");
         }
 
         var x = Rand(rows, din);
-        var w = Rand(din, dout);
+        var w = weight ? b.Weight(Values([din, dout]), din, dout) : Rand(din, dout);
         var bias = Rand(dout);
         var res = Rand(rows, dout);
         Tensor y0 = Rand(rows, dout), y1 = Rand(rows, dout); // garbage in: the ops overwrite

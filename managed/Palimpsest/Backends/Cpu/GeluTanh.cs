@@ -56,6 +56,10 @@ internal static class GeluTanh
         t[..(n - i)].CopyTo(dst[i..]);
     }
 
+    /// <summary>sigmoid(2u) of eight values.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> Gate(Vector256<float> x) => Vector(x);
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Vector(Vector256<float> x)
     {

@@ -52,7 +52,7 @@ public static partial class Gemm
         }
         else SgemmBlocked(transA, transB, M, N, K, a, lda, b, ldb, c, ldc, accumulate, kernel, threads, workers);
         if (epilogue is null) return;
-        fixed (float* pc = c) epilogue.Apply(pc, ldc, M, 0, N);
+        fixed (float* pc = c) epilogue.Apply(pc, ldc, 0, M, 0, N);
     }
 
     /// <summary>job.Run(i) for i in [0, count) on the workers, on Parallel.For, or inline with one thread.</summary>

@@ -56,7 +56,7 @@ public static partial class Gemm
             }
         }
         if (epilogue is null || M == 0 || N == 0) return;
-        fixed (float* pc = c) epilogue.Apply(pc, ldc, M, 0, N);
+        fixed (float* pc = c) epilogue.Apply(pc, ldc, 0, M, 0, N);
     }
 
     /// <summary>The 16-bit twin of <see cref="Gemv"/>: c [1, N] (+)= a [1, K] · op(b), b read once in storage order.</summary>

@@ -70,7 +70,7 @@ public static partial class Gemm
         if (K == 0)
         {
             if (!accumulate) for (int i = 0; i < M; i++) c.Slice(i * ldc, N).Clear();
-            fixed (float* pc0 = c) epilogue?.Apply(pc0, ldc, M, 0, N);
+            fixed (float* pc0 = c) epilogue?.Apply(pc0, ldc, 0, M, 0, N);
             return;
         }
         var scratch = GemmScratch.Acquire();
@@ -91,7 +91,8 @@ public static partial class Gemm
                     job.M = Math.Min(PrepackedRows, M - i0);
                     job.Slivers = (job.M + MR8 - 1) / MR8;
                     job.A = transA ? pa + i0 : pa + (long)i0 * lda;
-                    job.C = pc + (long)i0 * ldc;
+                    job.C = pc;
+                    job.I0 = i0;
                     job.Packing = true;
                     ParallelFor(workers, threads, kBlocks * 2, job);
                     job.Packing = false;
@@ -110,6 +111,8 @@ public static partial class Gemm
         public PackedWeight Bw = null!;
         public float* A, C, APack;
         public int Lda, Ldc, M, N, K, Slivers, GroupPanels;
+        /// <summary>This pass's first row of c (C is row 0 of the whole c).</summary>
+        public int I0;
         public bool TransA, Accumulate, Packing;
         public IGemmEpilogue? Epilogue;
 
@@ -162,41 +165,44 @@ public static partial class Gemm
             int j0 = g * GroupPanels * NR32, nc = Math.Min(GroupPanels * NR32, N - j0);
             int panels = (nc + NR32 - 1) / NR32;
             float* tile = GemmScratch.ForThisThread.Tile8x32();
+            // A linear layer's bias, residual and gelu run on each tile of the last k block as soon
+            // as it is final, while it is in L1, instead of over the group's rows afterwards.
+            var fused = Epilogue as LinearEpilogue is { FusesTiles: true } le ? le : null;
             for (int p0 = 0, q = 0; p0 < K; p0 += KCP, q++)
             {
                 int kc = Math.Min(KCP, K - p0);
-                bool acc = Accumulate || p0 > 0;
+                bool acc = Accumulate || p0 > 0, last = p0 + KCP >= K;
                 float* aBlock = ABlock(q);
                 for (int jp = 0; jp < panels; jp++)
                 {
-                    int nr = Math.Min(NR32, nc - jp * NR32);
-                    float* bp = Bw.Panel(j0 / NR32 + jp, p0);
+                    int nr = Math.Min(NR32, nc - jp * NR32), j = j0 + jp * NR32;
+                    float* bp = Bw.Panel(j / NR32, p0);
                     // The panel this task multiplies next comes from DRAM: it is prefetched into L2
                     // a share at a time while this one is multiplied by every sliver.
-                    var next = jp + 1 < panels ? new PanelPrefetch(Bw.Panel(j0 / NR32 + jp + 1, p0), kc, Slivers)
+                    var next = jp + 1 < panels ? new PanelPrefetch(Bw.Panel(j / NR32 + 1, p0), kc, Slivers)
                         : p0 + KCP < K ? new PanelPrefetch(Bw.Panel(j0 / NR32, p0 + KCP), Math.Min(KCP, K - p0 - KCP), Slivers) : default;
                     for (int s = 0; s < Slivers; s++)
                     {
                         next.Step();
-                        int mr = Math.Min(MR8, M - s * MR8);
-                        float* cp = C + (long)s * MR8 * Ldc + j0 + jp * NR32;
+                        int mr = Math.Min(MR8, M - s * MR8), row = I0 + s * MR8;
+                        float* cp = C + (long)row * Ldc + j;
                         float* ap = aBlock + (long)s * MR8 * kc;
-                        if (mr == MR8 && nr == NR32)
+                        if (mr == MR8 && nr == NR32) GemmKernels.Avx512x8x32(kc, ap, bp, cp, Ldc, acc);
+                        else
                         {
-                            GemmKernels.Avx512x8x32(kc, ap, bp, cp, Ldc, acc);
-                            continue;
+                            GemmKernels.Avx512x8x32(kc, ap, bp, tile, NR32, false);
+                            for (int i = 0; i < mr; i++)
+                            {
+                                float* crow = cp + (long)i * Ldc, trow = tile + i * NR32;
+                                if (acc) for (int jj = 0; jj < nr; jj++) crow[jj] += trow[jj];
+                                else for (int jj = 0; jj < nr; jj++) crow[jj] = trow[jj];
+                            }
                         }
-                        GemmKernels.Avx512x8x32(kc, ap, bp, tile, NR32, false);
-                        for (int i = 0; i < mr; i++)
-                        {
-                            float* crow = cp + (long)i * Ldc, trow = tile + i * NR32;
-                            if (acc) for (int j = 0; j < nr; j++) crow[j] += trow[j];
-                            else for (int j = 0; j < nr; j++) crow[j] = trow[j];
-                        }
+                        if (last && fused is not null) fused.ApplyTile(C, Ldc, row, mr, j, nr);
                     }
                 }
             }
-            Epilogue?.Apply(C, Ldc, M, j0, nc);
+            if (fused is null) Epilogue?.Apply(C, Ldc, I0, M, j0, nc);
         }
     }
 

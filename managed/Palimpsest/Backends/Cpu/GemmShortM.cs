@@ -119,7 +119,7 @@ public static partial class Gemm
                     }
                 }
             }
-            Epilogue?.Apply(C, Ldc, M, j0, nc);
+            Epilogue?.Apply(C, Ldc, 0, M, j0, nc);
         }
     }
 

@@ -10,6 +10,9 @@ public sealed partial class SimdBackend
     /// and chunking makes in-place calls (y aliasing x) safe.</summary>
     private const int Chunk = 512;
 
+    /// <summary>Spans shorter than this (one 512-bit vector of floats) are padded to it before the activation.</summary>
+    private const int PadBelow = 16;
+
     private const float Sqrt2OverPi = 0.7978845608028654f;
     private const float GeluC = 0.044715f;
     private const double InvSqrt2 = 0.7071067811865476;
@@ -38,6 +41,18 @@ public sealed partial class SimdBackend
     /// <summary>ys = act(xs) for one chunk (ys may alias xs); ts [n] is scratch.</summary>
     internal static void ActivateChunk(Activation act, ReadOnlySpan<float> xs, Span<float> ys, Span<float> ts)
     {
+        if (xs.Length < PadBelow && act == Activation.Silu)
+        {
+            // TensorPrimitives computes a span shorter than a vector in scalar code, whose sigmoid
+            // differs in the last bit from its vector lanes; padded, every value takes the vector
+            // path, wherever it falls (a fused epilogue's last column group can be 2 columns wide)
+            Span<float> px = stackalloc float[PadBelow], py = stackalloc float[PadBelow], pt = stackalloc float[PadBelow];
+            px.Clear();
+            xs.CopyTo(px);
+            ActivateChunk(act, px, py, pt);
+            py[..xs.Length].CopyTo(ys);
+            return;
+        }
         switch (act)
         {
             case Activation.GeluTanh:
