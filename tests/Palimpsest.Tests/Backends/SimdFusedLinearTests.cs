@@ -78,5 +78,19 @@ public class SimdFusedLinearTests
         Same(y0, y1, "Linear3 first");
         Same(y2a, y2b, "Linear3 second");
         Same(res, resB, "Linear3 third");
+
+        // three weights of 64 columns or more: on a weight, one GEMM over the three packed copies
+        var w3 = weight ? b.Weight(Values([din, 70]), din, 70) : Rand(din, 70);
+        var w4 = weight ? b.Weight(Values([din, dout]), din, dout) : Rand(din, dout);
+        var bias3 = Rand(70);
+        Tensor q0 = Rand(rows, dout), k0 = Rand(rows, 70), v0 = Rand(rows, dout), q1 = Rand(rows, dout), k1 = Rand(rows, 70), v1 = Rand(rows, dout);
+        plain.Linear3(x, w, bias, q0, w3, bias3, k0, w4, null, v0);
+        long packedBefore = b.PackedWeightBytes;
+        fused.Linear3(x, w, bias, q1, w3, bias3, k1, w4, null, v1);
+        Same(q0, q1, "Linear3 of three weights, first");
+        Same(k0, k1, "Linear3 of three weights, second");
+        Same(v0, v1, "Linear3 of three weights, third");
+        if (weight && rows >= 2 && System.Runtime.Intrinsics.X86.Avx512F.IsSupported)
+            Assert.True(b.PackedWeightBytes >= packedBefore && b.PackedWeightBytes > 0, "the three weights were not packed");
     }
 }

@@ -61,7 +61,6 @@ public static partial class Gemm
     internal static unsafe void SgemmPrepacked(bool transA, int M, int N, int K, ReadOnlySpan<float> a, int lda,
         PackedWeight b, Span<float> c, int ldc, bool accumulate, int threads, SimdWorkers? workers, IGemmEpilogue? epilogue)
     {
-        if (workers is not null) threads = Math.Min(threads, workers.Threads);
         if (M < 0 || N < 0 || K < 0) throw new ArgumentException($"negative GEMM size M={M} N={N} K={K}");
         CheckMatrix("a", transA ? K : M, transA ? M : K, a.Length, lda);
         CheckMatrix("c", M, N, c.Length, ldc);
@@ -76,45 +75,103 @@ public static partial class Gemm
         var scratch = GemmScratch.Acquire();
         try
         {
-            int rowsMax = Math.Min(M, PrepackedRows);
-            float* aPack = scratch.PackB((long)(rowsMax + MR8 - 1) / MR8 * MR8 * ((K + KCP - 1) / KCP) * KCP);
             fixed (float* pa = a, pc = c)
             {
                 var job = scratch.PrepackedJob;
-                job.Bw = b; job.APack = aPack; job.Lda = lda; job.Ldc = ldc; job.TransA = transA;
-                job.N = N; job.K = K; job.Accumulate = accumulate; job.Epilogue = epilogue;
-                int kBlocks = (K + KCP - 1) / KCP, panels = b.Panels;
-                job.GroupPanels = panels < PrepackedGroupPanels * PrepackedTasksPerThread * threads ? 1 : PrepackedGroupPanels;
-                int groups = (panels + job.GroupPanels - 1) / job.GroupPanels;
-                for (int i0 = 0; i0 < M; i0 += PrepackedRows)
-                {
-                    job.M = Math.Min(PrepackedRows, M - i0);
-                    job.Slivers = (job.M + MR8 - 1) / MR8;
-                    job.A = transA ? pa + i0 : pa + (long)i0 * lda;
-                    job.C = pc;
-                    job.I0 = i0;
-                    job.Packing = true;
-                    ParallelFor(workers, threads, kBlocks * 2, job);
-                    job.Packing = false;
-                    ParallelFor(workers, threads, groups, job);
-                }
-                job.Epilogue = null;
-                job.Bw = null!;
+                job.Outputs[0] = new PrepackedOutput { W = b, C = pc, Ldc = ldc, Epilogue = epilogue };
+                job.OutputCount = 1;
+                RunPrepacked(job, scratch, transA, M, K, pa, lda, accumulate, threads, workers);
             }
         }
         finally { GemmScratch.Release(scratch); }
     }
 
+    /// <summary>
+    /// c_i [M, N_i] = a [M, K] · b_i for the packed weights of one layer that share their input
+    /// (q, k and v): a is packed once and the column groups of every output are handed out as one
+    /// set, so the threads part once instead of three times. Each c_i is as <see cref="SgemmPrepacked"/> gives it.
+    /// </summary>
+    internal static unsafe void SgemmPrepackedShared(int M, int K, ReadOnlySpan<float> a, int lda, ReadOnlySpan<PackedWeight> bs,
+        ReadOnlySpan<nint> cs, ReadOnlySpan<IGemmEpilogue?> epilogues, int threads, SimdWorkers? workers)
+    {
+        if (bs.Length is < 1 or > PrepackedJob.MaxOutputs || cs.Length != bs.Length || epilogues.Length != bs.Length)
+            throw new ArgumentException($"1 to {PrepackedJob.MaxOutputs} outputs, each with its c and epilogue");
+        CheckMatrix("a", M, K, a.Length, lda);
+        foreach (var b in bs) if (b.K != K) throw new ArgumentException($"packed weight [{b.K}, {b.N}] does not match K={K}");
+        if (M == 0 || K == 0) throw new ArgumentException($"shared prepacked GEMM needs M, K > 0 (M={M} K={K})");
+        var scratch = GemmScratch.Acquire();
+        try
+        {
+            fixed (float* pa = a)
+            {
+                var job = scratch.PrepackedJob;
+                for (int o = 0; o < bs.Length; o++)
+                    job.Outputs[o] = new PrepackedOutput { W = bs[o], C = (float*)cs[o], Ldc = bs[o].N, Epilogue = epilogues[o] };
+                job.OutputCount = bs.Length;
+                RunPrepacked(job, scratch, false, M, K, pa, lda, false, threads, workers);
+            }
+        }
+        finally { GemmScratch.Release(scratch); }
+    }
+
+    /// <summary>The passes of 256 rows over the job's outputs: pack a's rows, then every output's column groups.</summary>
+    private static unsafe void RunPrepacked(PrepackedJob job, GemmScratch scratch, bool transA, int M, int K, float* pa, int lda,
+        bool accumulate, int threads, SimdWorkers? workers)
+    {
+        if (workers is not null) threads = Math.Min(threads, workers.Threads);
+        int rowsMax = Math.Min(M, PrepackedRows);
+        job.APack = scratch.PackB((long)(rowsMax + MR8 - 1) / MR8 * MR8 * ((K + KCP - 1) / KCP) * KCP);
+        job.Lda = lda; job.TransA = transA; job.K = K; job.Accumulate = accumulate;
+        int kBlocks = (K + KCP - 1) / KCP, panels = 0;
+        for (int o = 0; o < job.OutputCount; o++) panels += job.Outputs[o].W.Panels;
+        job.GroupPanels = panels < PrepackedGroupPanels * PrepackedTasksPerThread * threads ? 1 : PrepackedGroupPanels;
+        int groups = 0;
+        for (int o = 0; o < job.OutputCount; o++)
+        {
+            job.Outputs[o].FirstGroup = groups;
+            groups += (job.Outputs[o].W.Panels + job.GroupPanels - 1) / job.GroupPanels;
+        }
+        try
+        {
+            for (int i0 = 0; i0 < M; i0 += PrepackedRows)
+            {
+                job.M = Math.Min(PrepackedRows, M - i0);
+                job.Slivers = (job.M + MR8 - 1) / MR8;
+                job.A = transA ? pa + i0 : pa + (long)i0 * lda;
+                job.I0 = i0;
+                job.Packing = true;
+                ParallelFor(workers, threads, kBlocks * 2, job);
+                job.Packing = false;
+                ParallelFor(workers, threads, groups, job);
+            }
+        }
+        finally
+        {
+            for (int o = 0; o < job.OutputCount; o++) job.Outputs[o] = default; // drop the references
+            job.OutputCount = 0;
+        }
+    }
+
+    /// <summary>One output of a prepacked GEMM: its packed weight, c (row 0) and row stride, epilogue, and first task.</summary>
+    internal unsafe struct PrepackedOutput
+    {
+        public PackedWeight W;
+        public float* C;
+        public int Ldc, FirstGroup;
+        public IGemmEpilogue? Epilogue;
+    }
+
     /// <summary>One <see cref="SgemmPrepacked"/> pass; reused from call to call (see <see cref="GemmScratch"/>).</summary>
     internal sealed unsafe class PrepackedJob : IParallelJob
     {
-        public PackedWeight Bw = null!;
-        public float* A, C, APack;
-        public int Lda, Ldc, M, N, K, Slivers, GroupPanels;
+        public const int MaxOutputs = 3;
+        public readonly PrepackedOutput[] Outputs = new PrepackedOutput[MaxOutputs];
+        public int OutputCount;
+        public float* A, APack;
+        public int Lda, M, K, Slivers, GroupPanels;
         /// <summary>This pass's first row of c (C is row 0 of the whole c).</summary>
         public int I0;
         public bool TransA, Accumulate, Packing;
-        public IGemmEpilogue? Epilogue;
 
         // k block q (k from q·KCP) of the packed rows: [Slivers][kc][8], at q·Slivers·8·KCP.
         private float* ABlock(int q) => APack + (long)q * Slivers * MR8 * KCP;
@@ -161,13 +218,22 @@ public static partial class Gemm
         /// <summary>Columns [g·w, g·w + w) of these rows of c (w = 32 · GroupPanels), over all of k.</summary>
         private void Group(int g)
         {
+            int o = OutputCount - 1;
+            while (Outputs[o].FirstGroup > g) o--;
+            ref var output = ref Outputs[o];
+            Group(g - output.FirstGroup, output.W, output.C, output.Ldc, output.Epilogue);
+        }
+
+        private void Group(int g, PackedWeight w, float* c, int ldc, IGemmEpilogue? epilogue)
+        {
             const int NR32 = PackedWeight.NR;
+            int N = w.N;
             int j0 = g * GroupPanels * NR32, nc = Math.Min(GroupPanels * NR32, N - j0);
             int panels = (nc + NR32 - 1) / NR32;
             float* tile = GemmScratch.ForThisThread.Tile8x32();
             // A linear layer's bias, residual and gelu run on each tile of the last k block as soon
             // as it is final, while it is in L1, instead of over the group's rows afterwards.
-            var fused = Epilogue as LinearEpilogue is { FusesTiles: true } le ? le : null;
+            var fused = epilogue as LinearEpilogue is { FusesTiles: true } le ? le : null;
             for (int p0 = 0, q = 0; p0 < K; p0 += KCP, q++)
             {
                 int kc = Math.Min(KCP, K - p0);
@@ -176,33 +242,33 @@ public static partial class Gemm
                 for (int jp = 0; jp < panels; jp++)
                 {
                     int nr = Math.Min(NR32, nc - jp * NR32), j = j0 + jp * NR32;
-                    float* bp = Bw.Panel(j / NR32, p0);
+                    float* bp = w.Panel(j / NR32, p0);
                     // The panel this task multiplies next comes from DRAM: it is prefetched into L2
                     // a share at a time while this one is multiplied by every sliver.
-                    var next = jp + 1 < panels ? new PanelPrefetch(Bw.Panel(j / NR32 + 1, p0), kc, Slivers)
-                        : p0 + KCP < K ? new PanelPrefetch(Bw.Panel(j0 / NR32, p0 + KCP), Math.Min(KCP, K - p0 - KCP), Slivers) : default;
+                    var next = jp + 1 < panels ? new PanelPrefetch(w.Panel(j / NR32 + 1, p0), kc, Slivers)
+                        : p0 + KCP < K ? new PanelPrefetch(w.Panel(j0 / NR32, p0 + KCP), Math.Min(KCP, K - p0 - KCP), Slivers) : default;
                     for (int s = 0; s < Slivers; s++)
                     {
                         next.Step();
                         int mr = Math.Min(MR8, M - s * MR8), row = I0 + s * MR8;
-                        float* cp = C + (long)row * Ldc + j;
+                        float* cp = c + (long)row * ldc + j;
                         float* ap = aBlock + (long)s * MR8 * kc;
-                        if (mr == MR8 && nr == NR32) GemmKernels.Avx512x8x32(kc, ap, bp, cp, Ldc, acc);
+                        if (mr == MR8 && nr == NR32) GemmKernels.Avx512x8x32(kc, ap, bp, cp, ldc, acc);
                         else
                         {
                             GemmKernels.Avx512x8x32(kc, ap, bp, tile, NR32, false);
                             for (int i = 0; i < mr; i++)
                             {
-                                float* crow = cp + (long)i * Ldc, trow = tile + i * NR32;
+                                float* crow = cp + (long)i * ldc, trow = tile + i * NR32;
                                 if (acc) for (int jj = 0; jj < nr; jj++) crow[jj] += trow[jj];
                                 else for (int jj = 0; jj < nr; jj++) crow[jj] = trow[jj];
                             }
                         }
-                        if (last && fused is not null) fused.ApplyTile(C, Ldc, row, mr, j, nr);
+                        if (last && fused is not null) fused.ApplyTile(c, ldc, row, mr, j, nr);
                     }
                 }
             }
-            if (fused is null) Epilogue?.Apply(C, Ldc, I0, M, j0, nc);
+            if (fused is null) epilogue?.Apply(c, ldc, I0, M, j0, nc);
         }
     }
 

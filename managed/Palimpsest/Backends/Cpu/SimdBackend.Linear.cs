@@ -6,6 +6,37 @@ public sealed partial class SimdBackend
 {
     // Reused by the fused linear ops (one GEMM at a time per backend: the class is not thread-safe).
     private readonly LinearEpilogue _epilogue = new();
+    private readonly LinearEpilogue[] _sharedEpilogues = [new(), new(), new()];
+
+    /// <summary>
+    /// q, k, v as one prefill GEMM over their packed weights (a packed once, the three outputs' column
+    /// groups shared out together); false, with nothing computed, where a weight has no packed copy.
+    /// </summary>
+    private unsafe bool Linear3Shared(Tensor x, Tensor w0, Tensor? b0, Tensor y0, Tensor w1, Tensor? b1, Tensor y1, Tensor w2, Tensor? b2, Tensor y2)
+    {
+        var (m, n0, k) = OpShapes.MatMul(x, false, w0, false, y0);
+        var (_, n1, _) = OpShapes.MatMul(x, false, w1, false, y1);
+        var (_, n2, _) = OpShapes.MatMul(x, false, w2, false, y2);
+        if (b0 is not null && b0.Length != n0) throw new ArgumentException($"Linear: bias {b0} does not match {y0}");
+        if (b1 is not null && b1.Length != n1) throw new ArgumentException($"Linear: bias {b1} does not match {y1}");
+        if (b2 is not null && b2.Length != n2) throw new ArgumentException($"Linear: bias {b2} does not match {y2}");
+        if (m == 0 || k == 0 || PackedFor(w0, false, m, n0, k) is not { } p0 || PackedFor(w1, false, m, n1, k) is not { } p1
+            || PackedFor(w2, false, m, n2, k) is not { } p2) return false;
+        Gate?.Pass(); Gate?.Pass(); Gate?.Pass(); // one pass per product, as three MatMuls would give
+        fixed (float* py0 = F(y0), py1 = F(y1), py2 = F(y2))
+        fixed (float* pb0 = b0 is null ? null : R(b0), pb1 = b1 is null ? null : R(b1), pb2 = b2 is null ? null : R(b2))
+        {
+            var e = _sharedEpilogues;
+            e[0].Bias = pb0; e[0].N = n0; e[1].Bias = pb1; e[1].N = n1; e[2].Bias = pb2; e[2].N = n2;
+            try
+            {
+                Gemm.SgemmPrepackedShared(m, k, R(x), x.Cols, [p0, p1, p2], [(nint)py0, (nint)py1, (nint)py2],
+                    [b0 is null ? null : e[0], b1 is null ? null : e[1], b2 is null ? null : e[2]], _workers.Threads, _workers);
+            }
+            finally { foreach (var ep in e) ep.Bias = null; }
+        }
+        return true;
+    }
 
     // y [T, out] = residual [T, out] + (x [T, in] · w [in, out] + b [out]); residual and b optional.
     // Bias and residual ride on the GEMM (see IGemmEpilogue): same operations in the same order as the
@@ -26,6 +57,7 @@ public sealed partial class SimdBackend
     // y_i [T, out_i] = x [T, in] · w_i [in, out_i] + b_i [out_i], i = 0, 1, 2 in turn
     void IFusedLinear.Linear3(Tensor x, Tensor w0, Tensor? b0, Tensor y0, Tensor w1, Tensor? b1, Tensor y1, Tensor w2, Tensor? b2, Tensor y2)
     {
+        if (Linear3Shared(x, w0, b0, y0, w1, b1, y1, w2, b2, y2)) return;
         MatMulWithEpilogue(x, w0, y0, b0, null, null, null);
         MatMulWithEpilogue(x, w1, y1, b1, null, null, null);
         MatMulWithEpilogue(x, w2, y2, b2, null, null, null);
