@@ -100,9 +100,12 @@ public class GemmPrepackedTests(ITestOutputHelper output)
         {
             using var x = be.FromHost(Random(rng, T * K), T, K);
             using var w = be.Weight(Random(rng, K * N), transB ? [N, K] : [K, N]);
+            var first = Product(be, x, w, transB);
+            Assert.True(be.PackedWeightBytes == 0, "the first prefill-sized product packed the weight");
             var before = Product(be, x, w, transB);
+            Assert.Equal(first, before);
             Same(Fresh(be, x, w, transB), before, $"{how}, before the write");
-            Assert.True(be.PackedWeightBytes > 0, "the product did not pack the weight");
+            Assert.True(be.PackedWeightBytes > 0, "the second product did not pack the weight");
             Write(be, (SimdTensor)w, how, rng);
             var after = Product(be, x, w, transB);
             Same(Fresh(be, x, w, transB), after, $"{how} (transB={transB})");
@@ -141,7 +144,9 @@ public class GemmPrepackedTests(ITestOutputHelper output)
         using var w = be.Weight(Random(rng, K * N), K, N);
         using var gain = be.Weight(Random(rng, K), K);
         var adam = new AdamW(new Palimpsest.Models.ParamSet<Tensor> { Wte = w, Blocks = [], LnFG = gain, Head = w });
-        var before = Product(be, x, w, false);
+        Product(be, x, w, false);
+        var before = Product(be, x, w, false); // the second packs
+        Assert.True(be.PackedWeightBytes > 0, "the second product did not pack the weight");
         // AdamW writes through storage it took at construction, not through Data
         using var g = be.FromHost(Random(rng, K * N), K, N);
         using var gg = be.FromHost(Random(rng, K), K);
@@ -159,6 +164,7 @@ public class GemmPrepackedTests(ITestOutputHelper output)
         using var off = new SimdBackend(2) { PackedWeightBudget = 0 };
         using var x0 = off.FromHost(Random(rng, T * K), T, K);
         using var w0 = off.Weight(Random(rng, K * N), K, N);
+        Product(off, x0, w0, false);
         var y0 = Product(off, x0, w0, false);
         Assert.Equal(0, off.PackedWeightBytes);
         Same(Fresh(off, x0, w0, false), y0, "budget 0");
@@ -169,7 +175,9 @@ public class GemmPrepackedTests(ITestOutputHelper output)
         var w1 = be.Weight(Random(rng, K * N), K, N);
         using var w2 = be.Weight(Random(rng, K * N), K, N);
         Product(be, x, w1, false);
+        Product(be, x, w1, false);
         Assert.Equal(one, be.PackedWeightBytes);
+        Product(be, x, w2, false);
         Same(Fresh(be, x, w2, false), Product(be, x, w2, false), "over the budget"); // runs unpacked
         Assert.Equal(one, be.PackedWeightBytes);
         var sibling = (SimdBackend)be.CreateSibling(1);

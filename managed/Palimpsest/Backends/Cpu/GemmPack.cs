@@ -173,6 +173,7 @@ internal static unsafe class GemmPack
     }
 
     /// <summary>src [8 rows, stride lds] of 8 floats -> dst rows k (stride NR) holding column k of src.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     internal static void Transpose8x8(float* src, int lds, float* dst, int ldd)
     {
         var r0 = Avx.LoadVector256(src); var r1 = Avx.LoadVector256(src + lds);
