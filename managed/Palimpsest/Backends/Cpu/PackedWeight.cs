@@ -171,11 +171,33 @@ internal sealed class PackBudget(long limit)
 
     public bool TryTake(long bytes)
     {
+        // The limit is a share of all memory; what other processes (or this one's weights) already
+        // hold is not in it. A copy that would take more than half of what the OS still has
+        // available is not made: running the packing GEMM is slower, running out of memory is worse.
+        if (AvailableBytes() is long available && bytes > available / 2) return false;
         while (true)
         {
             long used = Interlocked.Read(ref _used);
             if (used + bytes > limit) return false;
             if (Interlocked.CompareExchange(ref _used, used + bytes, used) == used) return true;
         }
+    }
+
+    /// <summary>MemAvailable from /proc/meminfo (Linux), else null.</summary>
+    private static long? AvailableBytes()
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/meminfo"))
+            {
+                if (!line.StartsWith("MemAvailable:", StringComparison.Ordinal)) continue;
+                var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                return long.TryParse(parts[1], out long kb) ? kb * 1024 : null;
+            }
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return null;
     }
 }

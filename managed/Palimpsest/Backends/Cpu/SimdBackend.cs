@@ -36,7 +36,8 @@ public sealed partial class SimdBackend : IBackend, ISiblingBackend, IGatedBacke
 
     /// <summary>
     /// Bytes this backend and its siblings may spend on packed copies of float32 weights (default: a
-    /// quarter of the memory the process may use; 0: none). A prefill (2 to 1024 rows) reads a weight
+    /// quarter of the memory the process may use; 0: none; and no copy larger than half of what the
+    /// OS has available when it would be made). A prefill (2 to 1024 rows) reads a weight
     /// that has one straight from it instead of packing it again on every product; a weight
     /// beyond the budget keeps the GEMM that packs as it goes. Results are the same either way.
     /// Set it before the first prefill.
