@@ -15,4 +15,11 @@ public interface IDirectWeights
     /// long as they live), or null when this backend loads this checkpoint through host copies.
     /// </summary>
     ParamSet<Tensor>? LoadDirect(ModelConfig config, SafetensorsSet set);
+
+    /// <summary>
+    /// Whether <paramref name="parameters"/> (from <see cref="LoadDirect"/>) still read the files' memory
+    /// map, so the set must stay open while they live; false when every tensor was copied out of it
+    /// (the set is then closed at once, and its pages stop counting as this process's).
+    /// </summary>
+    bool ReadsTheFiles(ParamSet<Tensor> parameters) => true;
 }

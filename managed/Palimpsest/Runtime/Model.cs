@@ -43,7 +43,12 @@ public sealed class Model : IDisposable
             var (cfg, set) = ModelLoader.Open(dir);
             try
             {
-                if (direct.LoadDirect(cfg, set) is { } p) return new Model(cfg, backend, p, storage: set);
+                if (direct.LoadDirect(cfg, set) is { } p)
+                {
+                    if (direct.ReadsTheFiles(p)) return new Model(cfg, backend, p, storage: set);
+                    set.Dispose();
+                    return new Model(cfg, backend, p);
+                }
             }
             catch { set.Dispose(); throw; }
             set.Dispose();

@@ -229,6 +229,29 @@ public class SimdHalfWeightTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(2 + 32 * 9 + 1, tensors.Count);
     }
 
+    [Fact]
+    public void A_float32_checkpoint_loads_tensor_by_tensor_into_the_same_model_and_closes_its_files()
+    {
+        string dir = Checkpoint(LlamaJson, "F32");
+        int[] ids = [3, 17, 5, 30, 9];
+        using var auto = new SimdBackend();
+        using var host = new SimdBackend(weights: CpuWeights.F32); // the whole-checkpoint host path
+        double[] direct, viaHost;
+        using (var set = Palimpsest.Models.SafetensorsSet.OpenFolder(dir))
+        {
+            var p = auto.LoadDirect(ModelConfig.Load(Path.Combine(dir, "config.json")), set);
+            Assert.NotNull(p);
+            Assert.False(auto.ReadsTheFiles(p!), "a float32 model was reported to read the files in place");
+            foreach (var (_, t) in p!.Named()) t.Dispose();
+        }
+        using (var m = Model.Load(dir, auto)) { Assert.IsType<SimdTensor>(m.Params.Head); direct = Logits(m, ids); }
+        using (var m = Model.Load(dir, host)) viaHost = Logits(m, ids);
+        Assert.Equal(viaHost, direct); // same float32 weights, same bits
+        using var bf = new SimdBackend(weights: CpuWeights.BF16);
+        string dir16 = Checkpoint(LlamaJson, "BF16");
+        using (var m = Model.Load(dir16, bf)) Assert.True(bf.ReadsTheFiles(m.Params), "a bf16 model read in place was reported not to read the files");
+    }
+
     private static double[] Logits(Model m, int[] ids)
     {
         using var tf = new Transformer(m);

@@ -6,7 +6,7 @@ namespace Palimpsest.Backends.Cpu;
 /// <summary>How <see cref="SimdBackend"/> stores a checkpoint's weight matrices (vectors are always float32).</summary>
 public enum CpuWeights
 {
-    /// <summary>As the file has them: bf16/fp16 matrices stay 16-bit (the memory map itself); float32/float64 files load as <see cref="F32"/>.</summary>
+    /// <summary>As the file has them: bf16/fp16 matrices stay 16-bit (the memory map itself); float32/float64 files load as <see cref="F32"/> does, but tensor by tensor (one host copy at a time).</summary>
     Auto,
     /// <summary>Every weight widened to a float32 copy (the path every checkpoint took before 16-bit storage).</summary>
     F32,

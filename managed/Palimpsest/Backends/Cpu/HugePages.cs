@@ -21,11 +21,10 @@ internal static unsafe partial class HugePages
     /// <summary>Set once the advice cannot be given (no madvise in this process's C library): it is not tried again.</summary>
     internal static bool Off;
 
-    /// <summary>A float array of n elements, uninitialised when large (the caller writes all of it); on the pinned heap when large or when <paramref name="pinned"/>.</summary>
-    public static float[] Floats(long n, bool pinned = false)
+    /// <summary>A float array of n elements, uninitialised when large (the caller writes all of it).</summary>
+    public static float[] Floats(long n)
     {
-        if (Off || n * sizeof(float) < MinBytes || !OperatingSystem.IsLinux() || n > Array.MaxLength)
-            return pinned ? GC.AllocateUninitializedArray<float>(checked((int)n), pinned: true) : new float[n];
+        if (Off || n * sizeof(float) < MinBytes || !OperatingSystem.IsLinux() || n > Array.MaxLength) return new float[n];
         var a = GC.AllocateUninitializedArray<float>((int)n, pinned: true);
         fixed (float* p = a)
         {

@@ -22,7 +22,9 @@ internal sealed unsafe class PackedWeight
     public PackedWeight(int k, int n, bool transB)
     {
         K = k; N = n; TransB = transB;
-        _storage = HugePages.Floats(BytesFor(k, n) / sizeof(float), pinned: true); // 16 spare floats: room to start on a cache line
+        // Ordinary pages, not HugePages: faulting huge pages in made the kernel compact memory on this
+        // machine (the tied head's copy: 255 against 101 ms to make), and prefills read the copies no faster.
+        _storage = GC.AllocateUninitializedArray<float>(checked((int)(BytesFor(k, n) / sizeof(float))), pinned: true); // BytesFor counts 16 spare floats: room to start on a cache line
         fixed (float* p = _storage) _offset = (int)(((64 - (long)p % 64) % 64) / sizeof(float));
     }
 
@@ -52,28 +54,33 @@ internal sealed unsafe class PackedWeight
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public void PackPanels(float* b, int ldb, int jp0, int jp1)
     {
+        if (!TransB)
+        {
+            // b[p, ·]: row by row across the slice's panels, so b is read front to back (panel by
+            // panel, each 128-byte read came from another page: GPT2-XL's 6.2 GB packed at ~1 GB/s)
+            for (int p = 0; p < K; p++)
+            {
+                float* src = b + (long)p * ldb;
+                for (int jp = jp0; jp < jp1; jp++)
+                {
+                    int j0 = jp * NR, nr = Math.Min(NR, N - j0);
+                    float* d = Panel(jp, p);
+                    if (nr == NR && Vector256.IsHardwareAccelerated)
+                    {
+                        for (int j = 0; j < NR; j += 8) Vector256.Store(Vector256.Load(src + j0 + j), d + j);
+                        continue;
+                    }
+                    int jj = 0;
+                    for (; jj < nr; jj++) d[jj] = src[j0 + jj];
+                    for (; jj < NR; jj++) d[jj] = 0;
+                }
+            }
+            return;
+        }
         for (int jp = jp0; jp < jp1; jp++)
         {
             int j0 = jp * NR, nr = Math.Min(NR, N - j0);
             float* dst = Panel(jp, 0);
-            if (!TransB)
-            {
-                // b[p, j0..j0+nr): one row of the panel per k.
-                for (int p = 0; p < K; p++)
-                {
-                    float* src = b + (long)p * ldb + j0;
-                    float* d = dst + (long)p * NR;
-                    if (nr == NR && Vector256.IsHardwareAccelerated)
-                    {
-                        for (int j = 0; j < NR; j += 8) Vector256.Store(Vector256.Load(src + j), d + j);
-                        continue;
-                    }
-                    int jj = 0;
-                    for (; jj < nr; jj++) d[jj] = src[jj];
-                    for (; jj < NR; jj++) d[jj] = 0;
-                }
-                continue;
-            }
             // b[j, p]: the panel's 32 rows of b, eight rows by eight k at a time through a register
             // transpose, the k that do not fill eight (and a last panel's missing rows) one by one.
             int q = 0;
@@ -122,8 +129,7 @@ internal sealed class PackState
             {
                 // Packed on the second prefill over the weight, not the first: a one-shot prompt
                 // never reads it again, and making the copy costs more than packing as one goes
-                // (GPT-2 small: a first prefill of 0.96 s against 0.5 s, most of it the kernel
-                // faulting in the copy's huge pages).
+                // (GPT-2 small: a first prefill of 0.96 s against 0.5 s with huge-page copies).
                 if (++_prefills < 2) return null;
                 if (!budget.TryTake(PackedWeight.BytesFor(k, n))) return null;
                 _budget = budget;

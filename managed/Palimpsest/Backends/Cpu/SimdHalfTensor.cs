@@ -59,6 +59,9 @@ public sealed unsafe class SimdHalfTensor : Tensor
     /// <summary>The storage format: <see cref="DType.BF16"/> or <see cref="DType.F16"/> (the same as <see cref="Tensor.DType"/>).</summary>
     public DType Kind => DType;
 
+    /// <summary>Whether the storage is something else's (a memory map), not an array of its own.</summary>
+    internal bool InPlace => _owner is null;
+
     /// <summary>Row stride of the storage, in elements.</summary>
     public int Ld { get; }
 
