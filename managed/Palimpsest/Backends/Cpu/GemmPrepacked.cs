@@ -4,7 +4,7 @@ namespace Palimpsest.Backends.Cpu;
 
 public static partial class Gemm
 {
-    /// <summary>Rows of the AVX-512 tile: 128 prompt rows are 16 whole slivers (six-row slivers waste a third of the 22nd).</summary>
+    /// <summary>Rows of the AVX-512 tile: 128 prompt rows are 16 whole slivers (six-row slivers leave the 22nd with 2 rows of work).</summary>
     internal const int MR8 = 8;
 
     /// <summary>k block of the prepacked GEMM: 128 and 192 measured the same as 256 on GPT-2's shapes.</summary>
@@ -52,10 +52,11 @@ public static partial class Gemm
     /// <summary>
     /// c [M, N] (+)= op(a) [M, K] · op(b) [K, N] with op(b) already packed (<paramref name="b"/>), for
     /// 2 ≤ M (a prefill). Rows go in passes of up to 256; in each, op(a) is packed whole into
-    /// [k block][8-row sliver][kc][8] (phase 1), then each task takes 64 columns and, for every k
-    /// block, runs the 8 x 32 micro-kernel over every sliver against each packed panel, which it
-    /// reads straight from the weight's copy: nothing of b is packed or written (phase 2). The
-    /// epilogue runs per column group, on the thread that made it. Same sums in the same order as
+    /// [k block][8-row sliver][kc][8] (phase 1), then each task takes 64 columns (32 when there are
+    /// few) and, for every k block, runs the 8 x 32 micro-kernel over every sliver against each packed
+    /// panel, which it reads straight from the weight's copy: nothing of b is packed or written
+    /// (phase 2). A linear layer's epilogue runs on each tile of the last k block as it is finished,
+    /// any other per column group, on the thread that made it. Same sums in the same order as
     /// <see cref="SgemmShortM"/>: per element, one FMA chain per k block, the blocks added in turn.
     /// </summary>
     internal static unsafe void SgemmPrepacked(bool transA, int M, int N, int K, ReadOnlySpan<float> a, int lda,
