@@ -57,6 +57,7 @@ internal sealed unsafe class LinearEpilogue : IGemmEpilogue
     /// whole 32-column row in two 512-bit halves, a partial one value by value (the same operations
     /// per element, so the result does not depend on where a column falls).
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public void ApplyTile(float* c, int ldc, int i0, int mr, int j0, int nr)
     {
         for (int i = i0; i < i0 + mr; i++)
