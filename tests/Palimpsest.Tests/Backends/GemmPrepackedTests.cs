@@ -189,6 +189,42 @@ public class GemmPrepackedTests(ITestOutputHelper output)
         sibling.Dispose();
     }
 
+    /// <summary>Runs an action on its first pass only (as a host's edit waits at the gate for the op in flight).</summary>
+    private sealed class WriteOnce(Action write) : Palimpsest.Backends.IOpGate
+    {
+        private Action? _write = write;
+        public void Pass() { var w = _write; _write = null; w?.Invoke(); }
+    }
+
+    [Fact]
+    public void Linear3_packs_its_weights_on_the_second_prefill_and_sees_a_write_made_at_the_gate()
+    {
+        if (!Avx512F.IsSupported) Assert.Skip("this CPU has no AVX-512: weights are not packed");
+        using var be = new SimdBackend(2);
+        Palimpsest.Backends.IFusedLinear fused = be;
+        var rng = new Random(9);
+        using var x = be.FromHost(Random(rng, T * K), T, K);
+        using var wq = be.Weight(Random(rng, K * N), K, N);
+        using var wk = be.Weight(Random(rng, K * 70), K, 70);
+        using var wv = be.Weight(Random(rng, K * N), K, N);
+        using var bq = be.FromHost(Random(rng, N), N);
+        Tensor yq = be.Zeros(T, N), yk = be.Zeros(T, 70), yv = be.Zeros(T, N);
+        fused.Linear3(x, wq, bq, yq, wk, null, yk, wv, null, yv);
+        Assert.True(be.PackedWeightBytes == 0, $"the first Linear3 packed {be.PackedWeightBytes} bytes: a weight's prefills were counted twice");
+        fused.Linear3(x, wq, bq, yq, wk, null, yk, wv, null, yv);
+        Assert.Equal(2 * PackedWeight.BytesFor(K, N) + PackedWeight.BytesFor(K, 70), be.PackedWeightBytes);
+
+        // a write made while the op waits at the gate: the product must read it, not the copy made before
+        var fresh = Random(rng, K * N);
+        be.Gate = new WriteOnce(() => be.Upload(wq, fresh.Select(v => (double)v).ToArray()));
+        fused.Linear3(x, wq, null, yq, wk, null, yk, wv, null, yv); // the third: one GEMM over the three copies
+        be.Gate = null;
+        var got = new float[yq.Length];
+        be.ToHost(yq, got);
+        Same(Fresh(be, x, wq, false), got, "Linear3 after a write at the gate");
+        yq.Dispose(); yk.Dispose(); yv.Dispose();
+    }
+
     private static float[] Random(Random rng, int n)
     {
         var x = new float[n];

@@ -10,19 +10,20 @@ public sealed partial class SimdBackend
 
     /// <summary>
     /// q, k, v as one prefill GEMM over their packed weights (a packed once, the three outputs' column
-    /// groups shared out together); false, with nothing computed, where a weight has no packed copy.
+    /// groups shared out together) once all three have their copies, which earlier prefills make
+    /// through the one-product path; false, with nothing computed and nothing counted, until then.
     /// </summary>
     private unsafe bool Linear3Shared(Tensor x, Tensor w0, Tensor? b0, Tensor y0, Tensor w1, Tensor? b1, Tensor y1, Tensor w2, Tensor? b2, Tensor y2)
     {
         var (m, n0, k) = OpShapes.MatMul(x, false, w0, false, y0);
         var (_, n1, _) = OpShapes.MatMul(x, false, w1, false, y1);
         var (_, n2, _) = OpShapes.MatMul(x, false, w2, false, y2);
-        if (b0 is not null && b0.Length != n0) throw new ArgumentException($"Linear: bias {b0} does not match {y0}");
-        if (b1 is not null && b1.Length != n1) throw new ArgumentException($"Linear: bias {b1} does not match {y1}");
-        if (b2 is not null && b2.Length != n2) throw new ArgumentException($"Linear: bias {b2} does not match {y2}");
-        if (m == 0 || k == 0 || PackedFor(w0, false, m, n0, k) is not { } p0 || PackedFor(w1, false, m, n1, k) is not { } p1
-            || PackedFor(w2, false, m, n2, k) is not { } p2) return false;
+        if (m == 0 || k == 0 || !HasPacked(w0, m, n0, k) || !HasPacked(w1, m, n1, k) || !HasPacked(w2, m, n2, k)) return false;
+        CheckBias(b0, n0, y0); CheckBias(b1, n1, y1); CheckBias(b2, n2, y2);
         Gate?.Pass(); Gate?.Pass(); Gate?.Pass(); // one pass per product, as three MatMuls would give
+        // after the gate: a write made while the op waited there marks a copy stale, and this refreshes it
+        if (PackedFor(w0, false, m, n0, k) is not { } p0 || PackedFor(w1, false, m, n1, k) is not { } p1
+            || PackedFor(w2, false, m, n2, k) is not { } p2) return false;
         fixed (float* py0 = F(y0), py1 = F(y1), py2 = F(y2))
         fixed (float* pb0 = b0 is null ? null : R(b0), pb1 = b1 is null ? null : R(b1), pb2 = b2 is null ? null : R(b2))
         {
@@ -36,6 +37,11 @@ public sealed partial class SimdBackend
             finally { foreach (var ep in e) ep.Bias = null; }
         }
         return true;
+    }
+
+    private static void CheckBias(Tensor? b, int n, Tensor y)
+    {
+        if (b is not null && b.Length != n) throw new ArgumentException($"Linear: bias {b} does not match {y}");
     }
 
     // y [T, out] = residual [T, out] + (x [T, in] · w [in, out] + b [out]); residual and b optional.
@@ -68,7 +74,7 @@ public sealed partial class SimdBackend
     {
         Gate?.Pass();
         var (m, n, k) = OpShapes.MatMul(x, false, w, false, y);
-        if (b is not null && b.Length != n) throw new ArgumentException($"Linear: bias {b} does not match {y}");
+        CheckBias(b, n, y);
         fixed (float* pb = b is null ? null : F(b), pr = residual is null ? null : F(residual), pk = key is null ? null : F(key))
         {
             var e = _epilogue;

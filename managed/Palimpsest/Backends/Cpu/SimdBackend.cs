@@ -235,6 +235,10 @@ public sealed partial class SimdBackend : IBackend, ISiblingBackend, IGatedBacke
         Gemm.Sgemm(transA, transB, m, n, k, R(a), a.Cols, R(b), b.Cols, F(c), n, accumulate, Gemm.DefaultKernel, _workers.Threads, _workers);
     }
 
+    /// <summary>Whether weight b already has a packed copy of op(b) [k, n] for a prefill's product (made, not necessarily fresh); asks for nothing.</summary>
+    private static bool HasPacked(Tensor b, int m, int n, int k) =>
+        b is SimdTensor { IsWeight: true } w && Gemm.UsePrepacked(m, n) && w.Pack.Packed is { } p && p.Fits(k, n, transB: false);
+
     /// <summary>The packed copy of weight b (op(b) [k, n]) when c [m, n] = a · op(b) is a prefill's product and the budget allows one; else null.</summary>
     private PackedWeight? PackedFor(Tensor b, bool transB, int m, int n, int k) =>
         b is SimdTensor { IsWeight: true } w && Gemm.UsePrepacked(m, n)
