@@ -251,8 +251,8 @@ public static partial class Gemm
                     float* bp = w.Panel(j / NR32, p0);
                     // The panel this task multiplies next comes from DRAM: it is prefetched into L2
                     // a share at a time while this one is multiplied by every sliver.
-                    var next = jp + 1 < panels ? new PanelPrefetch(w.Panel(j / NR32 + 1, p0), kc, Slivers)
-                        : p0 + KCP < K ? new PanelPrefetch(w.Panel(j0 / NR32, p0 + KCP), Math.Min(KCP, K - p0 - KCP), Slivers) : default;
+                    var next = jp + 1 < panels ? new RowPrefetch(w.Panel(j / NR32 + 1, p0), NR32, kc, NR32, Slivers)
+                        : p0 + KCP < K ? new RowPrefetch(w.Panel(j0 / NR32, p0 + KCP), NR32, Math.Min(KCP, K - p0 - KCP), NR32, Slivers) : default;
                     for (int s = 0; s < Slivers; s++)
                     {
                         next.Step();
@@ -275,21 +275,6 @@ public static partial class Gemm
                 }
             }
             if (fused is null) epilogue?.Apply(c, ldc, I0, M, j0, nc);
-        }
-    }
-
-    /// <summary>Prefetches the kc rows of a packed panel ([kc][32] floats, 128 bytes a row) into L2, a share per <see cref="Step"/>.</summary>
-    private unsafe struct PanelPrefetch(float* panel, int kc, int steps)
-    {
-        private long _line;
-        private readonly long _lines = (long)kc * PackedWeight.NR * sizeof(float) / 64;
-        private readonly long _perStep = steps > 0 ? ((long)kc * PackedWeight.NR * sizeof(float) / 64 + steps - 1) / steps : 0;
-
-        public void Step()
-        {
-            if (panel == null || !Sse.IsSupported) return;
-            long end = Math.Min(_lines, _line + _perStep);
-            for (; _line < end; _line++) Sse.Prefetch1((byte*)panel + _line * 64);
         }
     }
 }

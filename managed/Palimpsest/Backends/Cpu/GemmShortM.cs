@@ -123,7 +123,7 @@ public static partial class Gemm
         }
     }
 
-    /// <summary>Prefetches rows [start + r·stride, + len floats) for r in [0, rows) into L2, a share of the rows per <see cref="Step"/>.</summary>
+    /// <summary>Prefetches rows [start + r·stride, + len floats) for r in [0, rows) into L2, a share of the rows per <see cref="Step"/>: rows of b for the short-M GEMM, the kc 32-float rows of a packed panel for the prepacked one.</summary>
     private unsafe struct RowPrefetch(float* start, int stride, int rows, int len, int steps)
     {
         private int _row;
