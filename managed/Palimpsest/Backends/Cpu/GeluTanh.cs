@@ -16,8 +16,8 @@ namespace Palimpsest.Backends.Cpu;
 /// </summary>
 internal static class GeluTanh
 {
-    private const float Sqrt2OverPi = 0.7978845608028654f;
-    private const float C = 0.044715f;
+    internal const float Sqrt2OverPi = 0.7978845608028654f;
+    internal const float C = 0.044715f;
     private const float Log2E = 1.44269504088896341f;
     private const float Ln2Hi = 0.693359375f, Ln2Lo = -2.12194440e-4f;
     /// <summary>Below this exp(y) would leave float's normal range: it is taken as 0.</summary>
@@ -43,7 +43,7 @@ internal static class GeluTanh
         for (; i + 8 <= n; i += 8)
         {
             var v = Vector256.LoadUnsafe(ref xr, (nuint)i);
-            var g = Vector(v);
+            var g = Gate(v);
             (times ? v * g : g).StoreUnsafe(ref dr, (nuint)i);
         }
         if (i == n) return;
@@ -51,17 +51,14 @@ internal static class GeluTanh
         t.Clear();
         x[i..].CopyTo(t);
         var vt = Vector256.Create<float>(t);
-        var gt = Vector(vt);
+        var gt = Gate(vt);
         (times ? vt * gt : gt).CopyTo(t);
         t[..(n - i)].CopyTo(dst[i..]);
     }
 
     /// <summary>sigmoid(2u) of eight values.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector256<float> Gate(Vector256<float> x) => Vector(x);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Vector(Vector256<float> x)
+    internal static Vector256<float> Gate(Vector256<float> x)
     {
         var x3 = x * x * x;
         var v = (x + x3 * C) * (2 * Sqrt2OverPi);                     // v = 2u

@@ -13,16 +13,8 @@ public sealed partial class SimdBackend
     /// <summary>Spans shorter than this (one 512-bit vector of floats) are padded to it before the activation.</summary>
     private const int PadBelow = 16;
 
-    private const float Sqrt2OverPi = 0.7978845608028654f;
-    private const float GeluC = 0.044715f;
     private const double InvSqrt2 = 0.7071067811865476;
     private const double InvSqrt2Pi = 0.3989422804014327;
-
-    /// <summary>
-    /// s = 0.5·(1 + tanh u) = sigmoid(2u), u = sqrt(2/pi)·(x + 0.044715·x³), so gelu_tanh(x) = x·s.
-    /// The sigmoid form keeps full relative precision in the far negative tail.
-    /// </summary>
-    private static void GeluTanhGate(ReadOnlySpan<float> x, Span<float> s) => GeluTanh.Gate(x, s);
 
     // y = act(x) elementwise
     public void Activate(Activation act, Tensor x, Tensor y)
@@ -90,11 +82,11 @@ public sealed partial class SimdBackend
                 case Activation.GeluTanh:
                     // s = sigmoid(2u) = 0.5(1 + tanh u), 1 − tanh²u = 4s(1 − s):
                     // gelu' = s + 2x·s(1 − s)·sqrt(2/pi)·(1 + 3·0.044715·x²)
-                    GeluTanhGate(xs, s);
+                    GeluTanh.Gate(xs, s);
                     for (int i = 0; i < n; i++)
                     {
                         float xi = xs[i], si = s[i];
-                        float grad = si + 2 * xi * si * (1 - si) * Sqrt2OverPi * (1 + 3 * GeluC * xi * xi);
+                        float grad = si + 2 * xi * si * (1 - si) * GeluTanh.Sqrt2OverPi * (1 + 3 * GeluTanh.C * xi * xi);
                         ds[i] = grad * gs[i];
                     }
                     break;
