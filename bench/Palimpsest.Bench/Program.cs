@@ -7,7 +7,8 @@ namespace Palimpsest.Bench;
 
 /// <summary>
 /// ./build.sh bench -- --filter '*Gemm*'   (any BenchmarkDotNet switch works after --);
-/// ./build.sh bench -- scale MODEL         (one model at its real size, see <see cref="ScaleRun"/>).
+/// ./build.sh bench -- scale MODEL         (one model at its real size, see <see cref="ScaleRun"/>);
+/// ./build.sh bench -- versus [ROUNDS]     (GPT-2 small against ONNX Runtime, interleaved, see <see cref="VersusRun"/>).
 /// Default job: 1 launch, 3 warm-up and 7 measured iterations; medians and minima reported, plus
 /// GFLOP/s for benchmarks whose parameter names a GEMM shape.
 /// </summary>
@@ -18,6 +19,7 @@ public static class Program
         // build.sh forwards "-- --filter ..." verbatim, so dotnet run hands us the second "--".
         if (args.Length > 0 && args[0] == "--") args = args[1..];
         if (args.Length > 0 && args[0] == "scale") return ScaleRun.Run(args[1..]);
+        if (args.Length > 0 && args[0] == "versus") return VersusRun.Run(args[1..]);
         var job = Job.Default.WithLaunchCount(1).WithWarmupCount(3).WithIterationCount(7).WithId("Short7");
         var config = DefaultConfig.Instance
             .AddJob(job)

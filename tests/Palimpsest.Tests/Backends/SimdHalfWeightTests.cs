@@ -96,6 +96,36 @@ public class SimdHalfWeightTests(ITestOutputHelper output) : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Linear3_of_one_token_over_side_by_side_16bit_views_is_one_product_equal_to_three(bool stored)
+    {
+        // q, k, v as GPT-2's c_attn holds them (columns of one [K, n] matrix) or as three transposed
+        // [out, in] blocks one after the other; unequal widths (grouped k, v) and widths off the vector size
+        using var b = new SimdBackend();
+        var rng = new Random(stored ? 2 : 1);
+        int k = 37, n0 = 45, n1 = 21, n2 = 19, n = n0 + n1 + n2;
+        var h = SimdHalfTensor.Round(Rand(rng, k * n), stored ? [n, k] : [k, n], DType.BF16);
+        var w = stored ? h.TransposeView() : h; // [k, n]
+        var (w0, w1, w2) = (w.ColumnsView(0, n0), w.ColumnsView(n0, n1), w.ColumnsView(n0 + n1, n2));
+        var x = b.FromHost(Rand(rng, k), 1, k);
+        var (b0, b2) = (b.FromHost(Rand(rng, n0), n0), b.FromHost(Rand(rng, n2), n2));
+        Palimpsest.Backends.IFusedLinear fused = b;
+        var got = new[] { b.Zeros(1, n0), b.Zeros(1, n1), b.Zeros(1, n2) };
+        var want = new[] { b.Zeros(1, n0), b.Zeros(1, n1), b.Zeros(1, n2) };
+        fused.Linear3(x, w0, b0, got[0], w1, null, got[1], w2, b2, got[2]);
+        Assert.Equal(1, b.AdjacentLinear3Runs);
+        Palimpsest.Backends.ComposedLinear.Linear3(b, x, w0, b0, want[0], w1, null, want[1], w2, b2, want[2]);
+        for (int i = 0; i < 3; i++) AssertClose(b, got[i], want[i], 1e-6, $"Linear3 output {i}, stored-transposed={stored}");
+        // views that are not side by side (k and v swapped), or two rows: three products as before
+        fused.Linear3(x, w0, b0, got[0], w2, null, got[2], w1, null, got[1]);
+        var x2 = b.FromHost(Rand(rng, 2 * k), 2, k);
+        var two = new[] { b.Zeros(2, n0), b.Zeros(2, n1), b.Zeros(2, n2) };
+        fused.Linear3(x2, w0, null, two[0], w1, null, two[1], w2, null, two[2]);
+        Assert.Equal(1, b.AdjacentLinear3Runs);
+    }
+
     [Fact]
     public void Embed_ToHost_and_column_views_read_the_widened_values()
     {
@@ -163,6 +193,31 @@ public class SimdHalfWeightTests(ITestOutputHelper output) : IDisposable
         var got = Logits(model, ids); var want = Logits(refModel, ids); var wide = Logits(f32Model, ids);
         AssertClose(got, want, 1e-4, $"{arch} {dtype}: 16-bit SimdBackend vs float64 reference");
         AssertClose(got, wide, 1e-5, $"{arch} {dtype}: 16-bit SimdBackend vs float32 SimdBackend (widened weights)");
+    }
+
+    [Theory]
+    [InlineData("BF16")]
+    [InlineData("F16")]
+    public void A_16bit_gpt2_decodes_q_k_v_in_one_product_and_matches_the_float64_reference(string dtype)
+    {
+        string dir = Checkpoint(Gpt2Json, dtype);
+        using var simd = new SimdBackend();
+        using var model = Model.Load(dir, simd);
+        using var reference = new Palimpsest.Backends.Cpu.ReferenceBackend();
+        using var refModel = Model.Load(dir, reference);
+        int[] ids = [1, 7, 30, 2, 11, 5, 0];
+        var want = Logits(refModel, ids);
+        int vocab = model.Config.Vocab;
+        using var tf = new Transformer(model);
+        using var cache = new KvCache(model, ids.Length);
+        for (int t = 0; t < ids.Length; t++)
+        {
+            using var r = tf.Forward([ids[t]], null, cache); // one token at a time: the decode's M = 1
+            var got = new double[vocab];
+            simd.ToHost(r.Logits, got);
+            AssertClose(got, want.AsSpan(t * vocab, vocab).ToArray(), 1e-4, $"{dtype} gpt2, token {t} decoded alone vs the float64 reference's row");
+        }
+        Assert.Equal(ids.Length * model.Config.Layers, simd.AdjacentLinear3Runs);
     }
 
     [Fact]

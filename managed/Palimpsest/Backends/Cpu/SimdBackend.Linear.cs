@@ -39,6 +39,59 @@ public sealed partial class SimdBackend
         return true;
     }
 
+    // One decode step's q, k, v products as one GEMV over the checkpoint tensor they are views of.
+    private float[] _adjacentRow = [];
+
+    /// <summary>Whether <see cref="Linear3Adjacent"/> may run (tests and benchmarks compare it with three GEMVs).</summary>
+    internal bool AdjacentLinear3 { get; set; } = true;
+
+    /// <summary>How many times <see cref="Linear3Adjacent"/> ran (tests check that a model takes it).</summary>
+    internal long AdjacentLinear3Runs { get; private set; }
+
+    /// <summary>
+    /// q, k, v of one token (x [1, K]) as one GEMV when their weights are 16-bit views, read in place,
+    /// of one tensor that holds them side by side (GPT-2's c_attn [K, 3d], read as three [K, d] views
+    /// with row stride 3d; or three transposed views one after the other): y [1, n0 + n1 + n2] = x · [w0 w1 w2],
+    /// then split and biased. Three GEMVs each read a third of every row of the tensor (short strided
+    /// stretches the prefetchers follow badly: GPT-2's q, k and v in bf16 ran at 9–16 GB/s); one reads
+    /// the rows whole, once. Same products, each element's sum over k in the same order (the GEMV splits
+    /// k, not the columns). False, with nothing computed or counted, for anything else.
+    /// </summary>
+    private unsafe bool Linear3Adjacent(Tensor x, Tensor w0, Tensor? b0, Tensor y0, Tensor w1, Tensor? b1, Tensor y1, Tensor w2, Tensor? b2, Tensor y2)
+    {
+        if (w0 is not SimdHalfTensor { Promoted: null } h0 || w1 is not SimdHalfTensor { Promoted: null } h1
+            || w2 is not SimdHalfTensor { Promoted: null } h2 || x.Rows != 1 || !AdjacentLinear3) return false;
+        if (h1.Kind != h0.Kind || h2.Kind != h0.Kind || h1.Transposed != h0.Transposed || h2.Transposed != h0.Transposed
+            || h1.Ld != h0.Ld || h2.Ld != h0.Ld) return false;
+        var (m, n0, k) = OpShapes.MatMul(x, false, w0, false, y0);
+        var (_, n1, _) = OpShapes.MatMul(x, false, w1, false, y1);
+        var (_, n2, _) = OpShapes.MatMul(x, false, w2, false, y2);
+        int n = n0 + n1 + n2, ld = h0.Ld;
+        bool trans = h0.Transposed;
+        // side by side: the next view starts where this one's columns (rows, when transposed) end
+        long step0 = trans ? (long)n0 * ld : n0, step1 = trans ? (long)n1 * ld : n1;
+        if (m != 1 || k == 0 || h1.Start != h0.Start + step0 || h2.Start != h1.Start + step1 || (!trans && n > ld)) return false;
+        CheckBias(b0, n0, y0); CheckBias(b1, n1, y1); CheckBias(b2, n2, y2);
+        Gate?.Pass(); Gate?.Pass(); Gate?.Pass(); // one pass per product, as three MatMuls would give
+        if (_adjacentRow.Length < n) _adjacentRow = new float[n];
+        long span = trans ? (long)(n - 1) * ld + k : (long)(k - 1) * ld + n;
+        var y = _adjacentRow.AsSpan(0, n);
+        Gemm.SgemmHalf(false, trans, 1, n, k, R(x), x.Cols, new ReadOnlySpan<ushort>(h0.Start, checked((int)span)), ld, h0.Kind, y, n, false,
+            Gemm.DefaultKernel, _workers.Threads, _workers);
+        Split(y[..n0], b0, y0);
+        Split(y.Slice(n0, n1), b1, y1);
+        Split(y.Slice(n0 + n1, n2), b2, y2);
+        AdjacentLinear3Runs++;
+        return true;
+
+        static void Split(ReadOnlySpan<float> part, Tensor? bias, Tensor dst)
+        {
+            var d = F(dst).AsSpan(0, part.Length);
+            if (bias is null) part.CopyTo(d);
+            else System.Numerics.Tensors.TensorPrimitives.Add(part, R(bias).AsSpan(0, part.Length), d);
+        }
+    }
+
     private static void CheckBias(Tensor? b, int n, Tensor y)
     {
         if (b is not null && b.Length != n) throw new ArgumentException($"Linear: bias {b} does not match {y}");
@@ -64,6 +117,7 @@ public sealed partial class SimdBackend
     void IFusedLinear.Linear3(Tensor x, Tensor w0, Tensor? b0, Tensor y0, Tensor w1, Tensor? b1, Tensor y1, Tensor w2, Tensor? b2, Tensor y2)
     {
         if (Linear3Shared(x, w0, b0, y0, w1, b1, y1, w2, b2, y2)) return;
+        if (Linear3Adjacent(x, w0, b0, y0, w1, b1, y1, w2, b2, y2)) return;
         MatMulWithEpilogue(x, w0, y0, b0, null, null, null);
         MatMulWithEpilogue(x, w1, y1, b1, null, null, null);
         MatMulWithEpilogue(x, w2, y2, b2, null, null, null);

@@ -71,6 +71,9 @@ public sealed unsafe class SimdHalfTensor : Tensor
     /// <summary>The 16-bit storage (the original, also after promotion).</summary>
     internal ReadOnlySpan<ushort> Bits => new(_bits, _storageLength);
 
+    /// <summary>The first stored element (that of canonical (0, 0)); views of one checkpoint tensor compare by it.</summary>
+    internal ushort* Start => _bits;
+
     /// <summary>The float32 copy [R, C] an edit wrote (null while the weight is its 16-bit original).</summary>
     public float[]? Promoted { get; private set; }
 
