@@ -23,6 +23,9 @@ load "torch (default OpenMP wait policy)"
 /usr/bin/python3 bench/peers/torch_cpu.py --threads 2 > "$out/torch-default-omp.txt" 2>&1
 load "engine + onnxruntime gpt2"
 ./build.sh bench -- --filter '*Gpt2*' --artifacts "$out/bdn-gpt2" > "$out/engine-gpt2.log" 2>&1
+load "engine and onnxruntime interleaved (versus)"
+./build.sh bench -- versus 20 > "$out/versus.txt" 2>&1
 load "done"
 grep -h -E '^\|' "$out"/bdn-*/results/*-report-github.md || true
 cat "$out/torch.txt"
+tail -13 "$out/versus.txt"

@@ -35,7 +35,7 @@ public sealed class HfTokenizerFileTests : IDisposable
         return dir;
     }
 
-    private static readonly string[] FixedTexts =
+    internal static readonly string[] FixedTexts =
     [
         "The mother tongue of Danielle Darrieux is",
         "the and in on 'll's",
@@ -50,7 +50,7 @@ public sealed class HfTokenizerFileTests : IDisposable
     ];
 
     /// <summary>Random texts from fragments that hit each regex branch, merge and added token.</summary>
-    private static IEnumerable<string> RandomTexts(IReadOnlyList<string> added, int count, int seed)
+    internal static IEnumerable<string> RandomTexts(IReadOnlyList<string> added, int count, int seed)
     {
         string[] parts = ["the", " the", "The", "he", " and", "an", "in", " in", "'s", "'LL", "'m", " ", "  ", "\n", "\r\n", "\n\n", "\t",
             "123", "4567", "9", "é", "te\u0301", " teé", "$", "$the", "!?", ".", " xyz", "xyz", "🙂", "日本", "Ünï", " on", "ll", ..added];

@@ -26,7 +26,12 @@ internal static class TinyHfTokenizers
     /// <summary>A vocabulary token no merge sequence builds: only ignore_merges turns " xyz" into it.</summary>
     public const string Unreachable = "Ġxyz";
 
-    public const int FirstAdded = 300;
+    /// <summary>
+    /// The first added token's id: right after the vocabulary (256 bytes, 27 merges, <see cref="Unreachable"/>), as in
+    /// the files models ship. Hugging Face numbers added tokens on from the vocabulary's size whatever ids the file
+    /// gives them (and warns when they differ); we read the file's ids, so a gap would make the two disagree.
+    /// </summary>
+    public const int FirstAdded = 284;
 
     public static readonly string[] Llama3Added = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|start_header_id|>"];
     public const int Llama3Bos = FirstAdded, Llama3Eos = FirstAdded + 1, Llama3Eot = FirstAdded + 2;
@@ -45,7 +50,7 @@ internal static class TinyHfTokenizers
     }
 
     /// <summary>Llama 3's layout: Split(regex) + ByteLevel, ignore_merges, post_processor adding &lt;|begin_of_text|&gt;.</summary>
-    public static JsonObject Llama3() => ByteLevelJson(Llama3Regex, Llama3Added, normalizer: null, ignoreMerges: true,
+    public static JsonObject Llama3() => ByteLevelJson(Llama3Regex, Llama3Added, normalizer: null, ignoreMerges: true, decoderFlags: true,
         postProcessor: new JsonObject
         {
             ["type"] = "Sequence",
@@ -55,7 +60,7 @@ internal static class TinyHfTokenizers
         });
 
     /// <summary>Qwen2's layout: NFC normaliser, Split(regex) + ByteLevel, no BOS (ByteLevel post-processor).</summary>
-    public static JsonObject Qwen2() => ByteLevelJson(Qwen2Regex, Qwen2Added, normalizer: new JsonObject { ["type"] = "NFC" }, ignoreMerges: false,
+    public static JsonObject Qwen2() => ByteLevelJson(Qwen2Regex, Qwen2Added, normalizer: new JsonObject { ["type"] = "NFC" }, ignoreMerges: false, decoderFlags: false,
         postProcessor: new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = false, ["trim_offsets"] = false, ["use_regex"] = false });
 
     public static JsonObject Template(string bos, int id) => new()
@@ -67,7 +72,7 @@ internal static class TinyHfTokenizers
         ["special_tokens"] = new JsonObject { [bos] = new JsonObject { ["id"] = bos, ["ids"] = new JsonArray(id), ["tokens"] = new JsonArray(bos) } },
     };
 
-    private static JsonObject ByteLevelJson(string regex, string[] added, JsonObject? normalizer, bool ignoreMerges, JsonObject postProcessor)
+    private static JsonObject ByteLevelJson(string regex, string[] added, JsonObject? normalizer, bool ignoreMerges, bool decoderFlags, JsonObject postProcessor)
     {
         // Llama 3's file writes null for the affixes, Qwen2's (and GPT-2's) "".
         JsonNode? affix = ignoreMerges ? null : "";
@@ -76,6 +81,8 @@ internal static class TinyHfTokenizers
         return new JsonObject
         {
             ["version"] = "1.0",
+            ["truncation"] = null,
+            ["padding"] = null,
             ["added_tokens"] = AddedTokens(added),
             ["normalizer"] = normalizer,
             ["pre_tokenizer"] = new JsonObject
@@ -86,7 +93,8 @@ internal static class TinyHfTokenizers
                     new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = false, ["trim_offsets"] = true, ["use_regex"] = false }),
             },
             ["post_processor"] = postProcessor,
-            ["decoder"] = new JsonObject { ["type"] = "ByteLevel" },
+            // Llama 3's file sets the three flags true, Qwen2's false (Hugging Face's reader requires them)
+            ["decoder"] = new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = decoderFlags, ["trim_offsets"] = decoderFlags, ["use_regex"] = decoderFlags },
             ["model"] = new JsonObject
             {
                 ["type"] = "BPE", ["dropout"] = null, ["unk_token"] = null, ["continuing_subword_prefix"] = affix, ["end_of_word_suffix"] = affix?.DeepClone(),
@@ -129,6 +137,16 @@ internal static class TinyHfTokenizers
             ["pre_tokenizer"] = prependScheme == "llama2" ? null
                 : new JsonObject { ["type"] = "Metaspace", ["replacement"] = "\u2581", ["prepend_scheme"] = prependScheme, ["split"] = false },
             ["post_processor"] = Template("<s>", TinySentencePiece.Bos),
+            // as the converter writes it: "▁" back to spaces, byte pieces to bytes, and (with a prepended "▁") the first space dropped
+            ["decoder"] = new JsonObject
+            {
+                ["type"] = "Sequence",
+                ["decoders"] = new JsonArray(
+                    new JsonObject { ["type"] = "Replace", ["pattern"] = new JsonObject { ["String"] = "\u2581" }, ["content"] = " " },
+                    new JsonObject { ["type"] = "ByteFallback" },
+                    new JsonObject { ["type"] = "Fuse" },
+                    new JsonObject { ["type"] = "Strip", ["content"] = " ", ["start"] = 1, ["stop"] = 0 }),
+            },
             ["model"] = new JsonObject
             {
                 ["type"] = "BPE", ["dropout"] = null, ["unk_token"] = "<unk>", ["continuing_subword_prefix"] = null, ["end_of_word_suffix"] = null,
