@@ -9,13 +9,16 @@ namespace Palimpsest.Bench;
 /// interleaved in one process, with <see cref="StreamRead"/> beside them. BenchmarkDotNet runs one
 /// benchmark after another, and this machine's memory bandwidth and clock drift by ±15 % over
 /// minutes, so a ratio of two of its medians also measures the drift. Here each round times every
-/// contender once, in an order that alternates round by round (engine first, then ONNX Runtime first),
+/// contender once, after 200 ms of idle cores, in an order that alternates round by round (engine first, then ONNX Runtime first),
 /// so drift lands on both sides of each ratio; the ratio reported is the median over rounds of each
 /// round's own ratio, beside the medians and minima. Same work as the BenchmarkDotNet classes (it
 /// calls them): a prefill is 1×128 with logits for all 128 rows; a decode is 32 steps, reported per token.
 /// </summary>
 public static class VersusRun
 {
+    /// <summary>Pause before each timed contender, so that threads the previous one left spinning have parked.</summary>
+    private const int QuietMs = 200;
+
     public static int Run(string[] args)
     {
         int rounds = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 15;
@@ -46,7 +49,14 @@ public static class VersusRun
             {
                 var order = Enumerable.Range(0, contenders.Length).ToArray();
                 if (r % 2 == 1) (order[0], order[1], order[2], order[3]) = (order[1], order[0], order[3], order[2]);
-                foreach (int i in order) times[i].Add(contenders[i].Time());
+                foreach (int i in order)
+                {
+                    // ONNX Runtime's pool threads spin on after a run; a contender started at once shares the
+                    // cores with them (the engine's prefill right after ORT's read 190–238 ms, right after the
+                    // streaming read 164–175, in one run). Each starts from idle cores.
+                    Thread.Sleep(QuietMs);
+                    times[i].Add(contenders[i].Time());
+                }
                 Console.WriteLine($"round {r + 1,2}: " + string.Join("  ", contenders.Select((c, i) => $"{c.Name} {times[i][^1]:0.00}")));
             }
             Console.WriteLine($"load after: {File.ReadAllText("/proc/loadavg").Trim()}");
