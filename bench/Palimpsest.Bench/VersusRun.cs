@@ -41,7 +41,7 @@ public static class VersusRun
                 ("engine decode f32", () => DecodeMs(decode)),
                 ("ORT decode f32", () => OrtDecodeMs(ort)),
                 ("engine decode bf16", () => DecodeMs(bf16)),
-                ("stream read 1 GiB", () => Ms(() => StreamRead.Sum(stream))),
+                ("stream read 1 GiB", () => Ms(() => { StreamRead.Sum(stream); })),
             };
             foreach (var c in contenders) { c.Time(); c.Time(); } // warm-up: JIT tiers, packed copies, thread pools
             var times = contenders.Select(_ => new List<double>()).ToArray();
@@ -82,13 +82,6 @@ public static class VersusRun
     {
         var sw = Stopwatch.StartNew();
         a();
-        return sw.Elapsed.TotalMilliseconds;
-    }
-
-    private static double Ms(Func<float> f)
-    {
-        var sw = Stopwatch.StartNew();
-        f();
         return sw.Elapsed.TotalMilliseconds;
     }
 

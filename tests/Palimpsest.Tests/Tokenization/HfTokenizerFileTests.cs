@@ -23,8 +23,8 @@ public sealed class HfTokenizerFileTests : IDisposable
     public void Dispose() => Directory.Delete(_tmp, recursive: true);
 
     /// <summary>The llama fixture's config with room for the tiny tokenizers' ids and no EOS of its own.</summary>
-    private static ModelConfig Config(int? eos = null) =>
-        ModelConfig.Load(Path.Combine(AppContext.BaseDirectory, "fixtures", "llama", "config.json")) with { Vocab = 512, EosTokenId = eos };
+    internal static ModelConfig Config(int? eos = null, int vocab = 512) =>
+        ModelConfig.Load(Path.Combine(AppContext.BaseDirectory, "fixtures", "llama", "config.json")) with { Vocab = vocab, EosTokenId = eos };
 
     private string Folder(JsonObject tokenizerJson, string? tokenizerConfig = null, bool sentencePiece = false)
     {

@@ -1,6 +1,5 @@
 using System.Runtime.InteropServices;
 using System.Text.Json.Nodes;
-using Palimpsest.Models;
 using Palimpsest.Tokenization;
 
 namespace Palimpsest.Tests.Tokenization;
@@ -24,8 +23,7 @@ public sealed class HfTokenizersOracleTests : IDisposable
     [MemberData(nameof(Families))]
     public void Ids_and_texts_equal_Hugging_Face_tokenizers_on_fixed_and_random_texts(string family)
     {
-        Assert.SkipUnless(OperatingSystem.IsLinux() && RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.X64,
-            "the tests reference Hugging Face tokenizers' native library for linux-x64 only");
+        SkipOffLinuxX64();
         JsonObject json = family switch
         {
             "llama3" => TinyHfTokenizers.Llama3(),
@@ -34,17 +32,12 @@ public sealed class HfTokenizersOracleTests : IDisposable
         };
         string dir = Directory.CreateDirectory(Path.Combine(_tmp, family)).FullName;
         TinyHfTokenizers.Write(dir, json);
-        var config = ModelConfig.Load(Path.Combine(AppContext.BaseDirectory, "fixtures", "llama", "config.json")) with { Vocab = 512 };
-        var ours = TokenizerFactory.ForModel(dir, config);
+        var ours = TokenizerFactory.ForModel(dir, HfTokenizerFileTests.Config());
         using var hf = new Tokenizers.DotNet.Tokenizer(Path.Combine(dir, "tokenizer.json"));
-        string[] added = family switch
-        {
-            "llama3" => TinyHfTokenizers.Llama3Added,
-            "qwen2" => TinyHfTokenizers.Qwen2Added,
-            _ => ["<unk>", "<s>", "</s>", "[INST]", "[/INST]"],
-        };
         Assert.Equal(TinyHfTokenizers.FirstAdded, TinyHfTokenizers.ByteLevelVocab().Count); // added ids follow the vocabulary, as shipped files have them
-        var special = json["added_tokens"]!.AsArray().Select(t => (int)t!["id"]!).ToHashSet();
+        var addedTokens = json["added_tokens"]!.AsArray();
+        string[] added = [.. addedTokens.Select(t => (string)t!["content"]!)];
+        var special = addedTokens.Select(t => (int)t!["id"]!).ToHashSet();
         int compared = 0;
         foreach (var text in HfTokenizerFileTests.FixedTexts.Concat(HfTokenizerFileTests.RandomTexts(added, 500, seed: family.Length)))
         {
@@ -52,7 +45,7 @@ public sealed class HfTokenizersOracleTests : IDisposable
             var raw = hf.Encode(text);
             var theirs = raw.Select(x => (int)x).ToArray();
             var mine = ours.EncodePrompt(text);
-            Assert.True(theirs.SequenceEqual(mine), $"{family} \"{Escape(text)}\": Hugging Face [{string.Join(", ", theirs)}], ours [{string.Join(", ", mine)}]");
+            AssertSameIds(family, text, theirs, mine);
             // Tokenizers.DotNet decodes with skip_special_tokens; ours keeps them (transformers' default), so compare without
             var plain = mine.Where(id => !special.Contains(id)).ToArray();
             Assert.True(hf.Decode(raw) == ours.Decode(plain), $"{family} \"{Escape(text)}\": Hugging Face decodes \"{Escape(hf.Decode(raw))}\", ours \"{Escape(ours.Decode(plain))}\"");
@@ -71,8 +64,7 @@ public sealed class HfTokenizersOracleTests : IDisposable
     [Fact]
     public void A_real_100k_vocabulary_in_Llama_3s_layout_gives_Hugging_Faces_ids()
     {
-        Assert.SkipUnless(OperatingSystem.IsLinux() && RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.X64,
-            "the tests reference Hugging Face tokenizers' native library for linux-x64 only");
+        SkipOffLinuxX64();
         var ranks = Cl100kRanks();
         Assert.Equal(100256, ranks.Count);
         var map = TinyBpe.ByteToUnicode();
@@ -94,8 +86,7 @@ public sealed class HfTokenizersOracleTests : IDisposable
         json["post_processor"]!["processors"]![1] = TinyHfTokenizers.Template("<|begin_of_text|>", ranks.Count);
         string dir = Directory.CreateDirectory(Path.Combine(_tmp, "cl100k-llama3")).FullName;
         TinyHfTokenizers.Write(dir, json);
-        var config = ModelConfig.Load(Path.Combine(AppContext.BaseDirectory, "fixtures", "llama", "config.json")) with { Vocab = ranks.Count + 4 };
-        var ours = TokenizerFactory.ForModel(dir, config);
+        var ours = TokenizerFactory.ForModel(dir, HfTokenizerFileTests.Config(vocab: ranks.Count + TinyHfTokenizers.Llama3Added.Length));
         using var hf = new Tokenizers.DotNet.Tokenizer(Path.Combine(dir, "tokenizer.json"));
         string[] texts =
         [
@@ -111,7 +102,7 @@ public sealed class HfTokenizersOracleTests : IDisposable
         {
             var theirs = hf.Encode(text).Select(x => (int)x).ToArray();
             var mine = ours.EncodePrompt(text);
-            Assert.True(theirs.SequenceEqual(mine), $"cl100k in Llama 3's layout \"{Escape(text)}\": Hugging Face [{string.Join(", ", theirs)}], ours [{string.Join(", ", mine)}]");
+            AssertSameIds("cl100k in Llama 3's layout", text, theirs, mine);
             if (mine.Any(id => id > 1000 && id < ranks.Count)) multiTokenWords++;
         }
         Assert.True(multiTokenWords > texts.Length / 2, $"only {multiTokenWords} of {texts.Length} texts used a merged token above id 1000");
@@ -159,6 +150,13 @@ public sealed class HfTokenizersOracleTests : IDisposable
             return h.ToHashCode();
         }
     }
+
+    private static void SkipOffLinuxX64() =>
+        Assert.SkipUnless(OperatingSystem.IsLinux() && RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.X64,
+            "the tests reference Hugging Face tokenizers' native library for linux-x64 only");
+
+    private static void AssertSameIds(string what, string text, int[] theirs, int[] mine) =>
+        Assert.True(theirs.SequenceEqual(mine), $"{what} \"{Escape(text)}\": Hugging Face [{string.Join(", ", theirs)}], ours [{string.Join(", ", mine)}]");
 
     private static string Escape(string s) => s.Replace("\r", "\\r").Replace("\n", "\\n").Replace("\t", "\\t");
 }

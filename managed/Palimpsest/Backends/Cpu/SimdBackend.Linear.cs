@@ -63,14 +63,14 @@ public sealed partial class SimdBackend
             || w2 is not SimdHalfTensor { Promoted: null } h2 || x.Rows != 1 || !AdjacentLinear3) return false;
         if (h1.Kind != h0.Kind || h2.Kind != h0.Kind || h1.Transposed != h0.Transposed || h2.Transposed != h0.Transposed
             || h1.Ld != h0.Ld || h2.Ld != h0.Ld) return false;
-        var (m, n0, k) = OpShapes.MatMul(x, false, w0, false, y0);
+        var (_, n0, k) = OpShapes.MatMul(x, false, w0, false, y0); // one row: x.Rows is 1
         var (_, n1, _) = OpShapes.MatMul(x, false, w1, false, y1);
         var (_, n2, _) = OpShapes.MatMul(x, false, w2, false, y2);
         int n = n0 + n1 + n2, ld = h0.Ld;
         bool trans = h0.Transposed;
         // side by side: the next view starts where this one's columns (rows, when transposed) end
         long step0 = trans ? (long)n0 * ld : n0, step1 = trans ? (long)n1 * ld : n1;
-        if (m != 1 || k == 0 || h1.Start != h0.Start + step0 || h2.Start != h1.Start + step1 || (!trans && n > ld)) return false;
+        if (k == 0 || h1.Start != h0.Start + step0 || h2.Start != h1.Start + step1 || (!trans && n > ld)) return false;
         CheckBias(b0, n0, y0); CheckBias(b1, n1, y1); CheckBias(b2, n2, y2);
         Gate?.Pass(); Gate?.Pass(); Gate?.Pass(); // one pass per product, as three MatMuls would give
         if (_adjacentRow.Length < n) _adjacentRow = new float[n];
